@@ -1,0 +1,1 @@
+//! rds-csi: the CSI driver.
