@@ -1,0 +1,126 @@
+//! `where` evaluation over printed items. A property an item does not print (an unexported disk's
+//! `nvme-tcp-server-nqn`, say) is absent: it equals nothing and is not "set".
+
+use super::ExecError;
+use crate::routeros::format::{Item, Value};
+use crate::routeros::script::{CmpOp, Expr};
+use std::cmp::Ordering;
+
+pub fn select(items: &[Item], expr: Option<&Expr>) -> Result<Vec<Item>, ExecError> {
+    let mut out = Vec::new();
+    for item in items {
+        if expr.map_or(Ok(true), |e| eval(item, e))? {
+            out.push(item.clone());
+        }
+    }
+    Ok(out)
+}
+
+fn eval(item: &Item, expr: &Expr) -> Result<bool, ExecError> {
+    Ok(match expr {
+        Expr::And(a, b) => eval(item, a)? && eval(item, b)?,
+        Expr::Or(a, b) => eval(item, a)? || eval(item, b)?,
+        Expr::Not(a) => !eval(item, a)?,
+        Expr::Truthy(prop) => match lookup(item, prop) {
+            None => false,
+            Some(Value::Bool(b)) => b,
+            Some(Value::Str(s)) => !s.is_empty(),
+            Some(_) => true,
+        },
+        Expr::Compare {
+            prop,
+            op,
+            value,
+            opaque,
+        } => {
+            if *opaque {
+                return Ok(false);
+            }
+            let Some(actual) = lookup(item, prop) else {
+                return Ok(false);
+            };
+            compare(&actual, *op, value)?
+        }
+    })
+}
+
+fn lookup(item: &Item, prop: &str) -> Option<Value> {
+    match prop {
+        ".id" => Some(Value::Bare(super::id_text(item.id))),
+        "comment" => Some(Value::Str(item.comment.clone().unwrap_or_default())),
+        _ => item
+            .props
+            .iter()
+            .find(|(n, _)| *n == prop)
+            .map(|(_, v)| v.clone()),
+    }
+}
+
+fn compare(actual: &Value, op: CmpOp, wanted: &str) -> Result<bool, ExecError> {
+    if op == CmpOp::Regex {
+        let text = raw(actual);
+        let re = regex::Regex::new(wanted)
+            .map_err(|_| ExecError("failure: invalid regular expression".into()))?;
+        return Ok(re.is_match(&text));
+    }
+    let ord = match actual {
+        Value::Num(n) | Value::Int(n) | Value::Size(n) => match wanted.parse::<u64>() {
+            Ok(w) => n.cmp(&w),
+            Err(_) => return Ok(op == CmpOp::Ne),
+        },
+        Value::Percent(p) => match wanted.trim_end_matches('%').parse::<u64>() {
+            Ok(w) => u64::from(*p).cmp(&w),
+            Err(_) => return Ok(op == CmpOp::Ne),
+        },
+        Value::Bool(b) => {
+            let w = match wanted {
+                "yes" | "true" => true,
+                "no" | "false" => false,
+                _ => return Ok(op == CmpOp::Ne),
+            };
+            b.cmp(&w)
+        }
+        Value::Str(s) | Value::Bare(s) => s.as_str().cmp(wanted),
+    };
+    Ok(match op {
+        CmpOp::Eq => ord == Ordering::Equal,
+        CmpOp::Ne => ord != Ordering::Equal,
+        CmpOp::Lt => ord == Ordering::Less,
+        CmpOp::Gt => ord == Ordering::Greater,
+        CmpOp::Le => ord != Ordering::Greater,
+        CmpOp::Ge => ord != Ordering::Less,
+        CmpOp::Regex => unreachable!("handled above"),
+    })
+}
+
+/// A value as `as-value` would hold it, for regex matching.
+fn raw(v: &Value) -> String {
+    match v {
+        Value::Str(s) | Value::Bare(s) => s.clone(),
+        Value::Bool(b) => if *b { "true" } else { "false" }.into(),
+        Value::Num(n) | Value::Int(n) | Value::Size(n) => n.to_string(),
+        Value::Percent(p) => p.to_string(),
+    }
+}
+
+/// A canonical text of an expression, for the command log.
+pub fn describe(expr: &Expr) -> String {
+    match expr {
+        Expr::And(a, b) => format!("({} and {})", describe(a), describe(b)),
+        Expr::Or(a, b) => format!("({} or {})", describe(a), describe(b)),
+        Expr::Not(a) => format!("!{}", describe(a)),
+        Expr::Truthy(p) => p.clone(),
+        Expr::Compare { prop, op, value, .. } => {
+            let op = match op {
+                CmpOp::Eq => "=",
+                CmpOp::Ne => "!=",
+                CmpOp::Lt => "<",
+                CmpOp::Gt => ">",
+                CmpOp::Le => "<=",
+                CmpOp::Ge => ">=",
+                CmpOp::Regex => "~",
+            };
+            format!("{prop}{op}{}", serde_json::to_string(value).unwrap_or_default())
+        }
+    }
+}

@@ -1,0 +1,221 @@
+//! Store records → printable items, in RouterOS's property order (REFERENCE.md §6.3).
+
+use super::{Engine, ExecError};
+use crate::routeros::format::{FlagDef, Item, Value};
+use crate::store::{Disk, FileKind, Store};
+
+/// Internal id of the pool disk; file disks get ids from the state's counter.
+pub const POOL_ID: u32 = 1;
+
+static DISK_FLAGS: &[FlagDef] = &[
+    FlagDef {
+        letter: 'X',
+        name: "DISABLED",
+        group: 0,
+    },
+    FlagDef {
+        letter: 'B',
+        name: "BLOCK-DEVICE",
+        group: 1,
+    },
+    FlagDef {
+        letter: 'M',
+        name: "MOUNTED",
+        group: 2,
+    },
+    FlagDef {
+        letter: 'r',
+        name: "RAID-MEMBER",
+        group: 3,
+    },
+    FlagDef {
+        letter: 't',
+        name: "NVME-TCP-EXPORT",
+        group: 4,
+    },
+];
+
+pub fn disk_flags() -> &'static [FlagDef] {
+    DISK_FLAGS
+}
+
+pub fn flag_defs(path: &str) -> &'static [FlagDef] {
+    match path {
+        "disk" => DISK_FLAGS,
+        _ => &[],
+    }
+}
+
+/// Every `/disk` item: the pool first, then the file disks in creation order.
+pub fn disk_items(engine: &Engine) -> Vec<Item> {
+    let store = &engine.store;
+    let mut items = vec![pool_item(store, engine.pool_full)];
+    items.extend(
+        store
+            .state
+            .disks
+            .iter()
+            .enumerate()
+            .map(|(i, d)| disk_item(i + 1, d)),
+    );
+    items
+}
+
+fn pool_item(store: &Store, full: bool) -> Item {
+    let size = store.pool.size;
+    let free = store.pool_free(full);
+    let used_pct = if size == 0 {
+        0
+    } else {
+        ((size - free) as u128 * 100 / size as u128) as u8
+    };
+    // One inode per 16 KiB, as a plausible XFS figure; one used per file.
+    let total_inodes = size / 16_384;
+    let used_inodes = store.files().len() as u64;
+    let name = store.pool.name.clone();
+    Item {
+        index: 0,
+        id: POOL_ID,
+        flags: vec!['B', 'M'],
+        comment: None,
+        props: vec![
+            ("type", Value::Bare("raid".into())),
+            ("slot", Value::Str(name.clone())),
+            ("slot-default", Value::Str(String::new())),
+            ("parent", Value::Str(String::new())),
+            ("fs-label", Value::Str(name.clone())),
+            ("fs-uuid", Value::Str("40437dbc-2318-45dc-817b-b3bb95cf48ab".into())),
+            ("fs", Value::Bare("xfs".into())),
+            ("model", Value::Str("RAID0 striped".into())),
+            ("size", Value::Num(size)),
+            ("free", Value::Num(free)),
+            ("total-inodes", Value::Num(total_inodes)),
+            ("free-inodes", Value::Num(total_inodes.saturating_sub(used_inodes))),
+            ("use", Value::Percent(used_pct)),
+            ("mount-point", Value::Str(name)),
+            ("mount-filesystem", Value::Bool(true)),
+            ("mount-read-only", Value::Bool(false)),
+            ("compress", Value::Bool(false)),
+            ("sector-size", Value::Int(512)),
+            ("raid-type", Value::Int(0)),
+            ("raid-device-count", Value::Int(4)),
+            ("raid-max-component-size", Value::Bare("none".into())),
+            ("raid-chunk-size", Value::Bare("256K".into())),
+            ("raid-master", Value::Bare("none".into())),
+            ("state", Value::Str("clean".into())),
+            ("raid-uuid", Value::Str("eadca0af-ecff031c-239758ad-951a47de".into())),
+            ("nvme-tcp-export", Value::Bool(false)),
+            ("iscsi-export", Value::Bool(false)),
+            ("nfs-sharing", Value::Bool(false)),
+            ("smb-sharing", Value::Bool(false)),
+            ("media-sharing", Value::Bool(false)),
+            ("media-interface", Value::Bare("none".into())),
+            ("swap", Value::Bool(false)),
+        ],
+    }
+}
+
+pub fn disk_item(index: usize, d: &Disk) -> Item {
+    let path = format!("/{}", d.file_path);
+    let mut props = vec![
+        ("type", Value::Bare("file".into())),
+        ("slot", Value::Str(d.slot.clone())),
+        ("slot-default", Value::Str(String::new())),
+        ("parent", Value::Str(String::new())),
+        ("fs", Value::Bare("-".into())),
+        ("model", Value::Str(path.clone())),
+        ("size", Value::Num(d.file_size)),
+        ("mount-filesystem", Value::Bool(d.mount_filesystem)),
+        ("mount-read-only", Value::Bool(d.mount_read_only)),
+        ("compress", Value::Bool(d.compress)),
+        ("sector-size", Value::Int(512)),
+        ("raid-master", Value::Bare("none".into())),
+        ("nvme-tcp-export", Value::Bool(d.nvme_tcp_export)),
+    ];
+    if d.nvme_tcp_export {
+        props.extend([
+            ("nvme-tcp-server-port", Value::Int(u64::from(d.nvme_tcp_server_port))),
+            ("nvme-tcp-server-nqn", Value::Str(d.nvme_tcp_server_nqn.clone())),
+            (
+                "nvme-tcp-server-allow-host-name",
+                Value::Str(d.nvme_tcp_server_allow_host_name.clone()),
+            ),
+        ]);
+    }
+    props.extend([
+        ("iscsi-export", Value::Bool(false)),
+        ("nfs-sharing", Value::Bool(false)),
+        ("smb-sharing", Value::Bool(false)),
+        ("media-sharing", Value::Bool(false)),
+        ("media-interface", Value::Bare("none".into())),
+        ("swap", Value::Bool(false)),
+        ("file-path", Value::Bare(path)),
+        ("file-size", Value::Size(d.file_size)),
+        ("file-offset", Value::Int(d.file_offset)),
+    ]);
+    let mut flags = vec!['B'];
+    if d.nvme_tcp_export {
+        flags.push('t');
+    }
+    Item {
+        index,
+        id: d.id,
+        flags,
+        comment: d.comment.clone(),
+        props,
+    }
+}
+
+/// Every `/file` entry; ids follow list order, as RouterOS's do for files it finds on disk.
+pub fn file_items(store: &Store) -> Vec<Item> {
+    store
+        .files()
+        .into_iter()
+        .enumerate()
+        .map(|(i, f)| {
+            let mut props = vec![
+                ("name", Value::Bare(f.name.clone())),
+                ("type", Value::Bare(f.kind.type_text())),
+            ];
+            if matches!(f.kind, FileKind::File { .. }) {
+                props.push(("size", Value::Size(f.size)));
+            }
+            props.push(("last-modified", Value::Bare(f.last_modified.clone())));
+            Item {
+                index: i,
+                id: i as u32 + 1,
+                flags: Vec::new(),
+                comment: None,
+                props,
+            }
+        })
+        .collect()
+}
+
+/// A property's text as `as-value` holds it.
+pub fn prop_text(item: &Item, name: &str) -> Option<String> {
+    item.props.iter().find(|(n, _)| *n == name).map(|(_, v)| match v {
+        Value::Str(s) | Value::Bare(s) => s.clone(),
+        Value::Bool(b) => b.to_string(),
+        Value::Num(n) | Value::Int(n) | Value::Size(n) => n.to_string(),
+        Value::Percent(p) => p.to_string(),
+    })
+}
+
+/// Keeps only the properties `names` (comma-separated) lists.
+pub fn project(items: Vec<Item>, names: &str) -> Result<Vec<Item>, ExecError> {
+    let wanted: Vec<&str> = names.split(',').filter(|n| !n.is_empty()).collect();
+    if wanted.is_empty() {
+        return Err(ExecError("input does not match any value of proplist".into()));
+    }
+    Ok(items
+        .into_iter()
+        .map(|mut item| {
+            item.props.retain(|(n, _)| wanted.contains(n));
+            if !wanted.contains(&"comment") {
+                item.comment = None;
+            }
+            item
+        })
+        .collect())
+}

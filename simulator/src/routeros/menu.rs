@@ -1,0 +1,258 @@
+//! The menu tree rds-sim knows: which paths, verbs, parameters and properties exist, with their types.
+//! The parser resolves every word against this table, so an unknown word fails the way RouterOS
+//! fails and nothing is ever silently ignored.
+
+/// How an argument's text is read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ArgType {
+    /// Free text.
+    Str,
+    /// `yes`/`no` (and `true`/`false`).
+    Bool,
+    /// A byte count: digits with an optional binary suffix `K`, `M`, `G`, `T`.
+    Size,
+    /// A plain unsigned number.
+    Num,
+    /// One of a fixed set of words.
+    Enum(&'static [&'static str]),
+    /// One or more items: `[find …]`, `*HEX`, or an item's name.
+    Items,
+    /// A path in the `/file` tree.
+    Path,
+    /// A comma-separated list of property names.
+    Names,
+}
+
+/// One command of a menu.
+#[derive(Debug)]
+pub struct Verb {
+    pub name: &'static str,
+    /// Named parameters (`name=value`).
+    pub params: &'static [(&'static str, ArgType)],
+    /// Bare words that switch something on (`detail`, `once`).
+    pub switches: &'static [&'static str],
+    /// The unnamed parameter, if the verb takes one.
+    pub unnamed: Option<ArgType>,
+    /// Whether `where <expr>` may end the command.
+    pub filter: bool,
+}
+
+/// One menu: its sub-menus and its verbs.
+#[derive(Debug)]
+pub struct Menu {
+    /// The absolute path, words separated by `/`, without the leading `/` (root is "").
+    pub path: &'static str,
+    pub verbs: &'static [Verb],
+    /// Verbs RouterOS has here that rds-sim does not model: they fail with a clear `failure:`.
+    pub unmodeled: &'static [&'static str],
+}
+
+pub const DISK_TYPES: &[&str] = &[
+    "raid", "nvme-tcp", "iscsi", "nfs", "smb", "partition", "tmpfs", "ramdisk", "crypted", "sshfs",
+    "file", "hardware",
+];
+
+const PRINT_SWITCHES: &[&str] = &[
+    "detail",
+    "terse",
+    "brief",
+    "as-value",
+    "count-only",
+    "without-paging",
+];
+
+const DISK_SETTABLE: &[(&str, ArgType)] = &[
+    ("slot", ArgType::Str),
+    ("file-size", ArgType::Size),
+    ("mount-filesystem", ArgType::Bool),
+    ("mount-read-only", ArgType::Bool),
+    ("compress", ArgType::Bool),
+    ("nvme-tcp-export", ArgType::Bool),
+    ("nvme-tcp-server-port", ArgType::Num),
+    ("nvme-tcp-server-nqn", ArgType::Str),
+    ("nvme-tcp-server-allow-host-name", ArgType::Str),
+    ("comment", ArgType::Str),
+];
+
+const DISK_ADD: &[(&str, ArgType)] = &[
+    ("type", ArgType::Enum(DISK_TYPES)),
+    ("slot", ArgType::Str),
+    ("file-path", ArgType::Path),
+    ("file-size", ArgType::Size),
+    ("file-offset", ArgType::Num),
+    ("mount-filesystem", ArgType::Bool),
+    ("mount-read-only", ArgType::Bool),
+    ("compress", ArgType::Bool),
+    ("nvme-tcp-export", ArgType::Bool),
+    ("nvme-tcp-server-port", ArgType::Num),
+    ("nvme-tcp-server-nqn", ArgType::Str),
+    ("nvme-tcp-server-allow-host-name", ArgType::Str),
+    ("comment", ArgType::Str),
+    ("copy-from", ArgType::Items),
+];
+
+const PRINT_PARAMS: &[(&str, ArgType)] = &[("proplist", ArgType::Names)];
+
+const fn print_verb() -> Verb {
+    Verb {
+        name: "print",
+        params: PRINT_PARAMS,
+        switches: PRINT_SWITCHES,
+        unnamed: None,
+        filter: true,
+    }
+}
+
+const fn find_verb() -> Verb {
+    Verb {
+        name: "find",
+        params: &[],
+        switches: &[],
+        unnamed: None,
+        filter: true,
+    }
+}
+
+/// Every menu rds-sim models.
+pub static MENUS: &[Menu] = &[
+    Menu {
+        path: "",
+        verbs: &[],
+        unmodeled: &[],
+    },
+    Menu {
+        path: "disk",
+        verbs: &[
+            Verb {
+                name: "add",
+                params: DISK_ADD,
+                switches: &[],
+                unnamed: None,
+                filter: false,
+            },
+            Verb {
+                name: "set",
+                params: DISK_SETTABLE,
+                switches: &[],
+                unnamed: Some(ArgType::Items),
+                filter: false,
+            },
+            Verb {
+                name: "remove",
+                params: &[],
+                switches: &[],
+                unnamed: Some(ArgType::Items),
+                filter: false,
+            },
+            print_verb(),
+            find_verb(),
+            Verb {
+                name: "monitor-traffic",
+                params: &[],
+                switches: &["once"],
+                unnamed: Some(ArgType::Items),
+                filter: false,
+            },
+        ],
+        unmodeled: &[
+            "blink",
+            "check",
+            "comment",
+            "disable",
+            "enable",
+            "eject",
+            "format",
+            "nvme-discover",
+            "raid-scrub",
+            "repair",
+            "reset",
+            "reset-counters",
+            "scan",
+            "smart-info",
+            "test",
+            "trim",
+            "unset",
+        ],
+    },
+    Menu {
+        path: "file",
+        verbs: &[
+            print_verb(),
+            find_verb(),
+            Verb {
+                name: "remove",
+                params: &[],
+                switches: &[],
+                unnamed: Some(ArgType::Items),
+                filter: false,
+            },
+        ],
+        unmodeled: &["add", "copy", "get", "read", "set", "sync", "rsync-daemon"],
+    },
+    Menu {
+        path: "system",
+        verbs: &[],
+        unmodeled: &[],
+    },
+    Menu {
+        path: "system/resource",
+        verbs: &[Verb {
+            name: "print",
+            params: &[],
+            switches: &["without-paging"],
+            unnamed: None,
+            filter: false,
+        }],
+        unmodeled: &["monitor", "usb", "pci", "irq", "cpu", "hardware"],
+    },
+    Menu {
+        path: "system/identity",
+        verbs: &[
+            Verb {
+                name: "print",
+                params: &[],
+                switches: &["without-paging"],
+                unnamed: None,
+                filter: false,
+            },
+            Verb {
+                name: "set",
+                params: &[("name", ArgType::Str)],
+                switches: &[],
+                unnamed: None,
+                filter: false,
+            },
+        ],
+        unmodeled: &[],
+    },
+];
+
+impl Menu {
+    pub fn root() -> &'static Menu {
+        &MENUS[0]
+    }
+
+    pub fn by_path(path: &str) -> Option<&'static Menu> {
+        MENUS.iter().find(|m| m.path == path)
+    }
+
+    /// The sub-menu named `word` below this one.
+    pub fn child(&self, word: &str) -> Option<&'static Menu> {
+        let path = if self.path.is_empty() {
+            word.to_string()
+        } else {
+            format!("{}/{}", self.path, word)
+        };
+        Menu::by_path(&path)
+    }
+
+    pub fn verb(&self, word: &str) -> Option<&'static Verb> {
+        self.verbs.iter().find(|v| v.name == word)
+    }
+}
+
+impl Verb {
+    pub fn param(&self, name: &str) -> Option<ArgType> {
+        self.params.iter().find(|(n, _)| *n == name).map(|(_, t)| *t)
+    }
+}

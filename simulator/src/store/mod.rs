@@ -1,0 +1,213 @@
+//! The simulated appliance's state: file disks, the pool, and the `/file` tree of real sparse files.
+//!
+//! Disk records live in `state.json`, written atomically (temp file, fsync, rename, fsync of the
+//! directory), so a `kill -9` at any moment leaves either the old or the new state, never a mix.
+//! Backing files are real files under `<data-dir>/files/`, which is the `/file` root.
+
+mod copy;
+mod files;
+mod persist;
+
+pub use copy::CopySemantics;
+pub use files::{FileEntry, FileKind};
+
+use serde::{Deserialize, Serialize};
+use std::io;
+use std::path::{Path, PathBuf};
+
+/// One `type=file` disk.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub struct Disk {
+    pub id: u32,
+    pub slot: String,
+    /// Relative to the `/file` root, no leading `/`.
+    pub file_path: String,
+    pub file_size: u64,
+    pub file_offset: u64,
+    pub mount_filesystem: bool,
+    pub mount_read_only: bool,
+    pub compress: bool,
+    pub nvme_tcp_export: bool,
+    pub nvme_tcp_server_port: u16,
+    pub nvme_tcp_server_nqn: String,
+    pub nvme_tcp_server_allow_host_name: String,
+    pub comment: Option<String>,
+    /// Stable namespace identity for the NVMe/TCP target (hex).
+    pub uuid: String,
+}
+
+/// The pool: the mounted RAID disk that holds the file disks.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Pool {
+    pub name: String,
+    pub size: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub struct State {
+    pub next_id: u32,
+    pub identity: String,
+    pub disks: Vec<Disk>,
+}
+
+impl Default for State {
+    fn default() -> Self {
+        State {
+            // Internal ids of the appliance's own items (the pool, its members) come first.
+            next_id: 0x10,
+            identity: "MikroTik".to_string(),
+            disks: Vec::new(),
+        }
+    }
+}
+
+/// Errors of the store, as RouterOS prints them.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum StoreError {
+    #[error("failure: not enough space")]
+    NoSpace,
+    #[error("failure: file already exists")]
+    FileExists,
+    #[error("failure: file is used by disk {0}")]
+    FileInUse(String),
+    #[error("failure: no such mount point")]
+    NoMountPoint,
+    #[error("failure: directory is not empty")]
+    DirNotEmpty,
+    #[error("no such item")]
+    NoSuchItem,
+    #[error("failure: {0}")]
+    Io(String),
+}
+
+impl From<io::Error> for StoreError {
+    fn from(e: io::Error) -> Self {
+        StoreError::Io(e.to_string())
+    }
+}
+
+/// The state plus where it lives on disk.
+#[derive(Debug)]
+pub struct Store {
+    dir: PathBuf,
+    pub pool: Pool,
+    pub state: State,
+}
+
+impl Store {
+    /// Opens (or creates) the store in `dir`, reloading the last committed state.
+    pub fn open(dir: &Path, pool: Pool) -> io::Result<Store> {
+        std::fs::create_dir_all(dir.join("files").join(&pool.name))?;
+        let state = persist::load(&dir.join("state.json"))?.unwrap_or_default();
+        Ok(Store {
+            dir: dir.to_path_buf(),
+            pool,
+            state,
+        })
+    }
+
+    pub fn data_dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// The host path of a `/file` name.
+    pub fn host_path(&self, name: &str) -> PathBuf {
+        self.dir.join("files").join(name.trim_start_matches('/'))
+    }
+
+    /// Writes `state` atomically and makes it current.
+    pub fn commit(&mut self, state: State) -> io::Result<()> {
+        persist::save(&self.dir.join("state.json"), &state)?;
+        self.state = state;
+        Ok(())
+    }
+
+    /// Bytes really allocated by the files in the pool.
+    pub fn pool_used(&self) -> u64 {
+        files::allocated_bytes(&self.host_path(&self.pool.name))
+    }
+
+    pub fn pool_free(&self, full: bool) -> u64 {
+        if full {
+            0
+        } else {
+            self.pool.size.saturating_sub(self.pool_used())
+        }
+    }
+
+    /// Every entry of the `/file` tree, in print order.
+    pub fn files(&self) -> Vec<FileEntry> {
+        files::walk(&self.dir.join("files"))
+    }
+
+    /// Creates a sparse backing file of `size` bytes, creating parent directories.
+    pub fn create_backing(&self, name: &str, size: u64) -> Result<(), StoreError> {
+        let path = self.host_path(name);
+        if path.exists() {
+            return Err(StoreError::FileExists);
+        }
+        if let Some(parent) = path.parent() {
+            std::fs::create_dir_all(parent)?;
+        }
+        let f = std::fs::File::create_new(&path)?;
+        f.set_len(size)?;
+        f.sync_all()?;
+        Ok(())
+    }
+
+    /// Grows a backing file; never shrinks.
+    pub fn grow_backing(&self, name: &str, size: u64) -> Result<(), StoreError> {
+        let f = std::fs::OpenOptions::new()
+            .write(true)
+            .open(self.host_path(name))?;
+        if f.metadata()?.len() < size {
+            f.set_len(size)?;
+            f.sync_all()?;
+        }
+        Ok(())
+    }
+
+    /// Copies `src`'s data into a new file `dst`: a reflink where the file system can, else a
+    /// sparse-aware copy.
+    pub fn copy_backing(&self, src: &str, dst: &str) -> Result<(), StoreError> {
+        let to = self.host_path(dst);
+        if to.exists() {
+            return Err(StoreError::FileExists);
+        }
+        if let Some(parent) = to.parent() {
+            std::fs::create_dir_all(parent)?;
+        }
+        copy::clone_or_copy(&self.host_path(src), &to)?;
+        Ok(())
+    }
+
+    /// Removes a `/file` entry. Files used by a disk and non-empty directories are refused.
+    pub fn remove_file(&self, name: &str) -> Result<(), StoreError> {
+        let name = name.trim_start_matches('/');
+        if let Some(d) = self.state.disks.iter().find(|d| d.file_path == name) {
+            return Err(StoreError::FileInUse(d.slot.clone()));
+        }
+        if name == self.pool.name {
+            return Err(StoreError::Io("cannot remove a disk's mount point".into()));
+        }
+        let path = self.host_path(name);
+        let meta = std::fs::symlink_metadata(&path).map_err(|_| StoreError::NoSuchItem)?;
+        if meta.is_dir() {
+            std::fs::remove_dir(&path).map_err(|_| StoreError::DirNotEmpty)?;
+        } else {
+            std::fs::remove_file(&path)?;
+        }
+        Ok(())
+    }
+
+    pub fn disk_by_slot(&self, slot: &str) -> Option<&Disk> {
+        self.state.disks.iter().find(|d| d.slot == slot)
+    }
+
+    /// Whether a `/file` path lies under a mounted disk (the pool).
+    pub fn on_mounted_disk(&self, name: &str) -> bool {
+        name.split('/').next() == Some(self.pool.name.as_str())
+    }
+}

@@ -1,0 +1,208 @@
+//! The RouterOS parser: paths, quoting, escapes, substitution, `where`, and every error path, with
+//! RouterOS's exact error text and positions (REFERENCE.md §3, §4; captures.md §5).
+
+use rds_sim::routeros::menu::Menu;
+use rds_sim::routeros::script::{Arg, CmpOp, Expr, Statement, parse};
+
+fn err(line: &str) -> String {
+    parse(line, Menu::root())
+        .expect_err(&format!("{line:?} should not parse"))
+        .to_string()
+}
+
+fn one(line: &str) -> rds_sim::routeros::script::Command {
+    let mut stmts = parse(line, Menu::root()).unwrap_or_else(|e| panic!("{line:?}: {e}"));
+    assert_eq!(stmts.len(), 1, "{line:?}");
+    match stmts.remove(0) {
+        Statement::Menu(c) => c,
+        other => panic!("{line:?} parsed as {other:?}"),
+    }
+}
+
+fn text(arg: &Arg) -> &str {
+    match arg {
+        Arg::Text { text, .. } => text,
+        Arg::Sub(_) => panic!("expected text, got a substitution"),
+    }
+}
+
+fn arg<'a>(cmd: &'a rds_sim::routeros::script::Command, name: &str) -> &'a str {
+    text(&cmd.args.iter().find(|(n, _)| n == name).unwrap().1)
+}
+
+#[test]
+fn paths_by_space_or_slash_are_the_same_command() {
+    for line in [
+        "/disk print detail",
+        "/disk/print detail",
+        "/disk/print  detail ",
+        "disk print detail",
+    ] {
+        let c = one(line);
+        assert_eq!((c.menu.path, c.verb.name), ("disk", "print"), "{line}");
+        assert_eq!(c.switches, vec!["detail"], "{line}");
+    }
+    let c = one("/system/resource/print");
+    assert_eq!((c.menu.path, c.verb.name), ("system/resource", "print"));
+    let c = one("/system identity print");
+    assert_eq!(c.menu.path, "system/identity");
+}
+
+#[test]
+fn real_routeros_error_texts_and_positions() {
+    // captures.md §5, measured on RouterOS 7.21–7.23.
+    assert_eq!(err("/system/resource/print bogus=1"), "expected end of command (line 1 column 24)");
+    assert_eq!(err("/nonsense/command"), "syntax error (line 1 column 10)");
+    assert_eq!(err(":put $myVar"), "syntax error (line 1 column 7)");
+    assert!(err(":put 'a$b'").starts_with("syntax error (line 1 column"));
+    assert_eq!(err("this"), "bad command name this (line 1 column 1)");
+}
+
+#[test]
+fn an_empty_value_swallows_the_next_argument() {
+    // `name=` followed by another argument takes it as the value; the rest is left over.
+    assert_eq!(
+        err("/system identity set name= comment=yes"),
+        "expected end of command (line 1 column 35)"
+    );
+    // Written as `name=""` the value is empty and nothing is swallowed.
+    let c = one("/disk set x comment=\"\" slot=y");
+    assert_eq!(arg(&c, "comment"), "");
+    assert_eq!(arg(&c, "slot"), "y");
+    // At the end of the line `name=` is accepted.
+    let c = one("/disk set x comment=");
+    assert_eq!(arg(&c, "comment"), "");
+}
+
+#[test]
+fn every_escape_of_the_reference() {
+    let c = one(r#"/disk set x comment="a\"b\\c\nd\re\tf\$g\_h\ai\bj\fk\vl""#);
+    assert_eq!(
+        arg(&c, "comment"),
+        "a\"b\\c\nd\re\tf$g h\u{7}i\u{8}j\u{c}k\u{b}l"
+    );
+    let c = one(r#"/disk set x comment="\48\45\4C\4C\4F""#);
+    assert_eq!(arg(&c, "comment"), "HELLO");
+    // TIK's measured table (REFERENCE.md §3.2).
+    let c = one(r#"/disk set x comment="C:\temp\new w""#);
+    assert_eq!(arg(&c, "comment"), "C:\temp\new w");
+    let c = one(r#"/disk set x comment="x$y z""#);
+    assert_eq!(arg(&c, "comment"), "x z", "undefined variables vanish silently");
+}
+
+#[test]
+fn bad_escapes_and_unquoted_metacharacters_are_syntax_errors() {
+    assert_eq!(err(r#"/disk set x comment="x\y z""#), "syntax error (line 1 column 23)");
+    assert_eq!(err(r#"/disk set x comment="\4g""#), "syntax error (line 1 column 22)");
+    assert_eq!(err(r#"/disk set x comment="\4c""#), "syntax error (line 1 column 22)");
+    assert_eq!(err("/disk set x comment=x$y"), "syntax error (line 1 column 23)");
+    assert_eq!(err(r"/disk set x comment=x\y"), "syntax error (line 1 column 22)");
+    assert_eq!(err("/disk set x comment='a'"), "syntax error (line 1 column 21)");
+}
+
+#[test]
+fn unbalanced_quotes_and_brackets_fail() {
+    assert_eq!(err(r#"/disk set x comment="abc"#), "syntax error (line 1 column 21)");
+    assert!(err(r#"/disk remove [find where slot="x""#).starts_with("syntax error"));
+    assert!(err("/disk remove [find").starts_with("syntax error"));
+}
+
+#[test]
+fn unknown_names_fail_where_routeros_fails() {
+    assert_eq!(err("/disk add bogus=1"), "expected end of command (line 1 column 11)");
+    assert_eq!(err("/disk frobnicate"), "bad command name frobnicate (line 1 column 7)");
+    assert_eq!(err("/disk print bogus"), "expected end of command (line 1 column 13)");
+    assert_eq!(
+        err("/disk monitor-traffic a b"),
+        "bad parameter b (line 1 column 25)"
+    );
+    assert_eq!(
+        err("/interface nvme-tcp print"),
+        "bad command name interface (line 1 column 2)"
+    );
+    assert_eq!(err("/disk format x"), "failure: rds-sim does not model /disk/format");
+}
+
+#[test]
+fn injection_attempts_in_unquoted_values_fail_to_parse() {
+    // A `;` ends the command: the rest is a new, unknown command, so the whole line is refused.
+    assert_eq!(
+        err("/disk add type=file slot=a;b"),
+        "bad command name b (line 1 column 28)"
+    );
+    assert_eq!(
+        err("/disk add type=file slot=a\nb"),
+        "bad command name b (line 2 column 1)"
+    );
+    assert_eq!(
+        err("/disk add type=file slot=a[b"),
+        "expected end of command (line 1 column 27)"
+    );
+    assert_eq!(err("/disk add type=file slot=a$b"), "syntax error (line 1 column 28)");
+}
+
+#[test]
+fn duplicate_arguments_are_refused() {
+    assert_eq!(
+        err("/disk set x slot=a slot=b"),
+        "expected end of command (line 1 column 20)"
+    );
+}
+
+#[test]
+fn substitution_and_unnamed_items() {
+    let c = one(r#"/disk remove [find where slot="pvc-1"]"#);
+    let Some(Arg::Sub(inner)) = &c.unnamed else {
+        panic!("expected a substitution, got {:?}", c.unnamed)
+    };
+    let Statement::Menu(find) = inner.as_ref() else {
+        panic!("expected find")
+    };
+    assert_eq!((find.menu.path, find.verb.name), ("disk", "find"), "find inherits the menu");
+    assert_eq!(
+        find.filter,
+        Some(Expr::Compare {
+            prop: "slot".into(),
+            op: CmpOp::Eq,
+            value: "pvc-1".into(),
+            opaque: false
+        })
+    );
+    let c = one(r#"/disk monitor-traffic "pvc-1" once"#);
+    assert_eq!(text(c.unnamed.as_ref().unwrap()), "pvc-1");
+    assert_eq!(c.switches, vec!["once"]);
+}
+
+#[test]
+fn where_expressions_with_every_operator() {
+    let c = one(r#"/disk print where slot~"^pvc-" and !(nvme-tcp-export=no) or size>=10 && slot!=x || raid-master"#);
+    let Some(Expr::Or(left, right)) = c.filter else {
+        panic!("or binds loosest: {:?}", c.filter)
+    };
+    assert!(matches!(*right, Expr::Truthy(ref p) if p == "raid-master"));
+    let Expr::Or(a, b) = *left else { panic!() };
+    assert!(matches!(*a, Expr::And(..)));
+    assert!(matches!(*b, Expr::And(..)));
+    let c = one("/file print where name=raid10/x.img");
+    assert!(matches!(c.filter, Some(Expr::Compare { opaque: true, .. })));
+}
+
+#[test]
+fn globals_put_and_serialize() {
+    let stmts = parse(
+        r#":put [:serialize to=json [/disk print detail as-value where slot="a"]]"#,
+        Menu::root(),
+    )
+    .unwrap();
+    let [Statement::Put(Arg::Sub(inner))] = stmts.as_slice() else {
+        panic!("{stmts:?}")
+    };
+    assert!(matches!(inner.as_ref(), Statement::Serialize { to, .. } if to == "json"));
+    assert_eq!(err(":frob 1"), "bad command name frob (line 1 column 2)");
+}
+
+#[test]
+fn statements_chain_with_semicolons_and_comments_end_a_line() {
+    let stmts = parse("/disk print count-only; /file print count-only # note", Menu::root()).unwrap();
+    assert_eq!(stmts.len(), 2);
+}
