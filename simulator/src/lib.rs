@@ -2,6 +2,7 @@
 //! exact text, persistent state, a real NVMe/TCP target, and fault injection.
 //! See `ARCHITECTURE.md` at the repository root for the map.
 
+pub mod control;
 pub mod engine;
 pub mod faults;
 pub mod routeros;

@@ -1,0 +1,9 @@
+#!/usr/bin/env bash
+# The test command: installs what the suites need, then runs every test in the workspace.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bash ci/install-deps.sh
+if [ -x ci/qemu/build-guest.sh ] || [ -f ci/qemu/build-guest.sh ]; then
+  bash ci/qemu/build-guest.sh
+fi
+exec cargo nextest run --workspace --no-fail-fast "$@"

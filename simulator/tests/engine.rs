@@ -1,0 +1,330 @@
+//! The CLI engine end to end, in-process: commands in, RouterOS text out, state and backing files
+//! checked on the host.
+
+use rds_sim::engine::{Engine, EngineConfig, LineResult, Traffic};
+use rds_sim::store::{CopySemantics, Pool};
+use std::os::unix::fs::MetadataExt;
+use std::path::Path;
+
+const GIB: u64 = 1 << 30;
+
+fn engine(dir: &Path) -> Engine {
+    Engine::open(
+        dir,
+        Pool {
+            name: "storage-pool".into(),
+            size: 100 * GIB,
+        },
+        EngineConfig::default(),
+    )
+    .unwrap()
+}
+
+fn run(e: &mut Engine, line: &str) -> LineResult {
+    e.run_line(line, &|_| Traffic::default())
+}
+
+/// Runs a line that must succeed; returns its output.
+fn ok(e: &mut Engine, line: &str) -> String {
+    let r = run(e, line);
+    assert!(!r.error, "{line:?} failed: {}", r.output);
+    r.output
+}
+
+/// Runs a line that must fail without changing anything; returns the error text.
+fn refused(e: &mut Engine, line: &str) -> String {
+    let state = e.store.state.clone();
+    let files = e.store.files();
+    let r = run(e, line);
+    assert!(r.error, "{line:?} should fail, printed {:?}", r.output);
+    assert!(!r.committed, "{line:?} committed a change");
+    assert_eq!(e.store.state, state, "{line:?} changed the state");
+    assert_eq!(e.store.files(), files, "{line:?} changed the files");
+    r.output
+}
+
+const ADD: &str = r#"/disk add type=file file-path="storage-pool/csi/pvc-1.img" file-size=1G slot="pvc-1" nvme-tcp-export=yes nvme-tcp-server-port=4420 nvme-tcp-server-nqn="nqn.2000-02.com.mikrotik:pvc-1" comment="csi=pvc-1""#;
+
+#[test]
+fn add_is_silent_and_print_detail_is_routeros_text() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut e = engine(dir.path());
+    assert_eq!(ok(&mut e, ADD), "");
+    insta::assert_snapshot!(
+        "detail_one_exported_disk",
+        ok(&mut e, r#"/disk print detail where slot="pvc-1""#)
+    );
+    insta::assert_snapshot!("detail_whole_list", ok(&mut e, "/disk print detail"));
+    insta::assert_snapshot!("terse_one", ok(&mut e, r#"/disk print terse where slot="pvc-1""#));
+}
+
+#[test]
+fn put_prints_ids_as_value_and_json() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut e = engine(dir.path());
+    let id = ok(&mut e, &format!(":put [{ADD}]"));
+    assert_eq!(id, "*10\r\n");
+    assert_eq!(ok(&mut e, r#":put [/disk find where slot="pvc-1"]"#), "*10\r\n");
+    assert_eq!(ok(&mut e, "/disk print as-value"), "", "as-value prints nothing on its own");
+    insta::assert_snapshot!(
+        "as_value_one",
+        ok(&mut e, r#":put [/disk print detail as-value where slot="pvc-1"]"#)
+    );
+    let json = ok(
+        &mut e,
+        r#":put [:serialize to=json [/disk print detail as-value where slot~"^pvc-"]]"#,
+    );
+    let v: serde_json::Value = serde_json::from_str(json.trim_end()).unwrap();
+    assert_eq!(v[0]["slot"], "pvc-1");
+    assert_eq!(v[0][".id"], "*10");
+    assert_eq!(v[0]["size"], 1_073_741_824u64);
+    assert_eq!(v[0]["nvme-tcp-export"], true);
+    assert_eq!(ok(&mut e, "/disk print count-only"), "2\r\n");
+    assert_eq!(
+        ok(&mut e, r#"/disk print count-only where slot~"^pvc-" and nvme-tcp-export"#),
+        "1\r\n"
+    );
+}
+
+#[test]
+fn the_backing_file_is_sparse_and_listed_in_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut e = engine(dir.path());
+    ok(&mut e, ADD);
+    let host = e.store.host_path("storage-pool/csi/pvc-1.img");
+    let meta = std::fs::metadata(&host).unwrap();
+    assert_eq!(meta.len(), GIB);
+    assert!(meta.blocks() * 512 < GIB / 100, "the file is sparse");
+    let files = ok(&mut e, r#"/file print detail where name~"^storage-pool/csi/""#);
+    assert!(
+        files.contains("name=storage-pool/csi/pvc-1.img type=.img file size=1024.0MiB"),
+        "{files}"
+    );
+}
+
+#[test]
+fn bad_input_gets_routeros_errors_and_changes_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut e = engine(dir.path());
+    ok(&mut e, ADD);
+    let cases = [
+        (ADD, "failure: file is used by disk pvc-1\r\n"),
+        (
+            r#"/disk add type=file file-path="storage-pool/csi/other.img" file-size=1G slot="pvc-1""#,
+            "failure: already have such entry\r\n",
+        ),
+        (
+            r#"/disk add type=file file-path="storage-pool/x.img" file-size=1180591620717411303424 slot="big""#,
+            "invalid value for argument file-size\r\n",
+        ),
+        (
+            r#"/disk add type=file file-path="storage-pool/x.img" file-size=1Gx slot="big""#,
+            "value of file-size contains invalid trailing characters\r\n",
+        ),
+        (
+            r#"/disk add type=file file-path="storage-pool/x.img" file-size=200G slot="big""#,
+            "failure: not enough space\r\n",
+        ),
+        (
+            r#"/disk add type=file file-path="storage-pool/x.img" file-size=1G slot="abcdefghijabcdefghijabcdefghijabc""#,
+            "failure: slot name too long (max 32 characters)\r\n",
+        ),
+        (
+            r#"/disk add type=file file-path="storage-pool/x.img" file-size=1G slot="a;b\nc""#,
+            "invalid value for argument slot\r\n",
+        ),
+        (
+            r#"/disk add type=file file-path="elsewhere/x.img" file-size=1G slot="x""#,
+            "failure: no such mount point\r\n",
+        ),
+        (
+            r#"/disk add type=file file-path="storage-pool/../x.img" file-size=1G slot="x""#,
+            "invalid value for argument file-path\r\n",
+        ),
+        (
+            r#"/disk add type=bogus file-path="storage-pool/x.img" file-size=1G"#,
+            "input does not match any value of type\r\n",
+        ),
+        (
+            r#"/disk set [find where slot="pvc-1"] nvme-tcp-export=maybe"#,
+            "input does not match any value of nvme-tcp-export\r\n",
+        ),
+        (
+            r#"/disk set [find where slot="pvc-1"] file-size=1M"#,
+            "failure: new file-size is smaller than the current size\r\n",
+        ),
+        (
+            r#"/disk set [find where slot="pvc-1"] compress=yes"#,
+            "compression only available for btrfs\r\n",
+        ),
+        ("/disk remove nosuch", "no such item\r\n"),
+        (
+            r#"/file remove "storage-pool/csi/pvc-1.img""#,
+            "failure: file is used by disk pvc-1\r\n",
+        ),
+        ("/disk add slot=a;b", "bad command name b (line 1 column 18)\r\n"),
+        ("/disk add slot=a$b", "syntax error (line 1 column 18)\r\n"),
+        ("/disk add slot=a[b", "expected end of command (line 1 column 17)\r\n"),
+        ("/disk add comment=\"unbalanced", "syntax error (line 1 column 19)\r\n"),
+        ("/disk print where slot~\"(\"", "failure: invalid regular expression\r\n"),
+        ("/disk print", "failure: rds-sim prints tables only as detail, terse, as-value or count-only\r\n"),
+    ];
+    for (line, expected) in cases {
+        assert_eq!(refused(&mut e, line), expected, "{line}");
+    }
+}
+
+#[test]
+fn a_chain_stops_at_the_first_runtime_error_but_keeps_what_ran() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut e = engine(dir.path());
+    let r = run(
+        &mut e,
+        &format!("{ADD}; /disk remove nosuch; /disk set pvc-1 comment=\"never\""),
+    );
+    assert!(r.error);
+    assert_eq!(r.output, "no such item\r\n");
+    let d = e.store.disk_by_slot("pvc-1").unwrap();
+    assert_eq!(d.comment.as_deref(), Some("csi=pvc-1"));
+}
+
+#[test]
+fn set_grows_the_backing_file_and_reports_a_resize() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut e = engine(dir.path());
+    ok(&mut e, ADD);
+    let r = run(&mut e, r#"/disk set [find where slot="pvc-1"] file-size=2147483648"#);
+    assert_eq!(r.output, "");
+    assert_eq!(
+        r.events,
+        vec![rds_sim::engine::Event::Resized {
+            nqn: "nqn.2000-02.com.mikrotik:pvc-1".into()
+        }]
+    );
+    let host = e.store.host_path("storage-pool/csi/pvc-1.img");
+    assert_eq!(std::fs::metadata(host).unwrap().len(), 2 * GIB);
+    assert!(ok(&mut e, r#"/disk print detail where slot="pvc-1""#).contains("size=2 147 483 648"));
+}
+
+#[test]
+fn remove_keeps_the_file_until_file_remove() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut e = engine(dir.path());
+    ok(&mut e, ADD);
+    assert_eq!(ok(&mut e, r#"/disk remove [find where slot="pvc-1"]"#), "");
+    assert_eq!(ok(&mut e, r#"/disk print count-only where slot="pvc-1""#), "0\r\n");
+    assert_eq!(
+        ok(&mut e, r#"/file print count-only where name="storage-pool/csi/pvc-1.img""#),
+        "1\r\n"
+    );
+    // Removing what no longer exists through an empty find is silent.
+    assert_eq!(ok(&mut e, r#"/disk remove [find where slot="pvc-1"]"#), "");
+    assert_eq!(ok(&mut e, r#"/file remove "storage-pool/csi/pvc-1.img""#), "");
+    assert!(!e.store.host_path("storage-pool/csi/pvc-1.img").exists());
+}
+
+fn write_pattern(path: &Path, at: u64, data: &[u8]) {
+    use std::io::{Seek, SeekFrom, Write};
+    let mut f = std::fs::OpenOptions::new().write(true).open(path).unwrap();
+    f.seek(SeekFrom::Start(at)).unwrap();
+    f.write_all(data).unwrap();
+}
+
+#[test]
+fn copy_from_copies_data_or_only_settings_by_switch() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut e = engine(dir.path());
+    ok(&mut e, ADD);
+    write_pattern(&e.store.host_path("storage-pool/csi/pvc-1.img"), 4096, b"known pattern");
+    let copy = r#"/disk add type=file copy-from=[find where slot="pvc-1"] file-path="storage-pool/csi/snap-1.img" slot="snap-1""#;
+    ok(&mut e, copy);
+    let data = std::fs::read(e.store.host_path("storage-pool/csi/snap-1.img")).unwrap();
+    assert_eq!(data.len() as u64, GIB);
+    assert_eq!(&data[4096..4096 + 13], b"known pattern");
+    let snap = e.store.disk_by_slot("snap-1").unwrap();
+    assert!(!snap.nvme_tcp_export, "a data copy is not exported unless asked");
+
+    e.config.copy_from = CopySemantics::Settings;
+    ok(&mut e, &copy.replace("snap-1", "snap-2"));
+    let data = std::fs::read(e.store.host_path("storage-pool/csi/snap-2.img")).unwrap();
+    assert_eq!(data.len() as u64, GIB);
+    assert!(data.iter().all(|b| *b == 0), "settings semantics give an empty file");
+    let snap = e.store.disk_by_slot("snap-2").unwrap();
+    assert!(snap.nvme_tcp_export);
+    assert_eq!(snap.nvme_tcp_server_nqn, "nqn.2000-02.com.mikrotik:pvc-1");
+    assert_eq!(snap.comment.as_deref(), Some("csi=pvc-1"));
+}
+
+#[test]
+fn state_survives_reopening() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut e = engine(dir.path());
+    ok(&mut e, ADD);
+    ok(&mut e, "/system identity set name=rds-lab");
+    let before = ok(&mut e, "/disk print detail");
+    drop(e);
+    let mut e = engine(dir.path());
+    assert_eq!(ok(&mut e, "/disk print detail"), before);
+    assert_eq!(ok(&mut e, "/system identity print"), "  name: rds-lab\r\n");
+}
+
+#[test]
+fn where_filters_select_by_every_operator() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut e = engine(dir.path());
+    ok(&mut e, ADD);
+    ok(
+        &mut e,
+        r#"/disk add type=file file-path="storage-pool/csi/vol-2.img" file-size=2G slot="vol-2""#,
+    );
+    let count = |e: &mut Engine, expr: &str| {
+        ok(e, &format!("/disk print count-only where {expr}"))
+            .trim_end()
+            .parse::<u32>()
+            .unwrap()
+    };
+    assert_eq!(count(&mut e, r#"slot~"^pvc-""#), 1);
+    assert_eq!(count(&mut e, r#"slot~"vol""#), 1);
+    assert_eq!(count(&mut e, "type=file"), 2);
+    assert_eq!(count(&mut e, "type!=file"), 1);
+    assert_eq!(count(&mut e, "size>1073741824"), 2, "vol-2 and the pool");
+    assert_eq!(count(&mut e, "size<=1073741824"), 1);
+    assert_eq!(count(&mut e, "nvme-tcp-export"), 1);
+    assert_eq!(count(&mut e, "!nvme-tcp-export"), 2);
+    assert_eq!(count(&mut e, "nvme-tcp-export=no"), 2);
+    assert_eq!(count(&mut e, r#"slot="pvc-1" or slot="vol-2""#), 2);
+    assert_eq!(count(&mut e, r#"slot="pvc-1" && type=raid"#), 0);
+    assert_eq!(count(&mut e, r#"mount-point="storage-pool""#), 1);
+    assert_eq!(count(&mut e, "file-path=/storage-pool/csi/vol-2.img"), 0, "unquoted / never matches");
+    assert_eq!(count(&mut e, r#"file-path="/storage-pool/csi/vol-2.img""#), 1);
+    assert_eq!(count(&mut e, r#"comment="csi=pvc-1""#), 1);
+}
+
+#[test]
+fn system_menus_print_key_value_blocks() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut e = engine(dir.path());
+    let res = ok(&mut e, "/system resource print");
+    assert!(res.contains("\r\n                  version: 7.24.4 (stable)\r\n"), "{res}");
+    assert!(res.contains("               board-name: RDS2216-2XG-4S+4XS-2XQ\r\n"), "{res}");
+    assert_eq!(ok(&mut e, "/system identity print"), "  name: MikroTik\r\n");
+}
+
+#[test]
+fn monitor_traffic_reads_the_counters() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut e = engine(dir.path());
+    ok(&mut e, ADD);
+    let counters = Traffic {
+        read_ops: 113_229,
+        read_bytes: 1 << 30,
+        write_ops: 7,
+        write_bytes: 28_672,
+    };
+    let r = e.run_line(r#"/disk monitor-traffic "pvc-1" once"#, &|slot| {
+        assert_eq!(slot, "pvc-1");
+        counters
+    });
+    insta::assert_snapshot!("monitor_traffic", r.output);
+    assert!(refused(&mut e, r#"/disk monitor-traffic "pvc-1""#).contains("only with once"));
+}
