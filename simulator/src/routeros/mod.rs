@@ -1,0 +1,3 @@
+//! The RouterOS side of the simulator: how it prints what it holds.
+
+pub mod format;
