@@ -79,7 +79,8 @@ pub struct Runner<'a> {
 
 impl<'a> Runner<'a> {
     pub fn new(sim: &'a Sim) -> Runner<'a> {
-        let (session, _) = sim.open_session("admin", "127.0.0.1:1".parse().expect("literal address"));
+        let (session, _) =
+            sim.open_session("admin", "127.0.0.1:1".parse().expect("literal address"));
         Runner {
             sim,
             session,
@@ -101,7 +102,10 @@ impl<'a> Runner<'a> {
 
     async fn exists(&mut self, n: u32) -> bool {
         let out = self
-            .run(&format!("/disk print count-only where slot=\"{}\"", slot(n)))
+            .run(&format!(
+                "/disk print count-only where slot=\"{}\"",
+                slot(n)
+            ))
             .await;
         out.trim_end() == "1"
     }
@@ -131,8 +135,10 @@ impl<'a> Runner<'a> {
             .write(true)
             .open(self.sim.backing_path(&disk))
             .map_err(|e| e.to_string())?;
-        f.seek(SeekFrom::Start(MIB / 2)).map_err(|e| e.to_string())?;
-        f.write_all(&pattern(n, self.generation)).map_err(|e| e.to_string())?;
+        f.seek(SeekFrom::Start(MIB / 2))
+            .map_err(|e| e.to_string())?;
+        f.write_all(&pattern(n, self.generation))
+            .map_err(|e| e.to_string())?;
         f.sync_all().map_err(|e| e.to_string())?;
         self.expected.insert(n, self.generation);
         Ok(())
@@ -145,7 +151,9 @@ impl<'a> Runner<'a> {
         if !out.is_empty() {
             return Err(format!("delete {n}: {out}"));
         }
-        let out = self.run(&format!("/file remove [find where name=\"{}\"]", file(n))).await;
+        let out = self
+            .run(&format!("/file remove [find where name=\"{}\"]", file(n)))
+            .await;
         if !out.is_empty() {
             return Err(format!("delete {n} file: {out}"));
         }
@@ -161,13 +169,12 @@ impl<'a> Runner<'a> {
             match step {
                 Step::Create(n) => self.create(*n).await.map_err(fail)?,
                 Step::Delete(n) => self.delete(*n).await.map_err(fail)?,
-                Step::Inject(f) => self
-                    .sim
-                    .inject(f)
-                    .map_err(|e| fail(e.to_string()))?,
+                Step::Inject(f) => self.sim.inject(f).map_err(|e| fail(e.to_string()))?,
             }
         }
-        self.sim.inject(&Fault::Clear).map_err(|e| fail(e.to_string()))?;
+        self.sim
+            .inject(&Fault::Clear)
+            .map_err(|e| fail(e.to_string()))?;
         self.check_data().map_err(fail)?;
         let all: Vec<u32> = self.expected.keys().copied().collect();
         for n in all {
@@ -185,10 +192,12 @@ impl<'a> Runner<'a> {
                 .iter()
                 .find(|d| d.slot == slot(*n))
                 .ok_or_else(|| format!("volume {n} was lost"))?;
-            let mut f = std::fs::File::open(self.sim.backing_path(disk)).map_err(|e| e.to_string())?;
+            let mut f =
+                std::fs::File::open(self.sim.backing_path(disk)).map_err(|e| e.to_string())?;
             let want = pattern(*n, *generation);
             let mut got = vec![0; want.len()];
-            f.seek(SeekFrom::Start(MIB / 2)).map_err(|e| e.to_string())?;
+            f.seek(SeekFrom::Start(MIB / 2))
+                .map_err(|e| e.to_string())?;
             f.read_exact(&mut got).map_err(|e| e.to_string())?;
             if got != want {
                 return Err(format!("volume {n} lost its data"));

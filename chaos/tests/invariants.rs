@@ -24,7 +24,10 @@ fn a_seed_replays_the_same_schedule() {
     assert_eq!(schedule(42, 200), schedule(42, 200));
     assert_ne!(schedule(42, 200), schedule(43, 200));
     let s = schedule(42, 200);
-    assert!(s.iter().any(|x| matches!(x, Step::Inject(_))), "faults are drawn");
+    assert!(
+        s.iter().any(|x| matches!(x, Step::Inject(_))),
+        "faults are drawn"
+    );
     assert!(s.iter().any(|x| matches!(x, Step::Create(_))));
 }
 
@@ -56,7 +59,8 @@ async fn the_checker_catches_lost_data_and_strangers() {
     assert!(err.contains("lost its data"), "{err}");
 
     let (id, _) = sim.open_session("admin", "127.0.0.1:2".parse().unwrap());
-    let line = r#"/disk add type=file file-path="storage-pool/chaos/x.img" file-size=1M slot="stranger""#;
+    let line =
+        r#"/disk add type=file file-path="storage-pool/chaos/x.img" file-size=1M slot="stranger""#;
     sim.exec(id, line).await;
     runner.delete(1).await.unwrap();
     let err = runner.check_data().unwrap_err();

@@ -61,7 +61,11 @@ async fn copy_from(State(sim): State<Arc<Sim>>, Json(c): Json<CopyFrom>) -> Stat
 }
 
 /// Serves the control API until `shutdown` is cancelled.
-pub async fn serve(sim: Arc<Sim>, listener: TcpListener, shutdown: CancellationToken) -> std::io::Result<()> {
+pub async fn serve(
+    sim: Arc<Sim>,
+    listener: TcpListener,
+    shutdown: CancellationToken,
+) -> std::io::Result<()> {
     axum::serve(listener, router(sim))
         .with_graceful_shutdown(shutdown.cancelled_owned())
         .await

@@ -193,8 +193,14 @@ mod tests {
         })
         .unwrap();
         assert_eq!(plan.take_error("/disk print"), None);
-        assert_eq!(plan.take_error("/disk add x").as_deref(), Some("failure: boom"));
-        assert_eq!(plan.take_error("/disk add y").as_deref(), Some("failure: boom"));
+        assert_eq!(
+            plan.take_error("/disk add x").as_deref(),
+            Some("failure: boom")
+        );
+        assert_eq!(
+            plan.take_error("/disk add y").as_deref(),
+            Some("failure: boom")
+        );
         assert_eq!(plan.take_error("/disk add z"), None);
     }
 
@@ -212,7 +218,11 @@ mod tests {
         };
         assert_eq!(run(7), run(7));
         assert_ne!(run(7), run(8));
-        assert!(run(7).iter().all(|d| (10..=60).contains(&(d.as_millis() as u64))));
+        assert!(
+            run(7)
+                .iter()
+                .all(|d| (10..=60).contains(&(d.as_millis() as u64)))
+        );
     }
 
     #[test]

@@ -25,7 +25,10 @@ pub struct SimConfig {
 /// What one command line produced.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Outcome {
-    Output { text: String, exit_status: u32 },
+    Output {
+        text: String,
+        exit_status: u32,
+    },
     /// Drop the connection without a reply (crash faults).
     Hangup,
 }
@@ -301,7 +304,12 @@ impl Sim {
             .collect();
         StateView {
             disks: engine.store.state.disks.clone(),
-            files: engine.store.files().into_iter().map(FileView::from).collect(),
+            files: engine
+                .store
+                .files()
+                .into_iter()
+                .map(FileView::from)
+                .collect(),
             pool: PoolView {
                 name: engine.store.pool.name.clone(),
                 size: engine.store.pool.size,

@@ -55,7 +55,10 @@ fn add_is_silent_and_print_detail_is_routeros_text() {
         ok(&mut e, r#"/disk print detail where slot="pvc-1""#)
     );
     insta::assert_snapshot!("detail_whole_list", ok(&mut e, "/disk print detail"));
-    insta::assert_snapshot!("terse_one", ok(&mut e, r#"/disk print terse where slot="pvc-1""#));
+    insta::assert_snapshot!(
+        "terse_one",
+        ok(&mut e, r#"/disk print terse where slot="pvc-1""#)
+    );
 }
 
 #[test]
@@ -64,11 +67,21 @@ fn put_prints_ids_as_value_and_json() {
     let mut e = engine(dir.path());
     let id = ok(&mut e, &format!(":put [{ADD}]"));
     assert_eq!(id, "*10\r\n");
-    assert_eq!(ok(&mut e, r#":put [/disk find where slot="pvc-1"]"#), "*10\r\n");
-    assert_eq!(ok(&mut e, "/disk print as-value"), "", "as-value prints nothing on its own");
+    assert_eq!(
+        ok(&mut e, r#":put [/disk find where slot="pvc-1"]"#),
+        "*10\r\n"
+    );
+    assert_eq!(
+        ok(&mut e, "/disk print as-value"),
+        "",
+        "as-value prints nothing on its own"
+    );
     insta::assert_snapshot!(
         "as_value_one",
-        ok(&mut e, r#":put [/disk print detail as-value where slot="pvc-1"]"#)
+        ok(
+            &mut e,
+            r#":put [/disk print detail as-value where slot="pvc-1"]"#
+        )
     );
     let json = ok(
         &mut e,
@@ -81,7 +94,10 @@ fn put_prints_ids_as_value_and_json() {
     assert_eq!(v[0]["nvme-tcp-export"], true);
     assert_eq!(ok(&mut e, "/disk print count-only"), "2\r\n");
     assert_eq!(
-        ok(&mut e, r#"/disk print count-only where slot~"^pvc-" and nvme-tcp-export"#),
+        ok(
+            &mut e,
+            r#"/disk print count-only where slot~"^pvc-" and nvme-tcp-export"#
+        ),
         "1\r\n"
     );
 }
@@ -95,7 +111,10 @@ fn the_backing_file_is_sparse_and_listed_in_file() {
     let meta = std::fs::metadata(&host).unwrap();
     assert_eq!(meta.len(), GIB);
     assert!(meta.blocks() * 512 < GIB / 100, "the file is sparse");
-    let files = ok(&mut e, r#"/file print detail where name~"^storage-pool/csi/""#);
+    let files = ok(
+        &mut e,
+        r#"/file print detail where name~"^storage-pool/csi/""#,
+    );
     assert!(
         files.contains("name=storage-pool/csi/pvc-1.img type=.img file size=1024.0MiB"),
         "{files}"
@@ -162,12 +181,27 @@ fn bad_input_gets_routeros_errors_and_changes_nothing() {
             r#"/file remove "storage-pool/csi/pvc-1.img""#,
             "failure: file is used by disk pvc-1\r\n",
         ),
-        ("/disk add slot=a;b", "bad command name b (line 1 column 18)\r\n"),
+        (
+            "/disk add slot=a;b",
+            "bad command name b (line 1 column 18)\r\n",
+        ),
         ("/disk add slot=a$b", "syntax error (line 1 column 18)\r\n"),
-        ("/disk add slot=a[b", "expected end of command (line 1 column 17)\r\n"),
-        ("/disk add comment=\"unbalanced", "syntax error (line 1 column 19)\r\n"),
-        ("/disk print where slot~\"(\"", "failure: invalid regular expression\r\n"),
-        ("/disk print", "failure: rds-sim prints tables only as detail, terse, as-value or count-only\r\n"),
+        (
+            "/disk add slot=a[b",
+            "expected end of command (line 1 column 17)\r\n",
+        ),
+        (
+            "/disk add comment=\"unbalanced",
+            "syntax error (line 1 column 19)\r\n",
+        ),
+        (
+            "/disk print where slot~\"(\"",
+            "failure: invalid regular expression\r\n",
+        ),
+        (
+            "/disk print",
+            "failure: rds-sim prints tables only as detail, terse, as-value or count-only\r\n",
+        ),
     ];
     for (line, expected) in cases {
         assert_eq!(refused(&mut e, line), expected, "{line}");
@@ -193,7 +227,10 @@ fn set_grows_the_backing_file_and_reports_a_resize() {
     let dir = tempfile::tempdir().unwrap();
     let mut e = engine(dir.path());
     ok(&mut e, ADD);
-    let r = run(&mut e, r#"/disk set [find where slot="pvc-1"] file-size=2147483648"#);
+    let r = run(
+        &mut e,
+        r#"/disk set [find where slot="pvc-1"] file-size=2147483648"#,
+    );
     assert_eq!(r.output, "");
     assert_eq!(
         r.events,
@@ -212,14 +249,23 @@ fn remove_keeps_the_file_until_file_remove() {
     let mut e = engine(dir.path());
     ok(&mut e, ADD);
     assert_eq!(ok(&mut e, r#"/disk remove [find where slot="pvc-1"]"#), "");
-    assert_eq!(ok(&mut e, r#"/disk print count-only where slot="pvc-1""#), "0\r\n");
     assert_eq!(
-        ok(&mut e, r#"/file print count-only where name="storage-pool/csi/pvc-1.img""#),
+        ok(&mut e, r#"/disk print count-only where slot="pvc-1""#),
+        "0\r\n"
+    );
+    assert_eq!(
+        ok(
+            &mut e,
+            r#"/file print count-only where name="storage-pool/csi/pvc-1.img""#
+        ),
         "1\r\n"
     );
     // Removing what no longer exists through an empty find is silent.
     assert_eq!(ok(&mut e, r#"/disk remove [find where slot="pvc-1"]"#), "");
-    assert_eq!(ok(&mut e, r#"/file remove "storage-pool/csi/pvc-1.img""#), "");
+    assert_eq!(
+        ok(&mut e, r#"/file remove "storage-pool/csi/pvc-1.img""#),
+        ""
+    );
     assert!(!e.store.host_path("storage-pool/csi/pvc-1.img").exists());
 }
 
@@ -230,25 +276,51 @@ fn write_pattern(path: &Path, at: u64, data: &[u8]) {
     f.write_all(data).unwrap();
 }
 
+/// The first 64 KiB of a file.
+fn head(path: &Path) -> Vec<u8> {
+    use std::io::Read;
+    let mut buf = vec![0; 64 << 10];
+    std::fs::File::open(path)
+        .unwrap()
+        .read_exact(&mut buf)
+        .unwrap();
+    buf
+}
+
 #[test]
 fn copy_from_copies_data_or_only_settings_by_switch() {
     let dir = tempfile::tempdir().unwrap();
     let mut e = engine(dir.path());
     ok(&mut e, ADD);
-    write_pattern(&e.store.host_path("storage-pool/csi/pvc-1.img"), 4096, b"known pattern");
+    write_pattern(
+        &e.store.host_path("storage-pool/csi/pvc-1.img"),
+        4096,
+        b"known pattern",
+    );
     let copy = r#"/disk add type=file copy-from=[find where slot="pvc-1"] file-path="storage-pool/csi/snap-1.img" slot="snap-1""#;
     ok(&mut e, copy);
-    let data = std::fs::read(e.store.host_path("storage-pool/csi/snap-1.img")).unwrap();
-    assert_eq!(data.len() as u64, GIB);
-    assert_eq!(&data[4096..4096 + 13], b"known pattern");
+    let snap_path = e.store.host_path("storage-pool/csi/snap-1.img");
+    assert_eq!(std::fs::metadata(&snap_path).unwrap().len(), GIB);
+    assert_eq!(&head(&snap_path)[4096..4096 + 13], b"known pattern");
     let snap = e.store.disk_by_slot("snap-1").unwrap();
-    assert!(!snap.nvme_tcp_export, "a data copy is not exported unless asked");
+    assert!(
+        !snap.nvme_tcp_export,
+        "a data copy is not exported unless asked"
+    );
 
     e.config.copy_from = CopySemantics::Settings;
     ok(&mut e, &copy.replace("snap-1", "snap-2"));
-    let data = std::fs::read(e.store.host_path("storage-pool/csi/snap-2.img")).unwrap();
-    assert_eq!(data.len() as u64, GIB);
-    assert!(data.iter().all(|b| *b == 0), "settings semantics give an empty file");
+    let snap_path = e.store.host_path("storage-pool/csi/snap-2.img");
+    assert_eq!(std::fs::metadata(&snap_path).unwrap().len(), GIB);
+    assert!(
+        head(&snap_path).iter().all(|b| *b == 0),
+        "settings semantics give an empty file"
+    );
+    assert_eq!(
+        std::fs::metadata(&snap_path).unwrap().blocks(),
+        0,
+        "and no data at all"
+    );
     let snap = e.store.disk_by_slot("snap-2").unwrap();
     assert!(snap.nvme_tcp_export);
     assert_eq!(snap.nvme_tcp_server_nqn, "nqn.2000-02.com.mikrotik:pvc-1");
@@ -295,8 +367,15 @@ fn where_filters_select_by_every_operator() {
     assert_eq!(count(&mut e, r#"slot="pvc-1" or slot="vol-2""#), 2);
     assert_eq!(count(&mut e, r#"slot="pvc-1" && type=raid"#), 0);
     assert_eq!(count(&mut e, r#"mount-point="storage-pool""#), 1);
-    assert_eq!(count(&mut e, "file-path=/storage-pool/csi/vol-2.img"), 0, "unquoted / never matches");
-    assert_eq!(count(&mut e, r#"file-path="/storage-pool/csi/vol-2.img""#), 1);
+    assert_eq!(
+        count(&mut e, "file-path=/storage-pool/csi/vol-2.img"),
+        0,
+        "unquoted / never matches"
+    );
+    assert_eq!(
+        count(&mut e, r#"file-path="/storage-pool/csi/vol-2.img""#),
+        1
+    );
     assert_eq!(count(&mut e, r#"comment="csi=pvc-1""#), 1);
 }
 
@@ -305,8 +384,14 @@ fn system_menus_print_key_value_blocks() {
     let dir = tempfile::tempdir().unwrap();
     let mut e = engine(dir.path());
     let res = ok(&mut e, "/system resource print");
-    assert!(res.contains("\r\n                  version: 7.24.4 (stable)\r\n"), "{res}");
-    assert!(res.contains("               board-name: RDS2216-2XG-4S+4XS-2XQ\r\n"), "{res}");
+    assert!(
+        res.contains("\r\n                  version: 7.24.4 (stable)\r\n"),
+        "{res}"
+    );
+    assert!(
+        res.contains("               board-name: RDS2216-2XG-4S+4XS-2XQ\r\n"),
+        "{res}"
+    );
     assert_eq!(ok(&mut e, "/system identity print"), "  name: MikroTik\r\n");
 }
 

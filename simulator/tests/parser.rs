@@ -51,7 +51,10 @@ fn paths_by_space_or_slash_are_the_same_command() {
 #[test]
 fn real_routeros_error_texts_and_positions() {
     // captures.md §5, measured on RouterOS 7.21–7.23.
-    assert_eq!(err("/system/resource/print bogus=1"), "expected end of command (line 1 column 24)");
+    assert_eq!(
+        err("/system/resource/print bogus=1"),
+        "expected end of command (line 1 column 24)"
+    );
     assert_eq!(err("/nonsense/command"), "syntax error (line 1 column 10)");
     assert_eq!(err(":put $myVar"), "syntax error (line 1 column 7)");
     assert!(err(":put 'a$b'").starts_with("syntax error (line 1 column"));
@@ -87,31 +90,65 @@ fn every_escape_of_the_reference() {
     let c = one(r#"/disk set x comment="C:\temp\new w""#);
     assert_eq!(arg(&c, "comment"), "C:\temp\new w");
     let c = one(r#"/disk set x comment="x$y z""#);
-    assert_eq!(arg(&c, "comment"), "x z", "undefined variables vanish silently");
+    assert_eq!(
+        arg(&c, "comment"),
+        "x z",
+        "undefined variables vanish silently"
+    );
 }
 
 #[test]
 fn bad_escapes_and_unquoted_metacharacters_are_syntax_errors() {
-    assert_eq!(err(r#"/disk set x comment="x\y z""#), "syntax error (line 1 column 23)");
-    assert_eq!(err(r#"/disk set x comment="\4g""#), "syntax error (line 1 column 22)");
-    assert_eq!(err(r#"/disk set x comment="\4c""#), "syntax error (line 1 column 22)");
-    assert_eq!(err("/disk set x comment=x$y"), "syntax error (line 1 column 23)");
-    assert_eq!(err(r"/disk set x comment=x\y"), "syntax error (line 1 column 22)");
-    assert_eq!(err("/disk set x comment='a'"), "syntax error (line 1 column 21)");
+    assert_eq!(
+        err(r#"/disk set x comment="x\y z""#),
+        "syntax error (line 1 column 23)"
+    );
+    assert_eq!(
+        err(r#"/disk set x comment="\4g""#),
+        "syntax error (line 1 column 22)"
+    );
+    assert_eq!(
+        err(r#"/disk set x comment="\4c""#),
+        "syntax error (line 1 column 22)"
+    );
+    assert_eq!(
+        err("/disk set x comment=x$y"),
+        "syntax error (line 1 column 23)"
+    );
+    assert_eq!(
+        err(r"/disk set x comment=x\y"),
+        "syntax error (line 1 column 22)"
+    );
+    assert_eq!(
+        err("/disk set x comment='a'"),
+        "syntax error (line 1 column 21)"
+    );
 }
 
 #[test]
 fn unbalanced_quotes_and_brackets_fail() {
-    assert_eq!(err(r#"/disk set x comment="abc"#), "syntax error (line 1 column 21)");
+    assert_eq!(
+        err(r#"/disk set x comment="abc"#),
+        "syntax error (line 1 column 21)"
+    );
     assert!(err(r#"/disk remove [find where slot="x""#).starts_with("syntax error"));
     assert!(err("/disk remove [find").starts_with("syntax error"));
 }
 
 #[test]
 fn unknown_names_fail_where_routeros_fails() {
-    assert_eq!(err("/disk add bogus=1"), "expected end of command (line 1 column 11)");
-    assert_eq!(err("/disk frobnicate"), "bad command name frobnicate (line 1 column 7)");
-    assert_eq!(err("/disk print bogus"), "expected end of command (line 1 column 13)");
+    assert_eq!(
+        err("/disk add bogus=1"),
+        "expected end of command (line 1 column 11)"
+    );
+    assert_eq!(
+        err("/disk frobnicate"),
+        "bad command name frobnicate (line 1 column 7)"
+    );
+    assert_eq!(
+        err("/disk print bogus"),
+        "expected end of command (line 1 column 13)"
+    );
     assert_eq!(
         err("/disk monitor-traffic a b"),
         "bad parameter b (line 1 column 25)"
@@ -120,7 +157,10 @@ fn unknown_names_fail_where_routeros_fails() {
         err("/interface nvme-tcp print"),
         "bad command name interface (line 1 column 2)"
     );
-    assert_eq!(err("/disk format x"), "failure: rds-sim does not model /disk/format");
+    assert_eq!(
+        err("/disk format x"),
+        "failure: rds-sim does not model /disk/format"
+    );
 }
 
 #[test]
@@ -138,7 +178,10 @@ fn injection_attempts_in_unquoted_values_fail_to_parse() {
         err("/disk add type=file slot=a[b"),
         "expected end of command (line 1 column 27)"
     );
-    assert_eq!(err("/disk add type=file slot=a$b"), "syntax error (line 1 column 28)");
+    assert_eq!(
+        err("/disk add type=file slot=a$b"),
+        "syntax error (line 1 column 28)"
+    );
 }
 
 #[test]
@@ -158,7 +201,11 @@ fn substitution_and_unnamed_items() {
     let Statement::Menu(find) = inner.as_ref() else {
         panic!("expected find")
     };
-    assert_eq!((find.menu.path, find.verb.name), ("disk", "find"), "find inherits the menu");
+    assert_eq!(
+        (find.menu.path, find.verb.name),
+        ("disk", "find"),
+        "find inherits the menu"
+    );
     assert_eq!(
         find.filter,
         Some(Expr::Compare {
@@ -175,7 +222,9 @@ fn substitution_and_unnamed_items() {
 
 #[test]
 fn where_expressions_with_every_operator() {
-    let c = one(r#"/disk print where slot~"^pvc-" and !(nvme-tcp-export=no) or size>=10 && slot!=x || raid-master"#);
+    let c = one(
+        r#"/disk print where slot~"^pvc-" and !(nvme-tcp-export=no) or size>=10 && slot!=x || raid-master"#,
+    );
     let Some(Expr::Or(left, right)) = c.filter else {
         panic!("or binds loosest: {:?}", c.filter)
     };
@@ -203,6 +252,10 @@ fn globals_put_and_serialize() {
 
 #[test]
 fn statements_chain_with_semicolons_and_comments_end_a_line() {
-    let stmts = parse("/disk print count-only; /file print count-only # note", Menu::root()).unwrap();
+    let stmts = parse(
+        "/disk print count-only; /file print count-only # note",
+        Menu::root(),
+    )
+    .unwrap();
     assert_eq!(stmts.len(), 2);
 }

@@ -18,7 +18,11 @@ fn failure(text: &str) -> ExecError {
 }
 
 fn check_slot(slot: &str) -> Result<(), ExecError> {
-    if slot.is_empty() || slot.chars().any(|c| c.is_control() || c.is_whitespace() || c == '/') {
+    if slot.is_empty()
+        || slot
+            .chars()
+            .any(|c| c.is_control() || c.is_whitespace() || c == '/')
+    {
         return Err(invalid("slot"));
     }
     if slot.chars().count() > MAX_SLOT_LEN {
@@ -29,9 +33,7 @@ fn check_slot(slot: &str) -> Result<(), ExecError> {
 
 fn check_path(path: &str) -> Result<String, ExecError> {
     let p = path.trim_start_matches('/');
-    let bad_segment = p
-        .split('/')
-        .any(|s| s.is_empty() || s == "." || s == "..");
+    let bad_segment = p.split('/').any(|s| s.is_empty() || s == "." || s == "..");
     if p.is_empty() || bad_segment || p.chars().any(char::is_control) {
         return Err(invalid("file-path"));
     }
@@ -85,7 +87,9 @@ impl Engine {
             None if source.is_some() => {}
             None => return Err(failure("type must be set")),
             Some(t) if DISK_TYPES.contains(&t) => {
-                return Err(failure(&format!("rds-sim models only type=file disks, not type={t}")));
+                return Err(failure(&format!(
+                    "rds-sim models only type=file disks, not type={t}"
+                )));
             }
             Some(_) => return Err(ExecError("input does not match any value of type".into())),
         }
@@ -98,7 +102,10 @@ impl Engine {
             return Err(failure("no such mount point"));
         }
         if let Some(d) = self.store.state.disks.iter().find(|d| d.file_path == path) {
-            return Err(ExecError(format!("failure: file is used by disk {}", d.slot)));
+            return Err(ExecError(format!(
+                "failure: file is used by disk {}",
+                d.slot
+            )));
         }
         let copy = self.config.copy_from;
         let exists = self.store.host_path(&path).exists();
@@ -208,7 +215,12 @@ impl Engine {
             .ok_or_else(|| ExecError("no such item".into()))
     }
 
-    pub(super) fn disk_set(&mut self, ids: Vec<u32>, args: &Args, run: &mut Run<'_>) -> Result<(), ExecError> {
+    pub(super) fn disk_set(
+        &mut self,
+        ids: Vec<u32>,
+        args: &Args,
+        run: &mut Run<'_>,
+    ) -> Result<(), ExecError> {
         check_compress(args)?;
         let port = port(args)?;
         let size = args.size("file-size")?;
@@ -277,7 +289,11 @@ impl Engine {
         Ok(())
     }
 
-    pub(super) fn disk_remove(&mut self, ids: Vec<u32>, run: &mut Run<'_>) -> Result<(), ExecError> {
+    pub(super) fn disk_remove(
+        &mut self,
+        ids: Vec<u32>,
+        run: &mut Run<'_>,
+    ) -> Result<(), ExecError> {
         let mut state = self.store.state.clone();
         for id in &ids {
             self.file_disk_index(*id)?;
@@ -299,9 +315,16 @@ impl Engine {
         Ok(())
     }
 
-    pub(super) fn disk_monitor(&mut self, ids: Vec<u32>, once: bool, run: &mut Run<'_>) -> Result<String, ExecError> {
+    pub(super) fn disk_monitor(
+        &mut self,
+        ids: Vec<u32>,
+        once: bool,
+        run: &mut Run<'_>,
+    ) -> Result<String, ExecError> {
         if !once {
-            return Err(failure("rds-sim runs monitor-traffic only with once (streaming needs a terminal)"));
+            return Err(failure(
+                "rds-sim runs monitor-traffic only with once (streaming needs a terminal)",
+            ));
         }
         let [id] = ids.as_slice() else {
             return Err(failure("monitor-traffic takes one disk"));

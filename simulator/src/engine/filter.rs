@@ -110,7 +110,9 @@ pub fn describe(expr: &Expr) -> String {
         Expr::Or(a, b) => format!("({} or {})", describe(a), describe(b)),
         Expr::Not(a) => format!("!{}", describe(a)),
         Expr::Truthy(p) => p.clone(),
-        Expr::Compare { prop, op, value, .. } => {
+        Expr::Compare {
+            prop, op, value, ..
+        } => {
             let op = match op {
                 CmpOp::Eq => "=",
                 CmpOp::Ne => "!=",
@@ -120,7 +122,10 @@ pub fn describe(expr: &Expr) -> String {
                 CmpOp::Ge => ">=",
                 CmpOp::Regex => "~",
             };
-            format!("{prop}{op}{}", serde_json::to_string(value).unwrap_or_default())
+            format!(
+                "{prop}{op}{}",
+                serde_json::to_string(value).unwrap_or_default()
+            )
         }
     }
 }

@@ -84,13 +84,19 @@ fn pool_item(store: &Store, full: bool) -> Item {
             ("slot-default", Value::Str(String::new())),
             ("parent", Value::Str(String::new())),
             ("fs-label", Value::Str(name.clone())),
-            ("fs-uuid", Value::Str("40437dbc-2318-45dc-817b-b3bb95cf48ab".into())),
+            (
+                "fs-uuid",
+                Value::Str("40437dbc-2318-45dc-817b-b3bb95cf48ab".into()),
+            ),
             ("fs", Value::Bare("xfs".into())),
             ("model", Value::Str("RAID0 striped".into())),
             ("size", Value::Num(size)),
             ("free", Value::Num(free)),
             ("total-inodes", Value::Num(total_inodes)),
-            ("free-inodes", Value::Num(total_inodes.saturating_sub(used_inodes))),
+            (
+                "free-inodes",
+                Value::Num(total_inodes.saturating_sub(used_inodes)),
+            ),
             ("use", Value::Percent(used_pct)),
             ("mount-point", Value::Str(name)),
             ("mount-filesystem", Value::Bool(true)),
@@ -103,7 +109,10 @@ fn pool_item(store: &Store, full: bool) -> Item {
             ("raid-chunk-size", Value::Bare("256K".into())),
             ("raid-master", Value::Bare("none".into())),
             ("state", Value::Str("clean".into())),
-            ("raid-uuid", Value::Str("eadca0af-ecff031c-239758ad-951a47de".into())),
+            (
+                "raid-uuid",
+                Value::Str("eadca0af-ecff031c-239758ad-951a47de".into()),
+            ),
             ("nvme-tcp-export", Value::Bool(false)),
             ("iscsi-export", Value::Bool(false)),
             ("nfs-sharing", Value::Bool(false)),
@@ -134,8 +143,14 @@ pub fn disk_item(index: usize, d: &Disk) -> Item {
     ];
     if d.nvme_tcp_export {
         props.extend([
-            ("nvme-tcp-server-port", Value::Int(u64::from(d.nvme_tcp_server_port))),
-            ("nvme-tcp-server-nqn", Value::Str(d.nvme_tcp_server_nqn.clone())),
+            (
+                "nvme-tcp-server-port",
+                Value::Int(u64::from(d.nvme_tcp_server_port)),
+            ),
+            (
+                "nvme-tcp-server-nqn",
+                Value::Str(d.nvme_tcp_server_nqn.clone()),
+            ),
             (
                 "nvme-tcp-server-allow-host-name",
                 Value::Str(d.nvme_tcp_server_allow_host_name.clone()),
@@ -194,19 +209,24 @@ pub fn file_items(store: &Store) -> Vec<Item> {
 
 /// A property's text as `as-value` holds it.
 pub fn prop_text(item: &Item, name: &str) -> Option<String> {
-    item.props.iter().find(|(n, _)| *n == name).map(|(_, v)| match v {
-        Value::Str(s) | Value::Bare(s) => s.clone(),
-        Value::Bool(b) => b.to_string(),
-        Value::Num(n) | Value::Int(n) | Value::Size(n) => n.to_string(),
-        Value::Percent(p) => p.to_string(),
-    })
+    item.props
+        .iter()
+        .find(|(n, _)| *n == name)
+        .map(|(_, v)| match v {
+            Value::Str(s) | Value::Bare(s) => s.clone(),
+            Value::Bool(b) => b.to_string(),
+            Value::Num(n) | Value::Int(n) | Value::Size(n) => n.to_string(),
+            Value::Percent(p) => p.to_string(),
+        })
 }
 
 /// Keeps only the properties `names` (comma-separated) lists.
 pub fn project(items: Vec<Item>, names: &str) -> Result<Vec<Item>, ExecError> {
     let wanted: Vec<&str> = names.split(',').filter(|n| !n.is_empty()).collect();
     if wanted.is_empty() {
-        return Err(ExecError("input does not match any value of proplist".into()));
+        return Err(ExecError(
+            "input does not match any value of proplist".into(),
+        ));
     }
     Ok(items
         .into_iter()
@@ -218,4 +238,32 @@ pub fn project(items: Vec<Item>, names: &str) -> Result<Vec<Item>, ExecError> {
             item
         })
         .collect())
+}
+
+/// Adds each known flag as a boolean property, unless a property of that name exists already.
+pub fn with_flag_props(items: Vec<Item>, flags: &'static [FlagDef]) -> Vec<Item> {
+    items
+        .into_iter()
+        .map(|mut item| {
+            for f in flags {
+                let name = flag_prop_name(f);
+                if !item.props.iter().any(|(n, _)| *n == name) {
+                    item.props
+                        .push((name, Value::Bool(item.flags.contains(&f.letter))));
+                }
+            }
+            item
+        })
+        .collect()
+}
+
+fn flag_prop_name(f: &FlagDef) -> &'static str {
+    match f.name {
+        "DISABLED" => "disabled",
+        "BLOCK-DEVICE" => "block-device",
+        "MOUNTED" => "mounted",
+        "RAID-MEMBER" => "raid-member",
+        "NVME-TCP-EXPORT" => "nvme-tcp-export",
+        other => unreachable!("flag {other} has no property name"),
+    }
 }

@@ -86,7 +86,11 @@ impl Val {
     fn render(&self) -> String {
         match self {
             Val::Nothing => String::new(),
-            Val::Ids(ids) => ids.iter().map(|i| id_text(*i)).collect::<Vec<_>>().join(";"),
+            Val::Ids(ids) => ids
+                .iter()
+                .map(|i| id_text(*i))
+                .collect::<Vec<_>>()
+                .join(";"),
             Val::Items(items) => format::as_value(items),
             Val::Text(t) => t.clone(),
         }
@@ -152,7 +156,11 @@ struct Run<'a> {
 }
 
 impl Engine {
-    pub fn open(dir: &Path, pool: crate::store::Pool, config: EngineConfig) -> std::io::Result<Engine> {
+    pub fn open(
+        dir: &Path,
+        pool: crate::store::Pool,
+        config: EngineConfig,
+    ) -> std::io::Result<Engine> {
         Ok(Engine {
             store: Store::open(dir, pool)?,
             config,
@@ -221,7 +229,9 @@ impl Engine {
             }
             Statement::Serialize { to, value } => {
                 if to != "json" {
-                    return Err(ExecError(format!("failure: rds-sim serializes only to=json, not {to}")));
+                    return Err(ExecError(format!(
+                        "failure: rds-sim serializes only to=json, not {to}"
+                    )));
                 }
                 match self.arg_value(value, run)? {
                     Val::Items(items) => Ok(Val::Text(format::json(&items))),
@@ -258,7 +268,10 @@ impl Engine {
         run.result.log.push(log_entry(cmd));
         let mut args = Args::default();
         for (name, arg) in &cmd.args {
-            let ty = cmd.verb.param(name).expect("parser admits only known parameters");
+            let ty = cmd
+                .verb
+                .param(name)
+                .expect("parser admits only known parameters");
             let value = match ty {
                 ArgType::Items => ArgValue::Items(self.items_arg(cmd.menu, arg, run)?),
                 _ => ArgValue::Text(self.arg_text(arg, run)?),
@@ -329,11 +342,12 @@ impl Engine {
         if has("count-only") {
             return Ok((Val::Nothing, Some(crlf(&items.len().to_string()))));
         }
-        if has("as-value") {
-            // An array: printed only by `:put`, never at the prompt.
-            return Ok((Val::Items(items), None));
-        }
         let flags = items::flag_defs(cmd.menu.path);
+        if has("as-value") {
+            // An array: printed only by `:put`, never at the prompt. Script forms carry flags as
+            // boolean properties (`mounted=true`), as a real RDS's scripts read them.
+            return Ok((Val::Items(items::with_flag_props(items, flags)), None));
+        }
         let text = if has("detail") {
             format::detail(&items, flags, self.config.width)
         } else if has("terse") {
@@ -357,7 +371,12 @@ impl Engine {
     }
 
     /// Resolves an item reference: `[find …]`, `*HEX`, or a name.
-    fn items_arg(&mut self, menu: &'static Menu, arg: &Arg, run: &mut Run<'_>) -> Result<Vec<u32>, ExecError> {
+    fn items_arg(
+        &mut self,
+        menu: &'static Menu,
+        arg: &Arg,
+        run: &mut Run<'_>,
+    ) -> Result<Vec<u32>, ExecError> {
         let text = match arg {
             Arg::Sub(stmt) => {
                 return match self.statement_value(stmt, run)? {
@@ -381,7 +400,9 @@ impl Engine {
                 let id = u32::from_str_radix(hex, 16).map_err(|_| no_such_item())?;
                 items.iter().find(|i| i.id == id)
             } else {
-                items.iter().find(|i| items::prop_text(i, key).as_deref() == Some(part))
+                items
+                    .iter()
+                    .find(|i| items::prop_text(i, key).as_deref() == Some(part))
             };
             ids.push(found.ok_or_else(no_such_item)?.id);
         }
@@ -434,17 +455,23 @@ impl Args {
             .map(|t| match t {
                 "yes" | "true" => Ok(true),
                 "no" | "false" => Ok(false),
-                _ => Err(ExecError(format!("input does not match any value of {name}"))),
+                _ => Err(ExecError(format!(
+                    "input does not match any value of {name}"
+                ))),
             })
             .transpose()
     }
 
     fn num(&self, name: &str) -> Result<Option<u64>, ExecError> {
-        self.text(name).map(|t| parse_num(name, t, false)).transpose()
+        self.text(name)
+            .map(|t| parse_num(name, t, false))
+            .transpose()
     }
 
     fn size(&self, name: &str) -> Result<Option<u64>, ExecError> {
-        self.text(name).map(|t| parse_num(name, t, true)).transpose()
+        self.text(name)
+            .map(|t| parse_num(name, t, true))
+            .transpose()
     }
 }
 
@@ -478,7 +505,11 @@ fn log_entry(cmd: &Command) -> LoggedCommand {
     };
     LoggedCommand {
         path: format!("/{}/{}", cmd.menu.path, cmd.verb.name).replace("//", "/"),
-        args: cmd.args.iter().map(|(n, a)| (n.clone(), render(a))).collect(),
+        args: cmd
+            .args
+            .iter()
+            .map(|(n, a)| (n.clone(), render(a)))
+            .collect(),
         unnamed: cmd.unnamed.as_ref().map(render),
         switches: cmd.switches.iter().map(|s| s.to_string()).collect(),
         filter: cmd.filter.as_ref().map(filter::describe),

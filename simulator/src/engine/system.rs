@@ -23,7 +23,7 @@ impl Engine {
             ("uptime", uptime_text(self.started.elapsed().as_secs())),
             ("version", id.version.clone()),
             ("build-time", "2026-09-22 10:12:40".into()),
-            ("factory-software", "7.15.3".into()),
+            ("minimum-version", "7.15.3".into()),
             ("free-memory", "28.1GiB".into()),
             ("total-memory", "31.3GiB".into()),
             ("cpu", "ARM64".into()),
@@ -32,6 +32,9 @@ impl Engine {
             ("cpu-load", "1%".into()),
             ("free-hdd-space", "96.3MiB".into()),
             ("total-hdd-space", "128.0MiB".into()),
+            ("write-sect-since-reboot", "1524".into()),
+            ("write-sect-total", "822100".into()),
+            ("bad-blocks", "0%".into()),
             ("architecture-name", "arm64".into()),
             ("board-name", id.board_name.clone()),
             ("platform", "MikroTik".into()),
@@ -61,6 +64,6 @@ mod tests {
     fn uptime_is_routeros_style() {
         assert_eq!(uptime_text(29), "29s");
         assert_eq!(uptime_text(3_725), "1h2m5s");
-        assert_eq!(uptime_text(694_861), "1w1d1m1s");
+        assert_eq!(uptime_text(694_861), "1w1d1h1m1s");
     }
 }

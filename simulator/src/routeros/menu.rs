@@ -48,8 +48,18 @@ pub struct Menu {
 }
 
 pub const DISK_TYPES: &[&str] = &[
-    "raid", "nvme-tcp", "iscsi", "nfs", "smb", "partition", "tmpfs", "ramdisk", "crypted", "sshfs",
-    "file", "hardware",
+    "raid",
+    "nvme-tcp",
+    "iscsi",
+    "nfs",
+    "smb",
+    "partition",
+    "tmpfs",
+    "ramdisk",
+    "crypted",
+    "sshfs",
+    "file",
+    "hardware",
 ];
 
 const PRINT_SWITCHES: &[&str] = &[
@@ -253,6 +263,9 @@ impl Menu {
 
 impl Verb {
     pub fn param(&self, name: &str) -> Option<ArgType> {
-        self.params.iter().find(|(n, _)| *n == name).map(|(_, t)| *t)
+        self.params
+            .iter()
+            .find(|(n, _)| *n == name)
+            .map(|(_, t)| *t)
     }
 }

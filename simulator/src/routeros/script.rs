@@ -10,18 +10,36 @@ use std::fmt;
 /// A parse error, printed exactly as RouterOS prints it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ParseError {
-    Syntax { line: usize, col: usize },
-    ExpectedEnd { line: usize, col: usize },
-    BadCommand { word: String, line: usize, col: usize },
-    BadParameter { word: String, line: usize, col: usize },
+    Syntax {
+        line: usize,
+        col: usize,
+    },
+    ExpectedEnd {
+        line: usize,
+        col: usize,
+    },
+    BadCommand {
+        word: String,
+        line: usize,
+        col: usize,
+    },
+    BadParameter {
+        word: String,
+        line: usize,
+        col: usize,
+    },
     /// A command RouterOS has that rds-sim does not model: never silently ignored.
-    Unmodeled { what: String },
+    Unmodeled {
+        what: String,
+    },
 }
 
 impl fmt::Display for ParseError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            ParseError::Syntax { line, col } => write!(f, "syntax error (line {line} column {col})"),
+            ParseError::Syntax { line, col } => {
+                write!(f, "syntax error (line {line} column {col})")
+            }
             ParseError::ExpectedEnd { line, col } => {
                 write!(f, "expected end of command (line {line} column {col})")
             }
@@ -103,7 +121,10 @@ pub enum Statement {
     /// `:put <value>`
     Put(Arg),
     /// `:serialize to=<format> <value>`
-    Serialize { to: String, value: Arg },
+    Serialize {
+        to: String,
+        value: Arg,
+    },
 }
 
 /// Parses one input (usually one line) into statements, resolving paths from `menu`.
@@ -139,7 +160,8 @@ pub fn parse(input: &str, menu: &'static Menu) -> Result<Vec<Statement>, ParseEr
 
 /// Characters that may stand in an unquoted word.
 fn word_char(c: char) -> bool {
-    c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.' | '*' | '+' | ':' | '/' | ',' | '@' | '%')
+    c.is_ascii_alphanumeric()
+        || matches!(c, '-' | '_' | '.' | '*' | '+' | ':' | '/' | ',' | '@' | '%')
 }
 
 struct Parser {
@@ -179,8 +201,8 @@ impl Parser {
     /// `$`, `\` or `'` outside quotes. For `$name` RouterOS points at the name, one past the `$`
     /// (`:put $myVar` → column 7).
     fn illegal_here(&self) -> ParseError {
-        let name_follows = self.peek() == Some('$')
-            && self.peek_at(1).is_some_and(|c| c.is_ascii_alphanumeric());
+        let name_follows =
+            self.peek() == Some('$') && self.peek_at(1).is_some_and(|c| c.is_ascii_alphanumeric());
         self.syntax_at(self.pos + usize::from(name_follows))
     }
 
@@ -652,7 +674,11 @@ impl Parser {
 
     fn eat_str(&mut self, s: &str) -> bool {
         let n = s.chars().count();
-        if self.src.len() >= self.pos + n && self.src[self.pos..self.pos + n].iter().copied().eq(s.chars())
+        if self.src.len() >= self.pos + n
+            && self.src[self.pos..self.pos + n]
+                .iter()
+                .copied()
+                .eq(s.chars())
         {
             self.pos += n;
             true

@@ -25,7 +25,9 @@ impl std::str::FromStr for CopySemantics {
         match s {
             "data" => Ok(CopySemantics::Data),
             "settings" => Ok(CopySemantics::Settings),
-            _ => Err(format!("copy-from semantics must be data or settings, not {s:?}")),
+            _ => Err(format!(
+                "copy-from semantics must be data or settings, not {s:?}"
+            )),
         }
     }
 }
@@ -43,23 +45,51 @@ pub fn clone_or_copy(src: &Path, dst: &Path) -> io::Result<()> {
     sparse_copy(from, to)
 }
 
+/// Copies only the data extents (SEEK_DATA/SEEK_HOLE), so holes stay holes and are never read.
 fn sparse_copy(mut from: File, mut to: File) -> io::Result<()> {
     let len = from.metadata()?.len();
     let mut buf = vec![0u8; CHUNK];
     let mut off = 0u64;
     while off < len {
-        let n = from.read(&mut buf)?;
-        if n == 0 {
+        let Some(start) = seek_data(&from, off)? else {
             break;
-        }
-        if buf[..n].iter().any(|b| *b != 0) {
-            to.seek(SeekFrom::Start(off))?;
+        };
+        let end = seek_hole(&from, start)?.min(len);
+        from.seek(SeekFrom::Start(start))?;
+        to.seek(SeekFrom::Start(start))?;
+        let mut pos = start;
+        while pos < end {
+            let n = ((end - pos) as usize).min(CHUNK);
+            from.read_exact(&mut buf[..n])?;
             to.write_all(&buf[..n])?;
+            pos += n as u64;
         }
-        off += n as u64;
+        off = end;
     }
     to.set_len(len)?;
     to.sync_all()
+}
+
+fn lseek(f: &File, off: u64, whence: libc::c_int) -> io::Result<Option<u64>> {
+    // SAFETY: lseek on an open descriptor; no memory is passed.
+    let r = unsafe { libc::lseek(f.as_raw_fd(), off as libc::off_t, whence) };
+    if r >= 0 {
+        return Ok(Some(r as u64));
+    }
+    let e = io::Error::last_os_error();
+    if e.raw_os_error() == Some(libc::ENXIO) {
+        Ok(None)
+    } else {
+        Err(e)
+    }
+}
+
+fn seek_data(f: &File, off: u64) -> io::Result<Option<u64>> {
+    lseek(f, off, libc::SEEK_DATA)
+}
+
+fn seek_hole(f: &File, off: u64) -> io::Result<u64> {
+    Ok(lseek(f, off, libc::SEEK_HOLE)?.unwrap_or(off))
 }
 
 #[cfg(test)]

@@ -11,7 +11,9 @@ pub enum FileKind {
     Disk,
     Directory,
     /// A file; RouterOS prints `.img file` for `x.img`, `file` without an extension.
-    File { ext: Option<String> },
+    File {
+        ext: Option<String>,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -7,9 +7,12 @@ use std::path::Path;
 
 pub fn load(path: &Path) -> io::Result<Option<State>> {
     match fs::read(path) {
-        Ok(bytes) => serde_json::from_slice(&bytes)
-            .map(Some)
-            .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, format!("{}: {e}", path.display()))),
+        Ok(bytes) => serde_json::from_slice(&bytes).map(Some).map_err(|e| {
+            io::Error::new(
+                io::ErrorKind::InvalidData,
+                format!("{}: {e}", path.display()),
+            )
+        }),
         Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
         Err(e) => Err(e),
     }
@@ -49,7 +52,11 @@ mod tests {
         let path = dir.path().join("state.json");
         let s = State::default();
         save(&path, &s).unwrap();
-        fs::write(dir.path().join(".state.json.tmp"), b"{\"next-id\": 1, \"ident").unwrap();
+        fs::write(
+            dir.path().join(".state.json.tmp"),
+            b"{\"next-id\": 1, \"ident",
+        )
+        .unwrap();
         assert_eq!(load(&path).unwrap(), Some(s));
     }
 }
