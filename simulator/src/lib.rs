@@ -1,1 +1,3 @@
 //! rds-sim
+
+pub mod ssh;
