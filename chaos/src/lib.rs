@@ -9,7 +9,8 @@
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use rds_sim::faults::{CrashPoint, Fault};
-use rds_sim::sim::{Outcome, Sim};
+use rds_sim::sim::Sim;
+use rds_sim::ssh::Reply;
 use std::collections::BTreeMap;
 use std::io::{Read, Seek, SeekFrom, Write};
 
@@ -94,8 +95,8 @@ impl<'a> Runner<'a> {
     async fn run(&mut self, line: &str) -> String {
         loop {
             match self.sim.exec(self.session, line).await {
-                Outcome::Output { text, .. } => return text,
-                Outcome::Hangup => continue,
+                Reply::Output { text, .. } => return text,
+                Reply::Hangup => continue,
             }
         }
     }

@@ -6,5 +6,7 @@ pub mod control;
 pub mod engine;
 pub mod faults;
 pub mod routeros;
+pub mod server;
 pub mod sim;
+pub mod ssh;
 pub mod store;

@@ -3,6 +3,7 @@
 
 use crate::engine::{Engine, EngineConfig, Event, LoggedCommand, Traffic};
 use crate::faults::{BadPattern, CrashPoint, Fault, FaultPlan};
+use crate::ssh::{Reply, SessionInfo, Shell};
 use crate::store::{CopySemantics, Disk, FileEntry, Pool};
 use serde::Serialize;
 use std::collections::HashMap;
@@ -165,7 +166,7 @@ impl Sim {
     }
 
     /// Runs one command line as a session would, with the fault plan applied.
-    pub async fn exec(&self, session: u64, line: &str) -> Outcome {
+    pub async fn exec(&self, session: u64, line: &str) -> Reply {
         let delay = lock(&self.faults).latency_for(line);
         if !delay.is_zero() {
             tokio::time::sleep(delay).await;
@@ -181,13 +182,13 @@ impl Sim {
             (injected, crash, f.exit_status_on_error, f.pool_full)
         };
         if let Some(text) = injected {
-            return Outcome::Output {
+            return Reply::Output {
                 text: format!("{text}\r\n"),
                 exit_status: u32::from(exit_on_error),
             };
         }
         if crash == Some(CrashPoint::BeforeCommit) {
-            return Outcome::Hangup;
+            return Reply::Hangup;
         }
         let result = {
             let traffic = lock(&self.traffic).clone();
@@ -213,9 +214,9 @@ impl Sim {
             let _ = self.events.send(e);
         }
         if crash == Some(CrashPoint::AfterCommit) {
-            return Outcome::Hangup;
+            return Reply::Hangup;
         }
-        Outcome::Output {
+        Reply::Output {
             text: result.output,
             exit_status: u32::from(result.error && exit_on_error),
         }
@@ -327,5 +328,31 @@ impl Sim {
             .filter(|r| r.seq >= since)
             .cloned()
             .collect()
+    }
+}
+
+impl Shell for Sim {
+    fn accepting(&self) -> bool {
+        Sim::accepting(self)
+    }
+
+    fn session_opened(&self, info: SessionInfo) -> (u64, CancellationToken) {
+        self.open_session(&info.user, info.peer)
+    }
+
+    fn session_closed(&self, id: u64) {
+        self.close_session(id);
+    }
+
+    fn exec(&self, session: u64, line: &str) -> impl Future<Output = Reply> + Send {
+        Sim::exec(self, session, line)
+    }
+
+    fn prompt(&self, session: u64) -> String {
+        let user = lock(&self.sessions)
+            .get(&session)
+            .map_or_else(|| "admin".to_string(), |s| s.user.clone());
+        let identity = lock(&self.engine).store.state.identity.clone();
+        format!("[{user}@{identity}] > ")
     }
 }
