@@ -18,7 +18,7 @@ impl Engine {
             .collect::<Result<_, _>>()?;
         // Deepest first, so a directory and its contents can go in one command.
         let mut names = names;
-        names.sort_by(|a, b| b.len().cmp(&a.len()));
+        names.sort_by_key(|n| std::cmp::Reverse(n.len()));
         for name in names {
             self.store.remove_file(&name)?;
         }
