@@ -1,1 +1,3 @@
 //! rds-csi: the CSI driver.
+
+pub mod rds;
