@@ -20,6 +20,7 @@ mod line_editor;
 mod scripted;
 
 use std::borrow::Cow;
+use std::fmt;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -70,12 +71,22 @@ pub trait Shell: Send + Sync + 'static {
 }
 
 /// An account that may log in.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct User {
     pub name: String,
     pub authorized_keys: Vec<PublicKey>,
     /// Password authentication is offered only when some user has a password.
     pub password: Option<String>,
+}
+
+impl fmt::Debug for User {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("User")
+            .field("name", &self.name)
+            .field("authorized_keys", &self.authorized_keys.len())
+            .field("password", &self.password.as_ref().map(|_| "***"))
+            .finish()
+    }
 }
 
 impl User {

@@ -1,0 +1,3 @@
+//! The RouterOS client.
+
+pub mod ssh;
