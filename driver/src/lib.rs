@@ -1,1 +1,4 @@
 //! rds-csi: the CSI driver.
+
+pub mod ids;
+pub mod rds;
