@@ -2,4 +2,5 @@
 
 pub mod csi;
 pub mod grpc;
+pub mod ids;
 pub mod rds;

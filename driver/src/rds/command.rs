@@ -1,0 +1,442 @@
+//! The RouterOS command lines the driver sends, built from typed values only.
+//!
+//! A [`Cmd`] is one exec line. Parameter names and keywords are `'static` strings written here;
+//! every value comes from a validated type in [`super::value`] or is a number, and every string
+//! value and every `where` operand is quoted by [`quote`]. Nothing else can reach the line, so no
+//! caller input can add an argument, a command or a substitution.
+
+use std::fmt;
+use std::num::NonZeroU16;
+
+use super::value::{ByteSize, Comment, Nqn, RosPath, Slot, quote};
+
+/// The NVMe/TCP port RouterOS targets listen on by default.
+pub const DEFAULT_NVME_PORT: NonZeroU16 = NonZeroU16::new(4420).expect("4420 is not zero");
+
+/// One RouterOS command line, ready to send.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Cmd {
+    line: String,
+    silent: bool,
+}
+
+/// A file disk to create.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DiskSpec {
+    pub slot: Slot,
+    pub file_path: RosPath,
+    pub size: ByteSize,
+    pub export: Option<NvmeExport>,
+    pub comment: Option<Comment>,
+}
+
+/// How a disk is exported over NVMe/TCP.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NvmeExport {
+    pub port: NonZeroU16,
+    pub nqn: Nqn,
+}
+
+/// Which `/disk` items a print selects.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DiskQuery<'a> {
+    /// `where slot="<slot>"`
+    Slot(&'a Slot),
+    /// `where slot~"^<prefix>"`: every slot starting with the prefix (`pvc-`, `snap-`…).
+    SlotPrefix(&'a Slot),
+    /// `where mount-point="<pool>"`: the disk holding a pool's file system.
+    MountPoint(&'a RosPath),
+}
+
+/// The output form of a print; [`super::parse::records`] reads each.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Form {
+    /// `print detail`: human layout, wrapped at the terminal width.
+    Detail,
+    /// `:put [print detail as-value]`: one line, `;`-separated, unescaped.
+    AsValue,
+    /// `:put [:serialize to=json [print detail as-value]]`: exact JSON.
+    Json,
+}
+
+impl Cmd {
+    /// `/disk add type=file file-path="…" file-size=<bytes> slot="…" mount-filesystem=no
+    /// [nvme-tcp-export=yes nvme-tcp-server-port=<port> nvme-tcp-server-nqn="…"] [comment="…"]`.
+    ///
+    /// `mount-filesystem=no` keeps RouterOS from mounting the file system a node later writes
+    /// into the volume (after a restart it would otherwise find and mount it while the node
+    /// has it mounted too); the real RDS LUN scripts set it the same way.
+    pub fn disk_add(spec: &DiskSpec) -> Cmd {
+        let mut line = Line::new("/disk add")
+            .arg("type", Arg::Keyword("file"))
+            .arg("file-path", Arg::Text(spec.file_path.as_str()))
+            .arg("file-size", Arg::Number(spec.size.get()))
+            .arg("slot", Arg::Text(spec.slot.as_str()))
+            .arg("mount-filesystem", Arg::Keyword("no"));
+        if let Some(export) = &spec.export {
+            line = line
+                .arg("nvme-tcp-export", Arg::Keyword("yes"))
+                .arg(
+                    "nvme-tcp-server-port",
+                    Arg::Number(export.port.get().into()),
+                )
+                .arg("nvme-tcp-server-nqn", Arg::Text(export.nqn.as_str()));
+        }
+        if let Some(comment) = &spec.comment {
+            line = line.arg("comment", Arg::Text(comment.as_str()));
+        }
+        line.silent()
+    }
+
+    /// `/disk set [find where slot="…"] file-size=<bytes>` (growing is unverified on hardware:
+    /// routeros/README.md, assumption 5).
+    pub fn disk_set_size(slot: &Slot, size: ByteSize) -> Cmd {
+        Line::new("/disk set")
+            .find_slot(slot)
+            .arg("file-size", Arg::Number(size.get()))
+            .silent()
+    }
+
+    /// `/disk set [find where slot="…"] nvme-tcp-server-allow-host-name="…"`; `None` sends `""`.
+    ///
+    /// The value's format is undocumented (routeros/README.md, assumption 3); one host NQN is the
+    /// narrowest reading.
+    pub fn disk_set_allowed_host(slot: &Slot, host: Option<&Nqn>) -> Cmd {
+        let host = host.map_or("", Nqn::as_str);
+        Line::new("/disk set")
+            .find_slot(slot)
+            .arg("nvme-tcp-server-allow-host-name", Arg::Text(host))
+            .silent()
+    }
+
+    /// `/disk remove [find where slot="…"]`. The backing file stays: see [`Cmd::file_remove`].
+    pub fn disk_remove(slot: &Slot) -> Cmd {
+        Line::new("/disk remove").find_slot(slot).silent()
+    }
+
+    /// `/disk print detail where …` in the chosen form.
+    pub fn disk_print(query: DiskQuery<'_>, form: Form) -> Cmd {
+        let filter = match query {
+            DiskQuery::Slot(slot) => Filter::equals("slot", slot.as_str()),
+            DiskQuery::SlotPrefix(prefix) => Filter::starts_with("slot", prefix.as_str()),
+            DiskQuery::MountPoint(pool) => Filter::equals("mount-point", pool.as_str()),
+        };
+        print("/disk", &filter, form)
+    }
+
+    /// `/file print detail where name~"^<dir>/"` in the chosen form: every file under `dir`.
+    pub fn file_print_under(dir: &RosPath, form: Form) -> Cmd {
+        print(
+            "/file",
+            &Filter::starts_with("name", &format!("{dir}/")),
+            form,
+        )
+    }
+
+    /// `/file remove "<path>"`.
+    pub fn file_remove(path: &RosPath) -> Cmd {
+        Line::new("/file remove").unnamed(path.as_str()).silent()
+    }
+
+    /// `/disk monitor-traffic "<slot>" once`: one key/value block of counters.
+    pub fn disk_monitor_traffic(slot: &Slot) -> Cmd {
+        Line::new("/disk monitor-traffic")
+            .unnamed(slot.as_str())
+            .keyword("once")
+            .prints()
+    }
+
+    /// `/system resource print`: a key/value block with `version: 7.24.4 (stable)`.
+    pub fn system_resource() -> Cmd {
+        Line::new("/system resource print").prints()
+    }
+
+    /// `/system identity print`: `  name: <identity>`.
+    pub fn system_identity() -> Cmd {
+        Line::new("/system identity print").prints()
+    }
+
+    /// The line exactly as sent.
+    pub fn as_str(&self) -> &str {
+        &self.line
+    }
+
+    /// Whether RouterOS prints nothing when this command succeeds (add, set, remove), so that any
+    /// output is an error ([`super::error::expect_silent`]).
+    pub fn is_silent(&self) -> bool {
+        self.silent
+    }
+}
+
+impl fmt::Display for Cmd {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.line)
+    }
+}
+
+fn print(menu: &'static str, filter: &Filter, form: Form) -> Cmd {
+    let inner = |as_value: &str| format!("{menu} print detail{as_value} where {}", filter.render());
+    let line = match form {
+        Form::Detail => inner(""),
+        Form::AsValue => format!(":put [{}]", inner(" as-value")),
+        Form::Json => format!(":put [:serialize to=json [{}]]", inner(" as-value")),
+    };
+    Cmd {
+        line,
+        silent: false,
+    }
+}
+
+/// A parameter value. Only these can be written after `name=`.
+enum Arg<'a> {
+    /// A fixed enum or boolean word written here (`file`, `yes`), never caller input.
+    Keyword(&'static str),
+    Number(u64),
+    /// Any string, always quoted.
+    Text(&'a str),
+}
+
+/// Assembles a line left to right; names and keywords are `'static`, values go through [`Arg`].
+struct Line(String);
+
+impl Line {
+    fn new(path: &'static str) -> Self {
+        Line(path.to_owned())
+    }
+
+    fn arg(mut self, name: &'static str, value: Arg<'_>) -> Self {
+        self.0.push(' ');
+        self.0.push_str(name);
+        self.0.push('=');
+        match value {
+            Arg::Keyword(word) => self.0.push_str(word),
+            Arg::Number(n) => self.0.push_str(&n.to_string()),
+            Arg::Text(text) => self.0.push_str(&quote(text)),
+        }
+        self
+    }
+
+    /// The unnamed parameter after the verb, quoted.
+    fn unnamed(mut self, text: &str) -> Self {
+        self.0.push(' ');
+        self.0.push_str(&quote(text));
+        self
+    }
+
+    fn keyword(mut self, word: &'static str) -> Self {
+        self.0.push(' ');
+        self.0.push_str(word);
+        self
+    }
+
+    /// `[find where slot="…"]` as the item selector.
+    fn find_slot(mut self, slot: &Slot) -> Self {
+        self.0.push_str(" [find where ");
+        self.0
+            .push_str(&Filter::equals("slot", slot.as_str()).render());
+        self.0.push(']');
+        self
+    }
+
+    fn silent(self) -> Cmd {
+        Cmd {
+            line: self.0,
+            silent: true,
+        }
+    }
+
+    fn prints(self) -> Cmd {
+        Cmd {
+            line: self.0,
+            silent: false,
+        }
+    }
+}
+
+/// A `where` condition on one property, its operand always quoted.
+struct Filter {
+    property: &'static str,
+    operator: char,
+    operand: String,
+}
+
+impl Filter {
+    fn equals(property: &'static str, value: &str) -> Self {
+        Filter {
+            property,
+            operator: '=',
+            operand: value.to_owned(),
+        }
+    }
+
+    /// `property~"^<prefix>"` with the prefix's regex metacharacters escaped. `~` is an unanchored
+    /// POSIX ERE, hence the `^`.
+    fn starts_with(property: &'static str, prefix: &str) -> Self {
+        let mut pattern = String::from("^");
+        for c in prefix.chars() {
+            if "\\^$.|?*+()[]{}".contains(c) {
+                pattern.push('\\');
+            }
+            pattern.push(c);
+        }
+        Filter {
+            property,
+            operator: '~',
+            operand: pattern,
+        }
+    }
+
+    fn render(&self) -> String {
+        format!("{}{}{}", self.property, self.operator, quote(&self.operand))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn slot(s: &str) -> Slot {
+        Slot::parse(s).unwrap()
+    }
+
+    fn path(s: &str) -> RosPath {
+        RosPath::parse(s).unwrap()
+    }
+
+    fn spec() -> DiskSpec {
+        DiskSpec {
+            slot: slot("pvc-x"),
+            file_path: path("raid10/csi/pvc-x.img"),
+            size: ByteSize::new(1_073_741_824).unwrap(),
+            export: Some(NvmeExport {
+                port: DEFAULT_NVME_PORT,
+                nqn: Nqn::parse("nqn.2026-09.com.example:rds-csi:pvc-x").unwrap(),
+            }),
+            comment: Some(Comment::new("rds-csi:1,kind:volume").unwrap()),
+        }
+    }
+
+    #[test]
+    fn disk_add_quotes_every_string() {
+        let cmd = Cmd::disk_add(&spec());
+        assert_eq!(
+            cmd.as_str(),
+            "/disk add type=file file-path=\"raid10/csi/pvc-x.img\" file-size=1073741824 slot=\"pvc-x\" \
+             mount-filesystem=no nvme-tcp-export=yes nvme-tcp-server-port=4420 \
+             nvme-tcp-server-nqn=\"nqn.2026-09.com.example:rds-csi:pvc-x\" comment=\"rds-csi:1,kind:volume\""
+        );
+        assert!(cmd.is_silent());
+    }
+
+    #[test]
+    fn disk_add_without_export_or_comment_omits_them() {
+        let spec = DiskSpec {
+            export: None,
+            comment: None,
+            ..spec()
+        };
+        assert_eq!(
+            Cmd::disk_add(&spec).as_str(),
+            "/disk add type=file file-path=\"raid10/csi/pvc-x.img\" file-size=1073741824 slot=\"pvc-x\" \
+             mount-filesystem=no"
+        );
+    }
+
+    #[test]
+    fn comment_specials_are_escaped() {
+        let spec = DiskSpec {
+            export: None,
+            comment: Some(Comment::new(r#"a "b" \c $d [e]"#).unwrap()),
+            ..spec()
+        };
+        assert!(
+            Cmd::disk_add(&spec)
+                .as_str()
+                .ends_with(r#" comment="a \"b\" \\c \$d [e]""#)
+        );
+    }
+
+    #[test]
+    fn mutations_select_by_quoted_slot() {
+        let x = slot("x");
+        let size = ByteSize::new(2_147_483_648).unwrap();
+        assert_eq!(
+            Cmd::disk_set_size(&x, size).as_str(),
+            "/disk set [find where slot=\"x\"] file-size=2147483648"
+        );
+        let host = Nqn::parse("nqn.2014-08.org.nvmexpress:uuid:abc").unwrap();
+        assert_eq!(
+            Cmd::disk_set_allowed_host(&x, Some(&host)).as_str(),
+            "/disk set [find where slot=\"x\"] nvme-tcp-server-allow-host-name=\"nqn.2014-08.org.nvmexpress:uuid:abc\""
+        );
+        assert_eq!(
+            Cmd::disk_set_allowed_host(&x, None).as_str(),
+            "/disk set [find where slot=\"x\"] nvme-tcp-server-allow-host-name=\"\""
+        );
+        assert_eq!(
+            Cmd::disk_remove(&x).as_str(),
+            "/disk remove [find where slot=\"x\"]"
+        );
+        assert_eq!(
+            Cmd::file_remove(&path("/raid10/csi/x.img")).as_str(),
+            "/file remove \"raid10/csi/x.img\""
+        );
+        for cmd in [
+            Cmd::disk_set_size(&x, size),
+            Cmd::disk_remove(&x),
+            Cmd::file_remove(&path("a")),
+        ] {
+            assert!(cmd.is_silent(), "{cmd}");
+        }
+    }
+
+    #[test]
+    fn prints_in_each_form() {
+        let x = slot("x");
+        let pvc = slot("pvc-");
+        let pool = path("raid10");
+        assert_eq!(
+            Cmd::disk_print(DiskQuery::Slot(&x), Form::Detail).as_str(),
+            "/disk print detail where slot=\"x\""
+        );
+        assert_eq!(
+            Cmd::disk_print(DiskQuery::SlotPrefix(&pvc), Form::Detail).as_str(),
+            "/disk print detail where slot~\"^pvc-\""
+        );
+        assert_eq!(
+            Cmd::disk_print(DiskQuery::MountPoint(&pool), Form::Detail).as_str(),
+            "/disk print detail where mount-point=\"raid10\""
+        );
+        assert_eq!(
+            Cmd::disk_print(DiskQuery::Slot(&x), Form::AsValue).as_str(),
+            ":put [/disk print detail as-value where slot=\"x\"]"
+        );
+        assert_eq!(
+            Cmd::disk_print(DiskQuery::Slot(&x), Form::Json).as_str(),
+            ":put [:serialize to=json [/disk print detail as-value where slot=\"x\"]]"
+        );
+        assert_eq!(
+            Cmd::file_print_under(&path("raid10/csi"), Form::Detail).as_str(),
+            "/file print detail where name~\"^raid10/csi/\""
+        );
+        assert!(!Cmd::disk_print(DiskQuery::Slot(&x), Form::Detail).is_silent());
+    }
+
+    #[test]
+    fn file_prefix_dots_are_literal_in_the_regex() {
+        // `\.` in the regex is written `\\.` inside the RouterOS string.
+        assert_eq!(
+            Cmd::file_print_under(&path("pool.1/csi"), Form::Detail).as_str(),
+            "/file print detail where name~\"^pool\\\\.1/csi/\""
+        );
+    }
+
+    #[test]
+    fn system_and_monitor_commands() {
+        assert_eq!(Cmd::system_resource().as_str(), "/system resource print");
+        assert_eq!(Cmd::system_identity().as_str(), "/system identity print");
+        let cmd = Cmd::disk_monitor_traffic(&slot("x"));
+        assert_eq!(cmd.as_str(), "/disk monitor-traffic \"x\" once");
+        assert!(!cmd.is_silent());
+    }
+}
