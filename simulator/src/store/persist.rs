@@ -39,8 +39,10 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("state.json");
         assert_eq!(load(&path).unwrap(), None);
-        let mut s = State::default();
-        s.identity = "rds-test".into();
+        let s = State {
+            identity: "rds-test".into(),
+            ..State::default()
+        };
         save(&path, &s).unwrap();
         assert_eq!(load(&path).unwrap(), Some(s));
         assert!(!dir.path().join(".state.json.tmp").exists());
