@@ -111,8 +111,7 @@ async fn openssh_add_then_print_detail_byte_for_byte() {
         DETAIL
     );
     assert_eq!(
-        f.ok(&format!(":put [/disk find where slot=\"pvc-1\"]"))
-            .await,
+        f.ok(r#":put [/disk find where slot="pvc-1"]"#).await,
         "*10\r\n"
     );
     // Bad input: RouterOS's error, exit status 0 (judge by the text), nothing changed.
