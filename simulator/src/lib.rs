@@ -1,1 +1,2 @@
 //! rds-sim
+pub mod nvme;
