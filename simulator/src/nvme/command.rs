@@ -113,7 +113,10 @@ impl Command {
     }
 
     fn cdw_offset(n: usize) -> usize {
-        assert!((10..=15).contains(&n), "command dword {n} is not one of CDW10..CDW15");
+        assert!(
+            (10..=15).contains(&n),
+            "command dword {n} is not one of CDW10..CDW15"
+        );
         40 + 4 * (n - 10)
     }
 
@@ -139,7 +142,11 @@ impl Command {
     /// Whether the command moves data from host to controller (bit 0 of the opcode, or of the
     /// command type for Fabrics commands).
     pub fn is_host_to_controller(&self) -> bool {
-        let code = if self.is_fabrics() { self.fctype() } else { self.opcode() };
+        let code = if self.is_fabrics() {
+            self.fctype()
+        } else {
+            self.opcode()
+        };
         code & 1 != 0
     }
 }

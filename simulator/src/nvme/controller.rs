@@ -99,15 +99,27 @@ pub struct Reply {
 
 impl Reply {
     pub fn ok(result: u64) -> Self {
-        Self { status: Status::SUCCESS, result, data: Vec::new() }
+        Self {
+            status: Status::SUCCESS,
+            result,
+            data: Vec::new(),
+        }
     }
 
     pub fn data(data: Vec<u8>) -> Self {
-        Self { status: Status::SUCCESS, result: 0, data }
+        Self {
+            status: Status::SUCCESS,
+            result: 0,
+            data,
+        }
     }
 
     pub fn err(status: Status) -> Self {
-        Self { status, result: 0, data: Vec::new() }
+        Self {
+            status,
+            result: 0,
+            data: Vec::new(),
+        }
     }
 }
 
@@ -145,7 +157,11 @@ pub struct Controller {
 }
 
 fn expect_transfer(cmd: &Command, len: usize) -> Result<(), Status> {
-    if cmd.sgl().length as usize == len { Ok(()) } else { Err(Status::SGL_INVALID_DATA) }
+    if cmd.sgl().length as usize == len {
+        Ok(())
+    } else {
+        Err(Status::SGL_INVALID_DATA)
+    }
 }
 
 fn log_page_len(cmd: &Command) -> usize {
@@ -293,7 +309,11 @@ impl Controller {
         }
     }
 
-    fn discovery_admin(&mut self, cmd: &Command, ctx: &AdminContext<'_>) -> Result<Outcome, Status> {
+    fn discovery_admin(
+        &mut self,
+        cmd: &Command,
+        ctx: &AdminContext<'_>,
+    ) -> Result<Outcome, Status> {
         if self.csts & CSTS_RDY == 0 {
             return Err(Status::INVALID_OPCODE);
         }
@@ -340,9 +360,15 @@ impl Controller {
             subtype: log_page::subtype::CURRENT_DISCOVERY,
             nqn: DISCOVERY_NQN,
         }];
-        records.extend(exports.iter().filter(|e| e.allows(&self.host_nqn)).map(|e| {
-            DiscoveryRecord { subtype: log_page::subtype::NVME, nqn: &e.nqn }
-        }));
+        records.extend(
+            exports
+                .iter()
+                .filter(|e| e.allows(&self.host_nqn))
+                .map(|e| DiscoveryRecord {
+                    subtype: log_page::subtype::NVME,
+                    nqn: &e.nqn,
+                }),
+        );
         let port = DiscoveryPort {
             traddr: ctx.traddr,
             ipv6: ctx.traddr.contains(':'),
@@ -389,7 +415,8 @@ impl Controller {
             lid::SMART => log_page::smart(self.error_count),
             lid::FIRMWARE => Vec::new(),
             lid::CHANGED_NS => {
-                let page = log_page::changed_namespaces(&self.changed_ns, self.changed_ns_overflowed);
+                let page =
+                    log_page::changed_namespaces(&self.changed_ns, self.changed_ns_overflowed);
                 self.changed_ns.clear();
                 self.changed_ns_overflowed = false;
                 if !retain {
@@ -408,7 +435,12 @@ impl Controller {
         })
     }
 
-    fn set_features(&mut self, cmd: &Command, aen_mask: u32, discovery: bool) -> Result<Reply, Status> {
+    fn set_features(
+        &mut self,
+        cmd: &Command,
+        aen_mask: u32,
+        discovery: bool,
+    ) -> Result<Reply, Status> {
         expect_transfer(cmd, 0)?;
         let value = cmd.cdw(11);
         match ((cmd.cdw(10) & 0xff) as u8, discovery) {

@@ -152,7 +152,11 @@ pub fn active_namespaces(after: u32) -> Vec<u8> {
 pub fn descriptors(export: &Export) -> Vec<u8> {
     let mut id = vec![0u8; IDENTIFY_LEN];
     let mut at = 0;
-    for (kind, value) in [(3u8, &export.uuid[..]), (2, &nguid(export)[..]), (4, &[0u8][..])] {
+    for (kind, value) in [
+        (3u8, &export.uuid[..]),
+        (2, &nguid(export)[..]),
+        (4, &[0u8][..]),
+    ] {
         id[at] = kind;
         id[at + 1] = value.len() as u8;
         put(&mut id, at + 4, value);

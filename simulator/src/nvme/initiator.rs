@@ -9,7 +9,9 @@ use super::command::{
     Command, Completion, ConnectData, SGL_IN_CAPSULE, SGL_TRANSPORT, Sgl, admin, fabrics, io,
 };
 use super::identify::INLINE_DATA_SIZE;
-use super::pdu::{Codec, DataHeader, Decoded, Digests, IcReq, IcResp, PFV_1_0, Pdu, PduError, RecvBuffer};
+use super::pdu::{
+    Codec, DataHeader, Decoded, Digests, IcReq, IcResp, PFV_1_0, Pdu, PduError, RecvBuffer,
+};
 use super::status::Status;
 use super::{LBA_SHIFT, NSID};
 
@@ -24,7 +26,11 @@ pub enum InitiatorError {
     #[error("protocol violation by the target: {0}")]
     Protocol(String),
     #[error("command {cid} failed with status {status} (result {result:#x})")]
-    Status { cid: u16, status: Status, result: u64 },
+    Status {
+        cid: u16,
+        status: Status,
+        result: u64,
+    },
 }
 
 pub type Result<T> = std::result::Result<T, InitiatorError>;
@@ -103,14 +109,24 @@ impl<S: Read + Write> Initiator<S> {
             writes: HashMap::new(),
             done: VecDeque::new(),
         };
-        let req = IcReq { pfv: PFV_1_0, hpda: 0, digests, maxr2t: 0 };
+        let req = IcReq {
+            pfv: PFV_1_0,
+            hpda: 0,
+            digests,
+            maxr2t: 0,
+        };
         me.send_bytes(&me.codec.ic_req(&req).to_bytes())?;
         let resp = me.next_pdu(|pdu| match pdu {
             Pdu::IcResp(r) => Ok(r),
-            other => Err(InitiatorError::Protocol(format!("expected ICResp, got {other:?}"))),
+            other => Err(InitiatorError::Protocol(format!(
+                "expected ICResp, got {other:?}"
+            ))),
         })?;
         me.maxh2cdata = resp.maxh2cdata;
-        me.codec = Codec { digests: resp.digests, max_data: 64 * 1024 * 1024 };
+        me.codec = Codec {
+            digests: resp.digests,
+            max_data: 64 * 1024 * 1024,
+        };
         Ok((me, resp))
     }
 
@@ -165,9 +181,14 @@ impl<S: Read + Write> Initiator<S> {
                 Pdu::CapsuleResp(cqe) => Received::Completion(Completion::decode(cqe)),
                 Pdu::C2hData(h, d) => Received::Data(h, d.to_vec()),
                 Pdu::R2t(r) => Received::R2t(r),
-                Pdu::C2hTermReq(t) => Received::Terminated { fes: t.fes, fei: t.fei },
+                Pdu::C2hTermReq(t) => Received::Terminated {
+                    fes: t.fes,
+                    fei: t.fei,
+                },
                 other => {
-                    return Err(InitiatorError::Protocol(format!("unexpected PDU {other:?}")));
+                    return Err(InitiatorError::Protocol(format!(
+                        "unexpected PDU {other:?}"
+                    )));
                 }
             })
         })
@@ -185,11 +206,19 @@ impl<S: Read + Write> Initiator<S> {
         let cid = cmd.cid();
         let frame = match write {
             Some(data) if data.len() <= self.inline_limit => {
-                let sgl = Sgl { addr: 0, length: data.len() as u32, id: SGL_IN_CAPSULE };
+                let sgl = Sgl {
+                    addr: 0,
+                    length: data.len() as u32,
+                    id: SGL_IN_CAPSULE,
+                };
                 self.codec.capsule_cmd(&cmd.with_sgl(sgl).0, data)
             }
             Some(data) => {
-                let sgl = Sgl { addr: 0, length: data.len() as u32, id: SGL_TRANSPORT };
+                let sgl = Sgl {
+                    addr: 0,
+                    length: data.len() as u32,
+                    id: SGL_TRANSPORT,
+                };
                 let frame = self.codec.capsule_cmd(&cmd.with_sgl(sgl).0, Vec::new());
                 self.writes.insert(cid, data);
                 frame
@@ -251,13 +280,14 @@ impl<S: Read + Write> Initiator<S> {
     }
 
     fn send_r2t_data(&mut self, r: &super::pdu::R2t) -> Result<()> {
-        let data = self
-            .writes
-            .remove(&r.cccid)
-            .ok_or_else(|| InitiatorError::Protocol(format!("R2T for unknown command {}", r.cccid)))?;
+        let data = self.writes.remove(&r.cccid).ok_or_else(|| {
+            InitiatorError::Protocol(format!("R2T for unknown command {}", r.cccid))
+        })?;
         let (start, len) = (r.offset as usize, r.length as usize);
         if start + len > data.len() {
-            return Err(InitiatorError::Protocol(format!("R2T beyond the data: {r:?}")));
+            return Err(InitiatorError::Protocol(format!(
+                "R2T beyond the data: {r:?}"
+            )));
         }
         let chunk = self.maxh2cdata.max(4096) as usize;
         let mut sent = start;
@@ -318,12 +348,18 @@ impl<S: Read + Write> Initiator<S> {
 
     /// The transport SGL for `len` bytes from the target.
     fn data_in(cmd: Command, len: usize) -> Command {
-        cmd.with_sgl(Sgl { addr: 0, length: len as u32, id: SGL_TRANSPORT })
+        cmd.with_sgl(Sgl {
+            addr: 0,
+            length: len as u32,
+            id: SGL_TRANSPORT,
+        })
     }
 
     pub fn identify(&mut self, cns: u8, nsid: u32) -> Result<Vec<u8>> {
         let cid = self.cid();
-        let cmd = Command::new(admin::IDENTIFY, cid).with_nsid(nsid).with_cdw(10, u32::from(cns));
+        let cmd = Command::new(admin::IDENTIFY, cid)
+            .with_nsid(nsid)
+            .with_cdw(10, u32::from(cns));
         Ok(self.execute(Self::data_in(cmd, 4096), None)?.ok()?.data)
     }
 
@@ -347,7 +383,9 @@ impl<S: Read + Write> Initiator<S> {
 
     pub fn keep_alive(&mut self) -> Result<()> {
         let cid = self.cid();
-        self.execute(Command::new(admin::KEEP_ALIVE, cid), None)?.ok().map(drop)
+        self.execute(Command::new(admin::KEEP_ALIVE, cid), None)?
+            .ok()
+            .map(drop)
     }
 
     /// Submits an Asynchronous Event Request; wait for it with [`Self::wait`].
@@ -375,7 +413,10 @@ impl<S: Read + Write> Initiator<S> {
     pub fn submit_read(&mut self, slba: u64, blocks: u32) -> Result<u16> {
         let cid = self.cid();
         let len = (blocks as usize) << LBA_SHIFT;
-        self.submit(Self::data_in(Self::rw(io::READ, cid, slba, blocks), len), None)
+        self.submit(
+            Self::data_in(Self::rw(io::READ, cid, slba, blocks), len),
+            None,
+        )
     }
 
     /// Submits a write of `data` (whole blocks) at `slba`.

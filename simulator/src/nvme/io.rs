@@ -9,12 +9,23 @@ use super::{LBA_SHIFT, NSID};
 /// A file operation on the namespace's backing file, in bytes.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum IoOp {
-    Read { offset: u64, len: usize },
-    Write { offset: u64, data: Vec<u8> },
+    Read {
+        offset: u64,
+        len: usize,
+    },
+    Write {
+        offset: u64,
+        data: Vec<u8>,
+    },
     Flush,
-    WriteZeroes { offset: u64, len: u64 },
+    WriteZeroes {
+        offset: u64,
+        len: u64,
+    },
     /// Deallocate these (offset, length) ranges; none for a hint-only Dataset Management.
-    Deallocate { ranges: Vec<(u64, u64)> },
+    Deallocate {
+        ranges: Vec<(u64, u64)>,
+    },
 }
 
 impl IoOp {
@@ -33,18 +44,35 @@ impl IoOp {
 /// A validated I/O command that may still need its data from the host.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum IoPlan {
-    Read { offset: u64, len: usize },
-    Write { offset: u64, len: usize },
+    Read {
+        offset: u64,
+        len: usize,
+    },
+    Write {
+        offset: u64,
+        len: usize,
+    },
     Flush,
-    WriteZeroes { offset: u64, len: u64 },
-    Dsm { ranges: usize, deallocate: bool, blocks: u64 },
+    WriteZeroes {
+        offset: u64,
+        len: u64,
+    },
+    Dsm {
+        ranges: usize,
+        deallocate: bool,
+        blocks: u64,
+    },
 }
 
 const DSM_RANGE_LEN: usize = 16;
 const DSM_ATTR_DEALLOCATE: u32 = 1 << 2;
 
 fn expect_transfer(cmd: &Command, len: usize) -> Result<(), Status> {
-    if cmd.sgl().length as usize == len { Ok(()) } else { Err(Status::SGL_INVALID_DATA) }
+    if cmd.sgl().length as usize == len {
+        Ok(())
+    } else {
+        Err(Status::SGL_INVALID_DATA)
+    }
 }
 
 /// The byte range of `nlb` blocks from `slba`, if it lies within `blocks`.
@@ -106,7 +134,11 @@ impl IoPlan {
             Self::Write { .. } => Err(Status::SGL_INVALID_DATA),
             Self::Flush => Ok(IoOp::Flush),
             Self::WriteZeroes { offset, len } => Ok(IoOp::WriteZeroes { offset, len }),
-            Self::Dsm { ranges, deallocate, blocks } => {
+            Self::Dsm {
+                ranges,
+                deallocate,
+                blocks,
+            } => {
                 if data.len() != ranges * DSM_RANGE_LEN {
                     return Err(Status::SGL_INVALID_DATA);
                 }

@@ -82,7 +82,10 @@ pub struct Digests {
 
 impl Digests {
     fn from_bits(v: u8) -> Self {
-        Self { header: v & 1 != 0, data: v & 2 != 0 }
+        Self {
+            header: v & 1 != 0,
+            data: v & 2 != 0,
+        }
     }
 
     fn bits(self) -> u8 {
@@ -176,21 +179,35 @@ pub enum PduError {
     #[error("unknown PDU type {0:#04x}")]
     UnknownType(u8),
     #[error("{kind:?} PDU has header length {got}, the specification fixes {expected}")]
-    HeaderLength { kind: PduType, got: u8, expected: usize },
+    HeaderLength {
+        kind: PduType,
+        got: u8,
+        expected: usize,
+    },
     #[error("{kind:?} PDU length {plen} does not fit its header and digests")]
     Length { kind: PduType, plen: u32 },
     #[error("{kind:?} PDU of {plen} bytes exceeds this connection's limit of {limit}")]
-    TooLarge { kind: PduType, plen: u32, limit: usize },
+    TooLarge {
+        kind: PduType,
+        plen: u32,
+        limit: usize,
+    },
     #[error("{kind:?} PDU data offset {pdo} lies outside the PDU of {plen} bytes")]
     DataOffset { kind: PduType, pdo: u8, plen: u32 },
     #[error("{kind:?} PDU digest flags {flags:#04x} disagree with the negotiated digests")]
     DigestFlags { kind: PduType, flags: u8 },
-    #[error("header digest mismatch: PDU carries {received:#010x}, header hashes to {computed:#010x}")]
+    #[error(
+        "header digest mismatch: PDU carries {received:#010x}, header hashes to {computed:#010x}"
+    )]
     HeaderDigest { received: u32, computed: u32 },
     #[error("data digest mismatch: PDU carries {received:#010x}, data hashes to {computed:#010x}")]
     DataDigest { received: u32, computed: u32 },
     #[error("{kind:?} PDU says {field} data bytes but carries {actual}")]
-    DataLength { kind: PduType, field: u32, actual: usize },
+    DataLength {
+        kind: PduType,
+        field: u32,
+        actual: usize,
+    },
 }
 
 impl PduError {
@@ -254,11 +271,18 @@ fn le32(b: &[u8], at: usize) -> u32 {
 impl Codec {
     /// The codec before ICReq/ICResp: no digests.
     pub fn initial(max_data: usize) -> Self {
-        Self { digests: Digests::default(), max_data }
+        Self {
+            digests: Digests::default(),
+            max_data,
+        }
     }
 
     fn header_digest_len(&self, kind: PduType) -> usize {
-        if kind.digested() && self.digests.header { DIGEST_LEN } else { 0 }
+        if kind.digested() && self.digests.header {
+            DIGEST_LEN
+        } else {
+            0
+        }
     }
 
     /// Decodes the PDU at the front of `buf`.
@@ -273,7 +297,11 @@ impl Codec {
         let plen32 = le32(buf, 4);
         let plen = plen32 as usize;
         if hlen != kind.hlen() {
-            return Err(PduError::HeaderLength { kind, got: buf[2], expected: kind.hlen() });
+            return Err(PduError::HeaderLength {
+                kind,
+                got: buf[2],
+                expected: kind.hlen(),
+            });
         }
         let hdgst = self.header_digest_len(kind);
         if kind.digested() && (flags & FLAG_HDGST != 0) != (hdgst != 0) {
@@ -286,12 +314,15 @@ impl Codec {
             k if k.carries_data() => fixed + self.max_data + DIGEST_LEN,
             _ => fixed,
         };
-        if plen < fixed || (matches!(kind, PduType::IcReq | PduType::IcResp) && plen != IC_LEN)
-        {
+        if plen < fixed || (matches!(kind, PduType::IcReq | PduType::IcResp) && plen != IC_LEN) {
             return Err(PduError::Length { kind, plen: plen32 });
         }
         if plen > limit {
-            return Err(PduError::TooLarge { kind, plen: plen32, limit });
+            return Err(PduError::TooLarge {
+                kind,
+                plen: plen32,
+                limit,
+            });
         }
         if buf.len() < plen {
             return Ok(Decoded::NeedMore(plen));
@@ -310,7 +341,11 @@ impl Codec {
                 return Err(PduError::DigestFlags { kind, flags });
             }
             if pdo < fixed || pdo + ddgst > plen {
-                return Err(PduError::DataOffset { kind, pdo: buf[3], plen: plen32 });
+                return Err(PduError::DataOffset {
+                    kind,
+                    pdo: buf[3],
+                    plen: plen32,
+                });
             }
             let data = &pdu[pdo..plen - ddgst];
             if ddgst != 0 {
@@ -342,7 +377,11 @@ impl Codec {
         if ddgst {
             flags |= FLAG_DDGST;
         }
-        let pdo = if data.is_empty() || !kind.carries_data() { 0 } else { hlen + hdgst };
+        let pdo = if data.is_empty() || !kind.carries_data() {
+            0
+        } else {
+            hlen + hdgst
+        };
         let plen = hlen + hdgst + data.len() + if ddgst { DIGEST_LEN } else { 0 };
         let mut header = Vec::with_capacity(hlen + hdgst);
         header.extend_from_slice(&[kind as u8, flags, hlen as u8, pdo as u8]);
@@ -354,7 +393,11 @@ impl Codec {
             header.extend_from_slice(&d.to_le_bytes());
         }
         let data_digest = ddgst.then(|| crc32c::crc32c(&data).to_le_bytes());
-        Frame { header, data, data_digest }
+        Frame {
+            header,
+            data,
+            data_digest,
+        }
     }
 
     pub fn ic_req(&self, r: &IcReq) -> Frame {
@@ -441,11 +484,19 @@ fn parse<'a>(kind: PduType, flags: u8, pdu: &'a [u8], data: &'a [u8]) -> Result<
             success: flags & FLAG_DATA_SUCCESS != 0,
         };
         if h.length as usize != data.len() {
-            return Err(PduError::DataLength { kind, field: h.length, actual: data.len() });
+            return Err(PduError::DataLength {
+                kind,
+                field: h.length,
+                actual: data.len(),
+            });
         }
         Ok(h)
     };
-    let term = || TermReq { fes: le16(pdu, 8), fei: le32(pdu, 10), data };
+    let term = || TermReq {
+        fes: le16(pdu, 8),
+        fei: le32(pdu, 10),
+        data,
+    };
     Ok(match kind {
         PduType::IcReq => Pdu::IcReq(IcReq {
             pfv: le16(pdu, 8),

@@ -7,18 +7,16 @@ use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::Mutex;
 
+use super::Exports;
 use super::command::{
     CONNECT_DATA_LEN, Command, Completion, ConnectData, SGL_IN_CAPSULE, SGL_TRANSPORT, fabrics,
 };
 use super::controller::{AdminContext, Outcome, Reply, Subsystem};
 use super::identify::{INLINE_DATA_SIZE, MAX_QUEUE_SIZE};
 use super::io::{IoOp, IoPlan, plan};
-use super::pdu::{
-    Codec, DataHeader, Fes, IcReq, IcResp, PFV_1_0, Pdu, PduError, PduType, R2t,
-};
+use super::pdu::{Codec, DataHeader, Fes, IcReq, IcResp, PFV_1_0, Pdu, PduError, PduType, R2t};
 use super::registry::{Attached, ConnectRequest, CtrlKey, Registry};
 use super::status::Status;
-use super::Exports;
 
 /// The largest H2CData payload hosts may send (nvmet's NVMET_TCP_MAXH2CDATA).
 pub const MAX_H2C_DATA: u32 = 4 * 1024 * 1024;
@@ -74,7 +72,11 @@ pub enum Action {
 #[derive(Debug)]
 enum Inflight {
     /// Waiting for H2CData after an R2T.
-    Receiving { cmd: Command, buf: Vec<u8>, total: usize },
+    Receiving {
+        cmd: Command,
+        buf: Vec<u8>,
+        total: usize,
+    },
     /// A file operation is running.
     Executing,
 }
@@ -145,8 +147,12 @@ impl Queue {
         if self.state == State::Closed {
             return;
         }
-        let hlen = header.len().min(usize::from(header.get(2).copied().unwrap_or(0)).max(8));
-        let frame = self.codec.term_req(PduType::C2hTermReq, fes, fei, &header[..hlen]);
+        let hlen = header
+            .len()
+            .min(usize::from(header.get(2).copied().unwrap_or(0)).max(8));
+        let frame = self
+            .codec
+            .term_req(PduType::C2hTermReq, fes, fei, &header[..hlen]);
         out.push(Action::Send(frame));
         self.close(out);
     }
@@ -159,7 +165,9 @@ impl Queue {
             (State::AwaitIcReq, _) | (State::Ready, Pdu::IcReq(_)) => {
                 self.fatal(Fes::SequenceError, 0, raw, out)
             }
-            (State::Ready, Pdu::CapsuleCmd { sqe, data }) => self.capsule(Command(*sqe), data, raw, env, out),
+            (State::Ready, Pdu::CapsuleCmd { sqe, data }) => {
+                self.capsule(Command(*sqe), data, raw, env, out)
+            }
             (State::Ready, Pdu::H2cData(h, data)) => self.h2c_data(&h, data, raw, env, out),
             (State::Ready, Pdu::H2cTermReq(_)) => self.close(out),
             (State::Ready, _) => self.fatal(Fes::InvalidHeaderField, 0, raw, out),
@@ -180,12 +188,26 @@ impl Queue {
             maxh2cdata: MAX_H2C_DATA,
         };
         out.push(Action::Send(self.codec.ic_resp(&resp)));
-        self.codec = Codec { digests: req.digests, max_data: MAX_H2C_DATA as usize };
+        self.codec = Codec {
+            digests: req.digests,
+            max_data: MAX_H2C_DATA as usize,
+        };
         self.state = State::Ready;
     }
 
-    fn capsule(&mut self, cmd: Command, data: &[u8], raw: &[u8], env: &Env<'_>, out: &mut Vec<Action>) {
-        let limit = self.attached.as_ref().map_or(usize::from(MAX_QUEUE_SIZE), |a| usize::from(a.queue_size)) * 2;
+    fn capsule(
+        &mut self,
+        cmd: Command,
+        data: &[u8],
+        raw: &[u8],
+        env: &Env<'_>,
+        out: &mut Vec<Action>,
+    ) {
+        let limit = self
+            .attached
+            .as_ref()
+            .map_or(usize::from(MAX_QUEUE_SIZE), |a| usize::from(a.queue_size))
+            * 2;
         if self.inflight.len() >= limit {
             return self.fatal(Fes::SequenceError, 0, raw, out);
         }
@@ -222,9 +244,18 @@ impl Queue {
             let total = sgl.length as usize;
             self.inflight.insert(
                 cmd.cid(),
-                Inflight::Receiving { cmd, buf: Vec::with_capacity(total), total },
+                Inflight::Receiving {
+                    cmd,
+                    buf: Vec::with_capacity(total),
+                    total,
+                },
             );
-            let r2t = R2t { cccid: cmd.cid(), ttag: cmd.cid(), offset: 0, length: sgl.length };
+            let r2t = R2t {
+                cccid: cmd.cid(),
+                ttag: cmd.cid(),
+                offset: 0,
+                length: sgl.length,
+            };
             out.push(Action::Send(self.codec.r2t(&r2t)));
             return;
         }
@@ -242,8 +273,7 @@ impl Queue {
         if h.length > MAX_H2C_DATA {
             return self.fatal(Fes::R2tLimitExceeded, 16, raw, out);
         }
-        let Some(Inflight::Receiving { buf, total, .. }) = self.inflight.get_mut(&h.cccid)
-        else {
+        let Some(Inflight::Receiving { buf, total, .. }) = self.inflight.get_mut(&h.cccid) else {
             return self.fatal(Fes::InvalidHeaderField, 8, raw, out);
         };
         if h.ttag != h.cccid {
@@ -331,7 +361,13 @@ impl Queue {
         }
     }
 
-    fn connect(&mut self, cmd: &Command, data: &[u8], env: &Env<'_>, out: &mut Vec<Action>) -> Reply {
+    fn connect(
+        &mut self,
+        cmd: &Command,
+        data: &[u8],
+        env: &Env<'_>,
+        out: &mut Vec<Action>,
+    ) -> Reply {
         if !cmd.is_fabrics() || cmd.fctype() != fabrics::CONNECT {
             return Reply::err(Status::INVALID_OPCODE);
         }
@@ -417,7 +453,13 @@ impl Queue {
                 return;
             }
         }
-        let cqe = Completion { result: reply.result, sq_head, sq_id, cid, status: reply.status };
+        let cqe = Completion {
+            result: reply.result,
+            sq_head,
+            sq_id,
+            cid,
+            status: reply.status,
+        };
         out.push(Action::Send(self.codec.capsule_resp(&cqe.encode())));
     }
 
@@ -433,7 +475,9 @@ impl Queue {
         };
         if !reply.status.is_success() {
             let sqid = self.attached.as_ref().map_or(0, |a| a.qid);
-            self.with_ctrl(env, |c| c.record_error(sqid, &Command::new(0, cid), reply.status));
+            self.with_ctrl(env, |c| {
+                c.record_error(sqid, &Command::new(0, cid), reply.status)
+            });
         }
         self.respond(cid, reply, out);
     }
@@ -443,7 +487,9 @@ impl Queue {
         if self.state == State::Closed || self.attached.as_ref().is_none_or(|a| a.qid != 0) {
             return;
         }
-        let ready = self.with_ctrl(env, |c| c.take_ready_events()).unwrap_or_default();
+        let ready = self
+            .with_ctrl(env, |c| c.take_ready_events())
+            .unwrap_or_default();
         for (cid, result) in ready {
             self.respond(cid, Reply::ok(u64::from(result)), out);
         }

@@ -84,7 +84,11 @@ impl Registry {
         if req.recfmt != 0 {
             return Err(Reply::err(Status::CONNECT_FORMAT));
         }
-        if req.qid == 0 { self.connect_admin(req, exports, port) } else { self.connect_io(req, exports, port) }
+        if req.qid == 0 {
+            self.connect_admin(req, exports, port)
+        } else {
+            self.connect_io(req, exports, port)
+        }
     }
 
     fn subsystem(nqn: &str, exports: &dyn Exports, port: u16) -> Option<Subsystem> {
@@ -134,14 +138,24 @@ impl Registry {
         Self::check_sqsize(req.sqsize)?;
         let cntlid = (CNTLID_MIN..=CNTLID_MAX)
             .find(|&id| {
-                !self
-                    .entries
-                    .contains_key(&CtrlKey { subsys_nqn: d.subsys_nqn.to_owned(), cntlid: id })
+                !self.entries.contains_key(&CtrlKey {
+                    subsys_nqn: d.subsys_nqn.to_owned(),
+                    cntlid: id,
+                })
             })
             .ok_or(Reply::err(Status::CONNECT_INVALID_PARAM))?;
-        let key = CtrlKey { subsys_nqn: d.subsys_nqn.to_owned(), cntlid };
+        let key = CtrlKey {
+            subsys_nqn: d.subsys_nqn.to_owned(),
+            cntlid,
+        };
         let ctrl = Controller::new(cntlid, subsystem, d.host_nqn, d.host_id, req.kato_ms);
-        self.entries.insert(key.clone(), Entry { ctrl, queues: BTreeSet::from([0]) });
+        self.entries.insert(
+            key.clone(),
+            Entry {
+                ctrl,
+                queues: BTreeSet::from([0]),
+            },
+        );
         Ok(Attached {
             key,
             qid: 0,
@@ -165,7 +179,10 @@ impl Registry {
         if Self::subsystem(d.subsys_nqn, exports, port).is_none() {
             return Err(invalid(connect_data_offset::SUBNQN));
         }
-        let key = CtrlKey { subsys_nqn: d.subsys_nqn.to_owned(), cntlid: d.cntlid };
+        let key = CtrlKey {
+            subsys_nqn: d.subsys_nqn.to_owned(),
+            cntlid: d.cntlid,
+        };
         let entry = self
             .entries
             .get_mut(&key)
@@ -209,7 +226,11 @@ impl Registry {
 
     /// The controllers for which `pred` holds.
     pub fn keys_where(&self, pred: impl Fn(&CtrlKey, &Controller) -> bool) -> Vec<CtrlKey> {
-        self.entries.iter().filter(|(k, e)| pred(k, &e.ctrl)).map(|(k, _)| k.clone()).collect()
+        self.entries
+            .iter()
+            .filter(|(k, e)| pred(k, &e.ctrl))
+            .map(|(k, _)| k.clone())
+            .collect()
     }
 
     /// The namespace of `nqn` now holds `size` bytes; returns the controllers that queued an

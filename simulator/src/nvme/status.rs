@@ -56,7 +56,13 @@ impl Status {
 
 impl fmt::Debug for Status {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "sct{}/sc{:#04x}{}", self.sct(), self.sc(), if self.dnr() { " dnr" } else { "" })
+        write!(
+            f,
+            "sct{}/sc{:#04x}{}",
+            self.sct(),
+            self.sc(),
+            if self.dnr() { " dnr" } else { "" }
+        )
     }
 }
 

@@ -101,7 +101,10 @@ impl Shared {
 
     fn wake_admin_queue(&self, key: &CtrlKey) {
         for c in self.connections().values() {
-            if c.session.as_ref().is_some_and(|s| s.key == *key && s.qid == 0) {
+            if c.session
+                .as_ref()
+                .is_some_and(|s| s.key == *key && s.qid == 0)
+            {
                 c.wake.notify_one();
             }
         }
@@ -172,8 +175,11 @@ impl Target {
 
     /// Closes every new connection at once for `duration`, as a target that is down would.
     pub fn refuse_for(&self, duration: Duration) {
-        *self.shared.refuse_until.lock().expect("refuse lock poisoned") =
-            Some(Instant::now() + duration);
+        *self
+            .shared
+            .refuse_until
+            .lock()
+            .expect("refuse lock poisoned") = Some(Instant::now() + duration);
     }
 
     /// Delays every I/O command (read, write, flush...) by `latency` before it runs.
@@ -201,7 +207,10 @@ impl Target {
     /// The export was turned off or its disk removed: its controllers go away and their
     /// connections close.
     pub fn disconnect_nqn(&self, nqn: &str) {
-        let keys = self.shared.registry().keys_where(|k, _| k.subsys_nqn == nqn);
+        let keys = self
+            .shared
+            .registry()
+            .keys_where(|k, _| k.subsys_nqn == nqn);
         for key in keys {
             self.shared.tear_down(&key);
         }
@@ -241,7 +250,12 @@ async fn accept_loop(listener: TcpListener, shared: Arc<Shared>) {
         let wake = Arc::new(Notify::new());
         shared.connections().insert(
             id,
-            Connection { peer, session: None, cancel: cancel.clone(), wake: Arc::clone(&wake) },
+            Connection {
+                peer,
+                session: None,
+                cancel: cancel.clone(),
+                wake: Arc::clone(&wake),
+            },
         );
         let shared = Arc::clone(&shared);
         tokio::spawn(async move {
@@ -290,7 +304,11 @@ impl Edge<'_> {
 
     fn attached(&mut self, session: Session) {
         if let Some(path) = &session.file {
-            match std::fs::OpenOptions::new().read(true).write(true).open(path) {
+            match std::fs::OpenOptions::new()
+                .read(true)
+                .write(true)
+                .open(path)
+            {
                 Ok(f) => self.file = Some(Arc::new(f)),
                 Err(e) => tracing::warn!(
                     error = %e,
@@ -301,7 +319,11 @@ impl Edge<'_> {
         }
         if session.qid == 0 && session.kato_secs > 0 {
             let cancel = self.cancel.clone();
-            tokio::spawn(keep_alive(Arc::clone(self.shared), session.key.clone(), cancel));
+            tokio::spawn(keep_alive(
+                Arc::clone(self.shared),
+                session.key.clone(),
+                cancel,
+            ));
         }
         if let Some(c) = self.shared.connections().get_mut(&self.id) {
             c.session = Some(session.clone());
@@ -318,7 +340,8 @@ impl Edge<'_> {
         let latency = Duration::from_nanos(self.shared.io_latency_ns.load(Ordering::Relaxed));
         let mut stalled = self.shared.stalled.subscribe();
         if latency.is_zero() && !*stalled.borrow() {
-            self.io.spawn_blocking(move || (cid, backing::perform(&file, op)));
+            self.io
+                .spawn_blocking(move || (cid, backing::perform(&file, op)));
             return;
         }
         self.io.spawn(async move {

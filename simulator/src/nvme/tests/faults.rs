@@ -2,6 +2,7 @@
 //! commands, asynchronous events on resize, keep-alive expiry.
 
 use super::loopback::{HOST, HOST_ID, Harness, NQN, SIZE, export};
+use crate::nvme::NSID;
 use crate::nvme::command::{Command, SGL_TRANSPORT, Sgl, admin, io};
 use crate::nvme::controller::AEN_NS_CHANGED;
 use crate::nvme::identify::cns;
@@ -10,9 +11,14 @@ use crate::nvme::log_page::lid;
 use crate::nvme::pdu::Digests;
 use crate::nvme::registry::CtrlKey;
 use crate::nvme::status::Status;
-use crate::nvme::NSID;
 
-fn connect(h: &Harness, qid: u16, cntlid: u16, nqn: &str, host: &str) -> crate::nvme::command::Completion {
+fn connect(
+    h: &Harness,
+    qid: u16,
+    cntlid: u16,
+    nqn: &str,
+    host: &str,
+) -> crate::nvme::command::Completion {
     let (mut init, _) = Initiator::handshake(h.connection(), Digests::default()).unwrap();
     let p = ConnectParams {
         qid,
@@ -31,8 +37,19 @@ fn allow_list_refuses_other_hosts_with_connect_invalid_host() {
     let h = Harness::new();
     h.exports.0.lock().unwrap()[0] = export(NQN, &[HOST]);
     let refused = connect(&h, 0, 0xffff, NQN, "nqn.2014-08.org.nvmexpress:uuid:other");
-    assert_eq!((refused.status.sct(), refused.status.sc(), refused.status.dnr()), (1, 0x84, true));
-    assert_eq!(refused.dw0(), (1 << 16) | 512, "IATTR: Connect data, IPO: the host NQN");
+    assert_eq!(
+        (
+            refused.status.sct(),
+            refused.status.sc(),
+            refused.status.dnr()
+        ),
+        (1, 0x84, true)
+    );
+    assert_eq!(
+        refused.dw0(),
+        (1 << 16) | 512,
+        "IATTR: Connect data, IPO: the host NQN"
+    );
     assert!(connect(&h, 0, 0xffff, NQN, HOST).status.is_success());
 }
 
@@ -50,11 +67,18 @@ fn io_queue_must_name_an_existing_controller_of_the_same_host() {
     let h = Harness::new();
     let _admin = h.queue(0, 0xffff, Digests::default());
     let wrong_id = connect(&h, 1, 7, NQN, HOST);
-    assert_eq!((wrong_id.status, wrong_id.dw0()), (Status::CONNECT_INVALID_PARAM, (1 << 16) | 16));
+    assert_eq!(
+        (wrong_id.status, wrong_id.dw0()),
+        (Status::CONNECT_INVALID_PARAM, (1 << 16) | 16)
+    );
     let wrong_host = connect(&h, 1, 1, NQN, "nqn.2014-08.org.nvmexpress:uuid:other");
     assert_eq!(wrong_host.status, Status::CONNECT_INVALID_PARAM);
     assert!(connect(&h, 1, 1, NQN, HOST).status.is_success());
-    assert_eq!(connect(&h, 1, 1, NQN, HOST).status, Status::CMD_SEQ_ERROR, "queue 1 exists");
+    assert_eq!(
+        connect(&h, 1, 1, NQN, HOST).status,
+        Status::CMD_SEQ_ERROR,
+        "queue 1 exists"
+    );
     assert_eq!(connect(&h, 129, 1, NQN, HOST).status, Status::INVALID_QID);
 }
 
@@ -63,23 +87,43 @@ fn commands_before_connect_and_unknown_opcodes_are_invalid_opcode() {
     let h = Harness::new();
     let (mut init, _) = Initiator::handshake(h.connection(), Digests::default()).unwrap();
     let cid = init.cid();
-    let r = init.execute(Command::new(admin::KEEP_ALIVE, cid), None).unwrap();
+    let r = init
+        .execute(Command::new(admin::KEEP_ALIVE, cid), None)
+        .unwrap();
     assert_eq!(r.cqe.status, Status::INVALID_OPCODE);
 
     let mut admin_q = h.queue(0, 0xffff, Digests::default());
     let cid = admin_q.cid();
-    assert_eq!(admin_q.execute(Command::new(0xc5, cid), None).unwrap().cqe.status, Status::INVALID_OPCODE);
+    assert_eq!(
+        admin_q
+            .execute(Command::new(0xc5, cid), None)
+            .unwrap()
+            .cqe
+            .status,
+        Status::INVALID_OPCODE
+    );
     let mut ioq = h.queue(1, 1, Digests::default());
     let cid = ioq.cid();
-    let r = ioq.execute(Command::new(0x7e, cid).with_nsid(NSID), None).unwrap();
+    let r = ioq
+        .execute(Command::new(0x7e, cid).with_nsid(NSID), None)
+        .unwrap();
     assert_eq!(r.cqe.status, Status::INVALID_OPCODE);
     let cid = ioq.cid();
-    let r = ioq.execute(Command::new(io::FLUSH, cid).with_nsid(3), None).unwrap();
+    let r = ioq
+        .execute(Command::new(io::FLUSH, cid).with_nsid(3), None)
+        .unwrap();
     assert_eq!(r.cqe.status, Status::INVALID_NS);
     // The error log records the failures, newest first.
     let log = admin_q.get_log_page(lid::ERROR, 0, 128).unwrap();
-    assert_eq!(u16::from_le_bytes([log[8], log[9]]), 1, "sqid of the newest error");
-    assert_eq!(Status::from_wire(u16::from_le_bytes([log[12], log[13]])), Status::INVALID_NS);
+    assert_eq!(
+        u16::from_le_bytes([log[8], log[9]]),
+        1,
+        "sqid of the newest error"
+    );
+    assert_eq!(
+        Status::from_wire(u16::from_le_bytes([log[12], log[13]])),
+        Status::INVALID_NS
+    );
 }
 
 #[test]
@@ -91,7 +135,10 @@ fn io_past_the_end_is_lba_out_of_range_and_touches_nothing() {
     assert_eq!(ioq.read(last, 1).unwrap().len(), 512);
     let err = ioq.read(last, 2).unwrap_err().to_string();
     assert!(err.contains("sct0/sc0x80 dnr"), "{err}");
-    let err = ioq.write(u64::MAX - 3, vec![1; 4096]).unwrap_err().to_string();
+    let err = ioq
+        .write(u64::MAX - 3, vec![1; 4096])
+        .unwrap_err()
+        .to_string();
     assert!(err.contains("sct0/sc0x80"), "{err}");
     // A write past the end is refused before any R2T: no data is asked for.
     let err = ioq.write(last, vec![1; 64 << 10]).unwrap_err().to_string();
@@ -102,20 +149,40 @@ fn io_past_the_end_is_lba_out_of_range_and_touches_nothing() {
     let cmd = Command::new(io::READ, cid)
         .with_nsid(NSID)
         .with_cdw(12, 7)
-        .with_sgl(Sgl { addr: 0, length: 512, id: SGL_TRANSPORT });
-    assert_eq!(ioq.execute(cmd, None).unwrap().cqe.status, Status::SGL_INVALID_DATA);
+        .with_sgl(Sgl {
+            addr: 0,
+            length: 512,
+            id: SGL_TRANSPORT,
+        });
+    assert_eq!(
+        ioq.execute(cmd, None).unwrap().cqe.status,
+        Status::SGL_INVALID_DATA
+    );
 }
 
 #[test]
 fn io_before_the_controller_is_enabled_is_a_sequence_error() {
     let h = Harness::new();
     let (mut admin, _) = Initiator::handshake(h.connection(), Digests::default()).unwrap();
-    let p = ConnectParams { qid: 0, sqsize: 31, kato_ms: 0, cntlid: 0xffff, subsys_nqn: NQN, host_nqn: HOST, host_id: HOST_ID };
+    let p = ConnectParams {
+        qid: 0,
+        sqsize: 31,
+        kato_ms: 0,
+        cntlid: 0xffff,
+        subsys_nqn: NQN,
+        host_nqn: HOST,
+        host_id: HOST_ID,
+    };
     admin.fabrics_connect(&p).unwrap().ok().unwrap();
     let err = admin.identify(cns::CONTROLLER, 0).unwrap_err().to_string();
     assert!(err.contains("sct0/sc0x0c"), "{err}");
     let mut ioq = h.queue(1, 1, Digests::default());
-    assert!(ioq.read(0, 1).unwrap_err().to_string().contains("sct0/sc0x0c"));
+    assert!(
+        ioq.read(0, 1)
+            .unwrap_err()
+            .to_string()
+            .contains("sct0/sc0x0c")
+    );
 }
 
 #[test]
@@ -124,11 +191,20 @@ fn resize_completes_the_held_event_and_logs_the_namespace() {
     let mut admin = h.queue(0, 0xffff, Digests::default());
     assert_eq!(admin.set_features(0x0b, 0x900).unwrap(), 0x900);
     let aer = admin.submit_async_event().unwrap();
-    assert!(admin.stream_mut().take_output().is_empty(), "the event request is held");
+    assert!(
+        admin.stream_mut().take_output().is_empty(),
+        "the event request is held"
+    );
 
     h.exports.0.lock().unwrap()[0].size = 2 * SIZE;
-    let key = CtrlKey { subsys_nqn: NQN.to_owned(), cntlid: 1 };
-    assert_eq!(h.registry.lock().unwrap().namespace_resized(NQN, 2 * SIZE), vec![key]);
+    let key = CtrlKey {
+        subsys_nqn: NQN.to_owned(),
+        cntlid: 1,
+    };
+    assert_eq!(
+        h.registry.lock().unwrap().namespace_resized(NQN, 2 * SIZE),
+        vec![key]
+    );
     admin.stream_mut().poll_events();
     let event = admin.wait(aer).unwrap();
     assert_eq!(event.cqe.dw0(), AEN_NS_CHANGED);
@@ -137,22 +213,45 @@ fn resize_completes_the_held_event_and_logs_the_namespace() {
     let changed = admin.get_log_page(lid::CHANGED_NS, 0, 4096).unwrap();
     assert_eq!(&changed[0..8], &[1, 0, 0, 0, 0, 0, 0, 0]);
     let ns = admin.identify(cns::NAMESPACE, NSID).unwrap();
-    assert_eq!(u64::from_le_bytes(ns[0..8].try_into().unwrap()), 2 * SIZE / 512);
+    assert_eq!(
+        u64::from_le_bytes(ns[0..8].try_into().unwrap()),
+        2 * SIZE / 512
+    );
     // Read and cleared: the next read of the log is empty.
-    assert!(admin.get_log_page(lid::CHANGED_NS, 0, 4096).unwrap().iter().all(|&b| b == 0));
+    assert!(
+        admin
+            .get_log_page(lid::CHANGED_NS, 0, 4096)
+            .unwrap()
+            .iter()
+            .all(|&b| b == 0)
+    );
 }
 
 #[test]
 fn a_silent_keep_alive_period_is_fatal() {
     let h = Harness::new();
     let mut admin = h.queue(0, 0xffff, Digests::default());
-    let key = CtrlKey { subsys_nqn: NQN.to_owned(), cntlid: 1 };
-    let elapsed = |h: &Harness| h.registry.lock().unwrap().get_mut(&key).unwrap().keep_alive_period_elapsed();
+    let key = CtrlKey {
+        subsys_nqn: NQN.to_owned(),
+        cntlid: 1,
+    };
+    let elapsed = |h: &Harness| {
+        h.registry
+            .lock()
+            .unwrap()
+            .get_mut(&key)
+            .unwrap()
+            .keep_alive_period_elapsed()
+    };
     assert!(elapsed(&h), "enabling counts as traffic");
     admin.keep_alive().unwrap();
     assert!(elapsed(&h));
     assert!(!elapsed(&h), "nothing since the last period");
-    assert_eq!(h.registry.lock().unwrap().get(&key).unwrap().csts() & 0x2, 0x2, "CSTS.CFS");
+    assert_eq!(
+        h.registry.lock().unwrap().get(&key).unwrap().csts() & 0x2,
+        0x2,
+        "CSTS.CFS"
+    );
 }
 
 #[test]

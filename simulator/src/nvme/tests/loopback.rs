@@ -5,18 +5,22 @@ use std::collections::VecDeque;
 use std::io::{Read, Write};
 use std::sync::{Arc, Mutex};
 
+use crate::nvme::initiator::{ConnectParams, Initiator};
 use crate::nvme::io::IoOp;
 use crate::nvme::pdu::{Decoded, Digests, RecvBuffer};
 use crate::nvme::queue::{Action, Env, IoRequest, IoResult, Queue, Session};
 use crate::nvme::registry::Registry;
-use crate::nvme::initiator::{ConnectParams, Initiator};
 use crate::nvme::{Export, Exports};
 
 pub const PORT: u16 = 4420;
 pub const NQN: &str = "nqn.2014-08.org.example:sim-vol1";
 pub const HOST: &str = "nqn.2014-08.org.nvmexpress:uuid:11111111-2222-3333-4444-555555555555";
-pub const HOST_ID: [u8; 16] = [0x11, 0x11, 0x11, 0x11, 0x22, 0x22, 0x33, 0x33, 0x44, 0x44, 0x55, 0x55, 0x55, 0x55, 0x55, 0x55];
-pub const UUID: [u8; 16] = [0xa1, 0xb2, 0xc3, 0xd4, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12];
+pub const HOST_ID: [u8; 16] = [
+    0x11, 0x11, 0x11, 0x11, 0x22, 0x22, 0x33, 0x33, 0x44, 0x44, 0x55, 0x55, 0x55, 0x55, 0x55, 0x55,
+];
+pub const UUID: [u8; 16] = [
+    0xa1, 0xb2, 0xc3, 0xd4, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12,
+];
 pub const SIZE: u64 = 64 << 20;
 
 #[derive(Default)]
@@ -24,10 +28,21 @@ pub struct MemExports(pub Mutex<Vec<Export>>);
 
 impl Exports for MemExports {
     fn lookup(&self, nqn: &str, port: u16) -> Option<Export> {
-        (port == PORT).then(|| self.0.lock().unwrap().iter().find(|e| e.nqn == nqn).cloned())?
+        (port == PORT).then(|| {
+            self.0
+                .lock()
+                .unwrap()
+                .iter()
+                .find(|e| e.nqn == nqn)
+                .cloned()
+        })?
     }
     fn list(&self, port: u16) -> Vec<Export> {
-        if port == PORT { self.0.lock().unwrap().clone() } else { Vec::new() }
+        if port == PORT {
+            self.0.lock().unwrap().clone()
+        } else {
+            Vec::new()
+        }
     }
 }
 
@@ -112,7 +127,12 @@ impl Loopback {
     /// Feeds bytes to the queue and runs everything it asks for.
     pub fn feed(&mut self, bytes: &[u8]) {
         let (registry, exports) = self.env();
-        let env = Env { registry: &registry, exports: exports.as_ref(), port: PORT, traddr: "192.0.2.1" };
+        let env = Env {
+            registry: &registry,
+            exports: exports.as_ref(),
+            port: PORT,
+            traddr: "192.0.2.1",
+        };
         let spare = self.rb.spare(self.rb.filled().len() + bytes.len(), 0);
         spare[..bytes.len()].copy_from_slice(bytes);
         self.rb.commit(bytes.len());
@@ -120,7 +140,8 @@ impl Loopback {
         while !self.queue.is_closed() {
             match self.queue.codec().decode(self.rb.filled()) {
                 Ok(Decoded::Pdu(pdu, len)) => {
-                    self.queue.handle(pdu, &self.rb.filled()[..len], &env, &mut actions);
+                    self.queue
+                        .handle(pdu, &self.rb.filled()[..len], &env, &mut actions);
                     self.rb.consume(len);
                 }
                 Ok(Decoded::NeedMore(_)) => break,
@@ -137,7 +158,12 @@ impl Loopback {
     /// Lets the queue send completions another party queued (asynchronous events).
     pub fn poll_events(&mut self) {
         let (registry, exports) = self.env();
-        let env = Env { registry: &registry, exports: exports.as_ref(), port: PORT, traddr: "192.0.2.1" };
+        let env = Env {
+            registry: &registry,
+            exports: exports.as_ref(),
+            port: PORT,
+            traddr: "192.0.2.1",
+        };
         let mut actions = Vec::new();
         self.queue.poll_events(&env, &mut actions);
         self.run(&mut actions, &env);
@@ -162,7 +188,10 @@ impl Loopback {
     fn perform(&self, op: IoOp) -> IoResult {
         let mut disk = self.disk.lock().unwrap();
         for (offset, len) in op.extents() {
-            assert!(offset.checked_add(len).is_some_and(|end| end <= SIZE), "{op:?} leaves the namespace");
+            assert!(
+                offset.checked_add(len).is_some_and(|end| end <= SIZE),
+                "{op:?} leaves the namespace"
+            );
         }
         match op {
             IoOp::Read { offset, len } => {
