@@ -150,7 +150,11 @@ fn io_controller_answers_like_nvmet() {
 
     let effects = admin.get_log_page(lid::CMD_EFFECTS, 0, 4096).unwrap();
     assert_eq!(le32(&effects, 4 * 0x06), 1, "Identify supported");
-    assert_eq!(le32(&effects, 1024 + 4 * usize::from(io::WRITE)), 1, "Write supported");
+    assert_eq!(
+        le32(&effects, 1024 + 4 * usize::from(io::WRITE)),
+        1,
+        "Write supported"
+    );
     // Linux sizes the ANA log from NANAGRPID and MNAN: 16 + 128 * 32 + 1024 * 4.
     let ana = admin.get_log_page(lid::ANA, u32::MAX, 8208).unwrap();
     assert_eq!(
