@@ -81,7 +81,7 @@ fn main() {
     let mib_per_queue = *args.get(3).unwrap_or(&256);
     let blocks = (io_kib * 2) as u32;
     let ios = mib_per_queue * 1024 / io_kib;
-    let size = u64::from(queues) * mib_per_queue << 20;
+    let size = (u64::from(queues) * mib_per_queue) << 20;
 
     let file = tempfile::NamedTempFile::new().unwrap();
     file.as_file().set_len(size).unwrap();

@@ -7,7 +7,7 @@ use super::command::{Command, admin};
 use super::identify::{self, ASYNC_EVENT_LIMIT, ERROR_LOG_SLOTS, OAES_DISCOVERY, OAES_IO, cns};
 use super::log_page::{self, CHANGED_NS_CAPACITY, DiscoveryPort, DiscoveryRecord, ErrorEntry, lid};
 use super::status::Status;
-use super::{DISCOVERY_NQN, Export, Exports, NSID};
+use super::{DISCOVERY_NQN, Export, NSID};
 
 /// Controller property offsets.
 pub mod property {
@@ -83,7 +83,8 @@ impl Subsystem {
 /// What an admin command needs from outside the controller: the port's exports, for the
 /// discovery log.
 pub struct AdminContext<'a> {
-    pub exports: &'a dyn Exports,
+    /// The exports on this port (read only for the discovery log page).
+    pub exports: &'a [Export],
     pub port: u16,
     /// The address hosts reach this port at, for discovery log records.
     pub traddr: &'a str,
@@ -355,13 +356,12 @@ impl Controller {
     }
 
     fn discovery_log(&self, ctx: &AdminContext<'_>) -> Vec<u8> {
-        let exports = ctx.exports.list(ctx.port);
         let mut records = vec![DiscoveryRecord {
             subtype: log_page::subtype::CURRENT_DISCOVERY,
             nqn: DISCOVERY_NQN,
         }];
         records.extend(
-            exports
+            ctx.exports
                 .iter()
                 .filter(|e| e.allows(&self.host_nqn))
                 .map(|e| DiscoveryRecord {

@@ -7,9 +7,9 @@ use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::Mutex;
 
-use super::Exports;
 use super::command::{
-    CONNECT_DATA_LEN, Command, Completion, ConnectData, SGL_IN_CAPSULE, SGL_TRANSPORT, fabrics,
+    CONNECT_DATA_LEN, Command, Completion, ConnectData, SGL_IN_CAPSULE, SGL_TRANSPORT, admin,
+    fabrics,
 };
 use super::controller::{AdminContext, Outcome, Reply, Subsystem};
 use super::identify::{INLINE_DATA_SIZE, MAX_QUEUE_SIZE};
@@ -17,6 +17,7 @@ use super::io::{IoOp, IoPlan, plan};
 use super::pdu::{Codec, DataHeader, Fes, IcReq, IcResp, PFV_1_0, Pdu, PduError, PduType, R2t};
 use super::registry::{Attached, ConnectRequest, CtrlKey, Registry};
 use super::status::Status;
+use super::{DISCOVERY_NQN, Exports};
 
 /// The largest H2CData payload hosts may send (nvmet's NVMET_TCP_MAXH2CDATA).
 pub const MAX_H2C_DATA: u32 = 4 * 1024 * 1024;
@@ -338,8 +339,16 @@ impl Queue {
                 Err(status) => self.complete(&cmd, Reply::err(status), env, out),
             };
         }
+        // The exports are read before the registry is locked: the store behind them has locks
+        // of its own, and the target is never to hold one of its locks while taking another's.
+        let listing =
+            if cmd.opcode() == admin::GET_LOG_PAGE && attached.key.subsys_nqn == DISCOVERY_NQN {
+                env.exports.list(env.port)
+            } else {
+                Vec::new()
+            };
         let ctx = AdminContext {
-            exports: env.exports,
+            exports: &listing,
             port: env.port,
             traddr: env.traddr,
         };
@@ -385,8 +394,9 @@ impl Queue {
             kato_ms: cmd.cdw(12),
             data: connect_data,
         };
+        let subsystem = Registry::subsystem(req.data.subsys_nqn, env.exports, env.port);
         let mut registry = env.registry.lock().expect("registry lock poisoned");
-        match registry.connect(&req, env.exports, env.port) {
+        match registry.connect(&req, subsystem) {
             Ok(attached) => {
                 let ctrl = registry.get(&attached.key).expect("just attached");
                 let file = match &ctrl.subsystem {

@@ -75,23 +75,25 @@ impl Registry {
     }
 
     /// Executes a Connect: an admin queue creates a controller, an I/O queue joins one.
+    /// `subsystem` is what the Connect's subsystem NQN names on this port, if anything (see
+    /// [`Registry::subsystem`]; looked up by the caller so no lock is held meanwhile).
     pub fn connect(
         &mut self,
         req: &ConnectRequest<'_>,
-        exports: &dyn Exports,
-        port: u16,
+        subsystem: Option<Subsystem>,
     ) -> Result<Attached, Reply> {
         if req.recfmt != 0 {
             return Err(Reply::err(Status::CONNECT_FORMAT));
         }
         if req.qid == 0 {
-            self.connect_admin(req, exports, port)
+            self.connect_admin(req, subsystem)
         } else {
-            self.connect_io(req, exports, port)
+            self.connect_io(req, subsystem)
         }
     }
 
-    fn subsystem(nqn: &str, exports: &dyn Exports, port: u16) -> Option<Subsystem> {
+    /// The subsystem an NQN names on `port`.
+    pub fn subsystem(nqn: &str, exports: &dyn Exports, port: u16) -> Option<Subsystem> {
         if nqn == DISCOVERY_NQN {
             return Some(Subsystem::Discovery);
         }
@@ -112,8 +114,7 @@ impl Registry {
     fn connect_admin(
         &mut self,
         req: &ConnectRequest<'_>,
-        exports: &dyn Exports,
-        port: u16,
+        subsystem: Option<Subsystem>,
     ) -> Result<Attached, Reply> {
         let d = &req.data;
         let invalid = |offset| Reply {
@@ -124,8 +125,7 @@ impl Registry {
         if d.cntlid != CNTLID_DYNAMIC {
             return Err(invalid(connect_data_offset::CNTLID));
         }
-        let subsystem = Self::subsystem(d.subsys_nqn, exports, port)
-            .ok_or_else(|| invalid(connect_data_offset::SUBNQN))?;
+        let subsystem = subsystem.ok_or_else(|| invalid(connect_data_offset::SUBNQN))?;
         if let Subsystem::Nvm(export) = &subsystem
             && !export.allows(d.host_nqn)
         {
@@ -167,8 +167,7 @@ impl Registry {
     fn connect_io(
         &mut self,
         req: &ConnectRequest<'_>,
-        exports: &dyn Exports,
-        port: u16,
+        subsystem: Option<Subsystem>,
     ) -> Result<Attached, Reply> {
         let d = &req.data;
         let invalid = |offset| Reply {
@@ -176,7 +175,7 @@ impl Registry {
             result: in_data(offset),
             data: Vec::new(),
         };
-        if Self::subsystem(d.subsys_nqn, exports, port).is_none() {
+        if subsystem.is_none() {
             return Err(invalid(connect_data_offset::SUBNQN));
         }
         let key = CtrlKey {
