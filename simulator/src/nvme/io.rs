@@ -114,7 +114,11 @@ pub fn plan(cmd: &Command, ns_bytes: u64) -> Result<IoPlan, Status> {
         }
         io::DSM => {
             let ranges = (cmd.cdw(10) & 0xff) as usize + 1;
-            expect_transfer(cmd, ranges * DSM_RANGE_LEN)?;
+            // Linux sends room for all 256 ranges whatever NR says; nvmet accepts any transfer
+            // that holds the ranges and reads only those.
+            if (cmd.sgl().length as usize) < ranges * DSM_RANGE_LEN {
+                return Err(Status::SGL_INVALID_DATA);
+            }
             Ok(IoPlan::Dsm {
                 ranges,
                 deallocate: cmd.cdw(11) == DSM_ATTR_DEALLOCATE,
@@ -139,14 +143,14 @@ impl IoPlan {
                 deallocate,
                 blocks,
             } => {
-                if data.len() != ranges * DSM_RANGE_LEN {
+                if data.len() < ranges * DSM_RANGE_LEN {
                     return Err(Status::SGL_INVALID_DATA);
                 }
                 if !deallocate {
                     return Ok(IoOp::Deallocate { ranges: Vec::new() });
                 }
                 let mut out = Vec::with_capacity(ranges);
-                for r in data.chunks_exact(DSM_RANGE_LEN) {
+                for r in data[..ranges * DSM_RANGE_LEN].chunks_exact(DSM_RANGE_LEN) {
                     let nlb = u64::from(u32::from_le_bytes(r[4..8].try_into().expect("4 bytes")));
                     let slba = u64::from_le_bytes(r[8..16].try_into().expect("8 bytes"));
                     let range = byte_range(slba, nlb, blocks)?;

@@ -264,3 +264,45 @@ fn async_event_requests_are_limited_to_four() {
     let fifth = admin.submit_async_event().unwrap();
     assert_eq!(admin.wait(fifth).unwrap().cqe.status, Status::ASYNC_LIMIT);
 }
+
+/// Linux 6.1 sends a Dataset Management payload sized for 256 ranges whatever NR says (found
+/// by the kernel initiator: mkfs.ext4's discard failed with SGL Data Block Invalid).
+#[test]
+fn deallocate_reads_only_the_ranges_nr_names() {
+    let h = Harness::new();
+    let _admin = h.queue(0, 0xffff, Digests::default());
+    let mut ioq = h.queue(1, 1, Digests::default());
+    let mut payload = vec![0u8; 4096];
+    payload[4..8].copy_from_slice(&8u32.to_le_bytes()); // 8 blocks
+    payload[8..16].copy_from_slice(&16u64.to_le_bytes()); // from LBA 16
+    payload[16 + 8..16 + 16].copy_from_slice(&u64::MAX.to_le_bytes()); // beyond NR: ignored
+    let cid = ioq.cid();
+    let cmd = Command::new(io::DSM, cid)
+        .with_nsid(NSID)
+        .with_cdw(10, 0)
+        .with_cdw(11, 1 << 2);
+    let done = ioq.execute(cmd, Some(payload.clone())).unwrap();
+    assert_eq!(done.cqe.status, Status::SUCCESS);
+    // A range past the end, within NR, is refused.
+    payload[4..8].copy_from_slice(&8u32.to_le_bytes());
+    payload[8..16].copy_from_slice(&(SIZE / 512 - 4).to_le_bytes());
+    let cid = ioq.cid();
+    let cmd = Command::new(io::DSM, cid)
+        .with_nsid(NSID)
+        .with_cdw(10, 0)
+        .with_cdw(11, 1 << 2);
+    assert_eq!(
+        ioq.execute(cmd, Some(payload)).unwrap().cqe.status,
+        Status::LBA_RANGE
+    );
+    // Too little data for the ranges NR names is refused.
+    let cid = ioq.cid();
+    let cmd = Command::new(io::DSM, cid)
+        .with_nsid(NSID)
+        .with_cdw(10, 3)
+        .with_cdw(11, 1 << 2);
+    assert_eq!(
+        ioq.execute(cmd, Some(vec![0; 32])).unwrap().cqe.status,
+        Status::SGL_INVALID_DATA
+    );
+}
