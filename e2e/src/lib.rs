@@ -1,1 +1,2 @@
 //! e2e
+pub mod qemu;
