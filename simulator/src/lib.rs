@@ -5,6 +5,7 @@
 pub mod control;
 pub mod engine;
 pub mod faults;
+pub mod nvme;
 pub mod routeros;
 pub mod server;
 pub mod sim;

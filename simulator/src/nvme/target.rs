@@ -1,0 +1,500 @@
+//! The tokio edge of the NVMe/TCP target: accepts connections, moves bytes between sockets and
+//! the pure [`Queue`], runs file I/O on blocking threads, enforces keep-alive timeouts, and
+//! carries out the fault and lifecycle operations the simulator's control API calls.
+
+use std::collections::HashMap;
+use std::fs::File;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt, BufWriter};
+use tokio::net::tcp::OwnedWriteHalf;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{Notify, mpsc, watch};
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+
+use super::Exports;
+use super::backing;
+use super::pdu::{Decoded, Frame, RecvBuffer};
+use super::queue::{Action, Env, IoRequest, IoResult, Queue, Session};
+use super::registry::{CtrlKey, Registry};
+
+/// Bytes read from a socket at a time, at least.
+const READ_CHUNK: usize = 256 * 1024;
+/// Outgoing bytes gathered before a socket write.
+const WRITE_BUFFER: usize = 256 * 1024;
+
+/// A connected queue, as [`Target::connections`] reports it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ConnectionInfo {
+    pub id: u64,
+    pub host_nqn: String,
+    pub subsys_nqn: String,
+    pub peer: SocketAddr,
+    pub qid: u16,
+    pub cntlid: u16,
+}
+
+/// Which connections a fault applies to.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ConnectionFilter {
+    All,
+    /// Connections to this subsystem NQN.
+    Nqn(String),
+    /// Connections from this host NQN.
+    Host(String),
+}
+
+struct Connection {
+    peer: SocketAddr,
+    session: Option<Session>,
+    cancel: CancellationToken,
+    /// Wakes the connection to send completions queued by another task (asynchronous events).
+    wake: Arc<Notify>,
+}
+
+impl Connection {
+    fn matches(&self, filter: &ConnectionFilter) -> bool {
+        match (filter, &self.session) {
+            (ConnectionFilter::All, _) => true,
+            (ConnectionFilter::Nqn(nqn), Some(s)) => s.key.subsys_nqn == *nqn,
+            (ConnectionFilter::Host(host), Some(s)) => s.host_nqn == *host,
+            (_, None) => false,
+        }
+    }
+}
+
+struct Shared {
+    exports: Arc<dyn Exports>,
+    registry: Mutex<Registry>,
+    port: u16,
+    listen_ip: IpAddr,
+    connections: Mutex<HashMap<u64, Connection>>,
+    next_id: AtomicU64,
+    refuse_until: Mutex<Option<Instant>>,
+    io_latency_ns: AtomicU64,
+    stalled: watch::Sender<bool>,
+    shutdown: CancellationToken,
+}
+
+impl Shared {
+    fn connections(&self) -> std::sync::MutexGuard<'_, HashMap<u64, Connection>> {
+        self.connections.lock().expect("connections lock poisoned")
+    }
+
+    fn registry(&self) -> std::sync::MutexGuard<'_, Registry> {
+        self.registry.lock().expect("registry lock poisoned")
+    }
+
+    /// Closes every connection of a controller and forgets the controller.
+    fn tear_down(&self, key: &CtrlKey) {
+        self.registry().remove(key);
+        for c in self.connections().values() {
+            if c.session.as_ref().is_some_and(|s| s.key == *key) {
+                c.cancel.cancel();
+            }
+        }
+    }
+
+    fn wake_admin_queue(&self, key: &CtrlKey) {
+        for c in self.connections().values() {
+            if c.session
+                .as_ref()
+                .is_some_and(|s| s.key == *key && s.qid == 0)
+            {
+                c.wake.notify_one();
+            }
+        }
+    }
+}
+
+/// A running NVMe/TCP target. Dropping it closes the listener and every connection.
+pub struct Target {
+    shared: Arc<Shared>,
+    local_addr: SocketAddr,
+}
+
+impl Target {
+    /// Listens on `listen` (port 0 picks a free port) and serves the exports on that port.
+    pub async fn start(listen: SocketAddr, exports: Arc<dyn Exports>) -> std::io::Result<Self> {
+        let listener = TcpListener::bind(listen).await?;
+        let local_addr = listener.local_addr()?;
+        let shared = Arc::new(Shared {
+            exports,
+            registry: Mutex::new(Registry::default()),
+            port: local_addr.port(),
+            listen_ip: listen.ip(),
+            connections: Mutex::new(HashMap::new()),
+            next_id: AtomicU64::new(1),
+            refuse_until: Mutex::new(None),
+            io_latency_ns: AtomicU64::new(0),
+            stalled: watch::Sender::new(false),
+            shutdown: CancellationToken::new(),
+        });
+        tokio::spawn(accept_loop(listener, Arc::clone(&shared)));
+        Ok(Self { shared, local_addr })
+    }
+
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local_addr
+    }
+
+    /// The connections that completed Fabrics Connect.
+    pub fn connections(&self) -> Vec<ConnectionInfo> {
+        let mut v: Vec<_> = self
+            .shared
+            .connections()
+            .iter()
+            .filter_map(|(id, c)| {
+                let s = c.session.as_ref()?;
+                Some(ConnectionInfo {
+                    id: *id,
+                    host_nqn: s.host_nqn.clone(),
+                    subsys_nqn: s.key.subsys_nqn.clone(),
+                    peer: c.peer,
+                    qid: s.qid,
+                    cntlid: s.key.cntlid,
+                })
+            })
+            .collect();
+        v.sort_by_key(|c| c.id);
+        v
+    }
+
+    /// Closes the matching connections now; hosts see the connection drop and reconnect.
+    pub fn drop_connections(&self, filter: ConnectionFilter) {
+        for c in self.shared.connections().values() {
+            if c.matches(&filter) {
+                c.cancel.cancel();
+            }
+        }
+    }
+
+    /// Closes every new connection at once for `duration`, as a target that is down would.
+    pub fn refuse_for(&self, duration: Duration) {
+        *self
+            .shared
+            .refuse_until
+            .lock()
+            .expect("refuse lock poisoned") = Some(Instant::now() + duration);
+    }
+
+    /// Delays every I/O command (read, write, flush...) by `latency` before it runs.
+    pub fn set_io_latency(&self, latency: Duration) {
+        let ns = u64::try_from(latency.as_nanos()).unwrap_or(u64::MAX);
+        self.shared.io_latency_ns.store(ns, Ordering::Relaxed);
+    }
+
+    /// While stalled, I/O commands do not complete; admin commands (keep alive) still do.
+    pub fn stall_io(&self, stalled: bool) {
+        self.shared.stalled.send_replace(stalled);
+    }
+
+    /// The export's size changed: hosts get a namespace-attribute-changed event.
+    pub fn notify_resized(&self, nqn: &str) {
+        let Some(export) = self.shared.exports.lookup(nqn, self.shared.port) else {
+            return;
+        };
+        let keys = self.shared.registry().namespace_resized(nqn, export.size);
+        for key in keys {
+            self.shared.wake_admin_queue(&key);
+        }
+    }
+
+    /// The export was turned off or its disk removed: its controllers go away and their
+    /// connections close.
+    pub fn disconnect_nqn(&self, nqn: &str) {
+        let keys = self
+            .shared
+            .registry()
+            .keys_where(|k, _| k.subsys_nqn == nqn);
+        for key in keys {
+            self.shared.tear_down(&key);
+        }
+        self.drop_connections(ConnectionFilter::Nqn(nqn.to_owned()));
+    }
+}
+
+impl Drop for Target {
+    fn drop(&mut self) {
+        self.shared.shutdown.cancel();
+    }
+}
+
+async fn accept_loop(listener: TcpListener, shared: Arc<Shared>) {
+    loop {
+        let (stream, peer) = tokio::select! {
+            _ = shared.shutdown.cancelled() => return,
+            accepted = listener.accept() => match accepted {
+                Ok(a) => a,
+                Err(e) => {
+                    tracing::warn!(error = %e, "NVMe/TCP accept failed");
+                    continue;
+                }
+            },
+        };
+        let refusing = shared
+            .refuse_until
+            .lock()
+            .expect("refuse lock poisoned")
+            .is_some_and(|until| Instant::now() < until);
+        if refusing {
+            drop(stream);
+            continue;
+        }
+        let id = shared.next_id.fetch_add(1, Ordering::Relaxed);
+        let cancel = shared.shutdown.child_token();
+        let wake = Arc::new(Notify::new());
+        shared.connections().insert(
+            id,
+            Connection {
+                peer,
+                session: None,
+                cancel: cancel.clone(),
+                wake: Arc::clone(&wake),
+            },
+        );
+        let shared = Arc::clone(&shared);
+        tokio::spawn(async move {
+            let session = serve(&shared, stream, id, cancel.clone(), wake).await;
+            // Stops this connection's keep-alive timer, if it ran one.
+            cancel.cancel();
+            shared.connections().remove(&id);
+            if let Some(s) = session {
+                shared.registry().release_queue(&s.key, s.qid);
+            }
+        });
+    }
+}
+
+enum Outgoing {
+    Frame(Frame),
+    Close,
+}
+
+/// The per-connection state the edge keeps beside the pure queue.
+struct Edge<'a> {
+    shared: &'a Arc<Shared>,
+    id: u64,
+    out: mpsc::UnboundedSender<Outgoing>,
+    io: JoinSet<(u16, IoResult)>,
+    file: Option<Arc<File>>,
+    session: Option<Session>,
+    cancel: CancellationToken,
+}
+
+impl Edge<'_> {
+    fn dispatch(&mut self, actions: &mut Vec<Action>) {
+        for action in actions.drain(..) {
+            match action {
+                Action::Send(frame) => {
+                    let _ = self.out.send(Outgoing::Frame(frame));
+                }
+                Action::Close => {
+                    let _ = self.out.send(Outgoing::Close);
+                }
+                Action::Io(req) => self.start_io(req),
+                Action::Attached(session) => self.attached(session),
+            }
+        }
+    }
+
+    fn attached(&mut self, session: Session) {
+        if let Some(path) = &session.file {
+            match std::fs::OpenOptions::new()
+                .read(true)
+                .write(true)
+                .open(path)
+            {
+                Ok(f) => self.file = Some(Arc::new(f)),
+                Err(e) => tracing::warn!(
+                    error = %e,
+                    path = %path.display(),
+                    "cannot open the namespace's backing file; its I/O will fail"
+                ),
+            }
+        }
+        if session.qid == 0 && session.kato_secs > 0 {
+            let cancel = self.cancel.clone();
+            tokio::spawn(keep_alive(
+                Arc::clone(self.shared),
+                session.key.clone(),
+                cancel,
+            ));
+        }
+        if let Some(c) = self.shared.connections().get_mut(&self.id) {
+            c.session = Some(session.clone());
+        }
+        self.session = Some(session);
+    }
+
+    fn start_io(&mut self, req: IoRequest) {
+        let IoRequest { cid, op } = req;
+        let Some(file) = self.file.clone() else {
+            self.io.spawn(async move { (cid, IoResult::Failed) });
+            return;
+        };
+        let latency = Duration::from_nanos(self.shared.io_latency_ns.load(Ordering::Relaxed));
+        let mut stalled = self.shared.stalled.subscribe();
+        if latency.is_zero() && !*stalled.borrow() {
+            self.io
+                .spawn_blocking(move || (cid, backing::perform(&file, op)));
+            return;
+        }
+        self.io.spawn(async move {
+            let _ = stalled.wait_for(|s| !*s).await;
+            tokio::time::sleep(latency).await;
+            let done = tokio::task::spawn_blocking(move || backing::perform(&file, op)).await;
+            (cid, done.unwrap_or(IoResult::Failed))
+        });
+    }
+}
+
+/// Serves one connection until it closes; returns the queue it carried, if any.
+async fn serve(
+    shared: &Arc<Shared>,
+    stream: TcpStream,
+    id: u64,
+    cancel: CancellationToken,
+    wake: Arc<Notify>,
+) -> Option<Session> {
+    let _ = stream.set_nodelay(true);
+    let traddr = match (shared.listen_ip.is_unspecified(), stream.local_addr()) {
+        (true, Ok(local)) => local.ip().to_string(),
+        _ => shared.listen_ip.to_string(),
+    };
+    let (mut rd, wr) = stream.into_split();
+    let (out_tx, out_rx) = mpsc::unbounded_channel();
+    let writer = tokio::spawn(write_loop(wr, out_rx));
+    let env = Env {
+        registry: &shared.registry,
+        exports: shared.exports.as_ref(),
+        port: shared.port,
+        traddr: &traddr,
+    };
+    let mut edge = Edge {
+        shared,
+        id,
+        out: out_tx,
+        io: JoinSet::new(),
+        file: None,
+        session: None,
+        cancel: cancel.clone(),
+    };
+    let mut queue = Queue::new();
+    let mut rb = RecvBuffer::default();
+    let mut need = 8;
+    let mut actions = Vec::new();
+    while !queue.is_closed() {
+        tokio::select! {
+            _ = cancel.cancelled() => {
+                writer.abort();
+                return edge.session;
+            }
+            read = rd.read(rb.spare(need, READ_CHUNK)) => {
+                match read {
+                    Ok(0) | Err(_) => break,
+                    Ok(n) => rb.commit(n),
+                }
+                loop {
+                    let consumed = match queue.codec().decode(rb.filled()) {
+                        Ok(Decoded::Pdu(pdu, len)) => {
+                            queue.handle(pdu, &rb.filled()[..len], &env, &mut actions);
+                            len
+                        }
+                        Ok(Decoded::NeedMore(n)) => {
+                            need = n;
+                            break;
+                        }
+                        Err(e) => {
+                            tracing::info!(error = %e, connection = id, "closing NVMe/TCP connection");
+                            let head = &rb.filled()[..rb.filled().len().min(128)];
+                            queue.decode_failed(&e, head, &mut actions);
+                            break;
+                        }
+                    };
+                    rb.consume(consumed);
+                    edge.dispatch(&mut actions);
+                    if queue.is_closed() {
+                        break;
+                    }
+                }
+                edge.dispatch(&mut actions);
+            }
+            Some(done) = edge.io.join_next(), if !edge.io.is_empty() => {
+                let (cid, result) = done.unwrap_or((0, IoResult::Failed));
+                queue.io_done(cid, result, &env, &mut actions);
+                edge.dispatch(&mut actions);
+            }
+            _ = wake.notified() => {
+                queue.poll_events(&env, &mut actions);
+                edge.dispatch(&mut actions);
+            }
+        }
+    }
+    let session = edge.session.take();
+    drop(edge);
+    let _ = writer.await;
+    session
+}
+
+async fn write_loop(wr: OwnedWriteHalf, mut rx: mpsc::UnboundedReceiver<Outgoing>) {
+    let mut w = BufWriter::with_capacity(WRITE_BUFFER, wr);
+    while let Some(first) = rx.recv().await {
+        let mut next = Some(first);
+        while let Some(msg) = next {
+            let written = match msg {
+                Outgoing::Frame(f) => write_frame(&mut w, &f).await,
+                Outgoing::Close => {
+                    let _ = w.flush().await;
+                    let _ = w.shutdown().await;
+                    return;
+                }
+            };
+            if written.is_err() {
+                return;
+            }
+            next = rx.try_recv().ok();
+        }
+        if w.flush().await.is_err() {
+            return;
+        }
+    }
+    let _ = w.shutdown().await;
+}
+
+async fn write_frame(w: &mut BufWriter<OwnedWriteHalf>, f: &Frame) -> std::io::Result<()> {
+    w.write_all(&f.header).await?;
+    w.write_all(&f.data).await?;
+    if let Some(d) = f.data_digest {
+        w.write_all(&d).await?;
+    }
+    Ok(())
+}
+
+/// Enforces a controller's keep-alive timeout while its admin queue is connected: a period
+/// without any command from the host tears the controller down, closing all its queues.
+async fn keep_alive(shared: Arc<Shared>, key: CtrlKey, admin_queue: CancellationToken) {
+    loop {
+        let kato = match shared.registry().get(&key) {
+            Some(c) if c.kato_secs() > 0 => c.kato_secs(),
+            _ => return,
+        };
+        tokio::select! {
+            _ = admin_queue.cancelled() => return,
+            _ = tokio::time::sleep(Duration::from_secs(u64::from(kato))) => {}
+        }
+        let alive = match shared.registry().get_mut(&key) {
+            Some(c) => c.keep_alive_period_elapsed(),
+            None => return,
+        };
+        if !alive {
+            tracing::info!(subsys = %key.subsys_nqn, cntlid = key.cntlid, kato, "keep-alive timeout expired");
+            shared.tear_down(&key);
+            return;
+        }
+    }
+}
