@@ -50,6 +50,19 @@ pub enum Fault {
     DropSessions,
     /// Send exit-status 1 with error text (RouterOS's own status is unverified; default 0).
     ExitStatusOnError { enabled: bool },
+    /// Drop live NVMe/TCP connections: all, or those of one subsystem NQN and/or host NQN.
+    NvmeDrop {
+        #[serde(default)]
+        nqn: Option<String>,
+        #[serde(default)]
+        host: Option<String>,
+    },
+    /// Refuse new NVMe/TCP connections for `duration_ms`.
+    NvmeRefuse { duration_ms: u64 },
+    /// Delay every NVMe/TCP read and write by `latency_ms` (0 removes it).
+    NvmeLatency { latency_ms: u64 },
+    /// Hold every NVMe/TCP I/O until switched off, to exercise the host's timeouts.
+    NvmeStall { enabled: bool },
     /// Remove every rule and switch back to defaults.
     Clear,
 }
@@ -74,16 +87,19 @@ pub struct FaultPlan {
     rng: StdRng,
 }
 
-/// A fault rule whose pattern is not a valid regular expression.
+/// A fault that cannot be applied.
 #[derive(Debug, thiserror::Error)]
-#[error("fault pattern {pattern:?} is not a valid regular expression: {reason}")]
-pub struct BadPattern {
-    pub pattern: String,
-    pub reason: String,
+pub enum FaultError {
+    #[error("fault pattern {pattern:?} is not a valid regular expression: {reason}")]
+    BadPattern { pattern: String, reason: String },
+    #[error("no NVMe/TCP target is running: start rds-sim with --nvme-listen")]
+    NoTarget,
+    #[error("nvme-drop takes an nqn or a host, not both")]
+    NqnAndHost,
 }
 
-fn compile(pattern: &str) -> Result<Regex, BadPattern> {
-    Regex::new(pattern).map_err(|e| BadPattern {
+fn compile(pattern: &str) -> Result<Regex, FaultError> {
+    Regex::new(pattern).map_err(|e| FaultError::BadPattern {
         pattern: pattern.to_string(),
         reason: e.to_string(),
     })
@@ -112,8 +128,9 @@ impl FaultPlan {
         }
     }
 
-    /// Adds a command-level rule. Restart and session drops are carried out by the simulator.
-    pub fn add(&mut self, fault: &Fault) -> Result<(), BadPattern> {
+    /// Adds a command-level rule. Restarts, session drops and NVMe/TCP faults are carried out by
+    /// the simulator.
+    pub fn add(&mut self, fault: &Fault) -> Result<(), FaultError> {
         match fault {
             Fault::Latency {
                 pattern,
@@ -151,7 +168,12 @@ impl FaultPlan {
                 self.pool_full = false;
                 self.exit_status_on_error = false;
             }
-            Fault::Restart { .. } | Fault::DropSessions => {}
+            Fault::Restart { .. }
+            | Fault::DropSessions
+            | Fault::NvmeDrop { .. }
+            | Fault::NvmeRefuse { .. }
+            | Fault::NvmeLatency { .. }
+            | Fault::NvmeStall { .. } => {}
         }
         Ok(())
     }

@@ -22,6 +22,9 @@ struct Cli {
     /// The HTTP/JSON control API (faults, state, command log); off when not given.
     #[arg(long)]
     control_listen: Option<SocketAddr>,
+    /// The NVMe/TCP target serving exported disks.
+    #[arg(long, default_value = "127.0.0.1:4420")]
+    nvme_listen: SocketAddr,
     /// OpenSSH authorized_keys file for the user.
     #[arg(long)]
     authorized_keys: Option<PathBuf>,
@@ -67,6 +70,7 @@ async fn main() -> anyhow::Result<()> {
         data_dir: cli.data_dir,
         ssh_listen: cli.ssh_listen,
         control_listen: cli.control_listen,
+        nvme_listen: Some(cli.nvme_listen),
         host_key: cli.host_key,
         user: cli.user,
         authorized_keys,
@@ -83,6 +87,9 @@ async fn main() -> anyhow::Result<()> {
     println!("ssh {}", running.ssh_addr);
     if let Some(addr) = running.control_addr {
         println!("control http://{addr}");
+    }
+    if let Some(addr) = running.nvme_addr {
+        println!("nvme-tcp {addr}");
     }
     println!(
         "host-key {}",

@@ -20,6 +20,8 @@ pub struct Options {
     pub data_dir: PathBuf,
     pub ssh_listen: SocketAddr,
     pub control_listen: Option<SocketAddr>,
+    /// The NVMe/TCP target; off when `None`.
+    pub nvme_listen: Option<SocketAddr>,
     /// Host key file (OpenSSH format); generated when absent. Default: `<data-dir>/ssh_host_ed25519_key`.
     pub host_key: Option<PathBuf>,
     pub user: String,
@@ -35,6 +37,7 @@ pub struct RunningSim {
     pub sim: Arc<Sim>,
     pub ssh_addr: SocketAddr,
     pub control_addr: Option<SocketAddr>,
+    pub nvme_addr: Option<SocketAddr>,
     /// The host key's public half, for clients that pin it.
     pub host_public_key: PublicKey,
     shutdown: CancellationToken,
@@ -95,10 +98,23 @@ impl RunningSim {
             }
             None => None,
         };
+        let nvme_addr = match opts.nvme_listen {
+            Some(addr) => {
+                let exports: Arc<dyn crate::nvme::Exports> = sim.clone();
+                let target = crate::nvme::Target::start(addr, exports)
+                    .await
+                    .with_context(|| format!("binding the NVMe/TCP target on {addr}"))?;
+                let local = target.local_addr();
+                sim.attach_target(target);
+                Some(local)
+            }
+            None => None,
+        };
         Ok(RunningSim {
             sim,
             ssh_addr,
             control_addr,
+            nvme_addr,
             host_public_key,
             shutdown,
             tasks,

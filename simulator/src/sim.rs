@@ -2,7 +2,8 @@
 //! the command log. The SSH server and the control API both drive it; tests drive it in-process.
 
 use crate::engine::{Engine, EngineConfig, Event, LoggedCommand, Traffic};
-use crate::faults::{BadPattern, CrashPoint, Fault, FaultPlan};
+use crate::faults::{CrashPoint, Fault, FaultError, FaultPlan};
+use crate::nvme::{ConnectionFilter, Export, Exports, Target};
 use crate::ssh::{Reply, SessionInfo, Shell};
 use crate::store::{CopySemantics, Disk, FileEntry, Pool};
 use serde::Serialize;
@@ -10,7 +11,7 @@ use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Mutex, MutexGuard};
+use std::sync::{Mutex, MutexGuard, OnceLock};
 use std::time::{Duration, Instant};
 use tokio::sync::broadcast;
 use tokio_util::sync::CancellationToken;
@@ -65,7 +66,18 @@ pub struct StateView {
     pub files: Vec<FileView>,
     pub pool: PoolView,
     pub sessions: Vec<SessionView>,
+    /// Live NVMe/TCP queues (RouterOS has no CLI listing for them: README assumption 4).
+    pub nvme_connections: Vec<NvmeConnectionView>,
     pub copy_from: CopySemantics,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct NvmeConnectionView {
+    pub host_nqn: String,
+    pub subsys_nqn: String,
+    pub peer: String,
+    pub qid: u16,
+    pub cntlid: u16,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -102,7 +114,7 @@ pub struct Sim {
     refuse_until: Mutex<Option<Instant>>,
     log: Mutex<Vec<LogRecord>>,
     traffic: Mutex<HashMap<String, Traffic>>,
-    events: broadcast::Sender<Event>,
+    nvme: OnceLock<Target>,
     restarts: broadcast::Sender<()>,
 }
 
@@ -123,7 +135,7 @@ impl Sim {
             refuse_until: Mutex::new(None),
             log: Mutex::new(Vec::new()),
             traffic: Mutex::new(HashMap::new()),
-            events: broadcast::channel(1024).0,
+            nvme: OnceLock::new(),
             restarts: broadcast::channel(16).0,
         })
     }
@@ -209,9 +221,13 @@ impl Sim {
                 });
             }
         }
-        for e in result.events {
-            // Nobody listening (no NVMe/TCP target) is fine.
-            let _ = self.events.send(e);
+        if let Some(target) = self.nvme.get() {
+            for e in result.events {
+                match e {
+                    Event::Resized { nqn } => target.notify_resized(&nqn),
+                    Event::Unexported { nqn } => target.disconnect_nqn(&nqn),
+                }
+            }
         }
         if crash == Some(CrashPoint::AfterCommit) {
             return Reply::Hangup;
@@ -223,13 +239,42 @@ impl Sim {
     }
 
     /// Applies a fault now.
-    pub fn inject(&self, fault: &Fault) -> Result<(), BadPattern> {
+    pub fn inject(&self, fault: &Fault) -> Result<(), FaultError> {
+        let target = || self.nvme.get().ok_or(FaultError::NoTarget);
         match fault {
             Fault::Restart { downtime_ms } => self.restart(Duration::from_millis(*downtime_ms)),
             Fault::DropSessions => self.drop_sessions(),
+            Fault::NvmeDrop { nqn, host } => {
+                let target = target()?;
+                let filter = match (nqn, host) {
+                    (None, None) => ConnectionFilter::All,
+                    (Some(n), None) => ConnectionFilter::Nqn(n.clone()),
+                    (None, Some(h)) => ConnectionFilter::Host(h.clone()),
+                    (Some(_), Some(_)) => return Err(FaultError::NqnAndHost),
+                };
+                target.drop_connections(filter);
+            }
+            Fault::NvmeRefuse { duration_ms } => {
+                target()?.refuse_for(Duration::from_millis(*duration_ms));
+            }
+            Fault::NvmeLatency { latency_ms } => {
+                target()?.set_io_latency(Duration::from_millis(*latency_ms));
+            }
+            Fault::NvmeStall { enabled } => target()?.stall_io(*enabled),
             other => lock(&self.faults).add(other)?,
         }
         Ok(())
+    }
+
+    /// Hands the simulator its NVMe/TCP target, so disk changes and faults reach it.
+    pub fn attach_target(&self, target: Target) {
+        if self.nvme.set(target).is_err() {
+            tracing::warn!("an NVMe/TCP target is already attached; keeping the first");
+        }
+    }
+
+    pub fn target(&self) -> Option<&Target> {
+        self.nvme.get()
     }
 
     /// Drops every connection, refuses new ones for `downtime`, reloads committed state.
@@ -246,6 +291,10 @@ impl Sim {
             Err(e) => tracing::error!("restart could not reload state: {e}"),
         }
         drop(engine);
+        if let Some(target) = self.nvme.get() {
+            target.drop_connections(ConnectionFilter::All);
+            target.refuse_for(downtime);
+        }
         let _ = self.restarts.send(());
     }
 
@@ -257,11 +306,6 @@ impl Sim {
 
     pub fn set_copy_from(&self, semantics: CopySemantics) {
         lock(&self.engine).config.copy_from = semantics;
-    }
-
-    /// Changes to disks that the NVMe/TCP target must follow.
-    pub fn subscribe_events(&self) -> broadcast::Receiver<Event> {
-        self.events.subscribe()
     }
 
     /// Fires on every restart.
@@ -317,6 +361,22 @@ impl Sim {
                 free: engine.store.pool_free(engine.pool_full),
             },
             sessions,
+            nvme_connections: self
+                .nvme
+                .get()
+                .map(|t| {
+                    t.connections()
+                        .into_iter()
+                        .map(|c| NvmeConnectionView {
+                            host_nqn: c.host_nqn,
+                            subsys_nqn: c.subsys_nqn,
+                            peer: c.peer.to_string(),
+                            qid: c.qid,
+                            cntlid: c.cntlid,
+                        })
+                        .collect()
+                })
+                .unwrap_or_default(),
             copy_from: engine.config.copy_from,
         }
     }
@@ -354,5 +414,67 @@ impl Shell for Sim {
             .map_or_else(|| "admin".to_string(), |s| s.user.clone());
         let identity = lock(&self.engine).store.state.identity.clone();
         format!("[{user}@{identity}] > ")
+    }
+}
+
+/// The allow-list as RouterOS stores it: one host name or NQN, or several separated by commas
+/// (the format is undocumented: README assumption 3). Empty allows every host.
+fn allowed_hosts(value: &str) -> Vec<String> {
+    value
+        .split(',')
+        .map(str::trim)
+        .filter(|h| !h.is_empty())
+        .map(str::to_string)
+        .collect()
+}
+
+fn uuid_bytes(hex: &str) -> [u8; 16] {
+    let mut out = [0u8; 16];
+    for (i, b) in out.iter_mut().enumerate() {
+        *b = hex
+            .get(i * 2..i * 2 + 2)
+            .and_then(|h| u8::from_str_radix(h, 16).ok())
+            .unwrap_or(0);
+    }
+    out
+}
+
+impl Sim {
+    fn export_of(&self, store: &crate::store::Store, d: &Disk) -> Export {
+        Export {
+            nqn: d.nvme_tcp_server_nqn.clone(),
+            file: store.host_path(&d.file_path),
+            size: d.file_size,
+            uuid: uuid_bytes(&d.uuid),
+            serial: d.uuid.chars().take(20).collect(),
+            allowed_hosts: allowed_hosts(&d.nvme_tcp_server_allow_host_name),
+        }
+    }
+}
+
+impl Exports for Sim {
+    fn lookup(&self, nqn: &str, port: u16) -> Option<Export> {
+        let engine = lock(&self.engine);
+        let store = &engine.store;
+        store
+            .state
+            .disks
+            .iter()
+            .find(|d| {
+                d.nvme_tcp_export && d.nvme_tcp_server_port == port && d.nvme_tcp_server_nqn == nqn
+            })
+            .map(|d| self.export_of(store, d))
+    }
+
+    fn list(&self, port: u16) -> Vec<Export> {
+        let engine = lock(&self.engine);
+        let store = &engine.store;
+        store
+            .state
+            .disks
+            .iter()
+            .filter(|d| d.nvme_tcp_export && d.nvme_tcp_server_port == port)
+            .map(|d| self.export_of(store, d))
+            .collect()
     }
 }

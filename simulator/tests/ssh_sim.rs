@@ -27,6 +27,7 @@ async fn start() -> Fixture {
         data_dir: dir.path().join("data"),
         ssh_listen: "127.0.0.1:0".parse().unwrap(),
         control_listen: Some("127.0.0.1:0".parse().unwrap()),
+        nvme_listen: Some("127.0.0.1:0".parse().unwrap()),
         host_key: None,
         user: "admin".into(),
         authorized_keys: vec![client.public_key().clone()],
