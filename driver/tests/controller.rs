@@ -540,6 +540,10 @@ async fn conflicting_creates_are_already_exists() {
         .await
         .unwrap_err();
     assert_eq!(delete.code(), Code::FailedPrecondition);
+    assert_eq!(
+        plugin.publish(foreign.as_str(), NODE_A).await,
+        Err(Code::NotFound)
+    );
     assert!(
         plugin.disk(foreign.as_str()).is_some(),
         "a foreign disk is never deleted"
@@ -1261,6 +1265,87 @@ async fn an_unanswered_add_is_settled_by_reading_back() {
         .filter(|d| d.slot != POOL)
         .count();
     assert_eq!(volumes, 1);
+}
+
+/// RouterOS prints nothing for a successful `set` or `remove`; a command that printed nothing
+/// but changed nothing is caught by reading the disk back.
+#[tokio::test]
+async fn a_mutation_that_did_nothing_is_caught_by_the_read_back() {
+    let mut plugin = Plugin::start().await;
+    let id = plugin
+        .create(create_request("unchanged", GIB, 0))
+        .await
+        .unwrap()
+        .volume_id;
+    for pattern in ["^/disk set", "^/disk remove"] {
+        plugin
+            .sim()
+            .inject(&Fault::Error {
+                pattern: pattern.into(),
+                text: String::new(),
+                count: 1,
+            })
+            .unwrap();
+    }
+    let publish = plugin
+        .controller
+        .controller_publish_volume(publish_request(&id, NODE_A))
+        .await
+        .unwrap_err();
+    assert_eq!(publish.code(), Code::Internal);
+    assert!(
+        publish.message().contains(&format!(
+            "nvme-tcp-server-allow-host-name=\"\" (expected {NODE_A})"
+        )),
+        "{}",
+        publish.message()
+    );
+    let delete = plugin
+        .controller
+        .delete_volume(DeleteVolumeRequest {
+            volume_id: id.clone(),
+            ..Default::default()
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(delete.code(), Code::Internal);
+    assert!(
+        delete.message().contains("still exists"),
+        "{}",
+        delete.message()
+    );
+    // The faults are spent: the retries converge.
+    plugin.publish(&id, NODE_A).await.unwrap();
+    assert_eq!(
+        plugin.disk(&id).unwrap().nvme_tcp_server_allow_host_name,
+        NODE_A
+    );
+}
+
+#[tokio::test]
+async fn a_command_past_its_timeout_is_deadline_exceeded() {
+    let mut plugin = Plugin::with(Setup {
+        config: |c| c.rds.command_timeout_ms = 300,
+        ..Setup::default()
+    })
+    .await;
+    plugin
+        .sim()
+        .inject(&Fault::Latency {
+            pattern: "mount-point".into(),
+            fixed_ms: 1_000,
+            jitter_ms: 0,
+        })
+        .unwrap();
+    let error = plugin.capacity().await.unwrap_err();
+    assert_eq!(error.code(), Code::DeadlineExceeded, "{}", error.message());
+    assert!(
+        error.message().contains("mount-point"),
+        "{}",
+        error.message()
+    );
+    plugin.sim().inject(&Fault::Clear).unwrap();
+    assert_eq!(plugin.capacity().await.unwrap(), 64 << 30);
 }
 
 #[tokio::test]
