@@ -118,7 +118,8 @@ pub enum Fes {
     SequenceError = 2,
     HeaderDigest = 3,
     DataOutOfRange = 4,
-    R2tLimitExceeded = 5,
+    /// An H2CData PDU larger than MAXH2CDATA.
+    DataLimitExceeded = 5,
     UnsupportedParameter = 6,
 }
 
@@ -217,6 +218,10 @@ impl PduError {
         match self {
             Self::UnknownType(_) => Some((Fes::InvalidHeaderField, 0)),
             Self::HeaderLength { .. } => Some((Fes::InvalidHeaderField, 2)),
+            Self::TooLarge {
+                kind: PduType::H2cData,
+                ..
+            } => Some((Fes::DataLimitExceeded, 0)),
             Self::Length { .. } | Self::TooLarge { .. } => Some((Fes::InvalidHeaderField, 4)),
             Self::DataOffset { .. } => Some((Fes::InvalidHeaderField, 3)),
             Self::DigestFlags { .. } => Some((Fes::InvalidHeaderField, 1)),

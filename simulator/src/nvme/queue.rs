@@ -158,7 +158,7 @@ impl Queue {
         self.close(out);
     }
 
-    /// Handles one decoded PDU. `header` is the raw PDU (for termination requests).
+    /// Handles one decoded PDU; `raw` is its bytes, quoted back in a termination request.
     pub fn handle(&mut self, pdu: Pdu<'_>, raw: &[u8], env: &Env<'_>, out: &mut Vec<Action>) {
         match (self.state, pdu) {
             (State::Closed, _) => {}
@@ -271,9 +271,6 @@ impl Queue {
         env: &Env<'_>,
         out: &mut Vec<Action>,
     ) {
-        if h.length > MAX_H2C_DATA {
-            return self.fatal(Fes::R2tLimitExceeded, 16, raw, out);
-        }
         let Some(Inflight::Receiving { buf, total, .. }) = self.inflight.get_mut(&h.cccid) else {
             return self.fatal(Fes::InvalidHeaderField, 8, raw, out);
         };

@@ -306,3 +306,57 @@ fn deallocate_reads_only_the_ranges_nr_names() {
         Status::SGL_INVALID_DATA
     );
 }
+
+#[test]
+fn protocol_errors_end_the_connection_with_a_termination_request() {
+    use crate::nvme::initiator::Received;
+    use crate::nvme::pdu::DataHeader;
+    let h = Harness::new();
+    let _admin = h.queue(0, 0xffff, Digests::default());
+    // Data for a transfer the target never asked for.
+    let mut ioq = h.queue(1, 1, Digests::default());
+    let stray = DataHeader {
+        cccid: 9,
+        ttag: 9,
+        offset: 0,
+        length: 4,
+        last: true,
+        success: false,
+    };
+    ioq.send_raw(&ioq.codec().h2c_data(&stray, vec![0; 4]).to_bytes())
+        .unwrap();
+    assert_eq!(
+        ioq.receive().unwrap(),
+        Received::Terminated { fes: 1, fei: 8 }
+    );
+    assert!(ioq.stream_mut().closed);
+    // A corrupted header digest.
+    let both = Digests {
+        header: true,
+        data: true,
+    };
+    let mut ioq = h.queue(2, 1, both);
+    let mut bytes = ioq
+        .codec()
+        .capsule_cmd(&Command::new(io::FLUSH, 1).0, Vec::new())
+        .to_bytes();
+    bytes[10] ^= 0xff;
+    ioq.send_raw(&bytes).unwrap();
+    assert_eq!(
+        ioq.receive().unwrap(),
+        Received::Terminated { fes: 3, fei: 0 }
+    );
+    // A second ICReq on a running connection.
+    let mut ioq = h.queue(3, 1, Digests::default());
+    let ic = crate::nvme::pdu::IcReq {
+        pfv: 0,
+        hpda: 0,
+        digests: Digests::default(),
+        maxr2t: 0,
+    };
+    ioq.send_raw(&ioq.codec().ic_req(&ic).to_bytes()).unwrap();
+    assert_eq!(
+        ioq.receive().unwrap(),
+        Received::Terminated { fes: 2, fei: 0 }
+    );
+}

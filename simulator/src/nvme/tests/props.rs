@@ -43,10 +43,12 @@ proptest! {
     fn io_commands_stay_inside_the_namespace(
         opcode in prop_oneof![Just(0u8), Just(1), Just(2), Just(8), Just(9), any::<u8>()],
         nsid in prop_oneof![Just(1u32), any::<u32>()],
-        slba in prop_oneof![0u64..140_000, any::<u64>()],
+        // Near the namespace end (131072 blocks) is where bounds checks go wrong.
+        slba in prop_oneof![0u64..140_000, 130_700u64..131_100, any::<u64>()],
         nlb in prop_oneof![0u32..300, any::<u32>()],
-        sgl_len in prop_oneof![0u32..70_000, any::<u32>()],
+        sgl_len in prop_oneof![0u32..70_000, 4_194_000u32..4_194_400, any::<u32>()],
         in_capsule in any::<bool>(),
+        length_matches in any::<bool>(),
         dsm_attr in prop_oneof![Just(4u32), any::<u32>()],
         data in proptest::collection::vec(any::<u8>(), 0..2048),
     ) {
@@ -54,7 +56,13 @@ proptest! {
         let mut ioq = { let _a = h.queue(0, 0xffff, Digests::default()); h.queue(1, 1, Digests::default()) };
         let cid = ioq.cid();
         let id = if in_capsule { SGL_IN_CAPSULE } else { SGL_TRANSPORT };
-        let len = if in_capsule { data.len() as u32 } else { sgl_len };
+        // Mostly the transfer length the block count implies, so range checks get exercised.
+        let implied = ((nlb & 0xffff) + 1) * 512;
+        let len = match (in_capsule, length_matches) {
+            (true, _) => data.len() as u32,
+            (false, true) => implied,
+            (false, false) => sgl_len,
+        };
         let cmd = Command::new(opcode, cid)
             .with_nsid(nsid)
             .with_cdw(10, slba as u32)
@@ -70,13 +78,48 @@ proptest! {
                 prop_assert!(r.length <= 32 << 20);
                 let mut fill = data.clone();
                 fill.resize(r.length as usize, 0x5a);
-                let h2c = crate::nvme::pdu::DataHeader { cccid: cid, ttag: r.ttag, offset: 0, length: r.length, last: true, success: false };
-                ioq.send_raw(&ioq.codec().h2c_data(&h2c, fill).to_bytes()).unwrap();
+                // As a host must: H2CData PDUs of at most MAXH2CDATA each.
+                let chunk = ioq.maxh2cdata as usize;
+                for (i, part) in fill.chunks(chunk).enumerate() {
+                    let h2c = crate::nvme::pdu::DataHeader {
+                        cccid: cid,
+                        ttag: r.ttag,
+                        offset: (i * chunk) as u32,
+                        length: part.len() as u32,
+                        last: (i + 1) * chunk >= fill.len(),
+                        success: false,
+                    };
+                    ioq.send_raw(&ioq.codec().h2c_data(&h2c, part.to_vec()).to_bytes()).unwrap();
+                }
                 prop_assert!(ioq.wait(cid).is_ok());
             }
             Ok(Received::Completion(c)) => prop_assert_eq!(c.cid, cid),
             Ok(Received::Data(d, _)) => prop_assert_eq!(d.cccid, cid),
             other => prop_assert!(false, "unexpected {:?}", other),
         }
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(200))]
+
+    /// Near the end of the namespace: a read or write succeeds exactly when it fits.
+    #[test]
+    fn reads_and_writes_near_the_end_succeed_exactly_when_they_fit(
+        write in any::<bool>(),
+        back in 0u64..600,
+        blocks in 1u32..512,
+    ) {
+        let h = Harness::new();
+        let mut ioq = { let _a = h.queue(0, 0xffff, Digests::default()); h.queue(1, 1, Digests::default()) };
+        let ns_blocks = super::loopback::SIZE / 512;
+        let slba = ns_blocks + 8 - back;
+        let result = if write {
+            ioq.write(slba, vec![0xc3; blocks as usize * 512])
+        } else {
+            ioq.read(slba, blocks).map(drop)
+        };
+        let fits = slba + u64::from(blocks) <= ns_blocks;
+        prop_assert_eq!(result.is_ok(), fits, "slba {} + {} blocks", slba, blocks);
     }
 }
