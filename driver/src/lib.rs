@@ -3,6 +3,8 @@
 pub mod config;
 pub mod controller;
 pub mod csi;
+pub mod dev;
+pub mod doctor;
 pub mod grpc;
 pub mod guard;
 pub mod identity;
