@@ -253,15 +253,33 @@ async fn create_incomplete_capability(fx: &mut Fixture) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Each differing parameter on its own must be refused; every refusal is reported.
 async fn create_twice_different_parameters(fx: &mut Fixture) -> anyhow::Result<()> {
     let name = unique_name("sanity-spec-twice-parameters");
     let first = with_parameters(fx, &name, &[("fsType", "ext4")]);
     fx.create_volume(first)
         .await
         .context("CreateVolume fsType=ext4")?;
-    let second = with_parameters(fx, &name, &[("fsType", "xfs")]);
-    fx.rejects(Code::AlreadyExists, fx.controller().create_volume(second))
-        .await?;
+    let mut accepted = Vec::new();
+    for (key, value) in [
+        ("fsType", "xfs"),
+        ("baseDir", "csi-other"),
+        ("nvmePort", "4421"),
+        ("ctrlLossTmo", "600"),
+    ] {
+        let second = with_parameters(fx, &name, &[("fsType", "ext4"), (key, value)]);
+        if let Err(error) = fx
+            .rejects(Code::AlreadyExists, fx.controller().create_volume(second))
+            .await
+        {
+            accepted.push(format!("{key}={value:?}: {error:#}"));
+        }
+    }
+    ensure!(
+        accepted.is_empty(),
+        "a second CreateVolume of the same name with different parameters was not refused:\n  {}",
+        accepted.join("\n  ")
+    );
     Ok(())
 }
 
