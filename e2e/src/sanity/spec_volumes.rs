@@ -100,6 +100,12 @@ pub fn trials() -> Vec<Trial> {
             delete_removes_disk,
         ),
         trial(
+            &format!(
+                "{S} DeleteVolume FAILED_PRECONDITION while the volume is published to a node"
+            ),
+            delete_published_volume,
+        ),
+        trial(
             &format!("{S} DeleteVolume succeeds without change for a volume that does not exist"),
             delete_absent_volume,
         ),
@@ -468,6 +474,25 @@ async fn delete_removes_disk(fx: &mut Fixture) -> anyhow::Result<()> {
     fx.succeeds_without_change(fx.controller().delete_volume(again))
         .await
         .context("the second DeleteVolume")?;
+    Ok(())
+}
+
+/// The spec's "volume in use": a node may still hold the volume.
+async fn delete_published_volume(fx: &mut Fixture) -> anyhow::Result<()> {
+    let node = fx.node_info().await?;
+    let volume = fx.must_create(&unique_name("sanity-spec-in-use")).await?;
+    fx.publish(requests::publish(&volume.volume_id, &node.node_id))
+        .await
+        .context("ControllerPublishVolume")?;
+    let request = DeleteVolumeRequest {
+        volume_id: volume.volume_id,
+        ..Default::default()
+    };
+    fx.rejects(
+        Code::FailedPrecondition,
+        fx.controller().delete_volume(request),
+    )
+    .await?;
     Ok(())
 }
 
