@@ -75,6 +75,7 @@ impl Plugin {
             data_dir: dir.path().join("rds"),
             ssh_listen: "127.0.0.1:0".parse().unwrap(),
             control_listen: None,
+            nvme_listen: None,
             host_key: None,
             user: "admin".into(),
             authorized_keys: vec![client_key.public_key().clone()],

@@ -115,6 +115,7 @@ pub struct Sim {
     log: Mutex<Vec<LogRecord>>,
     traffic: Mutex<HashMap<String, Traffic>>,
     nvme: OnceLock<Target>,
+    events: broadcast::Sender<Event>,
     restarts: broadcast::Sender<()>,
 }
 
@@ -136,6 +137,7 @@ impl Sim {
             log: Mutex::new(Vec::new()),
             traffic: Mutex::new(HashMap::new()),
             nvme: OnceLock::new(),
+            events: broadcast::channel(1024).0,
             restarts: broadcast::channel(16).0,
         })
     }
@@ -221,13 +223,15 @@ impl Sim {
                 });
             }
         }
-        if let Some(target) = self.nvme.get() {
-            for e in result.events {
-                match e {
-                    Event::Resized { nqn } => target.notify_resized(&nqn),
-                    Event::Unexported { nqn } => target.disconnect_nqn(&nqn),
+        for e in result.events {
+            if let Some(target) = self.nvme.get() {
+                match &e {
+                    Event::Resized { nqn } => target.notify_resized(nqn),
+                    Event::Unexported { nqn } => target.disconnect_nqn(nqn),
                 }
             }
+            // Nobody subscribed is fine.
+            let _ = self.events.send(e);
         }
         if crash == Some(CrashPoint::AfterCommit) {
             return Reply::Hangup;
@@ -306,6 +310,11 @@ impl Sim {
 
     pub fn set_copy_from(&self, semantics: CopySemantics) {
         lock(&self.engine).config.copy_from = semantics;
+    }
+
+    /// Disk changes the NVMe/TCP target follows (resizes, exports ended), for observers.
+    pub fn subscribe_events(&self) -> broadcast::Receiver<Event> {
+        self.events.subscribe()
     }
 
     /// Fires on every restart.
