@@ -91,7 +91,8 @@ async fn probe_follows_an_rds_restart() {
     let error = plugin.capacity().await.unwrap_err();
     assert_eq!(error.code(), Code::Unavailable, "{}", error.message());
     assert!(!plugin.probe().await);
-    // Back after the downtime, with its disks.
+    // Back after the downtime, with its disks. Nothing announces the end of the downtime, so
+    // poll, within a deadline.
     let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
     while !plugin.probe().await {
         assert!(
@@ -154,4 +155,22 @@ async fn node_mode_serves_identity_only_and_needs_no_rds() {
     );
     let error = plugin.capacity().await.unwrap_err();
     assert_eq!(error.code(), Code::Unimplemented);
+}
+
+#[tokio::test]
+async fn the_driver_starts_while_the_rds_is_unreachable() {
+    let mut plugin = Plugin::with(Setup {
+        // Nothing listens on port 1: every connection is refused.
+        config: |c| c.rds.ssh_port = 1,
+        ..Setup::default()
+    })
+    .await;
+    assert!(!plugin.probe().await);
+    let error = plugin.capacity().await.unwrap_err();
+    assert_eq!(error.code(), Code::Unavailable);
+    assert!(
+        error.message().contains("127.0.0.1:1"),
+        "{}",
+        error.message()
+    );
 }
