@@ -1,6 +1,11 @@
 //! rds-csi: a Kubernetes CSI driver for MikroTik RDS. See ARCHITECTURE.md at the repository root.
 
+pub mod config;
+pub mod controller;
 pub mod csi;
 pub mod grpc;
+pub mod guard;
+pub mod identity;
 pub mod ids;
 pub mod rds;
+pub mod service;

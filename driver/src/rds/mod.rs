@@ -6,6 +6,7 @@
 //! lines and text.
 
 pub mod command;
+pub mod disk;
 pub mod error;
 pub mod parse;
 pub mod ssh;

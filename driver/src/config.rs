@@ -1,0 +1,715 @@
+//! The driver's one typed configuration: a TOML file, then `RDS_CSI_*` environment overrides,
+//! then validation that names every problem and how to fix it.
+//!
+//! Every key, with its environment variable and default (an empty default means required, or
+//! unset where the text says so):
+//!
+//! | key | environment variable | default | meaning |
+//! |---|---|---|---|
+//! | `driverName` | `RDS_CSI_DRIVER_NAME` | `rds.csi.mikrotik.com` | the CSI driver name (the StorageClass `provisioner`); at most 63 characters of `a-z A-Z 0-9 . - _`, starting and ending with a letter or digit |
+//! | `rds.address` | `RDS_CSI_RDS_ADDRESS` | (required) | host name or IP address of the RDS's SSH service |
+//! | `rds.sshPort` | `RDS_CSI_RDS_SSH_PORT` | `22` | SSH port of the RDS |
+//! | `rds.user` | `RDS_CSI_RDS_USER` | `admin` | RouterOS user; needs the ssh, read, write and test policies |
+//! | `rds.privateKeyFile` | `RDS_CSI_RDS_PRIVATE_KEY_FILE` | (required) | OpenSSH private key whose public half is imported for the user (`/user ssh-keys import`) |
+//! | `rds.hostKey` | `RDS_CSI_RDS_HOST_KEY` | (required) | the pinned SSH host key of the RDS: a known_hosts line (`ssh-keyscan` prints them) or a `SHA256:…` fingerprint; any other key is refused |
+//! | `rds.pool` | `RDS_CSI_RDS_POOL` | (required) | mount point of the pool disk that holds the volumes' files, as `/disk print detail` shows `mount-point` (e.g. `storage-pool`) |
+//! | `rds.baseDir` | `RDS_CSI_RDS_BASE_DIR` | `csi` | directory under the pool for the volumes' files (`<pool>/<baseDir>/<volume id>.img`) |
+//! | `rds.nqnPrefix` | `RDS_CSI_RDS_NQN_PREFIX` | `nqn.2000-02.com.mikrotik` | a volume is exported as the subsystem NQN `<nqnPrefix>:<volume id>` |
+//! | `rds.nvmeAddress` | `RDS_CSI_RDS_NVME_ADDRESS` | (`rds.address`) | the NVMe/TCP address nodes connect to, when it differs from the SSH address (a storage network) |
+//! | `rds.nvmePort` | `RDS_CSI_RDS_NVME_PORT` | `4420` | NVMe/TCP port of new volumes; a StorageClass may override it with `nvmePort` |
+//! | `rds.connectTimeoutMs` | `RDS_CSI_RDS_CONNECT_TIMEOUT_MS` | `10000` | TCP connect, SSH handshake and login, in milliseconds |
+//! | `rds.commandTimeoutMs` | `RDS_CSI_RDS_COMMAND_TIMEOUT_MS` | `30000` | one RouterOS command, in milliseconds |
+//! | `rds.sessions` | `RDS_CSI_RDS_SESSIONS` | `4` | SSH connections kept to the RDS (1 to 64) |
+//! | `controller.maxConcurrentCreates` | `RDS_CSI_CONTROLLER_MAX_CONCURRENT_CREATES` | `8` | CreateVolume calls worked on at once; more wait their turn |
+//! | `controller.maxVolumesPerNode` | `RDS_CSI_CONTROLLER_MAX_VOLUMES_PER_NODE` | `64` | volumes published to one node at once; one more is refused with RESOURCE_EXHAUSTED |
+//! | `node.nodeId` | `RDS_CSI_NODE_NODE_ID` | (unset) | the node plugin's node id; unset: its host NQN |
+//! | `node.hostNqn` | `RDS_CSI_NODE_HOST_NQN` | (unset) | the node's NVMe host NQN; unset: read from `/etc/nvme/hostnqn` |
+//!
+//! In the TOML file the `rds`, `controller` and `node` keys live in tables of those names:
+//!
+//! ```toml
+//! driverName = "rds.csi.mikrotik.com"
+//! [rds]
+//! address = "10.0.0.5"
+//! privateKeyFile = "/etc/rds-csi/id_ed25519"
+//! hostKey = "SHA256:T7SvZ2cslqpPj6nKzitCBHHlpVF3r3MvLwmFL0fk0IE"
+//! pool = "storage-pool"
+//! [controller]
+//! maxVolumesPerNode = 32
+//! ```
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+
+use serde::{Deserialize, Serialize};
+
+use crate::rds::ssh::HostKeyPin;
+use crate::rds::value::{Nqn, RosPath, Slot};
+
+/// The whole configuration. Build it with [`Config::load`] or [`Config::from_toml`], then
+/// [`Config::apply_env`], then [`Config::validate`].
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields, default)]
+pub struct Config {
+    pub driver_name: String,
+    pub rds: RdsConfig,
+    pub controller: ControllerConfig,
+    pub node: NodeConfig,
+}
+
+/// How to reach and use the RDS. See the module documentation for each key.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields, default)]
+pub struct RdsConfig {
+    pub address: String,
+    pub ssh_port: u16,
+    pub user: String,
+    pub private_key_file: PathBuf,
+    pub host_key: String,
+    pub pool: String,
+    pub base_dir: String,
+    pub nqn_prefix: String,
+    /// Empty: the same as `address` ([`RdsConfig::nvme_target_address`]).
+    pub nvme_address: String,
+    pub nvme_port: u16,
+    pub connect_timeout_ms: u64,
+    pub command_timeout_ms: u64,
+    pub sessions: usize,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields, default)]
+pub struct ControllerConfig {
+    pub max_concurrent_creates: usize,
+    pub max_volumes_per_node: u64,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields, default)]
+pub struct NodeConfig {
+    pub node_id: Option<String>,
+    pub host_nqn: Option<String>,
+}
+
+pub const DEFAULT_DRIVER_NAME: &str = "rds.csi.mikrotik.com";
+pub const DEFAULT_NQN_PREFIX: &str = "nqn.2000-02.com.mikrotik";
+const MAX_SESSIONS: usize = 64;
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            driver_name: DEFAULT_DRIVER_NAME.to_owned(),
+            rds: RdsConfig::default(),
+            controller: ControllerConfig::default(),
+            node: NodeConfig::default(),
+        }
+    }
+}
+
+impl Default for RdsConfig {
+    fn default() -> Self {
+        Self {
+            address: String::new(),
+            ssh_port: 22,
+            user: "admin".to_owned(),
+            private_key_file: PathBuf::new(),
+            host_key: String::new(),
+            pool: String::new(),
+            base_dir: "csi".to_owned(),
+            nqn_prefix: DEFAULT_NQN_PREFIX.to_owned(),
+            nvme_address: String::new(),
+            nvme_port: 4420,
+            connect_timeout_ms: 10_000,
+            command_timeout_ms: 30_000,
+            sessions: 4,
+        }
+    }
+}
+
+impl Default for ControllerConfig {
+    fn default() -> Self {
+        Self {
+            max_concurrent_creates: 8,
+            max_volumes_per_node: 64,
+        }
+    }
+}
+
+/// Why the configuration cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read the configuration file {}: {source}", path.display())]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("the configuration {origin} is not valid TOML for rds-csi: {message}")]
+    Parse { origin: String, message: String },
+    #[error("environment variable {var}={value:?} is not usable: {reason}")]
+    Env {
+        var: &'static str,
+        value: String,
+        reason: String,
+    },
+    #[error("the configuration has {} problem(s):\n{}", .0.len(), Problems(.0))]
+    Invalid(Vec<Problem>),
+}
+
+/// One invalid or missing key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Problem {
+    /// The key as written in the TOML file (`rds.hostKey`).
+    pub key: &'static str,
+    pub message: String,
+}
+
+impl fmt::Display for Problem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let env = KEYS
+            .iter()
+            .find(|k| k.toml == self.key)
+            .map_or("", |k| k.env);
+        write!(f, "{} ({env}): {}", self.key, self.message)
+    }
+}
+
+struct Problems<'a>(&'a [Problem]);
+
+impl fmt::Display for Problems<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (n, problem) in self.0.iter().enumerate() {
+            if n > 0 {
+                f.write_str("\n")?;
+            }
+            write!(f, "  - {problem}")?;
+        }
+        Ok(())
+    }
+}
+
+impl Config {
+    /// Reads a TOML file; keys it leaves out take their defaults.
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
+        parse_toml(&text, &format!("file {}", path.display()))
+    }
+
+    pub fn from_toml(text: &str) -> Result<Config, ConfigError> {
+        parse_toml(text, "text")
+    }
+
+    /// Overrides keys from the `RDS_CSI_*` variables set in the environment.
+    pub fn apply_env(&mut self) -> Result<(), ConfigError> {
+        self.apply_vars(|name| std::env::var(name).ok())
+    }
+
+    /// Overrides keys from `var(name)`, for each variable of the key table.
+    fn apply_vars(&mut self, var: impl Fn(&str) -> Option<String>) -> Result<(), ConfigError> {
+        for key in KEYS {
+            if let Some(value) = var(key.env) {
+                (key.set)(self, &value).map_err(|reason| ConfigError::Env {
+                    var: key.env,
+                    value,
+                    reason,
+                })?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Checks every key and reports all problems at once.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let mut problems = Vec::new();
+        let mut check = |key, result: Result<(), String>| {
+            if let Err(message) = result {
+                problems.push(Problem { key, message });
+            }
+        };
+        check("driverName", check_driver_name(&self.driver_name));
+        let rds = &self.rds;
+        check(
+            "rds.address",
+            required(&rds.address, "the RDS's host name or IP address"),
+        );
+        check("rds.sshPort", nonzero(rds.ssh_port.into()));
+        check("rds.user", required(&rds.user, "a RouterOS user name"));
+        check(
+            "rds.privateKeyFile",
+            required(
+                rds.private_key_file.to_str().unwrap_or("-"),
+                "the path of the OpenSSH private key rds-csi logs in with",
+            ),
+        );
+        check("rds.hostKey", rds.host_key_pin().map(drop));
+        check("rds.pool", rds.pool_path().map(drop));
+        check("rds.baseDir", rds.base_dir_path().map(drop));
+        check("rds.nqnPrefix", rds.nqn_prefix_nqn().map(drop));
+        check("rds.nvmePort", nonzero(rds.nvme_port.into()));
+        check("rds.connectTimeoutMs", nonzero(rds.connect_timeout_ms));
+        check("rds.commandTimeoutMs", nonzero(rds.command_timeout_ms));
+        check(
+            "rds.sessions",
+            if (1..=MAX_SESSIONS).contains(&rds.sessions) {
+                Ok(())
+            } else {
+                Err(format!(
+                    "{} is not between 1 and {MAX_SESSIONS}",
+                    rds.sessions
+                ))
+            },
+        );
+        check(
+            "controller.maxConcurrentCreates",
+            nonzero(self.controller.max_concurrent_creates as u64),
+        );
+        check(
+            "controller.maxVolumesPerNode",
+            nonzero(self.controller.max_volumes_per_node),
+        );
+        if let Some(nqn) = &self.node.host_nqn {
+            check(
+                "node.hostNqn",
+                Nqn::parse(nqn).map(drop).map_err(|e| e.to_string()),
+            );
+        }
+        if let Some(id) = &self.node.node_id {
+            check(
+                "node.nodeId",
+                required(id, "the node id, or leave it unset"),
+            );
+        }
+        if problems.is_empty() {
+            Ok(())
+        } else {
+            Err(ConfigError::Invalid(problems))
+        }
+    }
+}
+
+impl RdsConfig {
+    /// `host:port` for the SSH client; an IPv6 address gets its brackets.
+    pub fn ssh_addr(&self) -> String {
+        let host = &self.address;
+        if host.contains(':') && !host.starts_with('[') {
+            format!("[{host}]:{}", self.ssh_port)
+        } else {
+            format!("{host}:{}", self.ssh_port)
+        }
+    }
+
+    /// Where nodes connect for NVMe/TCP: `nvmeAddress`, or `address` when that is empty.
+    pub fn nvme_target_address(&self) -> &str {
+        if self.nvme_address.is_empty() {
+            &self.address
+        } else {
+            &self.nvme_address
+        }
+    }
+
+    pub fn host_key_pin(&self) -> Result<HostKeyPin, String> {
+        if self.host_key.trim().is_empty() {
+            return Err(
+                "is required: pin the RDS's SSH host key with a known_hosts line \
+                 (`ssh-keyscan -t ed25519 <rds>`) or its SHA256 fingerprint"
+                    .to_owned(),
+            );
+        }
+        HostKeyPin::from_str(&self.host_key).map_err(|e| e.to_string())
+    }
+
+    pub fn pool_path(&self) -> Result<RosPath, String> {
+        if self.pool.is_empty() {
+            return Err(
+                "is required: the mount point of the pool disk (`/disk print detail \
+                 where mount-point` on the RDS shows it, e.g. storage-pool)"
+                    .to_owned(),
+            );
+        }
+        RosPath::parse(&self.pool).map_err(|e| e.to_string())
+    }
+
+    pub fn base_dir_path(&self) -> Result<RosPath, String> {
+        RosPath::parse(&self.base_dir).map_err(|e| e.to_string())
+    }
+
+    /// The prefix, checked to leave room for `:<volume id>` within an NQN's 223 bytes.
+    pub fn nqn_prefix_nqn(&self) -> Result<Nqn, String> {
+        let prefix = Nqn::parse(&self.nqn_prefix).map_err(|e| e.to_string())?;
+        let longest_id = Slot::parse(&"a".repeat(Slot::MAX_LEN)).expect("a valid slot");
+        prefix.with_suffix(&longest_id).map_err(|_| {
+            format!(
+                "{:?} is too long: a volume NQN is the prefix, ':' and a {}-character volume id, \
+                 at most {} bytes",
+                self.nqn_prefix,
+                Slot::MAX_LEN,
+                Nqn::MAX_LEN
+            )
+        })?;
+        Ok(prefix)
+    }
+}
+
+fn parse_toml(text: &str, origin: &str) -> Result<Config, ConfigError> {
+    toml::from_str(text).map_err(|e| ConfigError::Parse {
+        origin: origin.to_owned(),
+        message: e.to_string(),
+    })
+}
+
+fn required(value: &str, what: &str) -> Result<(), String> {
+    if value.trim().is_empty() {
+        Err(format!("is required: set it to {what}"))
+    } else {
+        Ok(())
+    }
+}
+
+fn nonzero(value: u64) -> Result<(), String> {
+    if value == 0 {
+        Err("must be greater than 0".to_owned())
+    } else {
+        Ok(())
+    }
+}
+
+/// The CSI spec's rule for plugin names.
+fn check_driver_name(name: &str) -> Result<(), String> {
+    let bytes = name.as_bytes();
+    let inner_ok = bytes
+        .iter()
+        .all(|&b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-' | b'_'));
+    let ends_ok = bytes.first().is_some_and(u8::is_ascii_alphanumeric)
+        && bytes.last().is_some_and(u8::is_ascii_alphanumeric);
+    if name.len() <= 63 && inner_ok && ends_ok {
+        Ok(())
+    } else {
+        Err(format!(
+            "{name:?} is not a CSI driver name: at most 63 characters of a-z A-Z 0-9 . - _, \
+             starting and ending with a letter or digit (e.g. {DEFAULT_DRIVER_NAME})"
+        ))
+    }
+}
+
+/// A key that an environment variable can set.
+struct Key {
+    toml: &'static str,
+    env: &'static str,
+    set: fn(&mut Config, &str) -> Result<(), String>,
+}
+
+fn number<T: FromStr>(value: &str) -> Result<T, String> {
+    value
+        .trim()
+        .parse()
+        .map_err(|_| "is not a whole number in range".to_owned())
+}
+
+/// Every key an `RDS_CSI_*` variable overrides, in the module documentation's order.
+const KEYS: &[Key] = &[
+    Key {
+        toml: "driverName",
+        env: "RDS_CSI_DRIVER_NAME",
+        set: |c, v| {
+            c.driver_name = v.to_owned();
+            Ok(())
+        },
+    },
+    Key {
+        toml: "rds.address",
+        env: "RDS_CSI_RDS_ADDRESS",
+        set: |c, v| {
+            c.rds.address = v.to_owned();
+            Ok(())
+        },
+    },
+    Key {
+        toml: "rds.sshPort",
+        env: "RDS_CSI_RDS_SSH_PORT",
+        set: |c, v| {
+            c.rds.ssh_port = number(v)?;
+            Ok(())
+        },
+    },
+    Key {
+        toml: "rds.user",
+        env: "RDS_CSI_RDS_USER",
+        set: |c, v| {
+            c.rds.user = v.to_owned();
+            Ok(())
+        },
+    },
+    Key {
+        toml: "rds.privateKeyFile",
+        env: "RDS_CSI_RDS_PRIVATE_KEY_FILE",
+        set: |c, v| {
+            c.rds.private_key_file = PathBuf::from(v);
+            Ok(())
+        },
+    },
+    Key {
+        toml: "rds.hostKey",
+        env: "RDS_CSI_RDS_HOST_KEY",
+        set: |c, v| {
+            c.rds.host_key = v.to_owned();
+            Ok(())
+        },
+    },
+    Key {
+        toml: "rds.pool",
+        env: "RDS_CSI_RDS_POOL",
+        set: |c, v| {
+            c.rds.pool = v.to_owned();
+            Ok(())
+        },
+    },
+    Key {
+        toml: "rds.baseDir",
+        env: "RDS_CSI_RDS_BASE_DIR",
+        set: |c, v| {
+            c.rds.base_dir = v.to_owned();
+            Ok(())
+        },
+    },
+    Key {
+        toml: "rds.nqnPrefix",
+        env: "RDS_CSI_RDS_NQN_PREFIX",
+        set: |c, v| {
+            c.rds.nqn_prefix = v.to_owned();
+            Ok(())
+        },
+    },
+    Key {
+        toml: "rds.nvmeAddress",
+        env: "RDS_CSI_RDS_NVME_ADDRESS",
+        set: |c, v| {
+            c.rds.nvme_address = v.to_owned();
+            Ok(())
+        },
+    },
+    Key {
+        toml: "rds.nvmePort",
+        env: "RDS_CSI_RDS_NVME_PORT",
+        set: |c, v| {
+            c.rds.nvme_port = number(v)?;
+            Ok(())
+        },
+    },
+    Key {
+        toml: "rds.connectTimeoutMs",
+        env: "RDS_CSI_RDS_CONNECT_TIMEOUT_MS",
+        set: |c, v| {
+            c.rds.connect_timeout_ms = number(v)?;
+            Ok(())
+        },
+    },
+    Key {
+        toml: "rds.commandTimeoutMs",
+        env: "RDS_CSI_RDS_COMMAND_TIMEOUT_MS",
+        set: |c, v| {
+            c.rds.command_timeout_ms = number(v)?;
+            Ok(())
+        },
+    },
+    Key {
+        toml: "rds.sessions",
+        env: "RDS_CSI_RDS_SESSIONS",
+        set: |c, v| {
+            c.rds.sessions = number(v)?;
+            Ok(())
+        },
+    },
+    Key {
+        toml: "controller.maxConcurrentCreates",
+        env: "RDS_CSI_CONTROLLER_MAX_CONCURRENT_CREATES",
+        set: |c, v| {
+            c.controller.max_concurrent_creates = number(v)?;
+            Ok(())
+        },
+    },
+    Key {
+        toml: "controller.maxVolumesPerNode",
+        env: "RDS_CSI_CONTROLLER_MAX_VOLUMES_PER_NODE",
+        set: |c, v| {
+            c.controller.max_volumes_per_node = number(v)?;
+            Ok(())
+        },
+    },
+    Key {
+        toml: "node.nodeId",
+        env: "RDS_CSI_NODE_NODE_ID",
+        set: |c, v| {
+            c.node.node_id = Some(v.to_owned());
+            Ok(())
+        },
+    },
+    Key {
+        toml: "node.hostNqn",
+        env: "RDS_CSI_NODE_HOST_NQN",
+        set: |c, v| {
+            c.node.host_nqn = Some(v.to_owned());
+            Ok(())
+        },
+    },
+];
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashMap;
+
+    use super::*;
+
+    const FINGERPRINT: &str = "SHA256:T7SvZ2cslqpPj6nKzitCBHHlpVF3r3MvLwmFL0fk0IE";
+
+    fn minimal() -> String {
+        format!(
+            "[rds]\naddress = \"10.0.0.5\"\nprivateKeyFile = \"/etc/rds-csi/id\"\n\
+             hostKey = \"{FINGERPRINT}\"\npool = \"storage-pool\"\n"
+        )
+    }
+
+    fn problems(config: &Config) -> Vec<&'static str> {
+        match config.validate() {
+            Ok(()) => Vec::new(),
+            Err(ConfigError::Invalid(problems)) => problems.iter().map(|p| p.key).collect(),
+            Err(other) => panic!("{other}"),
+        }
+    }
+
+    #[test]
+    fn a_minimal_file_takes_the_defaults() {
+        let config = Config::from_toml(&minimal()).unwrap();
+        config.validate().unwrap();
+        assert_eq!(config.driver_name, DEFAULT_DRIVER_NAME);
+        assert_eq!(config.rds.ssh_addr(), "10.0.0.5:22");
+        assert_eq!(config.rds.nvme_target_address(), "10.0.0.5");
+        assert_eq!(config.rds.base_dir, "csi");
+        assert_eq!(config.rds.nvme_port, 4420);
+        assert_eq!(config.rds.sessions, 4);
+        assert_eq!(config.controller, ControllerConfig::default());
+        assert_eq!(config.node, NodeConfig::default());
+        assert_eq!(config.rds.host_key_pin().unwrap().to_string(), FINGERPRINT);
+    }
+
+    #[test]
+    fn every_key_round_trips_through_toml() {
+        let mut config = Config::from_toml(&minimal()).unwrap();
+        config.rds.nvme_address = "192.168.10.5".into();
+        config.node.host_nqn = Some("nqn.2014-08.org.nvmexpress:uuid:1".into());
+        let text = toml::to_string(&config).unwrap();
+        assert!(text.contains("nvmeAddress = \"192.168.10.5\""), "{text}");
+        assert!(text.contains("maxVolumesPerNode = 64"), "{text}");
+        assert_eq!(Config::from_toml(&text).unwrap(), config);
+    }
+
+    #[test]
+    fn unknown_keys_and_bad_types_are_refused_by_name() {
+        let error = Config::from_toml("[rds]\nadress = \"x\"\n").unwrap_err();
+        assert!(error.to_string().contains("adress"), "{error}");
+        let error = Config::from_toml("[rds]\nsshPort = \"twenty-two\"\n").unwrap_err();
+        assert!(error.to_string().contains("sshPort"), "{error}");
+    }
+
+    #[test]
+    fn validation_lists_every_problem_with_its_variable() {
+        let config = Config::from_toml("driverName = \"-bad\"\n[rds]\nsessions = 0\n").unwrap();
+        assert_eq!(
+            problems(&config),
+            [
+                "driverName",
+                "rds.address",
+                "rds.privateKeyFile",
+                "rds.hostKey",
+                "rds.pool",
+                "rds.sessions"
+            ]
+        );
+        let message = config.validate().unwrap_err().to_string();
+        assert!(
+            message.contains("rds.hostKey (RDS_CSI_RDS_HOST_KEY): is required"),
+            "{message}"
+        );
+        assert!(message.contains("ssh-keyscan"), "{message}");
+    }
+
+    #[test]
+    fn values_are_checked_against_the_rds_rules() {
+        let base = Config::from_toml(&minimal()).unwrap();
+        type Change = fn(&mut Config);
+        let cases: [(&str, Change); 7] = [
+            ("rds.hostKey", |c| c.rds.host_key = "not a key".into()),
+            ("rds.pool", |c| c.rds.pool = "storage pool".into()),
+            ("rds.baseDir", |c| c.rds.base_dir = "../x".into()),
+            ("rds.nqnPrefix", |c| {
+                c.rds.nqn_prefix = "iqn.2000-01.com.x".into()
+            }),
+            ("rds.nqnPrefix", |c| {
+                c.rds.nqn_prefix = format!("nqn.2000-01.com.x:{}", "a".repeat(180))
+            }),
+            ("rds.nvmePort", |c| c.rds.nvme_port = 0),
+            ("node.hostNqn", |c| c.node.host_nqn = Some("host".into())),
+        ];
+        for (key, change) in cases {
+            let mut config = base.clone();
+            change(&mut config);
+            assert_eq!(problems(&config), [key]);
+        }
+    }
+
+    #[test]
+    fn environment_overrides_the_file() {
+        let mut config = Config::from_toml(&minimal()).unwrap();
+        let vars = HashMap::from([
+            ("RDS_CSI_RDS_ADDRESS", "fd00::5"),
+            ("RDS_CSI_RDS_SSH_PORT", "2222"),
+            ("RDS_CSI_CONTROLLER_MAX_VOLUMES_PER_NODE", "7"),
+            ("RDS_CSI_NODE_HOST_NQN", "nqn.2014-08.org.nvmexpress:uuid:1"),
+        ]);
+        config
+            .apply_vars(|name| vars.get(name).map(|v| v.to_string()))
+            .unwrap();
+        assert_eq!(config.rds.ssh_addr(), "[fd00::5]:2222");
+        assert_eq!(config.controller.max_volumes_per_node, 7);
+        assert_eq!(
+            config.node.host_nqn.as_deref(),
+            Some("nqn.2014-08.org.nvmexpress:uuid:1")
+        );
+        config.validate().unwrap();
+
+        let error = config
+            .apply_vars(|name| (name == "RDS_CSI_RDS_SSH_PORT").then(|| "70000".to_owned()))
+            .unwrap_err();
+        assert!(
+            error
+                .to_string()
+                .starts_with("environment variable RDS_CSI_RDS_SSH_PORT=\"70000\""),
+            "{error}"
+        );
+    }
+
+    #[test]
+    fn the_key_table_matches_the_documentation() {
+        let doc = include_str!("config.rs");
+        for key in KEYS {
+            let row = format!("| `{}` | `{}` |", key.toml, key.env);
+            assert!(doc.contains(&row), "undocumented: {row}");
+        }
+        assert_eq!(doc.matches("\n//! | `").count(), KEYS.len());
+    }
+
+    #[test]
+    fn load_names_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("rds-csi.toml");
+        let error = Config::load(&path).unwrap_err();
+        assert!(error.to_string().contains("rds-csi.toml"), "{error}");
+        std::fs::write(&path, minimal()).unwrap();
+        assert_eq!(Config::load(&path).unwrap().rds.pool, "storage-pool");
+        std::fs::write(&path, "[rds\n").unwrap();
+        let error = Config::load(&path).unwrap_err();
+        assert!(error.to_string().contains("rds-csi.toml"), "{error}");
+    }
+}

@@ -1,0 +1,296 @@
+//! The CSI Controller service: volumes as file disks on the RDS, exported over NVMe/TCP.
+//!
+//! This file is the protocol edge: each RPC opens a span carrying the volume id, runs its
+//! handler and logs the outcome. The handlers (one module per concern) check the request, call
+//! [`RdsClient`] and shape the answer; `status` turns RDS failures into gRPC codes. The
+//! controller keeps no state of its own: the RDS is the source of truth (the disk's comment
+//! holds the CSI name, its allow-list the node it is published to).
+
+mod capability;
+mod capacity;
+mod create;
+mod delete;
+mod expand;
+mod inspect;
+mod params;
+mod publish;
+mod status;
+mod volume;
+
+use std::future::Future;
+use std::num::NonZeroU16;
+use std::sync::Arc;
+
+use tokio::sync::Mutex;
+use tonic::{Request, Response, Status};
+use tracing::Instrument;
+
+use crate::config::Config;
+use crate::csi::v1::controller_server::Controller;
+use crate::csi::v1::controller_service_capability::{Rpc, rpc};
+use crate::csi::v1::*;
+use crate::guard::{CreateLimit, VolumeLocks};
+use crate::rds::disk::RdsClient;
+use crate::rds::value::{Nqn, RosPath};
+
+pub use params::Parameters;
+
+/// What the controller needs from the configuration, checked.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Settings {
+    pub pool: RosPath,
+    pub base_dir: RosPath,
+    pub nqn_prefix: Nqn,
+    /// The NVMe/TCP address given to nodes in the publish context.
+    pub nvme_address: String,
+    pub nvme_port: NonZeroU16,
+    pub max_volumes_per_node: u64,
+    pub max_concurrent_creates: usize,
+}
+
+impl Settings {
+    /// The controller's settings from a configuration; fails with the first invalid key (run
+    /// [`Config::validate`] first for the full list).
+    pub fn from_config(config: &Config) -> Result<Settings, String> {
+        let rds = &config.rds;
+        let key = |key: &'static str| move |message: String| format!("{key}: {message}");
+        Ok(Settings {
+            pool: rds.pool_path().map_err(key("rds.pool"))?,
+            base_dir: rds.base_dir_path().map_err(key("rds.baseDir"))?,
+            nqn_prefix: rds.nqn_prefix_nqn().map_err(key("rds.nqnPrefix"))?,
+            nvme_address: rds.nvme_target_address().to_owned(),
+            nvme_port: NonZeroU16::new(rds.nvme_port)
+                .ok_or_else(|| key("rds.nvmePort")("must be greater than 0".to_owned()))?,
+            max_volumes_per_node: config.controller.max_volumes_per_node,
+            max_concurrent_creates: config.controller.max_concurrent_creates,
+        })
+    }
+}
+
+pub struct ControllerService {
+    rds: Arc<RdsClient>,
+    settings: Settings,
+    locks: VolumeLocks,
+    creates: CreateLimit,
+    /// Publishes run one at a time, so two publishes to one node cannot both pass the attach
+    /// limit with the same count.
+    publishes: Mutex<()>,
+}
+
+impl ControllerService {
+    pub fn new(rds: Arc<RdsClient>, settings: Settings) -> Self {
+        Self {
+            rds,
+            creates: CreateLimit::new(settings.max_concurrent_creates),
+            settings,
+            locks: VolumeLocks::default(),
+            publishes: Mutex::new(()),
+        }
+    }
+}
+
+/// The RPCs and modes this controller implements: exactly what it advertises.
+/// SINGLE_NODE_MULTI_WRITER holds because a one-host allow-list serves it as well as
+/// SINGLE_NODE_WRITER.
+const CAPABILITIES: [rpc::Type; 9] = [
+    rpc::Type::CreateDeleteVolume,
+    rpc::Type::PublishUnpublishVolume,
+    rpc::Type::ListVolumes,
+    rpc::Type::GetCapacity,
+    rpc::Type::ExpandVolume,
+    rpc::Type::ListVolumesPublishedNodes,
+    rpc::Type::GetVolume,
+    rpc::Type::VolumeCondition,
+    rpc::Type::SingleNodeMultiWriter,
+];
+
+/// Runs `handler` in a span naming the RPC and the volume, and logs how it ended. Requests are
+/// never logged whole: they may carry secrets.
+async fn traced<T>(
+    rpc: &'static str,
+    volume_id: &str,
+    handler: impl Future<Output = Result<T, Status>>,
+) -> Result<Response<T>, Status> {
+    let span = tracing::info_span!("csi", rpc, volume_id);
+    async {
+        match handler.await {
+            Ok(answer) => {
+                tracing::info!("done");
+                Ok(Response::new(answer))
+            }
+            Err(status) => {
+                tracing::warn!(code = ?status.code(), message = status.message(), "failed");
+                Err(status)
+            }
+        }
+    }
+    .instrument(span)
+    .await
+}
+
+fn unimplemented<T>(what: &str) -> Result<Response<T>, Status> {
+    Err(Status::unimplemented(format!(
+        "{what} is not supported by this driver yet; it does not advertise the capability"
+    )))
+}
+
+#[tonic::async_trait]
+impl Controller for ControllerService {
+    async fn create_volume(
+        &self,
+        request: Request<CreateVolumeRequest>,
+    ) -> Result<Response<CreateVolumeResponse>, Status> {
+        let request = request.into_inner();
+        let id = crate::ids::volume_id(&request.name);
+        let id = if request.name.is_empty() {
+            ""
+        } else {
+            id.as_str()
+        };
+        traced("CreateVolume", id, self.create(request)).await
+    }
+
+    async fn delete_volume(
+        &self,
+        request: Request<DeleteVolumeRequest>,
+    ) -> Result<Response<DeleteVolumeResponse>, Status> {
+        let request = request.into_inner();
+        traced(
+            "DeleteVolume",
+            &request.volume_id.clone(),
+            self.delete(request),
+        )
+        .await
+    }
+
+    async fn controller_publish_volume(
+        &self,
+        request: Request<ControllerPublishVolumeRequest>,
+    ) -> Result<Response<ControllerPublishVolumeResponse>, Status> {
+        let request = request.into_inner();
+        traced(
+            "ControllerPublishVolume",
+            &request.volume_id.clone(),
+            self.publish(request),
+        )
+        .await
+    }
+
+    async fn controller_unpublish_volume(
+        &self,
+        request: Request<ControllerUnpublishVolumeRequest>,
+    ) -> Result<Response<ControllerUnpublishVolumeResponse>, Status> {
+        let request = request.into_inner();
+        traced(
+            "ControllerUnpublishVolume",
+            &request.volume_id.clone(),
+            self.unpublish(request),
+        )
+        .await
+    }
+
+    async fn validate_volume_capabilities(
+        &self,
+        request: Request<ValidateVolumeCapabilitiesRequest>,
+    ) -> Result<Response<ValidateVolumeCapabilitiesResponse>, Status> {
+        let request = request.into_inner();
+        traced(
+            "ValidateVolumeCapabilities",
+            &request.volume_id.clone(),
+            self.validate(request),
+        )
+        .await
+    }
+
+    async fn list_volumes(
+        &self,
+        request: Request<ListVolumesRequest>,
+    ) -> Result<Response<ListVolumesResponse>, Status> {
+        traced("ListVolumes", "", self.list(request.into_inner())).await
+    }
+
+    async fn get_capacity(
+        &self,
+        request: Request<GetCapacityRequest>,
+    ) -> Result<Response<GetCapacityResponse>, Status> {
+        traced("GetCapacity", "", self.capacity(request.into_inner())).await
+    }
+
+    async fn controller_get_capabilities(
+        &self,
+        _: Request<ControllerGetCapabilitiesRequest>,
+    ) -> Result<Response<ControllerGetCapabilitiesResponse>, Status> {
+        let capabilities = CAPABILITIES
+            .iter()
+            .map(|&kind| ControllerServiceCapability {
+                r#type: Some(controller_service_capability::Type::Rpc(Rpc {
+                    r#type: kind.into(),
+                })),
+            })
+            .collect();
+        Ok(Response::new(ControllerGetCapabilitiesResponse {
+            capabilities,
+        }))
+    }
+
+    async fn create_snapshot(
+        &self,
+        _: Request<CreateSnapshotRequest>,
+    ) -> Result<Response<CreateSnapshotResponse>, Status> {
+        unimplemented("CreateSnapshot")
+    }
+
+    async fn delete_snapshot(
+        &self,
+        _: Request<DeleteSnapshotRequest>,
+    ) -> Result<Response<DeleteSnapshotResponse>, Status> {
+        unimplemented("DeleteSnapshot")
+    }
+
+    async fn list_snapshots(
+        &self,
+        _: Request<ListSnapshotsRequest>,
+    ) -> Result<Response<ListSnapshotsResponse>, Status> {
+        unimplemented("ListSnapshots")
+    }
+
+    async fn get_snapshot(
+        &self,
+        _: Request<GetSnapshotRequest>,
+    ) -> Result<Response<GetSnapshotResponse>, Status> {
+        unimplemented("GetSnapshot")
+    }
+
+    async fn controller_expand_volume(
+        &self,
+        request: Request<ControllerExpandVolumeRequest>,
+    ) -> Result<Response<ControllerExpandVolumeResponse>, Status> {
+        let request = request.into_inner();
+        traced(
+            "ControllerExpandVolume",
+            &request.volume_id.clone(),
+            self.expand(request),
+        )
+        .await
+    }
+
+    async fn controller_get_volume(
+        &self,
+        request: Request<ControllerGetVolumeRequest>,
+    ) -> Result<Response<ControllerGetVolumeResponse>, Status> {
+        let request = request.into_inner();
+        traced(
+            "ControllerGetVolume",
+            &request.volume_id.clone(),
+            self.get(request),
+        )
+        .await
+    }
+
+    async fn controller_modify_volume(
+        &self,
+        _: Request<ControllerModifyVolumeRequest>,
+    ) -> Result<Response<ControllerModifyVolumeResponse>, Status> {
+        unimplemented("ControllerModifyVolume")
+    }
+}

@@ -1,0 +1,166 @@
+//! CreateVolume: the CSI name is the idempotency key.
+//!
+//! The name maps to a slot ([`ids::volume_id`]); a disk already in that slot is this volume when
+//! its comment names the same CSI name and it satisfies the request (same size range, directory,
+//! port and NQN), and ALREADY_EXISTS otherwise. A collision of two names on one slot is caught by
+//! the comment, never silently shared.
+
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use tonic::Status;
+
+use super::capacity::Range;
+use super::volume::{metadata, require, to_volume};
+use super::{ControllerService, Parameters, capability};
+use crate::csi::v1::{CreateVolumeRequest, CreateVolumeResponse};
+use crate::ids::{self, IdKind, Metadata};
+use crate::rds::command::{DiskSpec, NvmeExport};
+use crate::rds::disk::ErrorKind;
+use crate::rds::parse::DiskRecord;
+
+impl ControllerService {
+    pub(super) async fn create(
+        &self,
+        request: CreateVolumeRequest,
+    ) -> Result<CreateVolumeResponse, Status> {
+        require("name", &request.name)?;
+        capability::check_all(&request.volume_capabilities)?;
+        if request.volume_content_source.is_some() {
+            return Err(Status::invalid_argument(
+                "volume_content_source is not supported: this driver cannot create a volume \
+                 from a snapshot or another volume yet (it does not advertise \
+                 CREATE_DELETE_SNAPSHOT or CLONE_VOLUME)",
+            ));
+        }
+        if !request.mutable_parameters.is_empty() {
+            return Err(Status::invalid_argument(
+                "mutable_parameters (a VolumeAttributesClass) are not supported: this driver \
+                 does not advertise MODIFY_VOLUME",
+            ));
+        }
+        let params = Parameters::parse(&request.parameters).map_err(Status::invalid_argument)?;
+        let range = Range::of(request.capacity_range.as_ref())?;
+        let spec = self.spec(&request, &params, &range)?;
+
+        let _volume = self.locks.try_lock(spec.slot.as_str())?;
+        let _turn = self.creates.acquire().await;
+        if let Some(disk) = self.rds.find(&spec.slot).await? {
+            return self.existing(&request.name, &spec, &range, disk, params);
+        }
+        match self.rds.create(&spec).await {
+            Ok(disk) => Ok(answer(&disk, params)),
+            // Another controller (or an earlier, abandoned attempt) added the slot meanwhile.
+            Err(error) if error.kind() == ErrorKind::AlreadyExists => {
+                match self.rds.find(&spec.slot).await? {
+                    Some(disk) => self.existing(&request.name, &spec, &range, disk, params),
+                    None => Err(error.into()),
+                }
+            }
+            Err(error) => Err(error.into()),
+        }
+    }
+
+    /// The disk this request asks for.
+    fn spec(
+        &self,
+        request: &CreateVolumeRequest,
+        params: &Parameters,
+        range: &Range,
+    ) -> Result<DiskSpec, Status> {
+        let slot = ids::volume_id(&request.name);
+        let settings = &self.settings;
+        let dir = params.base_dir.as_ref().unwrap_or(&settings.base_dir);
+        let nqn = ids::volume_nqn(&settings.nqn_prefix, &slot)
+            .map_err(|e| Status::internal(format!("volume NQN for {slot}: {e}")))?;
+        let metadata = Metadata {
+            kind: IdKind::Volume,
+            csi_name: request.name.clone(),
+            source: None,
+            created: SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .map_or(0, |since| since.as_secs()),
+            requested_bytes: range.required,
+        };
+        let comment = metadata.to_comment().map_err(|e| {
+            Status::invalid_argument(format!(
+                "name {:?} is too long to record: {e}",
+                request.name
+            ))
+        })?;
+        Ok(DiskSpec {
+            file_path: ids::disk_path(&settings.pool, dir, &slot),
+            slot,
+            size: range.size()?,
+            export: Some(NvmeExport {
+                port: params.nvme_port.unwrap_or(settings.nvme_port),
+                nqn,
+            }),
+            comment: Some(comment),
+        })
+    }
+
+    /// The answer for a disk already in the slot: this volume if compatible, else
+    /// ALREADY_EXISTS saying what differs.
+    fn existing(
+        &self,
+        name: &str,
+        spec: &DiskSpec,
+        range: &Range,
+        disk: DiskRecord,
+        params: Parameters,
+    ) -> Result<CreateVolumeResponse, Status> {
+        let slot = &spec.slot;
+        let conflict = |what: String| {
+            Err(Status::already_exists(format!(
+                "volume {name:?} (id {slot}) already exists on the RDS {what}"
+            )))
+        };
+        let Some(recorded) = metadata(&disk) else {
+            return Err(Status::already_exists(format!(
+                "slot {slot}, the id of volume {name:?}, is taken by a disk rds-csi did not \
+                 create (comment {:?}); remove or rename that disk on the RDS",
+                disk.comment.as_deref().unwrap_or_default()
+            )));
+        };
+        if recorded.csi_name != name {
+            return Err(Status::already_exists(format!(
+                "volume {name:?} maps to id {slot}, which already holds volume {:?}: the two \
+                 names collide; choose another name",
+                recorded.csi_name
+            )));
+        }
+        let size = disk.size.unwrap_or(0);
+        if !range.admits(size) {
+            return conflict(format!("with {size} bytes, outside the requested {range}"));
+        }
+        let export = spec.export.as_ref().expect("volumes are always exported");
+        if disk.file_path.as_deref() != Some(spec.file_path.as_str()) {
+            return conflict(format!(
+                "in file {:?}, not {} (a different baseDir)",
+                disk.file_path.as_deref().unwrap_or_default(),
+                spec.file_path
+            ));
+        }
+        if !disk.export
+            || disk.port != Some(export.port.get())
+            || disk.nqn.as_deref() != Some(export.nqn.as_str())
+        {
+            return conflict(format!(
+                "exported differently (export {}, port {:?}, NQN {:?}) from the requested port \
+                 {} and NQN {}",
+                disk.export,
+                disk.port,
+                disk.nqn.as_deref().unwrap_or_default(),
+                export.port,
+                export.nqn
+            ));
+        }
+        Ok(answer(&disk, params))
+    }
+}
+
+fn answer(disk: &DiskRecord, params: Parameters) -> CreateVolumeResponse {
+    CreateVolumeResponse {
+        volume: Some(to_volume(disk, params.volume_context)),
+    }
+}

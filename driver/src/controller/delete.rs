@@ -1,0 +1,50 @@
+//! DeleteVolume: idempotent; removes the disk and its backing file and checks both are gone.
+
+use tonic::Status;
+
+use super::ControllerService;
+use super::volume::{metadata, require, volume_slot};
+use crate::csi::v1::{DeleteVolumeRequest, DeleteVolumeResponse};
+use crate::ids;
+use crate::rds::value::RosPath;
+
+impl ControllerService {
+    pub(super) async fn delete(
+        &self,
+        request: DeleteVolumeRequest,
+    ) -> Result<DeleteVolumeResponse, Status> {
+        require("volume_id", &request.volume_id)?;
+        // An id this driver never made names nothing to delete.
+        let Some(slot) = volume_slot(&request.volume_id) else {
+            return Ok(DeleteVolumeResponse {});
+        };
+        let _volume = self.locks.try_lock(slot.as_str())?;
+        let file = match self.rds.find(&slot).await? {
+            // The disk is gone, but an earlier delete may have stopped before removing the file.
+            None => ids::disk_path(&self.settings.pool, &self.settings.base_dir, &slot),
+            Some(disk) => {
+                if metadata(&disk).is_none() {
+                    return Err(Status::failed_precondition(format!(
+                        "disk {slot} was not created by rds-csi (comment {:?}); refusing to \
+                         delete it",
+                        disk.comment.as_deref().unwrap_or_default()
+                    )));
+                }
+                if let Some(node) = &disk.allowed_host {
+                    return Err(Status::failed_precondition(format!(
+                        "volume {slot} is still published to node {node}: \
+                         ControllerUnpublishVolume it first"
+                    )));
+                }
+                let path = disk.file_path.as_deref().unwrap_or_default();
+                RosPath::parse(path).map_err(|e| {
+                    Status::internal(format!(
+                        "disk {slot} has a file-path rds-csi cannot use: {e}"
+                    ))
+                })?
+            }
+        };
+        self.rds.remove(&slot, &file).await?;
+        Ok(DeleteVolumeResponse {})
+    }
+}

@@ -1,0 +1,188 @@
+//! StorageClass parameters, validated strictly.
+//!
+//! | parameter | value | effect |
+//! |---|---|---|
+//! | `fsType` | `ext4` or `xfs` | the file system the node makes; passed to the node in the volume context |
+//! | `baseDir` | one path segment of `A-Z a-z 0-9 . _ -` | the directory under the pool for this class's volume files, instead of `rds.baseDir` |
+//! | `nvmePort` | 1 to 65535 | the NVMe/TCP port the volume is exported on, instead of `rds.nvmePort` |
+//! | `ctrlLossTmo` | seconds, or -1 for forever | `nvme connect --ctrl-loss-tmo`, passed to the node |
+//! | `reconnectDelay` | seconds, ≥ 1 | `nvme connect --reconnect-delay`, passed to the node |
+//! | `keepAliveTmo` | seconds, ≥ 1 | `nvme connect --keep-alive-tmo`, passed to the node |
+//! | `nrIoQueues` | ≥ 1 | `nvme connect --nr-io-queues`, passed to the node |
+//! | `csi.storage.k8s.io/*` | any | added by the CSI sidecars (PVC name and namespace…); accepted |
+//!
+//! Any other parameter is refused with INVALID_ARGUMENT naming it, so a typo never silently
+//! falls back to a default.
+
+use std::collections::HashMap;
+use std::num::NonZeroU16;
+
+use super::capability::FS_TYPES;
+use crate::rds::value::RosPath;
+
+pub const FS_TYPE: &str = "fsType";
+pub const BASE_DIR: &str = "baseDir";
+pub const NVME_PORT: &str = "nvmePort";
+pub const CTRL_LOSS_TMO: &str = "ctrlLossTmo";
+pub const RECONNECT_DELAY: &str = "reconnectDelay";
+pub const KEEP_ALIVE_TMO: &str = "keepAliveTmo";
+pub const NR_IO_QUEUES: &str = "nrIoQueues";
+/// The prefix of the keys the CSI sidecars add.
+pub const SIDECAR_PREFIX: &str = "csi.storage.k8s.io/";
+
+/// The parameters of one StorageClass, each checked.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Parameters {
+    pub base_dir: Option<RosPath>,
+    pub nvme_port: Option<NonZeroU16>,
+    /// What the node needs: `fsType` and the connect tunables, values normalised.
+    pub volume_context: HashMap<String, String>,
+}
+
+impl Parameters {
+    /// Checks every parameter; the error names the first bad one and says what is allowed.
+    pub fn parse(parameters: &HashMap<String, String>) -> Result<Parameters, String> {
+        let mut parsed = Parameters::default();
+        let mut keys: Vec<&String> = parameters.keys().collect();
+        keys.sort();
+        for key in keys {
+            let value = parameters[key].as_str();
+            let bad = |rule: &str| format!("StorageClass parameter {key}={value:?}: {rule}");
+            match key.as_str() {
+                FS_TYPE => {
+                    if !FS_TYPES.contains(&value) {
+                        return Err(bad(&format!("must be {}", FS_TYPES.join(" or "))));
+                    }
+                    parsed.context(key, value.to_owned());
+                }
+                BASE_DIR => {
+                    let dir = RosPath::parse(value)
+                        .ok()
+                        .filter(|dir| !dir.as_str().contains('/'))
+                        .ok_or_else(|| {
+                            bad("must be one directory name of A-Z a-z 0-9 . _ - (no '/')")
+                        })?;
+                    parsed.base_dir = Some(dir);
+                }
+                NVME_PORT => {
+                    let port = value
+                        .parse::<NonZeroU16>()
+                        .map_err(|_| bad("must be a port number from 1 to 65535"))?;
+                    parsed.nvme_port = Some(port);
+                }
+                CTRL_LOSS_TMO => {
+                    let seconds = value
+                        .parse::<i32>()
+                        .ok()
+                        .filter(|&s| s == -1 || s > 0)
+                        .ok_or_else(|| bad("must be a positive number of seconds, or -1"))?;
+                    parsed.context(key, seconds.to_string());
+                }
+                RECONNECT_DELAY | KEEP_ALIVE_TMO | NR_IO_QUEUES => {
+                    let number = value
+                        .parse::<u32>()
+                        .ok()
+                        .filter(|&n| n > 0)
+                        .ok_or_else(|| bad("must be a positive whole number"))?;
+                    parsed.context(key, number.to_string());
+                }
+                other if other.starts_with(SIDECAR_PREFIX) => {}
+                _ => {
+                    return Err(format!(
+                        "unknown StorageClass parameter {key:?}: the parameters are {FS_TYPE}, \
+                         {BASE_DIR}, {NVME_PORT}, {CTRL_LOSS_TMO}, {RECONNECT_DELAY}, \
+                         {KEEP_ALIVE_TMO} and {NR_IO_QUEUES}"
+                    ));
+                }
+            }
+        }
+        Ok(parsed)
+    }
+
+    fn context(&mut self, key: &str, value: String) {
+        self.volume_context.insert(key.to_owned(), value);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(pairs: &[(&str, &str)]) -> Result<Parameters, String> {
+        Parameters::parse(
+            &pairs
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+        )
+    }
+
+    #[test]
+    fn no_parameters_mean_the_defaults() {
+        assert_eq!(parse(&[]).unwrap(), Parameters::default());
+    }
+
+    #[test]
+    fn every_parameter_is_read() {
+        let parsed = parse(&[
+            ("fsType", "xfs"),
+            ("baseDir", "fast"),
+            ("nvmePort", "4421"),
+            ("ctrlLossTmo", "-1"),
+            ("reconnectDelay", "05"),
+            ("keepAliveTmo", "30"),
+            ("nrIoQueues", "4"),
+            ("csi.storage.k8s.io/pvc/name", "data"),
+            ("csi.storage.k8s.io/pvc/namespace", "default"),
+        ])
+        .unwrap();
+        assert_eq!(parsed.base_dir.unwrap().as_str(), "fast");
+        assert_eq!(parsed.nvme_port.unwrap().get(), 4421);
+        let context: Vec<(&str, &str)> = {
+            let mut pairs: Vec<_> = parsed
+                .volume_context
+                .iter()
+                .map(|(k, v)| (k.as_str(), v.as_str()))
+                .collect();
+            pairs.sort();
+            pairs
+        };
+        assert_eq!(
+            context,
+            [
+                ("ctrlLossTmo", "-1"),
+                ("fsType", "xfs"),
+                ("keepAliveTmo", "30"),
+                ("nrIoQueues", "4"),
+                ("reconnectDelay", "5"),
+            ]
+        );
+    }
+
+    #[test]
+    fn bad_values_and_unknown_keys_are_named() {
+        for (key, value, says) in [
+            ("fsType", "zfs", "must be ext4 or xfs"),
+            ("baseDir", "a/b", "one directory name"),
+            ("baseDir", "..", "one directory name"),
+            ("baseDir", "", "one directory name"),
+            ("nvmePort", "0", "1 to 65535"),
+            ("nvmePort", "65536", "1 to 65535"),
+            ("ctrlLossTmo", "0", "or -1"),
+            ("ctrlLossTmo", "-2", "or -1"),
+            ("reconnectDelay", "-1", "positive whole number"),
+            ("nrIoQueues", "1.5", "positive whole number"),
+            ("keepAliveTmo", "", "positive whole number"),
+            (
+                "fstype",
+                "ext4",
+                "unknown StorageClass parameter \"fstype\"",
+            ),
+            ("csi.storage.k8s.io", "x", "unknown StorageClass parameter"),
+        ] {
+            let error = parse(&[(key, value)]).unwrap_err();
+            assert!(error.contains(says), "{key}={value}: {error}");
+            assert!(error.contains(key), "{error}");
+        }
+    }
+}

@@ -1,0 +1,119 @@
+//! A disk seen as a CSI volume, and the request checks every handler shares.
+
+use std::collections::HashMap;
+
+use tonic::Status;
+
+use super::ControllerService;
+use crate::csi::v1::{Volume, VolumeCondition};
+use crate::ids::{self, IdKind, Metadata};
+use crate::rds::parse::DiskRecord;
+use crate::rds::value::Slot;
+
+/// INVALID_ARGUMENT when a required string field is empty.
+pub fn require(field: &str, value: &str) -> Result<(), Status> {
+    if value.is_empty() {
+        Err(Status::invalid_argument(format!("{field} is required")))
+    } else {
+        Ok(())
+    }
+}
+
+/// The slot of a volume id this driver could have made; `None` for any other id.
+pub fn volume_slot(volume_id: &str) -> Option<Slot> {
+    match ids::parse_id(volume_id)? {
+        (IdKind::Volume, slot) => Some(slot),
+        (IdKind::Snapshot, _) => None,
+    }
+}
+
+pub fn not_found(volume_id: &str) -> Status {
+    Status::not_found(format!("volume {volume_id:?} does not exist on the RDS"))
+}
+
+/// The metadata of a disk this driver made as a volume.
+pub fn metadata(disk: &DiskRecord) -> Option<Metadata> {
+    let metadata = Metadata::parse(disk.comment.as_deref()?).ok()?;
+    (metadata.kind == IdKind::Volume).then_some(metadata)
+}
+
+/// The node a disk is published to: the host NQN on its allow-list.
+pub fn published_nodes(disk: &DiskRecord) -> Vec<String> {
+    disk.allowed_host.iter().cloned().collect()
+}
+
+pub fn to_volume(disk: &DiskRecord, volume_context: HashMap<String, String>) -> Volume {
+    Volume {
+        capacity_bytes: disk
+            .size
+            .and_then(|size| i64::try_from(size).ok())
+            .unwrap_or(0),
+        volume_id: disk.slot.clone(),
+        volume_context,
+        ..Volume::default()
+    }
+}
+
+/// The slot prefixes of this driver's volumes ([`ids::volume_id`]).
+const VOLUME_PREFIXES: [&str; 2] = ["pvc-", "vol-"];
+
+impl ControllerService {
+    /// Every disk in a volume slot, ordered by slot.
+    pub(super) async fn volume_disks(&self) -> Result<Vec<DiskRecord>, Status> {
+        let [pvc, vol] =
+            VOLUME_PREFIXES.map(|prefix| Slot::parse(prefix).expect("a valid slot prefix"));
+        let (mut disks, more) = tokio::try_join!(self.rds.list(&pvc), self.rds.list(&vol))?;
+        disks.extend(more);
+        disks.retain(|disk| volume_slot(&disk.slot).is_some());
+        disks.sort_by(|a, b| a.slot.cmp(&b.slot));
+        Ok(disks)
+    }
+
+    /// The existing volume `volume_id` names: NOT_FOUND when the id is not one of this driver's
+    /// or no disk has its slot.
+    pub(super) async fn find_volume(&self, volume_id: &str) -> Result<(Slot, DiskRecord), Status> {
+        let slot = volume_slot(volume_id).ok_or_else(|| not_found(volume_id))?;
+        match self.rds.find(&slot).await? {
+            Some(disk) => Ok((slot, disk)),
+            None => Err(not_found(volume_id)),
+        }
+    }
+
+    /// Whether nodes can attach the disk as this driver exported it.
+    pub(super) fn condition(&self, disk: &DiskRecord) -> VolumeCondition {
+        let abnormal = |message: String| VolumeCondition {
+            abnormal: true,
+            message,
+        };
+        if metadata(disk).is_none() {
+            return abnormal(format!(
+                "disk {} was not created by rds-csi (its comment is {:?})",
+                disk.slot,
+                disk.comment.as_deref().unwrap_or_default()
+            ));
+        }
+        let expected = Slot::parse(&disk.slot)
+            .ok()
+            .and_then(|slot| ids::volume_nqn(&self.settings.nqn_prefix, &slot).ok());
+        match (disk.export, disk.nqn.as_deref(), expected) {
+            (false, _, _) => abnormal(format!(
+                "disk {} is not exported over NVMe/TCP, so no node can attach it; set \
+                 nvme-tcp-export=yes on the RDS",
+                disk.slot
+            )),
+            (true, Some(nqn), Some(expected)) if nqn == expected.as_str() => VolumeCondition {
+                abnormal: false,
+                message: format!(
+                    "exported over NVMe/TCP as {nqn} on port {}",
+                    disk.port.unwrap_or(self.settings.nvme_port.get())
+                ),
+            },
+            (true, nqn, expected) => abnormal(format!(
+                "disk {} is exported as {:?}, not as {:?}: nodes cannot find it",
+                disk.slot,
+                nqn.unwrap_or_default(),
+                expected.as_ref().map(|n| n.as_str()).unwrap_or_default()
+            )),
+        }
+    }
+}

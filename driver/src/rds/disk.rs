@@ -1,0 +1,345 @@
+//! Typed operations on the RDS's disks: [`RdsClient`].
+//!
+//! Each operation is one or a few [`Cmd`]s over the [`SshPool`], its output checked for RouterOS
+//! error text and parsed into records. Two rules make the operations safe to retry:
+//!
+//! * **Mutations are serialised per appliance and read back.** `add`, `set` and `remove` run one
+//!   at a time (one async mutex per client, that is per RDS), each followed by a read of the disk
+//!   it changed; success is reported only when the read shows the change. RouterOS prints nothing
+//!   when they succeed, and `set`/`remove` on `[find …]` that matches nothing are silent too, so
+//!   the read is the only proof.
+//! * **An unanswered command is settled by reading.** When the connection drops or a command
+//!   times out after it was sent, the state on the RDS decides whether it took effect.
+//!
+//! Reads use `print detail`, not `:serialize to=json`: `print detail` is the form captured from a
+//! real RDS (`routeros/captures.md` §1, §2, with the exact byte `size`), and the parser handles its
+//! wrapping. The JSON form is documented but not captured from an RDS, and RouterOS has been seen
+//! printing JSON numbers as `443.000000`, which would also lose precision above 2^53 bytes.
+
+mod error;
+mod verify;
+
+use std::sync::Mutex as SyncMutex;
+use std::time::{Duration, Instant};
+
+use tokio::sync::{Mutex, OnceCell};
+
+pub use error::{ErrorKind, RdsError};
+
+use super::command::{Cmd, DiskQuery, DiskSpec, Form};
+use super::error::{check_output, expect_silent};
+use super::parse::{
+    DiskRecord, ParseError, PoolRecord, Record, RosVersion, parse_key_values,
+    parse_routeros_version, records,
+};
+use super::ssh::SshPool;
+use super::value::{ByteSize, Nqn, RosPath, Slot};
+
+/// The oldest RouterOS with `nvme-tcp-server-nqn` (routeros/README.md, "Commands").
+pub const MIN_ROUTEROS: RosVersion = RosVersion::new(7, 21, 0);
+
+const FORM: Form = Form::Detail;
+
+/// The disks of one RDS, reached over one SSH pool.
+pub struct RdsClient {
+    ssh: SshPool,
+    pool: RosPath,
+    mutations: Mutex<()>,
+    /// Checked once, before the first mutation: an older RouterOS would misread the commands.
+    version: OnceCell<RosVersion>,
+    /// When the RDS last answered; cleared when it could not be reached.
+    last_answer: SyncMutex<Option<Instant>>,
+}
+
+impl RdsClient {
+    /// `pool` is the mount point of the pool disk the volumes' files live on.
+    pub fn new(ssh: SshPool, pool: RosPath) -> Self {
+        Self {
+            ssh,
+            pool,
+            mutations: Mutex::new(()),
+            version: OnceCell::new(),
+            last_answer: SyncMutex::new(None),
+        }
+    }
+
+    /// True when the RDS answered a command or probe within `age` and no connection to it has
+    /// failed since.
+    pub fn answered_within(&self, age: Duration) -> bool {
+        let last = *self.last_answer.lock().unwrap_or_else(|p| p.into_inner());
+        last.is_some_and(|at| at.elapsed() <= age)
+    }
+
+    /// The RouterOS version, or [`RdsError::Unsupported`] when it is older than
+    /// [`MIN_ROUTEROS`].
+    pub async fn version(&self) -> Result<RosVersion, RdsError> {
+        let cmd = Cmd::system_resource();
+        let output = self.run(&cmd).await?;
+        let output = check_output(&cmd, &output)?;
+        let parse_error = |source| RdsError::Parse {
+            command: cmd.to_string(),
+            source,
+        };
+        let block = parse_key_values(output).map_err(parse_error)?;
+        let text = block
+            .get("version")
+            .ok_or(ParseError::Missing("version"))
+            .map_err(parse_error)?;
+        let found = parse_routeros_version(text).map_err(parse_error)?;
+        if found < MIN_ROUTEROS {
+            return Err(RdsError::Unsupported { found });
+        }
+        Ok(found)
+    }
+
+    /// The disk with this slot, if there is one.
+    pub async fn find(&self, slot: &Slot) -> Result<Option<DiskRecord>, RdsError> {
+        let cmd = Cmd::disk_print(DiskQuery::Slot(slot), FORM);
+        let mut disks = self.disks(&cmd).await?;
+        match disks.len() {
+            0 | 1 => Ok(disks.pop()),
+            count => Err(RdsError::DuplicateSlot {
+                command: cmd.to_string(),
+                slot: slot.to_string(),
+                count,
+            }),
+        }
+    }
+
+    /// Every disk whose slot starts with `prefix`, ordered by slot.
+    pub async fn list(&self, prefix: &Slot) -> Result<Vec<DiskRecord>, RdsError> {
+        let cmd = Cmd::disk_print(DiskQuery::SlotPrefix(prefix), FORM);
+        let mut disks = self.disks(&cmd).await?;
+        disks.sort_by(|a, b| a.slot.cmp(&b.slot));
+        Ok(disks)
+    }
+
+    /// Adds the disk and returns it as read back, identical to `spec`.
+    ///
+    /// A slot that is taken fails with [`ErrorKind::AlreadyExists`]: the caller reads the disk
+    /// and decides. A backing file left without a disk (an earlier add that failed between
+    /// creating the file and committing the disk) is removed and the add made once more.
+    pub async fn create(&self, spec: &DiskSpec) -> Result<DiskRecord, RdsError> {
+        self.check_version().await?;
+        let _turn = self.mutations.lock().await;
+        let cmd = Cmd::disk_add(spec);
+        match self.run_silent(&cmd).await {
+            Ok(()) => {}
+            Err(error) if error.is_ambiguous() => {
+                return match self.find(&spec.slot).await {
+                    Ok(Some(disk)) => check_created(&cmd, spec, disk),
+                    Ok(None) | Err(_) => Err(error),
+                };
+            }
+            Err(error) if error.kind() == ErrorKind::AlreadyExists => {
+                if self.find(&spec.slot).await?.is_some() {
+                    return Err(error);
+                }
+                tracing::warn!(
+                    file = %spec.file_path,
+                    "removing a backing file that no disk uses, left by an earlier create"
+                );
+                self.remove_file(&spec.file_path).await?;
+                self.run_silent(&cmd).await?;
+            }
+            Err(error) => return Err(error),
+        }
+        let disk = self.read_back(&cmd, &spec.slot).await?;
+        check_created(&cmd, spec, disk)
+    }
+
+    /// Grows the disk's file to `size` bytes.
+    pub async fn resize(&self, slot: &Slot, size: ByteSize) -> Result<DiskRecord, RdsError> {
+        self.check_version().await?;
+        let _turn = self.mutations.lock().await;
+        let cmd = Cmd::disk_set_size(slot, size);
+        self.run_silent(&cmd).await?;
+        let disk = self.read_back(&cmd, slot).await?;
+        checked(&cmd, slot, disk, |disk| verify::resized(disk, size.get()))
+    }
+
+    /// Lets only `host` connect to the disk's NVMe/TCP subsystem; `None` clears the list.
+    pub async fn set_allowed_host(
+        &self,
+        slot: &Slot,
+        host: Option<&Nqn>,
+    ) -> Result<DiskRecord, RdsError> {
+        self.check_version().await?;
+        let _turn = self.mutations.lock().await;
+        let cmd = Cmd::disk_set_allowed_host(slot, host);
+        self.run_silent(&cmd).await?;
+        let disk = self.read_back(&cmd, slot).await?;
+        checked(&cmd, slot, disk, |disk| {
+            verify::allowed_host(disk, host.map(Nqn::as_str))
+        })
+    }
+
+    /// Removes the disk, then its backing file (`/disk remove` keeps the file), and checks that
+    /// both are gone. Either one already missing is fine, so a retry completes a removal.
+    pub async fn remove(&self, slot: &Slot, file: &RosPath) -> Result<(), RdsError> {
+        self.check_version().await?;
+        let _turn = self.mutations.lock().await;
+        let cmd = Cmd::disk_remove(slot);
+        // `remove [find …]` matching nothing prints nothing, but tolerate `no such item` too.
+        tolerate_missing(self.run_silent(&cmd).await)?;
+        self.remove_file(file).await?;
+        if let Some(disk) = self.find(slot).await? {
+            return Err(RdsError::ReadBack {
+                command: cmd.to_string(),
+                slot: disk.slot,
+                differences: "the disk still exists".to_owned(),
+            });
+        }
+        let Some(dir) = parent(file) else {
+            tracing::warn!(%file, "not verifying the removal of a file outside any directory");
+            return Ok(());
+        };
+        let list = Cmd::file_print_under(&dir, FORM);
+        let files = self.print(&list).await?;
+        if files.iter().any(|f| f.get("name") == Some(file.as_str())) {
+            return Err(RdsError::ReadBack {
+                command: Cmd::file_remove(file).to_string(),
+                slot: slot.to_string(),
+                differences: format!("its backing file {file} still exists"),
+            });
+        }
+        Ok(())
+    }
+
+    /// The pool disk: its size and free bytes.
+    pub async fn capacity(&self) -> Result<PoolRecord, RdsError> {
+        let cmd = Cmd::disk_print(DiskQuery::MountPoint(&self.pool), FORM);
+        let records = self.print(&cmd).await?;
+        let record = records.first().ok_or_else(|| RdsError::NoPool {
+            command: cmd.to_string(),
+            pool: self.pool.to_string(),
+        })?;
+        PoolRecord::try_from(record).map_err(|source| RdsError::Parse {
+            command: cmd.to_string(),
+            source,
+        })
+    }
+
+    /// Checks that the RDS answers, by opening a channel on a pooled connection.
+    pub async fn probe(&self) -> Result<(), RdsError> {
+        let probed = self.ssh.probe().await.map_err(|source| RdsError::Ssh {
+            command: "opening an SSH channel (liveness probe)".to_owned(),
+            source,
+        });
+        self.note(probed)
+    }
+
+    async fn check_version(&self) -> Result<(), RdsError> {
+        self.version.get_or_try_init(|| self.version()).await?;
+        Ok(())
+    }
+
+    async fn remove_file(&self, file: &RosPath) -> Result<(), RdsError> {
+        tolerate_missing(self.run_silent(&Cmd::file_remove(file)).await)
+    }
+
+    /// The disk a mutation just changed; a disk that vanished meanwhile is an error.
+    async fn read_back(&self, cmd: &Cmd, slot: &Slot) -> Result<DiskRecord, RdsError> {
+        self.find(slot).await?.ok_or_else(|| RdsError::NoDisk {
+            command: cmd.to_string(),
+            slot: slot.to_string(),
+        })
+    }
+
+    async fn disks(&self, cmd: &Cmd) -> Result<Vec<DiskRecord>, RdsError> {
+        self.print(cmd)
+            .await?
+            .iter()
+            .map(DiskRecord::try_from)
+            .collect::<Result<_, _>>()
+            .map_err(|source| RdsError::Parse {
+                command: cmd.to_string(),
+                source,
+            })
+    }
+
+    async fn print(&self, cmd: &Cmd) -> Result<Vec<Record>, RdsError> {
+        let output = self.run(cmd).await?;
+        let output = check_output(cmd, &output)?;
+        records(FORM, output).map_err(|source| RdsError::Parse {
+            command: cmd.to_string(),
+            source,
+        })
+    }
+
+    async fn run_silent(&self, cmd: &Cmd) -> Result<(), RdsError> {
+        let output = self.run(cmd).await?;
+        Ok(expect_silent(cmd, &output)?)
+    }
+
+    async fn run(&self, cmd: &Cmd) -> Result<String, RdsError> {
+        let output = self
+            .ssh
+            .run(cmd.as_str())
+            .await
+            .map_err(|source| RdsError::Ssh {
+                command: cmd.to_string(),
+                source,
+            });
+        self.note(output)
+    }
+
+    /// Records whether the RDS answered.
+    fn note<T>(&self, result: Result<T, RdsError>) -> Result<T, RdsError> {
+        let answered = match &result {
+            Ok(_) => Some(Instant::now()),
+            Err(error) if matches!(error.kind(), ErrorKind::Unavailable | ErrorKind::Timeout) => {
+                None
+            }
+            Err(_) => return result,
+        };
+        *self.last_answer.lock().unwrap_or_else(|p| p.into_inner()) = answered;
+        result
+    }
+}
+
+fn check_created(cmd: &Cmd, spec: &DiskSpec, disk: DiskRecord) -> Result<DiskRecord, RdsError> {
+    checked(cmd, &spec.slot, disk, |disk| verify::created(spec, disk))
+}
+
+fn checked(
+    cmd: &Cmd,
+    slot: &Slot,
+    disk: DiskRecord,
+    differences: impl Fn(&DiskRecord) -> Vec<String>,
+) -> Result<DiskRecord, RdsError> {
+    let found = differences(&disk);
+    if found.is_empty() {
+        return Ok(disk);
+    }
+    Err(RdsError::ReadBack {
+        command: cmd.to_string(),
+        slot: slot.to_string(),
+        differences: found.join(", "),
+    })
+}
+
+fn tolerate_missing(result: Result<(), RdsError>) -> Result<(), RdsError> {
+    match result {
+        Err(error) if error.kind() == ErrorKind::NotFound => Ok(()),
+        other => other,
+    }
+}
+
+/// The directory holding `path`, if it is not at the root.
+fn parent(path: &RosPath) -> Option<RosPath> {
+    let (dir, _) = path.as_str().rsplit_once('/')?;
+    RosPath::parse(dir).ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parents_of_paths() {
+        let path = |s| RosPath::parse(s).unwrap();
+        assert_eq!(parent(&path("pool/csi/a.img")), Some(path("pool/csi")));
+        assert_eq!(parent(&path("a.img")), None);
+    }
+}
