@@ -1,0 +1,347 @@
+//! One case's view of a target: CSI clients, the volumes and publications the case made (undone
+//! by [`Fixture::cleanup`]), and the checks every bad-input case makes — the gRPC code, and the
+//! RDS's state before and after.
+
+use std::collections::{BTreeMap, HashMap};
+use std::future::Future;
+use std::sync::Arc;
+
+use anyhow::{Context, bail, ensure};
+use rds_csi::csi::v1::controller_client::ControllerClient;
+use rds_csi::csi::v1::controller_service_capability::rpc::Type as ControllerCapability;
+use rds_csi::csi::v1::identity_client::IdentityClient;
+use rds_csi::csi::v1::node_client::NodeClient;
+use rds_csi::csi::v1::{
+    ControllerGetCapabilitiesRequest, ControllerPublishVolumeRequest,
+    ControllerPublishVolumeResponse, CreateVolumeRequest, DeleteVolumeRequest, ListVolumesRequest,
+    NodeGetInfoRequest, Volume,
+};
+use rds_sim::sim::Sim;
+use tonic::transport::Channel;
+use tonic::{Code, Response, Status};
+
+use crate::config::{SanitySettings, Settings};
+use crate::observed::Observed;
+use crate::requests;
+use crate::suite::Skip;
+use crate::target::{Target, TargetError};
+
+/// A target plus what one case created on it.
+pub struct Fixture {
+    target: Target,
+    sanity: SanitySettings,
+    volumes: Vec<String>,
+    publications: Vec<(String, String)>,
+}
+
+/// The node a case publishes to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NodeInfo {
+    pub node_id: String,
+    /// How many volumes the controller lets one node attach.
+    pub max_volumes: u64,
+}
+
+impl Fixture {
+    /// Starts the target `settings` name.
+    pub async fn start(settings: &Settings) -> Result<Fixture, TargetError> {
+        Ok(Fixture::new(
+            Target::start(settings).await?,
+            settings.sanity.clone(),
+        ))
+    }
+
+    pub fn new(target: Target, sanity: SanitySettings) -> Fixture {
+        Fixture {
+            target,
+            sanity,
+            volumes: Vec::new(),
+            publications: Vec::new(),
+        }
+    }
+
+    pub fn target(&self) -> &Target {
+        &self.target
+    }
+
+    /// The simulator, or a [`Skip`] naming `why` it is needed on targets without one.
+    pub fn require_sim(&self, why: &str) -> Result<&Arc<Sim>, Skip> {
+        self.target.sim().ok_or_else(|| {
+            Skip(format!(
+                "needs rds-sim ({why}); the {} target has no simulator handle",
+                self.target.kind()
+            ))
+        })
+    }
+
+    pub fn identity(&self) -> IdentityClient<Channel> {
+        self.target.identity()
+    }
+
+    pub fn controller(&self) -> ControllerClient<Channel> {
+        self.target.controller()
+    }
+
+    pub fn node(&self) -> NodeClient<Channel> {
+        self.target.node()
+    }
+
+    /// Capacity of the volumes the cases create.
+    pub fn volume_size(&self) -> u64 {
+        self.sanity.volume_size
+    }
+
+    /// The StorageClass parameters every case's volume carries.
+    pub fn volume_parameters(&self) -> HashMap<String, String> {
+        self.sanity
+            .volume_parameters
+            .iter()
+            .map(|(key, value)| (key.clone(), value.clone()))
+            .collect()
+    }
+
+    /// The mutable parameters (a VolumeAttributeClass) of the ModifyVolume cases.
+    pub fn volume_mutable_parameters(&self) -> HashMap<String, String> {
+        self.sanity
+            .volume_mutable_parameters
+            .iter()
+            .map(|(key, value)| (key.clone(), value.clone()))
+            .collect()
+    }
+
+    /// The sanity settings the fixture was started with.
+    pub fn sanity(&self) -> &SanitySettings {
+        &self.sanity
+    }
+
+    /// csi-sanity's `MakeCreateVolumeReq`: exactly the test size, single-node writer.
+    pub fn create_request(&self, name: &str) -> CreateVolumeRequest {
+        requests::create_volume(name, self.volume_size(), &self.volume_parameters())
+    }
+
+    /// CreateVolume, remembering the volume for cleanup when it succeeds.
+    pub async fn create_volume(&mut self, request: CreateVolumeRequest) -> Result<Volume, Status> {
+        let response = self.controller().create_volume(request).await?.into_inner();
+        let volume = response
+            .volume
+            .ok_or_else(|| Status::internal("CreateVolumeResponse carries no volume"))?;
+        self.track_volume(&volume.volume_id);
+        Ok(volume)
+    }
+
+    /// Remembers a volume the case created by other means, for cleanup.
+    pub fn track_volume(&mut self, volume_id: &str) {
+        if !self.volumes.iter().any(|v| v == volume_id) {
+            self.volumes.push(volume_id.to_owned());
+        }
+    }
+
+    /// Creates a volume named `name` from [`Fixture::create_request`]; any error fails the case.
+    pub async fn must_create(&mut self, name: &str) -> anyhow::Result<Volume> {
+        let request = self.create_request(name);
+        let volume = self
+            .create_volume(request)
+            .await
+            .with_context(|| format!("CreateVolume {name:?}"))?;
+        ensure!(
+            !volume.volume_id.is_empty(),
+            "CreateVolume {name:?} returned an empty volume_id"
+        );
+        Ok(volume)
+    }
+
+    /// ControllerPublishVolume, remembering the publication for cleanup when it succeeds.
+    pub async fn publish(
+        &mut self,
+        request: ControllerPublishVolumeRequest,
+    ) -> Result<ControllerPublishVolumeResponse, Status> {
+        let publication = (request.volume_id.clone(), request.node_id.clone());
+        let response = self
+            .controller()
+            .controller_publish_volume(request)
+            .await?
+            .into_inner();
+        if !self.publications.contains(&publication) {
+            self.publications.push(publication);
+        }
+        Ok(response)
+    }
+
+    /// The node to publish to: what NodeGetInfo reports, or, while the driver serves no node
+    /// service, the target's node ID and the controller's configured attach limit.
+    pub async fn node_info(&self) -> anyhow::Result<NodeInfo> {
+        let configured = self.target.driver_config().controller.max_volumes_per_node;
+        match self.node().node_get_info(NodeGetInfoRequest {}).await {
+            Ok(response) => {
+                let info = response.into_inner();
+                ensure!(!info.node_id.is_empty(), "NodeGetInfo returned no node_id");
+                Ok(NodeInfo {
+                    node_id: info.node_id,
+                    max_volumes: u64::try_from(info.max_volumes_per_node)
+                        .ok()
+                        .filter(|n| *n > 0)
+                        .unwrap_or(configured),
+                })
+            }
+            Err(status) if status.code() == Code::Unimplemented => Ok(NodeInfo {
+                node_id: self.target.node_id().to_owned(),
+                max_volumes: configured,
+            }),
+            Err(status) => Err(status).context("NodeGetInfo"),
+        }
+    }
+
+    /// Whether ControllerGetCapabilities lists `capability`.
+    pub async fn has_capability(&self, capability: ControllerCapability) -> anyhow::Result<bool> {
+        let capabilities = self
+            .controller()
+            .controller_get_capabilities(ControllerGetCapabilitiesRequest {})
+            .await
+            .context("ControllerGetCapabilities")?
+            .into_inner()
+            .capabilities;
+        Ok(capabilities.iter().any(|c| {
+            matches!(
+                c.r#type,
+                Some(rds_csi::csi::v1::controller_service_capability::Type::Rpc(rpc))
+                    if rpc.r#type == capability as i32
+            )
+        }))
+    }
+
+    /// Skips the case, as csi-sanity does, when the controller does not advertise `capability`.
+    pub async fn require_capability(&self, capability: ControllerCapability) -> anyhow::Result<()> {
+        if self.has_capability(capability).await? {
+            Ok(())
+        } else {
+            Err(Skip(format!(
+                "the controller does not advertise {}",
+                capability.as_str_name()
+            ))
+            .into())
+        }
+    }
+
+    /// The RDS's contents now: rds-sim's disks and files, or the driver's volume list.
+    pub async fn observe(&self) -> anyhow::Result<Observed> {
+        if let Some(sim) = self.target.sim() {
+            return Ok(Observed::of_sim(sim));
+        }
+        let mut listed = BTreeMap::new();
+        let mut token = String::new();
+        loop {
+            let page = self
+                .controller()
+                .list_volumes(ListVolumesRequest {
+                    max_entries: 0,
+                    starting_token: token,
+                })
+                .await
+                .context("ListVolumes, to observe the RDS")?
+                .into_inner();
+            for entry in page.entries {
+                let volume = entry
+                    .volume
+                    .context("a ListVolumes entry without a volume")?;
+                listed.insert(volume.volume_id, volume.capacity_bytes);
+            }
+            if page.next_token.is_empty() {
+                return Ok(Observed::Listed(listed));
+            }
+            token = page.next_token;
+        }
+    }
+
+    /// Runs `call`, which must fail with `code` and leave the RDS exactly as it was.
+    pub async fn rejects<T>(
+        &self,
+        code: Code,
+        call: impl Future<Output = Result<Response<T>, Status>>,
+    ) -> anyhow::Result<Status> {
+        let before = self.observe().await?;
+        let result = call.await;
+        let after = self.observe().await?;
+        let status = match result {
+            Ok(_) => bail!("expected {code:?}, but the call succeeded"),
+            Err(status) if status.code() == code => status,
+            Err(status) => bail!(
+                "expected {code:?}, got {:?}: {}",
+                status.code(),
+                status.message()
+            ),
+        };
+        ensure_unchanged(&before, &after)?;
+        Ok(status)
+    }
+
+    /// Runs `call`, which must succeed and leave the RDS exactly as it was.
+    pub async fn succeeds_without_change<T>(
+        &self,
+        call: impl Future<Output = Result<Response<T>, Status>>,
+    ) -> anyhow::Result<T> {
+        let before = self.observe().await?;
+        let result = call.await;
+        let after = self.observe().await?;
+        let response = result.map_err(|status| {
+            anyhow::anyhow!(
+                "expected success, got {:?}: {}",
+                status.code(),
+                status.message()
+            )
+        })?;
+        ensure_unchanged(&before, &after)?;
+        Ok(response.into_inner())
+    }
+
+    /// Unpublishes and deletes what the case made; reports every failure.
+    pub async fn cleanup(&mut self) -> anyhow::Result<()> {
+        let mut failures = Vec::new();
+        for (volume_id, node_id) in std::mem::take(&mut self.publications) {
+            let request = requests::unpublish(&volume_id, &node_id);
+            if let Err(status) = self.controller().controller_unpublish_volume(request).await {
+                failures.push(format!(
+                    "ControllerUnpublishVolume {volume_id} from {node_id}: {:?}: {}",
+                    status.code(),
+                    status.message()
+                ));
+            }
+        }
+        for volume_id in std::mem::take(&mut self.volumes) {
+            let request = DeleteVolumeRequest {
+                volume_id: volume_id.clone(),
+                ..Default::default()
+            };
+            if let Err(status) = self.controller().delete_volume(request).await {
+                failures.push(format!(
+                    "DeleteVolume {volume_id}: {:?}: {}",
+                    status.code(),
+                    status.message()
+                ));
+            }
+        }
+        ensure!(
+            failures.is_empty(),
+            "cleanup failed:\n  {}",
+            failures.join("\n  ")
+        );
+        Ok(())
+    }
+
+    /// Cleans up, then stops the target.
+    pub async fn shutdown(mut self) -> anyhow::Result<()> {
+        let cleaned = self.cleanup().await;
+        let stopped = self.target.shutdown().await;
+        cleaned?;
+        stopped.context("stopping the target")
+    }
+}
+
+fn ensure_unchanged(before: &Observed, after: &Observed) -> anyhow::Result<()> {
+    let changes = after.changes_since(before);
+    ensure!(
+        changes.is_empty(),
+        "the RDS changed although it must not have:\n  {}",
+        changes.join("\n  ")
+    );
+    Ok(())
+}

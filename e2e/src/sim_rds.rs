@@ -1,0 +1,106 @@
+//! The `sim` target's RDS: rds-sim in-process on a loopback port, with a freshly generated client key
+//! and its host key pinned in the driver configuration it hands out.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use rds_csi::rds::ssh::HostKeyPin;
+use rds_sim::engine::EngineConfig;
+use rds_sim::server::{Options, RunningSim};
+use rds_sim::sim::Sim;
+use rds_sim::store::Pool;
+
+use crate::config::SimSettings;
+use crate::target::TargetError;
+
+/// The pool's mount point, as on a factory-configured RDS.
+pub const POOL: &str = "storage-pool";
+/// The directory under the pool that holds the volumes' backing files.
+pub const BASE_DIR: &str = "csi";
+/// The RouterOS user the driver logs in as.
+pub const USER: &str = "admin";
+/// The NQN prefix of the volumes' subsystems.
+pub const NQN_PREFIX: &str = "nqn.2000-02.com.mikrotik";
+
+/// A running simulator and the files it needs, removed when dropped.
+pub struct SimRds {
+    running: RunningSim,
+    client_key: PathBuf,
+}
+
+impl SimRds {
+    /// Starts rds-sim under `dir` (its data directory and the driver's client key go there).
+    pub async fn start(dir: &Path, settings: &SimSettings) -> Result<SimRds, TargetError> {
+        let client_key = dir.join("id_ed25519");
+        let key = rds_sim::ssh::load_or_generate_host_key(&client_key).map_err(|e| {
+            TargetError::Sim(anyhow::Error::new(e).context("generating the client key"))
+        })?;
+        let running = RunningSim::start(Options {
+            data_dir: dir.join("rds"),
+            ssh_listen: ([127, 0, 0, 1], 0).into(),
+            control_listen: None,
+            host_key: None,
+            user: USER.to_owned(),
+            authorized_keys: vec![key.public_key().clone()],
+            password: None,
+            pool: Pool {
+                name: POOL.to_owned(),
+                size: settings.pool_size,
+            },
+            seed: settings.seed,
+            engine: EngineConfig::default(),
+        })
+        .await
+        .map_err(TargetError::Sim)?;
+        Ok(SimRds {
+            running,
+            client_key,
+        })
+    }
+
+    pub fn sim(&self) -> &Arc<Sim> {
+        &self.running.sim
+    }
+
+    /// The driver configuration (the TOML table of rds-csi's configuration file) that reaches this
+    /// simulator, with the host key pinned by fingerprint.
+    pub fn driver_config(&self, settings: &SimSettings, host_nqn: &str) -> toml::Table {
+        let pin = HostKeyPin::of_key(&self.running.host_public_key).to_string();
+        let mut rds = toml::Table::new();
+        rds.insert("address".into(), "127.0.0.1".into());
+        rds.insert(
+            "sshPort".into(),
+            i64::from(self.running.ssh_addr.port()).into(),
+        );
+        rds.insert("user".into(), USER.into());
+        rds.insert(
+            "privateKeyFile".into(),
+            self.client_key.display().to_string().into(),
+        );
+        rds.insert("hostKey".into(), pin.into());
+        rds.insert("pool".into(), POOL.into());
+        rds.insert("baseDir".into(), BASE_DIR.into());
+        rds.insert("nqnPrefix".into(), NQN_PREFIX.into());
+        rds.insert("nvmeAddress".into(), "127.0.0.1".into());
+
+        let mut controller = toml::Table::new();
+        controller.insert(
+            "maxVolumesPerNode".into(),
+            i64::try_from(settings.max_volumes_per_node)
+                .unwrap_or(i64::MAX)
+                .into(),
+        );
+        let mut node = toml::Table::new();
+        node.insert("hostNqn".into(), host_nqn.into());
+
+        let mut config = toml::Table::new();
+        config.insert("rds".into(), rds.into());
+        config.insert("controller".into(), controller.into());
+        config.insert("node".into(), node.into());
+        config
+    }
+
+    pub async fn shutdown(self) {
+        self.running.shutdown().await;
+    }
+}

@@ -1,0 +1,218 @@
+//! A [`Target`]: rds-csi serving the CSI API on a UNIX socket, backed by an RDS of the configured
+//! kind, plus a handle to the simulator when the RDS is simulated.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use rds_csi::config::Config;
+use rds_csi::csi::v1::controller_client::ControllerClient;
+use rds_csi::csi::v1::identity_client::IdentityClient;
+use rds_csi::csi::v1::node_client::NodeClient;
+use rds_sim::sim::Sim;
+use tonic::transport::Channel;
+
+use crate::config::{ConfigError, Settings, TargetKind};
+use crate::driver_server::DriverServer;
+use crate::sim_rds::SimRds;
+
+/// The node ID (a host NQN) the `sim` target's node carries.
+pub const SIM_NODE_ID: &str =
+    "nqn.2014-08.org.nvmexpress:uuid:5e2e0000-0000-4000-8000-000000000001";
+
+/// Why a target could not be started or stopped.
+#[derive(Debug, thiserror::Error)]
+pub enum TargetError {
+    #[error(
+        "RDS_E2E_TARGET={kind} is not available yet: {issue} adds it; use RDS_E2E_TARGET=sim \
+         or hardware meanwhile"
+    )]
+    NotYetAvailable {
+        kind: TargetKind,
+        issue: &'static str,
+    },
+    #[error(transparent)]
+    Settings(#[from] ConfigError),
+    #[error("cannot create a temporary directory for the target: {0}")]
+    TempDir(std::io::Error),
+    #[error("rds-sim did not start: {0:#}")]
+    Sim(anyhow::Error),
+    #[error(
+        "rds-csi rejected the {kind} target's driver configuration{}: {source}",
+        origin.as_ref().map(|p| format!(" ([hardware.driver] in {})", p.display())).unwrap_or_default()
+    )]
+    DriverConfig {
+        kind: TargetKind,
+        origin: Option<std::path::PathBuf>,
+        source: rds_csi::config::ConfigError,
+    },
+    #[error("rds-csi did not start: {0:#}")]
+    Driver(anyhow::Error),
+    #[error("{0}")]
+    Serve(rds_csi::grpc::ServeError),
+    #[error("{0}")]
+    Connect(rds_csi::grpc::ConnectError),
+    #[error("the driver's gRPC server task ended abnormally: {0}")]
+    ServerTask(tokio::task::JoinError),
+}
+
+/// rds-csi on a temporary socket, against the RDS the settings name.
+pub struct Target {
+    kind: TargetKind,
+    config: Config,
+    node_id: String,
+    server: DriverServer,
+    rds: Option<SimRds>,
+    // Last: the socket and the simulator's files live here.
+    _dir: tempfile::TempDir,
+}
+
+impl Target {
+    /// Starts the target `settings` name, with the driver configuration it implies.
+    pub async fn start(settings: &Settings) -> Result<Target, TargetError> {
+        Target::start_with(settings, |_| {}).await
+    }
+
+    /// Like [`Target::start`], letting `adjust` change the driver configuration first (shorter
+    /// timeouts for fault cases, a larger pool for benchmarks).
+    pub async fn start_with(
+        settings: &Settings,
+        adjust: impl FnOnce(&mut Config),
+    ) -> Result<Target, TargetError> {
+        let dir = tempfile::Builder::new()
+            .prefix("rds-e2e-")
+            .tempdir()
+            .map_err(TargetError::TempDir)?;
+        let (table, node_id, rds) = match settings.target {
+            TargetKind::Sim => {
+                let rds = SimRds::start(dir.path(), &settings.sim).await?;
+                let table = rds.driver_config(&settings.sim, SIM_NODE_ID);
+                (table, SIM_NODE_ID.to_owned(), Some(rds))
+            }
+            TargetKind::Hardware => {
+                let hardware = settings
+                    .hardware
+                    .as_ref()
+                    .ok_or_else(|| ConfigError::MissingHardware(settings.file.clone()))?;
+                (hardware.driver.clone(), hardware.node_id.clone(), None)
+            }
+            kind @ TargetKind::Qemu => return Err(not_yet(kind, QEMU_ISSUE)),
+            kind @ TargetKind::Kind => return Err(not_yet(kind, KIND_ISSUE)),
+        };
+        let config_error = |source| TargetError::DriverConfig {
+            kind: settings.target,
+            origin: settings.file.clone(),
+            source,
+        };
+        let mut config = Config::from_toml(&table.to_string()).map_err(config_error)?;
+        adjust(&mut config);
+        config.validate().map_err(config_error)?;
+        let server = DriverServer::start(config.clone(), &dir.path().join("csi.sock")).await?;
+        Ok(Target {
+            kind: settings.target,
+            config,
+            node_id,
+            server,
+            rds,
+            _dir: dir,
+        })
+    }
+
+    pub fn kind(&self) -> TargetKind {
+        self.kind
+    }
+
+    /// The simulator behind the driver (its state, command log and faults), on `sim` only.
+    pub fn sim(&self) -> Option<&Arc<Sim>> {
+        self.rds.as_ref().map(SimRds::sim)
+    }
+
+    /// The configuration the driver runs with.
+    pub fn driver_config(&self) -> &Config {
+        &self.config
+    }
+
+    /// A node ID (host NQN) that publish cases may use when the node service cannot tell one.
+    pub fn node_id(&self) -> &str {
+        &self.node_id
+    }
+
+    /// The driver's socket, for clients that dial it themselves (csi-sanity).
+    pub fn socket(&self) -> &Path {
+        self.server.socket()
+    }
+
+    /// The CSI endpoint in the spec's form, `unix:///…`.
+    pub fn endpoint(&self) -> String {
+        format!("unix://{}", self.socket().display())
+    }
+
+    /// A connected gRPC channel to the driver.
+    pub fn channel(&self) -> Channel {
+        self.server.channel()
+    }
+
+    pub fn identity(&self) -> IdentityClient<Channel> {
+        IdentityClient::new(self.channel())
+    }
+
+    pub fn controller(&self) -> ControllerClient<Channel> {
+        ControllerClient::new(self.channel())
+    }
+
+    pub fn node(&self) -> NodeClient<Channel> {
+        NodeClient::new(self.channel())
+    }
+
+    /// Stops the driver, then the simulator, and removes the temporary files.
+    pub async fn shutdown(self) -> Result<(), TargetError> {
+        let served = self.server.shutdown().await;
+        if let Some(rds) = self.rds {
+            rds.shutdown().await;
+        }
+        served
+    }
+}
+
+/// The issue that brings the QEMU target: the node plugin inside a real-kernel guest.
+const QEMU_ISSUE: &str = "issue 6 (node service; its suites run the node plugin in a QEMU guest)";
+/// The issue that brings the kind target: the Helm chart deployed in a kind cluster.
+const KIND_ISSUE: &str = "the kind deployment issue (Helm chart in a kind cluster)";
+
+fn not_yet(kind: TargetKind, issue: &'static str) -> TargetError {
+    TargetError::NotYetAvailable { kind, issue }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn qemu_and_kind_name_the_issue_that_brings_them() {
+        for (kind, issue) in [(TargetKind::Qemu, "issue 6"), (TargetKind::Kind, "kind")] {
+            let settings = Settings {
+                target: kind,
+                ..Settings::sim_defaults()
+            };
+            let message = Target::start(&settings).await.err().unwrap().to_string();
+            assert!(
+                message.contains(&format!("RDS_E2E_TARGET={kind}")),
+                "{message}"
+            );
+            assert!(message.contains(issue), "{message}");
+        }
+    }
+
+    #[tokio::test]
+    async fn the_sim_target_serves_on_a_temporary_socket_with_a_simulator_handle() {
+        let target = Target::start(&Settings::sim_defaults()).await.unwrap();
+        assert!(target.sim().is_some());
+        assert_eq!(target.kind(), TargetKind::Sim);
+        let socket = target.socket().to_owned();
+        assert!(socket.exists(), "{}", socket.display());
+        assert_eq!(target.endpoint(), format!("unix://{}", socket.display()));
+        assert_eq!(target.driver_config().rds.address, "127.0.0.1");
+        assert_eq!(target.driver_config().controller.max_volumes_per_node, 4);
+        target.shutdown().await.unwrap();
+        assert!(!socket.exists(), "the socket outlived the target");
+    }
+}
