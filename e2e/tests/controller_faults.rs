@@ -225,9 +225,7 @@ async fn a_restart_mid_burst_leaves_every_volume_created_once_or_absent() {
         jitter_ms: 10,
     })
     .unwrap();
-    let names: Vec<String> = (0..BURST)
-        .map(|_| requests::unique_name("burst"))
-        .collect();
+    let names: Vec<String> = (0..BURST).map(|_| requests::unique_name("burst")).collect();
     let creates: Vec<_> = names
         .iter()
         .map(|name| {
@@ -260,7 +258,11 @@ async fn a_restart_mid_burst_leaves_every_volume_created_once_or_absent() {
     );
     let holdings = Holdings::of(&sim);
     for name in &names {
-        assert!(holdings.copies_of(name) <= 1, "{name}: {:?}", holdings.disks);
+        assert!(
+            holdings.copies_of(name) <= 1,
+            "{name}: {:?}",
+            holdings.disks
+        );
     }
     assert!(holdings.orphans().is_empty(), "{:?}", holdings.orphans());
 
