@@ -5,6 +5,7 @@
 //! mapping is not injective (28 hex digits of 32, or of a hash): the full CSI name is kept in the
 //! disk's comment, so a collision is seen, never silently shared.
 
+use std::collections::BTreeMap;
 use std::fmt;
 
 use sha2::{Digest, Sha256};
@@ -111,6 +112,9 @@ pub struct Metadata {
     pub created: u64,
     /// The size CSI asked for, in bytes (0 when it gave none).
     pub requested_bytes: u64,
+    /// The volume context the volume was created with (`fsType`, connect tunables), so a
+    /// CreateVolume with the same name but other parameters is recognised as a conflict.
+    pub context: BTreeMap<String, String>,
 }
 
 /// Why a comment could not be read as [`Metadata`].
@@ -151,6 +155,15 @@ impl Metadata {
             text.push_str(",source:");
             text.push_str(source.as_str());
         }
+        if !self.context.is_empty() {
+            let pairs: Vec<String> = self
+                .context
+                .iter()
+                .map(|(k, v)| format!("{k}={v}"))
+                .collect();
+            text.push_str(",context:");
+            text.push_str(&percent_encode(&pairs.join("&")));
+        }
         Comment::new(&text)
     }
 
@@ -177,8 +190,8 @@ impl Metadata {
 
 /// The version-1 fields after the mark.
 fn parse_fields(fields: &str) -> Result<Metadata, String> {
-    let (mut kind, mut name, mut created, mut requested, mut source) =
-        (None, None, None, None, None);
+    let (mut kind, mut name, mut created, mut requested, mut source, mut context) =
+        (None, None, None, None, None, None);
     for field in fields.split(',') {
         let (key, value) = field
             .split_once(':')
@@ -189,6 +202,7 @@ fn parse_fields(fields: &str) -> Result<Metadata, String> {
             "created" => &mut created,
             "requested" => &mut requested,
             "source" => &mut source,
+            "context" => &mut context,
             _ => continue,
         };
         if slot.replace(value).is_some() {
@@ -209,7 +223,21 @@ fn parse_fields(fields: &str) -> Result<Metadata, String> {
             .map_err(|e| e.to_string())?,
         created: number(created, "created")?,
         requested_bytes: number(requested, "requested")?,
+        context: context.map_or(Ok(BTreeMap::new()), parse_context)?,
     })
+}
+
+/// `k=v&k=v`, percent-encoded as a whole.
+fn parse_context(encoded: &str) -> Result<BTreeMap<String, String>, String> {
+    let text = percent_decode(encoded)?;
+    text.split('&')
+        .filter(|pair| !pair.is_empty())
+        .map(|pair| {
+            pair.split_once('=')
+                .map(|(k, v)| (k.to_owned(), v.to_owned()))
+                .ok_or_else(|| format!("context entry {pair:?} has no '='"))
+        })
+        .collect()
 }
 
 fn required<'f>(value: Option<&'f str>, key: &str) -> Result<&'f str, String> {
@@ -366,6 +394,7 @@ mod tests {
             source: None,
             created: 0,
             requested_bytes: 0,
+            context: BTreeMap::new(),
         };
         let read = Metadata::parse(stored.to_comment().unwrap().as_str()).unwrap();
         assert_ne!(read.csi_name, b);
@@ -421,6 +450,7 @@ mod tests {
             source: Some(volume_id(&format!("pvc-{UUID}"))),
             created: 1_732_550_000,
             requested_bytes: 1_073_741_824,
+            context: BTreeMap::new(),
         };
         let comment = metadata.to_comment().unwrap();
         assert_eq!(
@@ -474,6 +504,7 @@ mod tests {
             source: Some(snapshot_id("s")),
             created: u64::MAX,
             requested_bytes: u64::MAX,
+            context: BTreeMap::new(),
         };
         assert_eq!(metadata.csi_name.len(), 128);
         assert!(metadata.to_comment().is_ok());

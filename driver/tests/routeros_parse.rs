@@ -557,7 +557,7 @@ proptest! {
         requested_bytes in any::<u64>(),
         limit in 39usize..240,
     ) {
-        let metadata = Metadata { kind, csi_name, source: source.map(|s| Slot::parse(&s).unwrap()), created, requested_bytes };
+        let metadata = Metadata { kind, csi_name, source: source.map(|s| Slot::parse(&s).unwrap()), created, requested_bytes, context: Default::default() };
         let comment = metadata.to_comment().unwrap();
         let text = comment.as_str();
         prop_assert!(!text.contains([' ', ';', '=', '"', '\\', '$']), "{}", text);

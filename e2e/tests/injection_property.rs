@@ -293,6 +293,12 @@ fn judge(case: &Case) -> Result<Intended, String> {
     if case.name.is_empty() {
         return Err("the name is empty".into());
     }
+    // The CSI spec bans C0 controls but TAB, LF and CR, plus DEL and the C1 controls.
+    let banned =
+        |c: char| matches!(c as u32, 0x00..=0x08 | 0x0B | 0x0C | 0x0E..=0x1F | 0x7F..=0x9F);
+    if case.name.chars().any(banned) {
+        return Err("the name holds a control character CSI bans".into());
+    }
     let mut intended = Intended {
         dir: BASE_DIR.to_owned(),
         port: DEFAULT_NVME_PORT.get(),
@@ -330,11 +336,9 @@ fn judge(case: &Case) -> Result<Intended, String> {
             _ => return refused(),
         }
     }
-    if comment_len(case) > Comment::MAX_LEN {
-        return Err(format!(
-            "the name needs a {}-byte comment",
-            comment_len(case)
-        ));
+    let needed = comment_len(case, &intended.context);
+    if needed > Comment::MAX_LEN {
+        return Err(format!("the name needs a {needed}-byte comment"));
     }
     Ok(intended)
 }
@@ -350,8 +354,19 @@ fn is_path_segment(text: &str) -> bool {
 }
 
 /// The length of the comment the name needs: `rds-csi:1,kind:volume,name:<name, each byte
-/// outside A-Z a-z 0-9 - . _ ~ as %XX>,created:<10 digits>,requested:<bytes>`.
-fn comment_len(case: &Case) -> usize {
+/// outside A-Z a-z 0-9 - . _ ~ as %XX>,created:<10 digits>,requested:<bytes>` and, when the
+/// volume context is not empty, `,context:<k=v&k=v, with = and & as %XX>`.
+fn comment_len(case: &Case, context: &BTreeMap<String, String>) -> usize {
+    let context_len = if context.is_empty() {
+        0
+    } else {
+        ",context:".len()
+            + context
+                .iter()
+                .map(|(k, v)| k.len() + "%3D".len() + v.len())
+                .sum::<usize>()
+            + "%26".len() * (context.len() - 1)
+    };
     let encoded: usize = case
         .name
         .bytes()
@@ -369,6 +384,7 @@ fn comment_len(case: &Case) -> usize {
         + 10
         + ",requested:".len()
         + case.required_bytes.to_string().len()
+        + context_len
 }
 
 /// Checks a logged `/disk add` against what the case must become.
@@ -424,6 +440,7 @@ fn check_add(logged: &LoggedCommand, case: &Case, intended: &Intended) -> Result
         source: None,
         created: metadata.created,
         requested_bytes: case.required_bytes,
+        context: intended.context.clone(),
     };
     if metadata != wanted {
         return Err(format!(
@@ -442,6 +459,13 @@ fn driver_line(case: &Case) -> Result<(Cmd, Parameters), String> {
     if case.name.is_empty() {
         return Err("name is required".into());
     }
+    if case
+        .name
+        .chars()
+        .any(|c| c.is_control() && !matches!(c, '\t' | '\n' | '\r'))
+    {
+        return Err("the name holds a banned control character".into());
+    }
     let parameters = Parameters::parse(&case.request_parameters())?;
     let metadata = Metadata {
         kind: IdKind::Volume,
@@ -452,6 +476,11 @@ fn driver_line(case: &Case) -> Result<(Cmd, Parameters), String> {
             .expect("the clock is past 1970")
             .as_secs(),
         requested_bytes: case.required_bytes,
+        context: parameters
+            .volume_context
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect(),
     };
     let comment = metadata.to_comment().map_err(|e| e.to_string())?;
     let pool = RosPath::parse(POOL).expect("a valid pool");

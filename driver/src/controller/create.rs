@@ -5,6 +5,7 @@
 //! port and NQN), and ALREADY_EXISTS otherwise. A collision of two names on one slot is caught by
 //! the comment, never silently shared.
 
+use std::collections::BTreeMap;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use tonic::Status;
@@ -28,6 +29,7 @@ impl ControllerService {
         request: CreateVolumeRequest,
     ) -> Result<CreateVolumeResponse, Status> {
         require("name", &request.name)?;
+        check_name(&request.name)?;
         capability::check_all(&request.volume_capabilities)?;
         if request.volume_content_source.is_some() {
             return Err(Status::invalid_argument(
@@ -90,6 +92,11 @@ impl ControllerService {
                 .duration_since(UNIX_EPOCH)
                 .map_or(0, |since| since.as_secs()),
             requested_bytes: range.required,
+            context: params
+                .volume_context
+                .iter()
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect(),
         };
         let comment = metadata.to_comment().map_err(|e| {
             Status::invalid_argument(format!(
@@ -165,7 +172,32 @@ impl ControllerService {
                 export.nqn
             ));
         }
+        let wanted: BTreeMap<String, String> = params
+            .volume_context
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
+        if recorded.context != wanted {
+            return conflict(format!(
+                "with parameters {:?}, not {wanted:?}",
+                recorded.context
+            ));
+        }
         Ok(answer(&disk, params))
+    }
+}
+
+/// The CSI spec bans these characters in names (U+0000–U+0008, U+000B, U+000C, U+000E–U+001F,
+/// U+007F–U+009F).
+fn check_name(name: &str) -> Result<(), Status> {
+    let banned =
+        |c: &char| matches!(*c as u32, 0x00..=0x08 | 0x0B | 0x0C | 0x0E..=0x1F | 0x7F..=0x9F);
+    match name.chars().find(banned) {
+        Some(c) => Err(Status::invalid_argument(format!(
+            "name {name:?} holds the control character U+{:04X}, which CSI names may not contain",
+            c as u32
+        ))),
+        None => Ok(()),
     }
 }
 

@@ -29,6 +29,7 @@ async fn conflicting_creates_are_already_exists() {
         source: None,
         created: 1,
         requested_bytes: 0,
+        context: Default::default(),
     }
     .to_comment()
     .unwrap();
