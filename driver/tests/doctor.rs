@@ -1,0 +1,53 @@
+//! `rds-csi doctor` against an in-process rds-sim: every check passes on a healthy appliance, and a
+//! wrong host-key pin or pool is named with what to fix.
+
+use rds_csi::dev;
+use rds_csi::doctor;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_healthy_appliance_passes_every_check() {
+    let env = dev::start(None).await.unwrap();
+    let report = doctor::run(&env.config).await;
+    assert!(report.ok(), "{report}");
+    let names: Vec<_> = report.checks.iter().map(|c| c.name).collect();
+    assert_eq!(
+        names,
+        ["reachable", "host key", "login", "RouterOS version", "pool"]
+    );
+    assert!(report.to_string().contains("7.24.4"), "{report}");
+    env.sim.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_wrong_pin_and_a_wrong_pool_are_named() {
+    let env = dev::start(None).await.unwrap();
+    let mut config = env.config.clone();
+    config.rds.host_key = "SHA256:AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA".into();
+    let report = doctor::run(&config).await;
+    assert!(!report.ok());
+    let last = report.checks.last().unwrap();
+    assert_eq!(last.name, "host key", "{report}");
+    assert!(!last.ok);
+
+    let mut config = env.config.clone();
+    config.rds.pool = "no-such-pool".into();
+    let report = doctor::run(&config).await;
+    let last = report.checks.last().unwrap();
+    assert_eq!((last.name, last.ok), ("pool", false), "{report}");
+    assert!(last.detail.contains("no disk is mounted"), "{report}");
+    env.sim.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unreachable_rds_stops_at_the_first_check() {
+    let env = dev::start(None).await.unwrap();
+    let config = env.config.clone();
+    // The port the simulator listened on is closed from now on.
+    env.sim.shutdown().await;
+    let report = doctor::run(&config).await;
+    assert_eq!(report.checks.len(), 1, "{report}");
+    assert_eq!(
+        (report.checks[0].name, report.checks[0].ok),
+        ("reachable", false)
+    );
+}
