@@ -93,6 +93,11 @@ pub async fn run(endpoint: &str, data_dir: Option<PathBuf>) -> anyhow::Result<()
     if let Some(c) = env.sim.control_addr {
         println!("rds-sim   control http://{c}");
     }
+    println!(
+        "watch it: ssh -p {} -i {} -o StrictHostKeyChecking=no admin@127.0.0.1 '/disk print detail'",
+        env.sim.ssh_addr.port(),
+        env.config.rds.private_key_file.display()
+    );
     println!("rds-csi   {endpoint} (identity, controller)");
     println!("Ctrl-C to stop");
     let driver = Driver::new(env.config.clone()).await?;
