@@ -18,6 +18,10 @@ use crate::rds::command::{DiskSpec, NvmeExport};
 use crate::rds::disk::ErrorKind;
 use crate::rds::parse::DiskRecord;
 
+/// What external-provisioner's `--extra-create-metadata` adds, for the logs.
+const PVC_NAMESPACE: &str = "csi.storage.k8s.io/pvc/namespace";
+const PVC_NAME: &str = "csi.storage.k8s.io/pvc/name";
+
 impl ControllerService {
     pub(super) async fn create(
         &self,
@@ -39,6 +43,12 @@ impl ControllerService {
             ));
         }
         let params = Parameters::parse(&request.parameters).map_err(Status::invalid_argument)?;
+        if let (Some(namespace), Some(claim)) = (
+            request.parameters.get(PVC_NAMESPACE),
+            request.parameters.get(PVC_NAME),
+        ) {
+            tracing::info!(pvc = %format_args!("{namespace}/{claim}"), "creating a volume");
+        }
         let range = Range::of(request.capacity_range.as_ref())?;
         let spec = self.spec(&request, &params, &range)?;
 

@@ -32,11 +32,7 @@ impl ControllerService {
             .is_some_and(capability::is_block);
         let slot = volume_slot(&request.volume_id).ok_or_else(|| not_found(&request.volume_id))?;
         let _volume = self.locks.try_lock(slot.as_str())?;
-        let disk = self
-            .rds
-            .find(&slot)
-            .await?
-            .ok_or_else(|| not_found(&request.volume_id))?;
+        let disk = self.volume_disk(&slot, &request.volume_id).await?;
         let current = disk.size.unwrap_or(0);
         let capacity = if range.admits(current) {
             current

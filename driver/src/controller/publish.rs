@@ -6,7 +6,7 @@ use std::collections::HashMap;
 
 use tonic::Status;
 
-use super::volume::{not_found, require, volume_slot};
+use super::volume::{metadata, not_found, require, volume_slot};
 use super::{ControllerService, capability};
 use crate::csi::v1::{
     ControllerPublishVolumeRequest, ControllerPublishVolumeResponse,
@@ -41,11 +41,7 @@ impl ControllerService {
         })?;
         let _volume = self.locks.try_lock(slot.as_str())?;
         let _publishing = self.publishes.lock().await;
-        let disk = self
-            .rds
-            .find(&slot)
-            .await?
-            .ok_or_else(|| not_found(&request.volume_id))?;
+        let disk = self.volume_disk(&slot, &request.volume_id).await?;
         let disk = match disk.allowed_host.as_deref() {
             Some(host) if host == node.as_str() => {
                 if request.readonly {
@@ -88,7 +84,13 @@ impl ControllerService {
             return Ok(ControllerUnpublishVolumeResponse {});
         };
         let _volume = self.locks.try_lock(slot.as_str())?;
-        let Some(disk) = self.rds.find(&slot).await? else {
+        // Nor is a disk this driver did not make: its allow-list is not ours to change.
+        let Some(disk) = self
+            .rds
+            .find(&slot)
+            .await?
+            .filter(|d| metadata(d).is_some())
+        else {
             return Ok(ControllerUnpublishVolumeResponse {});
         };
         // An empty node id means every node.

@@ -70,28 +70,35 @@ impl ControllerService {
     }
 
     /// The existing volume `volume_id` names: NOT_FOUND when the id is not one of this driver's
-    /// or no disk has its slot.
+    /// or no disk of this driver has its slot.
     pub(super) async fn find_volume(&self, volume_id: &str) -> Result<(Slot, DiskRecord), Status> {
         let slot = volume_slot(volume_id).ok_or_else(|| not_found(volume_id))?;
-        match self.rds.find(&slot).await? {
-            Some(disk) => Ok((slot, disk)),
+        let disk = self.volume_disk(&slot, volume_id).await?;
+        Ok((slot, disk))
+    }
+
+    /// The disk in `slot`, when it is a volume this driver made; NOT_FOUND otherwise.
+    pub(super) async fn volume_disk(
+        &self,
+        slot: &Slot,
+        volume_id: &str,
+    ) -> Result<DiskRecord, Status> {
+        match self.rds.find(slot).await? {
+            Some(disk) if metadata(&disk).is_some() => Ok(disk),
+            Some(disk) => Err(Status::not_found(format!(
+                "volume {volume_id:?} does not exist: disk {slot} on the RDS was not created by                  rds-csi (its comment is {:?})",
+                disk.comment.as_deref().unwrap_or_default()
+            ))),
             None => Err(not_found(volume_id)),
         }
     }
 
-    /// Whether nodes can attach the disk as this driver exported it.
+    /// Whether nodes can attach the volume's disk as this driver exported it.
     pub(super) fn condition(&self, disk: &DiskRecord) -> VolumeCondition {
         let abnormal = |message: String| VolumeCondition {
             abnormal: true,
             message,
         };
-        if metadata(disk).is_none() {
-            return abnormal(format!(
-                "disk {} was not created by rds-csi (its comment is {:?})",
-                disk.slot,
-                disk.comment.as_deref().unwrap_or_default()
-            ));
-        }
         let expected = Slot::parse(&disk.slot)
             .ok()
             .and_then(|slot| ids::volume_nqn(&self.settings.nqn_prefix, &slot).ok());

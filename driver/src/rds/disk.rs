@@ -182,7 +182,7 @@ impl RdsClient {
         let cmd = Cmd::disk_remove(slot);
         // `remove [find …]` matching nothing prints nothing, but tolerate `no such item` too.
         tolerate_missing(self.run_silent(&cmd).await)?;
-        self.remove_file(file).await?;
+        // The file goes only once no disk uses it.
         if let Some(disk) = self.find(slot).await? {
             return Err(RdsError::ReadBack {
                 command: cmd.to_string(),
@@ -190,6 +190,7 @@ impl RdsClient {
                 differences: "the disk still exists".to_owned(),
             });
         }
+        self.remove_file(file).await?;
         let Some(dir) = parent(file) else {
             tracing::warn!(%file, "not verifying the removal of a file outside any directory");
             return Ok(());

@@ -1,0 +1,241 @@
+//! `RDS_CSI_*` environment variables: one per configuration key, in [`KEYS`].
+
+use std::path::PathBuf;
+use std::str::FromStr;
+
+use super::{Config, ConfigError};
+
+impl Config {
+    /// Overrides keys from the `RDS_CSI_*` variables set in the environment.
+    pub fn apply_env(&mut self) -> Result<(), ConfigError> {
+        self.apply_vars(|name| std::env::var(name).ok())
+    }
+
+    /// Overrides keys from `var(name)`, for each variable of the key table.
+    fn apply_vars(&mut self, var: impl Fn(&str) -> Option<String>) -> Result<(), ConfigError> {
+        for key in KEYS {
+            if let Some(value) = var(key.env) {
+                (key.set)(self, &value).map_err(|reason| ConfigError::Env {
+                    var: key.env,
+                    value,
+                    reason,
+                })?;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// A key that an environment variable can set.
+pub(super) struct Key {
+    pub(super) toml: &'static str,
+    pub(super) env: &'static str,
+    set: fn(&mut Config, &str) -> Result<(), String>,
+}
+
+fn number<T: FromStr>(value: &str) -> Result<T, String> {
+    value
+        .trim()
+        .parse()
+        .map_err(|_| "is not a whole number in range".to_owned())
+}
+
+/// Every key an `RDS_CSI_*` variable overrides, in the module documentation's order.
+pub(super) const KEYS: &[Key] = &[
+    Key {
+        toml: "driverName",
+        env: "RDS_CSI_DRIVER_NAME",
+        set: |c, v| {
+            c.driver_name = v.to_owned();
+            Ok(())
+        },
+    },
+    Key {
+        toml: "rds.address",
+        env: "RDS_CSI_RDS_ADDRESS",
+        set: |c, v| {
+            c.rds.address = v.to_owned();
+            Ok(())
+        },
+    },
+    Key {
+        toml: "rds.sshPort",
+        env: "RDS_CSI_RDS_SSH_PORT",
+        set: |c, v| {
+            c.rds.ssh_port = number(v)?;
+            Ok(())
+        },
+    },
+    Key {
+        toml: "rds.user",
+        env: "RDS_CSI_RDS_USER",
+        set: |c, v| {
+            c.rds.user = v.to_owned();
+            Ok(())
+        },
+    },
+    Key {
+        toml: "rds.privateKeyFile",
+        env: "RDS_CSI_RDS_PRIVATE_KEY_FILE",
+        set: |c, v| {
+            c.rds.private_key_file = PathBuf::from(v);
+            Ok(())
+        },
+    },
+    Key {
+        toml: "rds.hostKey",
+        env: "RDS_CSI_RDS_HOST_KEY",
+        set: |c, v| {
+            c.rds.host_key = v.to_owned();
+            Ok(())
+        },
+    },
+    Key {
+        toml: "rds.pool",
+        env: "RDS_CSI_RDS_POOL",
+        set: |c, v| {
+            c.rds.pool = v.to_owned();
+            Ok(())
+        },
+    },
+    Key {
+        toml: "rds.baseDir",
+        env: "RDS_CSI_RDS_BASE_DIR",
+        set: |c, v| {
+            c.rds.base_dir = v.to_owned();
+            Ok(())
+        },
+    },
+    Key {
+        toml: "rds.nqnPrefix",
+        env: "RDS_CSI_RDS_NQN_PREFIX",
+        set: |c, v| {
+            c.rds.nqn_prefix = v.to_owned();
+            Ok(())
+        },
+    },
+    Key {
+        toml: "rds.nvmeAddress",
+        env: "RDS_CSI_RDS_NVME_ADDRESS",
+        set: |c, v| {
+            c.rds.nvme_address = v.to_owned();
+            Ok(())
+        },
+    },
+    Key {
+        toml: "rds.nvmePort",
+        env: "RDS_CSI_RDS_NVME_PORT",
+        set: |c, v| {
+            c.rds.nvme_port = number(v)?;
+            Ok(())
+        },
+    },
+    Key {
+        toml: "rds.connectTimeoutMs",
+        env: "RDS_CSI_RDS_CONNECT_TIMEOUT_MS",
+        set: |c, v| {
+            c.rds.connect_timeout_ms = number(v)?;
+            Ok(())
+        },
+    },
+    Key {
+        toml: "rds.commandTimeoutMs",
+        env: "RDS_CSI_RDS_COMMAND_TIMEOUT_MS",
+        set: |c, v| {
+            c.rds.command_timeout_ms = number(v)?;
+            Ok(())
+        },
+    },
+    Key {
+        toml: "rds.sessions",
+        env: "RDS_CSI_RDS_SESSIONS",
+        set: |c, v| {
+            c.rds.sessions = number(v)?;
+            Ok(())
+        },
+    },
+    Key {
+        toml: "controller.maxConcurrentCreates",
+        env: "RDS_CSI_CONTROLLER_MAX_CONCURRENT_CREATES",
+        set: |c, v| {
+            c.controller.max_concurrent_creates = number(v)?;
+            Ok(())
+        },
+    },
+    Key {
+        toml: "controller.maxVolumesPerNode",
+        env: "RDS_CSI_CONTROLLER_MAX_VOLUMES_PER_NODE",
+        set: |c, v| {
+            c.controller.max_volumes_per_node = number(v)?;
+            Ok(())
+        },
+    },
+    Key {
+        toml: "node.nodeId",
+        env: "RDS_CSI_NODE_NODE_ID",
+        set: |c, v| {
+            c.node.node_id = Some(v.to_owned());
+            Ok(())
+        },
+    },
+    Key {
+        toml: "node.hostNqn",
+        env: "RDS_CSI_NODE_HOST_NQN",
+        set: |c, v| {
+            c.node.host_nqn = Some(v.to_owned());
+            Ok(())
+        },
+    },
+];
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashMap;
+
+    use super::*;
+
+    fn minimal() -> Config {
+        Config::from_toml(&super::super::tests::minimal()).unwrap()
+    }
+
+    #[test]
+    fn environment_overrides_the_file() {
+        let mut config = minimal();
+        let vars = HashMap::from([
+            ("RDS_CSI_RDS_ADDRESS", "fd00::5"),
+            ("RDS_CSI_RDS_SSH_PORT", "2222"),
+            ("RDS_CSI_CONTROLLER_MAX_VOLUMES_PER_NODE", "7"),
+            ("RDS_CSI_NODE_HOST_NQN", "nqn.2014-08.org.nvmexpress:uuid:1"),
+        ]);
+        config
+            .apply_vars(|name| vars.get(name).map(|v| v.to_string()))
+            .unwrap();
+        assert_eq!(config.rds.ssh_addr(), "[fd00::5]:2222");
+        assert_eq!(config.controller.max_volumes_per_node, 7);
+        assert_eq!(
+            config.node.host_nqn.as_deref(),
+            Some("nqn.2014-08.org.nvmexpress:uuid:1")
+        );
+        config.validate().unwrap();
+
+        let error = config
+            .apply_vars(|name| (name == "RDS_CSI_RDS_SSH_PORT").then(|| "70000".to_owned()))
+            .unwrap_err();
+        assert!(
+            error
+                .to_string()
+                .starts_with("environment variable RDS_CSI_RDS_SSH_PORT=\"70000\""),
+            "{error}"
+        );
+    }
+
+    #[test]
+    fn the_key_table_matches_the_documentation() {
+        let doc = include_str!("../config.rs");
+        for key in KEYS {
+            let row = format!("| `{}` | `{}` |", key.toml, key.env);
+            assert!(doc.contains(&row), "undocumented: {row}");
+        }
+        assert_eq!(doc.matches("\n//! | `").count(), KEYS.len());
+    }
+}
