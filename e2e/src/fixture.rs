@@ -260,18 +260,22 @@ impl Fixture {
     ) -> anyhow::Result<Status> {
         let before = self.observe().await?;
         let result = call.await;
-        let after = self.observe().await?;
-        let status = match result {
-            Ok(_) => bail!("expected {code:?}, but the call succeeded"),
-            Err(status) if status.code() == code => status,
-            Err(status) => bail!(
+        let changed = changes(&before, &self.observe().await?);
+        let answered = match result {
+            Ok(_) => Err(format!("expected {code:?}, but the call succeeded")),
+            Err(status) if status.code() == code => Ok(status),
+            Err(status) => Err(format!(
                 "expected {code:?}, got {:?}: {}",
                 status.code(),
                 status.message()
-            ),
+            )),
         };
-        ensure_unchanged(&before, &after)?;
-        Ok(status)
+        match (answered, changed) {
+            (Ok(status), None) => Ok(status),
+            (Ok(_), Some(changed)) => bail!("{changed}"),
+            (Err(wrong), None) => bail!("{wrong}"),
+            (Err(wrong), Some(changed)) => bail!("{wrong}; and {changed}"),
+        }
     }
 
     /// Runs `call`, which must succeed and leave the RDS exactly as it was.
@@ -281,16 +285,17 @@ impl Fixture {
     ) -> anyhow::Result<T> {
         let before = self.observe().await?;
         let result = call.await;
-        let after = self.observe().await?;
-        let response = result.map_err(|status| {
-            anyhow::anyhow!(
-                "expected success, got {:?}: {}",
+        let changed = changes(&before, &self.observe().await?);
+        match (result, changed) {
+            (Ok(response), None) => Ok(response.into_inner()),
+            (Ok(_), Some(changed)) => bail!("{changed}"),
+            (Err(status), changed) => bail!(
+                "expected success, got {:?}: {}{}",
                 status.code(),
-                status.message()
-            )
-        })?;
-        ensure_unchanged(&before, &after)?;
-        Ok(response.into_inner())
+                status.message(),
+                changed.map(|c| format!("; and {c}")).unwrap_or_default()
+            ),
+        }
     }
 
     /// Unpublishes and deletes what the case made; reports every failure.
@@ -336,12 +341,13 @@ impl Fixture {
     }
 }
 
-fn ensure_unchanged(before: &Observed, after: &Observed) -> anyhow::Result<()> {
+/// What changed from `before` to `after`, as a message; `None` when nothing did.
+fn changes(before: &Observed, after: &Observed) -> Option<String> {
     let changes = after.changes_since(before);
-    ensure!(
-        changes.is_empty(),
-        "the RDS changed although it must not have:\n  {}",
-        changes.join("\n  ")
-    );
-    Ok(())
+    (!changes.is_empty()).then(|| {
+        format!(
+            "the RDS changed although it must not have:\n  {}",
+            changes.join("\n  ")
+        )
+    })
 }

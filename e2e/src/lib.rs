@@ -13,5 +13,3 @@ pub mod sanity;
 mod sim_rds;
 pub mod suite;
 pub mod target;
-
-pub use sim_rds::{BASE_DIR, NQN_PREFIX, POOL};

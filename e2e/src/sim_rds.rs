@@ -14,13 +14,13 @@ use crate::config::SimSettings;
 use crate::target::TargetError;
 
 /// The pool's mount point, as on a factory-configured RDS.
-pub const POOL: &str = "storage-pool";
+const POOL: &str = "storage-pool";
 /// The directory under the pool that holds the volumes' backing files.
-pub const BASE_DIR: &str = "csi";
+const BASE_DIR: &str = "csi";
 /// The RouterOS user the driver logs in as.
-pub const USER: &str = "admin";
+const USER: &str = "admin";
 /// The NQN prefix of the volumes' subsystems.
-pub const NQN_PREFIX: &str = "nqn.2000-02.com.mikrotik";
+const NQN_PREFIX: &str = "nqn.2000-02.com.mikrotik";
 
 /// A running simulator and the files it needs, removed when dropped.
 pub struct SimRds {

@@ -202,6 +202,57 @@ mod tests {
         }
     }
 
+    /// The driver connects lazily, so a hardware target starts even while its RDS is unreachable.
+    #[tokio::test]
+    async fn the_hardware_target_runs_the_driver_from_the_file_without_a_simulator() {
+        let dir = tempfile::tempdir().unwrap();
+        let key_file = dir.path().join("id_ed25519");
+        let key = rds_sim::ssh::load_or_generate_host_key(&key_file).unwrap();
+        let pin = rds_csi::rds::ssh::HostKeyPin::of_key(key.public_key());
+        let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = closed.local_addr().unwrap().port();
+        drop(closed);
+        let file = dir.path().join("hw.toml");
+        std::fs::write(
+            &file,
+            format!(
+                "[hardware]\nnode-id = \"{SIM_NODE_ID}\"\n\
+                 [hardware.driver.rds]\naddress = \"127.0.0.1\"\nsshPort = {port}\n\
+                 privateKeyFile = \"{}\"\nhostKey = \"{pin}\"\npool = \"storage-pool\"\n",
+                key_file.display()
+            ),
+        )
+        .unwrap();
+        let settings = Settings::load(TargetKind::Hardware, Some(&file)).unwrap();
+        let target = Target::start(&settings).await.unwrap();
+        assert!(target.sim().is_none());
+        assert_eq!(target.node_id(), SIM_NODE_ID);
+        assert_eq!(target.driver_config().rds.ssh_port, port);
+        let info = target
+            .identity()
+            .get_plugin_info(rds_csi::csi::v1::GetPluginInfoRequest {})
+            .await
+            .unwrap()
+            .into_inner();
+        assert_eq!(info.name, target.driver_config().driver_name);
+        target.shutdown().await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn a_driver_configuration_the_driver_refuses_names_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("hw.toml");
+        std::fs::write(
+            &file,
+            "[hardware]\nnode-id = \"n\"\n[hardware.driver.rds]\naddress = \"10.0.0.5\"\n",
+        )
+        .unwrap();
+        let settings = Settings::load(TargetKind::Hardware, Some(&file)).unwrap();
+        let message = Target::start(&settings).await.err().unwrap().to_string();
+        assert!(message.contains(&file.display().to_string()), "{message}");
+        assert!(message.contains("hostKey"), "{message}");
+    }
+
     #[tokio::test]
     async fn the_sim_target_serves_on_a_temporary_socket_with_a_simulator_handle() {
         let target = Target::start(&Settings::sim_defaults()).await.unwrap();

@@ -3,7 +3,10 @@
 
 use anyhow::{Context, ensure};
 use libtest_mimic::Trial;
-use rds_csi::csi::v1::{ControllerUnpublishVolumeRequest, ValidateVolumeCapabilitiesRequest};
+use rds_csi::csi::v1::{
+    ControllerPublishVolumeRequest, ControllerUnpublishVolumeRequest,
+    ValidateVolumeCapabilitiesRequest,
+};
 use tonic::Code;
 
 use super::spec_volumes::sim_disk;
@@ -20,6 +23,12 @@ pub fn trials() -> Vec<Trial> {
                 "{S} ControllerPublishVolume FAILED_PRECONDITION for a single-node volume published to another node"
             ),
             publish_to_second_node,
+        ),
+        trial(
+            &format!(
+                "{S} ControllerPublishVolume ALREADY_EXISTS for a read-only re-publish of a volume published read-write"
+            ),
+            republish_readonly,
         ),
         trial(
             &format!(
@@ -83,6 +92,27 @@ async fn publish_to_second_node(fx: &mut Fixture) -> anyhow::Result<()> {
         node.node_id,
         status.message()
     );
+    Ok(())
+}
+
+/// The spec's "volume published but is incompatible with the readonly flag", whether or not
+/// PUBLISH_READONLY is advertised: the node already holds the volume read-write.
+async fn republish_readonly(fx: &mut Fixture) -> anyhow::Result<()> {
+    let node = fx.node_info().await?;
+    let volume = fx.must_create(&unique_name("sanity-spec-readonly")).await?;
+    let request = requests::publish(&volume.volume_id, &node.node_id);
+    fx.publish(request.clone())
+        .await
+        .context("publishing read-write")?;
+    let readonly = ControllerPublishVolumeRequest {
+        readonly: true,
+        ..request
+    };
+    fx.rejects(
+        Code::AlreadyExists,
+        fx.controller().controller_publish_volume(readonly),
+    )
+    .await?;
     Ok(())
 }
 

@@ -100,6 +100,12 @@ pub fn trials() -> Vec<Trial> {
             delete_removes_disk,
         ),
         trial(
+            &format!(
+                "{S} DeleteVolume FAILED_PRECONDITION while the volume is published to a node"
+            ),
+            delete_published_volume,
+        ),
+        trial(
             &format!("{S} DeleteVolume succeeds without change for a volume that does not exist"),
             delete_absent_volume,
         ),
@@ -253,15 +259,33 @@ async fn create_incomplete_capability(fx: &mut Fixture) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Each differing parameter on its own must be refused; every refusal is reported.
 async fn create_twice_different_parameters(fx: &mut Fixture) -> anyhow::Result<()> {
     let name = unique_name("sanity-spec-twice-parameters");
     let first = with_parameters(fx, &name, &[("fsType", "ext4")]);
     fx.create_volume(first)
         .await
         .context("CreateVolume fsType=ext4")?;
-    let second = with_parameters(fx, &name, &[("fsType", "xfs")]);
-    fx.rejects(Code::AlreadyExists, fx.controller().create_volume(second))
-        .await?;
+    let mut accepted = Vec::new();
+    for (key, value) in [
+        ("fsType", "xfs"),
+        ("baseDir", "csi-other"),
+        ("nvmePort", "4421"),
+        ("ctrlLossTmo", "600"),
+    ] {
+        let second = with_parameters(fx, &name, &[("fsType", "ext4"), (key, value)]);
+        if let Err(error) = fx
+            .rejects(Code::AlreadyExists, fx.controller().create_volume(second))
+            .await
+        {
+            accepted.push(format!("{key}={value:?}: {error:#}"));
+        }
+    }
+    ensure!(
+        accepted.is_empty(),
+        "a second CreateVolume of the same name with different parameters was not refused:\n  {}",
+        accepted.join("\n  ")
+    );
     Ok(())
 }
 
@@ -450,6 +474,25 @@ async fn delete_removes_disk(fx: &mut Fixture) -> anyhow::Result<()> {
     fx.succeeds_without_change(fx.controller().delete_volume(again))
         .await
         .context("the second DeleteVolume")?;
+    Ok(())
+}
+
+/// The spec's "volume in use": a node may still hold the volume.
+async fn delete_published_volume(fx: &mut Fixture) -> anyhow::Result<()> {
+    let node = fx.node_info().await?;
+    let volume = fx.must_create(&unique_name("sanity-spec-in-use")).await?;
+    fx.publish(requests::publish(&volume.volume_id, &node.node_id))
+        .await
+        .context("ControllerPublishVolume")?;
+    let request = DeleteVolumeRequest {
+        volume_id: volume.volume_id,
+        ..Default::default()
+    };
+    fx.rejects(
+        Code::FailedPrecondition,
+        fx.controller().delete_volume(request),
+    )
+    .await?;
     Ok(())
 }
 
