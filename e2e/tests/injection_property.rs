@@ -27,11 +27,13 @@
 //!   cases are spread over [`LANES`] driver and simulator pairs.
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::num::NonZeroU16;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use proptest::prelude::*;
 use proptest::strategy::ValueTree;
 use proptest::test_runner::{RngAlgorithm, TestRng, TestRunner};
+use rds_csi::config::{Config, DEFAULT_NQN_PREFIX};
 use rds_csi::controller::Parameters;
 use rds_csi::csi::v1::{CapacityRange, CreateVolumeRequest, DeleteVolumeRequest};
 use rds_csi::ids::{self, IdKind, Metadata};
@@ -39,8 +41,8 @@ use rds_csi::rds::command::{Cmd, DEFAULT_NVME_PORT, DiskSpec, NvmeExport};
 use rds_csi::rds::value::{ByteSize, Comment, Nqn, RosPath};
 use rds_e2e::config::Settings;
 use rds_e2e::observed::Observed;
+use rds_e2e::requests;
 use rds_e2e::target::Target;
-use rds_e2e::{BASE_DIR, NQN_PREFIX, POOL, requests};
 use rds_sim::engine::{EngineConfig, LoggedCommand};
 use rds_sim::faults::Fault;
 use rds_sim::sim::{LogRecord, Sim, SimConfig};
@@ -279,10 +281,40 @@ fn cases(seed: u64) -> Vec<Case> {
 // ---------------------------------------------------------------------------------------------
 // What the driver must do with a case, read from the documented rules
 
+/// Where the driver puts volumes: what its configuration says.
+struct Layout {
+    pool: String,
+    base_dir: String,
+    nqn_prefix: String,
+    nvme_port: u16,
+}
+
+impl Layout {
+    fn of(config: &Config) -> Layout {
+        Layout {
+            pool: config.rds.pool.clone(),
+            base_dir: config.rds.base_dir.clone(),
+            nqn_prefix: config.rds.nqn_prefix.clone(),
+            nvme_port: config.rds.nvme_port,
+        }
+    }
+
+    /// The layout of the in-process simulator that runs without a driver.
+    fn standalone() -> Layout {
+        Layout {
+            pool: "storage-pool".to_owned(),
+            base_dir: "csi".to_owned(),
+            nqn_prefix: DEFAULT_NQN_PREFIX.to_owned(),
+            nvme_port: DEFAULT_NVME_PORT.get(),
+        }
+    }
+}
+
+/// What an accepted case chooses; `None` leaves the configured default.
 #[derive(Debug, Clone, PartialEq, Eq)]
 struct Intended {
-    dir: String,
-    port: u16,
+    dir: Option<String>,
+    port: Option<u16>,
     size: u64,
     /// What CreateVolume must return as the volume context.
     context: BTreeMap<String, String>,
@@ -300,8 +332,8 @@ fn judge(case: &Case) -> Result<Intended, String> {
         return Err("the name holds a control character CSI bans".into());
     }
     let mut intended = Intended {
-        dir: BASE_DIR.to_owned(),
-        port: DEFAULT_NVME_PORT.get(),
+        dir: None,
+        port: None,
         size: case.required_bytes.next_multiple_of(BLOCK),
         context: BTreeMap::new(),
     };
@@ -313,11 +345,11 @@ fn judge(case: &Case) -> Result<Intended, String> {
             }
             // The driver reads baseDir as a RosPath, which drops one leading '/'.
             "baseDir" => match value.strip_prefix('/').unwrap_or(value) {
-                segment if is_path_segment(segment) => intended.dir = segment.to_owned(),
+                segment if is_path_segment(segment) => intended.dir = Some(segment.to_owned()),
                 _ => return refused(),
             },
             "nvmePort" => match value.parse::<u16>() {
-                Ok(port) if port > 0 => intended.port = port,
+                Ok(port) if port > 0 => intended.port = Some(port),
                 _ => return refused(),
             },
             "ctrlLossTmo" => match value.parse::<i32>() {
@@ -388,7 +420,12 @@ fn comment_len(case: &Case, context: &BTreeMap<String, String>) -> usize {
 }
 
 /// Checks a logged `/disk add` against what the case must become.
-fn check_add(logged: &LoggedCommand, case: &Case, intended: &Intended) -> Result<(), String> {
+fn check_add(
+    logged: &LoggedCommand,
+    case: &Case,
+    intended: &Intended,
+    layout: &Layout,
+) -> Result<(), String> {
     let slot = ids::volume_id(&case.name).to_string();
     let well_formed = (slot.starts_with("pvc-") || slot.starts_with("vol-"))
         && slot.len() == 32
@@ -400,13 +437,26 @@ fn check_add(logged: &LoggedCommand, case: &Case, intended: &Intended) -> Result
     }
     let mut expected: BTreeMap<&str, String> = BTreeMap::from([
         ("type", "file".to_owned()),
-        ("file-path", format!("{POOL}/{}/{slot}.img", intended.dir)),
+        (
+            "file-path",
+            format!(
+                "{}/{}/{slot}.img",
+                layout.pool,
+                intended.dir.as_ref().unwrap_or(&layout.base_dir)
+            ),
+        ),
         ("file-size", intended.size.to_string()),
         ("slot", slot.clone()),
         ("mount-filesystem", "no".to_owned()),
         ("nvme-tcp-export", "yes".to_owned()),
-        ("nvme-tcp-server-port", intended.port.to_string()),
-        ("nvme-tcp-server-nqn", format!("{NQN_PREFIX}:{slot}")),
+        (
+            "nvme-tcp-server-port",
+            intended.port.unwrap_or(layout.nvme_port).to_string(),
+        ),
+        (
+            "nvme-tcp-server-nqn",
+            format!("{}:{slot}", layout.nqn_prefix),
+        ),
     ]);
     let mut args: BTreeMap<&str, String> = logged
         .args
@@ -455,7 +505,7 @@ fn check_add(logged: &LoggedCommand, case: &Case, intended: &Intended) -> Result
 
 /// The `/disk add` CreateVolume sends for `case`, built from the driver's own validation of
 /// its parameters, or why the driver refuses the case.
-fn driver_line(case: &Case) -> Result<(Cmd, Parameters), String> {
+fn driver_line(case: &Case, layout: &Layout) -> Result<(Cmd, Parameters), String> {
     if case.name.is_empty() {
         return Err("name is required".into());
     }
@@ -483,9 +533,9 @@ fn driver_line(case: &Case) -> Result<(Cmd, Parameters), String> {
             .collect(),
     };
     let comment = metadata.to_comment().map_err(|e| e.to_string())?;
-    let pool = RosPath::parse(POOL).expect("a valid pool");
-    let base_dir = RosPath::parse(BASE_DIR).expect("a valid base dir");
-    let prefix = Nqn::parse(NQN_PREFIX).expect("a valid NQN prefix");
+    let pool = RosPath::parse(&layout.pool).expect("a valid pool");
+    let base_dir = RosPath::parse(&layout.base_dir).expect("a valid base dir");
+    let prefix = Nqn::parse(&layout.nqn_prefix).expect("a valid NQN prefix");
     let slot = ids::volume_id(&case.name);
     let spec = DiskSpec {
         file_path: ids::disk_path(
@@ -496,7 +546,10 @@ fn driver_line(case: &Case) -> Result<(Cmd, Parameters), String> {
         size: ByteSize::new(case.required_bytes.next_multiple_of(BLOCK))
             .map_err(|e| e.to_string())?,
         export: Some(NvmeExport {
-            port: parameters.nvme_port.unwrap_or(DEFAULT_NVME_PORT),
+            port: parameters
+                .nvme_port
+                .or(NonZeroU16::new(layout.nvme_port))
+                .expect("a valid default port"),
             nqn: ids::volume_nqn(&prefix, &slot).map_err(|e| e.to_string())?,
         }),
         comment: Some(comment),
@@ -508,11 +561,12 @@ fn driver_line(case: &Case) -> Result<(Cmd, Parameters), String> {
 #[tokio::test]
 async fn every_case_is_refused_or_parsed_by_rds_sim_as_exactly_its_values() {
     let seed = seed();
+    let layout = Layout::standalone();
     let dir = tempfile::tempdir().unwrap();
     let sim = Sim::open(SimConfig {
         data_dir: dir.path().to_owned(),
         pool: Pool {
-            name: POOL.to_owned(),
+            name: layout.pool.clone(),
             size: POOL_BYTES,
         },
         engine: EngineConfig::default(),
@@ -524,7 +578,7 @@ async fn every_case_is_refused_or_parsed_by_rds_sim_as_exactly_its_values() {
     let mut accepted = 0;
     for case in cases(seed) {
         let label = case.label(seed);
-        match (judge(&case), driver_line(&case)) {
+        match (judge(&case), driver_line(&case, &layout)) {
             (Err(_), Err(_)) => continue,
             (Err(why), Ok((cmd, _))) => {
                 panic!("{label}: must be refused ({why}), but the driver builds `{cmd}`")
@@ -548,7 +602,7 @@ async fn every_case_is_refused_or_parsed_by_rds_sim_as_exactly_its_values() {
                 let [record] = log.as_slice() else {
                     panic!("{label}: `{cmd}` logged {log:#?}");
                 };
-                if let Err(problem) = check_add(&record.command, &case, &intended) {
+                if let Err(problem) = check_add(&record.command, &case, &intended, &layout) {
                     panic!("{label}: `{cmd}`: {problem}");
                 }
                 accepted += 1;
@@ -633,6 +687,7 @@ async fn lane(cases: Vec<Case>, seed: u64) -> Result<(usize, usize), String> {
         .sim()
         .expect("the sim target has a simulator")
         .clone();
+    let layout = Layout::of(target.driver_config());
     let mut controller = target.controller();
     let mut next_seq = 0;
     let mut new_log = |sim: &Sim| {
@@ -676,7 +731,7 @@ async fn lane(cases: Vec<Case>, seed: u64) -> Result<(usize, usize), String> {
                         "{label}: expected one /disk add, the log is {log:#?}"
                     ));
                 };
-                check_add(&add.command, &case, &intended)
+                check_add(&add.command, &case, &intended, &layout)
                     .map_err(|problem| format!("{label}: `{}`: {problem}", add.line))?;
                 let volume = response.into_inner().volume.unwrap_or_default();
                 let context: BTreeMap<String, String> = volume.volume_context.into_iter().collect();
