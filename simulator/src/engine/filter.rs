@@ -5,22 +5,51 @@ use super::ExecError;
 use crate::routeros::format::{Item, Value};
 use crate::routeros::script::{CmpOp, Expr};
 use std::cmp::Ordering;
+use std::collections::HashMap;
+
+/// The regular expressions of an expression, compiled once per evaluation.
+type Regexes = HashMap<String, regex::Regex>;
 
 pub fn select(items: &[Item], expr: Option<&Expr>) -> Result<Vec<Item>, ExecError> {
-    let mut out = Vec::new();
-    for item in items {
-        if expr.map_or(Ok(true), |e| eval(item, e))? {
-            out.push(item.clone());
-        }
-    }
-    Ok(out)
+    let Some(expr) = expr else {
+        return Ok(items.to_vec());
+    };
+    let mut regexes = Regexes::new();
+    compile_regexes(expr, &mut regexes)?;
+    Ok(items
+        .iter()
+        .filter(|item| eval(item, expr, &regexes))
+        .cloned()
+        .collect())
 }
 
-fn eval(item: &Item, expr: &Expr) -> Result<bool, ExecError> {
-    Ok(match expr {
-        Expr::And(a, b) => eval(item, a)? && eval(item, b)?,
-        Expr::Or(a, b) => eval(item, a)? || eval(item, b)?,
-        Expr::Not(a) => !eval(item, a)?,
+fn compile_regexes(expr: &Expr, out: &mut Regexes) -> Result<(), ExecError> {
+    match expr {
+        Expr::And(a, b) | Expr::Or(a, b) => {
+            compile_regexes(a, out)?;
+            compile_regexes(b, out)
+        }
+        Expr::Not(a) => compile_regexes(a, out),
+        Expr::Compare {
+            op: CmpOp::Regex,
+            value,
+            opaque: false,
+            ..
+        } if !out.contains_key(value) => {
+            let re = regex::Regex::new(value)
+                .map_err(|_| ExecError("failure: invalid regular expression".into()))?;
+            out.insert(value.clone(), re);
+            Ok(())
+        }
+        _ => Ok(()),
+    }
+}
+
+fn eval(item: &Item, expr: &Expr, regexes: &Regexes) -> bool {
+    match expr {
+        Expr::And(a, b) => eval(item, a, regexes) && eval(item, b, regexes),
+        Expr::Or(a, b) => eval(item, a, regexes) || eval(item, b, regexes),
+        Expr::Not(a) => !eval(item, a, regexes),
         Expr::Truthy(prop) => match lookup(item, prop) {
             None => false,
             Some(Value::Bool(b)) => b,
@@ -34,14 +63,19 @@ fn eval(item: &Item, expr: &Expr) -> Result<bool, ExecError> {
             opaque,
         } => {
             if *opaque {
-                return Ok(false);
+                return false;
             }
             let Some(actual) = lookup(item, prop) else {
-                return Ok(false);
+                return false;
             };
-            compare(&actual, *op, value)?
+            if *op == CmpOp::Regex {
+                return regexes
+                    .get(value)
+                    .is_some_and(|re| re.is_match(&raw(&actual)));
+            }
+            compare(&actual, *op, value)
         }
-    })
+    }
 }
 
 fn lookup(item: &Item, prop: &str) -> Option<Value> {
@@ -56,41 +90,35 @@ fn lookup(item: &Item, prop: &str) -> Option<Value> {
     }
 }
 
-fn compare(actual: &Value, op: CmpOp, wanted: &str) -> Result<bool, ExecError> {
-    if op == CmpOp::Regex {
-        let text = raw(actual);
-        let re = regex::Regex::new(wanted)
-            .map_err(|_| ExecError("failure: invalid regular expression".into()))?;
-        return Ok(re.is_match(&text));
-    }
+fn compare(actual: &Value, op: CmpOp, wanted: &str) -> bool {
     let ord = match actual {
         Value::Num(n) | Value::Int(n) | Value::Size(n) => match wanted.parse::<u64>() {
             Ok(w) => n.cmp(&w),
-            Err(_) => return Ok(op == CmpOp::Ne),
+            Err(_) => return op == CmpOp::Ne,
         },
         Value::Percent(p) => match wanted.trim_end_matches('%').parse::<u64>() {
             Ok(w) => u64::from(*p).cmp(&w),
-            Err(_) => return Ok(op == CmpOp::Ne),
+            Err(_) => return op == CmpOp::Ne,
         },
         Value::Bool(b) => {
             let w = match wanted {
                 "yes" | "true" => true,
                 "no" | "false" => false,
-                _ => return Ok(op == CmpOp::Ne),
+                _ => return op == CmpOp::Ne,
             };
             b.cmp(&w)
         }
         Value::Str(s) | Value::Bare(s) => s.as_str().cmp(wanted),
     };
-    Ok(match op {
+    match op {
         CmpOp::Eq => ord == Ordering::Equal,
         CmpOp::Ne => ord != Ordering::Equal,
         CmpOp::Lt => ord == Ordering::Less,
         CmpOp::Gt => ord == Ordering::Greater,
         CmpOp::Le => ord != Ordering::Greater,
         CmpOp::Ge => ord != Ordering::Less,
-        CmpOp::Regex => unreachable!("handled above"),
-    })
+        CmpOp::Regex => unreachable!("matched in eval"),
+    }
 }
 
 /// A value as `as-value` would hold it, for regex matching.

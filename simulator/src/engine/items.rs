@@ -71,7 +71,7 @@ fn pool_item(store: &Store, full: bool) -> Item {
     };
     // One inode per 16 KiB, as a plausible XFS figure; one used per file.
     let total_inodes = size / 16_384;
-    let used_inodes = store.files().len() as u64;
+    let used_inodes = store.file_count();
     let name = store.pool.name.clone();
     Item {
         index: 0,

@@ -32,6 +32,11 @@ pub(super) async fn run<S: Shell>(
 ) {
     // Whatever ends this connection also ends its channel tasks and session watcher.
     let _kill_on_exit = kill.clone().drop_guard();
+    // russh's run_stream ignores Config::nodelay; without it every small reply waits for the
+    // client's delayed ACK (about 40 ms).
+    if let Err(error) = tcp.set_nodelay(true) {
+        tracing::debug!(%peer, %error, "ssh: cannot set TCP_NODELAY");
+    }
     // russh owns the stream; a second handle on the socket lets us cut it from outside, which
     // is how a crashed RouterOS looks to the client: no SSH_MSG_DISCONNECT, just a closed socket.
     let (tcp, cutter) = match detach_cutter(tcp) {

@@ -40,7 +40,7 @@ pub fn clone_or_copy(src: &Path, dst: &Path) -> io::Result<()> {
     // SAFETY: FICLONE takes two open file descriptors and touches no memory of ours.
     let rc = unsafe { libc::ioctl(to.as_raw_fd(), libc::FICLONE, from.as_raw_fd()) };
     if rc == 0 {
-        return to.sync_all();
+        return Ok(());
     }
     sparse_copy(from, to)
 }
@@ -66,8 +66,7 @@ fn sparse_copy(mut from: File, mut to: File) -> io::Result<()> {
         }
         off = end;
     }
-    to.set_len(len)?;
-    to.sync_all()
+    to.set_len(len)
 }
 
 fn lseek(f: &File, off: u64, whence: libc::c_int) -> io::Result<Option<u64>> {
