@@ -4,7 +4,7 @@
 use std::num::NonZeroU16;
 
 use proptest::prelude::*;
-use rds_csi::rds::command::{Cmd, DiskQuery, DiskSpec, Form, NvmeExport};
+use rds_csi::rds::command::{Cmd, DiskQuery, DiskSpec, FENCED_HOST, Form, NvmeExport};
 use rds_csi::rds::parse::unquote;
 use rds_csi::rds::value::{ByteSize, Comment, Nqn, RosPath, Slot, quote};
 
@@ -70,7 +70,7 @@ fn base_spec() -> DiskSpec {
 }
 
 const ADD_SHAPE: &str = "/disk add type=file file-path=Q file-size=1 slot=Q mount-filesystem=no nvme-tcp-export=yes \
-                         nvme-tcp-server-port=4420 nvme-tcp-server-nqn=Q comment=Q";
+                         nvme-tcp-server-port=4420 nvme-tcp-server-nqn=Q nvme-tcp-server-allow-host-name=Q comment=Q";
 
 fn regex_literal(text: &str) -> String {
     text.replace('.', "\\.")
@@ -107,9 +107,9 @@ proptest! {
         let Ok(slot) = Slot::parse(&text) else { return Ok(()) };
         prop_assert!(text.len() <= 32 && text.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-'));
         let t = text.as_str();
-        assert_shape(&Cmd::disk_add(&DiskSpec { slot: slot.clone(), ..base_spec() }), ADD_SHAPE, &["p/s.img", t, "nqn.2026-09.com.example:s", "c"])?;
+        assert_shape(&Cmd::disk_add(&DiskSpec { slot: slot.clone(), ..base_spec() }), ADD_SHAPE, &["p/s.img", t, "nqn.2026-09.com.example:s", FENCED_HOST, "c"])?;
         assert_shape(&Cmd::disk_set_size(&slot, ByteSize::new(7).unwrap()), "/disk set [find where slot=Q] file-size=7", &[t])?;
-        assert_shape(&Cmd::disk_set_allowed_host(&slot, None), "/disk set [find where slot=Q] nvme-tcp-server-allow-host-name=Q", &[t, ""])?;
+        assert_shape(&Cmd::disk_set_allowed_host(&slot, None), "/disk set [find where slot=Q] nvme-tcp-server-allow-host-name=Q", &[t, FENCED_HOST])?;
         assert_shape(&Cmd::disk_remove(&slot), "/disk remove [find where slot=Q]", &[t])?;
         assert_shape(&Cmd::disk_monitor_traffic(&slot), "/disk monitor-traffic Q once", &[t])?;
         assert_shape(&Cmd::disk_print(DiskQuery::Slot(&slot), Form::Detail), "/disk print detail where slot=Q", &[t])?;
@@ -128,7 +128,7 @@ proptest! {
         let t = text.strip_prefix('/').unwrap_or(&text);
         prop_assert!(t.split('/').all(|s| !s.is_empty() && s != "." && s != ".."
             && s.bytes().all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b))));
-        assert_shape(&Cmd::disk_add(&DiskSpec { file_path: path.clone(), ..base_spec() }), ADD_SHAPE, &[t, "s", "nqn.2026-09.com.example:s", "c"])?;
+        assert_shape(&Cmd::disk_add(&DiskSpec { file_path: path.clone(), ..base_spec() }), ADD_SHAPE, &[t, "s", "nqn.2026-09.com.example:s", FENCED_HOST, "c"])?;
         assert_shape(&Cmd::file_remove(&path), "/file remove Q", &[t])?;
         assert_shape(&Cmd::file_print_under(&path, Form::Detail), "/file print detail where name~Q", &[&format!("^{}/", regex_literal(t))])?;
         assert_shape(&Cmd::disk_print(DiskQuery::MountPoint(&path), Form::Detail), "/disk print detail where mount-point=Q", &[t])?;
@@ -144,7 +144,7 @@ proptest! {
             let Ok(nqn) = Nqn::parse(&text) else { continue };
             prop_assert!(text.len() <= 223 && text.bytes().all(|b| b.is_ascii_alphanumeric() || b".-:_".contains(&b)));
             let spec = DiskSpec { export: Some(NvmeExport { port: NonZeroU16::new(4420).unwrap(), nqn: nqn.clone() }), ..base_spec() };
-            assert_shape(&Cmd::disk_add(&spec), ADD_SHAPE, &["p/s.img", "s", &text, "c"])?;
+            assert_shape(&Cmd::disk_add(&spec), ADD_SHAPE, &["p/s.img", "s", &text, FENCED_HOST, "c"])?;
             assert_shape(
                 &Cmd::disk_set_allowed_host(&Slot::parse("s").unwrap(), Some(&nqn)),
                 "/disk set [find where slot=Q] nvme-tcp-server-allow-host-name=Q",
@@ -162,7 +162,7 @@ proptest! {
             return Ok(());
         };
         prop_assert!(!text.contains([';', '=']));
-        assert_shape(&Cmd::disk_add(&DiskSpec { comment: Some(comment), ..base_spec() }), ADD_SHAPE, &["p/s.img", "s", "nqn.2026-09.com.example:s", &text])?;
+        assert_shape(&Cmd::disk_add(&DiskSpec { comment: Some(comment), ..base_spec() }), ADD_SHAPE, &["p/s.img", "s", "nqn.2026-09.com.example:s", FENCED_HOST, &text])?;
     }
 
     /// (ii) Sizes: exactly 1 ..= 2^63-1 accepted, written as plain digits; bigger (2^70-ish),
@@ -183,7 +183,7 @@ proptest! {
         let Ok(size) = parsed else { return Ok(()) };
         let n = size.get();
         let cmd = Cmd::disk_add(&DiskSpec { size, ..base_spec() });
-        assert_shape(&cmd, &ADD_SHAPE.replace("file-size=1", &format!("file-size={n}")), &["p/s.img", "s", "nqn.2026-09.com.example:s", "c"])?;
+        assert_shape(&cmd, &ADD_SHAPE.replace("file-size=1", &format!("file-size={n}")), &["p/s.img", "s", "nqn.2026-09.com.example:s", FENCED_HOST, "c"])?;
         let slot = Slot::parse("s").unwrap();
         assert_shape(&Cmd::disk_set_size(&slot, size), &format!("/disk set [find where slot=Q] file-size={n}"), &["s"])?;
     }

@@ -26,6 +26,7 @@
 //!   in-process, SSH to rds-sim, then DeleteVolume. Mutations are serialised per RDS, so the
 //!   cases are spread over [`LANES`] driver and simulator pairs.
 
+use rds_csi::rds::command::FENCED_HOST;
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::num::NonZeroU16;
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -457,6 +458,7 @@ fn check_add(
             "nvme-tcp-server-nqn",
             format!("{}:{slot}", layout.nqn_prefix),
         ),
+        ("nvme-tcp-server-allow-host-name", FENCED_HOST.to_owned()),
     ]);
     let mut args: BTreeMap<&str, String> = logged
         .args

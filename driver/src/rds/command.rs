@@ -59,9 +59,18 @@ pub enum Form {
     Json,
 }
 
+/// The allow-list value of a volume published to no node: a well-formed host NQN that no host
+/// uses, so the export admits nobody. An empty allow-list admits every host, which would leave an
+/// unpublished volume reachable by a node that was fenced out.
+pub const FENCED_HOST: &str = "nqn.2000-02.com.mikrotik:rds-csi:fenced";
+
 impl Cmd {
     /// `/disk add type=file file-path="…" file-size=<bytes> slot="…" mount-filesystem=no
-    /// [nvme-tcp-export=yes nvme-tcp-server-port=<port> nvme-tcp-server-nqn="…"] [comment="…"]`.
+    /// [nvme-tcp-export=yes nvme-tcp-server-port=<port> nvme-tcp-server-nqn="…"
+    /// nvme-tcp-server-allow-host-name="<FENCED_HOST>"] [comment="…"]`.
+    ///
+    /// A new export admits no host until ControllerPublishVolume names one: an empty allow-list
+    /// would admit every host.
     ///
     /// `mount-filesystem=no` keeps RouterOS from mounting the file system a node later writes
     /// into the volume (after a restart it would otherwise find and mount it while the node
@@ -80,7 +89,8 @@ impl Cmd {
                     "nvme-tcp-server-port",
                     Arg::Number(export.port.get().into()),
                 )
-                .arg("nvme-tcp-server-nqn", Arg::Text(export.nqn.as_str()));
+                .arg("nvme-tcp-server-nqn", Arg::Text(export.nqn.as_str()))
+                .arg("nvme-tcp-server-allow-host-name", Arg::Text(FENCED_HOST));
         }
         if let Some(comment) = &spec.comment {
             line = line.arg("comment", Arg::Text(comment.as_str()));
@@ -97,12 +107,13 @@ impl Cmd {
             .silent()
     }
 
-    /// `/disk set [find where slot="…"] nvme-tcp-server-allow-host-name="…"`; `None` sends `""`.
+    /// `/disk set [find where slot="…"] nvme-tcp-server-allow-host-name="…"`; `None` fences every
+    /// host out with [`FENCED_HOST`] (an empty value would admit every host).
     ///
     /// The value's format is undocumented (routeros/README.md, assumption 3); one host NQN is the
     /// narrowest reading.
     pub fn disk_set_allowed_host(slot: &Slot, host: Option<&Nqn>) -> Cmd {
-        let host = host.map_or("", Nqn::as_str);
+        let host = host.map_or(FENCED_HOST, Nqn::as_str);
         Line::new("/disk set")
             .find_slot(slot)
             .arg("nvme-tcp-server-allow-host-name", Arg::Text(host))
@@ -323,7 +334,9 @@ mod tests {
             cmd.as_str(),
             "/disk add type=file file-path=\"raid10/csi/pvc-x.img\" file-size=1073741824 slot=\"pvc-x\" \
              mount-filesystem=no nvme-tcp-export=yes nvme-tcp-server-port=4420 \
-             nvme-tcp-server-nqn=\"nqn.2026-09.com.example:rds-csi:pvc-x\" comment=\"rds-csi:1,kind:volume\""
+             nvme-tcp-server-nqn=\"nqn.2026-09.com.example:rds-csi:pvc-x\" \
+             nvme-tcp-server-allow-host-name=\"nqn.2000-02.com.mikrotik:rds-csi:fenced\" \
+             comment=\"rds-csi:1,kind:volume\""
         );
         assert!(cmd.is_silent());
     }
@@ -371,7 +384,7 @@ mod tests {
         );
         assert_eq!(
             Cmd::disk_set_allowed_host(&x, None).as_str(),
-            "/disk set [find where slot=\"x\"] nvme-tcp-server-allow-host-name=\"\""
+            "/disk set [find where slot=\"x\"] nvme-tcp-server-allow-host-name=\"nqn.2000-02.com.mikrotik:rds-csi:fenced\""
         );
         assert_eq!(
             Cmd::disk_remove(&x).as_str(),

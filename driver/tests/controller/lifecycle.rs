@@ -1,6 +1,7 @@
 //! Volumes through their whole life, every step checked on the simulator.
 
 use crate::harness::*;
+use rds_csi::rds::command::FENCED_HOST;
 
 #[tokio::test]
 async fn a_volume_lives_and_dies_on_the_rds() {
@@ -29,7 +30,7 @@ async fn a_volume_lives_and_dies_on_the_rds() {
     assert!(disk.nvme_tcp_export);
     assert_eq!(disk.nvme_tcp_server_port, 4420);
     assert_eq!(disk.nvme_tcp_server_nqn, volume_nqn(&id));
-    assert_eq!(disk.nvme_tcp_server_allow_host_name, "");
+    assert_eq!(disk.nvme_tcp_server_allow_host_name, FENCED_HOST);
     let comment = ids::Metadata::parse(disk.comment.as_deref().unwrap()).unwrap();
     assert_eq!(comment.csi_name, name);
     assert_eq!(comment.requested_bytes, GIB as u64);
@@ -101,7 +102,7 @@ async fn a_volume_lives_and_dies_on_the_rds() {
         .unwrap();
     assert_eq!(
         plugin.disk(&id).unwrap().nvme_tcp_server_allow_host_name,
-        ""
+        FENCED_HOST
     );
 
     let expanded = plugin
@@ -393,7 +394,7 @@ async fn publishing_follows_the_single_node_rules() {
             .disk(&ids[2])
             .unwrap()
             .nvme_tcp_server_allow_host_name,
-        ""
+        FENCED_HOST
     );
     plugin.publish(&ids[2], NODE_B).await.unwrap();
 
@@ -426,7 +427,7 @@ async fn publishing_follows_the_single_node_rules() {
             .disk(&ids[0])
             .unwrap()
             .nvme_tcp_server_allow_host_name,
-        ""
+        FENCED_HOST
     );
     plugin.publish(&ids[2], NODE_B).await.unwrap();
     plugin.publish(&ids[0], NODE_B).await.unwrap();

@@ -195,6 +195,7 @@ pub struct DiskRecord {
     pub port: Option<u16>,
     pub nqn: Option<String>,
     /// `nvme-tcp-server-allow-host-name` as printed; `None` when empty (any host).
+    /// The node the volume is published to; `None` when empty or [`crate::rds::command::FENCED_HOST`].
     pub allowed_host: Option<String>,
     pub comment: Option<String>,
 }
@@ -222,7 +223,9 @@ impl TryFrom<&Record> for DiskRecord {
                 parse_grouped_u64(v).ok()?.try_into().ok()
             })?,
             nqn: text("nvme-tcp-server-nqn"),
-            allowed_host: text("nvme-tcp-server-allow-host-name"),
+            // Fenced and empty both mean "published to no node".
+            allowed_host: text("nvme-tcp-server-allow-host-name")
+                .filter(|host| host != crate::rds::command::FENCED_HOST),
             comment: record.comment.clone(),
         })
     }
