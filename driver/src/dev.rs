@@ -6,14 +6,12 @@ use crate::grpc::{BoundSocket, parse_endpoint};
 use crate::rds::ssh::HostKeyPin;
 use crate::service::{Driver, Mode};
 use anyhow::Context;
-use rds_sim::engine::EngineConfig;
 use rds_sim::server::{Options, RunningSim};
 use rds_sim::ssh::load_or_generate_host_key;
-use rds_sim::store::Pool;
 use std::path::{Path, PathBuf};
 
 /// The pool the embedded simulator offers.
-pub const POOL: &str = "storage-pool";
+pub const POOL: &str = rds_sim::server::DEFAULT_POOL;
 
 /// A running simulator and the driver configuration that reaches it.
 pub struct DevEnv {
@@ -36,20 +34,9 @@ pub async fn start(data_dir: Option<PathBuf>) -> anyhow::Result<DevEnv> {
     let key_file = dir.join("id_ed25519");
     let client = load_or_generate_host_key(&key_file)?;
     let sim = RunningSim::start(Options {
-        data_dir: dir.join("rds"),
-        ssh_listen: "127.0.0.1:0".parse().expect("literal address"),
         control_listen: Some("127.0.0.1:0".parse().expect("literal address")),
         nvme_listen: Some("127.0.0.1:0".parse().expect("literal address")),
-        host_key: None,
-        user: "admin".into(),
-        authorized_keys: vec![client.public_key().clone()],
-        password: None,
-        pool: Pool {
-            name: POOL.into(),
-            size: 1 << 40,
-        },
-        seed: 1,
-        engine: EngineConfig::default(),
+        ..Options::loopback(dir.join("rds"), client.public_key().clone(), 1 << 40)
     })
     .await?;
     let config = config_for(&sim, &key_file)?;

@@ -5,16 +5,14 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use rds_csi::rds::ssh::HostKeyPin;
-use rds_sim::engine::EngineConfig;
 use rds_sim::server::{Options, RunningSim};
 use rds_sim::sim::Sim;
-use rds_sim::store::Pool;
 
 use crate::config::SimSettings;
 use crate::target::TargetError;
 
 /// The pool's mount point, as on a factory-configured RDS.
-pub const POOL: &str = "storage-pool";
+pub const POOL: &str = rds_sim::server::DEFAULT_POOL;
 /// The directory under the pool that holds the volumes' backing files.
 pub const BASE_DIR: &str = "csi";
 /// The RouterOS user the driver logs in as.
@@ -36,20 +34,13 @@ impl SimRds {
             TargetError::Sim(anyhow::Error::new(e).context("generating the client key"))
         })?;
         let running = RunningSim::start(Options {
-            data_dir: dir.join("rds"),
-            ssh_listen: ([127, 0, 0, 1], 0).into(),
-            control_listen: None,
             nvme_listen: Some(([127, 0, 0, 1], 0).into()),
-            host_key: None,
-            user: USER.to_owned(),
-            authorized_keys: vec![key.public_key().clone()],
-            password: None,
-            pool: Pool {
-                name: POOL.to_owned(),
-                size: settings.pool_size,
-            },
             seed: settings.seed,
-            engine: EngineConfig::default(),
+            ..Options::loopback(
+                dir.join("rds"),
+                key.public_key().clone(),
+                settings.pool_size,
+            )
         })
         .await
         .map_err(TargetError::Sim)?;

@@ -32,6 +32,33 @@ pub struct Options {
     pub engine: EngineConfig,
 }
 
+/// The pool name a factory-configured RDS mounts, used by [`Options::loopback`].
+pub const DEFAULT_POOL: &str = "storage-pool";
+
+impl Options {
+    /// A simulator for tests and `rds-csi dev`: SSH on a loopback port the kernel picks, user
+    /// `admin` logging in with `key`, pool [`DEFAULT_POOL`] of `pool_size` bytes, seed 1, no
+    /// control API and no NVMe/TCP target (set `control_listen` / `nvme_listen` to add them).
+    pub fn loopback(data_dir: PathBuf, key: PublicKey, pool_size: u64) -> Options {
+        Options {
+            data_dir,
+            ssh_listen: SocketAddr::from(([127, 0, 0, 1], 0)),
+            control_listen: None,
+            nvme_listen: None,
+            host_key: None,
+            user: "admin".into(),
+            authorized_keys: vec![key],
+            password: None,
+            pool: Pool {
+                name: DEFAULT_POOL.into(),
+                size: pool_size,
+            },
+            seed: 1,
+            engine: EngineConfig::default(),
+        }
+    }
+}
+
 /// A running simulator. Dropping it does not stop it; call [`RunningSim::shutdown`].
 pub struct RunningSim {
     pub sim: Arc<Sim>,

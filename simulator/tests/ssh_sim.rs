@@ -4,11 +4,9 @@
 mod common;
 
 use common::{have_openssh, openssh};
-use rds_sim::engine::EngineConfig;
 use rds_sim::faults::{CrashPoint, Fault};
 use rds_sim::server::{Options, RunningSim};
 use rds_sim::ssh::load_or_generate_host_key;
-use rds_sim::store::Pool;
 use std::path::{Path, PathBuf};
 use std::process::Output;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -24,20 +22,14 @@ async fn start() -> Fixture {
     let key = dir.path().join("id_admin");
     let client = load_or_generate_host_key(&key).unwrap();
     let running = RunningSim::start(Options {
-        data_dir: dir.path().join("data"),
-        ssh_listen: "127.0.0.1:0".parse().unwrap(),
         control_listen: Some("127.0.0.1:0".parse().unwrap()),
         nvme_listen: Some("127.0.0.1:0".parse().unwrap()),
-        host_key: None,
-        user: "admin".into(),
-        authorized_keys: vec![client.public_key().clone()],
-        password: None,
-        pool: Pool {
-            name: "storage-pool".into(),
-            size: 100 << 30,
-        },
         seed: 7,
-        engine: EngineConfig::default(),
+        ..Options::loopback(
+            dir.path().join("data"),
+            client.public_key().clone(),
+            100 << 30,
+        )
     })
     .await
     .unwrap();

@@ -19,14 +19,14 @@ pub use rds_sim::faults::{CrashPoint, Fault};
 pub use rds_sim::server::{Options, RunningSim};
 pub use rds_sim::sim::{Sim, StateView};
 pub use rds_sim::ssh::load_or_generate_host_key;
-pub use rds_sim::store::{Disk, Pool};
+pub use rds_sim::store::Disk;
 pub use tempfile::TempDir;
 pub use tokio::sync::oneshot;
 pub use tonic::Code;
 pub use tonic::transport::Channel;
 
 pub const GIB: i64 = 1 << 30;
-pub const POOL: &str = "storage-pool";
+pub const POOL: &str = rds_sim::server::DEFAULT_POOL;
 pub const NODE_A: &str = "nqn.2014-08.org.nvmexpress:uuid:00000000-0000-4000-8000-00000000000a";
 pub const NODE_B: &str = "nqn.2014-08.org.nvmexpress:uuid:00000000-0000-4000-8000-00000000000b";
 
@@ -71,18 +71,6 @@ impl Plugin {
         let key_file = dir.path().join("id_ed25519");
         let client_key = load_or_generate_host_key(&key_file).unwrap();
         let sim = RunningSim::start(Options {
-            data_dir: dir.path().join("rds"),
-            ssh_listen: "127.0.0.1:0".parse().unwrap(),
-            control_listen: None,
-            nvme_listen: None,
-            host_key: None,
-            user: "admin".into(),
-            authorized_keys: vec![client_key.public_key().clone()],
-            password: None,
-            pool: Pool {
-                name: POOL.into(),
-                size: setup.pool_size,
-            },
             seed: 7,
             engine: EngineConfig {
                 identity: rds_sim::engine::Identity {
@@ -91,6 +79,11 @@ impl Plugin {
                 },
                 ..EngineConfig::default()
             },
+            ..Options::loopback(
+                dir.path().join("rds"),
+                client_key.public_key().clone(),
+                setup.pool_size,
+            )
         })
         .await
         .unwrap();

@@ -25,10 +25,8 @@ use clap::Parser;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use rds_csi::rds::ssh::{HostKeyPin, SshTransport, Timeouts};
-use rds_sim::engine::EngineConfig;
 use rds_sim::server::{Options, RunningSim};
 use rds_sim::ssh::load_or_generate_host_key;
-use rds_sim::store::Pool;
 
 #[derive(Debug, Parser)]
 #[command(about = "Drive rds-sim over concurrent SSH sessions and print commands/s and latency")]
@@ -50,7 +48,7 @@ struct Args {
     seed: u64,
 }
 
-const POOL: &str = "storage-pool";
+const POOL: &str = rds_sim::server::DEFAULT_POOL;
 const DISK_BYTES: u64 = 1 << 30;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -280,20 +278,12 @@ async fn main() -> anyhow::Result<()> {
     let dir = tempfile::tempdir().context("creating a temporary data dir")?;
     let client_key = load_or_generate_host_key(&dir.path().join("id_bench"))?;
     let running = RunningSim::start(Options {
-        data_dir: dir.path().join("data"),
-        ssh_listen: "127.0.0.1:0".parse()?,
-        control_listen: None,
-        nvme_listen: None,
-        host_key: None,
-        user: "admin".into(),
-        authorized_keys: vec![client_key.public_key().clone()],
-        password: None,
-        pool: Pool {
-            name: POOL.into(),
-            size: 1 << 50,
-        },
         seed: args.seed,
-        engine: EngineConfig::default(),
+        ..Options::loopback(
+            dir.path().join("data"),
+            client_key.public_key().clone(),
+            1 << 50,
+        )
     })
     .await?;
     let addr = running.ssh_addr.to_string();
