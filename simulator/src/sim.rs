@@ -461,29 +461,30 @@ impl Sim {
     }
 }
 
-impl Exports for Sim {
-    fn lookup(&self, nqn: &str, port: u16) -> Option<Export> {
+impl Sim {
+    /// The exported disks on `port` that `keep` accepts, in list order.
+    fn exports(&self, port: u16, keep: impl Fn(&Disk) -> bool) -> Vec<Export> {
         let engine = lock(&self.engine);
         let store = &engine.store;
         store
             .state
             .disks
             .iter()
-            .find(|d| {
-                d.nvme_tcp_export && d.nvme_tcp_server_port == port && d.nvme_tcp_server_nqn == nqn
-            })
+            .filter(|d| d.nvme_tcp_export && d.nvme_tcp_server_port == port && keep(d))
             .map(|d| self.export_of(store, d))
+            .collect()
+    }
+}
+
+impl Exports for Sim {
+    fn lookup(&self, nqn: &str, port: u16) -> Option<Export> {
+        // The first disk in list order serves a shared NQN (FIDELITY.md).
+        self.exports(port, |d| d.nvme_tcp_server_nqn == nqn)
+            .into_iter()
+            .next()
     }
 
     fn list(&self, port: u16) -> Vec<Export> {
-        let engine = lock(&self.engine);
-        let store = &engine.store;
-        store
-            .state
-            .disks
-            .iter()
-            .filter(|d| d.nvme_tcp_export && d.nvme_tcp_server_port == port)
-            .map(|d| self.export_of(store, d))
-            .collect()
+        self.exports(port, |_| true)
     }
 }
