@@ -157,46 +157,25 @@ async fn validate_absent_volume(fx: &mut Fixture) -> anyhow::Result<()> {
 }
 
 async fn publish_without_volume_id(fx: &mut Fixture) -> anyhow::Result<()> {
-    fx.require_capability(rpc::Type::PublishUnpublishVolume)
-        .await?;
     let request = ControllerPublishVolumeRequest::default();
-    fx.rejects(
-        Code::InvalidArgument,
-        fx.controller().controller_publish_volume(request),
-    )
-    .await?;
-    Ok(())
+    publish_rejected(fx, Code::InvalidArgument, request).await
 }
 
 async fn publish_without_node_id(fx: &mut Fixture) -> anyhow::Result<()> {
-    fx.require_capability(rpc::Type::PublishUnpublishVolume)
-        .await?;
     let request = ControllerPublishVolumeRequest {
         volume_id: absent_volume_id(),
         ..Default::default()
     };
-    fx.rejects(
-        Code::InvalidArgument,
-        fx.controller().controller_publish_volume(request),
-    )
-    .await?;
-    Ok(())
+    publish_rejected(fx, Code::InvalidArgument, request).await
 }
 
 async fn publish_without_capability(fx: &mut Fixture) -> anyhow::Result<()> {
-    fx.require_capability(rpc::Type::PublishUnpublishVolume)
-        .await?;
     let request = ControllerPublishVolumeRequest {
         volume_id: absent_volume_id(),
         node_id: fake_node_id(),
         ..Default::default()
     };
-    fx.rejects(
-        Code::InvalidArgument,
-        fx.controller().controller_publish_volume(request),
-    )
-    .await?;
-    Ok(())
+    publish_rejected(fx, Code::InvalidArgument, request).await
 }
 
 /// csi-sanity runs this only with `--csi.testnodevolumeattachlimit` and accepts any error; the
@@ -218,24 +197,12 @@ async fn publish_beyond_attach_limit(fx: &mut Fixture) -> anyhow::Result<()> {
         .must_create(&unique_name("sanity-max-attach-limit-vol+1"))
         .await?;
     let request = requests::publish(&extra.volume_id, &node.node_id);
-    fx.rejects(
-        Code::ResourceExhausted,
-        fx.controller().controller_publish_volume(request),
-    )
-    .await?;
-    Ok(())
+    publish_rejected(fx, Code::ResourceExhausted, request).await
 }
 
 async fn publish_absent_volume(fx: &mut Fixture) -> anyhow::Result<()> {
-    fx.require_capability(rpc::Type::PublishUnpublishVolume)
-        .await?;
     let request = requests::publish(&absent_volume_id(), &fake_node_id());
-    fx.rejects(
-        Code::NotFound,
-        fx.controller().controller_publish_volume(request),
-    )
-    .await?;
-    Ok(())
+    publish_rejected(fx, Code::NotFound, request).await
 }
 
 async fn publish_to_absent_node(fx: &mut Fixture) -> anyhow::Result<()> {
@@ -245,12 +212,7 @@ async fn publish_to_absent_node(fx: &mut Fixture) -> anyhow::Result<()> {
         .must_create(&unique_name("sanity-controller-wrong-node"))
         .await?;
     let request = requests::publish(&volume.volume_id, &fake_node_id());
-    fx.rejects(
-        Code::NotFound,
-        fx.controller().controller_publish_volume(request),
-    )
-    .await?;
-    Ok(())
+    publish_rejected(fx, Code::NotFound, request).await
 }
 
 async fn publish_incompatible(fx: &mut Fixture) -> anyhow::Result<()> {
@@ -332,5 +294,19 @@ async fn unpublish_without_volume_id(fx: &mut Fixture) -> anyhow::Result<()> {
         fx.controller().controller_unpublish_volume(request),
     )
     .await?;
+    Ok(())
+}
+
+/// Checks that a ControllerPublishVolume is refused with `code` and changes nothing, when the
+/// driver publishes at all.
+async fn publish_rejected(
+    fx: &mut Fixture,
+    code: Code,
+    request: ControllerPublishVolumeRequest,
+) -> anyhow::Result<()> {
+    fx.require_capability(rpc::Type::PublishUnpublishVolume)
+        .await?;
+    fx.rejects(code, fx.controller().controller_publish_volume(request))
+        .await?;
     Ok(())
 }
