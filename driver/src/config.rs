@@ -22,6 +22,7 @@
 //! | `rds.sessions` | `RDS_CSI_RDS_SESSIONS` | `4` | SSH connections kept to the RDS (1 to 64) |
 //! | `controller.maxConcurrentCreates` | `RDS_CSI_CONTROLLER_MAX_CONCURRENT_CREATES` | `8` | CreateVolume calls worked on at once; more wait their turn |
 //! | `controller.maxVolumesPerNode` | `RDS_CSI_CONTROLLER_MAX_VOLUMES_PER_NODE` | `64` | volumes published to one node at once; one more is refused with RESOURCE_EXHAUSTED |
+//! | `controller.snapshotMethod` | `RDS_CSI_CONTROLLER_SNAPSHOT_METHOD` | `copy-from` | how snapshots, restores and clones copy data: `copy-from` (`/disk add copy-from=`) or `disk-copy` (`/disk copy`, a full block copy); a VolumeSnapshotClass may override it with `method`. The controller probes a method on the RDS before first using it and refuses one that does not copy data (`rds-csi doctor --snapshots` shows the verdicts) |
 //! | `node.nodeId` | `RDS_CSI_NODE_NODE_ID` | (unset) | the node plugin's node id; unset: its host NQN |
 //! | `node.hostNqn` | `RDS_CSI_NODE_HOST_NQN` | (unset) | the node's NVMe host NQN; unset: read from `/etc/nvme/hostnqn` |
 //!
@@ -46,6 +47,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::rds::ssh::HostKeyPin;
 use crate::rds::value::{Nqn, RosPath, Slot};
+use crate::snapshot::Method;
 
 mod env;
 
@@ -87,6 +89,7 @@ pub struct RdsConfig {
 pub struct ControllerConfig {
     pub max_concurrent_creates: usize,
     pub max_volumes_per_node: u64,
+    pub snapshot_method: Method,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize, Serialize)]
@@ -136,6 +139,7 @@ impl Default for ControllerConfig {
         Self {
             max_concurrent_creates: 8,
             max_volumes_per_node: 64,
+            snapshot_method: Method::CopyFrom,
         }
     }
 }
@@ -423,6 +427,7 @@ mod tests {
         let text = toml::to_string(&config).unwrap();
         assert!(text.contains("nvmeAddress = \"192.168.10.5\""), "{text}");
         assert!(text.contains("maxVolumesPerNode = 64"), "{text}");
+        assert!(text.contains("snapshotMethod = \"copy-from\""), "{text}");
         assert_eq!(Config::from_toml(&text).unwrap(), config);
     }
 

@@ -14,6 +14,8 @@ mod expand;
 mod inspect;
 mod params;
 mod publish;
+mod snapshot;
+mod source;
 mod status;
 mod volume;
 
@@ -32,6 +34,8 @@ use crate::csi::v1::*;
 use crate::guard::{CreateLimit, VolumeLocks};
 use crate::rds::disk::RdsClient;
 use crate::rds::value::{Nqn, RosPath};
+use crate::snapshot::Method;
+use crate::snapshot::verified::Verified;
 
 pub use params::Parameters;
 
@@ -46,6 +50,8 @@ pub struct Settings {
     pub nvme_port: NonZeroU16,
     pub max_volumes_per_node: u64,
     pub max_concurrent_creates: usize,
+    /// The snapshot method when a VolumeSnapshotClass names none, and for clones.
+    pub snapshot_method: Method,
 }
 
 impl Settings {
@@ -63,6 +69,7 @@ impl Settings {
                 .ok_or_else(|| key("rds.nvmePort")("must be greater than 0".to_owned()))?,
             max_volumes_per_node: config.controller.max_volumes_per_node,
             max_concurrent_creates: config.controller.max_concurrent_creates,
+            snapshot_method: config.controller.snapshot_method,
         })
     }
 }
@@ -75,6 +82,8 @@ pub struct ControllerService {
     /// Publishes run one at a time, so two publishes to one node cannot both pass the attach
     /// limit with the same count.
     publishes: Mutex<()>,
+    /// What the probe showed about each snapshot method on this RDS.
+    verified: Verified,
 }
 
 impl ControllerService {
@@ -85,6 +94,7 @@ impl ControllerService {
             settings,
             locks: VolumeLocks::default(),
             publishes: Mutex::new(()),
+            verified: Verified::default(),
         }
     }
 }
@@ -92,7 +102,7 @@ impl ControllerService {
 /// The RPCs and modes this controller implements: exactly what it advertises.
 /// SINGLE_NODE_MULTI_WRITER holds because a one-host allow-list serves it as well as
 /// SINGLE_NODE_WRITER.
-const CAPABILITIES: [rpc::Type; 9] = [
+const CAPABILITIES: [rpc::Type; 13] = [
     rpc::Type::CreateDeleteVolume,
     rpc::Type::PublishUnpublishVolume,
     rpc::Type::ListVolumes,
@@ -102,6 +112,10 @@ const CAPABILITIES: [rpc::Type; 9] = [
     rpc::Type::GetVolume,
     rpc::Type::VolumeCondition,
     rpc::Type::SingleNodeMultiWriter,
+    rpc::Type::CreateDeleteSnapshot,
+    rpc::Type::ListSnapshots,
+    rpc::Type::GetSnapshot,
+    rpc::Type::CloneVolume,
 ];
 
 /// Runs `handler` in a span naming the RPC and the volume, and logs how it ended. Requests are
@@ -235,30 +249,53 @@ impl Controller for ControllerService {
 
     async fn create_snapshot(
         &self,
-        _: Request<CreateSnapshotRequest>,
+        request: Request<CreateSnapshotRequest>,
     ) -> Result<Response<CreateSnapshotResponse>, Status> {
-        unimplemented("CreateSnapshot")
+        let request = request.into_inner();
+        let id = if request.name.is_empty() {
+            String::new()
+        } else {
+            crate::ids::snapshot_id(&request.name).to_string()
+        };
+        traced("CreateSnapshot", &id, self.create_snapshot(request)).await
     }
 
     async fn delete_snapshot(
         &self,
-        _: Request<DeleteSnapshotRequest>,
+        request: Request<DeleteSnapshotRequest>,
     ) -> Result<Response<DeleteSnapshotResponse>, Status> {
-        unimplemented("DeleteSnapshot")
+        let request = request.into_inner();
+        traced(
+            "DeleteSnapshot",
+            &request.snapshot_id.clone(),
+            self.delete_snapshot(request),
+        )
+        .await
     }
 
     async fn list_snapshots(
         &self,
-        _: Request<ListSnapshotsRequest>,
+        request: Request<ListSnapshotsRequest>,
     ) -> Result<Response<ListSnapshotsResponse>, Status> {
-        unimplemented("ListSnapshots")
+        traced(
+            "ListSnapshots",
+            "",
+            self.list_snapshots(request.into_inner()),
+        )
+        .await
     }
 
     async fn get_snapshot(
         &self,
-        _: Request<GetSnapshotRequest>,
+        request: Request<GetSnapshotRequest>,
     ) -> Result<Response<GetSnapshotResponse>, Status> {
-        unimplemented("GetSnapshot")
+        let request = request.into_inner();
+        traced(
+            "GetSnapshot",
+            &request.snapshot_id.clone(),
+            self.get_snapshot(request),
+        )
+        .await
     }
 
     async fn controller_expand_volume(

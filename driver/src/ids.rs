@@ -11,6 +11,7 @@ use std::fmt;
 use sha2::{Digest, Sha256};
 
 use crate::rds::value::{Comment, Nqn, RosPath, Slot, ValueError};
+use crate::snapshot::Method;
 
 /// What a slot holds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -115,6 +116,11 @@ pub struct Metadata {
     /// The volume context the volume was created with (`fsType`, connect tunables), so a
     /// CreateVolume with the same name but other parameters is recognised as a conflict.
     pub context: BTreeMap<String, String>,
+    /// The snapshot method that made the disk's data, for a snapshot or a volume made from a
+    /// source.
+    pub method: Option<Method>,
+    /// True while the data is still being copied in: the disk is not usable yet.
+    pub pending: bool,
 }
 
 /// Why a comment could not be read as [`Metadata`].
@@ -137,7 +143,8 @@ const MARK: &str = "rds-csi:";
 const VERSION: &str = "1";
 
 impl Metadata {
-    /// `rds-csi:1,kind:volume,name:<percent-encoded>,created:<secs>,requested:<bytes>[,source:<slot>]`.
+    /// `rds-csi:1,kind:volume,name:<percent-encoded>,created:<secs>,requested:<bytes>[,source:<slot>]`
+    /// `[,context:<percent-encoded>][,method:<method>][,pending:1]`.
     ///
     /// No spaces (so a comment wrapped by `print detail` rejoins exactly), no `;` or `=` (so the
     /// `as-value` form stays readable) and nothing [`crate::rds::value::quote`] must escape. The
@@ -163,6 +170,13 @@ impl Metadata {
                 .collect();
             text.push_str(",context:");
             text.push_str(&percent_encode(&pairs.join("&")));
+        }
+        if let Some(method) = self.method {
+            text.push_str(",method:");
+            text.push_str(method.as_str());
+        }
+        if self.pending {
+            text.push_str(",pending:1");
         }
         Comment::new(&text)
     }
@@ -192,6 +206,7 @@ impl Metadata {
 fn parse_fields(fields: &str) -> Result<Metadata, String> {
     let (mut kind, mut name, mut created, mut requested, mut source, mut context) =
         (None, None, None, None, None, None);
+    let (mut method, mut pending) = (None, None);
     for field in fields.split(',') {
         let (key, value) = field
             .split_once(':')
@@ -203,6 +218,8 @@ fn parse_fields(fields: &str) -> Result<Metadata, String> {
             "requested" => &mut requested,
             "source" => &mut source,
             "context" => &mut context,
+            "method" => &mut method,
+            "pending" => &mut pending,
             _ => continue,
         };
         if slot.replace(value).is_some() {
@@ -224,6 +241,15 @@ fn parse_fields(fields: &str) -> Result<Metadata, String> {
         created: number(created, "created")?,
         requested_bytes: number(requested, "requested")?,
         context: context.map_or(Ok(BTreeMap::new()), parse_context)?,
+        method: method
+            .map(|m| m.parse::<Method>())
+            .transpose()
+            .map_err(|e| e.to_string())?,
+        pending: match pending {
+            None => false,
+            Some("1") => true,
+            Some(other) => return Err(format!("pending {other:?} is not 1")),
+        },
     })
 }
 
@@ -395,6 +421,8 @@ mod tests {
             created: 0,
             requested_bytes: 0,
             context: BTreeMap::new(),
+            method: None,
+            pending: false,
         };
         let read = Metadata::parse(stored.to_comment().unwrap().as_str()).unwrap();
         assert_ne!(read.csi_name, b);
@@ -451,6 +479,8 @@ mod tests {
             created: 1_732_550_000,
             requested_bytes: 1_073_741_824,
             context: BTreeMap::new(),
+            method: None,
+            pending: false,
         };
         let comment = metadata.to_comment().unwrap();
         assert_eq!(
@@ -459,6 +489,45 @@ mod tests {
              requested:1073741824,source:pvc-8f2e4b1c3d5a4e6f9a7b0c1d2e3f"
         );
         assert_eq!(Metadata::parse(comment.as_str()).unwrap(), metadata);
+    }
+
+    #[test]
+    fn snapshot_method_and_pending_copy_round_trip() {
+        let metadata = Metadata {
+            kind: IdKind::Snapshot,
+            csi_name: "s".into(),
+            source: Some(volume_id("v")),
+            created: 1,
+            requested_bytes: 4096,
+            context: BTreeMap::new(),
+            method: Some(Method::DiskCopy),
+            pending: true,
+        };
+        let comment = metadata.to_comment().unwrap();
+        assert!(
+            comment.as_str().ends_with(",method:disk-copy,pending:1"),
+            "{comment}"
+        );
+        assert_eq!(Metadata::parse(comment.as_str()).unwrap(), metadata);
+        let done = Metadata {
+            pending: false,
+            ..metadata
+        };
+        let comment = done.to_comment().unwrap();
+        assert!(!comment.as_str().contains("pending"), "{comment}");
+        assert_eq!(Metadata::parse(comment.as_str()).unwrap(), done);
+        for damaged in [
+            "rds-csi:1,kind:snapshot,name:s,created:1,requested:2,method:rsync",
+            "rds-csi:1,kind:snapshot,name:s,created:1,requested:2,pending:yes",
+        ] {
+            assert!(
+                matches!(
+                    Metadata::parse(damaged),
+                    Err(MetadataError::Malformed { .. })
+                ),
+                "{damaged}"
+            );
+        }
     }
 
     #[test]
@@ -505,6 +574,8 @@ mod tests {
             created: u64::MAX,
             requested_bytes: u64::MAX,
             context: BTreeMap::new(),
+            method: None,
+            pending: false,
         };
         assert_eq!(metadata.csi_name.len(), 128);
         assert!(metadata.to_comment().is_ok());

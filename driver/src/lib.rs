@@ -11,3 +11,4 @@ pub mod identity;
 pub mod ids;
 pub mod rds;
 pub mod service;
+pub mod snapshot;

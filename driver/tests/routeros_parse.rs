@@ -7,6 +7,7 @@ use rds_csi::rds::parse::{
     DiskRecord, PoolRecord, Record, parse_as_value, parse_detail, parse_json,
 };
 use rds_csi::rds::value::{Slot, quote};
+use rds_csi::snapshot::Method;
 
 const EXPORTED_FILE: &str = include_str!("fixtures/routeros/disk_print_exported_file.txt");
 const RAID: &str = include_str!("fixtures/routeros/disk_print_raid.txt");
@@ -555,9 +556,11 @@ proptest! {
         source in proptest::option::of("[a-z0-9][a-z0-9-]{0,31}"),
         created in any::<u64>(),
         requested_bytes in any::<u64>(),
+        method in proptest::option::of(prop_oneof![Just(Method::CopyFrom), Just(Method::DiskCopy)]),
+        pending in any::<bool>(),
         limit in 39usize..240,
     ) {
-        let metadata = Metadata { kind, csi_name, source: source.map(|s| Slot::parse(&s).unwrap()), created, requested_bytes, context: Default::default() };
+        let metadata = Metadata { kind, csi_name, source: source.map(|s| Slot::parse(&s).unwrap()), created, requested_bytes, context: Default::default(), method, pending };
         let comment = metadata.to_comment().unwrap();
         let text = comment.as_str();
         prop_assert!(!text.contains([' ', ';', '=', '"', '\\', '$']), "{}", text);

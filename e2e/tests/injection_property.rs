@@ -493,6 +493,8 @@ fn check_add(
         created: metadata.created,
         requested_bytes: case.required_bytes,
         context: intended.context.clone(),
+        method: None,
+        pending: false,
     };
     if metadata != wanted {
         return Err(format!(
@@ -533,6 +535,8 @@ fn driver_line(case: &Case, layout: &Layout) -> Result<(Cmd, Parameters), String
             .iter()
             .map(|(k, v)| (k.clone(), v.clone()))
             .collect(),
+        method: None,
+        pending: false,
     };
     let comment = metadata.to_comment().map_err(|e| e.to_string())?;
     let pool = RosPath::parse(&layout.pool).expect("a valid pool");

@@ -171,6 +171,14 @@ pub(super) const KEYS: &[Key] = &[
         },
     },
     Key {
+        toml: "controller.snapshotMethod",
+        env: "RDS_CSI_CONTROLLER_SNAPSHOT_METHOD",
+        set: |c, v| {
+            c.controller.snapshot_method = v.trim().parse().map_err(|e| format!("{e}"))?;
+            Ok(())
+        },
+    },
+    Key {
         toml: "node.nodeId",
         env: "RDS_CSI_NODE_NODE_ID",
         set: |c, v| {
@@ -205,6 +213,7 @@ mod tests {
             ("RDS_CSI_RDS_ADDRESS", "fd00::5"),
             ("RDS_CSI_RDS_SSH_PORT", "2222"),
             ("RDS_CSI_CONTROLLER_MAX_VOLUMES_PER_NODE", "7"),
+            ("RDS_CSI_CONTROLLER_SNAPSHOT_METHOD", "disk-copy"),
             ("RDS_CSI_NODE_HOST_NQN", "nqn.2014-08.org.nvmexpress:uuid:1"),
         ]);
         config
@@ -212,6 +221,10 @@ mod tests {
             .unwrap();
         assert_eq!(config.rds.ssh_addr(), "[fd00::5]:2222");
         assert_eq!(config.controller.max_volumes_per_node, 7);
+        assert_eq!(
+            config.controller.snapshot_method,
+            crate::snapshot::Method::DiskCopy
+        );
         assert_eq!(
             config.node.host_nqn.as_deref(),
             Some("nqn.2014-08.org.nvmexpress:uuid:1")

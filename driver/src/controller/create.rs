@@ -6,11 +6,12 @@
 //! the comment, never silently shared.
 
 use std::collections::BTreeMap;
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use tonic::Status;
 
 use super::capacity::Range;
+use super::snapshot::{now, recorded_target, target};
+use super::source::ContentSource;
 use super::volume::{metadata, require, to_volume};
 use super::{ControllerService, Parameters, capability};
 use crate::csi::v1::{CreateVolumeRequest, CreateVolumeResponse};
@@ -18,6 +19,7 @@ use crate::ids::{self, IdKind, Metadata};
 use crate::rds::command::{DiskSpec, NvmeExport};
 use crate::rds::disk::ErrorKind;
 use crate::rds::parse::DiskRecord;
+use crate::rds::value::Slot;
 
 /// What external-provisioner's `--extra-create-metadata` adds, for the logs.
 const PVC_NAMESPACE: &str = "csi.storage.k8s.io/pvc/namespace";
@@ -31,13 +33,6 @@ impl ControllerService {
         require("name", &request.name)?;
         check_name(&request.name)?;
         capability::check_all(&request.volume_capabilities)?;
-        if request.volume_content_source.is_some() {
-            return Err(Status::invalid_argument(
-                "volume_content_source is not supported: this driver cannot create a volume \
-                 from a snapshot or another volume yet (it does not advertise \
-                 CREATE_DELETE_SNAPSHOT or CLONE_VOLUME)",
-            ));
-        }
         if !request.mutable_parameters.is_empty() {
             return Err(Status::invalid_argument(
                 "mutable_parameters (a VolumeAttributesClass) are not supported: this driver \
@@ -52,19 +47,38 @@ impl ControllerService {
             tracing::info!(pvc = %format_args!("{namespace}/{claim}"), "creating a volume");
         }
         let range = Range::of(request.capacity_range.as_ref())?;
-        let spec = self.spec(&request, &params, &range)?;
+        let source = match &request.volume_content_source {
+            Some(source) => Some(self.content_source(source).await?),
+            None => None,
+        };
+        let (spec, metadata) = self.spec(&request, &params, &range, source.as_ref())?;
 
         let _volume = self.locks.try_lock(spec.slot.as_str())?;
         let _turn = self.creates.acquire().await;
         if let Some(disk) = self.rds.find(&spec.slot).await? {
-            return self.existing(&request.name, &spec, &range, disk, params);
+            return self
+                .existing(&request.name, &spec, &range, disk, params, source.as_ref())
+                .await;
+        }
+        if let Some(source) = &source {
+            self.verify(source.method).await?;
+            let target = target(spec, &metadata)?;
+            let disk = source
+                .method
+                .implementation()
+                .restore(&self.rds, &source.slot, &target)
+                .await?;
+            return Ok(answer(&disk, params));
         }
         match self.rds.create(&spec).await {
             Ok(disk) => Ok(answer(&disk, params)),
             // Another controller (or an earlier, abandoned attempt) added the slot meanwhile.
             Err(error) if error.kind() == ErrorKind::AlreadyExists => {
                 match self.rds.find(&spec.slot).await? {
-                    Some(disk) => self.existing(&request.name, &spec, &range, disk, params),
+                    Some(disk) => {
+                        self.existing(&request.name, &spec, &range, disk, params, None)
+                            .await
+                    }
                     None => Err(error.into()),
                 }
             }
@@ -72,13 +86,14 @@ impl ControllerService {
         }
     }
 
-    /// The disk this request asks for.
+    /// The disk this request asks for, and the metadata its comment records.
     fn spec(
         &self,
         request: &CreateVolumeRequest,
         params: &Parameters,
         range: &Range,
-    ) -> Result<DiskSpec, Status> {
+        source: Option<&ContentSource>,
+    ) -> Result<(DiskSpec, Metadata), Status> {
         let slot = ids::volume_id(&request.name);
         let settings = &self.settings;
         let dir = params.base_dir.as_ref().unwrap_or(&settings.base_dir);
@@ -87,16 +102,16 @@ impl ControllerService {
         let metadata = Metadata {
             kind: IdKind::Volume,
             csi_name: request.name.clone(),
-            source: None,
-            created: SystemTime::now()
-                .duration_since(UNIX_EPOCH)
-                .map_or(0, |since| since.as_secs()),
+            source: source.map(|s| s.slot.clone()),
+            created: now(),
             requested_bytes: range.required,
             context: params
                 .volume_context
                 .iter()
                 .map(|(k, v)| (k.clone(), v.clone()))
                 .collect(),
+            method: source.map(|s| s.method),
+            pending: false,
         };
         let comment = metadata.to_comment().map_err(|e| {
             Status::invalid_argument(format!(
@@ -104,27 +119,33 @@ impl ControllerService {
                 request.name
             ))
         })?;
-        Ok(DiskSpec {
+        let size = match source {
+            Some(source) => source.size_for(range)?,
+            None => range.size()?,
+        };
+        let spec = DiskSpec {
             file_path: ids::disk_path(&settings.pool, dir, &slot),
             slot,
-            size: range.size()?,
+            size,
             export: Some(NvmeExport {
                 port: params.nvme_port.unwrap_or(settings.nvme_port),
                 nqn,
             }),
             comment: Some(comment),
-        })
+        };
+        Ok((spec, metadata))
     }
 
-    /// The answer for a disk already in the slot: this volume if compatible, else
-    /// ALREADY_EXISTS saying what differs.
-    fn existing(
+    /// The answer for a disk already in the slot: this volume if compatible (its copy
+    /// completed if an earlier call left it pending), else ALREADY_EXISTS saying what differs.
+    async fn existing(
         &self,
         name: &str,
         spec: &DiskSpec,
         range: &Range,
         disk: DiskRecord,
         params: Parameters,
+        source: Option<&ContentSource>,
     ) -> Result<CreateVolumeResponse, Status> {
         let slot = &spec.slot;
         let conflict = |what: String| {
@@ -182,6 +203,24 @@ impl ControllerService {
                 "with parameters {:?}, not {wanted:?}",
                 recorded.context
             ));
+        }
+        let wanted_source = source.map(|s| &s.slot);
+        if recorded.source.as_ref() != wanted_source {
+            let shown = |slot: Option<&Slot>| slot.map_or("no source", Slot::as_str).to_owned();
+            return conflict(format!(
+                "made from {}, not from {}",
+                shown(recorded.source.as_ref()),
+                shown(wanted_source)
+            ));
+        }
+        if let (true, Some(source)) = (recorded.pending, source) {
+            let target = recorded_target(&disk, &recorded)?;
+            let method = recorded.method.unwrap_or(source.method);
+            let disk = method
+                .implementation()
+                .resume(&self.rds, &source.slot, &target)
+                .await?;
+            return Ok(answer(&disk, params));
         }
         Ok(answer(&disk, params))
     }

@@ -19,6 +19,7 @@ use std::num::NonZeroU16;
 
 use super::capability::FS_TYPES;
 use crate::rds::value::RosPath;
+use crate::snapshot::Method;
 
 pub const FS_TYPE: &str = "fsType";
 pub const BASE_DIR: &str = "baseDir";
@@ -104,9 +105,59 @@ impl Parameters {
     }
 }
 
+/// The VolumeSnapshotClass parameter that picks the snapshot method.
+pub const METHOD: &str = "method";
+
+/// The snapshot method a VolumeSnapshotClass asks for (`None`: the configured one). `method` is
+/// its only parameter besides the sidecars' `csi.storage.k8s.io/*` keys.
+pub fn snapshot_method(parameters: &HashMap<String, String>) -> Result<Option<Method>, String> {
+    let mut method = None;
+    for (key, value) in parameters {
+        match key.as_str() {
+            METHOD => {
+                method = Some(value.parse::<Method>().map_err(|e| {
+                    format!("VolumeSnapshotClass parameter {METHOD}={value:?}: {e}")
+                })?);
+            }
+            other if other.starts_with(SIDECAR_PREFIX) => {}
+            _ => {
+                return Err(format!(
+                    "unknown VolumeSnapshotClass parameter {key:?}: the only parameter is {METHOD}"
+                ));
+            }
+        }
+    }
+    Ok(method)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn snapshot_classes_pick_a_method_or_none() {
+        let map = |pairs: &[(&str, &str)]| -> HashMap<String, String> {
+            pairs
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect()
+        };
+        assert_eq!(snapshot_method(&map(&[])), Ok(None));
+        assert_eq!(
+            snapshot_method(&map(&[
+                ("method", "disk-copy"),
+                ("csi.storage.k8s.io/volumesnapshot/name", "s")
+            ])),
+            Ok(Some(Method::DiskCopy))
+        );
+        let error = snapshot_method(&map(&[("method", "rsync")])).unwrap_err();
+        assert!(error.contains("method=\"rsync\""), "{error}");
+        let error = snapshot_method(&map(&[("Method", "copy-from")])).unwrap_err();
+        assert!(
+            error.contains("unknown VolumeSnapshotClass parameter"),
+            "{error}"
+        );
+    }
 
     fn parse(pairs: &[(&str, &str)]) -> Result<Parameters, String> {
         Parameters::parse(

@@ -4,6 +4,8 @@ use tonic::Status;
 
 use crate::guard::Busy;
 use crate::rds::disk::{ErrorKind, RdsError};
+use crate::snapshot::SnapshotError;
+use crate::snapshot::verified::Refused;
 
 impl From<RdsError> for Status {
     fn from(error: RdsError) -> Status {
@@ -16,6 +18,28 @@ impl From<RdsError> for Status {
             ErrorKind::OutOfSpace => Status::resource_exhausted(message),
             ErrorKind::Misconfigured => Status::failed_precondition(message),
             ErrorKind::Internal => Status::internal(message),
+        }
+    }
+}
+
+impl From<SnapshotError> for Status {
+    fn from(error: SnapshotError) -> Status {
+        match error {
+            SnapshotError::Rds(error) => error.into(),
+            // Retrying copies again into the disk the copy left.
+            incomplete @ SnapshotError::Incomplete { .. } => {
+                Status::aborted(incomplete.to_string())
+            }
+        }
+    }
+}
+
+/// A method that does not copy data is a fact of the appliance a person must act on.
+impl From<Refused> for Status {
+    fn from(refused: Refused) -> Status {
+        match refused {
+            Refused::Rds(error) => error.into(),
+            no_data @ Refused::NoData { .. } => Status::failed_precondition(no_data.to_string()),
         }
     }
 }

@@ -8,7 +8,7 @@
 use std::fmt;
 use std::num::NonZeroU16;
 
-use super::value::{ByteSize, Comment, Nqn, RosPath, Slot, quote};
+use super::value::{ByteSize, Comment, FileText, Nqn, RosPath, Slot, quote};
 
 /// The NVMe/TCP port RouterOS targets listen on by default.
 pub const DEFAULT_NVME_PORT: NonZeroU16 = NonZeroU16::new(4420).expect("4420 is not zero");
@@ -76,26 +76,66 @@ impl Cmd {
     /// into the volume (after a restart it would otherwise find and mount it while the node
     /// has it mounted too); the real RDS LUN scripts set it the same way.
     pub fn disk_add(spec: &DiskSpec) -> Cmd {
-        let mut line = Line::new("/disk add")
+        disk_args(Line::new("/disk add"), spec).silent()
+    }
+
+    /// `/disk add copy-from=[find where slot="<from>"]` followed by the arguments of
+    /// [`Cmd::disk_add`], and `nvme-tcp-export=no` when `spec` is not exported.
+    ///
+    /// What RouterOS copies is unverified (routeros/README.md, assumption 1): documented as a
+    /// copy of the item's settings, so every property that matters is given explicitly and the
+    /// export is refused outright for a disk that must not be exported, rather than inherited.
+    pub fn disk_add_copy_of(from: &Slot, spec: &DiskSpec) -> Cmd {
+        let line = disk_args(Line::new("/disk add").find_arg("copy-from", from), spec);
+        match spec.export {
+            Some(_) => line,
+            None => line.arg("nvme-tcp-export", Arg::Keyword("no")),
+        }
+        .silent()
+    }
+
+    /// `/disk add type=file file-path="…" slot="…" mount-filesystem=no`: a disk over a file that
+    /// exists already (without `file-size` RouterOS attaches the file as it is).
+    pub fn disk_attach(slot: &Slot, file: &RosPath) -> Cmd {
+        Line::new("/disk add")
             .arg("type", Arg::Keyword("file"))
-            .arg("file-path", Arg::Text(spec.file_path.as_str()))
-            .arg("file-size", Arg::Number(spec.size.get()))
-            .arg("slot", Arg::Text(spec.slot.as_str()))
-            .arg("mount-filesystem", Arg::Keyword("no"));
-        if let Some(export) = &spec.export {
-            line = line
-                .arg("nvme-tcp-export", Arg::Keyword("yes"))
-                .arg(
-                    "nvme-tcp-server-port",
-                    Arg::Number(export.port.get().into()),
-                )
-                .arg("nvme-tcp-server-nqn", Arg::Text(export.nqn.as_str()))
-                .arg("nvme-tcp-server-allow-host-name", Arg::Text(FENCED_HOST));
-        }
-        if let Some(comment) = &spec.comment {
-            line = line.arg("comment", Arg::Text(comment.as_str()));
-        }
-        line.silent()
+            .arg("file-path", Arg::Text(file.as_str()))
+            .arg("slot", Arg::Text(slot.as_str()))
+            .arg("mount-filesystem", Arg::Keyword("no"))
+            .silent()
+    }
+
+    /// `/disk copy src="<src>" dst="<dst>"`: a full block copy that prints its progress as
+    /// `status: <copied> / <total> (<pct>%)` (REFERENCE.md §6.5).
+    pub fn disk_copy(src: &Slot, dst: &Slot) -> Cmd {
+        Line::new("/disk copy")
+            .arg("src", Arg::Text(src.as_str()))
+            .arg("dst", Arg::Text(dst.as_str()))
+            .prints()
+    }
+
+    /// `/disk set [find where slot="…"] comment="…"`.
+    pub fn disk_set_comment(slot: &Slot, comment: &Comment) -> Cmd {
+        Line::new("/disk set")
+            .find_slot(slot)
+            .arg("comment", Arg::Text(comment.as_str()))
+            .silent()
+    }
+
+    /// `/file add name="<path>" contents="…"`: a small file with known contents.
+    pub fn file_add_text(path: &RosPath, text: &FileText) -> Cmd {
+        Line::new("/file add")
+            .arg("name", Arg::Text(path.as_str()))
+            .arg("contents", Arg::Text(text.as_str()))
+            .silent()
+    }
+
+    /// `/file get "<path>" contents`: prints the file's contents (files under 60 KiB).
+    pub fn file_get_contents(path: &RosPath) -> Cmd {
+        Line::new("/file get")
+            .unnamed(path.as_str())
+            .keyword("contents")
+            .prints()
     }
 
     /// `/disk set [find where slot="…"] file-size=<bytes>` (growing is unverified on hardware:
@@ -185,6 +225,30 @@ impl fmt::Display for Cmd {
     }
 }
 
+/// The arguments of a new file disk, after the verb (and a `copy-from`).
+fn disk_args(line: Line, spec: &DiskSpec) -> Line {
+    let mut line = line
+        .arg("type", Arg::Keyword("file"))
+        .arg("file-path", Arg::Text(spec.file_path.as_str()))
+        .arg("file-size", Arg::Number(spec.size.get()))
+        .arg("slot", Arg::Text(spec.slot.as_str()))
+        .arg("mount-filesystem", Arg::Keyword("no"));
+    if let Some(export) = &spec.export {
+        line = line
+            .arg("nvme-tcp-export", Arg::Keyword("yes"))
+            .arg(
+                "nvme-tcp-server-port",
+                Arg::Number(export.port.get().into()),
+            )
+            .arg("nvme-tcp-server-nqn", Arg::Text(export.nqn.as_str()))
+            .arg("nvme-tcp-server-allow-host-name", Arg::Text(FENCED_HOST));
+    }
+    if let Some(comment) = &spec.comment {
+        line = line.arg("comment", Arg::Text(comment.as_str()));
+    }
+    line
+}
+
 fn print(menu: &'static str, filter: &Filter, form: Form) -> Cmd {
     let inner = |as_value: &str| format!("{menu} print detail{as_value} where {}", filter.render());
     let line = match form {
@@ -242,10 +306,17 @@ impl Line {
 
     /// `[find where slot="…"]` as the item selector.
     fn find_slot(mut self, slot: &Slot) -> Self {
-        self.0.push_str(" [find where ");
-        self.0
-            .push_str(&Filter::equals("slot", slot.as_str()).render());
-        self.0.push(']');
+        self.0.push(' ');
+        self.0.push_str(&find_where_slot(slot));
+        self
+    }
+
+    /// `name=[find where slot="…"]`: an argument naming another item.
+    fn find_arg(mut self, name: &'static str, slot: &Slot) -> Self {
+        self.0.push(' ');
+        self.0.push_str(name);
+        self.0.push('=');
+        self.0.push_str(&find_where_slot(slot));
         self
     }
 
@@ -262,6 +333,13 @@ impl Line {
             silent: false,
         }
     }
+}
+
+fn find_where_slot(slot: &Slot) -> String {
+    format!(
+        "[find where {}]",
+        Filter::equals("slot", slot.as_str()).render()
+    )
 }
 
 /// A `where` condition on one property, its operand always quoted.
@@ -442,6 +520,58 @@ mod tests {
             Cmd::file_print_under(&path("pool.1/csi"), Form::Detail).as_str(),
             "/file print detail where name~\"^pool\\\\.1/csi/\""
         );
+    }
+
+    #[test]
+    fn copies_name_their_source_by_quoted_slot() {
+        let snapshot = DiskSpec {
+            slot: slot("snap-x"),
+            file_path: path("raid10/csi/snap-x.img"),
+            export: None,
+            ..spec()
+        };
+        assert_eq!(
+            Cmd::disk_add_copy_of(&slot("pvc-x"), &snapshot).as_str(),
+            "/disk add copy-from=[find where slot=\"pvc-x\"] type=file \
+             file-path=\"raid10/csi/snap-x.img\" file-size=1073741824 slot=\"snap-x\" \
+             mount-filesystem=no comment=\"rds-csi:1,kind:volume\" nvme-tcp-export=no"
+        );
+        let restored = Cmd::disk_add_copy_of(&slot("snap-x"), &spec());
+        assert!(
+            restored
+                .as_str()
+                .starts_with("/disk add copy-from=[find where slot=\"snap-x\"] type=file "),
+            "{restored}"
+        );
+        assert!(restored.as_str().contains(" nvme-tcp-export=yes "));
+        assert!(!restored.as_str().contains("nvme-tcp-export=no"));
+        let copy = Cmd::disk_copy(&slot("pvc-x"), &slot("snap-x"));
+        assert_eq!(copy.as_str(), "/disk copy src=\"pvc-x\" dst=\"snap-x\"");
+        assert!(!copy.is_silent());
+        assert_eq!(
+            Cmd::disk_attach(&slot("probe-a"), &path("raid10/csi/probe-a.img")).as_str(),
+            "/disk add type=file file-path=\"raid10/csi/probe-a.img\" slot=\"probe-a\" \
+             mount-filesystem=no"
+        );
+        assert_eq!(
+            Cmd::disk_set_comment(&slot("snap-x"), &Comment::new("a \"b\"").unwrap()).as_str(),
+            "/disk set [find where slot=\"snap-x\"] comment=\"a \\\"b\\\"\""
+        );
+    }
+
+    #[test]
+    fn small_files_are_written_and_read_quoted() {
+        let file = path("raid10/csi/probe.img");
+        let text = FileText::new("known $text").unwrap();
+        let add = Cmd::file_add_text(&file, &text);
+        assert_eq!(
+            add.as_str(),
+            "/file add name=\"raid10/csi/probe.img\" contents=\"known \\$text\""
+        );
+        assert!(add.is_silent());
+        let get = Cmd::file_get_contents(&file);
+        assert_eq!(get.as_str(), "/file get \"raid10/csi/probe.img\" contents");
+        assert!(!get.is_silent());
     }
 
     #[test]

@@ -16,6 +16,7 @@
 //! wrapping. The JSON form is documented but not captured from an RDS, and RouterOS has been seen
 //! printing JSON numbers as `443.000000`, which would also lose precision above 2^53 bytes.
 
+mod copy;
 mod error;
 mod verify;
 
@@ -24,6 +25,7 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::{Mutex, OnceCell};
 
+pub use copy::CopyProgress;
 pub use error::{ErrorKind, RdsError};
 
 use super::command::{Cmd, DiskQuery, DiskSpec, Form};
@@ -120,14 +122,18 @@ impl RdsClient {
     /// and decides. A backing file left without a disk (an earlier add that failed between
     /// creating the file and committing the disk) is removed and the add made once more.
     pub async fn create(&self, spec: &DiskSpec) -> Result<DiskRecord, RdsError> {
+        self.add(&Cmd::disk_add(spec), spec).await
+    }
+
+    /// Runs `cmd`, a `/disk add` of `spec`, as [`RdsClient::create`] describes.
+    async fn add(&self, cmd: &Cmd, spec: &DiskSpec) -> Result<DiskRecord, RdsError> {
         self.check_version().await?;
         let _turn = self.mutations.lock().await;
-        let cmd = Cmd::disk_add(spec);
-        match self.run_silent(&cmd).await {
+        match self.run_silent(cmd).await {
             Ok(()) => {}
             Err(error) if error.is_ambiguous() => {
                 return match self.find(&spec.slot).await {
-                    Ok(Some(disk)) => check_created(&cmd, spec, disk),
+                    Ok(Some(disk)) => check_created(cmd, spec, disk),
                     Ok(None) | Err(_) => Err(error),
                 };
             }
@@ -140,12 +146,12 @@ impl RdsClient {
                     "removing a backing file that no disk uses, left by an earlier create"
                 );
                 self.remove_file(&spec.file_path).await?;
-                self.run_silent(&cmd).await?;
+                self.run_silent(cmd).await?;
             }
             Err(error) => return Err(error),
         }
-        let disk = self.read_back(&cmd, &spec.slot).await?;
-        check_created(&cmd, spec, disk)
+        let disk = self.read_back(cmd, &spec.slot).await?;
+        check_created(cmd, spec, disk)
     }
 
     /// Grows the disk's file to `size` bytes.

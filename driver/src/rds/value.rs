@@ -34,6 +34,11 @@ pub enum ValueError {
     Comment { reason: String },
     #[error("size {value} is not usable: a size is a whole number of bytes from 1 to {max}", max = ByteSize::MAX)]
     Size { value: String },
+    #[error(
+        "file text is not usable: {reason}; it is 1 to {max} bytes of printable ASCII",
+        max = FileText::MAX_LEN
+    )]
+    FileText { reason: String },
 }
 
 /// A `/disk` slot: `^[a-z0-9][a-z0-9-]{0,31}$`.
@@ -249,6 +254,33 @@ impl Comment {
     }
 }
 
+/// The contents of a small file written with `/file add … contents=`: printable ASCII only, so
+/// `/file get … contents` prints it back unchanged and a comparison is exact.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct FileText(String);
+
+impl FileText {
+    /// Well under the 60 KiB that `/file get … contents` returns (REFERENCE.md §9.1).
+    pub const MAX_LEN: usize = 4096;
+
+    pub fn new(text: &str) -> Result<Self, ValueError> {
+        let reason = if text.is_empty() {
+            "it is empty".to_owned()
+        } else if text.len() > Self::MAX_LEN {
+            format!("it is {} bytes long", text.len())
+        } else if let Some(bad) = text.chars().find(|&c| !matches!(c, ' '..='~')) {
+            format!("it contains {bad:?}")
+        } else {
+            return Ok(Self(text.to_owned()));
+        };
+        Err(ValueError::FileText { reason })
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
 /// A size in bytes for `file-size`: from 1 to 2^63 − 1.
 ///
 /// RouterOS numbers are signed 64-bit (an inference: no public limit), and a zero-byte disk is
@@ -312,7 +344,7 @@ macro_rules! display_as_str {
         }
     )*};
 }
-display_as_str!(Slot, Nqn, RosPath, Comment);
+display_as_str!(Slot, Nqn, RosPath, Comment, FileText);
 
 impl fmt::Display for ByteSize {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {

@@ -30,6 +30,8 @@ async fn conflicting_creates_are_already_exists() {
         created: 1,
         requested_bytes: 0,
         context: Default::default(),
+        method: None,
+        pending: false,
     }
     .to_comment()
     .unwrap();

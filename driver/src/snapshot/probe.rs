@@ -1,0 +1,178 @@
+//! Proof before trust: a small file with known contents, copied by a method, read back.
+//!
+//! The probe uses SSH alone. It writes `<dir>/probe-<nonce>-s.img` with `/file add contents=`,
+//! attaches it as a disk, lets the method copy that disk into `probe-<nonce>-d`, reads the
+//! copy with `/file get … contents` and compares. Then it removes both disks and files.
+
+use std::fmt;
+
+use rand::Rng;
+
+use super::{Method, Target};
+use crate::rds::command::DiskSpec;
+use crate::rds::disk::RdsClient;
+use crate::rds::value::{ByteSize, Comment, FileText, RosPath, Slot};
+
+/// What a probe showed about one method.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Verdict {
+    /// The copy read back with exactly the source's contents.
+    CopiesData,
+    /// The copy exists but does not hold the source's contents: the method copied the disk's
+    /// settings only.
+    CopiesSettingsOnly,
+    /// The method failed on this RDS; the text says where.
+    Unavailable(String),
+}
+
+impl Verdict {
+    pub fn copies_data(&self) -> bool {
+        *self == Verdict::CopiesData
+    }
+}
+
+impl fmt::Display for Verdict {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Verdict::CopiesData => f.write_str("copies data"),
+            Verdict::CopiesSettingsOnly => {
+                f.write_str("copies only settings (the copy does not hold the source's data)")
+            }
+            Verdict::Unavailable(reason) => write!(f, "unavailable: {reason}"),
+        }
+    }
+}
+
+/// One method's probe: the verdict, and what could not be cleaned up afterwards.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Outcome {
+    pub method: Method,
+    pub verdict: Verdict,
+    pub leftovers: Vec<String>,
+}
+
+/// The size of the probe file: one 512-byte sector.
+const PROBE_BYTES: usize = 512;
+
+/// Probes `method` in directory `dir` (`<pool>/<baseDir>`) of the RDS.
+pub async fn probe(rds: &RdsClient, dir: &RosPath, method: Method) -> Outcome {
+    let nonce = format!("{:012x}", rand::rng().random::<u64>() & 0xffff_ffff_ffff);
+    let name = |end: &str| {
+        let slot = Slot::parse(&format!("probe-{nonce}-{end}")).expect("a valid probe slot");
+        let file = dir
+            .child(&format!("{slot}.img"))
+            .expect("a slot plus .img is a valid path segment");
+        (slot, file)
+    };
+    let (source, target) = (name("s"), name("d"));
+    let verdict = match copy_and_compare(rds, method, &nonce, &source, &target).await {
+        Ok(verdict) => verdict,
+        Err(reason) => Verdict::Unavailable(reason),
+    };
+    let mut leftovers = Vec::new();
+    for (slot, file) in [&target, &source] {
+        if let Err(error) = rds.remove(slot, file).await {
+            leftovers.push(format!(
+                "remove disk {slot} and file {file} by hand: {error}"
+            ));
+        }
+    }
+    Outcome {
+        method,
+        verdict,
+        leftovers,
+    }
+}
+
+/// Probes every method, one after the other.
+pub async fn probe_all(rds: &RdsClient, dir: &RosPath) -> Vec<Outcome> {
+    let mut outcomes = Vec::new();
+    for method in Method::ALL {
+        outcomes.push(probe(rds, dir, method).await);
+    }
+    outcomes
+}
+
+async fn copy_and_compare(
+    rds: &RdsClient,
+    method: Method,
+    nonce: &str,
+    (source, source_file): &(Slot, RosPath),
+    (target, target_file): &(Slot, RosPath),
+) -> Result<Verdict, String> {
+    let text = probe_text(nonce);
+    rds.write_file(source_file, &text)
+        .await
+        .map_err(|e| format!("writing the probe file failed: {e}"))?;
+    let attached = rds
+        .attach(source, source_file)
+        .await
+        .map_err(|e| format!("attaching the probe file as a disk failed: {e}"))?;
+    let size = attached
+        .size
+        .and_then(|s| ByteSize::new(s).ok())
+        .ok_or_else(|| format!("the probe disk {source} shows no size"))?;
+    let comment = Comment::new("rds-csi snapshot probe").expect("a valid comment");
+    let target_disk = Target {
+        spec: DiskSpec {
+            slot: target.clone(),
+            file_path: target_file.clone(),
+            size,
+            export: None,
+            comment: Some(comment.clone()),
+        },
+        pending_comment: comment,
+    };
+    method
+        .implementation()
+        .snapshot(rds, source, &target_disk)
+        .await
+        .map_err(|e| format!("copying with {method} failed: {e}"))?;
+    let copied = rds
+        .read_file(target_file)
+        .await
+        .map_err(|e| format!("reading the copy back failed: {e}"))?;
+    Ok(if copied == text.as_str() {
+        Verdict::CopiesData
+    } else {
+        Verdict::CopiesSettingsOnly
+    })
+}
+
+/// 512 bytes that name the probe run, so a stale file from another run never matches.
+fn probe_text(nonce: &str) -> FileText {
+    let line = format!("rds-csi snapshot probe {nonce} ");
+    let text: String = line.chars().cycle().take(PROBE_BYTES).collect();
+    FileText::new(&text).expect("printable ASCII within the limit")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_probe_text_is_one_sector_naming_the_run() {
+        let text = probe_text("0123456789ab");
+        assert_eq!(text.as_str().len(), PROBE_BYTES);
+        assert!(
+            text.as_str()
+                .starts_with("rds-csi snapshot probe 0123456789ab ")
+        );
+        assert_ne!(probe_text("a"), probe_text("b"));
+    }
+
+    #[test]
+    fn verdicts_say_what_they_mean() {
+        assert!(Verdict::CopiesData.copies_data());
+        assert!(!Verdict::CopiesSettingsOnly.copies_data());
+        assert!(
+            Verdict::CopiesSettingsOnly
+                .to_string()
+                .contains("only settings")
+        );
+        assert_eq!(
+            Verdict::Unavailable("no /disk copy".into()).to_string(),
+            "unavailable: no /disk copy"
+        );
+    }
+}
