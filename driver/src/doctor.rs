@@ -1,5 +1,8 @@
 //! `rds-csi doctor`: checks, one by one, what the driver needs from the RDS, and says what to fix.
-//! It only reads: nothing on the appliance changes.
+//! It only reads: nothing on the appliance changes. `--snapshots` adds the snapshot-method
+//! probes ([`snapshots`]), which write and remove small probe disks.
+
+pub mod snapshots;
 
 use crate::config::Config;
 use crate::rds::command::{Cmd, DiskQuery, Form};

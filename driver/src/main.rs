@@ -47,10 +47,15 @@ enum Command {
         #[arg(long)]
         data_dir: Option<PathBuf>,
     },
-    /// Check the RDS: SSH reachability, the pinned host key, the pool and the RouterOS version.
+    /// Check the RDS: SSH reachability, the pinned host key, the pool and the RouterOS version;
+    /// with --snapshots, which snapshot methods copy data.
     Doctor {
         #[arg(long, env = "RDS_CSI_CONFIG")]
         config: PathBuf,
+        /// Also probe which snapshot methods copy data (writes and removes small probe disks
+        /// under <pool>/<baseDir>).
+        #[arg(long)]
+        snapshots: bool,
     },
 }
 
@@ -120,14 +125,21 @@ async fn main() -> anyhow::Result<()> {
             serve(Driver::new(load(&s.config)?).await?, Mode::All, &s.endpoint).await
         }
         Command::Dev { endpoint, data_dir } => rds_csi::dev::run(&endpoint, data_dir).await,
-        Command::Doctor { config } => {
-            let report = rds_csi::doctor::run(&load(&config)?).await;
+        Command::Doctor { config, snapshots } => {
+            let config = load(&config)?;
+            let report = rds_csi::doctor::run(&config).await;
             print!("{report}");
-            if report.ok() {
-                Ok(())
-            } else {
+            if !report.ok() {
                 std::process::exit(1)
             }
+            if snapshots {
+                let probes = rds_csi::doctor::snapshots::probe(&config).await?;
+                print!("{probes}");
+                if !probes.ok() {
+                    std::process::exit(1)
+                }
+            }
+            Ok(())
         }
     }
 }

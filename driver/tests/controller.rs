@@ -12,3 +12,15 @@ mod identity;
 mod lifecycle;
 #[path = "controller/recovery.rs"]
 mod recovery;
+
+#[path = "controller/snapshot_data.rs"]
+mod snapshot_data;
+
+#[path = "controller/snapshot_faults.rs"]
+mod snapshot_faults;
+#[path = "controller/snapshot_lifecycle.rs"]
+mod snapshot_lifecycle;
+#[path = "controller/snapshot_probe.rs"]
+mod snapshot_probe;
+#[path = "controller/snapshot_restore.rs"]
+mod snapshot_restore;

@@ -1,0 +1,65 @@
+//! An unanswered snapshot command is settled by reading back, never duplicated.
+
+use rds_csi::snapshot::Method;
+
+use crate::snapshot_data::*;
+use crate::harness::*;
+
+#[tokio::test]
+async fn a_crash_after_the_first_snapshot_command_commits_is_retried_into_the_same_snapshot() {
+    for (method, pattern) in [
+        (Method::CopyFrom, "^/disk add copy-from=.* slot=\"snap-"),
+        (Method::DiskCopy, "^/disk add type=file .* slot=\"snap-"),
+    ] {
+        let mut plugin = Plugin::start().await;
+        let volume = plugin
+            .create(create_request("v", SIZE, 0))
+            .await
+            .unwrap()
+            .volume_id;
+        plugin.write_pattern(&volume, 5);
+        plugin
+            .sim()
+            .inject(&Fault::Crash {
+                pattern: pattern.into(),
+                point: CrashPoint::AfterCommit,
+                count: 1,
+            })
+            .unwrap();
+        // The first attempt may fail or settle by reading back; either way a retry answers
+        // the snapshot.
+        let first = plugin.snapshot("s", &volume, method).await;
+        let retried = plugin.snapshot("s", &volume, method).await.unwrap();
+        if let Ok(first) = first {
+            assert_eq!(first.snapshot_id, retried.snapshot_id);
+        }
+        assert!(retried.ready_to_use, "{method}");
+        let snapshots: Vec<_> = plugin
+            .state()
+            .disks
+            .into_iter()
+            .filter(|d| d.slot.starts_with("snap-"))
+            .collect();
+        assert_eq!(snapshots.len(), 1, "{method}: {snapshots:?}");
+        assert_eq!(
+            plugin.contents(&retried.snapshot_id, SIZE as u64),
+            plugin.contents(&volume, SIZE as u64),
+            "{method}"
+        );
+        let crashed = plugin
+            .sim()
+            .log_since(0)
+            .into_iter()
+            .filter(|record| regex_lite_match(pattern, &record.line))
+            .count();
+        assert!(crashed >= 1, "{method}: the fault never fired");
+    }
+}
+
+/// `pattern` is `^<literal prefix>.* <literal suffix>`: enough to count the matching lines
+/// without a regex dependency.
+fn regex_lite_match(pattern: &str, line: &str) -> bool {
+    let pattern = pattern.trim_start_matches('^');
+    let (prefix, suffix) = pattern.split_once(".*").unwrap();
+    line.starts_with(prefix) && line.contains(suffix.trim_start())
+}

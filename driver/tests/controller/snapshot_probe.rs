@@ -1,0 +1,102 @@
+//! Proof before trust: with `copy-from` copying only settings, the controller refuses it and
+//! names the method that works, and `rds-csi doctor --snapshots` says which methods copy data.
+
+use rds_csi::dev;
+use rds_csi::doctor::snapshots;
+use rds_csi::snapshot::Method;
+use rds_csi::snapshot::probe::Verdict;
+use rds_sim::store::CopySemantics;
+
+use crate::snapshot_data::*;
+use crate::harness::*;
+
+#[tokio::test]
+async fn copy_from_without_data_is_refused_and_disk_copy_works() {
+    let mut plugin = Plugin::start().await;
+    plugin.sim().set_copy_from(CopySemantics::Settings);
+    let volume = plugin
+        .create(create_request("v", SIZE, 0))
+        .await
+        .unwrap()
+        .volume_id;
+    plugin.write_pattern(&volume, 1);
+    let refused = plugin
+        .snapshot("s", &volume, Method::CopyFrom)
+        .await
+        .unwrap_err();
+    assert_eq!(refused.code(), Code::FailedPrecondition);
+    let message = refused.message();
+    assert!(
+        message.contains("copy-from does not copy data"),
+        "{message}"
+    );
+    assert!(message.contains("use disk-copy"), "{message}");
+    assert!(plugin.disk(&ids::snapshot_id("s").to_string()).is_none());
+    // The probe cleaned up after itself.
+    let probes: Vec<_> = plugin
+        .state()
+        .disks
+        .iter()
+        .filter(|d| d.slot.starts_with("probe-"))
+        .map(|d| d.slot.clone())
+        .collect();
+    assert!(probes.is_empty(), "{probes:?}");
+    assert!(
+        !plugin
+            .state()
+            .files
+            .iter()
+            .any(|f| f.name.contains("probe-"))
+    );
+
+    let snapshot = plugin
+        .snapshot("s", &volume, Method::DiskCopy)
+        .await
+        .unwrap();
+    assert!(snapshot.ready_to_use);
+    assert_eq!(
+        plugin.contents(&snapshot.snapshot_id, SIZE as u64),
+        plugin.contents(&volume, SIZE as u64)
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn doctor_reports_copy_from_in_both_switch_positions() {
+    let env = dev::start(None).await.unwrap();
+    let report = snapshots::probe(&env.config).await.unwrap();
+    assert_eq!(
+        report.verdict(Method::CopyFrom),
+        Some(&Verdict::CopiesData),
+        "{report}"
+    );
+    assert_eq!(
+        report.verdict(Method::DiskCopy),
+        Some(&Verdict::CopiesData),
+        "{report}"
+    );
+    assert!(report.ok(), "{report}");
+
+    env.sim.sim.set_copy_from(CopySemantics::Settings);
+    let report = snapshots::probe(&env.config).await.unwrap();
+    assert_eq!(
+        report.verdict(Method::CopyFrom),
+        Some(&Verdict::CopiesSettingsOnly),
+        "{report}"
+    );
+    assert_eq!(
+        report.verdict(Method::DiskCopy),
+        Some(&Verdict::CopiesData),
+        "{report}"
+    );
+    assert!(!report.ok());
+    let text = report.to_string();
+    assert!(
+        text.contains("set controller.snapshotMethod to disk-copy"),
+        "{text}"
+    );
+    assert!(
+        report.outcomes.iter().all(|o| o.leftovers.is_empty()),
+        "{report}"
+    );
+    env.sim.shutdown().await;
+}
