@@ -195,7 +195,7 @@ fn duplicate_arguments_are_refused() {
 #[test]
 fn substitution_and_unnamed_items() {
     let c = one(r#"/disk remove [find where slot="pvc-1"]"#);
-    let Some(Arg::Sub(inner)) = &c.unnamed else {
+    let [Arg::Sub(inner)] = c.unnamed.as_slice() else {
         panic!("expected a substitution, got {:?}", c.unnamed)
     };
     let Statement::Menu(find) = inner.as_ref() else {
@@ -216,8 +216,28 @@ fn substitution_and_unnamed_items() {
         })
     );
     let c = one(r#"/disk monitor-traffic "pvc-1" once"#);
-    assert_eq!(text(c.unnamed.as_ref().unwrap()), "pvc-1");
+    assert_eq!(text(&c.unnamed[0]), "pvc-1");
     assert_eq!(c.switches, vec!["once"]);
+}
+
+#[test]
+fn get_takes_an_item_then_a_value_name() {
+    let c = one(r#"/file get "storage-pool/probe/a.txt" contents"#);
+    let words: Vec<_> = c.unnamed.iter().map(text).collect();
+    assert_eq!(words, vec!["storage-pool/probe/a.txt", "contents"]);
+    let stmts = parse(":put [/file/get storage-pool/a.txt contents]", Menu::root()).unwrap();
+    let [Statement::Put(Arg::Sub(inner))] = stmts.as_slice() else {
+        panic!("expected :put [ … ], got {stmts:?}")
+    };
+    let Statement::Menu(get) = inner.as_ref() else {
+        panic!("expected a menu command, got {inner:?}")
+    };
+    assert_eq!((get.menu.path, get.verb.name), ("file", "get"));
+    assert_eq!(get.unnamed.len(), 2);
+    assert_eq!(
+        err("/file get a.txt contents size"),
+        "bad parameter size (line 1 column 26)"
+    );
 }
 
 #[test]

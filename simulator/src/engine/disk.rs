@@ -3,6 +3,7 @@
 //! Each mutating command works on a copy of the state and commits it atomically at the end, after
 //! the backing file is in place, so a crash never leaves a disk whose file is missing.
 
+use super::file::file_name;
 use super::items::POOL_ID;
 use super::{Args, Engine, Event, ExecError, Run, invalid};
 use crate::routeros::format;
@@ -29,15 +30,6 @@ fn check_slot(slot: &str) -> Result<(), ExecError> {
         return Err(failure("slot name too long (max 32 characters)"));
     }
     Ok(())
-}
-
-fn check_path(path: &str) -> Result<String, ExecError> {
-    let p = path.trim_start_matches('/');
-    let bad_segment = p.split('/').any(|s| s.is_empty() || s == "." || s == "..");
-    if p.is_empty() || bad_segment || p.chars().any(char::is_control) {
-        return Err(invalid("file-path"));
-    }
-    Ok(p.to_string())
 }
 
 fn port(args: &Args) -> Result<Option<u16>, ExecError> {
@@ -95,7 +87,7 @@ impl Engine {
         }
         check_compress(args)?;
         let path = match args.text("file-path") {
-            Some(p) => check_path(p)?,
+            Some(p) => file_name("file-path", p)?,
             None => return Err(failure("file-path must be set")),
         };
         if !self.store.on_mounted_disk(&path) || path == self.store.pool.name {

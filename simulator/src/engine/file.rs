@@ -1,9 +1,72 @@
-//! `/file remove`.
+//! `/file add|get|remove`.
 
 use super::items::{file_items, prop_text};
-use super::{Engine, ExecError};
+use super::{Args, Engine, ExecError, invalid};
+
+/// A `/file` name as RouterOS takes it: a leading `/` is accepted (`name=/flash/filename` in the
+/// Files page) and dropped; empty, `.` and `..` segments and control characters are refused.
+pub(super) fn file_name(param: &str, text: &str) -> Result<String, ExecError> {
+    let name = text.trim_start_matches('/');
+    let bad_segment = name
+        .split('/')
+        .any(|s| s.is_empty() || s == "." || s == "..");
+    if name.is_empty() || bad_segment || name.chars().any(char::is_control) {
+        return Err(invalid(param));
+    }
+    Ok(name.to_string())
+}
 
 impl Engine {
+    /// `/file add name=… [type=file|directory] [contents=…]`; returns the new entry's id.
+    pub(super) fn file_add(&mut self, args: &Args) -> Result<u32, ExecError> {
+        let name = match args.text("name") {
+            Some(n) => file_name("name", n)?,
+            None => return Err(ExecError("failure: name must be set".into())),
+        };
+        let directory = match args.text("type") {
+            None | Some("file") => false,
+            Some("directory") => true,
+            Some(_) => return Err(ExecError("input does not match any value of type".into())),
+        };
+        let contents = args.text("contents");
+        if directory && contents.is_some() {
+            return Err(ExecError("failure: a directory has no contents".into()));
+        }
+        let bytes = (!directory).then(|| contents.unwrap_or_default().as_bytes());
+        self.store.add_file(&name, bytes)?;
+        Ok(file_items(&self.store)
+            .iter()
+            .find(|i| prop_text(i, "name").as_deref() == Some(name.as_str()))
+            .map_or(0, |i| i.id))
+    }
+
+    /// `/file get <item> <value-name>`: a printed property, or `contents` (files up to 60 KiB).
+    pub(super) fn file_get(
+        &mut self,
+        ids: Vec<u32>,
+        value_name: Option<&String>,
+    ) -> Result<String, ExecError> {
+        let [id] = ids.as_slice() else {
+            return Err(ExecError("failure: get takes one item".into()));
+        };
+        let items = file_items(&self.store);
+        let item = items
+            .iter()
+            .find(|i| i.id == *id)
+            .ok_or_else(|| ExecError("no such item".into()))?;
+        let Some(value_name) = value_name else {
+            return Err(ExecError("failure: value-name must be set".into()));
+        };
+        if value_name == "contents" {
+            let name = prop_text(item, "name").unwrap_or_default();
+            let bytes = self.store.file_contents(&name)?;
+            // The console is text: bytes that are not UTF-8 print as U+FFFD (FIDELITY.md).
+            return Ok(String::from_utf8_lossy(&bytes).into_owned());
+        }
+        prop_text(item, value_name)
+            .ok_or_else(|| ExecError("input does not match any value of value-name".into()))
+    }
+
     pub(super) fn file_remove(&mut self, ids: Vec<u32>) -> Result<(), ExecError> {
         let items = file_items(&self.store);
         let names: Vec<String> = ids

@@ -116,6 +116,7 @@ pub struct LoggedCommand {
     /// `/disk/add`
     pub path: String,
     pub args: Vec<(String, String)>,
+    /// The unnamed parameters, separated by spaces.
     pub unnamed: Option<String>,
     pub switches: Vec<String>,
     pub filter: Option<String>,
@@ -278,10 +279,16 @@ impl Engine {
             };
             args.0.push((name.clone(), ty, value));
         }
-        let target = match &cmd.unnamed {
-            Some(arg) => Some(self.items_arg(cmd.menu, arg, run)?),
-            None => None,
-        };
+        // Unnamed parameters: the items a verb works on, then any further words (`get`'s
+        // value name).
+        let mut target = None;
+        let mut words = Vec::new();
+        for (arg, ty) in cmd.unnamed.iter().zip(cmd.verb.unnamed) {
+            match ty {
+                ArgType::Items => target = Some(self.items_arg(cmd.menu, arg, run)?),
+                _ => words.push(self.arg_text(arg, run)?),
+            }
+        }
         let has = |s: &str| cmd.switches.contains(&s);
         match (cmd.menu.path, cmd.verb.name) {
             (_, "print") => self.print(cmd, run, top, has),
@@ -308,6 +315,14 @@ impl Engine {
             ("disk", "monitor-traffic") => {
                 let text = self.disk_monitor(target.unwrap_or_default(), has("once"), run)?;
                 Ok((Val::Nothing, Some(text)))
+            }
+            ("file", "add") => {
+                let id = self.file_add(&args)?;
+                Ok((Val::Ids(vec![id]), None))
+            }
+            ("file", "get") => {
+                let value = self.file_get(target.unwrap_or_default(), words.first())?;
+                Ok((Val::Text(value), None))
             }
             ("file", "remove") => {
                 self.file_remove(target.unwrap_or_default())?;
@@ -510,7 +525,8 @@ fn log_entry(cmd: &Command) -> LoggedCommand {
             .iter()
             .map(|(n, a)| (n.clone(), render(a)))
             .collect(),
-        unnamed: cmd.unnamed.as_ref().map(render),
+        unnamed: (!cmd.unnamed.is_empty())
+            .then(|| cmd.unnamed.iter().map(render).collect::<Vec<_>>().join(" ")),
         switches: cmd.switches.iter().map(|s| s.to_string()).collect(),
         filter: cmd.filter.as_ref().map(filter::describe),
     }

@@ -31,8 +31,8 @@ pub struct Verb {
     pub params: &'static [(&'static str, ArgType)],
     /// Bare words that switch something on (`detail`, `once`).
     pub switches: &'static [&'static str],
-    /// The unnamed parameter, if the verb takes one.
-    pub unnamed: Option<ArgType>,
+    /// The unnamed parameters the verb takes, in order (`get <item> <value-name>` takes two).
+    pub unnamed: &'static [ArgType],
     /// Whether `where <expr>` may end the command.
     pub filter: bool,
 }
@@ -108,7 +108,7 @@ const fn print_verb() -> Verb {
         name: "print",
         params: PRINT_PARAMS,
         switches: PRINT_SWITCHES,
-        unnamed: None,
+        unnamed: &[],
         filter: true,
     }
 }
@@ -118,7 +118,7 @@ const fn find_verb() -> Verb {
         name: "find",
         params: &[],
         switches: &[],
-        unnamed: None,
+        unnamed: &[],
         filter: true,
     }
 }
@@ -137,21 +137,21 @@ pub static MENUS: &[Menu] = &[
                 name: "add",
                 params: DISK_ADD,
                 switches: &[],
-                unnamed: None,
+                unnamed: &[],
                 filter: false,
             },
             Verb {
                 name: "set",
                 params: DISK_SETTABLE,
                 switches: &[],
-                unnamed: Some(ArgType::Items),
+                unnamed: &[ArgType::Items],
                 filter: false,
             },
             Verb {
                 name: "remove",
                 params: &[],
                 switches: &[],
-                unnamed: Some(ArgType::Items),
+                unnamed: &[ArgType::Items],
                 filter: false,
             },
             print_verb(),
@@ -160,7 +160,7 @@ pub static MENUS: &[Menu] = &[
                 name: "monitor-traffic",
                 params: &[],
                 switches: &["once"],
-                unnamed: Some(ArgType::Items),
+                unnamed: &[ArgType::Items],
                 filter: false,
             },
         ],
@@ -187,17 +187,35 @@ pub static MENUS: &[Menu] = &[
     Menu {
         path: "file",
         verbs: &[
+            Verb {
+                name: "add",
+                params: &[
+                    ("name", ArgType::Path),
+                    ("type", ArgType::Enum(&["file", "directory"])),
+                    ("contents", ArgType::Str),
+                ],
+                switches: &[],
+                unnamed: &[],
+                filter: false,
+            },
+            Verb {
+                name: "get",
+                params: &[],
+                switches: &[],
+                unnamed: &[ArgType::Items, ArgType::Str],
+                filter: false,
+            },
             print_verb(),
             find_verb(),
             Verb {
                 name: "remove",
                 params: &[],
                 switches: &[],
-                unnamed: Some(ArgType::Items),
+                unnamed: &[ArgType::Items],
                 filter: false,
             },
         ],
-        unmodeled: &["add", "copy", "get", "read", "set", "sync", "rsync-daemon"],
+        unmodeled: &["copy", "read", "set", "sync", "rsync-daemon"],
     },
     Menu {
         path: "system",
@@ -210,7 +228,7 @@ pub static MENUS: &[Menu] = &[
             name: "print",
             params: &[],
             switches: &["without-paging"],
-            unnamed: None,
+            unnamed: &[],
             filter: false,
         }],
         unmodeled: &["monitor", "usb", "pci", "irq", "cpu", "hardware"],
@@ -222,14 +240,14 @@ pub static MENUS: &[Menu] = &[
                 name: "print",
                 params: &[],
                 switches: &["without-paging"],
-                unnamed: None,
+                unnamed: &[],
                 filter: false,
             },
             Verb {
                 name: "set",
                 params: &[("name", ArgType::Str)],
                 switches: &[],
-                unnamed: None,
+                unnamed: &[],
                 filter: false,
             },
         ],

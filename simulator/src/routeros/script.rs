@@ -96,7 +96,8 @@ pub enum CmpOp {
 pub struct Command {
     pub menu: &'static Menu,
     pub verb: &'static Verb,
-    pub unnamed: Option<Arg>,
+    /// The unnamed parameters given, in order.
+    pub unnamed: Vec<Arg>,
     pub args: Vec<(String, Arg)>,
     pub switches: Vec<&'static str>,
     pub filter: Option<Expr>,
@@ -470,7 +471,7 @@ impl Parser {
         let mut cmd = Command {
             menu,
             verb,
-            unnamed: None,
+            unnamed: Vec::new(),
             args: Vec::new(),
             switches: Vec::new(),
             filter: None,
@@ -547,11 +548,11 @@ impl Parser {
                 return Err(self.illegal_here());
             }
             self.pos = at;
-            if verb.unnamed.is_some() && cmd.unnamed.is_none() {
+            if cmd.unnamed.len() < verb.unnamed.len() {
                 self.unnamed(&mut cmd, menu, at)?;
                 continue;
             }
-            if verb.unnamed.is_some() {
+            if !verb.unnamed.is_empty() {
                 let (line, col) = self.line_col(at);
                 return Err(ParseError::BadParameter { word, line, col });
             }
@@ -565,11 +566,12 @@ impl Parser {
         menu: &'static Menu,
         at: usize,
     ) -> Result<(), ParseError> {
-        if cmd.verb.unnamed.is_none() || cmd.unnamed.is_some() {
+        if cmd.unnamed.len() >= cmd.verb.unnamed.len() {
             self.pos = at;
             return Err(self.expected_end());
         }
-        cmd.unnamed = Some(self.value(menu)?);
+        let value = self.value(menu)?;
+        cmd.unnamed.push(value);
         Ok(())
     }
 

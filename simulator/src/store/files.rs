@@ -37,14 +37,15 @@ impl FileKind {
     }
 }
 
-/// Lists every entry under `root`, depth first in name order; top-level directories are mount points.
-pub fn walk(root: &Path) -> Vec<FileEntry> {
+/// Lists every entry under `root`, depth first in name order; the top-level directories named in
+/// `mounts` are mount points (`type=disk`), any other directory is a plain directory.
+pub fn walk(root: &Path, mounts: &[&str]) -> Vec<FileEntry> {
     let mut out = Vec::new();
-    visit(root, "", &mut out);
+    visit(root, "", mounts, &mut out);
     out
 }
 
-fn visit(dir: &Path, prefix: &str, out: &mut Vec<FileEntry>) {
+fn visit(dir: &Path, prefix: &str, mounts: &[&str], out: &mut Vec<FileEntry>) {
     let Ok(rd) = std::fs::read_dir(dir) else {
         return;
     };
@@ -60,7 +61,7 @@ fn visit(dir: &Path, prefix: &str, out: &mut Vec<FileEntry>) {
         };
         let modified = meta.modified().map(timestamp).unwrap_or_default();
         if meta.is_dir() {
-            let kind = if prefix.is_empty() {
+            let kind = if prefix.is_empty() && mounts.contains(&fname.as_str()) {
                 FileKind::Disk
             } else {
                 FileKind::Directory
@@ -71,7 +72,7 @@ fn visit(dir: &Path, prefix: &str, out: &mut Vec<FileEntry>) {
                 size: 0,
                 last_modified: modified,
             });
-            visit(&e.path(), &name, out);
+            visit(&e.path(), &name, mounts, out);
         } else {
             let ext = Path::new(&fname)
                 .extension()
@@ -143,7 +144,8 @@ mod tests {
         std::fs::create_dir_all(root.path().join("pool/csi")).unwrap();
         std::fs::write(root.path().join("pool/csi/a.img"), b"12345").unwrap();
         std::fs::write(root.path().join("pool/notes"), b"").unwrap();
-        let names: Vec<_> = walk(root.path())
+        std::fs::create_dir_all(root.path().join("ram-dir")).unwrap();
+        let names: Vec<_> = walk(root.path(), &["pool"])
             .into_iter()
             .map(|e| (e.name, e.kind.type_text(), e.size))
             .collect();
@@ -154,6 +156,7 @@ mod tests {
                 ("pool/csi".into(), "directory".into(), 0),
                 ("pool/csi/a.img".into(), ".img file".into(), 5),
                 ("pool/notes".into(), "file".into(), 0),
+                ("ram-dir".into(), "directory".into(), 0),
             ]
         );
     }

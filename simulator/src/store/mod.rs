@@ -13,7 +13,7 @@ pub use files::{FileEntry, FileKind};
 
 use serde::{Deserialize, Serialize};
 use std::cell::Cell;
-use std::io;
+use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
@@ -80,6 +80,10 @@ pub enum StoreError {
     DirNotEmpty,
     #[error("no such item")]
     NoSuchItem,
+    #[error("failure: {0} is larger than 60KiB: its contents cannot be read or set")]
+    TooBig(String),
+    #[error("failure: {0} is a directory")]
+    IsDirectory(String),
     #[error("failure: {0}")]
     Io(String),
 }
@@ -89,6 +93,10 @@ impl From<io::Error> for StoreError {
         StoreError::Io(e.to_string())
     }
 }
+
+/// The largest file whose `contents` `/file get` reads and `/file add` writes: the Files page
+/// says "up to 60KB" (REFERENCE.md §9.1), read here as 60 KiB.
+pub const CONTENTS_LIMIT: u64 = 60 * 1024;
 
 /// What the pool's files take: bytes really allocated and `/file` entries.
 #[derive(Debug, Clone, Copy)]
@@ -179,7 +187,40 @@ impl Store {
 
     /// Every entry of the `/file` tree, in print order.
     pub fn files(&self) -> Vec<FileEntry> {
-        files::walk(&self.dir.join("files"))
+        files::walk(&self.dir.join("files"), &[self.pool.name.as_str()])
+    }
+
+    /// Creates a file holding `contents` (at most [`CONTENTS_LIMIT`] bytes), or a directory when
+    /// `contents` is `None`; parent directories are created as needed.
+    pub fn add_file(&self, name: &str, contents: Option<&[u8]>) -> Result<(), StoreError> {
+        if contents.is_some_and(|bytes| bytes.len() as u64 > CONTENTS_LIMIT) {
+            return Err(StoreError::TooBig(name.to_string()));
+        }
+        let path = self.host_path(name);
+        if std::fs::symlink_metadata(&path).is_ok() {
+            return Err(StoreError::FileExists);
+        }
+        if let Some(parent) = path.parent() {
+            std::fs::create_dir_all(parent)?;
+        }
+        self.files_changed();
+        match contents {
+            Some(bytes) => Ok(std::fs::File::create_new(&path)?.write_all(bytes)?),
+            None => Ok(std::fs::create_dir(&path)?),
+        }
+    }
+
+    /// A file's bytes, for `/file get … contents`.
+    pub fn file_contents(&self, name: &str) -> Result<Vec<u8>, StoreError> {
+        let path = self.host_path(name);
+        let meta = std::fs::metadata(&path).map_err(|_| StoreError::NoSuchItem)?;
+        if meta.is_dir() {
+            return Err(StoreError::IsDirectory(name.to_string()));
+        }
+        if meta.len() > CONTENTS_LIMIT {
+            return Err(StoreError::TooBig(name.to_string()));
+        }
+        Ok(std::fs::read(path)?)
     }
 
     /// Creates a sparse backing file of `size` bytes, creating parent directories.
