@@ -130,12 +130,16 @@ impl Cmd {
             .silent()
     }
 
-    /// `/file get "<path>" contents`: prints the file's contents (files under 60 KiB).
+    /// `:put [/file get "<path>" contents]`: prints the file's contents (files under 60 KiB).
+    /// `get` returns the value; only `:put` prints it (the manual's own example).
     pub fn file_get_contents(path: &RosPath) -> Cmd {
-        Line::new("/file get")
+        let get = Line::new("/file get")
             .unnamed(path.as_str())
-            .keyword("contents")
-            .prints()
+            .keyword("contents");
+        Cmd {
+            line: format!(":put [{}]", get.0),
+            silent: false,
+        }
     }
 
     /// `/disk set [find where slot="…"] file-size=<bytes>` (growing is unverified on hardware:
@@ -570,7 +574,10 @@ mod tests {
         );
         assert!(add.is_silent());
         let get = Cmd::file_get_contents(&file);
-        assert_eq!(get.as_str(), "/file get \"raid10/csi/probe.img\" contents");
+        assert_eq!(
+            get.as_str(),
+            ":put [/file get \"raid10/csi/probe.img\" contents]"
+        );
         assert!(!get.is_silent());
     }
 

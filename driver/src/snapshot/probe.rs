@@ -38,7 +38,7 @@ impl fmt::Display for Verdict {
             Verdict::CopiesSettingsOnly => {
                 f.write_str("copies only settings (the copy does not hold the source's data)")
             }
-            Verdict::Unavailable(reason) => write!(f, "unavailable: {reason}"),
+            Verdict::Unavailable(reason) => write!(f, "is unavailable: {reason}"),
         }
     }
 }
@@ -172,7 +172,7 @@ mod tests {
         );
         assert_eq!(
             Verdict::Unavailable("no /disk copy".into()).to_string(),
-            "unavailable: no /disk copy"
+            "is unavailable: no /disk copy"
         );
     }
 }

@@ -15,8 +15,8 @@ use crate::rds::value::RosPath;
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum Refused {
     #[error(
-        "snapshot method {method} does not copy data on this RDS (RouterOS {version}): the probe \
-         found that it {verdict}; {advice}"
+        "snapshot method {method} does not copy data on this RDS (RouterOS {version}): probed, \
+         it {verdict}; {advice}"
     )]
     NoData {
         method: Method,

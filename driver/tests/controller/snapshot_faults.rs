@@ -2,8 +2,8 @@
 
 use rds_csi::snapshot::Method;
 
-use crate::snapshot_data::*;
 use crate::harness::*;
+use crate::snapshot_data::*;
 
 #[tokio::test]
 async fn a_crash_after_the_first_snapshot_command_commits_is_retried_into_the_same_snapshot() {

@@ -2,8 +2,8 @@
 
 use rds_csi::snapshot::Method;
 
-use crate::snapshot_data::*;
 use crate::harness::*;
+use crate::snapshot_data::*;
 
 #[tokio::test]
 async fn a_snapshot_lives_and_dies_on_the_rds() {

@@ -7,8 +7,8 @@ use rds_csi::snapshot::Method;
 use rds_csi::snapshot::probe::Verdict;
 use rds_sim::store::CopySemantics;
 
-use crate::snapshot_data::*;
 use crate::harness::*;
+use crate::snapshot_data::*;
 
 #[tokio::test]
 async fn copy_from_without_data_is_refused_and_disk_copy_works() {

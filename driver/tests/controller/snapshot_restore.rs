@@ -2,8 +2,8 @@
 
 use rds_csi::snapshot::Method;
 
-use crate::snapshot_data::*;
 use crate::harness::*;
+use crate::snapshot_data::*;
 
 #[tokio::test]
 async fn a_snapshot_outlives_its_source_and_restores_its_data() {
