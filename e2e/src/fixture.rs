@@ -1,4 +1,4 @@
-//! One case's view of a target: CSI clients, the volumes and publications the case made (undone
+//! One case's view of a target: CSI clients, the volumes, snapshots and publications the case made (undone
 //! by [`Fixture::cleanup`]), and the checks every bad-input case makes — the gRPC code, and the
 //! RDS's state before and after.
 
@@ -13,8 +13,9 @@ use rds_csi::csi::v1::identity_client::IdentityClient;
 use rds_csi::csi::v1::node_client::NodeClient;
 use rds_csi::csi::v1::{
     ControllerGetCapabilitiesRequest, ControllerPublishVolumeRequest,
-    ControllerPublishVolumeResponse, CreateVolumeRequest, DeleteVolumeRequest, ListVolumesRequest,
-    NodeGetInfoRequest, Volume,
+    ControllerPublishVolumeResponse, CreateSnapshotRequest, CreateVolumeRequest,
+    DeleteSnapshotRequest, DeleteVolumeRequest, ListVolumesRequest, NodeGetInfoRequest, Snapshot,
+    Volume,
 };
 use rds_sim::sim::Sim;
 use tonic::transport::Channel;
@@ -31,6 +32,7 @@ pub struct Fixture {
     target: Target,
     sanity: SanitySettings,
     volumes: Vec<String>,
+    snapshots: Vec<String>,
     publications: Vec<(String, String)>,
 }
 
@@ -56,6 +58,7 @@ impl Fixture {
             target,
             sanity,
             volumes: Vec::new(),
+            snapshots: Vec::new(),
             publications: Vec::new(),
         }
     }
@@ -127,6 +130,25 @@ impl Fixture {
             .ok_or_else(|| Status::internal("CreateVolumeResponse carries no volume"))?;
         self.track_volume(&volume.volume_id);
         Ok(volume)
+    }
+
+    /// CreateSnapshot, remembering the snapshot for cleanup when it succeeds.
+    pub async fn create_snapshot(
+        &mut self,
+        request: CreateSnapshotRequest,
+    ) -> Result<Snapshot, Status> {
+        let response = self
+            .controller()
+            .create_snapshot(request)
+            .await?
+            .into_inner();
+        let snapshot = response
+            .snapshot
+            .ok_or_else(|| Status::internal("CreateSnapshotResponse carries no snapshot"))?;
+        if !self.snapshots.contains(&snapshot.snapshot_id) {
+            self.snapshots.push(snapshot.snapshot_id.clone());
+        }
+        Ok(snapshot)
     }
 
     /// Remembers a volume the case created by other means, for cleanup.
@@ -306,6 +328,20 @@ impl Fixture {
             if let Err(status) = self.controller().controller_unpublish_volume(request).await {
                 failures.push(format!(
                     "ControllerUnpublishVolume {volume_id} from {node_id}: {:?}: {}",
+                    status.code(),
+                    status.message()
+                ));
+            }
+        }
+        // Snapshots first: on some methods a snapshot's data lives next to its volume's.
+        for snapshot_id in std::mem::take(&mut self.snapshots) {
+            let request = DeleteSnapshotRequest {
+                snapshot_id: snapshot_id.clone(),
+                ..Default::default()
+            };
+            if let Err(status) = self.controller().delete_snapshot(request).await {
+                failures.push(format!(
+                    "DeleteSnapshot {snapshot_id}: {:?}: {}",
                     status.code(),
                     status.message()
                 ));

@@ -1,6 +1,6 @@
 //! The sanity suite: every Identity and Controller case of csi-sanity v5.4 under its exact name,
-//! the CSI spec's error table for each RPC (names starting `CSI spec`), the Node and snapshot cases
-//! listed as ignored until their issues land, and the csi-sanity binary itself when `CSI_SANITY`
+//! the CSI spec's error table for each RPC (names starting `CSI spec`), the snapshot cases, the
+//! Node and group snapshot cases listed as ignored until their issues land, and the csi-sanity binary itself when `CSI_SANITY`
 //! names it. Every case starts its own target; every bad-input case checks the gRPC code and that
 //! the RDS is unchanged.
 
@@ -8,6 +8,7 @@ mod expand_modify;
 mod identity;
 pub mod pending;
 mod publish;
+mod snapshots;
 mod spec_expand;
 mod spec_identity;
 mod spec_publish;
@@ -31,6 +32,7 @@ pub fn trials() -> Vec<Trial> {
         volumes::trials(),
         publish::trials(),
         expand_modify::trials(),
+        snapshots::trials(),
         spec_identity::trials(),
         spec_volumes::trials(),
         spec_publish::trials(),
