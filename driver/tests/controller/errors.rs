@@ -168,7 +168,7 @@ async fn bad_requests_get_the_spec_codes_and_change_nothing() {
             Code::InvalidArgument,
         ),
         (
-            "create from a snapshot",
+            "create from a missing snapshot",
             code(
                 c.create_volume(with(|r| {
                     r.volume_content_source = Some(VolumeContentSource {
@@ -181,7 +181,7 @@ async fn bad_requests_get_the_spec_codes_and_change_nothing() {
                 }))
                 .await,
             ),
-            Code::InvalidArgument,
+            Code::NotFound,
         ),
         (
             "create with a limit below required",
@@ -411,9 +411,9 @@ async fn bad_requests_get_the_spec_codes_and_change_nothing() {
             Code::NotFound,
         ),
         (
-            "create a snapshot",
+            "create a snapshot without a name",
             code(c.create_snapshot(CreateSnapshotRequest::default()).await),
-            Code::Unimplemented,
+            Code::InvalidArgument,
         ),
         (
             "modify a volume",

@@ -62,6 +62,10 @@ async fn identity_describes_the_controller() {
             "GET_VOLUME",
             "VOLUME_CONDITION",
             "SINGLE_NODE_MULTI_WRITER",
+            "CREATE_DELETE_SNAPSHOT",
+            "LIST_SNAPSHOTS",
+            "GET_SNAPSHOT",
+            "CLONE_VOLUME",
         ]
     );
     assert!(plugin.probe().await);
