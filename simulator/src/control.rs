@@ -5,6 +5,7 @@
 //! - `GET  /log?since=N`       parsed commands with sequence number ≥ N
 //! - `POST /faults`            a [`Fault`] as JSON, e.g. `{"fault":"restart","downtime_ms":500}`
 //! - `POST /config/copy-from`  `{"semantics":"data"|"settings"}`
+//! - `POST /config/copy-rate`  `{"bytes_per_second":N}` (`null` or 0: unlimited), `/disk copy`'s pace
 
 use crate::faults::Fault;
 use crate::sim::{LogRecord, Sim, StateView};
@@ -29,12 +30,18 @@ struct CopyFrom {
     semantics: CopySemantics,
 }
 
+#[derive(Deserialize)]
+struct CopyRate {
+    bytes_per_second: Option<u64>,
+}
+
 pub fn router(sim: Arc<Sim>) -> Router {
     Router::new()
         .route("/state", get(state))
         .route("/log", get(log))
         .route("/faults", post(fault))
         .route("/config/copy-from", post(copy_from))
+        .route("/config/copy-rate", post(copy_rate))
         .with_state(sim)
 }
 
@@ -57,6 +64,11 @@ async fn fault(
 
 async fn copy_from(State(sim): State<Arc<Sim>>, Json(c): Json<CopyFrom>) -> StatusCode {
     sim.set_copy_from(c.semantics);
+    StatusCode::NO_CONTENT
+}
+
+async fn copy_rate(State(sim): State<Arc<Sim>>, Json(c): Json<CopyRate>) -> StatusCode {
+    sim.set_copy_rate(c.bytes_per_second.filter(|r| *r > 0));
     StatusCode::NO_CONTENT
 }
 

@@ -3,6 +3,7 @@
 //! See `ARCHITECTURE.md` at the repository root for the map.
 
 pub mod control;
+pub mod copies;
 pub mod engine;
 pub mod faults;
 pub mod nvme;

@@ -2,7 +2,7 @@
 
 use clap::Parser;
 use rds_sim::engine::EngineConfig;
-use rds_sim::server::{Options, RunningSim, parse_pool};
+use rds_sim::server::{Options, RunningSim, parse_pool, parse_size};
 use rds_sim::ssh::read_authorized_keys;
 use rds_sim::store::{CopySemantics, Pool};
 use std::net::SocketAddr;
@@ -48,6 +48,9 @@ struct Cli {
     /// What `/disk add copy-from=` does: `data` (a copy of the file) or `settings` (an empty file).
     #[arg(long, default_value = "data")]
     copy_from: CopySemantics,
+    /// Bytes per second `/disk copy` moves (e.g. 100MiB); unlimited when not given.
+    #[arg(long, value_parser = parse_size)]
+    copy_rate: Option<u64>,
 }
 
 #[tokio::main]
@@ -80,6 +83,7 @@ async fn main() -> anyhow::Result<()> {
         engine: EngineConfig {
             width: cli.width,
             copy_from: cli.copy_from,
+            copy_rate: cli.copy_rate.filter(|r| *r > 0),
             ..EngineConfig::default()
         },
     })

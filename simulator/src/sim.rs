@@ -1,7 +1,8 @@
 //! The simulator as one object: the CLI engine behind a lock, the fault plan, the live sessions and
 //! the command log. The SSH server and the control API both drive it; tests drive it in-process.
 
-use crate::engine::{Engine, EngineConfig, Event, LoggedCommand, Traffic};
+use crate::copies::CopyView;
+use crate::engine::{Engine, EngineConfig, Event, LineResult, LoggedCommand, Traffic};
 use crate::faults::{CrashPoint, Fault, FaultError, FaultPlan};
 use crate::nvme::{ConnectionFilter, Export, Exports, Target};
 use crate::ssh::{Reply, SessionInfo, Shell};
@@ -69,6 +70,10 @@ pub struct StateView {
     /// Live NVMe/TCP queues (RouterOS has no CLI listing for them: README assumption 4).
     pub nvme_connections: Vec<NvmeConnectionView>,
     pub copy_from: CopySemantics,
+    /// `/disk copy` commands running now (RouterOS lists them nowhere but in their own output).
+    pub copies: Vec<CopyView>,
+    /// Bytes per second `/disk copy` moves; `null` is unlimited.
+    pub copy_rate: Option<u64>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -204,13 +209,50 @@ impl Sim {
         if crash == Some(CrashPoint::BeforeCommit) {
             return Reply::Hangup;
         }
-        let result = {
-            let traffic = lock(&self.traffic).clone();
-            let read = |slot: &str| traffic.get(slot).copied().unwrap_or_default();
-            let mut engine = lock(&self.engine);
-            engine.pool_full = pool_full;
-            engine.run_line(line, &read)
-        };
+        let mut result = self.with_engine(pool_full, |engine, read| engine.run_line(line, read));
+        let (mut text, mut error) = (String::new(), false);
+        // A line that starts a `/disk copy` waits for it outside the engine, then goes on.
+        loop {
+            let pending = result.pending.take();
+            text.push_str(&result.output);
+            error |= result.error;
+            self.absorb(session, line, result);
+            let Some(pending) = pending else { break };
+            let copies = lock(&self.engine).copies.clone();
+            match copies.run(pending.copy.clone()).await {
+                Ok(status) => text.push_str(&status),
+                Err(failure) => {
+                    text.push_str(&format!("{failure}\r\n"));
+                    error = true;
+                    break;
+                }
+            }
+            result = self.with_engine(pool_full, |engine, read| engine.resume(pending, read));
+        }
+        if crash == Some(CrashPoint::AfterCommit) {
+            return Reply::Hangup;
+        }
+        Reply::Output {
+            text,
+            exit_status: u32::from(error && exit_on_error),
+        }
+    }
+
+    /// Runs `f` on the locked engine with the current traffic counters.
+    fn with_engine(
+        &self,
+        pool_full: bool,
+        f: impl FnOnce(&mut Engine, &dyn Fn(&str) -> Traffic) -> LineResult,
+    ) -> LineResult {
+        let traffic = lock(&self.traffic).clone();
+        let read = |slot: &str| traffic.get(slot).copied().unwrap_or_default();
+        let mut engine = lock(&self.engine);
+        engine.pool_full = pool_full;
+        f(&mut engine, &read)
+    }
+
+    /// Logs a result's commands and passes its events on.
+    fn absorb(&self, session: u64, line: &str, result: LineResult) {
         {
             let mut log = lock(&self.log);
             for command in result.log {
@@ -232,13 +274,6 @@ impl Sim {
             }
             // Nobody subscribed is fine.
             let _ = self.events.send(e);
-        }
-        if crash == Some(CrashPoint::AfterCommit) {
-            return Reply::Hangup;
-        }
-        Reply::Output {
-            text: result.output,
-            exit_status: u32::from(result.error && exit_on_error),
         }
     }
 
@@ -286,12 +321,17 @@ impl Sim {
         *lock(&self.refuse_until) = Some(Instant::now() + downtime);
         self.drop_sessions();
         let mut engine = lock(&self.engine);
+        // A reboot ends every command, copies included; what they wrote stays.
+        engine.copies.stop_all();
         match Engine::open(
             &self.config.data_dir,
             self.config.pool.clone(),
             engine.config.clone(),
         ) {
-            Ok(fresh) => *engine = fresh,
+            Ok(mut fresh) => {
+                fresh.copies = engine.copies.clone();
+                *engine = fresh;
+            }
             Err(e) => tracing::error!("restart could not reload state: {e}"),
         }
         drop(engine);
@@ -310,6 +350,18 @@ impl Sim {
 
     pub fn set_copy_from(&self, semantics: CopySemantics) {
         lock(&self.engine).config.copy_from = semantics;
+    }
+
+    /// Sets the bytes per second `/disk copy` moves (`None`: unlimited); running copies follow.
+    pub fn set_copy_rate(&self, rate: Option<u64>) {
+        let mut engine = lock(&self.engine);
+        engine.config.copy_rate = rate;
+        engine.copies.set_rate(rate);
+    }
+
+    /// Fires whenever a `/disk copy` starts, makes progress or ends.
+    pub fn subscribe_copies(&self) -> tokio::sync::watch::Receiver<u64> {
+        lock(&self.engine).copies.subscribe()
     }
 
     /// Disk changes the NVMe/TCP target follows (resizes, exports ended), for observers.
@@ -387,6 +439,8 @@ impl Sim {
                 })
                 .unwrap_or_default(),
             copy_from: engine.config.copy_from,
+            copies: engine.copies.views(),
+            copy_rate: engine.copies.rate(),
         }
     }
 

@@ -186,3 +186,293 @@ async fn file_add_and_get_refuse_bad_input() {
         "failure: storage-pool/big.bin is larger than 60KiB: its contents cannot be read or set\r\n"
     );
 }
+
+const MIB: u64 = 1 << 20;
+
+fn write_at(path: &Path, at: u64, data: &[u8]) {
+    use std::os::unix::fs::FileExt;
+    let f = std::fs::OpenOptions::new().write(true).open(path).unwrap();
+    f.write_all_at(data, at).unwrap();
+}
+
+fn read_at(path: &Path, at: u64, len: usize) -> Vec<u8> {
+    use std::os::unix::fs::FileExt;
+    let mut buf = vec![0u8; len];
+    std::fs::File::open(path)
+        .unwrap()
+        .read_exact_at(&mut buf, at)
+        .unwrap();
+    buf
+}
+
+/// Adds an unexported file disk `slot` of `size` bytes at `storage-pool/csi/<slot>.img`.
+async fn add_disk(sim: &Sim, slot: &str, size: u64) {
+    ok(
+        sim,
+        &format!(
+            r#"/disk add type=file file-path="storage-pool/csi/{slot}.img" file-size={size} slot="{slot}""#
+        ),
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn disk_copy_copies_the_data_and_prints_its_status() {
+    let dir = tempfile::tempdir().unwrap();
+    let sim = sim(dir.path());
+    add_disk(&sim, "src", 4 * MIB).await;
+    add_disk(&sim, "dst", 8 * MIB).await;
+    let (src, dst) = (
+        host(dir.path(), "storage-pool/csi/src.img"),
+        host(dir.path(), "storage-pool/csi/dst.img"),
+    );
+    write_at(&src, 0, b"first");
+    write_at(&src, 3 * MIB, b"last");
+    // Old data where the source has a hole must be overwritten.
+    write_at(&dst, MIB, b"stale");
+    write_at(&dst, 6 * MIB, b"beyond");
+    assert_eq!(
+        ok(&sim, r#"/disk copy src="src" dst="dst""#).await,
+        "  status: 4194304 / 4194304 (100%)\r\n"
+    );
+    assert_eq!(read_at(&dst, 0, 5), b"first");
+    assert_eq!(read_at(&dst, MIB, 5), vec![0; 5]);
+    assert_eq!(read_at(&dst, 3 * MIB, 4), b"last");
+    assert_eq!(
+        read_at(&dst, 6 * MIB, 6),
+        b"beyond",
+        "past the copied range"
+    );
+    assert!(sim.state().copies.is_empty(), "a finished copy is gone");
+
+    // Offsets and a size; items by internal id; a chain goes on after the copy.
+    let line = r#"/disk copy src=[find where slot="src"] dst="dst" src-offset=3145728 dst-offset=7340032 size=1M; /disk set dst comment="copied""#;
+    assert_eq!(
+        ok(&sim, line).await,
+        "  status: 1048576 / 1048576 (100%)\r\n"
+    );
+    assert_eq!(read_at(&dst, 7 * MIB, 4), b"last");
+    assert_eq!(sim.state().disks[1].comment.as_deref(), Some("copied"));
+}
+
+#[tokio::test]
+async fn disk_copy_refuses_bad_requests_and_changes_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let sim = sim(dir.path());
+    add_disk(&sim, "big", 4 * MIB).await;
+    add_disk(&sim, "small", 2 * MIB).await;
+    write_at(&host(dir.path(), "storage-pool/csi/small.img"), 0, b"keep");
+    let cases = [
+        (
+            r#"/disk copy src="none" dst="small""#,
+            "input does not match any value of src",
+        ),
+        (
+            r#"/disk copy src="big" dst="none""#,
+            "input does not match any value of dst",
+        ),
+        (r#"/disk copy dst="small""#, "failure: src must be set"),
+        (r#"/disk copy src="big""#, "failure: dst must be set"),
+        (
+            r#"/disk copy src="big" dst="big""#,
+            "failure: src and dst are the same",
+        ),
+        (
+            r#"/disk copy src="big" dst="storage-pool/csi/big.img""#,
+            "failure: src and dst are the same",
+        ),
+        (
+            r#"/disk copy src="big" dst="small""#,
+            "failure: dst is smaller than the data to copy",
+        ),
+        (
+            r#"/disk copy src="small" dst="big" dst-offset=3M"#,
+            "failure: dst is smaller than the data to copy",
+        ),
+        (
+            r#"/disk copy src="small" dst="big" src-offset=3M"#,
+            "failure: src-offset is past the end of src",
+        ),
+        (
+            r#"/disk copy src="small" dst="big" src-offset=1M size=2M"#,
+            "failure: src-offset and size go past the end of src",
+        ),
+        (
+            r#"/disk copy src="storage-pool" dst="big""#,
+            "failure: rds-sim copies only type=file disks and files",
+        ),
+        (
+            r#":put [/disk copy src="small" dst="big"]"#,
+            "failure: rds-sim runs /disk copy only as a command of its own, not inside [ ]",
+        ),
+        (
+            r#"/disk copy src="small" dst="big" size=1X"#,
+            "value of size contains invalid trailing characters",
+        ),
+    ];
+    for (line, expected) in cases {
+        assert_eq!(
+            refused(&sim, line).await,
+            format!("{expected}\r\n"),
+            "{line}"
+        );
+    }
+    assert_eq!(
+        read_at(&host(dir.path(), "storage-pool/csi/small.img"), 0, 4),
+        b"keep"
+    );
+}
+
+#[tokio::test]
+async fn the_doctor_probe_tells_data_copies_from_settings_copies() {
+    let dir = tempfile::tempdir().unwrap();
+    let sim = sim(dir.path());
+    let pattern = "rds-csi probe 7f3a";
+    let n = pattern.len();
+    ok(
+        &sim,
+        &format!(r#"/file add name="storage-pool/probe/src.img" contents="{pattern}""#),
+    )
+    .await;
+    // An existing file is attached as a disk of its size.
+    ok(
+        &sim,
+        r#"/disk add type=file file-path="storage-pool/probe/src.img" slot="probe-src""#,
+    )
+    .await;
+    let get = |name: &str| format!(r#":put [/file get "storage-pool/probe/{name}" contents]"#);
+    let expected = format!("{pattern}\r\n");
+
+    // disk-copy: an empty disk of the same size, then a block copy.
+    ok(
+        &sim,
+        &format!(
+            r#"/disk add type=file file-path="storage-pool/probe/dc.img" file-size={n} slot="probe-dc""#
+        ),
+    )
+    .await;
+    ok(&sim, r#"/disk copy src="probe-src" dst="probe-dc""#).await;
+    assert_eq!(ok(&sim, &get("dc.img")).await, expected);
+    // A file works as src too.
+    ok(
+        &sim,
+        &format!(
+            r#"/disk add type=file file-path="storage-pool/probe/dc2.img" file-size={n} slot="probe-dc2""#
+        ),
+    )
+    .await;
+    ok(
+        &sim,
+        r#"/disk copy src="storage-pool/probe/src.img" dst="probe-dc2""#,
+    )
+    .await;
+    assert_eq!(ok(&sim, &get("dc2.img")).await, expected);
+
+    // copy-from, data: the same bytes; settings: zeros of the same length.
+    let copy_from = |name: &str| {
+        format!(
+            r#"/disk add copy-from=[find where slot="probe-src"] file-path="storage-pool/probe/{name}.img" slot="probe-{name}""#
+        )
+    };
+    ok(&sim, &copy_from("cfd")).await;
+    assert_eq!(ok(&sim, &get("cfd.img")).await, expected);
+    sim.set_copy_from(rds_sim::store::CopySemantics::Settings);
+    ok(&sim, &copy_from("cfs")).await;
+    assert_eq!(
+        ok(&sim, &get("cfs.img")).await,
+        format!("{}\r\n", "\0".repeat(n))
+    );
+}
+
+/// Waits until the state satisfies `f`, woken by copy progress.
+async fn wait_copies(sim: &Sim, f: impl Fn(&rds_sim::sim::StateView) -> bool) {
+    let mut changes = sim.subscribe_copies();
+    while !f(&sim.state()) {
+        changes.changed().await.unwrap();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_paced_copy_shows_in_the_state_and_stops_with_its_command() {
+    let dir = tempfile::tempdir().unwrap();
+    let sim = std::sync::Arc::new(sim_with(
+        dir.path(),
+        EngineConfig {
+            copy_rate: Some(MIB),
+            ..EngineConfig::default()
+        },
+    ));
+    add_disk(&sim, "src", 16 * MIB).await;
+    add_disk(&sim, "dst", 16 * MIB).await;
+    add_disk(&sim, "other", 16 * MIB).await;
+    write_at(
+        &host(dir.path(), "storage-pool/csi/src.img"),
+        0,
+        &[7u8; 4096],
+    );
+    let copying = {
+        let sim = sim.clone();
+        tokio::spawn(async move { run(&sim, r#"/disk copy src="src" dst="dst""#).await })
+    };
+    wait_copies(&sim, |s| s.copies.first().is_some_and(|c| c.copied > 0)).await;
+    let state = serde_json::to_value(sim.state()).unwrap();
+    assert_eq!(state["copy_rate"], MIB);
+    let copy = &state["copies"][0];
+    assert_eq!(
+        (&copy["src"], &copy["dst"], &copy["size"]),
+        (
+            &serde_json::json!("src"),
+            &serde_json::json!("dst"),
+            &serde_json::json!(16 * MIB)
+        )
+    );
+    assert!(
+        copy["status"]
+            .as_str()
+            .unwrap()
+            .ends_with(" / 16777216 (0%)"),
+        "{copy}"
+    );
+    // Both sides are busy while it runs.
+    assert_eq!(
+        refused(&sim, r#"/disk copy src="dst" dst="other""#).await,
+        "failure: dst is busy with another copy\r\n"
+    );
+    assert_eq!(
+        refused(&sim, r#"/disk copy src="other" dst="src""#).await,
+        "failure: src is busy with another copy\r\n"
+    );
+    // The command goes away (its session closed): the copy stops where it is.
+    copying.abort();
+    wait_copies(&sim, |s| s.copies.is_empty()).await;
+    assert_eq!(
+        read_at(&host(dir.path(), "storage-pool/csi/dst.img"), 0, 4096),
+        vec![7u8; 4096],
+        "what was copied stays"
+    );
+
+    // A restart ends a running copy too; the command reports it and the disks survive.
+    let copying = {
+        let sim = sim.clone();
+        tokio::spawn(async move { run(&sim, r#"/disk copy src="src" dst="other""#).await })
+    };
+    wait_copies(&sim, |s| s.copies.first().is_some_and(|c| c.copied > 0)).await;
+    sim.restart(std::time::Duration::ZERO);
+    let (text, status) = copying.await.unwrap();
+    assert_eq!(status, 1);
+    assert!(
+        text.ends_with("failure: the copy was interrupted\r\n"),
+        "{text:?}"
+    );
+    let state = sim.state();
+    assert!(state.copies.is_empty());
+    assert_eq!(state.disks.len(), 3);
+    assert_eq!(state.copy_rate, Some(MIB), "the rate outlives a restart");
+
+    // Unlimited again: the same copy runs to the end.
+    sim.set_copy_rate(None);
+    assert_eq!(
+        ok(&sim, r#"/disk copy src="src" dst="other""#).await,
+        "  status: 16777216 / 16777216 (100%)\r\n"
+    );
+}

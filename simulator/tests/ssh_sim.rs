@@ -154,6 +154,53 @@ async fn the_control_api_reads_state_and_log_and_injects_faults() {
         resp.starts_with("HTTP/1.1 4"),
         "a bad fault is refused: {resp}"
     );
+
+    let resp = f
+        .post("/config/copy-rate", r#"{"bytes_per_second":1048576}"#)
+        .await;
+    assert!(resp.starts_with("HTTP/1.1 204"), "{resp}");
+    let state = http(f.running.control_addr.unwrap(), "GET", "/state", "").await;
+    assert!(state.contains(r#""copy_rate":1048576"#), "{state}");
+    assert!(state.contains(r#""copies":[]"#), "{state}");
+    f.post("/config/copy-rate", r#"{"bytes_per_second":null}"#)
+        .await;
+    let state = http(f.running.control_addr.unwrap(), "GET", "/state", "").await;
+    assert!(state.contains(r#""copy_rate":null"#), "{state}");
+    f.running.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_disk_copy_runs_while_its_exec_waits_and_stops_when_the_session_drops() {
+    if !have_openssh() {
+        return;
+    }
+    let f = start().await;
+    let sim = f.running.sim.clone();
+    for slot in ["a", "b"] {
+        f.ok(&format!(
+            r#"/disk add type=file file-path="storage-pool/csi/{slot}.img" file-size=8M slot="{slot}""#
+        ))
+        .await;
+    }
+    assert_eq!(
+        f.ok(r#"/disk copy src="a" dst="b""#).await,
+        "  status: 8388608 / 8388608 (100%)\r\n"
+    );
+    sim.set_copy_rate(Some(1 << 20));
+    let mut changes = sim.subscribe_copies();
+    let copying = openssh(f.running.ssh_addr.port(), &f.key, "admin")
+        .arg(r#"/disk copy src="a" dst="b""#)
+        .output();
+    let copying = tokio::spawn(copying);
+    while sim.state().copies.first().is_none_or(|c| c.copied == 0) {
+        changes.changed().await.unwrap();
+    }
+    sim.inject(&Fault::DropSessions).unwrap();
+    while !sim.state().copies.is_empty() {
+        changes.changed().await.unwrap();
+    }
+    let out = copying.await.unwrap().unwrap();
+    assert!(!out.status.success(), "the session was dropped");
     f.running.shutdown().await;
 }
 

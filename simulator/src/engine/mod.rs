@@ -2,17 +2,20 @@
 //! text. Deterministic given the store: the SSH server only feeds it lines.
 
 mod disk;
+mod disk_copy;
 mod file;
 mod filter;
 mod items;
 mod system;
 
+use crate::copies::{Copies, Running};
 use crate::routeros::format::{self, Item};
 use crate::routeros::menu::{ArgType, Menu};
 use crate::routeros::script::{self, Arg, Command, Statement};
 use crate::store::{CopySemantics, State, Store, StoreError};
 use std::fmt;
 use std::path::Path;
+use std::sync::Arc;
 use std::time::Instant;
 
 pub use items::disk_flags;
@@ -40,6 +43,8 @@ pub struct EngineConfig {
     /// Terminal width used to wrap `print detail` (exec output wraps too).
     pub width: usize,
     pub copy_from: CopySemantics,
+    /// Bytes per second `/disk copy` moves; `None` is as fast as the host goes.
+    pub copy_rate: Option<u64>,
     pub identity: Identity,
 }
 
@@ -48,6 +53,7 @@ impl Default for EngineConfig {
         EngineConfig {
             width: 80,
             copy_from: CopySemantics::Data,
+            copy_rate: None,
             identity: Identity::default(),
         }
     }
@@ -131,6 +137,16 @@ pub struct LineResult {
     pub committed: bool,
     pub events: Vec<Event>,
     pub log: Vec<LoggedCommand>,
+    /// A `/disk copy` the line waits for, and what runs after it.
+    pub pending: Option<Pending>,
+}
+
+/// The rest of a line that waits for a `/disk copy`: run the copy
+/// ([`Copies::run`](crate::copies::Copies::run)), then hand the rest to [`Engine::resume`].
+#[derive(Debug)]
+pub struct Pending {
+    pub copy: Arc<Running>,
+    rest: Vec<Statement>,
 }
 
 /// Per-disk I/O counters for `monitor-traffic`.
@@ -147,6 +163,8 @@ pub struct Engine {
     pub config: EngineConfig,
     /// Set by the pool-full fault.
     pub pool_full: bool,
+    /// The `/disk copy` copies running now.
+    pub copies: Arc<Copies>,
     started: Instant,
 }
 
@@ -154,6 +172,8 @@ pub struct Engine {
 struct Run<'a> {
     result: &'a mut LineResult,
     traffic: &'a dyn Fn(&str) -> Traffic,
+    /// A copy the current statement started: the line waits for it before going on.
+    copy: Option<Arc<Running>>,
 }
 
 impl Engine {
@@ -164,6 +184,7 @@ impl Engine {
     ) -> std::io::Result<Engine> {
         Ok(Engine {
             store: Store::open(dir, pool)?,
+            copies: Arc::new(Copies::new(config.copy_rate)),
             config,
             pool_full: false,
             started: Instant::now(),
@@ -186,18 +207,43 @@ impl Engine {
                 return result;
             }
         };
+        self.run_statements(statements, &mut result, traffic);
+        result
+    }
+
+    /// Runs what is left of a line after the copy it waited for has finished.
+    pub fn resume(&mut self, pending: Pending, traffic: &dyn Fn(&str) -> Traffic) -> LineResult {
+        let mut result = LineResult::default();
+        self.run_statements(pending.rest, &mut result, traffic);
+        result
+    }
+
+    fn run_statements(
+        &mut self,
+        statements: Vec<Statement>,
+        result: &mut LineResult,
+        traffic: &dyn Fn(&str) -> Traffic,
+    ) {
         let mut run = Run {
-            result: &mut result,
+            result,
             traffic,
+            copy: None,
         };
-        for stmt in &statements {
-            if let Err(e) = self.top_level(stmt, &mut run) {
+        let mut statements = statements.into_iter();
+        while let Some(stmt) = statements.next() {
+            if let Err(e) = self.top_level(&stmt, &mut run) {
                 run.result.output.push_str(&crlf(&e.0));
                 run.result.error = true;
                 break;
             }
+            if let Some(copy) = run.copy.take() {
+                run.result.pending = Some(Pending {
+                    copy,
+                    rest: statements.collect(),
+                });
+                break;
+            }
         }
-        result
     }
 
     fn top_level(&mut self, stmt: &Statement, run: &mut Run<'_>) -> Result<(), ExecError> {
@@ -310,6 +356,10 @@ impl Engine {
             }
             ("disk", "remove") => {
                 self.disk_remove(target.unwrap_or_default(), run)?;
+                Ok((Val::Nothing, None))
+            }
+            ("disk", "copy") => {
+                run.copy = Some(self.disk_copy(&args, top)?);
                 Ok((Val::Nothing, None))
             }
             ("disk", "monitor-traffic") => {

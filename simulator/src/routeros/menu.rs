@@ -157,6 +157,19 @@ pub static MENUS: &[Menu] = &[
             print_verb(),
             find_verb(),
             Verb {
+                name: "copy",
+                params: &[
+                    ("src", ArgType::Str),
+                    ("dst", ArgType::Str),
+                    ("src-offset", ArgType::Size),
+                    ("dst-offset", ArgType::Size),
+                    ("size", ArgType::Size),
+                ],
+                switches: &[],
+                unnamed: &[],
+                filter: false,
+            },
+            Verb {
                 name: "monitor-traffic",
                 params: &[],
                 switches: &["once"],

@@ -5,6 +5,7 @@ use serde::{Deserialize, Serialize};
 use std::fs::File;
 use std::io::{self, Read, Seek, SeekFrom, Write};
 use std::os::fd::AsRawFd;
+use std::os::unix::fs::FileExt;
 use std::path::Path;
 
 /// What `/disk add copy-from=` does with a file disk. RouterOS documents `copy-from` only as
@@ -69,6 +70,77 @@ fn sparse_copy(mut from: File, mut to: File) -> io::Result<()> {
     to.set_len(len)
 }
 
+/// Copies `len` bytes of `src` from `src_off` into `dst` at `dst_off`, as a block copy does: the
+/// range of `dst` ends up equal to the range of `src`. Data extents are read and written; holes of
+/// `src` become holes in `dst` (punched, so old data there is gone) instead of written zeros.
+/// Works in pieces of at most `piece` bytes and calls `progress` with the bytes done after each;
+/// when it answers `false` the copy stops there. Returns whether it ran to the end.
+pub fn copy_range(
+    src: &File,
+    dst: &File,
+    (src_off, dst_off, len): (u64, u64, u64),
+    piece: u64,
+    progress: &mut dyn FnMut(u64) -> bool,
+) -> io::Result<bool> {
+    let piece = piece.max(1);
+    let mut buf = vec![0u8; piece.min(CHUNK as u64) as usize];
+    let mut done = 0u64;
+    while done < len {
+        let at = src_off + done;
+        let data_at = seek_data(src, at)?.unwrap_or(src_off + len);
+        let (is_data, extent_end) = if data_at > at {
+            (false, data_at)
+        } else {
+            (true, seek_hole(src, at)?)
+        };
+        let n = extent_end
+            .min(src_off + len)
+            .saturating_sub(at)
+            .clamp(1, piece);
+        if is_data {
+            let mut copied = 0u64;
+            while copied < n {
+                let m = (n - copied).min(buf.len() as u64) as usize;
+                src.read_exact_at(&mut buf[..m], at + copied)?;
+                dst.write_all_at(&buf[..m], dst_off + done + copied)?;
+                copied += m as u64;
+            }
+        } else {
+            zero_range(dst, dst_off + done, n, &mut buf)?;
+        }
+        done += n;
+        if !progress(done) {
+            return Ok(done == len);
+        }
+    }
+    Ok(true)
+}
+
+/// Makes a range of `f` read as zeros: a punched hole, or written zeros where the file system
+/// cannot punch.
+fn zero_range(f: &File, off: u64, len: u64, buf: &mut [u8]) -> io::Result<()> {
+    // SAFETY: fallocate on an open descriptor; no memory is passed.
+    let rc = unsafe {
+        libc::fallocate(
+            f.as_raw_fd(),
+            libc::FALLOC_FL_PUNCH_HOLE | libc::FALLOC_FL_KEEP_SIZE,
+            off as libc::off_t,
+            len as libc::off_t,
+        )
+    };
+    if rc == 0 {
+        return Ok(());
+    }
+    buf.fill(0);
+    let mut written = 0u64;
+    while written < len {
+        let m = (len - written).min(buf.len() as u64) as usize;
+        f.write_all_at(&buf[..m], off + written)?;
+        written += m as u64;
+    }
+    Ok(())
+}
+
 fn lseek(f: &File, off: u64, whence: libc::c_int) -> io::Result<Option<u64>> {
     // SAFETY: lseek on an open descriptor; no memory is passed.
     let r = unsafe { libc::lseek(f.as_raw_fd(), off as libc::off_t, whence) };
@@ -121,5 +193,50 @@ mod tests {
             .write_all(b"XXXX")
             .unwrap();
         assert_eq!(&std::fs::read(&src).unwrap()[..4], &[0, 0, 0, 0]);
+    }
+
+    #[test]
+    fn copy_range_makes_the_range_equal_and_keeps_holes_and_stops_on_request() {
+        let dir = tempfile::tempdir().unwrap();
+        let (src, dst) = (dir.path().join("a"), dir.path().join("b"));
+        let mut f = File::create(&src).unwrap();
+        f.set_len(16 << 20).unwrap();
+        f.seek(SeekFrom::Start(3 << 20)).unwrap();
+        f.write_all(b"data").unwrap();
+        drop(f);
+        // The destination holds old data where the source has a hole: it must become zeros.
+        std::fs::write(&dst, vec![0xAAu8; 20 << 20]).unwrap();
+        let (from, to) = (
+            File::open(&src).unwrap(),
+            std::fs::OpenOptions::new().write(true).open(&dst).unwrap(),
+        );
+        let mut seen = Vec::new();
+        let whole = copy_range(&from, &to, (0, 1 << 20, 16 << 20), 1 << 20, &mut |d| {
+            seen.push(d);
+            true
+        })
+        .unwrap();
+        assert!(whole);
+        assert_eq!(seen.last(), Some(&(16 << 20)));
+        assert!(seen.windows(2).all(|w| w[0] < w[1]), "{seen:?}");
+        let out = std::fs::read(&dst).unwrap();
+        assert_eq!(out.len(), 20 << 20, "the destination keeps its size");
+        assert!(
+            out[..1 << 20].iter().all(|b| *b == 0xAA),
+            "before the range"
+        );
+        assert_eq!(&out[(4 << 20)..(4 << 20) + 4], b"data");
+        assert!(
+            out[(1 << 20)..(4 << 20)].iter().all(|b| *b == 0),
+            "hole → zeros"
+        );
+        assert!(
+            out[(17 << 20)..].iter().all(|b| *b == 0xAA),
+            "after the range"
+        );
+        // A stop request ends the copy early.
+        let stopped =
+            copy_range(&from, &to, (0, 0, 16 << 20), 1 << 20, &mut |d| d < 2 << 20).unwrap();
+        assert!(!stopped);
     }
 }

@@ -8,7 +8,7 @@ mod copy;
 mod files;
 mod persist;
 
-pub use copy::CopySemantics;
+pub use copy::{CopySemantics, copy_range};
 pub use files::{FileEntry, FileKind};
 
 use serde::{Deserialize, Serialize};
