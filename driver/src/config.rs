@@ -22,7 +22,7 @@
 //! | `rds.sessions` | `RDS_CSI_RDS_SESSIONS` | `4` | SSH connections kept to the RDS (1 to 64) |
 //! | `controller.maxConcurrentCreates` | `RDS_CSI_CONTROLLER_MAX_CONCURRENT_CREATES` | `8` | CreateVolume calls worked on at once; more wait their turn |
 //! | `controller.maxVolumesPerNode` | `RDS_CSI_CONTROLLER_MAX_VOLUMES_PER_NODE` | `64` | volumes published to one node at once; one more is refused with RESOURCE_EXHAUSTED |
-//! | `controller.snapshotMethod` | `RDS_CSI_CONTROLLER_SNAPSHOT_METHOD` | `copy-from` | how snapshots, restores and clones copy data: `copy-from` (`/disk add copy-from=`) or `disk-copy` (`/disk copy`, a full block copy); a VolumeSnapshotClass may override it with `method`. The controller probes a method on the RDS before first using it and refuses one that does not copy data (`rds-csi doctor --snapshots` shows the verdicts) |
+//! | `controller.snapshotMethod` | `RDS_CSI_CONTROLLER_SNAPSHOT_METHOD` | `copy-from` | how snapshots, restores and clones copy data: `copy-from` (`/disk add copy-from=`) or `disk-copy` (`/disk copy`, a full block copy, run as one command: `rds.commandTimeoutMs` must cover a copy of the largest volume); a VolumeSnapshotClass may override it with `method`. The controller probes a method on the RDS before first using it and refuses one that does not copy data (`rds-csi doctor --snapshots` shows the verdicts) |
 //! | `node.nodeId` | `RDS_CSI_NODE_NODE_ID` | (unset) | the node plugin's node id; unset: its host NQN |
 //! | `node.hostNqn` | `RDS_CSI_NODE_HOST_NQN` | (unset) | the node's NVMe host NQN; unset: read from `/etc/nvme/hostnqn` |
 //!

@@ -383,6 +383,16 @@ mod tests {
     use super::*;
 
     #[test]
+    fn file_text_is_short_printable_ascii() {
+        assert_eq!(FileText::new("known text").unwrap().as_str(), "known text");
+        assert!(FileText::new(&"x".repeat(FileText::MAX_LEN)).is_ok());
+        for bad in ["", "a\nb", "ü", &"x".repeat(FileText::MAX_LEN + 1)] {
+            let error = FileText::new(bad).unwrap_err();
+            assert!(error.to_string().contains("printable ASCII"), "{error}");
+        }
+    }
+
+    #[test]
     fn slot_accepts_the_documented_pattern_only() {
         for ok in [
             "a",

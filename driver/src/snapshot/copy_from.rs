@@ -4,7 +4,7 @@
 //! data or only the source's settings is what the probe settles before this method is used.
 
 use super::{Method, SnapshotError, SnapshotMethod, Target};
-use crate::rds::disk::RdsClient;
+use crate::rds::disk::{RdsClient, RdsError};
 use crate::rds::parse::DiskRecord;
 use crate::rds::value::Slot;
 
@@ -42,11 +42,10 @@ impl SnapshotMethod for CopyFrom {
         target: &Target,
     ) -> Result<DiskRecord, SnapshotError> {
         let slot = &target.spec.slot;
-        rds.find(slot).await?.ok_or_else(|| {
-            SnapshotError::Rds(crate::rds::disk::RdsError::NoDisk {
-                command: "copy-from".to_owned(),
-                slot: slot.to_string(),
-            })
-        })
+        let disk = rds.find(slot).await?.ok_or_else(|| RdsError::NoDisk {
+            command: "/disk add copy-from=".to_owned(),
+            slot: slot.to_string(),
+        })?;
+        Ok(disk)
     }
 }
