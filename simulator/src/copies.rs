@@ -114,11 +114,12 @@ impl Copies {
         self.rate.store(rate.unwrap_or(0), Ordering::SeqCst);
     }
 
-    /// Whether a running copy reads or writes the disk or file `name`.
-    pub fn busy(&self, name: &str) -> bool {
+    /// Whether a running copy reads or writes the backing file at `path` (a disk and its file
+    /// are the same thing).
+    pub fn busy(&self, path: &std::path::Path) -> bool {
         self.lock()
             .iter()
-            .any(|r| r.request.src.name == name || r.request.dst.name == name)
+            .any(|r| r.request.src.path == path || r.request.dst.path == path)
     }
 
     /// Registers a copy; [`Copies::run`] then does it.

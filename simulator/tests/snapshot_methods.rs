@@ -376,6 +376,19 @@ async fn the_doctor_probe_tells_data_copies_from_settings_copies() {
     };
     ok(&sim, &copy_from("cfd")).await;
     assert_eq!(ok(&sim, &get("cfd.img")).await, expected);
+    assert_eq!(
+        ok(
+            &sim,
+            r#":put [/disk get [find where slot="probe-cfd"] size]"#
+        )
+        .await,
+        format!("{n}\r\n")
+    );
+    assert_eq!(
+        ok(&sim, r#":put [/disk get "probe-cfd" nvme-tcp-export]"#).await,
+        "false\r\n",
+        "a data copy is not exported"
+    );
     sim.set_copy_from(rds_sim::store::CopySemantics::Settings);
     ok(&sim, &copy_from("cfs")).await;
     assert_eq!(
@@ -441,6 +454,15 @@ async fn a_paced_copy_shows_in_the_state_and_stops_with_its_command() {
     assert_eq!(
         refused(&sim, r#"/disk copy src="other" dst="src""#).await,
         "failure: src is busy with another copy\r\n"
+    );
+    assert_eq!(
+        refused(
+            &sim,
+            r#"/disk copy src="other" dst="storage-pool/csi/dst.img""#
+        )
+        .await,
+        "failure: storage-pool/csi/dst.img is busy with another copy\r\n",
+        "a disk's backing file is the disk"
     );
     // The command goes away (its session closed): the copy stops where it is.
     copying.abort();

@@ -46,7 +46,7 @@ impl Engine {
         }
         self.store.check_writable(&dst_file)?;
         for side in [&src, &dst] {
-            if self.copies.busy(&side.name) {
+            if self.copies.busy(&side.path) {
                 return Err(failure(&format!("{} is busy with another copy", side.name)));
             }
         }
