@@ -6,6 +6,7 @@
 
 mod btrfs;
 mod copy;
+mod extents;
 mod files;
 mod persist;
 
