@@ -11,7 +11,7 @@ use serde::Serialize;
 use std::fs::{File, OpenOptions};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard, Weak};
 use std::time::{Duration, Instant};
 use tokio::sync::watch;
 
@@ -73,7 +73,8 @@ const PIECE: u64 = 1 << 20;
 pub struct Copies {
     /// Bytes per second; 0 = as fast as the host goes.
     rate: AtomicU64,
-    running: Mutex<Vec<Arc<Running>>>,
+    /// Weak, so a copy that is registered but never run (its line dropped) is not busy forever.
+    running: Mutex<Vec<Weak<Running>>>,
     /// Bumped on every start, progress step and end, for observers.
     changes: watch::Sender<u64>,
 }
@@ -96,8 +97,15 @@ impl Copies {
         }
     }
 
-    fn lock(&self) -> MutexGuard<'_, Vec<Arc<Running>>> {
+    fn lock(&self) -> MutexGuard<'_, Vec<Weak<Running>>> {
         self.running.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The copies still running.
+    fn live(&self) -> Vec<Arc<Running>> {
+        let mut running = self.lock();
+        running.retain(|w| w.strong_count() > 0);
+        running.iter().filter_map(Weak::upgrade).collect()
     }
 
     fn changed(&self) {
@@ -114,11 +122,12 @@ impl Copies {
         self.rate.store(rate.unwrap_or(0), Ordering::SeqCst);
     }
 
-    /// Whether a running copy reads or writes the disk or file `name`.
-    pub fn busy(&self, name: &str) -> bool {
-        self.lock()
+    /// Whether a running copy reads or writes the backing file at `path` (a disk and its file
+    /// are the same thing).
+    pub fn busy(&self, path: &std::path::Path) -> bool {
+        self.live()
             .iter()
-            .any(|r| r.request.src.name == name || r.request.dst.name == name)
+            .any(|r| r.request.src.path == path || r.request.dst.path == path)
     }
 
     /// Registers a copy; [`Copies::run`] then does it.
@@ -128,13 +137,13 @@ impl Copies {
             copied: AtomicU64::new(0),
             stop: AtomicBool::new(false),
         });
-        self.lock().push(running.clone());
+        self.lock().push(Arc::downgrade(&running));
         self.changed();
         running
     }
 
     pub fn views(&self) -> Vec<CopyView> {
-        self.lock()
+        self.live()
             .iter()
             .map(|r| {
                 let copied = r.copied.load(Ordering::SeqCst);
@@ -151,7 +160,7 @@ impl Copies {
 
     /// Stops every running copy (a restart).
     pub fn stop_all(&self) {
-        for r in self.lock().iter() {
+        for r in self.live() {
             r.stop.store(true, Ordering::SeqCst);
         }
     }
@@ -169,7 +178,9 @@ impl Copies {
         let job = running.clone();
         tokio::task::spawn_blocking(move || {
             let outcome = copies.copy(&job);
-            copies.lock().retain(|r| !Arc::ptr_eq(r, &job));
+            copies
+                .lock()
+                .retain(|r| !std::ptr::eq(r.as_ptr(), Arc::as_ptr(&job)));
             copies.changed();
             outcome
         })
@@ -242,7 +253,30 @@ impl Copies {
 
 #[cfg(test)]
 mod tests {
-    use super::status_text;
+    use super::*;
+
+    #[test]
+    fn a_copy_is_busy_while_someone_holds_it() {
+        let copies = Copies::new(None);
+        let side = |name: &str| Endpoint {
+            name: name.into(),
+            path: PathBuf::from(format!("/pool/{name}.img")),
+        };
+        let running = copies.start(CopyRequest {
+            src: side("a"),
+            dst: side("b"),
+            src_offset: 0,
+            dst_offset: 0,
+            size: 10,
+        });
+        assert!(copies.busy(&side("b").path));
+        assert!(!copies.busy(&side("c").path));
+        assert_eq!(copies.views()[0].status, "0 / 10 (0%)");
+        // A line dropped before its copy ran leaves nothing busy.
+        drop(running);
+        assert!(!copies.busy(&side("b").path));
+        assert!(copies.views().is_empty());
+    }
 
     #[test]
     fn status_is_bytes_of_total_and_a_percentage_rounded_down() {

@@ -4,7 +4,7 @@ use clap::Parser;
 use rds_sim::engine::EngineConfig;
 use rds_sim::server::{Options, RunningSim, parse_pool, parse_size};
 use rds_sim::ssh::read_authorized_keys;
-use rds_sim::store::{CopySemantics, Pool};
+use rds_sim::store::{CopySemantics, Pool, PoolFs};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
@@ -48,6 +48,10 @@ struct Cli {
     /// What `/disk add copy-from=` does: `data` (a copy of the file) or `settings` (an empty file).
     #[arg(long, default_value = "data")]
     copy_from: CopySemantics,
+    /// The pool's file system, `xfs` or `btrfs` (a Btrfs pool has `/disk btrfs` subvolumes; its
+    /// label is the pool name).
+    #[arg(long, default_value = "xfs")]
+    pool_fs: PoolFs,
     /// Bytes per second `/disk copy` moves (e.g. 100MiB); unlimited when not given.
     #[arg(long, value_parser = parse_size)]
     copy_rate: Option<u64>,
@@ -84,6 +88,7 @@ async fn main() -> anyhow::Result<()> {
             width: cli.width,
             copy_from: cli.copy_from,
             copy_rate: cli.copy_rate.filter(|r| *r > 0),
+            pool_fs: cli.pool_fs,
             ..EngineConfig::default()
         },
     })

@@ -6,7 +6,7 @@ use crate::engine::{Engine, EngineConfig, Event, LineResult, LoggedCommand, Traf
 use crate::faults::{CrashPoint, Fault, FaultError, FaultPlan};
 use crate::nvme::{ConnectionFilter, Export, Exports, Target};
 use crate::ssh::{Reply, SessionInfo, Shell};
-use crate::store::{CopySemantics, Disk, FileEntry, Pool};
+use crate::store::{CopySemantics, Disk, FileEntry, Pool, PoolFs, Subvolume};
 use serde::Serialize;
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -58,6 +58,8 @@ pub struct PoolView {
     pub name: String,
     pub size: u64,
     pub free: u64,
+    /// `xfs` or `btrfs`.
+    pub fs: PoolFs,
 }
 
 /// The state read-out of the control API.
@@ -66,6 +68,8 @@ pub struct StateView {
     pub disks: Vec<Disk>,
     pub files: Vec<FileView>,
     pub pool: PoolView,
+    /// Btrfs subvolumes (a Btrfs pool only).
+    pub subvolumes: Vec<Subvolume>,
     pub sessions: Vec<SessionView>,
     /// Live NVMe/TCP queues (RouterOS has no CLI listing for them: README assumption 4).
     pub nvme_connections: Vec<NvmeConnectionView>,
@@ -420,7 +424,9 @@ impl Sim {
                 name: engine.store.pool.name.clone(),
                 size: engine.store.pool.size,
                 free: engine.store.pool_free(engine.pool_full),
+                fs: engine.store.fs,
             },
+            subvolumes: engine.store.subvolumes().to_vec(),
             sessions,
             nvme_connections: self
                 .nvme

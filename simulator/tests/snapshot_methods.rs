@@ -50,7 +50,7 @@ async fn ok(sim: &Sim, line: &str) -> String {
 /// What a refused command must leave alone.
 fn snapshot(sim: &Sim) -> String {
     let s = sim.state();
-    serde_json::to_string(&(&s.disks, &s.files)).unwrap()
+    serde_json::to_string(&(&s.disks, &s.files, &s.subvolumes)).unwrap()
 }
 
 /// Runs a line that must fail without changing anything; returns the error text.
@@ -376,6 +376,19 @@ async fn the_doctor_probe_tells_data_copies_from_settings_copies() {
     };
     ok(&sim, &copy_from("cfd")).await;
     assert_eq!(ok(&sim, &get("cfd.img")).await, expected);
+    assert_eq!(
+        ok(
+            &sim,
+            r#":put [/disk get [find where slot="probe-cfd"] size]"#
+        )
+        .await,
+        format!("{n}\r\n")
+    );
+    assert_eq!(
+        ok(&sim, r#":put [/disk get "probe-cfd" nvme-tcp-export]"#).await,
+        "false\r\n",
+        "a data copy is not exported"
+    );
     sim.set_copy_from(rds_sim::store::CopySemantics::Settings);
     ok(&sim, &copy_from("cfs")).await;
     assert_eq!(
@@ -442,6 +455,15 @@ async fn a_paced_copy_shows_in_the_state_and_stops_with_its_command() {
         refused(&sim, r#"/disk copy src="other" dst="src""#).await,
         "failure: src is busy with another copy\r\n"
     );
+    assert_eq!(
+        refused(
+            &sim,
+            r#"/disk copy src="other" dst="storage-pool/csi/dst.img""#
+        )
+        .await,
+        "failure: storage-pool/csi/dst.img is busy with another copy\r\n",
+        "a disk's backing file is the disk"
+    );
     // The command goes away (its session closed): the copy stops where it is.
     copying.abort();
     wait_copies(&sim, |s| s.copies.is_empty()).await;
@@ -474,5 +496,264 @@ async fn a_paced_copy_shows_in_the_state_and_stops_with_its_command() {
     assert_eq!(
         ok(&sim, r#"/disk copy src="src" dst="other""#).await,
         "  status: 16777216 / 16777216 (100%)\r\n"
+    );
+}
+
+fn btrfs_sim(dir: &Path) -> Sim {
+    sim_with(
+        dir,
+        EngineConfig {
+            pool_fs: rds_sim::store::PoolFs::Btrfs,
+            ..EngineConfig::default()
+        },
+    )
+}
+
+/// `creation-time` is the wall clock: masked for snapshots.
+fn mask_times(text: &str) -> String {
+    regex::Regex::new(r"creation-time=\d{4}-\d\d-\d\d \d\d:\d\d:\d\d")
+        .unwrap()
+        .replace_all(text, "creation-time=YYYY-MM-DD HH:MM:SS")
+        .into_owned()
+}
+
+#[tokio::test]
+async fn btrfs_snapshots_copy_the_volume_and_restore_it_after_the_source_is_gone() {
+    let dir = tempfile::tempdir().unwrap();
+    let sim = btrfs_sim(dir.path());
+    insta::assert_snapshot!(
+        "btrfs_filesystem_print",
+        ok(&sim, "/disk btrfs filesystem print detail").await
+    );
+    assert!(
+        ok(&sim, r#"/disk print detail where slot="storage-pool""#)
+            .await
+            .contains(" fs=btrfs "),
+        "the pool disk shows its file system"
+    );
+    // One subvolume per volume, the volume's file inside it.
+    assert_eq!(
+        ok(
+            &sim,
+            r#":put [/disk btrfs subvolume add fs=storage-pool name="vol-a"]"#
+        )
+        .await,
+        "*10\r\n"
+    );
+    ok(
+        &sim,
+        r#"/disk add type=file file-path="storage-pool/vol-a/volume.img" file-size=4M slot="a""#,
+    )
+    .await;
+    let vol_a = host(dir.path(), "storage-pool/vol-a/volume.img");
+    write_at(&vol_a, MIB, b"before the snapshot");
+    ok(
+        &sim,
+        r#"/disk/btrfs/subvolume/add fs=storage-pool parent="vol-a" name="snap-1" read-only=yes"#,
+    )
+    .await;
+    write_at(&vol_a, MIB, b"AFTER");
+    let snap = host(dir.path(), "storage-pool/snap-1/volume.img");
+    assert_eq!(read_at(&snap, MIB, 19), b"before the snapshot");
+    assert_eq!(std::fs::metadata(&snap).unwrap().len(), 4 * MIB);
+
+    // Nothing writes into a read-only snapshot.
+    for line in [
+        r#"/disk add type=file file-path="storage-pool/snap-1/volume.img" slot="x""#,
+        r#"/disk add type=file file-path="storage-pool/snap-1/new.img" file-size=1M slot="x""#,
+        r#"/file add name="storage-pool/snap-1/note" contents="x""#,
+        r#"/file remove "storage-pool/snap-1/volume.img""#,
+        r#"/disk copy src="a" dst="storage-pool/snap-1/volume.img""#,
+        r#"/disk btrfs subvolume add fs=storage-pool name="snap-1/inner""#,
+    ] {
+        assert_eq!(
+            refused(&sim, line).await,
+            "failure: read-only file system\r\n",
+            "{line}"
+        );
+    }
+
+    // Restore: a writable snapshot of the snapshot, its file attached as a new disk.
+    ok(
+        &sim,
+        r#"/disk btrfs subvolume add fs=storage-pool parent="snap-1" name="vol-b" read-only=no"#,
+    )
+    .await;
+    ok(
+        &sim,
+        r#"/disk add type=file file-path="storage-pool/vol-b/volume.img" slot="b""#,
+    )
+    .await;
+    // The source cannot go while its disk is in it; without the disk it can.
+    assert_eq!(
+        refused(
+            &sim,
+            r#"/disk btrfs subvolume remove [find where name="vol-a"]"#
+        )
+        .await,
+        "failure: subvolume vol-a holds disk a\r\n"
+    );
+    ok(&sim, r#"/disk remove [find where slot="a"]"#).await;
+    ok(&sim, r#"/disk btrfs subvolume remove "vol-a""#).await;
+    assert!(!host(dir.path(), "storage-pool/vol-a").exists());
+    let restored = host(dir.path(), "storage-pool/vol-b/volume.img");
+    assert_eq!(read_at(&restored, MIB, 19), b"before the snapshot");
+    write_at(&restored, 0, b"restored volumes are writable");
+    insta::assert_snapshot!(
+        "btrfs_subvolume_print",
+        mask_times(&ok(&sim, "/disk btrfs subvolume print detail").await)
+    );
+
+    // Subvolumes survive a restart.
+    let before = sim.state().subvolumes;
+    sim.restart(std::time::Duration::ZERO);
+    assert_eq!(sim.state().subvolumes, before);
+    assert_eq!(
+        ok(
+            &sim,
+            r#":put [/disk btrfs subvolume get [find where name="snap-1"] read-only]"#
+        )
+        .await,
+        "true\r\n"
+    );
+}
+
+#[tokio::test]
+async fn btrfs_nested_subvolumes_follow_the_guide() {
+    let dir = tempfile::tempdir().unwrap();
+    let sim = btrfs_sim(dir.path());
+    ok(
+        &sim,
+        "/disk btrfs subvolume add name=Documents fs=storage-pool",
+    )
+    .await;
+    ok(
+        &sim,
+        r#"/file add name="storage-pool/Documents/document1.txt" contents="hello""#,
+    )
+    .await;
+    ok(
+        &sim,
+        "/disk btrfs subvolume add name=Snapshots fs=storage-pool",
+    )
+    .await;
+    ok(
+        &sim,
+        "/disk/btrfs/subvolume/add read-only=yes parent=Documents fs=storage-pool  name=Snapshots/Documents-22012025",
+    )
+    .await;
+    assert_eq!(
+        ok(
+            &sim,
+            r#":put [/file get "storage-pool/Snapshots/Documents-22012025/document1.txt" contents]"#
+        )
+        .await,
+        "hello\r\n"
+    );
+    let listing = ok(&sim, "/disk btrfs subvolume print terse").await;
+    assert!(
+        listing.contains(
+            r"name=Documents-22012025 parent=Documents read-only=yes top-level=Snapshots"
+        ),
+        "{listing}"
+    );
+    // A snapshot of Snapshots leaves the nested subvolume out, as Btrfs does.
+    ok(
+        &sim,
+        "/disk btrfs subvolume add parent=Snapshots fs=storage-pool name=Snapshots-copy",
+    )
+    .await;
+    let copy = host(dir.path(), "storage-pool/Snapshots-copy/Documents-22012025");
+    assert!(copy.is_dir() && std::fs::read_dir(&copy).unwrap().next().is_none());
+    assert_eq!(
+        refused(&sim, "/disk btrfs subvolume remove Snapshots").await,
+        "failure: subvolume Snapshots holds subvolume Documents-22012025\r\n"
+    );
+    assert_eq!(
+        refused(&sim, r#"/file remove "storage-pool/Snapshots""#).await,
+        "failure: storage-pool/Snapshots is a btrfs subvolume: remove it with /disk btrfs subvolume remove\r\n"
+    );
+    ok(
+        &sim,
+        r#"/disk btrfs subvolume remove [find where name~"^(Snapshots|Documents-22012025)\$"]"#,
+    )
+    .await;
+    assert!(!host(dir.path(), "storage-pool/Snapshots").exists());
+    let names: Vec<_> = sim
+        .state()
+        .subvolumes
+        .iter()
+        .map(|s| s.path.clone())
+        .collect();
+    assert_eq!(names, vec!["Documents", "Snapshots-copy"]);
+}
+
+#[tokio::test]
+async fn btrfs_subvolume_add_refuses_bad_input() {
+    let dir = tempfile::tempdir().unwrap();
+    let sim = btrfs_sim(dir.path());
+    ok(&sim, "/disk btrfs subvolume add fs=storage-pool name=vol-a").await;
+    std::fs::create_dir(host(dir.path(), "storage-pool/plain")).unwrap();
+    let cases = [
+        (
+            "/disk btrfs subvolume add name=x",
+            "failure: fs must be set",
+        ),
+        (
+            "/disk btrfs subvolume add fs=other name=x",
+            "input does not match any value of fs",
+        ),
+        (
+            "/disk btrfs subvolume add fs=storage-pool",
+            "failure: name must be set",
+        ),
+        (
+            "/disk btrfs subvolume add fs=storage-pool name=x parent=none",
+            "input does not match any value of parent",
+        ),
+        (
+            "/disk btrfs subvolume add fs=storage-pool name=vol-a",
+            "failure: subvolume with such name already exists",
+        ),
+        (
+            "/disk btrfs subvolume add fs=storage-pool name=plain",
+            "failure: file already exists",
+        ),
+        (
+            "/disk btrfs subvolume add fs=storage-pool name=missing/x",
+            "failure: no such directory missing",
+        ),
+        (
+            r#"/disk btrfs subvolume add fs=storage-pool name="../x""#,
+            "invalid value for argument name",
+        ),
+        (
+            "/disk btrfs subvolume add fs=storage-pool name=x read-only=maybe",
+            "input does not match any value of read-only",
+        ),
+        ("/disk btrfs subvolume remove none", "no such item"),
+        (
+            "/disk btrfs filesystem balance-start",
+            "failure: rds-sim does not model /disk/btrfs/filesystem/balance-start",
+        ),
+    ];
+    for (line, expected) in cases {
+        assert_eq!(
+            refused(&sim, line).await,
+            format!("{expected}\r\n"),
+            "{line}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn an_xfs_pool_has_no_btrfs_file_system() {
+    let dir = tempfile::tempdir().unwrap();
+    let sim = sim(dir.path());
+    assert_eq!(ok(&sim, "/disk btrfs filesystem print detail").await, "");
+    assert_eq!(ok(&sim, "/disk btrfs subvolume print detail").await, "");
+    assert_eq!(
+        refused(&sim, "/disk btrfs subvolume add fs=storage-pool name=x").await,
+        "input does not match any value of fs\r\n"
     );
 }

@@ -93,6 +93,7 @@ impl Engine {
         if !self.store.on_mounted_disk(&path) || path == self.store.pool.name {
             return Err(failure("no such mount point"));
         }
+        self.store.check_writable(&path)?;
         if let Some(d) = self.store.state.disks.iter().find(|d| d.file_path == path) {
             return Err(ExecError(format!(
                 "failure: file is used by disk {}",

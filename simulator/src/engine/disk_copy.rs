@@ -17,8 +17,8 @@ impl Engine {
                 "rds-sim runs /disk copy only as a command of its own, not inside [ ]",
             ));
         }
-        let (src, src_size) = self.copy_endpoint(args, "src")?;
-        let (dst, dst_size) = self.copy_endpoint(args, "dst")?;
+        let (src, src_size, _) = self.copy_endpoint(args, "src")?;
+        let (dst, dst_size, dst_file) = self.copy_endpoint(args, "dst")?;
         let same = match (src.path.canonicalize(), dst.path.canonicalize()) {
             (Ok(a), Ok(b)) => a == b,
             _ => src.path == dst.path,
@@ -44,8 +44,9 @@ impl Engine {
         {
             return Err(failure("dst is smaller than the data to copy"));
         }
+        self.store.check_writable(&dst_file)?;
         for side in [&src, &dst] {
-            if self.copies.busy(&side.name) {
+            if self.copies.busy(&side.path) {
                 return Err(failure(&format!("{} is busy with another copy", side.name)));
             }
         }
@@ -60,8 +61,12 @@ impl Engine {
 
     /// A side of the copy: a file disk by slot or `*id`, else a file by its `/file` name. The
     /// manual types both as enums ("disk, partition or file"), so an unknown name is
-    /// `input does not match any value of <param>`.
-    fn copy_endpoint(&self, args: &Args, param: &str) -> Result<(Endpoint, u64), ExecError> {
+    /// `input does not match any value of <param>`. Also gives its size and `/file` name.
+    fn copy_endpoint(
+        &self,
+        args: &Args,
+        param: &str,
+    ) -> Result<(Endpoint, u64, String), ExecError> {
         let Some(text) = args.text(param) else {
             return Err(failure(&format!("{param} must be set")));
         };
@@ -83,7 +88,7 @@ impl Engine {
                 name: d.slot.clone(),
                 path: self.store.host_path(&d.file_path),
             };
-            return Ok((endpoint, d.file_size));
+            return Ok((endpoint, d.file_size, d.file_path.clone()));
         }
         let name = text.trim_start_matches('/');
         if name.is_empty() || name.split('/').any(|s| s == "..") {
@@ -97,6 +102,7 @@ impl Engine {
                     path,
                 },
                 meta.len(),
+                name.to_string(),
             )),
             _ => Err(no_match()),
         }

@@ -40,31 +40,19 @@ impl Engine {
             .map_or(0, |i| i.id))
     }
 
-    /// `/file get <item> <value-name>`: a printed property, or `contents` (files up to 60 KiB).
+    /// `/file get <item> <value-name>`: `contents` (files up to 60 KiB) or any other property.
     pub(super) fn file_get(
         &mut self,
         ids: Vec<u32>,
         value_name: Option<&String>,
     ) -> Result<String, ExecError> {
-        let [id] = ids.as_slice() else {
-            return Err(ExecError("failure: get takes one item".into()));
-        };
-        let items = file_items(&self.store);
-        let item = items
-            .iter()
-            .find(|i| i.id == *id)
-            .ok_or_else(|| ExecError("no such item".into()))?;
-        let Some(value_name) = value_name else {
-            return Err(ExecError("failure: value-name must be set".into()));
-        };
-        if value_name == "contents" {
-            let name = prop_text(item, "name").unwrap_or_default();
-            let bytes = self.store.file_contents(&name)?;
-            // The console is text: bytes that are not UTF-8 print as U+FFFD (FIDELITY.md).
-            return Ok(String::from_utf8_lossy(&bytes).into_owned());
+        if value_name.is_none_or(|v| v != "contents") {
+            return self.get("file", ids, value_name);
         }
-        prop_text(item, value_name)
-            .ok_or_else(|| ExecError("input does not match any value of value-name".into()))
+        let name = self.get("file", ids, Some(&"name".to_string()))?;
+        let bytes = self.store.file_contents(&name)?;
+        // The console is text: bytes that are not UTF-8 print as U+FFFD (FIDELITY.md).
+        Ok(String::from_utf8_lossy(&bytes).into_owned())
     }
 
     pub(super) fn file_remove(&mut self, ids: Vec<u32>) -> Result<(), ExecError> {

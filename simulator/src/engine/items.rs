@@ -42,6 +42,7 @@ pub fn disk_flags() -> &'static [FlagDef] {
 pub fn flag_defs(path: &str) -> &'static [FlagDef] {
     match path {
         "disk" => DISK_FLAGS,
+        "disk/btrfs/subvolume" => super::btrfs::SUBVOLUME_FLAGS,
         _ => &[],
     }
 }
@@ -84,11 +85,8 @@ fn pool_item(store: &Store, full: bool) -> Item {
             ("slot-default", Value::Str(String::new())),
             ("parent", Value::Str(String::new())),
             ("fs-label", Value::Str(name.clone())),
-            (
-                "fs-uuid",
-                Value::Str("40437dbc-2318-45dc-817b-b3bb95cf48ab".into()),
-            ),
-            ("fs", Value::Bare("xfs".into())),
+            ("fs-uuid", Value::Str(super::btrfs::FS_UUID.into())),
+            ("fs", Value::Bare(store.fs.name().into())),
             ("model", Value::Str("RAID0 striped".into())),
             ("size", Value::Num(size)),
             ("free", Value::Num(free)),
@@ -264,6 +262,8 @@ fn flag_prop_name(f: &FlagDef) -> &'static str {
         "MOUNTED" => "mounted",
         "RAID-MEMBER" => "raid-member",
         "NVME-TCP-EXPORT" => "nvme-tcp-export",
+        "SNAPSHOT" => "snapshot",
+        "READ-ONLY" => "read-only",
         other => unreachable!("flag {other} has no property name"),
     }
 }

@@ -1,6 +1,7 @@
 //! The CLI engine: parses a line, runs its statements against the store, and renders RouterOS's
 //! text. Deterministic given the store: the SSH server only feeds it lines.
 
+mod btrfs;
 mod disk;
 mod disk_copy;
 mod file;
@@ -12,7 +13,7 @@ use crate::copies::{Copies, Running};
 use crate::routeros::format::{self, Item};
 use crate::routeros::menu::{ArgType, Menu};
 use crate::routeros::script::{self, Arg, Command, Statement};
-use crate::store::{CopySemantics, State, Store, StoreError};
+use crate::store::{CopySemantics, PoolFs, State, Store, StoreError};
 use std::fmt;
 use std::path::Path;
 use std::sync::Arc;
@@ -45,6 +46,8 @@ pub struct EngineConfig {
     pub copy_from: CopySemantics,
     /// Bytes per second `/disk copy` moves; `None` is as fast as the host goes.
     pub copy_rate: Option<u64>,
+    /// The pool's file system; a Btrfs pool has `/disk btrfs` subvolumes.
+    pub pool_fs: PoolFs,
     pub identity: Identity,
 }
 
@@ -54,6 +57,7 @@ impl Default for EngineConfig {
             width: 80,
             copy_from: CopySemantics::Data,
             copy_rate: None,
+            pool_fs: PoolFs::Xfs,
             identity: Identity::default(),
         }
     }
@@ -183,7 +187,7 @@ impl Engine {
         config: EngineConfig,
     ) -> std::io::Result<Engine> {
         Ok(Engine {
-            store: Store::open(dir, pool)?,
+            store: Store::open(dir, pool, config.pool_fs)?,
             copies: Arc::new(Copies::new(config.copy_rate)),
             config,
             pool_full: false,
@@ -362,6 +366,14 @@ impl Engine {
                 run.copy = Some(self.disk_copy(&args, top)?);
                 Ok((Val::Nothing, None))
             }
+            ("disk/btrfs/subvolume", "add") => {
+                let id = self.subvolume_add(&args, run)?;
+                Ok((Val::Ids(vec![id]), None))
+            }
+            ("disk/btrfs/subvolume", "remove") => {
+                self.subvolume_remove(target.unwrap_or_default(), run)?;
+                Ok((Val::Nothing, None))
+            }
             ("disk", "monitor-traffic") => {
                 let text = self.disk_monitor(target.unwrap_or_default(), has("once"), run)?;
                 Ok((Val::Nothing, Some(text)))
@@ -372,6 +384,10 @@ impl Engine {
             }
             ("file", "get") => {
                 let value = self.file_get(target.unwrap_or_default(), words.first())?;
+                Ok((Val::Text(value), None))
+            }
+            (menu, "get") => {
+                let value = self.get(menu, target.unwrap_or_default(), words.first())?;
                 Ok((Val::Text(value), None))
             }
             ("file", "remove") => {
@@ -431,7 +447,34 @@ impl Engine {
         match path {
             "disk" => items::disk_items(self),
             "file" => items::file_items(&self.store),
+            "disk/btrfs/filesystem" => btrfs::filesystem_items(&self.store),
+            "disk/btrfs/subvolume" => btrfs::subvolume_items(&self.store),
             _ => Vec::new(),
+        }
+    }
+
+    /// `get <item> <value-name>`: a property of one item as `as-value` holds it (flags too).
+    fn get(
+        &self,
+        path: &str,
+        ids: Vec<u32>,
+        value_name: Option<&String>,
+    ) -> Result<String, ExecError> {
+        let [id] = ids.as_slice() else {
+            return Err(ExecError("failure: get takes one item".into()));
+        };
+        let items = items::with_flag_props(self.menu_items(path), items::flag_defs(path));
+        let item = items
+            .iter()
+            .find(|i| i.id == *id)
+            .ok_or_else(no_such_item)?;
+        let Some(value_name) = value_name else {
+            return Err(ExecError("failure: value-name must be set".into()));
+        };
+        match value_name.as_str() {
+            "comment" => Ok(item.comment.clone().unwrap_or_default()),
+            name => items::prop_text(item, name)
+                .ok_or_else(|| ExecError("input does not match any value of value-name".into())),
         }
     }
 
@@ -458,7 +501,11 @@ impl Engine {
 
     fn resolve_names(&self, path: &str, text: &str) -> Result<Vec<u32>, ExecError> {
         let items = self.menu_items(path);
-        let key = if path == "file" { "name" } else { "slot" };
+        let key = match path {
+            "file" | "disk/btrfs/subvolume" => "name",
+            "disk/btrfs/filesystem" => "label",
+            _ => "slot",
+        };
         let mut ids = Vec::new();
         for part in text.split(',').filter(|p| !p.is_empty()) {
             let found = if let Some(hex) = part.strip_prefix('*') {

@@ -113,6 +113,17 @@ const fn print_verb() -> Verb {
     }
 }
 
+/// `get <item> <value-name>`: one property of one item.
+const fn get_verb() -> Verb {
+    Verb {
+        name: "get",
+        params: &[],
+        switches: &[],
+        unnamed: &[ArgType::Items, ArgType::Str],
+        filter: false,
+    }
+}
+
 const fn find_verb() -> Verb {
     Verb {
         name: "find",
@@ -154,6 +165,7 @@ pub static MENUS: &[Menu] = &[
                 unnamed: &[ArgType::Items],
                 filter: false,
             },
+            get_verb(),
             print_verb(),
             find_verb(),
             Verb {
@@ -198,6 +210,60 @@ pub static MENUS: &[Menu] = &[
         ],
     },
     Menu {
+        path: "disk/btrfs",
+        verbs: &[],
+        unmodeled: &[],
+    },
+    Menu {
+        path: "disk/btrfs/filesystem",
+        verbs: &[print_verb(), find_verb()],
+        unmodeled: &[
+            "add-device",
+            "balance-cancel",
+            "balance-start",
+            "remove-device",
+            "replace-cancel",
+            "replace-device",
+            "reset-counters",
+            "scrub-cancel",
+            "scrub-start",
+            "set",
+        ],
+    },
+    Menu {
+        path: "disk/btrfs/subvolume",
+        verbs: &[
+            Verb {
+                name: "add",
+                params: &[
+                    ("fs", ArgType::Str),
+                    ("name", ArgType::Str),
+                    ("parent", ArgType::Str),
+                    ("read-only", ArgType::Bool),
+                ],
+                switches: &[],
+                unnamed: &[],
+                filter: false,
+            },
+            Verb {
+                name: "remove",
+                params: &[],
+                switches: &[],
+                unnamed: &[ArgType::Items],
+                filter: false,
+            },
+            get_verb(),
+            print_verb(),
+            find_verb(),
+        ],
+        unmodeled: &["set"],
+    },
+    Menu {
+        path: "disk/btrfs/transfer",
+        verbs: &[],
+        unmodeled: &["add", "print", "remove"],
+    },
+    Menu {
         path: "file",
         verbs: &[
             Verb {
@@ -211,13 +277,7 @@ pub static MENUS: &[Menu] = &[
                 unnamed: &[],
                 filter: false,
             },
-            Verb {
-                name: "get",
-                params: &[],
-                switches: &[],
-                unnamed: &[ArgType::Items, ArgType::Str],
-                filter: false,
-            },
+            get_verb(),
             print_verb(),
             find_verb(),
             Verb {

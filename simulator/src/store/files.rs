@@ -87,15 +87,28 @@ fn visit(dir: &Path, prefix: &str, mounts: &[&str], out: &mut Vec<FileEntry>) {
     }
 }
 
-/// Bytes allocated on the host file system by every file under `dir` (holes are free).
+/// Bytes allocated on the host file system by every file under `dir`: holes are free, and an
+/// extent that reflinked files share counts once.
 pub fn allocated_bytes(dir: &Path) -> u64 {
+    let mut shared = Vec::new();
+    let own = allocated_walk(dir, &mut shared);
+    own + super::extents::union_len(&mut shared)
+}
+
+/// Blocks of the files under `dir` that they do not share; the shared extents go to `shared`.
+fn allocated_walk(dir: &Path, shared: &mut Vec<(u64, u64)>) -> u64 {
     let Ok(rd) = std::fs::read_dir(dir) else {
         return 0;
     };
     rd.filter_map(Result::ok)
         .map(|e| match e.metadata() {
-            Ok(m) if m.is_dir() => allocated_bytes(&e.path()),
-            Ok(m) => m.blocks() * 512,
+            Ok(m) if m.is_dir() => allocated_walk(&e.path(), shared),
+            Ok(m) => {
+                let extents = super::extents::shared_extents(&e.path());
+                let in_shared: u64 = extents.iter().map(|(_, len)| len).sum();
+                shared.extend(extents);
+                (m.blocks() * 512).saturating_sub(in_shared)
+            }
             Err(_) => 0,
         })
         .sum()

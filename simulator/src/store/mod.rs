@@ -4,12 +4,15 @@
 //! directory), so a `kill -9` at any moment leaves either the old or the new state, never a mix.
 //! Backing files are real files under `<data-dir>/files/`, which is the `/file` root.
 
+mod btrfs;
 mod copy;
+mod extents;
 mod files;
 mod persist;
 
+pub use btrfs::{PoolFs, Subvolume};
 pub use copy::{CopySemantics, copy_range};
-pub use files::{FileEntry, FileKind};
+pub use files::{FileEntry, FileKind, format_utc};
 
 use serde::{Deserialize, Serialize};
 use std::cell::Cell;
@@ -52,6 +55,12 @@ pub struct State {
     pub next_id: u32,
     pub identity: String,
     pub disks: Vec<Disk>,
+    /// Btrfs subvolumes of the pool (a Btrfs pool only).
+    #[serde(default)]
+    pub subvolumes: Vec<Subvolume>,
+    /// The next Btrfs subvolume id; Btrfs numbers subvolumes from 256 and never reuses an id.
+    #[serde(default = "btrfs::first_subvolume_id")]
+    pub next_subvolume_id: u64,
 }
 
 impl Default for State {
@@ -61,6 +70,8 @@ impl Default for State {
             next_id: 0x10,
             identity: "MikroTik".to_string(),
             disks: Vec::new(),
+            subvolumes: Vec::new(),
+            next_subvolume_id: btrfs::first_subvolume_id(),
         }
     }
 }
@@ -84,6 +95,10 @@ pub enum StoreError {
     TooBig(String),
     #[error("failure: {0} is a directory")]
     IsDirectory(String),
+    #[error("failure: read-only file system")]
+    ReadOnly,
+    #[error("failure: {0} is a btrfs subvolume: remove it with /disk btrfs subvolume remove")]
+    IsSubvolume(String),
     #[error("failure: {0}")]
     Io(String),
 }
@@ -115,18 +130,21 @@ const USAGE_TTL: Duration = Duration::from_secs(1);
 pub struct Store {
     dir: PathBuf,
     pub pool: Pool,
+    /// The pool's file system: Btrfs pools have subvolumes.
+    pub fs: PoolFs,
     pub state: State,
     usage: Cell<Option<(Instant, Usage)>>,
 }
 
 impl Store {
     /// Opens (or creates) the store in `dir`, reloading the last committed state.
-    pub fn open(dir: &Path, pool: Pool) -> io::Result<Store> {
+    pub fn open(dir: &Path, pool: Pool, fs: PoolFs) -> io::Result<Store> {
         std::fs::create_dir_all(dir.join("files").join(&pool.name))?;
         let state = persist::load(&dir.join("state.json"))?.unwrap_or_default();
         Ok(Store {
             dir: dir.to_path_buf(),
             pool,
+            fs,
             state,
             usage: Cell::new(None),
         })
@@ -196,6 +214,7 @@ impl Store {
         if contents.is_some_and(|bytes| bytes.len() as u64 > CONTENTS_LIMIT) {
             return Err(StoreError::TooBig(name.to_string()));
         }
+        self.check_writable(name)?;
         let path = self.host_path(name);
         if std::fs::symlink_metadata(&path).is_ok() {
             return Err(StoreError::FileExists);
@@ -270,6 +289,10 @@ impl Store {
         if let Some(d) = self.state.disks.iter().find(|d| d.file_path == name) {
             return Err(StoreError::FileInUse(d.slot.clone()));
         }
+        if self.subvolume_at(name).is_some() {
+            return Err(StoreError::IsSubvolume(name.to_string()));
+        }
+        self.check_writable(name)?;
         if name == self.pool.name {
             return Err(StoreError::Io("cannot remove a disk's mount point".into()));
         }
