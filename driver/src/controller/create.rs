@@ -61,6 +61,8 @@ impl ControllerService {
                 .await;
         }
         if let Some(source) = &source {
+            // The source may not be deleted or changed while it is being copied.
+            let _source = self.locks.try_lock(source.slot.as_str())?;
             self.verify(source.method).await?;
             let target = target(spec, &metadata)?;
             let disk = source

@@ -151,6 +151,8 @@ impl ControllerService {
         }
         let source = volume_slot(&request.source_volume_id)
             .ok_or_else(|| source_not_found(&request.source_volume_id))?;
+        // The source may not be deleted, expanded or published while it is being copied.
+        let _source = self.locks.try_lock(source.as_str())?;
         let volume = self
             .volume_disk(&source, &request.source_volume_id)
             .await
