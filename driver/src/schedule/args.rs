@@ -236,19 +236,18 @@ mod tests {
 
     #[test]
     fn a_target_and_a_retention_are_required() {
-        let no_target = parse(&with_base(&["--keep", "1"])).err().unwrap();
+        let no_target = parse(&with_base(&["--keep", "1"])).unwrap_err();
         assert_eq!(
             no_target.kind(),
             clap::error::ErrorKind::MissingRequiredArgument
         );
-        let no_retention = parse(&with_base(&["-l", "a=b"])).err().unwrap();
+        let no_retention = parse(&with_base(&["-l", "a=b"])).unwrap_err();
         assert_eq!(
             no_retention.kind(),
             clap::error::ErrorKind::MissingRequiredArgument
         );
-        let both_targets = parse(&with_base(&["-l", "a=b", "--pvc", "x", "--keep", "1"]))
-            .err()
-            .unwrap();
+        let both_targets =
+            parse(&with_base(&["-l", "a=b", "--pvc", "x", "--keep", "1"])).unwrap_err();
         assert_eq!(
             both_targets.kind(),
             clap::error::ErrorKind::ArgumentConflict
@@ -271,7 +270,7 @@ mod tests {
             ),
         ] {
             let flags: Vec<&str> = BASE.iter().copied().chain(flags).collect();
-            let err = parse(&flags).err().expect("refused").to_string();
+            let err = parse(&flags).expect_err("refused").to_string();
             assert!(err.contains(expected), "{flags:?}: {err}");
         }
         let err = parse(&[
@@ -284,8 +283,7 @@ mod tests {
             "--keep",
             "1",
         ])
-        .err()
-        .expect("refused")
+        .expect_err("refused")
         .to_string();
         assert!(err.contains("not a valid label value"), "{err}");
     }
