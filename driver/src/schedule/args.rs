@@ -145,7 +145,7 @@ pub(super) fn parse_age(value: &str) -> Result<SignedDuration, ArgsError> {
         .map_err(|e: jiff::Error| invalid(e.to_string()))?;
     let duration = span
         .to_duration(SpanRelativeTo::days_are_24_hours())
-        .map_err(|e| invalid(e.to_string()))?;
+        .map_err(|_| invalid("a month or a year has no fixed length".to_owned()))?;
     if !duration.is_positive() {
         return Err(invalid("it must be longer than zero".to_owned()));
     }

@@ -9,16 +9,6 @@ use super::settings::{ScheduleName, Scope};
 #[derive(Debug)]
 pub struct ApiFailure(pub kube::Error);
 
-impl ApiFailure {
-    /// The HTTP code of an API server answer; `None` when the request got no answer.
-    pub fn code(&self) -> Option<u16> {
-        match &self.0 {
-            kube::Error::Api(status) => Some(status.code),
-            _ => None,
-        }
-    }
-}
-
 impl fmt::Display for ApiFailure {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let kube::Error::Api(status) = &self.0 else {
