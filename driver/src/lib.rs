@@ -10,4 +10,5 @@ pub mod guard;
 pub mod identity;
 pub mod ids;
 pub mod rds;
+pub mod schedule;
 pub mod service;
