@@ -121,8 +121,13 @@ variant=(--set config.rds.address=rds.example.internal
   --set "config.rds.hostKey=rds.example.internal ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIKq1"
   --set config.rds.nvmeAddress=192.0.2.20 --set sshKey.existingSecret=rds-ssh
   --set snapshots.enabled=true --set snapshotSchedule.enabled=true --set serviceMonitor.enabled=true
+  --set snapshotSchedule.selector=backup=daily --set snapshotSchedule.maxAge=30d
   --set storageClass.isDefault=true --set storageClass.nvmePort=4421 --set storageClass.fsType=xfs
   --set volumeSnapshotClass.isDefault=true)
+# The snapshot schedule's other shape: PVCs of every namespace (a ClusterRole), a set-based selector.
+schedule=("${required[@]}" --set snapshots.enabled=true --set snapshotSchedule.enabled=true
+  --set snapshotSchedule.allNamespaces=true --set 'snapshotSchedule.selector=tier in (db\,queue)'
+  --set snapshotSchedule.keep=0 --set snapshotSchedule.maxAge=2w)
 template() {
   "$helm" template rds-csi "$chart" --namespace kube-system --kube-version "$kube_version" "$@"
 }
@@ -131,13 +136,17 @@ template() {
   fail "helm lint (defaults):"$'\n'"$(cat "$out/lint.log")"
 "$helm" lint --strict "$chart" "${variant[@]}" >>"$out/lint.log" 2>&1 ||
   fail "helm lint (variant):"$'\n'"$(cat "$out/lint.log")"
-pass "helm lint --strict, defaults and variant"
+"$helm" lint --strict "$chart" "${schedule[@]}" >>"$out/lint.log" 2>&1 ||
+  fail "helm lint (schedule):"$'\n'"$(cat "$out/lint.log")"
+pass "helm lint --strict, defaults, variant and schedule"
 
 template "${required[@]}" >"$out/default.yaml" 2>"$out/template.err" ||
   fail "helm template (defaults): $(cat "$out/template.err")"
 template "${variant[@]}" >"$out/variant.yaml" 2>"$out/template.err" ||
   fail "helm template (variant): $(cat "$out/template.err")"
-pass "helm template, defaults and variant: target/chart/default.yaml, target/chart/variant.yaml"
+template "${schedule[@]}" >"$out/schedule.yaml" 2>"$out/template.err" ||
+  fail "helm template (schedule): $(cat "$out/template.err")"
+pass "helm template, defaults, variant and schedule: target/chart/{default,variant,schedule}.yaml"
 
 # Incomplete or inconsistent values must stop rendering with a message that says what to do.
 refuse() {
@@ -157,12 +166,17 @@ refuse "an SSH key" '--set-file sshKey.privateKey=' \
   --set config.rds.address=192.0.2.10 --set "config.rds.hostKey=$host_key"
 refuse "snapshots for the schedule" 'snapshotSchedule.enabled needs snapshots.enabled=true' \
   "${required[@]}" --set snapshotSchedule.enabled=true
+refuse "a PVC selection for the schedule" 'snapshotSchedule needs exactly one of selector' \
+  "${required[@]}" --set snapshots.enabled=true --set snapshotSchedule.enabled=true
+refuse "a retention for the schedule" 'snapshotSchedule needs a retention' \
+  "${required[@]}" --set snapshots.enabled=true --set snapshotSchedule.enabled=true \
+  --set snapshotSchedule.selector=backup --set snapshotSchedule.keep=0
 refuse "a numeric sshPort" 'config.rds.sshPort must be a whole number' \
   "${required[@]}" --set config.rds.sshPort=twenty-two
 pass "rendering refuses missing hostKey (with the ssh-keyscan hint), address, SSH key; bad values"
 
 # kubectl parses every object offline; the count must match the rendered documents.
-for render in default variant; do
+for render in default variant schedule; do
   documents=$(grep -c '^kind:' "$out/$render.yaml")
   "$kubectl" annotate --local -f "$out/$render.yaml" rds-csi.ci/unused- -o name \
     >"$out/$render.objects" 2>"$out/kubectl.err" ||
@@ -171,12 +185,14 @@ for render in default variant; do
   [ "$parsed" -eq "$documents" ] ||
     fail "kubectl parsed $parsed objects of $documents in target/chart/$render.yaml"
 done
-pass "kubectl parses every rendered object ($(wc -l <"$out/default.objects") default, $(wc -l <"$out/variant.objects") variant)"
+pass "kubectl parses every rendered object ($(wc -l <"$out/default.objects") default, $(wc -l <"$out/variant.objects") variant, $(wc -l <"$out/schedule.objects") schedule)"
 
 "$venv/bin/python" ci/chart_validate.py --kube-version "$kube_version" "$out/default.yaml" ||
   fail "target/chart/default.yaml does not validate"
 "$venv/bin/python" ci/chart_validate.py --kube-version "$kube_version" --external-secret rds-ssh \
   "$out/variant.yaml" || fail "target/chart/variant.yaml does not validate"
+"$venv/bin/python" ci/chart_validate.py --kube-version "$kube_version" "$out/schedule.yaml" ||
+  fail "target/chart/schedule.yaml does not validate"
 pass "schemas (Kubernetes $kube_version, strict), CRD structure and references"
 
 echo "helm=$helm"

@@ -10,5 +10,6 @@ pub mod guard;
 pub mod identity;
 pub mod ids;
 pub mod rds;
+pub mod schedule;
 pub mod service;
 pub mod snapshot;

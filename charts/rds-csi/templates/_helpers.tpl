@@ -122,3 +122,20 @@ Call with (dict "name" "config.rds.sshPort" "value" .Values.config.rds.sshPort).
 {{- fail "snapshotSchedule.enabled needs snapshots.enabled=true (the external-snapshotter sidecar and the VolumeSnapshotClass)" }}
 {{- end }}
 {{- end }}
+
+{{/* Fails rendering when the snapshot schedule's values cannot make a working run. */}}
+{{- define "rds-csi.checkSnapshotSchedule" -}}
+{{- $sched := .Values.snapshotSchedule }}
+{{- if not (regexMatch "^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$" (toString $sched.name)) }}
+{{- fail (printf "snapshotSchedule.name %q must be 1-63 characters of a-z, 0-9 and '-', starting and ending with a letter or digit (it is a label value)" (toString $sched.name)) }}
+{{- end }}
+{{- if eq (not $sched.selector) (not $sched.pvcs) }}
+{{- fail "snapshotSchedule needs exactly one of selector (a label selector, e.g. --set snapshotSchedule.selector=backup=daily) or pvcs (a list of PVC names)" }}
+{{- end }}
+{{- if and $sched.allNamespaces $sched.pvcs }}
+{{- fail "snapshotSchedule.allNamespaces works with selector, not with pvcs: PVC names are looked up in snapshotSchedule.namespace" }}
+{{- end }}
+{{- if and (eq (include "rds-csi.tomlInt" (dict "name" "snapshotSchedule.keep" "value" $sched.keep)) "0") (not $sched.maxAge) }}
+{{- fail "snapshotSchedule needs a retention: keep (snapshots kept per PVC) or maxAge (e.g. 30d), or both" }}
+{{- end }}
+{{- end }}
