@@ -9,5 +9,6 @@ pub mod grpc;
 pub mod guard;
 pub mod identity;
 pub mod ids;
+pub mod node;
 pub mod rds;
 pub mod service;

@@ -11,7 +11,9 @@ use crate::config::Config;
 use crate::controller::{ControllerService, Settings};
 use crate::csi::v1::controller_server::ControllerServer;
 use crate::csi::v1::identity_server::IdentityServer;
+use crate::csi::v1::node_server::NodeServer;
 use crate::identity::IdentityService;
+use crate::node::{NodeService, NodeSettings};
 use crate::rds::disk::RdsClient;
 use crate::rds::ssh::{PoolConfig, SshPool, Timeouts};
 
@@ -20,8 +22,8 @@ use crate::rds::ssh::{PoolConfig, SshPool, Timeouts};
 pub enum Mode {
     /// Identity and Controller: the Deployment next to the provisioner, attacher and resizer.
     Controller,
-    /// Identity only, for now: the Node service arrives with the node issue. The node plugin
-    /// never talks to the RDS, so its Probe does not depend on it.
+    /// Identity and Node: the DaemonSet on every node. The node plugin never talks to the RDS,
+    /// so its Probe does not depend on it.
     Node,
     /// Every service in one process (development, `rds-csi dev`).
     All,
@@ -30,6 +32,10 @@ pub enum Mode {
 impl Mode {
     fn serves_controller(self) -> bool {
         matches!(self, Mode::Controller | Mode::All)
+    }
+
+    fn serves_node(self) -> bool {
+        matches!(self, Mode::Node | Mode::All)
     }
 }
 
@@ -40,6 +46,7 @@ pub struct Driver {
     /// One controller for every router, so its per-volume guards and create bound hold across
     /// them.
     controller: Arc<ControllerService>,
+    node: NodeService,
 }
 
 impl Driver {
@@ -67,7 +74,9 @@ impl Driver {
             ..PoolConfig::new(&rds.ssh_addr(), &rds.user, Arc::new(key), pin)
         });
         let rds = Arc::new(RdsClient::new(pool, settings.pool.clone()));
+        let host = crate::node::settings::host(&config.node).map_err(anyhow::Error::msg)?;
         Ok(Driver {
+            node: NodeService::new(host, NodeSettings::from_config(&config.node)),
             name: config.driver_name.clone(),
             controller: Arc::new(ControllerService::new(rds.clone(), settings)),
             rds,
@@ -79,6 +88,11 @@ impl Driver {
         &self.rds
     }
 
+    /// The Node service (for `rds-csi dev`, which says how it attaches).
+    pub fn node(&self) -> &NodeService {
+        &self.node
+    }
+
     /// A tonic router with the services of `mode`, ready to serve on the CSI socket.
     pub fn router(&self, mode: Mode) -> Router {
         let controller = mode.serves_controller();
@@ -88,8 +102,12 @@ impl Driver {
             controller.then(|| self.rds.clone()),
         );
         let controller = controller.then(|| ControllerServer::from_arc(self.controller.clone()));
+        let node = mode
+            .serves_node()
+            .then(|| NodeServer::new(self.node.clone()));
         Server::builder()
             .add_service(IdentityServer::new(identity))
             .add_optional_service(controller)
+            .add_optional_service(node)
     }
 }
