@@ -215,6 +215,18 @@ impl Fabric for LoopFabric {
                 }
                 _ => {}
             }
+            drop(device);
+            // While anyone (udev probing after a write) holds the device open, the kernel only
+            // marks it to clear on the last close; wait a little for that.
+            let gone = wait_for(Duration::from_secs(5), || {
+                Ok(self.loops()?.iter().all(|(n, _)| n != name).then_some(()))
+            })?;
+            if gone.is_none() {
+                tracing::warn!(
+                    device = name,
+                    "still open elsewhere; it detaches on last close"
+                );
+            }
         }
         Ok(())
     }
