@@ -85,7 +85,8 @@ impl Target {
         let (table, node_id, rds) = match settings.target {
             TargetKind::Sim => {
                 let rds = SimRds::start(dir.path(), &settings.sim).await?;
-                let table = rds.driver_config(&settings.sim, SIM_NODE_ID);
+                let mut table = rds.driver_config(&settings.sim, SIM_NODE_ID);
+                loop_node(&mut table, &dir.path().join("rds"));
                 (table, SIM_NODE_ID.to_owned(), Some(rds))
             }
             TargetKind::Hardware => {
@@ -119,6 +120,17 @@ impl Target {
 
     pub fn kind(&self) -> TargetKind {
         self.kind
+    }
+
+    /// A directory of this target's own for the node's staging and target paths, removed with
+    /// the target.
+    pub fn node_dir(&self) -> std::path::PathBuf {
+        self._dir.path().join("node")
+    }
+
+    /// On `sim`, the root of the simulator's files, which the node's loop devices are backed by.
+    pub fn loop_root(&self) -> Option<&Path> {
+        self.config.node.loop_root.as_deref()
     }
 
     /// The simulator behind the driver (its state, command log and faults), on `sim` only.
@@ -170,6 +182,21 @@ impl Target {
             rds.shutdown().await;
         }
         served
+    }
+}
+
+/// The `sim` target's node attaches in loop mode: loop devices over the simulator's backing files
+/// (`<data-dir>/files`), so the node path runs for real on kernels without nvme-tcp.
+fn loop_node(table: &mut toml::Table, sim_data_dir: &Path) {
+    let node = table
+        .entry("node")
+        .or_insert_with(|| toml::Table::new().into());
+    if let Some(node) = node.as_table_mut() {
+        node.insert("fabric".into(), "loop".into());
+        node.insert(
+            "loopRoot".into(),
+            sim_data_dir.join("files").display().to_string().into(),
+        );
     }
 }
 
