@@ -86,7 +86,11 @@ impl Target {
             TargetKind::Sim => {
                 let rds = SimRds::start(dir.path(), &settings.sim).await?;
                 let mut table = rds.driver_config(&settings.sim, SIM_NODE_ID);
-                loop_node(&mut table, &dir.path().join("rds"));
+                loop_node(
+                    &mut table,
+                    &dir.path().join("rds"),
+                    settings.sim.max_volumes_per_node,
+                );
                 (table, SIM_NODE_ID.to_owned(), Some(rds))
             }
             TargetKind::Hardware => {
@@ -186,13 +190,18 @@ impl Target {
 }
 
 /// The `sim` target's node attaches in loop mode: loop devices over the simulator's backing files
-/// (`<data-dir>/files`), so the node path runs for real on kernels without nvme-tcp.
-fn loop_node(table: &mut toml::Table, sim_data_dir: &Path) {
+/// (`<data-dir>/files`), so the node path runs for real on kernels without nvme-tcp. It reports
+/// the controller's attach limit, as a deployment's node and controller should agree.
+fn loop_node(table: &mut toml::Table, sim_data_dir: &Path, max_volumes: u64) {
     let node = table
         .entry("node")
         .or_insert_with(|| toml::Table::new().into());
     if let Some(node) = node.as_table_mut() {
         node.insert("fabric".into(), "loop".into());
+        node.insert(
+            "maxVolumes".into(),
+            i64::try_from(max_volumes).unwrap_or(i64::MAX).into(),
+        );
         node.insert(
             "loopRoot".into(),
             sim_data_dir.join("files").display().to_string().into(),
