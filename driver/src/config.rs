@@ -584,6 +584,38 @@ mod tests {
     }
 
     #[test]
+    fn loop_mode_needs_a_root_and_tunables_are_checked() {
+        let base = Config::from_toml(&minimal()).unwrap();
+        let mut config = base.clone();
+        config.node.fabric = FabricMode::Loop;
+        assert_eq!(problems(&config), ["node.loopRoot"]);
+        config.node.loop_root = Some(std::env::temp_dir());
+        assert_eq!(problems(&config), Vec::<&str>::new());
+        let mut config = base;
+        config.node.ctrl_loss_tmo = 0;
+        config.node.keep_alive_tmo = 0;
+        config.node.nr_io_queues = Some(0);
+        config.node.topology.insert("zone".into(), String::new());
+        assert_eq!(
+            problems(&config),
+            [
+                "node.ctrlLossTmo",
+                "node.keepAliveTmo",
+                "node.nrIoQueues",
+                "node.topology"
+            ]
+        );
+        let parsed = Config::from_toml(&format!(
+            "{}[node]\nfabric = \"loop\"\nloopRoot = \"/tmp\"\ntopology = {{ zone = \"a\" }}\n",
+            minimal()
+        ))
+        .unwrap();
+        assert_eq!(parsed.node.fabric, FabricMode::Loop);
+        assert_eq!(parsed.node.topology["zone"], "a");
+        assert!(Config::from_toml("[node]\nfabric = \"nvme\"\n").is_err());
+    }
+
+    #[test]
     fn load_names_the_file() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("rds-csi.toml");

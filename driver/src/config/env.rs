@@ -317,4 +317,17 @@ mod tests {
         }
         assert_eq!(doc.matches("\n//! | `").count(), KEYS.len());
     }
+
+    #[test]
+    fn the_readme_table_is_the_module_documentation() {
+        let doc = include_str!("../config.rs");
+        let readme = include_str!("../../../README.md");
+        for row in doc.lines().filter_map(|l| l.strip_prefix("//! | `")) {
+            let row = format!("| `{row}");
+            assert!(
+                readme.contains(&row),
+                "README.md lacks or differs in: {row}"
+            );
+        }
+    }
 }

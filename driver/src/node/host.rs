@@ -100,6 +100,8 @@ pub enum HostError {
     BackingFileMissing(PathBuf),
     #[error("{0}")]
     BadTarget(String),
+    #[error("{0} is no longer attached to this node")]
+    Gone(String),
     #[error(
         "{device} holds data that is neither ext4 nor xfs ({what}); refusing to format it. \
          Wipe it on purpose (wipefs) if it really is unused"

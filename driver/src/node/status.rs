@@ -9,7 +9,7 @@ impl From<HostError> for Status {
         let message = error.to_string();
         match error {
             HostError::BadTarget(_) => Status::invalid_argument(message),
-            HostError::BackingFileMissing(_) => Status::not_found(message),
+            HostError::BackingFileMissing(_) | HostError::Gone(_) => Status::not_found(message),
             HostError::NoFabrics(_)
             | HostError::ForeignData { .. }
             | HostError::FsMismatch { .. } => Status::failed_precondition(message),

@@ -289,7 +289,12 @@ impl Fabric for KernelFabric {
             .into_iter()
             .find(|c| attached.controllers.contains(&c.name))
             .map(|c| c.nqn)
-            .ok_or_else(|| HostError::BadTarget("the controller disappeared".to_owned()))?;
+            .ok_or_else(|| {
+                HostError::Gone(format!(
+                    "NVMe controller {}",
+                    attached.controllers.join(", ")
+                ))
+            })?;
         Ok(self.namespace(&nqn)?.map_or(0, |d| d.size))
     }
 

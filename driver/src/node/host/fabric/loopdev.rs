@@ -235,7 +235,7 @@ impl Fabric for LoopFabric {
         let name = attached
             .controllers
             .first()
-            .ok_or_else(|| HostError::BadTarget("no loop device to rescan".to_owned()))?;
+            .ok_or_else(|| HostError::Gone("the loop device".to_owned()))?;
         ioctl::set_capacity(&self.open(name)?)
             .map_err(HostError::io(format!("LOOP_SET_CAPACITY on /dev/{name}")))?;
         Ok(self.device_of(name)?.size)
