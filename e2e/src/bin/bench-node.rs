@@ -66,21 +66,23 @@ fn main() -> anyhow::Result<()> {
         size: args.size_mib << 20,
     };
 
-    let by_hand = (0..args.iterations)
-        .map(|i| bench.by_hand(&format!("hand-{i}")))
-        .collect::<anyhow::Result<Vec<_>>>()?;
-    let layer = (0..args.iterations)
-        .map(|i| bench.host_layer(&format!("layer-{i}")))
-        .collect::<anyhow::Result<Vec<_>>>()?;
     let binary = match args.rds_csi {
         Some(path) => path,
         None => std::env::current_exe()?.with_file_name("rds-csi"),
     };
-    let plugin = tokio::runtime::Runtime::new()?.block_on(bench.through_plugin(
-        &binary,
-        dir.path(),
-        args.iterations,
-    ))?;
+    let runtime = tokio::runtime::Runtime::new()?;
+    let mut plugin = runtime.block_on(Plugin::start(&binary, dir.path(), &bench.files))?;
+    let idle_rss_kib = memory(plugin.pid, "VmRSS")?;
+    // The three methods take turns, so a change in the machine's load hits each alike.
+    let (mut by_hand, mut layer, mut stages) = (Vec::new(), Vec::new(), Vec::new());
+    for i in 0..args.iterations {
+        by_hand.push(bench.by_hand(&format!("hand-{i}"))?);
+        layer.push(bench.host_layer(&format!("layer-{i}"))?);
+        stages.push(runtime.block_on(plugin.stage(&bench, &format!("plugin-{i}")))?);
+    }
+    let rss_kib = memory(plugin.pid, "VmRSS")?;
+    let hwm_kib = memory(plugin.pid, "VmHWM")?;
+    runtime.block_on(plugin.stop());
 
     let column = |runs: &[Vec<Duration>], step: usize| median(runs.iter().map(|r| r[step]));
     let total = |runs: &[Vec<Duration>]| median(runs.iter().map(|r| r.iter().sum()));
@@ -120,7 +122,7 @@ fn main() -> anyhow::Result<()> {
         ms(total(&by_hand)),
         ms(total(&layer))
     );
-    let stage = median(plugin.stages.iter().copied());
+    let stage = median(stages.iter().copied());
     println!(
         "NodeStageVolume over the CSI socket of `rds-csi node`: {} (ratio to the steps by hand: \
          {:.2})",
@@ -130,10 +132,10 @@ fn main() -> anyhow::Result<()> {
     println!(
         "rds-csi node memory: VmRSS {:.1} MiB idle, {:.1} MiB after {} stages and unstages; VmHWM \
          {:.1} MiB",
-        plugin.idle_rss_kib as f64 / 1024.0,
-        plugin.rss_kib as f64 / 1024.0,
+        idle_rss_kib as f64 / 1024.0,
+        rss_kib as f64 / 1024.0,
         args.iterations,
-        plugin.hwm_kib as f64 / 1024.0
+        hwm_kib as f64 / 1024.0
     );
     Ok(())
 }
@@ -144,11 +146,11 @@ struct Bench {
     size: u64,
 }
 
-struct PluginRun {
-    stages: Vec<Duration>,
-    idle_rss_kib: u64,
-    rss_kib: u64,
-    hwm_kib: u64,
+/// A spawned `rds-csi node` process and a client on its CSI socket.
+struct Plugin {
+    child: tokio::process::Child,
+    pid: u32,
+    node: NodeClient<tonic::transport::Channel>,
 }
 
 impl Bench {
@@ -224,17 +226,13 @@ impl Bench {
         fabric.disconnect(&attached)?;
         Ok(steps)
     }
+}
 
-    /// NodeStageVolume over the socket of a spawned `rds-csi node`, then its memory.
-    async fn through_plugin(
-        &self,
-        binary: &Path,
-        dir: &Path,
-        iterations: usize,
-    ) -> anyhow::Result<PluginRun> {
+impl Plugin {
+    async fn start(binary: &Path, dir: &Path, files: &Path) -> anyhow::Result<Plugin> {
         let socket = dir.join("csi.sock");
-        let config = plugin_config(dir, &self.files)?;
-        let mut child = tokio::process::Command::new(binary)
+        let config = plugin_config(dir, files)?;
+        let child = tokio::process::Command::new(binary)
             .args(["node", "--endpoint"])
             .arg(format!("unix://{}", socket.display()))
             .arg("--config")
@@ -250,41 +248,41 @@ impl Bench {
                 )
             })?;
         let pid = child.id().context("the node plugin exited at once")?;
-        let channel = connect(&socket).await?;
-        let mut node = NodeClient::new(channel);
-        let idle_rss_kib = memory(pid, "VmRSS")?;
-        let mut stages = Vec::new();
-        for i in 0..iterations {
-            let volume = format!("plugin-{i}");
-            let (file, staging) = self.volume(&volume)?;
-            let request = NodeStageVolumeRequest {
-                volume_id: volume.clone(),
+        let node = NodeClient::new(connect(&socket).await?);
+        Ok(Plugin { child, pid, node })
+    }
+
+    /// Stages a fresh volume (timed end to end at the client), checks that it was formatted,
+    /// and unstages it.
+    async fn stage(&mut self, bench: &Bench, volume: &str) -> anyhow::Result<Duration> {
+        let (file, staging) = bench.volume(volume)?;
+        let request = NodeStageVolumeRequest {
+            volume_id: volume.to_owned(),
+            staging_target_path: staging.display().to_string(),
+            volume_capability: Some(mount_capability(Mode::SingleNodeWriter)),
+            publish_context: publish_context(volume, &file, &bench.files),
+            ..Default::default()
+        };
+        let start = Instant::now();
+        self.node.node_stage_volume(request).await?;
+        let took = start.elapsed();
+        ensure!(
+            staging.join("lost+found").is_dir(),
+            "NodeStageVolume mounted no fresh ext4 at {}",
+            staging.display()
+        );
+        self.node
+            .node_unstage_volume(NodeUnstageVolumeRequest {
+                volume_id: volume.to_owned(),
                 staging_target_path: staging.display().to_string(),
-                volume_capability: Some(mount_capability(Mode::SingleNodeWriter)),
-                publish_context: publish_context(&volume, &file, &self.files),
-                ..Default::default()
-            };
-            let start = Instant::now();
-            node.node_stage_volume(request).await?;
-            stages.push(start.elapsed());
-        }
-        for i in 0..iterations {
-            let volume = format!("plugin-{i}");
-            node.node_unstage_volume(NodeUnstageVolumeRequest {
-                volume_id: volume.clone(),
-                staging_target_path: self.mounts.join(&volume).display().to_string(),
             })
             .await?;
-        }
-        let run = PluginRun {
-            stages,
-            idle_rss_kib,
-            rss_kib: memory(pid, "VmRSS")?,
-            hwm_kib: memory(pid, "VmHWM")?,
-        };
-        child.start_kill()?;
-        let _ = child.wait().await;
-        Ok(run)
+        Ok(took)
+    }
+
+    async fn stop(mut self) {
+        let _ = self.child.start_kill();
+        let _ = self.child.wait().await;
     }
 }
 
