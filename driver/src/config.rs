@@ -268,6 +268,16 @@ impl Config {
 
     /// Checks every key and reports all problems at once.
     pub fn validate(&self) -> Result<(), ConfigError> {
+        self.check(true)
+    }
+
+    /// Checks what the node plugin uses: `driverName` and the `node` keys. The node never talks
+    /// to the RDS, so a node-only process needs no `[rds]` table (and no SSH key).
+    pub fn validate_node(&self) -> Result<(), ConfigError> {
+        self.check(false)
+    }
+
+    fn check(&self, with_rds: bool) -> Result<(), ConfigError> {
         let mut problems = Vec::new();
         let mut check = |key, result: Result<(), String>| {
             if let Err(message) = result {
@@ -275,6 +285,30 @@ impl Config {
             }
         };
         check("driverName", check_driver_name(&self.driver_name));
+        if with_rds {
+            self.check_rds(&mut check);
+        }
+        if let Some(nqn) = &self.node.host_nqn {
+            check(
+                "node.hostNqn",
+                Nqn::parse(nqn).map(drop).map_err(|e| e.to_string()),
+            );
+        }
+        if let Some(id) = &self.node.node_id {
+            check(
+                "node.nodeId",
+                required(id, "the node id, or leave it unset"),
+            );
+        }
+        self.node.check(&mut check);
+        if problems.is_empty() {
+            Ok(())
+        } else {
+            Err(ConfigError::Invalid(problems))
+        }
+    }
+
+    fn check_rds(&self, check: &mut impl FnMut(&'static str, Result<(), String>)) {
         let rds = &self.rds;
         check(
             "rds.address",
@@ -315,24 +349,6 @@ impl Config {
             "controller.maxVolumesPerNode",
             nonzero(self.controller.max_volumes_per_node),
         );
-        if let Some(nqn) = &self.node.host_nqn {
-            check(
-                "node.hostNqn",
-                Nqn::parse(nqn).map(drop).map_err(|e| e.to_string()),
-            );
-        }
-        if let Some(id) = &self.node.node_id {
-            check(
-                "node.nodeId",
-                required(id, "the node id, or leave it unset"),
-            );
-        }
-        self.node.check(&mut check);
-        if problems.is_empty() {
-            Ok(())
-        } else {
-            Err(ConfigError::Invalid(problems))
-        }
     }
 }
 

@@ -69,11 +69,6 @@ impl NodeService {
         }
     }
 
-    /// Which transport attaches volumes here.
-    pub fn fabric(&self) -> host::FabricKind {
-        self.core.host.fabric.kind()
-    }
-
     /// Runs `handler` on a blocking thread in a span naming the RPC and volume, and logs how it
     /// ended.
     async fn run<Q, T>(

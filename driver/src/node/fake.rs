@@ -70,10 +70,6 @@ fn einval(what: &str) -> HostError {
 }
 
 impl Fabric for Fake {
-    fn kind(&self) -> FabricKind {
-        FabricKind::Kernel
-    }
-
     fn connect(&self, target: &Target) -> Result<bool, HostError> {
         let mut state = self.state();
         if state.attached.contains_key(&target.volume_id) {

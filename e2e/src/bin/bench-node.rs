@@ -308,17 +308,10 @@ fn publish_context(volume: &str, file: &Path, files: &Path) -> HashMap<String, S
     ])
 }
 
-/// A configuration for `rds-csi node` in loop mode. The node never talks to the RDS, but the
-/// plugin still reads the `[rds]` table, so it gets a syntactically valid one.
+/// A configuration for `rds-csi node` in loop mode (the node plugin needs no `[rds]` table).
 fn plugin_config(dir: &Path, files: &Path) -> anyhow::Result<PathBuf> {
-    let key_file = dir.join("id_ed25519");
-    let key = rds_sim::ssh::load_or_generate_host_key(&key_file)?;
-    let pin = rds_csi::rds::ssh::HostKeyPin::of_key(key.public_key());
     let text = format!(
-        "[rds]\naddress = \"127.0.0.1\"\nprivateKeyFile = {key:?}\nhostKey = \"{pin}\"\n\
-         pool = \"storage-pool\"\n[node]\nhostNqn = \"{HOST_NQN}\"\nfabric = \"loop\"\n\
-         loopRoot = {files:?}\n",
-        key = key_file.display().to_string(),
+        "[node]\nhostNqn = \"{HOST_NQN}\"\nfabric = \"loop\"\nloopRoot = {files:?}\n",
         files = files.display().to_string(),
     );
     let path = dir.join("rds-csi.toml");

@@ -8,27 +8,10 @@
 pub mod kernel;
 pub mod loopdev;
 
-use std::fmt;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use super::{DevNum, HostError};
-
-/// Which transport attaches volumes on this node.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum FabricKind {
-    Kernel,
-    Loop,
-}
-
-impl fmt::Display for FabricKind {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            FabricKind::Kernel => "kernel NVMe/TCP initiator",
-            FabricKind::Loop => "loop devices over rds-sim's backing files",
-        })
-    }
-}
 
 /// The connection tunables of `nvme connect`. The defaults ride out an RDS reboot of a few
 /// minutes (the controller keeps reconnecting for `ctrl_loss_tmo`) without making the node's own
@@ -92,8 +75,6 @@ pub struct Attached {
 
 /// One transport. Every method is idempotent; none blocks longer than its bounded wait.
 pub trait Fabric: Send + Sync {
-    fn kind(&self) -> FabricKind;
-
     /// Connects `target`, or finds the connection that already exists. Returns whether a new
     /// connection was made (so a failed stage undoes only what it did).
     fn connect(&self, target: &Target) -> Result<bool, HostError>;

@@ -11,7 +11,7 @@ use std::net::{IpAddr, ToSocketAddrs};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use super::{Attached, Device, Fabric, FabricKind, Target, wait_for};
+use super::{Attached, Device, Fabric, Target, wait_for};
 use crate::node::host::{DevNum, HostError};
 use crate::rds::value::Nqn;
 
@@ -203,10 +203,6 @@ fn options(target: &Target, traddr: IpAddr) -> Result<String, HostError> {
 }
 
 impl Fabric for KernelFabric {
-    fn kind(&self) -> FabricKind {
-        FabricKind::Kernel
-    }
-
     fn connect(&self, target: &Target) -> Result<bool, HostError> {
         let traddr = resolve(&target.address, target.port)?.to_string();
         let port = target.port.to_string();

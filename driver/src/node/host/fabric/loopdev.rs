@@ -11,7 +11,7 @@ use std::os::fd::AsRawFd;
 use std::path::{Component, Path, PathBuf};
 use std::time::Duration;
 
-use super::{Attached, Device, Fabric, FabricKind, Target, wait_for};
+use super::{Attached, Device, Fabric, Target, wait_for};
 use crate::node::host::{DevNum, HostError};
 
 /// Loop devices over the files under `root`.
@@ -157,10 +157,6 @@ impl LoopFabric {
 }
 
 impl Fabric for LoopFabric {
-    fn kind(&self) -> FabricKind {
-        FabricKind::Loop
-    }
-
     fn connect(&self, target: &Target) -> Result<bool, HostError> {
         let file = self.backing_file(target)?;
         if self.loop_for(&file)?.is_some() {
