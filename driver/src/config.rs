@@ -23,8 +23,16 @@
 //! | `controller.maxConcurrentCreates` | `RDS_CSI_CONTROLLER_MAX_CONCURRENT_CREATES` | `8` | CreateVolume calls worked on at once; more wait their turn |
 //! | `controller.maxVolumesPerNode` | `RDS_CSI_CONTROLLER_MAX_VOLUMES_PER_NODE` | `64` | volumes published to one node at once; one more is refused with RESOURCE_EXHAUSTED |
 //! | `controller.snapshotMethod` | `RDS_CSI_CONTROLLER_SNAPSHOT_METHOD` | `copy-from` | how snapshots, restores and clones copy data: `copy-from` (`/disk add copy-from=`) or `disk-copy` (`/disk copy`, a full block copy, run as one command: `rds.commandTimeoutMs` must cover a copy of the largest volume); a VolumeSnapshotClass may override it with `method`. The controller probes a method on the RDS before first using it and refuses one that does not copy data (`rds-csi doctor --snapshots` shows the verdicts) |
-//! | `node.nodeId` | `RDS_CSI_NODE_NODE_ID` | (unset) | the node plugin's node id; unset: its host NQN |
+//! | `node.nodeId` | `RDS_CSI_NODE_NODE_ID` | (unset) | the node plugin's node id; unset: its host NQN (the controller names the node in a volume's allow-list by it, so leave it unset unless the two differ on purpose) |
 //! | `node.hostNqn` | `RDS_CSI_NODE_HOST_NQN` | (unset) | the node's NVMe host NQN; unset: read from `/etc/nvme/hostnqn` |
+//! | `node.fabric` | `RDS_CSI_NODE_FABRIC` | `kernel` | how the node attaches volumes: `kernel` (the kernel's NVMe/TCP initiator; needs the nvme_tcp module) or `loop` (loop devices over rds-sim's backing files, for machines without nvme-tcp; development and CI only) |
+//! | `node.loopRoot` | `RDS_CSI_NODE_LOOP_ROOT` | (unset) | with `fabric = "loop"`: rds-sim's `<data-dir>/files`, where a disk's `file-path` is found (required in loop mode) |
+//! | `node.maxVolumes` | `RDS_CSI_NODE_MAX_VOLUMES` | `64` | volumes this node can attach, reported by NodeGetInfo for the scheduler |
+//! | `node.topology` | `RDS_CSI_NODE_TOPOLOGY` | (none) | the node's topology segments, reported by NodeGetInfo; in TOML a table, in the variable `key=value,key=value` |
+//! | `node.ctrlLossTmo` | `RDS_CSI_NODE_CTRL_LOSS_TMO` | `600` | seconds the kernel keeps reconnecting a lost NVMe/TCP controller before failing I/O (-1: forever); a StorageClass's `ctrlLossTmo` overrides it |
+//! | `node.reconnectDelay` | `RDS_CSI_NODE_RECONNECT_DELAY` | `5` | seconds between reconnect attempts; a StorageClass's `reconnectDelay` overrides it |
+//! | `node.keepAliveTmo` | `RDS_CSI_NODE_KEEP_ALIVE_TMO` | `15` | NVMe Keep Alive timeout in seconds; a StorageClass's `keepAliveTmo` overrides it |
+//! | `node.nrIoQueues` | `RDS_CSI_NODE_NR_IO_QUEUES` | (unset) | NVMe/TCP I/O queues per controller; unset: one per CPU; a StorageClass's `nrIoQueues` overrides it |
 //!
 //! In the TOML file the `rds`, `controller` and `node` keys live in tables of those names:
 //!
@@ -37,8 +45,12 @@
 //! pool = "storage-pool"
 //! [controller]
 //! maxVolumesPerNode = 32
+//! [node]
+//! fabric = "kernel"
+//! topology = { "topology.rds.csi.mikrotik.com/zone" = "rack-1" }
 //! ```
 
+use std::collections::BTreeMap;
 use std::fmt;
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
@@ -92,11 +104,41 @@ pub struct ControllerConfig {
     pub snapshot_method: Method,
 }
 
-#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields, default)]
 pub struct NodeConfig {
     pub node_id: Option<String>,
     pub host_nqn: Option<String>,
+    pub fabric: FabricMode,
+    pub loop_root: Option<PathBuf>,
+    pub max_volumes: u64,
+    pub topology: BTreeMap<String, String>,
+    pub ctrl_loss_tmo: i32,
+    pub reconnect_delay: u32,
+    pub keep_alive_tmo: u32,
+    pub nr_io_queues: Option<u32>,
+}
+
+/// How the node attaches volumes (`node.fabric`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum FabricMode {
+    /// The kernel's NVMe/TCP initiator.
+    Kernel,
+    /// Loop devices over rds-sim's backing files.
+    Loop,
+}
+
+impl FromStr for FabricMode {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<FabricMode, String> {
+        match text {
+            "kernel" => Ok(FabricMode::Kernel),
+            "loop" => Ok(FabricMode::Loop),
+            other => Err(format!("{other:?} is neither kernel nor loop")),
+        }
+    }
 }
 
 pub const DEFAULT_DRIVER_NAME: &str = "rds.csi.mikrotik.com";
@@ -130,6 +172,24 @@ impl Default for RdsConfig {
             connect_timeout_ms: 10_000,
             command_timeout_ms: 30_000,
             sessions: 4,
+        }
+    }
+}
+
+impl Default for NodeConfig {
+    fn default() -> Self {
+        let tunables = crate::node::host::Tunables::default();
+        Self {
+            node_id: None,
+            host_nqn: None,
+            fabric: FabricMode::Kernel,
+            loop_root: None,
+            max_volumes: 64,
+            topology: BTreeMap::new(),
+            ctrl_loss_tmo: tunables.ctrl_loss_tmo,
+            reconnect_delay: tunables.reconnect_delay,
+            keep_alive_tmo: tunables.keep_alive_tmo,
+            nr_io_queues: tunables.nr_io_queues,
         }
     }
 }
@@ -212,6 +272,16 @@ impl Config {
 
     /// Checks every key and reports all problems at once.
     pub fn validate(&self) -> Result<(), ConfigError> {
+        self.check(true)
+    }
+
+    /// Checks what the node plugin uses: `driverName` and the `node` keys. The node never talks
+    /// to the RDS, so a node-only process needs no `[rds]` table (and no SSH key).
+    pub fn validate_node(&self) -> Result<(), ConfigError> {
+        self.check(false)
+    }
+
+    fn check(&self, with_rds: bool) -> Result<(), ConfigError> {
         let mut problems = Vec::new();
         let mut check = |key, result: Result<(), String>| {
             if let Err(message) = result {
@@ -219,6 +289,30 @@ impl Config {
             }
         };
         check("driverName", check_driver_name(&self.driver_name));
+        if with_rds {
+            self.check_rds(&mut check);
+        }
+        if let Some(nqn) = &self.node.host_nqn {
+            check(
+                "node.hostNqn",
+                Nqn::parse(nqn).map(drop).map_err(|e| e.to_string()),
+            );
+        }
+        if let Some(id) = &self.node.node_id {
+            check(
+                "node.nodeId",
+                required(id, "the node id, or leave it unset"),
+            );
+        }
+        self.node.check(&mut check);
+        if problems.is_empty() {
+            Ok(())
+        } else {
+            Err(ConfigError::Invalid(problems))
+        }
+    }
+
+    fn check_rds(&self, check: &mut impl FnMut(&'static str, Result<(), String>)) {
         let rds = &self.rds;
         check(
             "rds.address",
@@ -259,23 +353,48 @@ impl Config {
             "controller.maxVolumesPerNode",
             nonzero(self.controller.max_volumes_per_node),
         );
-        if let Some(nqn) = &self.node.host_nqn {
+    }
+}
+
+impl NodeConfig {
+    fn check(&self, check: &mut impl FnMut(&'static str, Result<(), String>)) {
+        if self.fabric == FabricMode::Loop {
             check(
-                "node.hostNqn",
-                Nqn::parse(nqn).map(drop).map_err(|e| e.to_string()),
+                "node.loopRoot",
+                match &self.loop_root {
+                    Some(root) if root.is_dir() => Ok(()),
+                    Some(root) => Err(format!("{} is not a directory", root.display())),
+                    None => Err("is required with fabric = \"loop\": set it to rds-sim's \
+                                 <data-dir>/files"
+                        .to_owned()),
+                },
             );
         }
-        if let Some(id) = &self.node.node_id {
-            check(
-                "node.nodeId",
-                required(id, "the node id, or leave it unset"),
-            );
+        check("node.maxVolumes", nonzero(self.max_volumes));
+        check(
+            "node.ctrlLossTmo",
+            if self.ctrl_loss_tmo == -1 || self.ctrl_loss_tmo > 0 {
+                Ok(())
+            } else {
+                Err("must be a positive number of seconds, or -1 for forever".to_owned())
+            },
+        );
+        check("node.reconnectDelay", nonzero(self.reconnect_delay.into()));
+        check("node.keepAliveTmo", nonzero(self.keep_alive_tmo.into()));
+        if let Some(queues) = self.nr_io_queues {
+            check("node.nrIoQueues", nonzero(queues.into()));
         }
-        if problems.is_empty() {
-            Ok(())
-        } else {
-            Err(ConfigError::Invalid(problems))
-        }
+        check(
+            "node.topology",
+            match self
+                .topology
+                .iter()
+                .find(|(k, v)| k.is_empty() || v.is_empty())
+            {
+                Some((k, v)) => Err(format!("segment {k:?}={v:?} has an empty key or value")),
+                None => Ok(()),
+            },
+        );
     }
 }
 
@@ -483,6 +602,38 @@ mod tests {
             change(&mut config);
             assert_eq!(problems(&config), [key]);
         }
+    }
+
+    #[test]
+    fn loop_mode_needs_a_root_and_tunables_are_checked() {
+        let base = Config::from_toml(&minimal()).unwrap();
+        let mut config = base.clone();
+        config.node.fabric = FabricMode::Loop;
+        assert_eq!(problems(&config), ["node.loopRoot"]);
+        config.node.loop_root = Some(std::env::temp_dir());
+        assert_eq!(problems(&config), Vec::<&str>::new());
+        let mut config = base;
+        config.node.ctrl_loss_tmo = 0;
+        config.node.keep_alive_tmo = 0;
+        config.node.nr_io_queues = Some(0);
+        config.node.topology.insert("zone".into(), String::new());
+        assert_eq!(
+            problems(&config),
+            [
+                "node.ctrlLossTmo",
+                "node.keepAliveTmo",
+                "node.nrIoQueues",
+                "node.topology"
+            ]
+        );
+        let parsed = Config::from_toml(&format!(
+            "{}[node]\nfabric = \"loop\"\nloopRoot = \"/tmp\"\ntopology = {{ zone = \"a\" }}\n",
+            minimal()
+        ))
+        .unwrap();
+        assert_eq!(parsed.node.fabric, FabricMode::Loop);
+        assert_eq!(parsed.node.topology["zone"], "a");
+        assert!(Config::from_toml("[node]\nfabric = \"nvme\"\n").is_err());
     }
 
     #[test]

@@ -6,18 +6,18 @@
 //! controller keeps no state of its own: the RDS is the source of truth (the disk's comment
 //! holds the CSI name, its allow-list the node it is published to).
 
-mod capability;
+pub mod capability;
 mod capacity;
 mod create;
 mod delete;
 mod expand;
 mod inspect;
-mod params;
-mod publish;
+pub mod params;
+pub mod publish;
 mod snapshot;
 mod source;
 mod status;
-mod volume;
+pub(crate) mod volume;
 
 use std::future::Future;
 use std::num::NonZeroU16;

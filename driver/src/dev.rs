@@ -1,8 +1,13 @@
 //! `rds-csi dev`: the whole driver against an embedded rds-sim, so anyone can run it with one command
 //! and point csi-sanity, `grpcurl` or the e2e suites at its socket.
+//!
+//! The node attaches with the kernel's NVMe/TCP initiator when the nvme_tcp module is loaded, and
+//! otherwise with loop devices over the simulator's backing files (`<data-dir>/rds/files`), so
+//! the whole node path runs on any Linux machine (as root).
 
-use crate::config::Config;
+use crate::config::{Config, FabricMode, NodeConfig};
 use crate::grpc::{BoundSocket, parse_endpoint};
+use crate::node::host::KernelFabric;
 use crate::rds::ssh::HostKeyPin;
 use crate::service::{Driver, Mode};
 use anyhow::Context;
@@ -12,6 +17,9 @@ use std::path::{Path, PathBuf};
 
 /// The pool the embedded simulator offers.
 pub const POOL: &str = rds_sim::server::DEFAULT_POOL;
+/// The host NQN of `rds-csi dev`'s node (its node id).
+pub const DEV_HOST_NQN: &str =
+    "nqn.2014-08.org.nvmexpress:uuid:de7de7de-0000-4000-8000-000000000001";
 
 /// A running simulator and the driver configuration that reaches it.
 pub struct DevEnv {
@@ -39,12 +47,31 @@ pub async fn start(data_dir: Option<PathBuf>) -> anyhow::Result<DevEnv> {
         ..Options::loopback(dir.join("rds"), client.public_key().clone(), 1 << 40)
     })
     .await?;
-    let config = config_for(&sim, &key_file)?;
+    let mut config = config_for(&sim, &key_file)?;
+    config.node = node_config(&dir.join("rds"), Path::new("/sys"));
+    config.validate()?;
     Ok(DevEnv {
         sim,
         config,
         _tmp: tmp,
     })
+}
+
+/// The node's configuration for a simulator whose data directory is `sim_data_dir`: the kernel
+/// initiator when `<sys>/module/nvme_tcp` exists, loop devices over the simulator's files
+/// otherwise.
+pub fn node_config(sim_data_dir: &Path, sys: &Path) -> NodeConfig {
+    let (fabric, loop_root) = if KernelFabric::available(sys) {
+        (FabricMode::Kernel, None)
+    } else {
+        (FabricMode::Loop, Some(sim_data_dir.join("files")))
+    };
+    NodeConfig {
+        host_nqn: Some(DEV_HOST_NQN.to_owned()),
+        fabric,
+        loop_root,
+        ..NodeConfig::default()
+    }
 }
 
 /// A driver configuration for a running simulator.
@@ -62,8 +89,10 @@ pool = "{POOL}"
 baseDir = "csi"
 nqnPrefix = "nqn.2000-02.com.mikrotik"
 nvmeAddress = "127.0.0.1"
+nvmePort = {nvme_port}
 "#,
         port = sim.ssh_addr.port(),
+        nvme_port = sim.nvme_addr.map_or(4420, |a| a.port()),
         key = key_file.display().to_string(),
     );
     let config = Config::from_toml(&text)?;
@@ -85,9 +114,25 @@ pub async fn run(endpoint: &str, data_dir: Option<PathBuf>) -> anyhow::Result<()
         env.sim.ssh_addr.port(),
         env.config.rds.private_key_file.display()
     );
-    println!("rds-csi   {endpoint} (identity, controller)");
-    println!("Ctrl-C to stop");
     let driver = Driver::new(env.config.clone()).await?;
+    println!("rds-csi   {endpoint} (identity, controller, node)");
+    match env.config.node.fabric {
+        FabricMode::Kernel => {
+            println!("node      attaches with the kernel NVMe/TCP initiator (nvme_tcp is loaded)")
+        }
+        FabricMode::Loop => println!(
+            "node      attaches with loop devices over rds-sim's files in {} (nvme_tcp is not \
+             loaded; `modprobe nvme-tcp` for the real initiator); needs root",
+            env.config
+                .node
+                .loop_root
+                .as_deref()
+                .unwrap_or(Path::new("?"))
+                .display()
+        ),
+    }
+    println!("          node id {}", DEV_HOST_NQN);
+    println!("Ctrl-C to stop");
     socket
         .serve(driver.router(Mode::All), async {
             let _ = tokio::signal::ctrl_c().await;
@@ -95,4 +140,25 @@ pub async fn run(endpoint: &str, data_dir: Option<PathBuf>) -> anyhow::Result<()
         .await?;
     env.sim.shutdown().await;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dev_picks_the_kernel_initiator_only_when_nvme_tcp_is_loaded() {
+        let sys = tempfile::tempdir().unwrap();
+        let data = Path::new("/tmp/dev/rds");
+        let config = node_config(data, sys.path());
+        assert_eq!(config.fabric, FabricMode::Loop);
+        assert_eq!(
+            config.loop_root.as_deref(),
+            Some(Path::new("/tmp/dev/rds/files"))
+        );
+        std::fs::create_dir_all(sys.path().join("module/nvme_tcp")).unwrap();
+        let config = node_config(data, sys.path());
+        assert_eq!(config.fabric, FabricMode::Kernel);
+        assert_eq!(config.loop_root, None);
+    }
 }

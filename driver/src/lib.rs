@@ -9,6 +9,7 @@ pub mod grpc;
 pub mod guard;
 pub mod identity;
 pub mod ids;
+pub mod node;
 pub mod rds;
 pub mod schedule;
 pub mod service;

@@ -139,12 +139,9 @@ async fn main() -> anyhow::Result<()> {
             .await
         }
         Command::Node(s) => {
-            serve(
-                Driver::new(load(&s.config)?).await?,
-                Mode::Node,
-                &s.endpoint,
-            )
-            .await
+            let mut config = Config::load(&s.config)?;
+            config.apply_env()?;
+            serve(Driver::node_only(config)?, Mode::Node, &s.endpoint).await
         }
         Command::All(s) => {
             serve(Driver::new(load(&s.config)?).await?, Mode::All, &s.endpoint).await

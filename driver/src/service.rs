@@ -11,7 +11,9 @@ use crate::config::Config;
 use crate::controller::{ControllerService, Settings};
 use crate::csi::v1::controller_server::ControllerServer;
 use crate::csi::v1::identity_server::IdentityServer;
+use crate::csi::v1::node_server::NodeServer;
 use crate::identity::IdentityService;
+use crate::node::{NodeService, NodeSettings};
 use crate::rds::disk::RdsClient;
 use crate::rds::ssh::{PoolConfig, SshPool, Timeouts};
 
@@ -20,8 +22,8 @@ use crate::rds::ssh::{PoolConfig, SshPool, Timeouts};
 pub enum Mode {
     /// Identity and Controller: the Deployment next to the provisioner, attacher and resizer.
     Controller,
-    /// Identity only, for now: the Node service arrives with the node issue. The node plugin
-    /// never talks to the RDS, so its Probe does not depend on it.
+    /// Identity and Node: the DaemonSet on every node. The node plugin never talks to the RDS,
+    /// so its Probe does not depend on it.
     Node,
     /// Every service in one process (development, `rds-csi dev`).
     All,
@@ -31,15 +33,19 @@ impl Mode {
     fn serves_controller(self) -> bool {
         matches!(self, Mode::Controller | Mode::All)
     }
+
+    fn serves_node(self) -> bool {
+        matches!(self, Mode::Node | Mode::All)
+    }
 }
 
 /// The services, sharing one RDS client.
 pub struct Driver {
     name: String,
-    rds: Arc<RdsClient>,
-    /// One controller for every router, so its per-volume guards and create bound hold across
-    /// them.
-    controller: Arc<ControllerService>,
+    /// The RDS client, and one controller for every router so its per-volume guards and create
+    /// bound hold across them; `None` in a node-only process.
+    controller: Option<(Arc<RdsClient>, Arc<ControllerService>)>,
+    node: NodeService,
 }
 
 impl Driver {
@@ -67,29 +73,76 @@ impl Driver {
             ..PoolConfig::new(&rds.ssh_addr(), &rds.user, Arc::new(key), pin)
         });
         let rds = Arc::new(RdsClient::new(pool, settings.pool.clone()));
+        let controller = Arc::new(ControllerService::new(rds.clone(), settings));
+        let mut driver = Driver::node_only(config)?;
+        driver.controller = Some((rds, controller));
+        Ok(driver)
+    }
+
+    /// The node plugin alone (`rds-csi node`): it never talks to the RDS, so it validates only
+    /// `driverName` and the `node` keys and needs no SSH key, which therefore never has to be
+    /// given to every node.
+    pub fn node_only(config: Config) -> Result<Driver, anyhow::Error> {
+        config.validate_node()?;
+        let host = crate::node::settings::host(&config.node).map_err(anyhow::Error::msg)?;
         Ok(Driver {
-            name: config.driver_name.clone(),
-            controller: Arc::new(ControllerService::new(rds.clone(), settings)),
-            rds,
+            node: NodeService::new(host, NodeSettings::from_config(&config.node)),
+            name: config.driver_name,
+            controller: None,
         })
     }
 
-    /// The RDS client the services share (for `rds-csi doctor` and tests).
-    pub fn rds(&self) -> &Arc<RdsClient> {
-        &self.rds
+    /// The RDS client the services share, when this process has the controller.
+    pub fn rds(&self) -> Option<&Arc<RdsClient>> {
+        self.controller.as_ref().map(|(rds, _)| rds)
     }
 
-    /// A tonic router with the services of `mode`, ready to serve on the CSI socket.
+    /// A tonic router with the services of `mode` this driver has, ready to serve on the CSI
+    /// socket (a node-only driver serves no controller whatever `mode` says).
     pub fn router(&self, mode: Mode) -> Router {
-        let controller = mode.serves_controller();
+        let controller = self
+            .controller
+            .as_ref()
+            .filter(|_| mode.serves_controller());
         let identity = IdentityService::new(
             self.name.clone(),
-            controller,
-            controller.then(|| self.rds.clone()),
+            controller.is_some(),
+            controller.map(|(rds, _)| rds.clone()),
         );
-        let controller = controller.then(|| ControllerServer::from_arc(self.controller.clone()));
+        let controller = controller.map(|(_, c)| ControllerServer::from_arc(c.clone()));
+        let node = mode
+            .serves_node()
+            .then(|| NodeServer::new(self.node.clone()));
         Server::builder()
             .add_service(IdentityServer::new(identity))
             .add_optional_service(controller)
+            .add_optional_service(node)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn the_node_plugin_needs_no_rds_configuration() {
+        let dir = tempfile::tempdir().unwrap();
+        let text = format!(
+            "[node]\nhostNqn = \"nqn.2014-08.org.nvmexpress:uuid:1\"\nfabric = \"loop\"\n\
+             loopRoot = {:?}\n",
+            dir.path().display().to_string()
+        );
+        let config = Config::from_toml(&text).unwrap();
+        let driver = Driver::node_only(config.clone()).unwrap();
+        assert!(driver.rds().is_none());
+        drop(driver.router(Mode::Node));
+        let refused = Driver::new(config).await.err().unwrap().to_string();
+        assert!(refused.contains("rds.address"), "{refused}");
+
+        let mut bad = Config::from_toml("[node]\nfabric = \"loop\"\n").unwrap();
+        let refused = Driver::node_only(bad.clone()).err().unwrap().to_string();
+        assert!(refused.contains("node.loopRoot"), "{refused}");
+        bad.node.loop_root = Some(dir.path().to_owned());
+        Driver::node_only(bad).unwrap();
     }
 }

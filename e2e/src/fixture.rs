@@ -14,9 +14,11 @@ use rds_csi::csi::v1::node_client::NodeClient;
 use rds_csi::csi::v1::{
     ControllerGetCapabilitiesRequest, ControllerPublishVolumeRequest,
     ControllerPublishVolumeResponse, CreateSnapshotRequest, CreateVolumeRequest,
-    DeleteSnapshotRequest, DeleteVolumeRequest, ListVolumesRequest, NodeGetInfoRequest, Snapshot,
-    Volume,
+    DeleteSnapshotRequest, DeleteVolumeRequest, ListVolumesRequest, NodeGetInfoRequest,
+    NodePublishVolumeRequest, NodeStageVolumeRequest, NodeUnpublishVolumeRequest,
+    NodeUnstageVolumeRequest, Snapshot, Volume,
 };
+use rds_csi::node::host::{LinuxMounts, Mounts};
 use rds_sim::sim::Sim;
 use tonic::transport::Channel;
 use tonic::{Code, Response, Status};
@@ -34,6 +36,17 @@ pub struct Fixture {
     volumes: Vec<String>,
     snapshots: Vec<String>,
     publications: Vec<(String, String)>,
+    /// Node stagings and publications as (volume id, path), undone before the controller's.
+    stagings: Vec<(String, String)>,
+    node_publications: Vec<(String, String)>,
+}
+
+/// What the node has set up on the host: mounts under the target's node directory and loop
+/// devices over the simulator's files.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HostState {
+    pub mounts: Vec<String>,
+    pub loops: Vec<String>,
 }
 
 /// The node a case publishes to.
@@ -60,6 +73,8 @@ impl Fixture {
             volumes: Vec::new(),
             snapshots: Vec::new(),
             publications: Vec::new(),
+            stagings: Vec::new(),
+            node_publications: Vec::new(),
         }
     }
 
@@ -187,6 +202,108 @@ impl Fixture {
             self.publications.push(publication);
         }
         Ok(response)
+    }
+
+    /// A fresh staging path and target path for one volume, under the target's node directory
+    /// (csi-sanity's `--csi.stagingdir` and `--csi.mountdir`). The staging directory exists, as
+    /// the CO makes it; the target path's parent exists, as the CO makes it.
+    pub fn node_paths(&self, name: &str) -> anyhow::Result<(String, String)> {
+        let base = self.target.node_dir().join(requests::unique_name(name));
+        let staging = base.join("staging");
+        std::fs::create_dir_all(&staging)
+            .with_context(|| format!("creating {}", staging.display()))?;
+        let target = base.join("pod").join("mount");
+        std::fs::create_dir_all(base.join("pod"))?;
+        Ok((staging.display().to_string(), target.display().to_string()))
+    }
+
+    /// Skips the case when the node cannot attach volumes here: on `sim`, loop mode needs root
+    /// and loop devices.
+    pub fn require_node_attach(&self) -> Result<(), Skip> {
+        if self.target.loop_root().is_none() {
+            return Ok(());
+        }
+        let root = std::fs::metadata("/proc/self").map(|m| std::os::unix::fs::MetadataExt::uid(&m));
+        if root.ok() != Some(0) {
+            return Err(Skip(
+                "the node attaches with loop devices on the sim target, which needs root".into(),
+            ));
+        }
+        if !std::path::Path::new("/dev/loop-control").exists() {
+            return Err(Skip(
+                "the node attaches with loop devices on the sim target, and /dev/loop-control \
+                 does not exist"
+                    .into(),
+            ));
+        }
+        Ok(())
+    }
+
+    /// NodeStageVolume, remembering the staging for cleanup when it succeeds.
+    pub async fn node_stage(&mut self, request: NodeStageVolumeRequest) -> Result<(), Status> {
+        let staging = (
+            request.volume_id.clone(),
+            request.staging_target_path.clone(),
+        );
+        self.node().node_stage_volume(request).await?;
+        if !self.stagings.contains(&staging) {
+            self.stagings.push(staging);
+        }
+        Ok(())
+    }
+
+    /// NodePublishVolume, remembering the publication for cleanup when it succeeds.
+    pub async fn node_publish(&mut self, request: NodePublishVolumeRequest) -> Result<(), Status> {
+        let publication = (request.volume_id.clone(), request.target_path.clone());
+        self.node().node_publish_volume(request).await?;
+        if !self.node_publications.contains(&publication) {
+            self.node_publications.push(publication);
+        }
+        Ok(())
+    }
+
+    /// The node's mounts and loop devices now.
+    pub fn host_state(&self) -> anyhow::Result<HostState> {
+        let dir = self.target.node_dir();
+        let mounts = LinuxMounts
+            .list()?
+            .into_iter()
+            .filter(|m| m.mount_point.starts_with(&dir))
+            .map(|m| m.mount_point.display().to_string())
+            .collect();
+        let mut loops = Vec::new();
+        if let Some(root) = self.target.loop_root() {
+            for entry in std::fs::read_dir("/sys/block")?.flatten() {
+                let backing = std::fs::read_to_string(entry.path().join("loop/backing_file"))
+                    .unwrap_or_default();
+                if backing.starts_with(&root.display().to_string()) {
+                    loops.push(format!(
+                        "{} {}",
+                        entry.file_name().to_string_lossy(),
+                        backing.trim()
+                    ));
+                }
+            }
+        }
+        loops.sort();
+        Ok(HostState { mounts, loops })
+    }
+
+    /// Runs a Node call, which must fail with `code` and leave the RDS and the node's mounts and
+    /// attachments exactly as they were.
+    pub async fn node_rejects<T>(
+        &self,
+        code: Code,
+        call: impl Future<Output = Result<Response<T>, Status>>,
+    ) -> anyhow::Result<Status> {
+        let before = self.host_state()?;
+        let status = self.rejects(code, call).await?;
+        let after = self.host_state()?;
+        ensure!(
+            before == after,
+            "the refused call changed the node: before {before:?}, after {after:?}"
+        );
+        Ok(status)
     }
 
     /// The node to publish to: what NodeGetInfo reports, or, while the driver serves no node
@@ -320,9 +437,36 @@ impl Fixture {
         }
     }
 
-    /// Unpublishes and deletes what the case made; reports every failure.
+    /// Undoes what the case made on the node, then unpublishes and deletes its volumes; reports
+    /// every failure.
     pub async fn cleanup(&mut self) -> anyhow::Result<()> {
         let mut failures = Vec::new();
+        for (volume_id, target_path) in std::mem::take(&mut self.node_publications) {
+            let request = NodeUnpublishVolumeRequest {
+                volume_id: volume_id.clone(),
+                target_path: target_path.clone(),
+            };
+            if let Err(status) = self.node().node_unpublish_volume(request).await {
+                failures.push(format!(
+                    "NodeUnpublishVolume {volume_id} at {target_path}: {:?}: {}",
+                    status.code(),
+                    status.message()
+                ));
+            }
+        }
+        for (volume_id, staging_target_path) in std::mem::take(&mut self.stagings) {
+            let request = NodeUnstageVolumeRequest {
+                volume_id: volume_id.clone(),
+                staging_target_path: staging_target_path.clone(),
+            };
+            if let Err(status) = self.node().node_unstage_volume(request).await {
+                failures.push(format!(
+                    "NodeUnstageVolume {volume_id} at {staging_target_path}: {:?}: {}",
+                    status.code(),
+                    status.message()
+                ));
+            }
+        }
         for (volume_id, node_id) in std::mem::take(&mut self.publications) {
             let request = requests::unpublish(&volume_id, &node_id);
             if let Err(status) = self.controller().controller_unpublish_volume(request).await {

@@ -85,7 +85,12 @@ impl Target {
         let (table, node_id, rds) = match settings.target {
             TargetKind::Sim => {
                 let rds = SimRds::start(dir.path(), &settings.sim).await?;
-                let table = rds.driver_config(&settings.sim, SIM_NODE_ID);
+                let mut table = rds.driver_config(&settings.sim, SIM_NODE_ID);
+                loop_node(
+                    &mut table,
+                    &dir.path().join("rds"),
+                    settings.sim.max_volumes_per_node,
+                );
                 (table, SIM_NODE_ID.to_owned(), Some(rds))
             }
             TargetKind::Hardware => {
@@ -119,6 +124,17 @@ impl Target {
 
     pub fn kind(&self) -> TargetKind {
         self.kind
+    }
+
+    /// A directory of this target's own for the node's staging and target paths, removed with
+    /// the target.
+    pub fn node_dir(&self) -> std::path::PathBuf {
+        self._dir.path().join("node")
+    }
+
+    /// On `sim`, the root of the simulator's files, which the node's loop devices are backed by.
+    pub fn loop_root(&self) -> Option<&Path> {
+        self.config.node.loop_root.as_deref()
     }
 
     /// The simulator behind the driver (its state, command log and faults), on `sim` only.
@@ -170,6 +186,26 @@ impl Target {
             rds.shutdown().await;
         }
         served
+    }
+}
+
+/// The `sim` target's node attaches in loop mode: loop devices over the simulator's backing files
+/// (`<data-dir>/files`), so the node path runs for real on kernels without nvme-tcp. It reports
+/// the controller's attach limit, as a deployment's node and controller should agree.
+fn loop_node(table: &mut toml::Table, sim_data_dir: &Path, max_volumes: u64) {
+    let node = table
+        .entry("node")
+        .or_insert_with(|| toml::Table::new().into());
+    if let Some(node) = node.as_table_mut() {
+        node.insert("fabric".into(), "loop".into());
+        node.insert(
+            "maxVolumes".into(),
+            i64::try_from(max_volumes).unwrap_or(i64::MAX).into(),
+        );
+        node.insert(
+            "loopRoot".into(),
+            sim_data_dir.join("files").display().to_string().into(),
+        );
     }
 }
 

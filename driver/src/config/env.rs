@@ -194,6 +194,78 @@ pub(super) const KEYS: &[Key] = &[
             Ok(())
         },
     },
+    Key {
+        toml: "node.fabric",
+        env: "RDS_CSI_NODE_FABRIC",
+        set: |c, v| {
+            c.node.fabric = v.trim().parse()?;
+            Ok(())
+        },
+    },
+    Key {
+        toml: "node.loopRoot",
+        env: "RDS_CSI_NODE_LOOP_ROOT",
+        set: |c, v| {
+            c.node.loop_root = Some(PathBuf::from(v));
+            Ok(())
+        },
+    },
+    Key {
+        toml: "node.maxVolumes",
+        env: "RDS_CSI_NODE_MAX_VOLUMES",
+        set: |c, v| {
+            c.node.max_volumes = number(v)?;
+            Ok(())
+        },
+    },
+    Key {
+        toml: "node.topology",
+        env: "RDS_CSI_NODE_TOPOLOGY",
+        set: |c, v| {
+            c.node.topology = v
+                .split(',')
+                .filter(|pair| !pair.trim().is_empty())
+                .map(|pair| {
+                    pair.split_once('=')
+                        .map(|(k, v)| (k.trim().to_owned(), v.trim().to_owned()))
+                        .ok_or_else(|| format!("{pair:?} is not key=value"))
+                })
+                .collect::<Result<_, _>>()?;
+            Ok(())
+        },
+    },
+    Key {
+        toml: "node.ctrlLossTmo",
+        env: "RDS_CSI_NODE_CTRL_LOSS_TMO",
+        set: |c, v| {
+            c.node.ctrl_loss_tmo = number(v)?;
+            Ok(())
+        },
+    },
+    Key {
+        toml: "node.reconnectDelay",
+        env: "RDS_CSI_NODE_RECONNECT_DELAY",
+        set: |c, v| {
+            c.node.reconnect_delay = number(v)?;
+            Ok(())
+        },
+    },
+    Key {
+        toml: "node.keepAliveTmo",
+        env: "RDS_CSI_NODE_KEEP_ALIVE_TMO",
+        set: |c, v| {
+            c.node.keep_alive_tmo = number(v)?;
+            Ok(())
+        },
+    },
+    Key {
+        toml: "node.nrIoQueues",
+        env: "RDS_CSI_NODE_NR_IO_QUEUES",
+        set: |c, v| {
+            c.node.nr_io_queues = Some(number(v)?);
+            Ok(())
+        },
+    },
 ];
 
 #[cfg(test)]
@@ -215,6 +287,8 @@ mod tests {
             ("RDS_CSI_CONTROLLER_MAX_VOLUMES_PER_NODE", "7"),
             ("RDS_CSI_CONTROLLER_SNAPSHOT_METHOD", "disk-copy"),
             ("RDS_CSI_NODE_HOST_NQN", "nqn.2014-08.org.nvmexpress:uuid:1"),
+            ("RDS_CSI_NODE_TOPOLOGY", "zone=a, rack=r1"),
+            ("RDS_CSI_NODE_CTRL_LOSS_TMO", "-1"),
         ]);
         config
             .apply_vars(|name| vars.get(name).map(|v| v.to_string()))
@@ -229,6 +303,11 @@ mod tests {
             config.node.host_nqn.as_deref(),
             Some("nqn.2014-08.org.nvmexpress:uuid:1")
         );
+        assert_eq!(
+            config.node.topology.get("rack").map(String::as_str),
+            Some("r1")
+        );
+        assert_eq!(config.node.ctrl_loss_tmo, -1);
         config.validate().unwrap();
 
         let error = config
@@ -250,5 +329,18 @@ mod tests {
             assert!(doc.contains(&row), "undocumented: {row}");
         }
         assert_eq!(doc.matches("\n//! | `").count(), KEYS.len());
+    }
+
+    #[test]
+    fn the_readme_table_is_the_module_documentation() {
+        let doc = include_str!("../config.rs");
+        let readme = include_str!("../../../README.md");
+        for row in doc.lines().filter_map(|l| l.strip_prefix("//! | `")) {
+            let row = format!("| `{row}");
+            assert!(
+                readme.contains(&row),
+                "README.md lacks or differs in: {row}"
+            );
+        }
     }
 }

@@ -19,6 +19,8 @@ use crate::rds::value::{Nqn, Slot};
 pub const ADDRESS: &str = "address";
 pub const PORT: &str = "port";
 pub const NQN: &str = "nqn";
+/// The disk's `file-path` on the RDS: loop mode finds the backing file by it (`node.loopRoot`).
+pub const FILE_PATH: &str = "filePath";
 
 impl ControllerService {
     pub(super) async fn publish(
@@ -134,10 +136,14 @@ impl ControllerService {
             ))
         })?;
         let port = disk.port.unwrap_or(self.settings.nvme_port.get());
-        Ok(HashMap::from([
+        let mut context = HashMap::from([
             (ADDRESS.to_owned(), self.settings.nvme_address.clone()),
             (PORT.to_owned(), port.to_string()),
             (NQN.to_owned(), nqn.to_owned()),
-        ]))
+        ]);
+        if let Some(path) = &disk.file_path {
+            context.insert(FILE_PATH.to_owned(), path.clone());
+        }
+        Ok(context)
     }
 }

@@ -3,6 +3,7 @@
 //! Unlike the other checks this one writes: each probe makes two small disks and files in
 //! `<pool>/<baseDir>` and removes them again (and says so when it cannot).
 
+use anyhow::Context;
 use std::fmt;
 
 use crate::config::Config;
@@ -77,6 +78,12 @@ pub async fn probe(config: &Config) -> Result<SnapshotReport, anyhow::Error> {
     let dir = pool.join(&config.rds.base_dir_path().map_err(anyhow::Error::msg)?);
     Ok(SnapshotReport {
         configured: config.controller.snapshot_method,
-        outcomes: probe::probe_all(driver.rds(), &dir).await,
+        outcomes: probe::probe_all(
+            driver
+                .rds()
+                .context("the driver was built without an RDS client")?,
+            &dir,
+        )
+        .await,
     })
 }

@@ -70,6 +70,7 @@ async fn a_volume_lives_and_dies_on_the_rds() {
             ("address".into(), "192.0.2.10".into()),
             ("port".into(), "4420".into()),
             ("nqn".into(), volume_nqn(&id)),
+            ("filePath".into(), format!("storage-pool/csi/{id}.img")),
         ])
     );
     assert_eq!(

@@ -1,11 +1,12 @@
-//! The sanity suite: every Identity and Controller case of csi-sanity v5.4 under its exact name,
-//! the CSI spec's error table for each RPC (names starting `CSI spec`), the snapshot cases, the
-//! Node and group snapshot cases listed as ignored until their issues land, and the csi-sanity binary itself when `CSI_SANITY`
+//! The sanity suite: every Identity, Controller and Node case of csi-sanity v5.4 under its exact
+//! name, the CSI spec's error table for each RPC (names starting `CSI spec`), the snapshot cases,
+//! the group snapshot cases listed as ignored, and the csi-sanity binary itself when `CSI_SANITY`
 //! names it. Every case starts its own target; every bad-input case checks the gRPC code and that
 //! the RDS is unchanged.
 
 mod expand_modify;
 mod identity;
+mod node;
 pub mod pending;
 mod publish;
 mod snapshots;
@@ -33,6 +34,7 @@ pub fn trials() -> Vec<Trial> {
         publish::trials(),
         expand_modify::trials(),
         snapshots::trials(),
+        node::trials(),
         spec_identity::trials(),
         spec_volumes::trials(),
         spec_publish::trials(),

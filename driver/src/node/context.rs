@@ -1,0 +1,256 @@
+//! What a Node request carries, checked: required fields, the volume capability, and the
+//! attachment target from the publish context (written by ControllerPublishVolume) and the
+//! volume context (StorageClass parameters, written by CreateVolume).
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+
+use tonic::Status;
+
+use super::host::{FsType, Target, Tunables};
+use crate::controller::capability;
+use crate::controller::params::{
+    CTRL_LOSS_TMO, FS_TYPE, KEEP_ALIVE_TMO, NR_IO_QUEUES, RECONNECT_DELAY,
+};
+use crate::controller::publish::{ADDRESS, FILE_PATH, NQN, PORT};
+use crate::csi::v1::VolumeCapability;
+use crate::csi::v1::volume_capability::access_mode::Mode;
+use crate::csi::v1::volume_capability::{AccessMode, AccessType};
+
+pub use crate::controller::volume::require;
+
+/// A required path field.
+pub fn require_path(field: &str, value: &str) -> Result<PathBuf, Status> {
+    require(field, value)?;
+    Ok(PathBuf::from(value))
+}
+
+/// How the volume is used on the node.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Access {
+    Block,
+    Mount { fs: FsType, flags: Vec<String> },
+}
+
+/// The checked capability: how it is accessed and in which mode.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Use {
+    pub access: Access,
+    pub mode: Mode,
+}
+
+impl Use {
+    /// Whether the access mode lets only one publication exist on the node.
+    pub fn single_writer(&self) -> bool {
+        self.mode == Mode::SingleNodeSingleWriter
+    }
+
+    pub fn read_only_mode(&self) -> bool {
+        self.mode == Mode::SingleNodeReaderOnly
+    }
+}
+
+/// INVALID_ARGUMENT when the capability is missing or not supported; the file system comes from
+/// the capability, else the volume context's `fsType`, else ext4.
+pub fn volume_use(
+    capability: Option<&VolumeCapability>,
+    volume_context: &HashMap<String, String>,
+) -> Result<Use, Status> {
+    let capability =
+        capability.ok_or_else(|| Status::invalid_argument("volume_capability is required"))?;
+    capability::check(capability)?;
+    let mode = capability
+        .access_mode
+        .as_ref()
+        .map(AccessMode::mode)
+        .unwrap_or(Mode::Unknown);
+    let access = match &capability.access_type {
+        Some(AccessType::Mount(mount)) => {
+            let named = [mount.fs_type.as_str(), context_fs(volume_context)]
+                .into_iter()
+                .find(|fs| !fs.is_empty())
+                .unwrap_or("ext4");
+            Access::Mount {
+                fs: named.parse().map_err(Status::invalid_argument)?,
+                flags: mount.mount_flags.clone(),
+            }
+        }
+        _ => Access::Block,
+    };
+    Ok(Use { access, mode })
+}
+
+fn context_fs(volume_context: &HashMap<String, String>) -> &str {
+    volume_context.get(FS_TYPE).map_or("", String::as_str)
+}
+
+/// The attachment target of a stage request. `defaults` are the node's tunables, which the
+/// volume context (StorageClass parameters) overrides.
+pub fn target(
+    volume_id: &str,
+    host_nqn: &str,
+    publish_context: &HashMap<String, String>,
+    volume_context: &HashMap<String, String>,
+    defaults: Tunables,
+) -> Result<Target, Status> {
+    let field = |key: &str| {
+        publish_context
+            .get(key)
+            .filter(|v| !v.is_empty())
+            .ok_or_else(|| {
+                Status::invalid_argument(format!(
+                    "publish_context lacks {key:?}: ControllerPublishVolume of this driver \
+                     provides it"
+                ))
+            })
+    };
+    let port = field(PORT)?
+        .parse::<u16>()
+        .ok()
+        .filter(|&p| p > 0)
+        .ok_or_else(|| {
+            Status::invalid_argument(format!(
+                "publish_context port {:?} is not a port",
+                publish_context[PORT]
+            ))
+        })?;
+    let mut tunables = defaults;
+    if let Some(value) = volume_context.get(CTRL_LOSS_TMO) {
+        tunables.ctrl_loss_tmo = value
+            .parse::<i32>()
+            .ok()
+            .filter(|&s| s == -1 || s > 0)
+            .ok_or_else(|| bad_context(CTRL_LOSS_TMO, value, "seconds, or -1"))?;
+    }
+    for (key, slot) in [
+        (RECONNECT_DELAY, &mut tunables.reconnect_delay),
+        (KEEP_ALIVE_TMO, &mut tunables.keep_alive_tmo),
+    ] {
+        if let Some(value) = volume_context.get(key) {
+            *slot = positive(key, value)?;
+        }
+    }
+    if let Some(value) = volume_context.get(NR_IO_QUEUES) {
+        tunables.nr_io_queues = Some(positive(NR_IO_QUEUES, value)?);
+    }
+    Ok(Target {
+        volume_id: volume_id.to_owned(),
+        nqn: field(NQN)?.clone(),
+        address: field(ADDRESS)?.clone(),
+        port,
+        host_nqn: host_nqn.to_owned(),
+        file_path: publish_context.get(FILE_PATH).cloned(),
+        tunables,
+    })
+}
+
+fn positive(key: &str, value: &str) -> Result<u32, Status> {
+    value
+        .parse::<u32>()
+        .ok()
+        .filter(|&n| n > 0)
+        .ok_or_else(|| bad_context(key, value, "a positive whole number"))
+}
+
+fn bad_context(key: &str, value: &str, rule: &str) -> Status {
+    Status::invalid_argument(format!(
+        "volume_context {key}={value:?} must be {rule} (the StorageClass parameter of that name)"
+    ))
+}
+
+/// Whether `path` exists at all (a dangling or dead mount point counts as existing).
+pub fn exists(path: &Path) -> bool {
+    std::fs::symlink_metadata(path).is_ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::csi::v1::volume_capability::{BlockVolume, MountVolume};
+
+    fn publish() -> HashMap<String, String> {
+        HashMap::from([
+            ("address".into(), "10.0.0.5".into()),
+            ("port".into(), "4420".into()),
+            ("nqn".into(), "nqn.2000-02.com.mikrotik:pvc-a".into()),
+            ("filePath".into(), "storage-pool/csi/pvc-a.img".into()),
+        ])
+    }
+
+    #[test]
+    fn the_volume_context_overrides_the_node_tunables() {
+        let context = HashMap::from([
+            ("ctrlLossTmo".to_owned(), "-1".to_owned()),
+            ("nrIoQueues".to_owned(), "2".to_owned()),
+        ]);
+        let target = target("pvc-a", "nqn.h", &publish(), &context, Tunables::default()).unwrap();
+        assert_eq!(target.tunables.ctrl_loss_tmo, -1);
+        assert_eq!(target.tunables.nr_io_queues, Some(2));
+        assert_eq!(
+            target.tunables.reconnect_delay,
+            Tunables::default().reconnect_delay
+        );
+        assert_eq!(target.port, 4420);
+        assert_eq!(
+            target.file_path.as_deref(),
+            Some("storage-pool/csi/pvc-a.img")
+        );
+    }
+
+    #[test]
+    fn bad_contexts_are_invalid_arguments_naming_the_key() {
+        let mut no_nqn = publish();
+        no_nqn.remove("nqn");
+        let status = target("v", "h", &no_nqn, &HashMap::new(), Tunables::default()).unwrap_err();
+        assert_eq!(status.code(), tonic::Code::InvalidArgument);
+        assert!(status.message().contains("\"nqn\""), "{}", status.message());
+        let context = HashMap::from([("keepAliveTmo".to_owned(), "0".to_owned())]);
+        let status = target("v", "h", &publish(), &context, Tunables::default()).unwrap_err();
+        assert!(
+            status.message().contains("keepAliveTmo"),
+            "{}",
+            status.message()
+        );
+    }
+
+    #[test]
+    fn the_file_system_comes_from_the_capability_then_the_context() {
+        let mount = |fs: &str| VolumeCapability {
+            access_mode: Some(AccessMode {
+                mode: Mode::SingleNodeWriter.into(),
+            }),
+            access_type: Some(AccessType::Mount(MountVolume {
+                fs_type: fs.into(),
+                mount_flags: vec!["noatime".into()],
+                ..MountVolume::default()
+            })),
+        };
+        let xfs_context = HashMap::from([("fsType".to_owned(), "xfs".to_owned())]);
+        let fs = |cap: &VolumeCapability, context: &HashMap<String, String>| match volume_use(
+            Some(cap),
+            context,
+        )
+        .unwrap()
+        .access
+        {
+            Access::Mount { fs, .. } => fs,
+            Access::Block => panic!("block"),
+        };
+        let empty = HashMap::new();
+        assert_eq!(fs(&mount(""), &empty), FsType::Ext4);
+        assert_eq!(fs(&mount(""), &xfs_context), FsType::Xfs);
+        assert_eq!(fs(&mount("ext4"), &xfs_context), FsType::Ext4);
+        let block = VolumeCapability {
+            access_type: Some(AccessType::Block(BlockVolume {})),
+            ..mount("")
+        };
+        assert_eq!(
+            volume_use(Some(&block), &HashMap::new()).unwrap().access,
+            Access::Block
+        );
+        let status = volume_use(Some(&mount("zfs")), &HashMap::new()).unwrap_err();
+        assert_eq!(status.code(), tonic::Code::InvalidArgument);
+        let status = volume_use(None, &HashMap::new()).unwrap_err();
+        assert_eq!(status.code(), tonic::Code::InvalidArgument);
+    }
+}

@@ -1,0 +1,73 @@
+//! NodeExpandVolume: the controller grew the disk on the RDS; make the kernel see the new size
+//! (rescan the namespace, or LOOP_SET_CAPACITY) and grow the mounted file system online.
+
+use tonic::Status;
+
+use super::NodeCore;
+use super::context::{self, require, require_path};
+use super::host::FsType;
+use crate::csi::v1::{NodeExpandVolumeRequest, NodeExpandVolumeResponse};
+
+impl NodeCore {
+    pub(super) fn expand(
+        &self,
+        request: NodeExpandVolumeRequest,
+    ) -> Result<NodeExpandVolumeResponse, Status> {
+        require("volume_id", &request.volume_id)?;
+        let path = require_path("volume_path", &request.volume_path)?;
+        if let Some(capability) = &request.volume_capability {
+            crate::controller::capability::check(capability)?;
+        }
+        let _volume = self.locks.try_lock(&request.volume_id)?;
+        let attached = self.host.fabric.find(&request.volume_id)?.ok_or_else(|| {
+            Status::not_found(format!(
+                "volume {} is not attached to this node",
+                request.volume_id
+            ))
+        })?;
+        if !context::exists(&path) {
+            return Err(Status::not_found(format!(
+                "volume path {} does not exist",
+                path.display()
+            )));
+        }
+        let size = self.host.fabric.rescan(&attached)?;
+        let required = request
+            .capacity_range
+            .as_ref()
+            .map_or(0, |r| u64::try_from(r.required_bytes).unwrap_or(0));
+        if size < required {
+            return Err(Status::failed_precondition(format!(
+                "the device of volume {} has {size} bytes, fewer than the {required} asked for: \
+                 expand it with ControllerExpandVolume first",
+                request.volume_id
+            )));
+        }
+        let device = attached.device.as_ref().ok_or_else(|| {
+            Status::unavailable(format!(
+                "volume {} has no block device on this node right now",
+                request.volume_id
+            ))
+        })?;
+        if self.host.mounts.device_node(&path)?.is_none() {
+            let mounted = self
+                .mount_at(&path)?
+                .filter(|m| m.dev == device.dev)
+                .ok_or_else(|| {
+                    Status::not_found(format!(
+                        "volume {} is not mounted at {}",
+                        request.volume_id,
+                        path.display()
+                    ))
+                })?;
+            let fs: FsType = mounted
+                .fs_type
+                .parse()
+                .map_err(Status::failed_precondition)?;
+            self.host.resize.grow(&device.path, &path, fs)?;
+        }
+        Ok(NodeExpandVolumeResponse {
+            capacity_bytes: i64::try_from(size).unwrap_or(i64::MAX),
+        })
+    }
+}

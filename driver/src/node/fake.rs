@@ -1,0 +1,251 @@
+//! A fake host for the node logic's unit tests: attachments, mounts, file systems and device
+//! nodes are kept in memory; the paths themselves are real directories in a temporary directory,
+//! so the logic's own file operations (creating and removing target paths) run for real.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::io;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use super::host::*;
+
+#[derive(Debug, Clone)]
+pub struct FakeAttachment {
+    pub controller: String,
+    pub device: Device,
+    pub live: bool,
+    pub device_present: bool,
+}
+
+#[derive(Debug, Default)]
+pub struct State {
+    pub attached: BTreeMap<String, FakeAttachment>,
+    pub mounts: Vec<MountEntry>,
+    pub filesystems: HashMap<PathBuf, FsType>,
+    pub device_nodes: HashMap<PathBuf, DevNum>,
+    pub stale: HashSet<PathBuf>,
+    pub connects: u32,
+    pub disconnects: Vec<String>,
+    pub mkfs: Vec<(PathBuf, FsType)>,
+    pub grown: Vec<(PathBuf, FsType)>,
+    /// The size a rescan finds.
+    pub exported_size: u64,
+}
+
+/// One shared state behind every trait.
+#[derive(Clone, Default)]
+pub struct Fake {
+    state: Arc<Mutex<State>>,
+}
+
+pub const SIZE: u64 = 1 << 30;
+
+impl Fake {
+    pub fn host(&self) -> Host {
+        Host {
+            fabric: Arc::new(self.clone()),
+            mounts: Arc::new(self.clone()),
+            format: Arc::new(self.clone()),
+            resize: Arc::new(self.clone()),
+        }
+    }
+
+    pub fn state(&self) -> MutexGuard<'_, State> {
+        self.state.lock().unwrap()
+    }
+
+    fn attached(&self, volume_id: &str) -> Option<Attached> {
+        self.state().attached.get(volume_id).map(|a| Attached {
+            controllers: vec![a.controller.clone()],
+            device: a.device_present.then(|| a.device.clone()),
+        })
+    }
+}
+
+fn einval(what: &str) -> HostError {
+    HostError::Io {
+        what: what.to_owned(),
+        source: io::Error::from_raw_os_error(libc::EINVAL),
+    }
+}
+
+impl Fabric for Fake {
+    fn connect(&self, target: &Target) -> Result<bool, HostError> {
+        let mut state = self.state();
+        if state.attached.contains_key(&target.volume_id) {
+            return Ok(false);
+        }
+        state.connects += 1;
+        let n = state.connects;
+        state.attached.insert(
+            target.volume_id.clone(),
+            FakeAttachment {
+                controller: format!("nvme{n}"),
+                device: Device {
+                    path: PathBuf::from(format!("/dev/nvme{n}n1")),
+                    dev: DevNum {
+                        major: 259,
+                        minor: n,
+                    },
+                    size: SIZE,
+                },
+                live: true,
+                device_present: true,
+            },
+        );
+        Ok(true)
+    }
+
+    fn device(&self, target: &Target) -> Result<Device, HostError> {
+        self.attached(&target.volume_id)
+            .and_then(|a| a.device)
+            .ok_or_else(|| HostError::DeviceTimeout {
+                what: target.nqn.clone(),
+                waited_ms: 0,
+            })
+    }
+
+    fn find(&self, volume_id: &str) -> Result<Option<Attached>, HostError> {
+        Ok(self.attached(volume_id))
+    }
+
+    fn disconnect(&self, attached: &Attached) -> Result<(), HostError> {
+        let mut state = self.state();
+        state
+            .attached
+            .retain(|_, a| !attached.controllers.contains(&a.controller));
+        state
+            .disconnects
+            .extend(attached.controllers.iter().cloned());
+        Ok(())
+    }
+
+    fn rescan(&self, attached: &Attached) -> Result<u64, HostError> {
+        let mut state = self.state();
+        let size = state.exported_size.max(SIZE);
+        for a in state.attached.values_mut() {
+            if attached.controllers.contains(&a.controller) {
+                a.device.size = size;
+            }
+        }
+        Ok(size)
+    }
+
+    fn health(&self, attached: &Attached) -> Result<(), String> {
+        let state = self.state();
+        let live = state
+            .attached
+            .values()
+            .any(|a| attached.controllers.contains(&a.controller) && a.live);
+        if live {
+            Ok(())
+        } else {
+            Err(format!(
+                "NVMe controller {} is connecting",
+                attached.controllers.join(", ")
+            ))
+        }
+    }
+}
+
+impl Mounts for Fake {
+    fn list(&self) -> Result<Vec<MountEntry>, HostError> {
+        Ok(self.state().mounts.clone())
+    }
+
+    fn mount(
+        &self,
+        device: &Path,
+        target: &Path,
+        fs_type: &str,
+        options: &[String],
+    ) -> Result<(), HostError> {
+        let mut state = self.state();
+        let dev = state
+            .attached
+            .values()
+            .find(|a| a.device.path == device)
+            .map(|a| a.device.dev)
+            .ok_or_else(|| einval("no such device"))?;
+        state.mounts.push(MountEntry {
+            dev,
+            mount_point: target.to_owned(),
+            fs_type: fs_type.to_owned(),
+            source: device.display().to_string(),
+            readonly: options.iter().any(|o| o == "ro"),
+        });
+        Ok(())
+    }
+
+    fn bind(&self, source: &Path, target: &Path, readonly: bool) -> Result<(), HostError> {
+        let mut state = self.state();
+        let mut entry = state
+            .mounts
+            .iter()
+            .rfind(|m| m.mount_point == source)
+            .cloned()
+            .ok_or_else(|| einval("bind of a path that is not a mount"))?;
+        entry.mount_point = target.to_owned();
+        entry.readonly = readonly;
+        state.mounts.push(entry);
+        Ok(())
+    }
+
+    fn unmount(&self, target: &Path) -> Result<(), HostError> {
+        let mut state = self.state();
+        let at = state
+            .mounts
+            .iter()
+            .rposition(|m| m.mount_point == target)
+            .ok_or_else(|| einval("not mounted"))?;
+        state.mounts.remove(at);
+        Ok(())
+    }
+
+    fn usage(&self, path: &Path) -> io::Result<Usage> {
+        if self.state().stale.contains(path) {
+            return Err(io::Error::from_raw_os_error(libc::ESTALE));
+        }
+        Ok(Usage {
+            total_bytes: 1000,
+            available_bytes: 600,
+            used_bytes: 400,
+            total_inodes: 100,
+            free_inodes: 90,
+            used_inodes: 10,
+        })
+    }
+
+    fn make_device_node(&self, path: &Path, dev: DevNum) -> Result<(), HostError> {
+        std::fs::write(path, "").map_err(HostError::io("fake device node"))?;
+        self.state().device_nodes.insert(path.to_owned(), dev);
+        Ok(())
+    }
+
+    fn device_node(&self, path: &Path) -> Result<Option<DevNum>, HostError> {
+        if !path.exists() {
+            return Ok(None);
+        }
+        Ok(self.state().device_nodes.get(path).copied())
+    }
+}
+
+impl Format for Fake {
+    fn probe(&self, device: &Path) -> Result<Option<FsType>, HostError> {
+        Ok(self.state().filesystems.get(device).copied())
+    }
+
+    fn make(&self, device: &Path, fs: FsType) -> Result<(), HostError> {
+        let mut state = self.state();
+        state.filesystems.insert(device.to_owned(), fs);
+        state.mkfs.push((device.to_owned(), fs));
+        Ok(())
+    }
+}
+
+impl Resize for Fake {
+    fn grow(&self, device: &Path, _mount_point: &Path, fs: FsType) -> Result<(), HostError> {
+        self.state().grown.push((device.to_owned(), fs));
+        Ok(())
+    }
+}

@@ -1,0 +1,425 @@
+//! Loop mode: a volume's backing file in rds-sim's data directory behind a loop device, for
+//! machines whose kernel has no nvme-tcp. The node learns where the file is from two explicit
+//! facts: `node.loopRoot` (rds-sim's `<data-dir>/files`, the root of its `/file` tree) and the
+//! disk's `file-path`, which ControllerPublishVolume puts in the publish context (`filePath`).
+//!
+//! Loop devices are set up with `LOOP_CONFIGURE` (Linux 5.8+) and found again through
+//! `/sys/block/loopN/loop/backing_file`, so the node keeps no state of its own.
+
+use std::fs::{self, File, OpenOptions};
+use std::os::fd::AsRawFd;
+use std::path::{Component, Path, PathBuf};
+use std::time::Duration;
+
+use super::{Attached, Device, Fabric, Target, wait_for};
+use crate::node::host::{DevNum, HostError};
+
+/// Loop devices over the files under `root`.
+#[derive(Debug, Clone)]
+pub struct LoopFabric {
+    /// rds-sim's `<data-dir>/files`.
+    pub root: PathBuf,
+    pub sys: PathBuf,
+    pub dev: PathBuf,
+}
+
+/// What the kernel appends to a loop device's backing file name once the file is unlinked.
+const DELETED: &str = " (deleted)";
+
+impl LoopFabric {
+    pub fn new(root: PathBuf) -> LoopFabric {
+        LoopFabric {
+            root,
+            sys: PathBuf::from("/sys"),
+            dev: PathBuf::from("/dev"),
+        }
+    }
+
+    /// The backing file of `target`, which must lie under the root.
+    fn backing_file(&self, target: &Target) -> Result<PathBuf, HostError> {
+        let relative = target.file_path.as_deref().ok_or_else(|| {
+            HostError::BadTarget(format!(
+                "loop mode needs the disk's file path, but the publish context of {} has no \
+                 filePath; publish the volume with this version of the controller",
+                target.volume_id
+            ))
+        })?;
+        let relative = Path::new(relative.trim_start_matches('/'));
+        if !relative
+            .components()
+            .all(|c| matches!(c, Component::Normal(_)))
+        {
+            return Err(HostError::BadTarget(format!(
+                "filePath {relative:?} is not a plain relative path"
+            )));
+        }
+        let path = self.root.join(relative);
+        if !path.is_file() {
+            return Err(HostError::BackingFileMissing(path));
+        }
+        fs::canonicalize(&path).map_err(HostError::io(format!("resolving {}", path.display())))
+    }
+
+    /// Every configured loop device: its name and backing file as the kernel reports it.
+    fn loops(&self) -> Result<Vec<(String, String)>, HostError> {
+        let block = self.sys.join("block");
+        let entries =
+            fs::read_dir(&block).map_err(HostError::io(format!("reading {}", block.display())))?;
+        let mut loops = Vec::new();
+        for entry in entries.flatten() {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            if !name.starts_with("loop") {
+                continue;
+            }
+            if let Ok(file) = fs::read_to_string(entry.path().join("loop/backing_file")) {
+                loops.push((name, file.trim_end_matches('\n').to_owned()));
+            }
+        }
+        loops.sort();
+        Ok(loops)
+    }
+
+    fn device_of(&self, name: &str) -> Result<Device, HostError> {
+        let dir = self.sys.join("block").join(name);
+        let read = |file: &str| {
+            fs::read_to_string(dir.join(file))
+                .map_err(HostError::io(format!("reading {}/{file}", dir.display())))
+        };
+        let dev: DevNum = read("dev")?.parse().map_err(HostError::BadTarget)?;
+        let sectors: u64 = read("size")?.trim().parse().unwrap_or(0);
+        Ok(Device {
+            path: self.dev.join(name),
+            dev,
+            size: sectors * 512,
+        })
+    }
+
+    fn attached(&self, name: String) -> Result<Attached, HostError> {
+        Ok(Attached {
+            device: Some(self.device_of(&name)?),
+            controllers: vec![name],
+        })
+    }
+
+    fn loop_for(&self, file: &Path) -> Result<Option<String>, HostError> {
+        let file = file.to_string_lossy();
+        Ok(self
+            .loops()?
+            .into_iter()
+            .find(|(_, backing)| backing == file.as_ref())
+            .map(|(name, _)| name))
+    }
+
+    /// Puts `file` behind a free loop device. Another process may take the free device between
+    /// asking and configuring it (EBUSY); then ask again.
+    fn configure(&self, file: &Path) -> Result<String, HostError> {
+        let control_path = self.dev.join("loop-control");
+        let control = File::open(&control_path)
+            .map_err(HostError::io(format!("opening {}", control_path.display())))?;
+        let backing = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open(file)
+            .map_err(HostError::io(format!("opening {}", file.display())))?;
+        let mut last = None;
+        for _ in 0..16 {
+            let number = ioctl::get_free(&control).map_err(HostError::io(
+                "asking /dev/loop-control for a free loop device",
+            ))?;
+            let name = format!("loop{number}");
+            let path = self.dev.join(&name);
+            let device = OpenOptions::new()
+                .read(true)
+                .write(true)
+                .open(&path)
+                .map_err(HostError::io(format!("opening {}", path.display())))?;
+            match ioctl::configure(&device, &backing, file) {
+                Ok(()) => return Ok(name),
+                Err(e) if e.raw_os_error() == Some(libc::EBUSY) => last = Some(e),
+                Err(e) => {
+                    return Err(HostError::io(format!(
+                        "LOOP_CONFIGURE {} with {}",
+                        path.display(),
+                        file.display()
+                    ))(e));
+                }
+            }
+        }
+        Err(HostError::io(
+            "every free loop device was taken by others meanwhile",
+        )(last.expect("the loop ran")))
+    }
+
+    fn open(&self, name: &str) -> Result<File, HostError> {
+        let path = self.dev.join(name);
+        File::open(&path).map_err(HostError::io(format!("opening {}", path.display())))
+    }
+}
+
+impl Fabric for LoopFabric {
+    fn connect(&self, target: &Target) -> Result<bool, HostError> {
+        let file = self.backing_file(target)?;
+        if self.loop_for(&file)?.is_some() {
+            return Ok(false);
+        }
+        let name = self.configure(&file)?;
+        tracing::info!(device = name, file = %file.display(), "loop device set up");
+        Ok(true)
+    }
+
+    fn device(&self, target: &Target) -> Result<Device, HostError> {
+        let file = self.backing_file(target)?;
+        let wait = Duration::from_secs(10);
+        let found = wait_for(wait, || {
+            let Some(name) = self.loop_for(&file)? else {
+                return Ok(None);
+            };
+            let device = self.device_of(&name)?;
+            Ok(device.path.exists().then_some(device))
+        })?;
+        found.ok_or_else(|| HostError::DeviceTimeout {
+            what: file.display().to_string(),
+            waited_ms: wait.as_millis(),
+        })
+    }
+
+    fn find(&self, volume_id: &str) -> Result<Option<Attached>, HostError> {
+        let root = fs::canonicalize(&self.root).unwrap_or_else(|_| self.root.clone());
+        let file_name = format!("{volume_id}.img");
+        let found = self.loops()?.into_iter().find(|(_, backing)| {
+            let path = Path::new(backing.strip_suffix(DELETED).unwrap_or(backing));
+            path.starts_with(&root) && path.file_name().is_some_and(|n| n == file_name.as_str())
+        });
+        found.map(|(name, _)| self.attached(name)).transpose()
+    }
+
+    fn disconnect(&self, attached: &Attached) -> Result<(), HostError> {
+        for name in &attached.controllers {
+            let device = match self.open(name) {
+                Ok(device) => device,
+                Err(HostError::Io { source, .. })
+                    if source.kind() == std::io::ErrorKind::NotFound =>
+                {
+                    continue;
+                }
+                Err(e) => return Err(e),
+            };
+            match ioctl::clear(&device) {
+                // ENXIO: nothing is bound to it any more.
+                Err(e) if e.raw_os_error() != Some(libc::ENXIO) => {
+                    return Err(HostError::io(format!("LOOP_CLR_FD on /dev/{name}"))(e));
+                }
+                _ => {}
+            }
+            drop(device);
+            // While anyone (udev probing after a write) holds the device open, the kernel only
+            // marks it to clear on the last close; wait a little for that.
+            let gone = wait_for(Duration::from_secs(5), || {
+                Ok(self.loops()?.iter().all(|(n, _)| n != name).then_some(()))
+            })?;
+            if gone.is_none() {
+                tracing::warn!(
+                    device = name,
+                    "still open elsewhere; it detaches on last close"
+                );
+            }
+        }
+        Ok(())
+    }
+
+    fn rescan(&self, attached: &Attached) -> Result<u64, HostError> {
+        let name = attached
+            .controllers
+            .first()
+            .ok_or_else(|| HostError::Gone("the loop device".to_owned()))?;
+        ioctl::set_capacity(&self.open(name)?)
+            .map_err(HostError::io(format!("LOOP_SET_CAPACITY on /dev/{name}")))?;
+        Ok(self.device_of(name)?.size)
+    }
+
+    fn health(&self, attached: &Attached) -> Result<(), String> {
+        let loops = self.loops().map_err(|e| e.to_string())?;
+        for name in &attached.controllers {
+            match loops.iter().find(|(n, _)| n == name) {
+                None => return Err(format!("loop device {name} is no longer set up")),
+                Some((_, backing)) if backing.ends_with(DELETED) => {
+                    return Err(format!(
+                        "the backing file of {name} was deleted: the disk no longer exists on \
+                         the (simulated) RDS"
+                    ));
+                }
+                Some(_) => {}
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The loop ioctls of `<linux/loop.h>`, which libc does not carry.
+mod ioctl {
+    use super::*;
+
+    const LOOP_CLR_FD: libc::c_ulong = 0x4C01;
+    const LOOP_SET_CAPACITY: libc::c_ulong = 0x4C07;
+    const LOOP_CONFIGURE: libc::c_ulong = 0x4C0A;
+    const LOOP_CTL_GET_FREE: libc::c_ulong = 0x4C82;
+    const LO_NAME_SIZE: usize = 64;
+
+    #[repr(C)]
+    struct LoopInfo64 {
+        device: u64,
+        inode: u64,
+        rdevice: u64,
+        offset: u64,
+        sizelimit: u64,
+        number: u32,
+        encrypt_type: u32,
+        encrypt_key_size: u32,
+        flags: u32,
+        file_name: [u8; LO_NAME_SIZE],
+        crypt_name: [u8; LO_NAME_SIZE],
+        encrypt_key: [u8; 32],
+        init: [u64; 2],
+    }
+
+    #[repr(C)]
+    struct LoopConfig {
+        fd: u32,
+        block_size: u32,
+        info: LoopInfo64,
+        reserved: [u64; 8],
+    }
+
+    fn check(result: libc::c_int) -> std::io::Result<libc::c_int> {
+        if result < 0 {
+            Err(std::io::Error::last_os_error())
+        } else {
+            Ok(result)
+        }
+    }
+
+    pub fn get_free(control: &File) -> std::io::Result<i32> {
+        // SAFETY: LOOP_CTL_GET_FREE takes no argument and returns a device number.
+        check(unsafe { libc::ioctl(control.as_raw_fd(), LOOP_CTL_GET_FREE as _) })
+    }
+
+    pub fn configure(device: &File, backing: &File, name: &Path) -> std::io::Result<()> {
+        let mut file_name = [0u8; LO_NAME_SIZE];
+        let bytes = name.as_os_str().as_encoded_bytes();
+        let len = bytes.len().min(LO_NAME_SIZE - 1);
+        file_name[..len].copy_from_slice(&bytes[..len]);
+        let config = LoopConfig {
+            fd: backing.as_raw_fd() as u32,
+            block_size: 0,
+            info: LoopInfo64 {
+                device: 0,
+                inode: 0,
+                rdevice: 0,
+                offset: 0,
+                sizelimit: 0,
+                number: 0,
+                encrypt_type: 0,
+                encrypt_key_size: 0,
+                flags: 0,
+                file_name,
+                crypt_name: [0; LO_NAME_SIZE],
+                encrypt_key: [0; 32],
+                init: [0; 2],
+            },
+            reserved: [0; 8],
+        };
+        // SAFETY: LOOP_CONFIGURE reads a `struct loop_config`, which `LoopConfig` lays out
+        // exactly; the kernel copies it before returning.
+        check(unsafe { libc::ioctl(device.as_raw_fd(), LOOP_CONFIGURE as _, &config) }).map(drop)
+    }
+
+    pub fn clear(device: &File) -> std::io::Result<()> {
+        // SAFETY: LOOP_CLR_FD takes no argument.
+        check(unsafe { libc::ioctl(device.as_raw_fd(), LOOP_CLR_FD as _) }).map(drop)
+    }
+
+    pub fn set_capacity(device: &File) -> std::io::Result<()> {
+        // SAFETY: LOOP_SET_CAPACITY takes no argument.
+        check(unsafe { libc::ioctl(device.as_raw_fd(), LOOP_SET_CAPACITY as _) }).map(drop)
+    }
+
+    #[test]
+    fn the_config_has_the_kernel_layout() {
+        assert_eq!(std::mem::size_of::<LoopInfo64>(), 232);
+        assert_eq!(std::mem::size_of::<LoopConfig>(), 304);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::node::host::fabric::Tunables;
+
+    fn target(file_path: Option<&str>) -> Target {
+        Target {
+            volume_id: "pvc-a".into(),
+            nqn: "nqn.2000-02.com.mikrotik:pvc-a".into(),
+            address: "127.0.0.1".into(),
+            port: 4420,
+            host_nqn: "nqn.2014-08.org.nvmexpress:uuid:1".into(),
+            file_path: file_path.map(str::to_owned),
+            tunables: Tunables::default(),
+        }
+    }
+
+    #[test]
+    fn the_backing_file_comes_from_the_root_and_the_file_path() {
+        let dir = tempfile::tempdir().unwrap();
+        let fabric = LoopFabric::new(dir.path().to_owned());
+        fs::create_dir_all(dir.path().join("storage-pool/csi")).unwrap();
+        fs::write(dir.path().join("storage-pool/csi/pvc-a.img"), "").unwrap();
+        let file = fabric
+            .backing_file(&target(Some("/storage-pool/csi/pvc-a.img")))
+            .unwrap();
+        assert!(file.ends_with("storage-pool/csi/pvc-a.img"), "{file:?}");
+
+        let missing = fabric.backing_file(&target(Some("storage-pool/csi/pvc-b.img")));
+        assert!(matches!(missing, Err(HostError::BackingFileMissing(_))));
+        let message = fabric.backing_file(&target(None)).unwrap_err().to_string();
+        assert!(message.contains("filePath"), "{message}");
+        let escape = fabric.backing_file(&target(Some("storage-pool/../../etc/passwd")));
+        assert!(matches!(escape, Err(HostError::BadTarget(_))));
+    }
+
+    #[test]
+    fn loops_are_found_by_the_volume_id_in_their_backing_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().join("files");
+        let sys = dir.path().join("sys");
+        for (name, backing, dev) in [
+            ("loop0", "/elsewhere/pvc-a.img".to_owned(), "7:0"),
+            (
+                "loop1",
+                format!("{}/pool/csi/pvc-a.img{DELETED}", root.display()),
+                "7:1",
+            ),
+        ] {
+            fs::create_dir_all(sys.join("block").join(name).join("loop")).unwrap();
+            fs::write(
+                sys.join("block").join(name).join("loop/backing_file"),
+                format!("{backing}\n"),
+            )
+            .unwrap();
+            fs::write(sys.join("block").join(name).join("dev"), dev).unwrap();
+            fs::write(sys.join("block").join(name).join("size"), "2048").unwrap();
+        }
+        fs::create_dir_all(sys.join("block/sda")).unwrap();
+        fs::create_dir_all(&root).unwrap();
+        let fabric = LoopFabric {
+            root: root.clone(),
+            sys,
+            dev: dir.path().join("dev"),
+        };
+        let attached = fabric.find("pvc-a").unwrap().unwrap();
+        assert_eq!(attached.controllers, ["loop1"]);
+        assert_eq!(attached.device.as_ref().unwrap().size, 1 << 20);
+        let message = fabric.health(&attached).unwrap_err();
+        assert!(message.contains("was deleted"), "{message}");
+        assert_eq!(fabric.find("pvc-b").unwrap(), None);
+    }
+}

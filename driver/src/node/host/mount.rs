@@ -1,0 +1,286 @@
+//! Mounts and device nodes: mount(2) and umount2(2) through rustix, the mount table from
+//! `/proc/self/mountinfo`, usage from statvfs(3), device nodes with mknod(2).
+
+use std::io;
+use std::os::unix::fs::{FileTypeExt, MetadataExt};
+use std::path::{Path, PathBuf};
+
+use rustix::fs::{FileType, Mode};
+use rustix::mount::{MountFlags, UnmountFlags};
+
+use super::{DevNum, HostError};
+
+/// One line of `/proc/self/mountinfo`, the fields the node uses.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MountEntry {
+    /// The device of the mounted file system (`st_dev` of files in it).
+    pub dev: DevNum,
+    pub mount_point: PathBuf,
+    pub fs_type: String,
+    pub source: String,
+    pub readonly: bool,
+}
+
+/// File-system usage, from statvfs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Usage {
+    pub total_bytes: u64,
+    pub available_bytes: u64,
+    pub used_bytes: u64,
+    pub total_inodes: u64,
+    pub free_inodes: u64,
+    pub used_inodes: u64,
+}
+
+/// The mount operations the node needs.
+pub trait Mounts: Send + Sync {
+    /// The mount table.
+    fn list(&self) -> Result<Vec<MountEntry>, HostError>;
+    /// Mounts file system `fs_type` on `device` at `target`, with mount(8)-style `options`.
+    fn mount(
+        &self,
+        device: &Path,
+        target: &Path,
+        fs_type: &str,
+        options: &[String],
+    ) -> Result<(), HostError>;
+    /// Bind-mounts `source` at `target`, read-only when asked.
+    fn bind(&self, source: &Path, target: &Path, readonly: bool) -> Result<(), HostError>;
+    fn unmount(&self, target: &Path) -> Result<(), HostError>;
+    /// Usage of the file system at `path`; the raw error tells a stale mount (ESTALE, EIO,
+    /// ENOTCONN) from a missing path.
+    fn usage(&self, path: &Path) -> io::Result<Usage>;
+    /// Creates a block device node for `dev` at `path`.
+    fn make_device_node(&self, path: &Path, dev: DevNum) -> Result<(), HostError>;
+    /// The device a block device node at `path` refers to; `None` when `path` is no such node.
+    fn device_node(&self, path: &Path) -> Result<Option<DevNum>, HostError>;
+}
+
+/// Whether `error` is what a dead file system answers (as opposed to "no such path").
+pub fn is_stale(error: &io::Error) -> bool {
+    matches!(
+        error.raw_os_error(),
+        Some(libc::ESTALE | libc::EIO | libc::ENOTCONN | libc::ENXIO | libc::ENODEV)
+    )
+}
+
+/// The Linux implementation.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct LinuxMounts;
+
+impl Mounts for LinuxMounts {
+    fn list(&self) -> Result<Vec<MountEntry>, HostError> {
+        let text = std::fs::read_to_string("/proc/self/mountinfo")
+            .map_err(HostError::io("reading /proc/self/mountinfo"))?;
+        Ok(parse_mountinfo(&text))
+    }
+
+    fn mount(
+        &self,
+        device: &Path,
+        target: &Path,
+        fs_type: &str,
+        options: &[String],
+    ) -> Result<(), HostError> {
+        let (flags, data) = split_options(options);
+        let data = std::ffi::CString::new(data)
+            .map_err(|_| HostError::BadTarget("a mount option holds a NUL character".to_owned()))?;
+        rustix::mount::mount(device, target, fs_type, flags, data.as_c_str()).map_err(|e| {
+            HostError::io(format!(
+                "mounting {} ({fs_type}) at {}",
+                device.display(),
+                target.display()
+            ))(e.into())
+        })
+    }
+
+    fn bind(&self, source: &Path, target: &Path, readonly: bool) -> Result<(), HostError> {
+        let what = || format!("bind-mounting {} at {}", source.display(), target.display());
+        rustix::mount::mount_bind(source, target).map_err(|e| HostError::io(what())(e.into()))?;
+        if readonly {
+            // A bind mount takes MS_RDONLY only on a remount.
+            let remount =
+                rustix::mount::mount_remount(target, MountFlags::BIND | MountFlags::RDONLY, "");
+            if let Err(e) = remount {
+                let _ = rustix::mount::unmount(target, UnmountFlags::empty());
+                return Err(HostError::io(format!("{} read-only", what()))(e.into()));
+            }
+        }
+        Ok(())
+    }
+
+    fn unmount(&self, target: &Path) -> Result<(), HostError> {
+        rustix::mount::unmount(target, UnmountFlags::empty())
+            .map_err(|e| HostError::io(format!("unmounting {}", target.display()))(e.into()))
+    }
+
+    fn usage(&self, path: &Path) -> io::Result<Usage> {
+        let s = rustix::fs::statvfs(path)?;
+        let block = s.f_frsize;
+        Ok(Usage {
+            total_bytes: s.f_blocks * block,
+            available_bytes: s.f_bavail * block,
+            used_bytes: s.f_blocks.saturating_sub(s.f_bfree) * block,
+            total_inodes: s.f_files,
+            free_inodes: s.f_ffree,
+            used_inodes: s.f_files.saturating_sub(s.f_ffree),
+        })
+    }
+
+    fn make_device_node(&self, path: &Path, dev: DevNum) -> Result<(), HostError> {
+        rustix::fs::mknodat(
+            rustix::fs::CWD,
+            path,
+            FileType::BlockDevice,
+            Mode::from_raw_mode(0o660),
+            rustix::fs::makedev(dev.major, dev.minor),
+        )
+        .map_err(|e| {
+            HostError::io(format!(
+                "creating block device node {dev} at {}",
+                path.display()
+            ))(e.into())
+        })
+    }
+
+    fn device_node(&self, path: &Path) -> Result<Option<DevNum>, HostError> {
+        match std::fs::symlink_metadata(path) {
+            Ok(meta) if meta.file_type().is_block_device() => {
+                let rdev = meta.rdev();
+                Ok(Some(DevNum {
+                    major: rustix::fs::major(rdev),
+                    minor: rustix::fs::minor(rdev),
+                }))
+            }
+            Ok(_) => Ok(None),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(HostError::io(format!("inspecting {}", path.display()))(e)),
+        }
+    }
+}
+
+/// mount(8)-style options as mount(2) flags plus the file-system data string.
+fn split_options(options: &[String]) -> (MountFlags, String) {
+    let mut flags = MountFlags::empty();
+    let mut data = Vec::new();
+    for option in options.iter().flat_map(|o| o.split(',')) {
+        let flag = match option.trim() {
+            "" | "rw" | "defaults" => continue,
+            "ro" => MountFlags::RDONLY,
+            "noatime" => MountFlags::NOATIME,
+            "nodiratime" => MountFlags::NODIRATIME,
+            "relatime" => MountFlags::RELATIME,
+            "strictatime" => MountFlags::STRICTATIME,
+            "lazytime" => MountFlags::LAZYTIME,
+            "nosuid" => MountFlags::NOSUID,
+            "nodev" => MountFlags::NODEV,
+            "noexec" => MountFlags::NOEXEC,
+            "sync" => MountFlags::SYNCHRONOUS,
+            "dirsync" => MountFlags::DIRSYNC,
+            other => {
+                data.push(other.to_owned());
+                continue;
+            }
+        };
+        flags |= flag;
+    }
+    (flags, data.join(","))
+}
+
+/// Parses mountinfo; lines it cannot read are skipped (the format is the kernel's, stable).
+pub fn parse_mountinfo(text: &str) -> Vec<MountEntry> {
+    text.lines().filter_map(parse_line).collect()
+}
+
+fn parse_line(line: &str) -> Option<MountEntry> {
+    // id parent major:minor root mount-point options [optional…] - fstype source super-options
+    let (head, tail) = line.split_once(" - ")?;
+    let head: Vec<&str> = head.split(' ').collect();
+    let tail: Vec<&str> = tail.split(' ').collect();
+    let dev = head.get(2)?.parse().ok()?;
+    let mount_point = PathBuf::from(unescape(head.get(4)?));
+    let readonly = head.get(5)?.split(',').any(|o| o == "ro");
+    Some(MountEntry {
+        dev,
+        mount_point,
+        fs_type: (*tail.first()?).to_owned(),
+        source: unescape(tail.get(1)?),
+        readonly,
+    })
+}
+
+/// mountinfo writes space, tab, newline and backslash as `\ooo`.
+fn unescape(field: &str) -> String {
+    let bytes = field.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let octal = bytes
+            .get(i + 1..i + 4)
+            .filter(|d| bytes[i] == b'\\' && d.iter().all(|b| (b'0'..=b'7').contains(b)));
+        match octal {
+            Some(d) => {
+                out.push((d[0] - b'0') * 64 + (d[1] - b'0') * 8 + (d[2] - b'0'));
+                i += 4;
+            }
+            None => {
+                out.push(bytes[i]);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MOUNTINFO: &str = "\
+22 1 8:1 / / rw,relatime shared:1 - ext4 /dev/sda1 rw
+95 22 7:3 / /var/lib/kubelet/plugins/x/globalmount rw,relatime shared:50 - xfs /dev/loop3 rw,attr2
+96 22 7:3 / /var/lib/kubelet/pods/p/volumes/my\\040vol/mount ro,relatime shared:50 - xfs /dev/loop3 rw
+bogus line
+";
+
+    #[test]
+    fn mountinfo_gives_device_mount_point_type_and_readonly() {
+        let entries = parse_mountinfo(MOUNTINFO);
+        assert_eq!(entries.len(), 3);
+        assert_eq!(
+            entries[1],
+            MountEntry {
+                dev: DevNum { major: 7, minor: 3 },
+                mount_point: "/var/lib/kubelet/plugins/x/globalmount".into(),
+                fs_type: "xfs".into(),
+                source: "/dev/loop3".into(),
+                readonly: false,
+            }
+        );
+        assert_eq!(
+            entries[2].mount_point,
+            PathBuf::from("/var/lib/kubelet/pods/p/volumes/my vol/mount")
+        );
+        assert!(entries[2].readonly);
+    }
+
+    #[test]
+    fn options_split_into_flags_and_data() {
+        let options = [
+            "noatime,ro".to_owned(),
+            "discard".to_owned(),
+            "nouuid".to_owned(),
+        ];
+        let (flags, data) = split_options(&options);
+        assert_eq!(flags, MountFlags::NOATIME | MountFlags::RDONLY);
+        assert_eq!(data, "discard,nouuid");
+        assert_eq!(split_options(&[]), (MountFlags::empty(), String::new()));
+    }
+
+    #[test]
+    fn stale_errors_are_told_from_missing_paths() {
+        assert!(is_stale(&io::Error::from_raw_os_error(libc::ESTALE)));
+        assert!(is_stale(&io::Error::from_raw_os_error(libc::ENOTCONN)));
+        assert!(!is_stale(&io::Error::from_raw_os_error(libc::ENOENT)));
+    }
+}

@@ -1,0 +1,167 @@
+//! NodePublishVolume and NodeUnpublishVolume: a bind mount of the staging mount for file systems;
+//! for raw block, a device node made with the device's major:minor at the target path (a bind
+//! mount of /dev would multiply mounts with every pod).
+
+use std::path::Path;
+
+use tonic::Status;
+
+use super::NodeCore;
+use super::context::{self, Access, Use, require, require_path};
+use super::host::Device;
+use crate::csi::v1::{
+    NodePublishVolumeRequest, NodePublishVolumeResponse, NodeUnpublishVolumeRequest,
+    NodeUnpublishVolumeResponse,
+};
+
+impl NodeCore {
+    pub(super) fn publish(
+        &self,
+        request: NodePublishVolumeRequest,
+    ) -> Result<NodePublishVolumeResponse, Status> {
+        require("volume_id", &request.volume_id)?;
+        let target = require_path("target_path", &request.target_path)?;
+        let usage =
+            context::volume_use(request.volume_capability.as_ref(), &request.volume_context)?;
+        let staging = require_path("staging_target_path", &request.staging_target_path)?;
+        let _volume = self.locks.try_lock(&request.volume_id)?;
+        let device = self.device_of(&request.volume_id)?.ok_or_else(|| {
+            Status::failed_precondition(format!(
+                "volume {} is not attached to this node: NodeStageVolume first",
+                request.volume_id
+            ))
+        })?;
+        let readonly = request.readonly || usage.read_only_mode();
+        match usage.access {
+            Access::Mount { .. } => self.publish_mount(
+                &request.volume_id,
+                &device,
+                &staging,
+                &target,
+                readonly,
+                &usage,
+            )?,
+            Access::Block => self.publish_block(&device, &target)?,
+        }
+        Ok(NodePublishVolumeResponse {})
+    }
+
+    fn publish_mount(
+        &self,
+        volume_id: &str,
+        device: &Device,
+        staging: &Path,
+        target: &Path,
+        readonly: bool,
+        usage: &Use,
+    ) -> Result<(), Status> {
+        match self.mount_at(staging)? {
+            Some(m) if m.dev == device.dev => {}
+            _ => {
+                return Err(Status::failed_precondition(format!(
+                    "volume {volume_id} is not staged at {}: NodeStageVolume first",
+                    staging.display()
+                )));
+            }
+        }
+        if let Some(mounted) = self.mount_at(target)? {
+            if mounted.dev == device.dev && mounted.readonly == readonly {
+                return Ok(());
+            }
+            return Err(Status::already_exists(format!(
+                "target path {} already has {} mounted{}; unpublish it first",
+                target.display(),
+                mounted.source,
+                if mounted.dev == device.dev {
+                    format!(
+                        " {}",
+                        if mounted.readonly {
+                            "read-only"
+                        } else {
+                            "read-write"
+                        }
+                    )
+                } else {
+                    String::new()
+                }
+            )));
+        }
+        let elsewhere: Vec<_> = self
+            .users(device.dev, Some(staging))?
+            .into_iter()
+            .filter(|p| p != target)
+            .collect();
+        if usage.single_writer() && !elsewhere.is_empty() {
+            return Err(Status::failed_precondition(format!(
+                "volume {volume_id} is SINGLE_NODE_SINGLE_WRITER and already published at {}",
+                elsewhere[0].display()
+            )));
+        }
+        if !context::exists(target) {
+            std::fs::create_dir_all(target).map_err(|e| {
+                Status::internal(format!("creating target path {}: {e}", target.display()))
+            })?;
+        }
+        self.host.mounts.bind(staging, target, readonly)?;
+        Ok(())
+    }
+
+    fn publish_block(&self, device: &Device, target: &Path) -> Result<(), Status> {
+        if let Some(dev) = self.host.mounts.device_node(target)? {
+            if dev == device.dev {
+                return Ok(());
+            }
+            return Err(Status::already_exists(format!(
+                "target path {} is the device node of {dev}, not of {} ({}); unpublish it first",
+                target.display(),
+                device.path.display(),
+                device.dev
+            )));
+        }
+        match std::fs::symlink_metadata(target) {
+            // An empty file a CO made as the place holder is replaced by the node.
+            Ok(meta) if meta.is_file() && meta.len() == 0 => {
+                std::fs::remove_file(target).map_err(|e| {
+                    Status::internal(format!("replacing {}: {e}", target.display()))
+                })?;
+            }
+            Ok(_) => {
+                return Err(Status::already_exists(format!(
+                    "target path {} exists and is not a block device node; remove it or \
+                     unpublish first",
+                    target.display()
+                )));
+            }
+            Err(_) => {
+                if let Some(parent) = target.parent() {
+                    std::fs::create_dir_all(parent).map_err(|e| {
+                        Status::internal(format!("creating {}: {e}", parent.display()))
+                    })?;
+                }
+            }
+        }
+        self.host.mounts.make_device_node(target, device.dev)?;
+        Ok(())
+    }
+
+    pub(super) fn unpublish(
+        &self,
+        request: NodeUnpublishVolumeRequest,
+    ) -> Result<NodeUnpublishVolumeResponse, Status> {
+        require("volume_id", &request.volume_id)?;
+        let target = require_path("target_path", &request.target_path)?;
+        let _volume = self.locks.try_lock(&request.volume_id)?;
+        if self.mount_at(&target)?.is_some() {
+            self.host.mounts.unmount(&target)?;
+        }
+        let removed = match std::fs::symlink_metadata(&target) {
+            Ok(meta) if meta.is_dir() => std::fs::remove_dir(&target),
+            Ok(_) => std::fs::remove_file(&target),
+            Err(_) => Ok(()),
+        };
+        removed.map_err(|e| {
+            Status::internal(format!("removing target path {}: {e}", target.display()))
+        })?;
+        Ok(NodeUnpublishVolumeResponse {})
+    }
+}

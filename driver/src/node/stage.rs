@@ -1,0 +1,194 @@
+//! NodeStageVolume and NodeUnstageVolume: attach the volume's device and mount its file system at
+//! the staging path (block volumes are attached only); unmount and detach, keeping the
+//! connection while anything else on the node still uses the device.
+
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use tonic::Status;
+
+use super::NodeCore;
+use super::context::{self, Access, require, require_path};
+use super::host::{DevNum, Device, FsType, HostError, MountEntry, Target};
+use crate::csi::v1::{
+    NodeStageVolumeRequest, NodeStageVolumeResponse, NodeUnstageVolumeRequest,
+    NodeUnstageVolumeResponse,
+};
+
+impl NodeCore {
+    pub(super) fn stage(
+        &self,
+        request: NodeStageVolumeRequest,
+    ) -> Result<NodeStageVolumeResponse, Status> {
+        require("volume_id", &request.volume_id)?;
+        let staging = require_path("staging_target_path", &request.staging_target_path)?;
+        let usage =
+            context::volume_use(request.volume_capability.as_ref(), &request.volume_context)?;
+        let target = context::target(
+            &request.volume_id,
+            &self.host_nqn()?,
+            &request.publish_context,
+            &request.volume_context,
+            self.settings.tunables,
+        )?;
+        let _volume = self.locks.try_lock(&request.volume_id)?;
+        if let Access::Mount { .. } = usage.access
+            && let Some(mounted) = self.mount_at(&staging)?
+        {
+            return self.already_staged(&request.volume_id, &staging, &mounted);
+        }
+        let connected = self.timed("connect", || self.host.fabric.connect(&target))?;
+        let staged = self.attach_and_mount(&target, &staging, &usage.access);
+        if staged.is_err()
+            && connected
+            && let Err(error) = self.detach_unused(&request.volume_id)
+        {
+            tracing::warn!(message = error.message(), "undoing the connection failed");
+        }
+        staged.map(|()| NodeStageVolumeResponse {})
+    }
+
+    fn attach_and_mount(
+        &self,
+        target: &Target,
+        staging: &Path,
+        access: &Access,
+    ) -> Result<(), Status> {
+        let device = self.timed("device", || self.host.fabric.device(target))?;
+        let Access::Mount { fs, flags } = access else {
+            return Ok(());
+        };
+        self.prepare_fs(&device, *fs)?;
+        if !context::exists(staging) {
+            std::fs::create_dir_all(staging).map_err(|e| {
+                Status::internal(format!("creating staging path {}: {e}", staging.display()))
+            })?;
+        }
+        self.timed("mount", || {
+            self.host
+                .mounts
+                .mount(&device.path, staging, fs.as_str(), flags)
+        })?;
+        Ok(())
+    }
+
+    /// Makes `fs` on a blank device; an existing file system must be `fs`.
+    fn prepare_fs(&self, device: &Device, fs: FsType) -> Result<(), Status> {
+        match self.timed("probe", || self.host.format.probe(&device.path))? {
+            None => self.timed("mkfs", || self.host.format.make(&device.path, fs))?,
+            Some(found) if found == fs => {}
+            Some(found) => {
+                return Err(HostError::FsMismatch {
+                    device: device.path.clone(),
+                    found,
+                    wanted: fs,
+                }
+                .into());
+            }
+        }
+        Ok(())
+    }
+
+    /// A second stage of a staged volume is a no-op; another volume's mount there is a conflict.
+    fn already_staged(
+        &self,
+        volume_id: &str,
+        staging: &Path,
+        mounted: &MountEntry,
+    ) -> Result<NodeStageVolumeResponse, Status> {
+        let ours = self.device_of(volume_id)?.map(|d| d.dev);
+        if ours == Some(mounted.dev) {
+            return Ok(NodeStageVolumeResponse {});
+        }
+        Err(Status::already_exists(format!(
+            "staging path {} already has {} ({}) mounted, not volume {volume_id}; unstage that \
+             first",
+            staging.display(),
+            mounted.source,
+            mounted.dev
+        )))
+    }
+
+    pub(super) fn unstage(
+        &self,
+        request: NodeUnstageVolumeRequest,
+    ) -> Result<NodeUnstageVolumeResponse, Status> {
+        require("volume_id", &request.volume_id)?;
+        let staging = require_path("staging_target_path", &request.staging_target_path)?;
+        let _volume = self.locks.try_lock(&request.volume_id)?;
+        if self.mount_at(&staging)?.is_some() {
+            self.host.mounts.unmount(&staging)?;
+        }
+        self.detach_unused(&request.volume_id)
+            .map(|()| NodeUnstageVolumeResponse {})
+    }
+
+    /// Disconnects the volume unless some mount on the node still uses its device (another
+    /// staging of the same subsystem, or a publication the CO has not undone).
+    fn detach_unused(&self, volume_id: &str) -> Result<(), Status> {
+        let Some(attached) = self.host.fabric.find(volume_id)? else {
+            return Ok(());
+        };
+        if let Some(device) = &attached.device {
+            let users = self.users(device.dev, None)?;
+            if !users.is_empty() {
+                tracing::info!(
+                    users = ?users,
+                    "keeping the connection: the device is still mounted elsewhere"
+                );
+                return Ok(());
+            }
+        }
+        self.host.fabric.disconnect(&attached)?;
+        Ok(())
+    }
+
+    /// The device of an attached volume, if the kernel has one.
+    pub(super) fn device_of(&self, volume_id: &str) -> Result<Option<Device>, Status> {
+        Ok(self
+            .host
+            .fabric
+            .find(volume_id)?
+            .and_then(|attached| attached.device))
+    }
+
+    /// The mount at exactly `path`, the last one when mounts are stacked.
+    pub(super) fn mount_at(&self, path: &Path) -> Result<Option<MountEntry>, Status> {
+        Ok(self
+            .host
+            .mounts
+            .list()?
+            .into_iter()
+            .rfind(|m| m.mount_point == path))
+    }
+
+    /// Mount points of `dev`, except `except`.
+    pub(super) fn users(&self, dev: DevNum, except: Option<&Path>) -> Result<Vec<PathBuf>, Status> {
+        Ok(self
+            .host
+            .mounts
+            .list()?
+            .into_iter()
+            .filter(|m| m.dev == dev && Some(m.mount_point.as_path()) != except)
+            .map(|m| m.mount_point)
+            .collect())
+    }
+
+    /// Runs one step of a stage and logs how long it took (the latency split the benchmark
+    /// prints).
+    fn timed<T>(
+        &self,
+        step: &'static str,
+        work: impl FnOnce() -> Result<T, HostError>,
+    ) -> Result<T, HostError> {
+        let start = Instant::now();
+        let result = work();
+        tracing::debug!(
+            step,
+            ms = start.elapsed().as_secs_f64() * 1e3,
+            ok = result.is_ok(),
+            "step"
+        );
+        result
+    }
+}

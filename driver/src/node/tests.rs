@@ -1,0 +1,538 @@
+//! The node logic against the fake host: bad input, idempotency, shared connections, conditions.
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::{Path, PathBuf};
+
+use tonic::Code;
+
+use super::fake::{Fake, SIZE};
+use super::host::{FsType, Tunables};
+use super::*;
+use crate::csi::v1::volume_capability::access_mode::Mode;
+use crate::csi::v1::volume_capability::{AccessMode, AccessType, BlockVolume, MountVolume};
+
+const VOLUME: &str = "pvc-0123456789abcdef0123456789ab";
+const HOST_NQN: &str = "nqn.2014-08.org.nvmexpress:uuid:5e2e0000-0000-4000-8000-000000000001";
+
+struct Case {
+    fake: Fake,
+    core: NodeService,
+    dir: tempfile::TempDir,
+}
+
+fn case() -> Case {
+    let fake = Fake::default();
+    let settings = NodeSettings {
+        node_id: None,
+        host_nqn: Some(HOST_NQN.into()),
+        max_volumes: 7,
+        topology: BTreeMap::from([("zone".to_owned(), "a".to_owned())]),
+        tunables: Tunables::default(),
+    };
+    Case {
+        core: NodeService::new(fake.host(), settings),
+        fake,
+        dir: tempfile::tempdir().unwrap(),
+    }
+}
+
+impl Case {
+    fn core(&self) -> &NodeCore {
+        &self.core.core
+    }
+
+    fn path(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
+    }
+
+    fn staging(&self) -> String {
+        let path = self.path("staging");
+        std::fs::create_dir_all(&path).unwrap();
+        path.display().to_string()
+    }
+
+    fn stage_request(&self, capability: VolumeCapability) -> NodeStageVolumeRequest {
+        NodeStageVolumeRequest {
+            volume_id: VOLUME.into(),
+            staging_target_path: self.staging(),
+            volume_capability: Some(capability),
+            publish_context: HashMap::from([
+                ("address".into(), "127.0.0.1".into()),
+                ("port".into(), "4420".into()),
+                ("nqn".into(), format!("nqn.2000-02.com.mikrotik:{VOLUME}")),
+            ]),
+            ..Default::default()
+        }
+    }
+
+    fn stage(&self) {
+        self.core()
+            .stage(self.stage_request(mount(Mode::SingleNodeWriter)))
+            .unwrap();
+    }
+
+    fn publish_request(
+        &self,
+        target: &str,
+        capability: VolumeCapability,
+    ) -> NodePublishVolumeRequest {
+        NodePublishVolumeRequest {
+            volume_id: VOLUME.into(),
+            staging_target_path: self.staging(),
+            target_path: self.path(target).display().to_string(),
+            volume_capability: Some(capability),
+            ..Default::default()
+        }
+    }
+
+    fn stats(&self, path: &Path) -> Result<NodeGetVolumeStatsResponse, Status> {
+        self.core().stats(NodeGetVolumeStatsRequest {
+            volume_id: VOLUME.into(),
+            volume_path: path.display().to_string(),
+            ..Default::default()
+        })
+    }
+
+    /// Nothing attached, mounted, formatted or created.
+    fn untouched(&self) {
+        let state = self.fake.state();
+        assert_eq!(state.connects, 0);
+        assert!(state.mounts.is_empty());
+        assert!(state.mkfs.is_empty());
+    }
+}
+
+fn mount(mode: Mode) -> VolumeCapability {
+    VolumeCapability {
+        access_mode: Some(AccessMode { mode: mode.into() }),
+        access_type: Some(AccessType::Mount(MountVolume::default())),
+    }
+}
+
+fn block() -> VolumeCapability {
+    VolumeCapability {
+        access_type: Some(AccessType::Block(BlockVolume {})),
+        ..mount(Mode::SingleNodeWriter)
+    }
+}
+
+fn code<T: std::fmt::Debug>(result: Result<T, Status>) -> Code {
+    result.unwrap_err().code()
+}
+
+#[test]
+fn every_bad_input_is_refused_with_its_code_and_changes_nothing() {
+    let c = case();
+    let good = c.stage_request(mount(Mode::SingleNodeWriter));
+    let bad_stage: Vec<(NodeStageVolumeRequest, &str)> = vec![
+        (
+            NodeStageVolumeRequest {
+                volume_id: String::new(),
+                ..good.clone()
+            },
+            "volume_id",
+        ),
+        (
+            NodeStageVolumeRequest {
+                staging_target_path: String::new(),
+                ..good.clone()
+            },
+            "staging_target_path",
+        ),
+        (
+            NodeStageVolumeRequest {
+                volume_capability: None,
+                ..good.clone()
+            },
+            "volume_capability",
+        ),
+        (
+            NodeStageVolumeRequest {
+                volume_capability: Some(VolumeCapability {
+                    access_type: Some(AccessType::Mount(MountVolume {
+                        fs_type: "zfs".into(),
+                        ..Default::default()
+                    })),
+                    ..mount(Mode::SingleNodeWriter)
+                }),
+                ..good.clone()
+            },
+            "zfs",
+        ),
+        (
+            NodeStageVolumeRequest {
+                volume_capability: Some(mount(Mode::MultiNodeMultiWriter)),
+                ..good.clone()
+            },
+            "MULTI_NODE_MULTI_WRITER",
+        ),
+        (
+            NodeStageVolumeRequest {
+                publish_context: HashMap::new(),
+                ..good.clone()
+            },
+            "publish_context",
+        ),
+    ];
+    for (request, says) in bad_stage {
+        let status = c.core().stage(request).unwrap_err();
+        assert_eq!(status.code(), Code::InvalidArgument, "{says}: {status:?}");
+        assert!(
+            status.message().contains(says),
+            "{says}: {}",
+            status.message()
+        );
+    }
+    let publish = c.publish_request("target", mount(Mode::SingleNodeWriter));
+    for request in [
+        NodePublishVolumeRequest {
+            volume_id: String::new(),
+            ..publish.clone()
+        },
+        NodePublishVolumeRequest {
+            target_path: String::new(),
+            ..publish.clone()
+        },
+        NodePublishVolumeRequest {
+            volume_capability: None,
+            ..publish.clone()
+        },
+        NodePublishVolumeRequest {
+            staging_target_path: String::new(),
+            ..publish.clone()
+        },
+    ] {
+        assert_eq!(code(c.core().publish(request)), Code::InvalidArgument);
+    }
+    assert_eq!(
+        code(c.core().unstage(NodeUnstageVolumeRequest {
+            volume_id: VOLUME.into(),
+            staging_target_path: String::new()
+        })),
+        Code::InvalidArgument
+    );
+    assert_eq!(
+        code(c.core().unpublish(NodeUnpublishVolumeRequest {
+            volume_id: String::new(),
+            target_path: "/x".into()
+        })),
+        Code::InvalidArgument
+    );
+    for (id, path) in [("", "/x"), (VOLUME, "")] {
+        let stats = NodeGetVolumeStatsRequest {
+            volume_id: id.into(),
+            volume_path: path.into(),
+            ..Default::default()
+        };
+        assert_eq!(code(c.core().stats(stats)), Code::InvalidArgument);
+        let expand = NodeExpandVolumeRequest {
+            volume_id: id.into(),
+            volume_path: path.into(),
+            ..Default::default()
+        };
+        assert_eq!(code(c.core().expand(expand)), Code::InvalidArgument);
+    }
+    c.untouched();
+    assert!(!c.path("target").exists());
+}
+
+#[test]
+fn a_volume_not_attached_here_is_not_found() {
+    let c = case();
+    assert_eq!(code(c.stats(Path::new("some/path"))), Code::NotFound);
+    let expand = NodeExpandVolumeRequest {
+        volume_id: VOLUME.into(),
+        volume_path: "some/path".into(),
+        ..Default::default()
+    };
+    assert_eq!(code(c.core().expand(expand)), Code::NotFound);
+    let publish = c.publish_request("target", mount(Mode::SingleNodeWriter));
+    assert_eq!(code(c.core().publish(publish)), Code::FailedPrecondition);
+    c.untouched();
+}
+
+#[test]
+fn stage_formats_a_blank_device_once_and_is_idempotent() {
+    let c = case();
+    c.stage();
+    c.stage();
+    let state = c.fake.state();
+    assert_eq!(state.connects, 1);
+    assert_eq!(state.mkfs, [(PathBuf::from("/dev/nvme1n1"), FsType::Ext4)]);
+    assert_eq!(state.mounts.len(), 1);
+    assert_eq!(state.mounts[0].mount_point, c.path("staging"));
+    assert_eq!(state.mounts[0].fs_type, "ext4");
+}
+
+#[test]
+fn an_existing_file_system_is_never_reformatted() {
+    let c = case();
+    c.fake
+        .state()
+        .filesystems
+        .insert("/dev/nvme1n1".into(), FsType::Ext4);
+    c.stage();
+    assert!(c.fake.state().mkfs.is_empty());
+
+    let other = case();
+    other
+        .fake
+        .state()
+        .filesystems
+        .insert("/dev/nvme1n1".into(), FsType::Xfs);
+    let status = other
+        .core()
+        .stage(other.stage_request(mount(Mode::SingleNodeWriter)))
+        .unwrap_err();
+    assert_eq!(status.code(), Code::FailedPrecondition);
+    assert!(
+        status.message().contains("never reformatted"),
+        "{}",
+        status.message()
+    );
+    let state = other.fake.state();
+    assert!(state.mkfs.is_empty() && state.mounts.is_empty());
+    assert_eq!(
+        state.disconnects,
+        ["nvme1"],
+        "the failed stage left its connection"
+    );
+}
+
+#[test]
+fn unstage_keeps_the_controller_while_another_staging_remains() {
+    let c = case();
+    c.stage();
+    let second = c.path("second-staging");
+    std::fs::create_dir_all(&second).unwrap();
+    let mut request = c.stage_request(mount(Mode::SingleNodeWriter));
+    request.staging_target_path = second.display().to_string();
+    c.core().stage(request).unwrap();
+    assert_eq!(
+        c.fake.state().connects,
+        1,
+        "the live controller was not reused"
+    );
+
+    let unstage = |path: &Path| {
+        c.core()
+            .unstage(NodeUnstageVolumeRequest {
+                volume_id: VOLUME.into(),
+                staging_target_path: path.display().to_string(),
+            })
+            .unwrap()
+    };
+    unstage(&c.path("staging"));
+    assert!(c.fake.state().disconnects.is_empty());
+    assert_eq!(c.fake.state().mounts.len(), 1);
+    unstage(&second);
+    assert_eq!(c.fake.state().disconnects, ["nvme1"]);
+    assert!(c.fake.state().mounts.is_empty());
+    unstage(&second);
+    assert_eq!(
+        c.fake.state().disconnects,
+        ["nvme1"],
+        "a second unstage did more"
+    );
+}
+
+#[test]
+fn publish_binds_honours_readonly_and_is_idempotent() {
+    let c = case();
+    c.stage();
+    let request = c.publish_request("target", mount(Mode::SingleNodeWriter));
+    c.core().publish(request.clone()).unwrap();
+    c.core().publish(request.clone()).unwrap();
+    {
+        let state = c.fake.state();
+        assert_eq!(state.mounts.len(), 2);
+        assert!(!state.mounts[1].readonly);
+    }
+    let readonly = NodePublishVolumeRequest {
+        readonly: true,
+        ..request.clone()
+    };
+    assert_eq!(
+        code(c.core().publish(readonly.clone())),
+        Code::AlreadyExists
+    );
+    let mut elsewhere = readonly;
+    elsewhere.target_path = c.path("readonly").display().to_string();
+    c.core().publish(elsewhere).unwrap();
+    assert!(c.fake.state().mounts[2].readonly);
+
+    let unpublish = NodeUnpublishVolumeRequest {
+        volume_id: VOLUME.into(),
+        target_path: request.target_path.clone(),
+    };
+    c.core().unpublish(unpublish.clone()).unwrap();
+    c.core().unpublish(unpublish).unwrap();
+    assert!(!c.path("target").exists(), "unpublish left the target path");
+    assert_eq!(c.fake.state().mounts.len(), 2);
+}
+
+#[test]
+fn a_single_writer_volume_published_elsewhere_is_a_failed_precondition() {
+    let c = case();
+    c.core()
+        .stage(c.stage_request(mount(Mode::SingleNodeSingleWriter)))
+        .unwrap();
+    let first = c.publish_request("one", mount(Mode::SingleNodeSingleWriter));
+    c.core().publish(first).unwrap();
+    let second = c.publish_request("two", mount(Mode::SingleNodeSingleWriter));
+    assert_eq!(code(c.core().publish(second)), Code::FailedPrecondition);
+    assert!(!c.path("two").exists());
+    let shared = c.publish_request("three", mount(Mode::SingleNodeMultiWriter));
+    c.core().publish(shared).unwrap();
+}
+
+#[test]
+fn block_volumes_get_a_device_node_not_a_mount() {
+    let c = case();
+    c.core().stage(c.stage_request(block())).unwrap();
+    assert!(c.fake.state().mounts.is_empty() && c.fake.state().mkfs.is_empty());
+    let request = c.publish_request("dev/block", block());
+    c.core().publish(request.clone()).unwrap();
+    c.core().publish(request.clone()).unwrap();
+    let node = c.path("dev/block");
+    assert_eq!(
+        c.fake
+            .state()
+            .device_nodes
+            .get(&node)
+            .map(ToString::to_string)
+            .as_deref(),
+        Some("259:1")
+    );
+    let stats = c.stats(&node).unwrap();
+    assert_eq!(stats.usage[0].total, SIZE as i64);
+    assert!(!stats.volume_condition.unwrap().abnormal);
+    c.core()
+        .unpublish(NodeUnpublishVolumeRequest {
+            volume_id: VOLUME.into(),
+            target_path: request.target_path,
+        })
+        .unwrap();
+    assert!(!node.exists());
+}
+
+#[test]
+fn stats_report_usage_and_the_condition() {
+    let c = case();
+    c.stage();
+    let staging = c.path("staging");
+    let stats = c.stats(&staging).unwrap();
+    assert_eq!(stats.usage.len(), 2);
+    assert_eq!((stats.usage[0].total, stats.usage[0].used), (1000, 400));
+    assert_eq!(stats.usage[1].available, 90);
+    assert!(!stats.volume_condition.unwrap().abnormal);
+
+    let not_mounted = c.path("elsewhere");
+    std::fs::create_dir_all(&not_mounted).unwrap();
+    assert_eq!(code(c.stats(&not_mounted)), Code::NotFound);
+    assert_eq!(code(c.stats(&c.path("missing"))), Code::NotFound);
+
+    c.fake.state().stale.insert(staging.clone());
+    let condition = c.stats(&staging).unwrap().volume_condition.unwrap();
+    assert!(condition.abnormal);
+    assert!(condition.message.contains("stale"), "{}", condition.message);
+
+    c.fake.state().stale.clear();
+    c.fake.state().attached.get_mut(VOLUME).unwrap().live = false;
+    let condition = c.stats(&staging).unwrap().volume_condition.unwrap();
+    assert!(condition.abnormal);
+    assert!(
+        condition.message.contains("connecting"),
+        "{}",
+        condition.message
+    );
+
+    let mut state = c.fake.state();
+    let attachment = state.attached.get_mut(VOLUME).unwrap();
+    attachment.live = true;
+    attachment.device_present = false;
+    drop(state);
+    let condition = c.stats(&staging).unwrap().volume_condition.unwrap();
+    assert!(condition.message.contains("gone"), "{}", condition.message);
+}
+
+#[test]
+fn expand_rescans_and_grows_the_file_system() {
+    let c = case();
+    c.stage();
+    c.fake.state().exported_size = 2 * SIZE;
+    let request = NodeExpandVolumeRequest {
+        volume_id: VOLUME.into(),
+        volume_path: c.path("staging").display().to_string(),
+        capacity_range: Some(CapacityRange {
+            required_bytes: 2 * SIZE as i64,
+            limit_bytes: 0,
+        }),
+        ..Default::default()
+    };
+    let answer = c.core().expand(request.clone()).unwrap();
+    assert_eq!(answer.capacity_bytes, 2 * SIZE as i64);
+    assert_eq!(
+        c.fake.state().grown,
+        [(PathBuf::from("/dev/nvme1n1"), FsType::Ext4)]
+    );
+    let too_big = NodeExpandVolumeRequest {
+        capacity_range: Some(CapacityRange {
+            required_bytes: 3 * SIZE as i64,
+            limit_bytes: 0,
+        }),
+        ..request
+    };
+    assert_eq!(code(c.core().expand(too_big)), Code::FailedPrecondition);
+}
+
+#[test]
+fn a_volume_in_use_is_aborted() {
+    let c = case();
+    let _busy = c.core().locks.try_lock(VOLUME).unwrap();
+    let status = c
+        .core()
+        .stage(c.stage_request(mount(Mode::SingleNodeWriter)))
+        .unwrap_err();
+    assert_eq!(status.code(), Code::Aborted);
+    c.untouched();
+}
+
+#[tokio::test]
+async fn info_and_capabilities_say_what_the_node_is_and_does() {
+    let c = case();
+    let info = c
+        .core
+        .node_get_info(Request::new(NodeGetInfoRequest {}))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(info.node_id, HOST_NQN);
+    assert_eq!(info.max_volumes_per_node, 7);
+    assert_eq!(info.accessible_topology.unwrap().segments["zone"], "a");
+    let capabilities = c
+        .core
+        .node_get_capabilities(Request::new(NodeGetCapabilitiesRequest {}))
+        .await
+        .unwrap()
+        .into_inner()
+        .capabilities;
+    assert_eq!(capabilities.len(), CAPABILITIES.len());
+}
+
+#[tokio::test]
+async fn the_grpc_edge_runs_the_handlers() {
+    let c = case();
+    let status = c
+        .core
+        .node_stage_volume(Request::new(NodeStageVolumeRequest::default()))
+        .await
+        .unwrap_err();
+    assert_eq!(status.code(), Code::InvalidArgument);
+    let request = c.stage_request(mount(Mode::SingleNodeWriter));
+    c.core
+        .node_stage_volume(Request::new(request))
+        .await
+        .unwrap();
+    assert_eq!(c.fake.state().mounts.len(), 1);
+}
