@@ -18,6 +18,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::Exports;
 use super::backing;
+use super::io::IoOp;
 use super::pdu::{Decoded, Frame, RecvBuffer};
 use super::queue::{Action, Env, IoRequest, IoResult, Queue, Session};
 use super::registry::{CtrlKey, Registry};
@@ -270,6 +271,13 @@ async fn accept_loop(listener: TcpListener, shared: Arc<Shared>) {
     }
 }
 
+/// A file operation that ended: its command, its result, and the bytes it was to write.
+struct Finished {
+    cid: u16,
+    result: IoResult,
+    written: u64,
+}
+
 enum Outgoing {
     Frame(Frame),
     Close,
@@ -280,7 +288,7 @@ struct Edge<'a> {
     shared: &'a Arc<Shared>,
     id: u64,
     out: mpsc::UnboundedSender<Outgoing>,
-    io: JoinSet<(u16, IoResult)>,
+    io: JoinSet<Finished>,
     file: Option<Arc<File>>,
     session: Option<Session>,
     cancel: CancellationToken,
@@ -303,7 +311,8 @@ impl Edge<'_> {
     }
 
     fn attached(&mut self, session: Session) {
-        if let Some(path) = &session.file {
+        if let Some(export) = &session.export {
+            let path = &export.file;
             match std::fs::OpenOptions::new()
                 .read(true)
                 .write(true)
@@ -333,23 +342,47 @@ impl Edge<'_> {
 
     fn start_io(&mut self, req: IoRequest) {
         let IoRequest { cid, op } = req;
+        let written = match &op {
+            IoOp::Write { data, .. } => data.len() as u64,
+            _ => 0,
+        };
+        let finished = move |result| Finished {
+            cid,
+            result,
+            written,
+        };
         let Some(file) = self.file.clone() else {
-            self.io.spawn(async move { (cid, IoResult::Failed) });
+            self.io.spawn(async move { finished(IoResult::Failed) });
             return;
         };
         let latency = Duration::from_nanos(self.shared.io_latency_ns.load(Ordering::Relaxed));
         let mut stalled = self.shared.stalled.subscribe();
         if latency.is_zero() && !*stalled.borrow() {
             self.io
-                .spawn_blocking(move || (cid, backing::perform(&file, op)));
+                .spawn_blocking(move || finished(backing::perform(&file, op)));
             return;
         }
         self.io.spawn(async move {
             let _ = stalled.wait_for(|s| !*s).await;
             tokio::time::sleep(latency).await;
             let done = tokio::task::spawn_blocking(move || backing::perform(&file, op)).await;
-            (cid, done.unwrap_or(IoResult::Failed))
+            finished(done.unwrap_or(IoResult::Failed))
         });
+    }
+
+    /// Counts a successful read or write in the disk's traffic counters.
+    fn count(&self, finished: &Finished) {
+        let Some(export) = self.session.as_ref().and_then(|s| s.export.as_ref()) else {
+            return;
+        };
+        let (read, written) = match &finished.result {
+            IoResult::Read(data) => (data.len() as u64, 0),
+            IoResult::Done => (0, finished.written),
+            IoResult::Failed => return,
+        };
+        if read > 0 || written > 0 {
+            self.shared.exports.record_io(&export.slot, read, written);
+        }
     }
 }
 
@@ -425,8 +458,9 @@ async fn serve(
                 edge.dispatch(&mut actions);
             }
             Some(done) = edge.io.join_next(), if !edge.io.is_empty() => {
-                let (cid, result) = done.unwrap_or((0, IoResult::Failed));
-                queue.io_done(cid, result, &env, &mut actions);
+                let done = done.unwrap_or(Finished { cid: 0, result: IoResult::Failed, written: 0 });
+                edge.count(&done);
+                queue.io_done(done.cid, done.result, &env, &mut actions);
                 edge.dispatch(&mut actions);
             }
             _ = wake.notified() => {
