@@ -8,16 +8,12 @@
 use std::collections::HashMap;
 use std::io::Read;
 use std::os::unix::fs::FileExt;
-use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::path::Path;
 use std::time::{Duration, Instant};
 
-use rds_e2e::qemu::nvme::{self as guest_nvme, Connect, KernelTarget};
+use rds_e2e::qemu::nvme::{self as guest_nvme, Connect, ExportedDisk, KernelTarget, SimTarget};
 use rds_e2e::qemu::{self, Guest, GuestConfig, HOST_ADDR};
 use rds_sim::faults::Fault;
-use rds_sim::server::{Options, RunningSim};
-use rds_sim::sim::Sim;
-use rds_sim::ssh::{Reply, load_or_generate_host_key};
 
 const SLOT: &str = "pvc-kernel";
 const NQN: &str = "nqn.2000-02.com.mikrotik:pvc-kernel";
@@ -34,28 +30,20 @@ const FAULT_IO_LATENCY_MS: u64 = 40;
 const RECONNECT: &str = "reconnect_delay=1,ctrl_loss_tmo=60";
 
 struct Rig {
-    rt: tokio::runtime::Runtime,
-    running: RunningSim,
+    sim: SimTarget,
+    disk: ExportedDisk,
     guest: Guest,
-    port: u16,
-    backing: PathBuf,
-    uuid_hex: String,
-    serial: String,
     pattern: Vec<u8>,
 }
 
 impl Rig {
-    fn sim(&self) -> &Arc<Sim> {
-        &self.running.sim
-    }
-
-    /// Runs a RouterOS command line as an SSH session would; returns its output.
     fn routeros(&self, line: &str) -> String {
-        self.rt.block_on(routeros(self.sim(), line.to_string()))
+        self.sim.routeros(line).unwrap()
     }
 
     fn inject(&self, fault: Fault) {
-        self.sim()
+        self.sim
+            .sim()
             .inject(&fault)
             .unwrap_or_else(|e| panic!("{fault:?}: {e}"));
     }
@@ -63,7 +51,7 @@ impl Rig {
     fn connect<'a>(&self, host_nqn: &'a str, options: &'a str) -> Connect<'a> {
         Connect {
             traddr: HOST_ADDR,
-            port: self.port,
+            port: self.sim.port(),
             nqn: NQN,
             host_nqn,
             options,
@@ -82,7 +70,7 @@ impl Rig {
     /// The host's backing file from `offset`, `len` bytes.
     fn backing_bytes(&self, offset: u64, len: usize) -> Vec<u8> {
         let mut bytes = vec![0u8; len];
-        std::fs::File::open(&self.backing)
+        std::fs::File::open(&self.disk.backing)
             .unwrap()
             .read_exact_at(&mut bytes, offset)
             .unwrap();
@@ -102,30 +90,8 @@ fn uuid_text(hex: &str) -> String {
 }
 
 fn start_rig(dir: &Path) -> Option<Rig> {
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap();
-    let key = load_or_generate_host_key(&dir.join("id_ed25519")).unwrap();
-    let running = rt
-        .block_on(RunningSim::start(Options {
-            nvme_listen: Some(([127, 0, 0, 1], 0).into()),
-            ..Options::loopback(dir.join("rds"), key.public_key().clone(), 4 << 30)
-        }))
-        .unwrap();
-    let port = running.nvme_addr.unwrap().port();
-
-    let sim = running.sim.clone();
-    let added = rt.block_on(routeros(
-        &sim,
-        format!(
-            r#"/disk add type=file file-path="storage-pool/csi/{SLOT}.img" file-size={SIZE} slot="{SLOT}" nvme-tcp-export=yes nvme-tcp-server-port={port} nvme-tcp-server-nqn="{NQN}" nvme-tcp-server-allow-host-name="{HOST_NQN}""#
-        ),
-    ));
-    assert_eq!(added, "", "/disk add");
-    let disk = sim.disks().into_iter().find(|d| d.slot == SLOT).unwrap();
-
+    let sim = SimTarget::start(dir).unwrap();
+    let disk = sim.export_disk(SLOT, NQN, SIZE, HOST_NQN).unwrap();
     let pattern_path = dir.join("pattern");
     let mut pattern = vec![0u8; PATTERN];
     std::fs::File::open("/dev/urandom")
@@ -141,25 +107,11 @@ fn start_rig(dir: &Path) -> Option<Rig> {
     let guest = qemu::boot_or_skip(config).unwrap_or_else(|e| panic!("{e}"))?;
     guest.run_ok("modprobe nvme-tcp").unwrap();
     Some(Rig {
-        rt,
+        sim,
+        disk,
         guest,
-        port,
-        backing: sim.backing_path(&disk),
-        uuid_hex: disk.uuid.replace('-', ""),
-        serial: disk.uuid.chars().take(20).collect(),
         pattern,
-        running,
     })
-}
-
-async fn routeros(sim: &Arc<Sim>, line: String) -> String {
-    let (session, _) = sim.open_session("admin", "127.0.0.1:1".parse().unwrap());
-    let reply = sim.exec(session, &line).await;
-    sim.close_session(session);
-    match reply {
-        Reply::Output { text, .. } => text,
-        Reply::Hangup => panic!("{line}: the simulator hung up"),
-    }
 }
 
 fn timed<T>(name: &str, step: impl FnOnce() -> T) -> T {
@@ -205,7 +157,7 @@ fn kernel_initiator_against_the_whole_simulator() {
         an_outage_longer_than_ctrl_loss_tmo_removes_the_controller(&rig, &controller)
     });
     eprintln!("nvme_kernel: total {:.1?}", started.elapsed());
-    rig.rt.block_on(rig.running.shutdown());
+    rig.sim.shutdown();
 }
 
 fn a_host_off_the_allow_list_is_refused(rig: &Rig) {
@@ -226,7 +178,7 @@ fn a_host_off_the_allow_list_is_refused(rig: &Rig) {
 fn connects_with_the_disks_size_and_uuid(rig: &Rig) -> String {
     let controller = guest_nvme::connect(&rig.guest, &rig.connect(HOST_NQN, RECONNECT)).unwrap();
     let device = guest_nvme::namespace_device(&rig.guest, NQN).unwrap();
-    let state = rig.sim().state();
+    let state = rig.sim.sim().state();
     let queues = &state.nvme_connections;
     assert!(
         queues.iter().any(|c| c.qid == 0 && c.host_nqn == HOST_NQN),
@@ -243,7 +195,7 @@ fn connects_with_the_disks_size_and_uuid(rig: &Rig) -> String {
     );
     assert_eq!(
         rig.guest_sysfs(&format!("{block}/uuid")),
-        uuid_text(&rig.uuid_hex)
+        uuid_text(&rig.disk.uuid_hex)
     );
     assert_eq!(
         rig.guest_sysfs(&format!("{block}/queue/logical_block_size")),
@@ -433,7 +385,7 @@ const PROBE: &str = r#"probe() {
   echo "unwritten=$(dd if=$dev bs=1M count=4 skip=220 iflag=direct 2>/dev/null | sha256sum)"
   blkdiscard -o $((201 << 20)) -l $((1 << 20)) $dev; echo "discard rc=$?"
   echo 3 >/proc/sys/vm/drop_caches
-  echo "after discard=$(dd if=$dev bs=1M count=1 skip=200 iflag=direct 2>/dev/null | sha256sum)"
+  echo "after discard=$(dd if=$dev bs=1M count=1 skip=201 iflag=direct 2>/dev/null | sha256sum)"
 }
 "#;
 
@@ -442,8 +394,8 @@ fn the_kernel_sees_what_it_sees_of_nvmet(rig: &Rig, device: &str, controller: &s
         nqn: NVMET_NQN,
         size: 2 * SIZE,
         port: NVMET_PORT,
-        uuid_hex: &rig.uuid_hex,
-        serial: &rig.serial,
+        uuid_hex: &rig.disk.uuid_hex,
+        serial: &rig.disk.serial,
     }
     .start(&rig.guest)
     .unwrap();
@@ -506,8 +458,8 @@ fn an_outage_longer_than_ctrl_loss_tmo_removes_the_controller(rig: &Rig, control
     );
     rig.inject(Fault::NvmeRefuse { duration_ms: 0 });
     assert!(
-        rig.sim().state().nvme_connections.is_empty(),
+        rig.sim.sim().state().nvme_connections.is_empty(),
         "{:?}",
-        rig.sim().state().nvme_connections
+        rig.sim.sim().state().nvme_connections
     );
 }

@@ -1,6 +1,13 @@
 //! NVMe/TCP in the guest: connecting the kernel initiator through /dev/nvme-fabrics, finding a
 //! subsystem's namespace once the kernel scanned it, and the kernel's own nvmet target (configured
-//! through configfs) that rds-sim's target is compared with.
+//! through configfs) that rds-sim's target is compared with; and rds-sim serving a disk to it.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use rds_sim::server::{Options, RunningSim};
+use rds_sim::sim::Sim;
+use rds_sim::ssh::{Reply, load_or_generate_host_key};
 
 use super::{Guest, GuestError};
 
@@ -136,5 +143,109 @@ impl KernelTarget<'_> {
              ln -s $subsys $port/subsystems/{nqn}"
         ))?;
         Ok(())
+    }
+}
+
+/// rds-sim with its NVMe/TCP target on a loopback port, which the guest reaches at
+/// [`super::HOST_ADDR`]; commands go through its CLI engine as an SSH session's would.
+pub struct SimTarget {
+    rt: tokio::runtime::Runtime,
+    running: RunningSim,
+}
+
+/// A disk exported with `/disk add`, as the host sees it.
+#[derive(Debug, Clone)]
+pub struct ExportedDisk {
+    pub backing: PathBuf,
+    /// The namespace UUID (also its NGUID) as 32 hex digits.
+    pub uuid_hex: String,
+    pub serial: String,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum SimTargetError {
+    #[error("starting rds-sim: {0:#}")]
+    Start(anyhow::Error),
+    #[error("rds-sim hung up on {0:?}")]
+    Hangup(String),
+    #[error("rds-sim answered {line:?} with {output:?}")]
+    Refused { line: String, output: String },
+    #[error("no disk in slot {0:?} after /disk add")]
+    NoDisk(String),
+}
+
+impl SimTarget {
+    /// Starts rds-sim with its data (and a generated client key) under `dir`.
+    pub fn start(dir: &Path) -> Result<SimTarget, SimTargetError> {
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .map_err(|e| SimTargetError::Start(e.into()))?;
+        let key = load_or_generate_host_key(&dir.join("id_ed25519"))
+            .map_err(|e| SimTargetError::Start(e.into()))?;
+        let running = rt
+            .block_on(RunningSim::start(Options {
+                nvme_listen: Some(([127, 0, 0, 1], 0).into()),
+                ..Options::loopback(dir.join("rds"), key.public_key().clone(), 16 << 30)
+            }))
+            .map_err(SimTargetError::Start)?;
+        Ok(SimTarget { rt, running })
+    }
+
+    pub fn sim(&self) -> &Arc<Sim> {
+        &self.running.sim
+    }
+
+    /// The NVMe/TCP target's port.
+    pub fn port(&self) -> u16 {
+        self.running.nvme_addr.map_or(0, |a| a.port())
+    }
+
+    /// Runs a RouterOS command line as an SSH session would; returns its output.
+    pub fn routeros(&self, line: &str) -> Result<String, SimTargetError> {
+        let sim = self.sim();
+        self.rt.block_on(async {
+            let (session, _) = sim.open_session("admin", ([127, 0, 0, 1], 1).into());
+            let reply = sim.exec(session, line).await;
+            sim.close_session(session);
+            match reply {
+                Reply::Output { text, .. } => Ok(text),
+                Reply::Hangup => Err(SimTargetError::Hangup(line.to_string())),
+            }
+        })
+    }
+
+    /// Adds a file disk of `size` bytes in `slot`, exported as `nqn` to `allowed_host`.
+    pub fn export_disk(
+        &self,
+        slot: &str,
+        nqn: &str,
+        size: u64,
+        allowed_host: &str,
+    ) -> Result<ExportedDisk, SimTargetError> {
+        let line = format!(
+            r#"/disk add type=file file-path="storage-pool/csi/{slot}.img" file-size={size} slot="{slot}" nvme-tcp-export=yes nvme-tcp-server-port={} nvme-tcp-server-nqn="{nqn}" nvme-tcp-server-allow-host-name="{allowed_host}""#,
+            self.port()
+        );
+        let output = self.routeros(&line)?;
+        if !output.is_empty() {
+            return Err(SimTargetError::Refused { line, output });
+        }
+        let sim = self.sim();
+        let disk = sim
+            .disks()
+            .into_iter()
+            .find(|d| d.slot == slot)
+            .ok_or_else(|| SimTargetError::NoDisk(slot.to_string()))?;
+        Ok(ExportedDisk {
+            backing: sim.backing_path(&disk),
+            uuid_hex: disk.uuid.replace('-', ""),
+            serial: disk.uuid.chars().take(20).collect(),
+        })
+    }
+
+    pub fn shutdown(self) {
+        self.rt.block_on(self.running.shutdown());
     }
 }
