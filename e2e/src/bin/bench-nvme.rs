@@ -1,6 +1,8 @@
 //! bench-nvme: rds-sim's NVMe/TCP throughput as the real Linux initiator in the QEMU guest sees it,
 //! beside the guest kernel's own nvmet target on the same guest, as a ratio. Each pattern runs
-//! `blockio` (O_DIRECT, sequential 1 MiB or random 4 KiB, writes before reads) against both.
+//! `blockio` (O_DIRECT, sequential 1 MiB or random 4 KiB, writes before reads) against both,
+//! several rounds that alternate which target goes first; the medians are printed, since the
+//! shared 2-core machine makes single runs vary by ±30 %.
 //!
 //! `cargo build --release -p rds-e2e --bins && target/release/bench-nvme`
 
@@ -28,6 +30,9 @@ struct Args {
     /// Requests in flight (blockio threads).
     #[arg(long, default_value_t = 1)]
     jobs: u64,
+    /// Runs of each pattern on each target (alternating which goes first); medians are printed.
+    #[arg(long, default_value_t = 3)]
+    rounds: usize,
     /// The guest's CPUs.
     #[arg(long, default_value_t = 1)]
     cpus: u32,
@@ -86,8 +91,8 @@ fn main() -> anyhow::Result<()> {
     let nvmet_device = device("127.0.0.1", NVMET_PORT, NVMET_NQN)?;
 
     println!(
-        "bench-nvme: guest {} CPU(s) under TCG, {} job(s), rds-sim on the host via {HOST_ADDR}, nvmet in the guest on 127.0.0.1",
-        args.cpus, args.jobs
+        "bench-nvme: guest {} CPU(s) under TCG, {} job(s), median of {} round(s), rds-sim on the host via {HOST_ADDR}, nvmet in the guest on 127.0.0.1",
+        args.cpus, args.jobs, args.rounds
     );
     println!(
         "{:<11} {:>7} {:>9} {:>14} {:>14} {:>7}",
@@ -108,8 +113,17 @@ fn main() -> anyhow::Result<()> {
             ))?;
             mib_per_s(&output.stdout)
         };
-        let nvmet = run(&nvmet_device)?;
-        let rds_sim = run(&sim_device)?;
+        let (mut nvmet, mut rds_sim) = (Vec::new(), Vec::new());
+        for round in 0..args.rounds.max(1) {
+            if round % 2 == 0 {
+                nvmet.push(run(&nvmet_device)?);
+                rds_sim.push(run(&sim_device)?);
+            } else {
+                rds_sim.push(run(&sim_device)?);
+                nvmet.push(run(&nvmet_device)?);
+            }
+        }
+        let (nvmet, rds_sim) = (median(nvmet), median(rds_sim));
         println!(
             "{pattern:<11} {block:>7} {mib:>9} {rds_sim:>14.2} {nvmet:>14.2} {:>7.2}",
             rds_sim / nvmet
@@ -118,6 +132,11 @@ fn main() -> anyhow::Result<()> {
     drop(guest);
     sim.shutdown();
     Ok(())
+}
+
+fn median(mut values: Vec<f64>) -> f64 {
+    values.sort_by(f64::total_cmp);
+    values[values.len() / 2]
 }
 
 fn mib_per_s(line: &str) -> anyhow::Result<f64> {

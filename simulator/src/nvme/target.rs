@@ -33,7 +33,7 @@ const READ_CHUNK: usize = 256 * 1024;
 /// Outgoing bytes gathered before a socket write.
 const WRITE_BUFFER: usize = 256 * 1024;
 /// The largest read or write run in the connection's own task.
-const INLINE_IO_MAX: usize = 1 << 20;
+const INLINE_IO_MAX: usize = 64 << 10;
 
 /// A connected queue, as [`Target::connections`] reports it.
 #[derive(Clone, Debug, PartialEq, Eq)]
