@@ -78,17 +78,6 @@ impl Rig {
     }
 }
 
-fn uuid_text(hex: &str) -> String {
-    format!(
-        "{}-{}-{}-{}-{}",
-        &hex[0..8],
-        &hex[8..12],
-        &hex[12..16],
-        &hex[16..20],
-        &hex[20..32]
-    )
-}
-
 fn start_rig(dir: &Path) -> Option<Rig> {
     let sim = SimTarget::start(dir).unwrap();
     let disk = sim.export_disk(SLOT, NQN, SIZE, HOST_NQN).unwrap();
@@ -195,7 +184,7 @@ fn connects_with_the_disks_size_and_uuid(rig: &Rig) -> String {
     );
     assert_eq!(
         rig.guest_sysfs(&format!("{block}/uuid")),
-        uuid_text(&rig.disk.uuid_hex)
+        guest_nvme::uuid_text(&rig.disk.uuid_hex)
     );
     assert_eq!(
         rig.guest_sysfs(&format!("{block}/queue/logical_block_size")),

@@ -88,6 +88,18 @@ pub fn delete_controller(guest: &Guest, controller: &str) -> Result<(), GuestErr
     Ok(())
 }
 
+/// A UUID given as 32 hex digits in the 8-4-4-4-12 form sysfs and configfs use.
+pub fn uuid_text(hex: &str) -> String {
+    format!(
+        "{}-{}-{}-{}-{}",
+        &hex[0..8],
+        &hex[8..12],
+        &hex[12..16],
+        &hex[16..20],
+        &hex[20..32]
+    )
+}
+
 /// A subsystem of the guest kernel's nvmet target: one namespace on a sparse tmpfs file, any host
 /// allowed, listening on 127.0.0.1:`port`.
 #[derive(Debug, Clone)]
@@ -111,14 +123,7 @@ impl KernelTarget<'_> {
             uuid_hex,
             serial,
         } = self;
-        let uuid = format!(
-            "{}-{}-{}-{}-{}",
-            &uuid_hex[0..8],
-            &uuid_hex[8..12],
-            &uuid_hex[12..16],
-            &uuid_hex[16..20],
-            &uuid_hex[20..32]
-        );
+        let uuid = uuid_text(uuid_hex);
         guest.run_ok(&format!(
             "set -e
              cfg=/sys/kernel/config/nvmet
