@@ -16,6 +16,7 @@ mod agent;
 mod cpio;
 mod error;
 mod image;
+pub mod nvme;
 
 use std::fs;
 use std::io::{BufRead, BufReader, Write};

@@ -87,6 +87,7 @@ fn main() {
     file.as_file().set_len(size).unwrap();
     let exports = Arc::new(One(Mutex::new(Some(Export {
         nqn: NQN.to_owned(),
+        slot: "bench".to_owned(),
         file: file.path().to_owned(),
         size,
         uuid: [9; 16],

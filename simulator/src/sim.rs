@@ -381,7 +381,11 @@ impl Sim {
     /// Adds I/O to a slot's `monitor-traffic` counters.
     pub fn record_traffic(&self, slot: &str, read: u64, written: u64) {
         let mut t = lock(&self.traffic);
-        let c = t.entry(slot.to_string()).or_default();
+        // Looked up before inserting: this runs for every NVMe/TCP I/O, the slot is rarely new.
+        let c = match t.get_mut(slot) {
+            Some(c) => c,
+            None => t.entry(slot.to_string()).or_default(),
+        };
         if read > 0 {
             c.read_ops += 1;
             c.read_bytes += read;
@@ -512,6 +516,7 @@ impl Sim {
     fn export_of(&self, store: &crate::store::Store, d: &Disk) -> Export {
         Export {
             nqn: d.nvme_tcp_server_nqn.clone(),
+            slot: d.slot.clone(),
             file: store.host_path(&d.file_path),
             size: d.file_size,
             uuid: uuid_bytes(&d.uuid),
@@ -546,5 +551,9 @@ impl Exports for Sim {
 
     fn list(&self, port: u16) -> Vec<Export> {
         self.exports(port, |_| true)
+    }
+
+    fn record_io(&self, slot: &str, read_bytes: u64, written_bytes: u64) {
+        self.record_traffic(slot, read_bytes, written_bytes);
     }
 }

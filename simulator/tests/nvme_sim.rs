@@ -15,28 +15,42 @@ const NQN: &str = "nqn.2000-02.com.mikrotik:pvc-1";
 const HOST: &str = "nqn.2014-08.org.nvmexpress:uuid:00000000-0000-4000-8000-00000000000a";
 const OTHER: &str = "nqn.2014-08.org.nvmexpress:uuid:00000000-0000-4000-8000-00000000000b";
 
-/// Connects an admin queue as `host`; true when the target accepted the Connect.
-fn admin_connect(addr: SocketAddr, host: &str) -> (Initiator<TcpStream>, bool) {
+/// Connects queue `qid` of controller `cntlid` (0xffff: a new one) as `host`; the controller's
+/// ID when the target accepted the Connect.
+fn queue_connect(
+    addr: SocketAddr,
+    host: &str,
+    qid: u16,
+    cntlid: u16,
+) -> (Initiator<TcpStream>, Option<u16>) {
     let stream = TcpStream::connect(addr).unwrap();
     stream
         .set_read_timeout(Some(Duration::from_secs(20)))
         .unwrap();
     let (mut initiator, _) = Initiator::handshake(stream, Digests::default()).unwrap();
-    let accepted = initiator
+    let response = initiator
         .fabrics_connect(&ConnectParams {
-            qid: 0,
+            qid,
             sqsize: 31,
-            kato_ms: 30_000,
-            cntlid: 0xffff,
+            kato_ms: if qid == 0 { 30_000 } else { 0 },
+            cntlid,
             subsys_nqn: NQN,
             host_nqn: host,
             host_id: [7; 16],
         })
-        .unwrap()
+        .unwrap();
+    let cntlid = response
         .cqe
         .status
-        .is_success();
-    (initiator, accepted)
+        .is_success()
+        .then(|| response.cqe.dw0() as u16);
+    (initiator, cntlid)
+}
+
+/// Connects an admin queue as `host`; true when the target accepted the Connect.
+fn admin_connect(addr: SocketAddr, host: &str) -> (Initiator<TcpStream>, bool) {
+    let (initiator, cntlid) = queue_connect(addr, host, 0, 0xffff);
+    (initiator, cntlid.is_some())
 }
 
 async fn run(sim: &Arc<Sim>, line: &str) {
@@ -98,5 +112,64 @@ async fn exported_disks_are_served_and_fenced_as_the_cli_says() {
         .await
         .unwrap();
     assert!(!accepted, "an unexported disk refuses every host");
+    running.shutdown().await;
+}
+
+/// `/disk monitor-traffic` counts the NVMe/TCP target's reads and writes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn monitor_traffic_counts_nvme_io() {
+    let dir = tempfile::tempdir().unwrap();
+    let key = load_or_generate_host_key(&dir.path().join("id")).unwrap();
+    let running = RunningSim::start(Options {
+        nvme_listen: Some("127.0.0.1:0".parse().unwrap()),
+        ..Options::loopback(dir.path().join("data"), key.public_key().clone(), 10 << 30)
+    })
+    .await
+    .unwrap();
+    let addr = running.nvme_addr.unwrap();
+    let sim = running.sim.clone();
+    run(
+        &sim,
+        &format!(
+            r#"/disk add type=file file-path="storage-pool/csi/pvc-1.img" file-size=64M slot="pvc-1" nvme-tcp-export=yes nvme-tcp-server-port={} nvme-tcp-server-nqn="{NQN}""#,
+            addr.port()
+        ),
+    )
+    .await;
+    tokio::task::spawn_blocking(move || {
+        let (mut admin, cntlid) = queue_connect(addr, HOST, 0, 0xffff);
+        admin.enable().unwrap();
+        let (mut io, accepted) = queue_connect(addr, HOST, 1, cntlid.unwrap());
+        assert!(accepted.is_some());
+        io.write(8, vec![0xa5; 8192]).unwrap();
+        io.write(64, vec![0x5a; 512]).unwrap();
+        assert_eq!(io.read(8, 16).unwrap(), vec![0xa5; 8192]);
+    })
+    .await
+    .unwrap();
+
+    let (session, _) = sim.open_session("admin", "127.0.0.1:1".parse().unwrap());
+    let rds_sim::ssh::Reply::Output { text, .. } = sim
+        .exec(
+            session,
+            r#"/disk monitor-traffic [find where slot="pvc-1"] once"#,
+        )
+        .await
+    else {
+        panic!("monitor-traffic hung up");
+    };
+    let counters: Vec<(&str, &str)> = text
+        .lines()
+        .filter_map(|l| l.split_once(':'))
+        .map(|(name, value)| (name.trim(), value.trim()))
+        .collect();
+    for expected in [
+        ("read-ops", "1"),
+        ("read-bytes", "8 192"),
+        ("write-ops", "2"),
+        ("write-bytes", "8 704"),
+    ] {
+        assert!(counters.contains(&expected), "{expected:?} not in\n{text}");
+    }
     running.shutdown().await;
 }

@@ -54,6 +54,7 @@ async fn fixture(allowed_hosts: &[&str]) -> Fixture {
         .unwrap();
     *store.port.lock().unwrap() = target.local_addr().port();
     store.exports.lock().unwrap().push(Export {
+        slot: "disk".to_owned(),
         nqn: NQN.to_owned(),
         file: file.path().to_owned(),
         size: SIZE,

@@ -39,6 +39,11 @@ pub trait Exports: Send + Sync + 'static {
     fn lookup(&self, nqn: &str, port: u16) -> Option<Export>;
     /// Every exported disk on this port (for the discovery log page).
     fn list(&self, port: u16) -> Vec<Export>;
+    /// A completed read or write on the disk in `slot`, for its traffic counters. Exports that
+    /// keep no counters ignore it.
+    fn record_io(&self, slot: &str, read_bytes: u64, written_bytes: u64) {
+        let _ = (slot, read_bytes, written_bytes);
+    }
 }
 
 /// One exported disk.
@@ -46,6 +51,8 @@ pub trait Exports: Send + Sync + 'static {
 pub struct Export {
     /// Subsystem NQN.
     pub nqn: String,
+    /// The disk's slot, under which its I/O is counted ([`Exports::record_io`]).
+    pub slot: String,
     /// Backing file of the namespace.
     pub file: PathBuf,
     /// Namespace size in bytes (whole 512-byte blocks count).

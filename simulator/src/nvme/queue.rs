@@ -4,7 +4,6 @@
 //! back.
 
 use std::collections::HashMap;
-use std::path::PathBuf;
 use std::sync::Mutex;
 
 use super::command::{
@@ -17,7 +16,7 @@ use super::io::{IoOp, IoPlan, plan};
 use super::pdu::{Codec, DataHeader, Fes, IcReq, IcResp, PFV_1_0, Pdu, PduError, PduType, R2t};
 use super::registry::{Attached, ConnectRequest, CtrlKey, Registry};
 use super::status::Status;
-use super::{DISCOVERY_NQN, Exports};
+use super::{DISCOVERY_NQN, Export, Exports};
 
 /// The largest H2CData payload hosts may send (nvmet's NVMET_TCP_MAXH2CDATA).
 pub const MAX_H2C_DATA: u32 = 4 * 1024 * 1024;
@@ -40,8 +39,8 @@ pub struct Session {
     pub key: CtrlKey,
     pub qid: u16,
     pub host_nqn: String,
-    /// The backing file of an NVM subsystem's namespace.
-    pub file: Option<PathBuf>,
+    /// The exported disk of an NVM subsystem; none for discovery.
+    pub export: Option<Export>,
     pub kato_secs: u32,
 }
 
@@ -396,15 +395,15 @@ impl Queue {
         match registry.connect(&req, subsystem) {
             Ok(attached) => {
                 let ctrl = registry.get(&attached.key).expect("just attached");
-                let file = match &ctrl.subsystem {
-                    Subsystem::Nvm(e) => Some(e.file.clone()),
+                let export = match &ctrl.subsystem {
+                    Subsystem::Nvm(e) => Some(e.clone()),
                     Subsystem::Discovery => None,
                 };
                 out.push(Action::Attached(Session {
                     key: attached.key.clone(),
                     qid: attached.qid,
                     host_nqn: ctrl.host_nqn.clone(),
-                    file,
+                    export,
                     kato_secs: ctrl.kato_secs(),
                 }));
                 let cntlid = attached.key.cntlid;

@@ -1,8 +1,13 @@
 //! The tokio edge of the NVMe/TCP target: accepts connections, moves bytes between sockets and
-//! the pure [`Queue`], runs file I/O on blocking threads, enforces keep-alive timeouts, and
-//! carries out the fault and lifecycle operations the simulator's control API calls.
+//! the pure [`Queue`], runs file I/O, enforces keep-alive timeouts, and carries out the fault and
+//! lifecycle operations the simulator's control API calls.
+//!
+//! One task serves a connection: it reads, runs the queue, and writes the replies itself. Reads
+//! and writes of up to [`INLINE_IO_MAX`] bytes run in that task too (the backing file is a page-
+//! cached file on the host, so they take microseconds, less than a hand-off to a blocking thread);
+//! everything else, and all I/O while a latency or stall fault is on, goes to blocking threads.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::fs::File;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -10,14 +15,15 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt, BufWriter};
-use tokio::net::tcp::OwnedWriteHalf;
+use tokio::net::tcp::WriteHalf;
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{Notify, mpsc, watch};
+use tokio::sync::{Notify, watch};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
 use super::Exports;
 use super::backing;
+use super::io::IoOp;
 use super::pdu::{Decoded, Frame, RecvBuffer};
 use super::queue::{Action, Env, IoRequest, IoResult, Queue, Session};
 use super::registry::{CtrlKey, Registry};
@@ -26,6 +32,8 @@ use super::registry::{CtrlKey, Registry};
 const READ_CHUNK: usize = 256 * 1024;
 /// Outgoing bytes gathered before a socket write.
 const WRITE_BUFFER: usize = 256 * 1024;
+/// The largest read or write run in the connection's own task.
+const INLINE_IO_MAX: usize = 64 << 10;
 
 /// A connected queue, as [`Target::connections`] reports it.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -270,17 +278,25 @@ async fn accept_loop(listener: TcpListener, shared: Arc<Shared>) {
     }
 }
 
-enum Outgoing {
-    Frame(Frame),
-    Close,
+/// A file operation that ended: its command, its result, and the bytes it was to write.
+struct Finished {
+    cid: u16,
+    result: IoResult,
+    written: u64,
 }
 
 /// The per-connection state the edge keeps beside the pure queue.
 struct Edge<'a> {
     shared: &'a Arc<Shared>,
     id: u64,
-    out: mpsc::UnboundedSender<Outgoing>,
-    io: JoinSet<(u16, IoResult)>,
+    /// Frames to send, in order.
+    out: Vec<Frame>,
+    /// The queue asked to close the connection once `out` is sent.
+    closing: bool,
+    /// File operations on blocking threads.
+    io: JoinSet<Finished>,
+    /// File operations done in this task, to report to the queue in order.
+    done: VecDeque<Finished>,
     file: Option<Arc<File>>,
     session: Option<Session>,
     cancel: CancellationToken,
@@ -290,12 +306,8 @@ impl Edge<'_> {
     fn dispatch(&mut self, actions: &mut Vec<Action>) {
         for action in actions.drain(..) {
             match action {
-                Action::Send(frame) => {
-                    let _ = self.out.send(Outgoing::Frame(frame));
-                }
-                Action::Close => {
-                    let _ = self.out.send(Outgoing::Close);
-                }
+                Action::Send(frame) => self.out.push(frame),
+                Action::Close => self.closing = true,
                 Action::Io(req) => self.start_io(req),
                 Action::Attached(session) => self.attached(session),
             }
@@ -303,7 +315,8 @@ impl Edge<'_> {
     }
 
     fn attached(&mut self, session: Session) {
-        if let Some(path) = &session.file {
+        if let Some(export) = &session.export {
+            let path = &export.file;
             match std::fs::OpenOptions::new()
                 .read(true)
                 .write(true)
@@ -333,30 +346,86 @@ impl Edge<'_> {
 
     fn start_io(&mut self, req: IoRequest) {
         let IoRequest { cid, op } = req;
+        let written = match &op {
+            IoOp::Write { data, .. } => data.len() as u64,
+            _ => 0,
+        };
+        let finished = move |result| Finished {
+            cid,
+            result,
+            written,
+        };
         let Some(file) = self.file.clone() else {
-            self.io.spawn(async move { (cid, IoResult::Failed) });
+            self.io.spawn(async move { finished(IoResult::Failed) });
             return;
         };
         let latency = Duration::from_nanos(self.shared.io_latency_ns.load(Ordering::Relaxed));
         let mut stalled = self.shared.stalled.subscribe();
         if latency.is_zero() && !*stalled.borrow() {
-            self.io
-                .spawn_blocking(move || (cid, backing::perform(&file, op)));
+            let inline = match &op {
+                IoOp::Read { len, .. } => *len <= INLINE_IO_MAX,
+                IoOp::Write { data, .. } => data.len() <= INLINE_IO_MAX,
+                _ => false,
+            };
+            if inline {
+                self.done.push_back(finished(backing::perform(&file, op)));
+            } else {
+                self.io
+                    .spawn_blocking(move || finished(backing::perform(&file, op)));
+            }
             return;
         }
         self.io.spawn(async move {
             let _ = stalled.wait_for(|s| !*s).await;
             tokio::time::sleep(latency).await;
             let done = tokio::task::spawn_blocking(move || backing::perform(&file, op)).await;
-            (cid, done.unwrap_or(IoResult::Failed))
+            finished(done.unwrap_or(IoResult::Failed))
         });
+    }
+
+    /// Dispatches `actions`, then hands the queue every file operation done in place, and the
+    /// actions that follows from it, until none is left.
+    fn settle(&mut self, queue: &mut Queue, env: &Env<'_>, actions: &mut Vec<Action>) {
+        loop {
+            self.dispatch(actions);
+            let Some(done) = self.done.pop_front() else {
+                return;
+            };
+            self.complete(queue, done, env, actions);
+        }
+    }
+
+    fn complete(
+        &mut self,
+        queue: &mut Queue,
+        done: Finished,
+        env: &Env<'_>,
+        actions: &mut Vec<Action>,
+    ) {
+        self.count(&done);
+        queue.io_done(done.cid, done.result, env, actions);
+    }
+
+    /// Counts a successful read or write in the disk's traffic counters.
+    fn count(&self, finished: &Finished) {
+        let Some(export) = self.session.as_ref().and_then(|s| s.export.as_ref()) else {
+            return;
+        };
+        let (read, written) = match &finished.result {
+            IoResult::Read(data) => (data.len() as u64, 0),
+            IoResult::Done => (0, finished.written),
+            IoResult::Failed => return,
+        };
+        if read > 0 || written > 0 {
+            self.shared.exports.record_io(&export.slot, read, written);
+        }
     }
 }
 
 /// Serves one connection until it closes; returns the queue it carried, if any.
 async fn serve(
     shared: &Arc<Shared>,
-    stream: TcpStream,
+    mut stream: TcpStream,
     id: u64,
     cancel: CancellationToken,
     wake: Arc<Notify>,
@@ -366,9 +435,8 @@ async fn serve(
         (true, Ok(local)) => local.ip().to_string(),
         _ => shared.listen_ip.to_string(),
     };
-    let (mut rd, wr) = stream.into_split();
-    let (out_tx, out_rx) = mpsc::unbounded_channel();
-    let writer = tokio::spawn(write_loop(wr, out_rx));
+    let (mut rd, wr) = stream.split();
+    let mut w = BufWriter::with_capacity(WRITE_BUFFER, wr);
     let env = Env {
         registry: &shared.registry,
         exports: shared.exports.as_ref(),
@@ -378,8 +446,10 @@ async fn serve(
     let mut edge = Edge {
         shared,
         id,
-        out: out_tx,
+        out: Vec::new(),
+        closing: false,
         io: JoinSet::new(),
+        done: VecDeque::new(),
         file: None,
         session: None,
         cancel: cancel.clone(),
@@ -388,12 +458,9 @@ async fn serve(
     let mut rb = RecvBuffer::default();
     let mut need = 8;
     let mut actions = Vec::new();
-    while !queue.is_closed() {
+    loop {
         tokio::select! {
-            _ = cancel.cancelled() => {
-                writer.abort();
-                return edge.session;
-            }
+            _ = cancel.cancelled() => return edge.session,
             read = rd.read(rb.spare(need, READ_CHUNK)) => {
                 match read {
                     Ok(0) | Err(_) => break,
@@ -417,56 +484,48 @@ async fn serve(
                         }
                     };
                     rb.consume(consumed);
-                    edge.dispatch(&mut actions);
+                    edge.settle(&mut queue, &env, &mut actions);
                     if queue.is_closed() {
                         break;
                     }
                 }
-                edge.dispatch(&mut actions);
+                edge.settle(&mut queue, &env, &mut actions);
             }
             Some(done) = edge.io.join_next(), if !edge.io.is_empty() => {
-                let (cid, result) = done.unwrap_or((0, IoResult::Failed));
-                queue.io_done(cid, result, &env, &mut actions);
-                edge.dispatch(&mut actions);
+                let done = done.unwrap_or(Finished { cid: 0, result: IoResult::Failed, written: 0 });
+                edge.complete(&mut queue, done, &env, &mut actions);
+                edge.settle(&mut queue, &env, &mut actions);
             }
             _ = wake.notified() => {
                 queue.poll_events(&env, &mut actions);
-                edge.dispatch(&mut actions);
+                edge.settle(&mut queue, &env, &mut actions);
             }
         }
-    }
-    let session = edge.session.take();
-    drop(edge);
-    let _ = writer.await;
-    session
-}
-
-async fn write_loop(wr: OwnedWriteHalf, mut rx: mpsc::UnboundedReceiver<Outgoing>) {
-    let mut w = BufWriter::with_capacity(WRITE_BUFFER, wr);
-    while let Some(first) = rx.recv().await {
-        let mut next = Some(first);
-        while let Some(msg) = next {
-            let written = match msg {
-                Outgoing::Frame(f) => write_frame(&mut w, &f).await,
-                Outgoing::Close => {
-                    let _ = w.flush().await;
-                    let _ = w.shutdown().await;
-                    return;
-                }
-            };
-            if written.is_err() {
-                return;
-            }
-            next = rx.try_recv().ok();
+        let frames = std::mem::take(&mut edge.out);
+        let sent = tokio::select! {
+            _ = cancel.cancelled() => return edge.session,
+            sent = send(&mut w, frames) => sent,
+        };
+        if sent.is_err() {
+            break;
         }
-        if w.flush().await.is_err() {
-            return;
+        if edge.closing || queue.is_closed() {
+            let _ = w.shutdown().await;
+            break;
         }
     }
-    let _ = w.shutdown().await;
+    edge.session.take()
 }
 
-async fn write_frame(w: &mut BufWriter<OwnedWriteHalf>, f: &Frame) -> std::io::Result<()> {
+/// Writes `frames` and flushes them.
+async fn send(w: &mut BufWriter<WriteHalf<'_>>, frames: Vec<Frame>) -> std::io::Result<()> {
+    for f in &frames {
+        write_frame(w, f).await?;
+    }
+    w.flush().await
+}
+
+async fn write_frame(w: &mut BufWriter<WriteHalf<'_>>, f: &Frame) -> std::io::Result<()> {
     w.write_all(&f.header).await?;
     w.write_all(&f.data).await?;
     if let Some(d) = f.data_digest {

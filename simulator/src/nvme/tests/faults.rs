@@ -12,7 +12,8 @@ use crate::nvme::pdu::Digests;
 use crate::nvme::registry::CtrlKey;
 use crate::nvme::status::Status;
 
-fn connect(
+/// Connects queue `qid` over a fresh loopback connection; returns the Connect's completion.
+pub(super) fn connect(
     h: &Harness,
     qid: u16,
     cntlid: u16,

@@ -49,6 +49,7 @@ impl Exports for MemExports {
 pub fn export(nqn: &str, allowed: &[&str]) -> Export {
     Export {
         nqn: nqn.to_owned(),
+        slot: nqn.to_owned(),
         file: format!("/nonexistent/{nqn}.img").into(),
         size: SIZE,
         uuid: UUID,

@@ -3,10 +3,13 @@
 
 use proptest::prelude::*;
 
-use super::loopback::Harness;
+use super::faults::connect;
+use super::loopback::{HOST, Harness, NQN};
+use crate::nvme::DISCOVERY_NQN;
 use crate::nvme::command::{Command, SGL_IN_CAPSULE, SGL_TRANSPORT, Sgl};
 use crate::nvme::initiator::Received;
 use crate::nvme::pdu::Digests;
+use crate::nvme::status::Status;
 
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(300))]
@@ -121,5 +124,28 @@ proptest! {
         };
         let fits = slba + u64::from(blocks) <= ns_blocks;
         prop_assert_eq!(result.is_ok(), fits, "slba {} + {} blocks", slba, blocks);
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(200))]
+
+    /// A Connect names a subsystem this port serves, or gets Connect Invalid Parameters; the
+    /// exported subsystem's name with anything added or missing is another, unknown, subsystem.
+    #[test]
+    fn connect_to_an_unknown_nqn_is_invalid_parameters(
+        nqn in prop_oneof![
+            "[ -~]{0,223}",
+            "[ -~]{0,8}".prop_map(|tail| format!("{NQN}{tail}")),
+            (0usize..NQN.len()).prop_map(|n| NQN[..n].to_string()),
+        ],
+    ) {
+        let h = Harness::new();
+        let completion = connect(&h, 0, 0xffff, &nqn, HOST);
+        if nqn == NQN || nqn == DISCOVERY_NQN {
+            prop_assert!(completion.status.is_success(), "{nqn:?}: {completion:?}");
+        } else {
+            prop_assert_eq!(completion.status, Status::CONNECT_INVALID_PARAM, "{:?}", nqn);
+        }
     }
 }
