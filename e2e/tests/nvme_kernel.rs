@@ -1,6 +1,7 @@
 //! The real Linux NVMe/TCP initiator (Debian 6.1, in a QEMU guest) against the whole rds-sim on the
 //! host: the disk is made with `/disk add` through the simulator's CLI engine, faults go through its
-//! fault plan. One boot carries every check, in order: the allow-list, connect and the namespace as
+//! fault plan. One boot carries every check, in order: the allow-list, discovery (the log page read
+//! by `nvme-discover`, since the guest has no nvme-cli), connect and the namespace as
 //! sysfs shows it, 64 MiB of random data compared with the host's backing file, `monitor-traffic`,
 //! a dropped connection and a restart during I/O, an online resize, the differential against the
 //! guest kernel's own nvmet target, and finally a target that stays away longer than ctrl_loss_tmo.
@@ -14,6 +15,7 @@ use std::time::{Duration, Instant};
 use rds_e2e::qemu::nvme::{self as guest_nvme, Connect, ExportedDisk, KernelTarget, SimTarget};
 use rds_e2e::qemu::{self, Guest, GuestConfig, HOST_ADDR};
 use rds_sim::faults::Fault;
+use rds_sim::nvme::DISCOVERY_NQN;
 
 const SLOT: &str = "pvc-kernel";
 const NQN: &str = "nqn.2000-02.com.mikrotik:pvc-kernel";
@@ -28,6 +30,9 @@ const FAULT_WRITE_MIB: u64 = 32;
 const FAULT_IO_LATENCY_MS: u64 = 40;
 /// Reconnect quickly, and give up only long after the longest planned outage.
 const RECONNECT: &str = "reconnect_delay=1,ctrl_loss_tmo=60";
+
+/// Where the guest finds the discovery log reader (the guest has no nvme-cli).
+const DISCOVER: &str = "/root/nvme-discover";
 
 struct Rig {
     sim: SimTarget,
@@ -90,7 +95,10 @@ fn start_rig(dir: &Path) -> Option<Rig> {
     std::fs::write(&pattern_path, &pattern).unwrap();
     let config = GuestConfig {
         memory_mb: 1024,
-        extra_files: vec![(pattern_path, "/root/pattern".into())],
+        extra_files: vec![
+            (pattern_path, "/root/pattern".into()),
+            (env!("CARGO_BIN_EXE_nvme-discover").into(), DISCOVER.into()),
+        ],
         ..GuestConfig::default()
     };
     let guest = qemu::boot_or_skip(config).unwrap_or_else(|e| panic!("{e}"))?;
@@ -119,6 +127,7 @@ fn kernel_initiator_against_the_whole_simulator() {
     };
     eprintln!("nvme_kernel: boot took {:.1?}", started.elapsed());
     timed("allow-list", || a_host_off_the_allow_list_is_refused(&rig));
+    timed("discovery", || discovery_lists_what_this_host_may_use(&rig));
     let controller = timed("connect", || connects_with_the_disks_size_and_uuid(&rig));
     let device = guest_nvme::namespace_device(&rig.guest, NQN).unwrap();
     timed("64 MiB pattern", || {
@@ -161,6 +170,45 @@ fn a_host_off_the_allow_list_is_refused(rig: &Rig) {
     assert_ne!(
         refused.rc, 0,
         "the kernel must fail the connect: {refused:?}"
+    );
+}
+
+/// The kernel's discovery controller lists the disk exported to this host, at rds-sim's port, and
+/// not a disk exported to another host only.
+fn discovery_lists_what_this_host_may_use(rig: &Rig) {
+    const OTHER_NQN: &str = "nqn.2000-02.com.mikrotik:pvc-elsewhere";
+    rig.sim
+        .export_disk(
+            "pvc-elsewhere",
+            OTHER_NQN,
+            16 << 20,
+            "nqn.2014-08.org.nvmexpress:uuid:elsewhere",
+        )
+        .unwrap();
+    let discovery = Connect {
+        nqn: DISCOVERY_NQN,
+        ..rig.connect(HOST_NQN, "")
+    };
+    let controller = guest_nvme::connect(&rig.guest, &discovery).unwrap();
+    let log = rig
+        .guest
+        .run_ok(&format!("{DISCOVER} /dev/{controller}"))
+        .unwrap()
+        .stdout;
+    guest_nvme::delete_controller(&rig.guest, &controller).unwrap();
+    // traddr is the address rds-sim listens on, as the host sees it (QEMU's user network maps the
+    // guest's 10.0.2.2 to the host's loopback), so only the fields the guest chose are compared.
+    let ours = log
+        .lines()
+        .find(|line| line.ends_with(&format!(" subnqn={NQN}")))
+        .unwrap_or_else(|| panic!("the discovery log must list {NQN}:\n{log}"));
+    assert!(
+        ours.starts_with(&format!("subtype=2 trsvcid={} ", rig.sim.port())),
+        "an NVMe subsystem entry at rds-sim's port: {ours}"
+    );
+    assert!(
+        !log.contains(OTHER_NQN),
+        "a disk exported to another host only must not be listed:\n{log}"
     );
 }
 
