@@ -48,6 +48,15 @@ pub enum DiskQuery<'a> {
     MountPoint(&'a RosPath),
 }
 
+/// Which Btrfs subvolumes a print selects, by `name` (the last part of the path).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SubvolumeQuery<'a> {
+    /// `where name="<name>"`
+    Name(&'a Slot),
+    /// `where name~"^<prefix>"`
+    NamePrefix(&'a Slot),
+}
+
 /// The output form of a print; [`super::parse::records`] reads each.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Form {
@@ -191,6 +200,62 @@ impl Cmd {
     /// `/file remove "<path>"`.
     pub fn file_remove(path: &RosPath) -> Cmd {
         Line::new("/file remove").unnamed(path.as_str()).silent()
+    }
+
+    /// `/disk btrfs filesystem print detail where label="<label>"`: the Btrfs file system with
+    /// this label; nothing when the pool is not Btrfs.
+    pub fn btrfs_filesystem_print(label: &RosPath, form: Form) -> Cmd {
+        print(
+            "/disk btrfs filesystem",
+            &Filter::equals("label", label.as_str()),
+            form,
+        )
+    }
+
+    /// `/disk btrfs subvolume add fs="<fs>" name="<name>" [parent="<parent>"] read-only=yes|no`
+    /// (REFERENCE.md §8.2): with a parent, a snapshot of it.
+    pub fn subvolume_add(fs: &RosPath, name: &Slot, parent: Option<&Slot>, read_only: bool) -> Cmd {
+        let mut line = Line::new("/disk btrfs subvolume add")
+            .arg("fs", Arg::Text(fs.as_str()))
+            .arg("name", Arg::Text(name.as_str()));
+        if let Some(parent) = parent {
+            line = line.arg("parent", Arg::Text(parent.as_str()));
+        }
+        line.arg(
+            "read-only",
+            Arg::Keyword(if read_only { "yes" } else { "no" }),
+        )
+        .silent()
+    }
+
+    /// `/disk btrfs subvolume remove [find where name="<name>"]`: the subvolume and every file
+    /// in it.
+    pub fn subvolume_remove(name: &Slot) -> Cmd {
+        let filter = Filter::equals("name", name.as_str()).render();
+        Cmd {
+            line: format!("/disk btrfs subvolume remove [find where {filter}]"),
+            silent: true,
+        }
+    }
+
+    /// `/disk btrfs subvolume print detail where name="…"` (or `name~"^<prefix>"`).
+    pub fn subvolume_print(query: SubvolumeQuery<'_>, form: Form) -> Cmd {
+        let filter = match query {
+            SubvolumeQuery::Name(name) => Filter::equals("name", name.as_str()),
+            SubvolumeQuery::NamePrefix(prefix) => Filter::starts_with("name", prefix.as_str()),
+        };
+        print("/disk btrfs subvolume", &filter, form)
+    }
+
+    /// `:put [/file get "<path>" size]`: the file's exact size in bytes (`print` rounds it).
+    pub fn file_get_size(path: &RosPath) -> Cmd {
+        let get = Line::new("/file get")
+            .unnamed(path.as_str())
+            .keyword("size");
+        Cmd {
+            line: format!(":put [{}]", get.0),
+            silent: false,
+        }
     }
 
     /// `/disk monitor-traffic "<slot>" once`: one key/value block of counters.
@@ -579,6 +644,38 @@ mod tests {
             ":put [/file get \"raid10/csi/probe.img\" contents]"
         );
         assert!(!get.is_silent());
+    }
+
+    #[test]
+    fn subvolume_commands_quote_names_and_spell_read_only() {
+        let fs = path("storage-pool");
+        assert_eq!(
+            Cmd::subvolume_add(&fs, &slot("pvc-a"), None, false).as_str(),
+            "/disk btrfs subvolume add fs=\"storage-pool\" name=\"pvc-a\" read-only=no"
+        );
+        let snapshot = Cmd::subvolume_add(&fs, &slot("snap-b"), Some(&slot("pvc-a")), true);
+        assert_eq!(
+            snapshot.as_str(),
+            "/disk btrfs subvolume add fs=\"storage-pool\" name=\"snap-b\" parent=\"pvc-a\" \
+             read-only=yes"
+        );
+        assert!(snapshot.is_silent());
+        assert_eq!(
+            Cmd::subvolume_remove(&slot("snap-b")).as_str(),
+            "/disk btrfs subvolume remove [find where name=\"snap-b\"]"
+        );
+        assert_eq!(
+            Cmd::subvolume_print(SubvolumeQuery::NamePrefix(&slot("snap-")), Form::Detail).as_str(),
+            "/disk btrfs subvolume print detail where name~\"^snap-\""
+        );
+        assert_eq!(
+            Cmd::btrfs_filesystem_print(&fs, Form::Detail).as_str(),
+            "/disk btrfs filesystem print detail where label=\"storage-pool\""
+        );
+        assert_eq!(
+            Cmd::file_get_size(&path("storage-pool/snap-b/volume.img")).as_str(),
+            ":put [/file get \"storage-pool/snap-b/volume.img\" size]"
+        );
     }
 
     #[test]

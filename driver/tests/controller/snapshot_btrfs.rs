@@ -1,0 +1,118 @@
+//! The Btrfs subvolume operations the `btrfs` snapshot method builds on, against rds-sim with a
+//! Btrfs pool: subvolumes, read-only snapshots that outlive their parent, and an add that
+//! crashes after committing, settled by reading back.
+
+use rds_csi::rds::disk::ErrorKind;
+use rds_csi::rds::value::{FileText, RosPath, Slot};
+
+use crate::harness::*;
+
+fn slot(name: &str) -> Slot {
+    Slot::parse(name).unwrap()
+}
+
+fn file_in(subvolume: &str) -> RosPath {
+    RosPath::parse(&format!("{POOL}/{subvolume}/volume.img")).unwrap()
+}
+
+async fn btrfs_plugin() -> Plugin {
+    Plugin::with(Setup {
+        pool_fs: PoolFs::Btrfs,
+        ..Setup::default()
+    })
+    .await
+}
+
+#[tokio::test]
+async fn only_a_btrfs_pool_reads_as_btrfs() {
+    assert!(btrfs_plugin().await.rds.pool_is_btrfs().await.unwrap());
+    assert!(!Plugin::start().await.rds.pool_is_btrfs().await.unwrap());
+}
+
+#[tokio::test]
+async fn a_read_only_snapshot_keeps_its_data_after_its_parent_is_removed() {
+    let plugin = btrfs_plugin().await;
+    let rds = &plugin.rds;
+    let volume = rds
+        .add_subvolume(&slot("pvc-a"), None, false)
+        .await
+        .unwrap();
+    assert_eq!((volume.parent, volume.read_only), (None, false));
+    let text = FileText::new("data written before the snapshot").unwrap();
+    rds.write_file(&file_in("pvc-a"), &text).await.unwrap();
+
+    let snapshot = rds
+        .add_subvolume(&slot("snap-b"), Some(&slot("pvc-a")), true)
+        .await
+        .unwrap();
+    assert_eq!(snapshot.parent.as_deref(), Some("pvc-a"));
+    assert!(snapshot.read_only);
+    assert!(snapshot.created.is_some());
+    let again = rds
+        .add_subvolume(&slot("snap-b"), Some(&slot("pvc-a")), true)
+        .await
+        .unwrap_err();
+    assert_eq!(again.kind(), ErrorKind::AlreadyExists, "{again}");
+
+    rds.remove_subvolume(&slot("pvc-a")).await.unwrap();
+    assert_eq!(rds.subvolume(&slot("pvc-a")).await.unwrap(), None);
+    let listed = rds.subvolumes(&slot("snap-")).await.unwrap();
+    assert_eq!(listed, vec![snapshot]);
+    assert_eq!(
+        rds.read_file(&file_in("snap-b")).await.unwrap(),
+        text.as_str()
+    );
+    assert_eq!(
+        rds.file_size(&file_in("snap-b")).await.unwrap(),
+        text.as_str().len() as u64
+    );
+
+    rds.remove_subvolume(&slot("snap-b")).await.unwrap();
+    assert!(rds.subvolumes(&slot("snap-")).await.unwrap().is_empty());
+    // Removing what is gone already is fine, so a retried delete completes.
+    rds.remove_subvolume(&slot("snap-b")).await.unwrap();
+}
+
+#[tokio::test]
+async fn a_snapshot_add_that_crashes_after_committing_is_settled_by_reading_back() {
+    let plugin = btrfs_plugin().await;
+    let rds = &plugin.rds;
+    rds.add_subvolume(&slot("pvc-a"), None, false)
+        .await
+        .unwrap();
+    plugin
+        .sim()
+        .inject(&Fault::Crash {
+            pattern: "^/disk btrfs subvolume add .*name=\"snap-".into(),
+            point: CrashPoint::AfterCommit,
+            count: 1,
+        })
+        .unwrap();
+    let snapshot = rds
+        .add_subvolume(&slot("snap-b"), Some(&slot("pvc-a")), true)
+        .await
+        .unwrap();
+    assert_eq!(snapshot.parent.as_deref(), Some("pvc-a"));
+    // The crash ended the session that ran the add: the fault fired, and nothing ran the add
+    // again.
+    let log = plugin.sim().log_since(0);
+    let adds: Vec<_> = log
+        .iter()
+        .filter(|r| r.line.starts_with("/disk btrfs subvolume add") && r.line.contains("snap-b"))
+        .collect();
+    assert_eq!(adds.len(), 1, "{adds:?}");
+    assert!(
+        !log.iter()
+            .any(|r| r.seq > adds[0].seq && r.session == adds[0].session),
+        "the session survived, so the fault never fired"
+    );
+    let subvolumes = &plugin.state().subvolumes;
+    assert_eq!(
+        subvolumes
+            .iter()
+            .filter(|s| s.path.ends_with("snap-b"))
+            .count(),
+        1,
+        "{subvolumes:?}"
+    );
+}
