@@ -60,6 +60,12 @@ impl ControllerService {
                 .existing(&request.name, &spec, &range, disk, params, source.as_ref())
                 .await;
         }
+        if params.in_subvolume && source.is_some() {
+            return Err(Status::invalid_argument(
+                "StorageClass layout=subvolume does not yet take a volume_content_source: \
+                 restore or clone into a StorageClass without layout",
+            ));
+        }
         if let Some(source) = &source {
             // The source may not be deleted or changed while it is being copied.
             let _source = self.locks.try_lock(source.slot.as_str())?;
@@ -71,6 +77,9 @@ impl ControllerService {
                 .restore(&self.rds, &source.slot, &target)
                 .await?;
             return Ok(answer(&disk, params));
+        }
+        if params.in_subvolume {
+            self.add_volume_subvolume(&spec.slot).await?;
         }
         match self.rds.create(&spec).await {
             Ok(disk) => Ok(answer(&disk, params)),
@@ -88,6 +97,31 @@ impl ControllerService {
         }
     }
 
+    /// Makes the volume's own subvolume (`layout: subvolume`), INVALID_ARGUMENT when the pool
+    /// is not Btrfs. One left by an earlier, interrupted create is used as it is.
+    async fn add_volume_subvolume(&self, slot: &Slot) -> Result<(), Status> {
+        if !self.rds.pool_is_btrfs().await? {
+            return Err(Status::invalid_argument(format!(
+                "StorageClass layout=subvolume needs a Btrfs pool, but {} is not Btrfs (no \
+                 `/disk btrfs filesystem` labelled so): use layout=file",
+                self.settings.pool
+            )));
+        }
+        match self.rds.add_subvolume(slot, None, false).await {
+            Ok(_) => Ok(()),
+            Err(error) if error.kind() == ErrorKind::AlreadyExists => {
+                match self.rds.subvolume(slot).await? {
+                    Some(found) if found.parent.is_none() && !found.read_only => Ok(()),
+                    _ => Err(Status::already_exists(format!(
+                        "a Btrfs subvolume or file named {slot} already exists in the pool \
+                         and is not an empty volume subvolume: remove it on the RDS"
+                    ))),
+                }
+            }
+            Err(error) => Err(error.into()),
+        }
+    }
+
     /// The disk this request asks for, and the metadata its comment records.
     fn spec(
         &self,
@@ -99,6 +133,11 @@ impl ControllerService {
         let slot = ids::volume_id(&request.name);
         let settings = &self.settings;
         let dir = params.base_dir.as_ref().unwrap_or(&settings.base_dir);
+        let file_path = if params.in_subvolume {
+            ids::subvolume_disk_path(&settings.pool, &slot)
+        } else {
+            ids::disk_path(&settings.pool, dir, &slot)
+        };
         let nqn = ids::volume_nqn(&settings.nqn_prefix, &slot)
             .map_err(|e| Status::internal(format!("volume NQN for {slot}: {e}")))?;
         let metadata = Metadata {
@@ -126,7 +165,7 @@ impl ControllerService {
             None => range.size()?,
         };
         let spec = DiskSpec {
-            file_path: ids::disk_path(&settings.pool, dir, &slot),
+            file_path,
             slot,
             size,
             export: Some(NvmeExport {

@@ -45,6 +45,11 @@ impl ControllerService {
             }
         };
         self.rds.remove(&slot, &file).await?;
+        // A volume in its own subvolume (`layout: subvolume`) takes the subvolume with it; its
+        // snapshots are subvolumes of their own and stay.
+        if file == ids::subvolume_disk_path(&self.settings.pool, &slot) {
+            self.rds.remove_subvolume(&slot).await?;
+        }
         Ok(DeleteVolumeResponse {})
     }
 }

@@ -116,3 +116,48 @@ async fn a_snapshot_add_that_crashes_after_committing_is_settled_by_reading_back
         "{subvolumes:?}"
     );
 }
+
+fn in_subvolume(name: &str) -> CreateVolumeRequest {
+    let mut request = create_request(name, 16 << 20, 0);
+    request
+        .parameters
+        .insert("layout".into(), "subvolume".into());
+    request
+}
+
+#[tokio::test]
+async fn a_subvolume_volume_lives_and_dies_with_its_subvolume() {
+    let mut plugin = btrfs_plugin().await;
+    let volume = plugin.create(in_subvolume("v")).await.unwrap().volume_id;
+    let disk = plugin.disk(&volume).unwrap();
+    assert_eq!(
+        disk.file_path.trim_start_matches('/'),
+        format!("{POOL}/{volume}/volume.img")
+    );
+    let subvolume = slot(&volume);
+    assert!(plugin.rds.subvolume(&subvolume).await.unwrap().is_some());
+    // The same request again is the same volume.
+    let again = plugin.create(in_subvolume("v")).await.unwrap().volume_id;
+    assert_eq!(again, volume);
+
+    plugin
+        .controller
+        .delete_volume(DeleteVolumeRequest {
+            volume_id: volume.clone(),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert!(plugin.disk(&volume).is_none());
+    assert_eq!(plugin.rds.subvolume(&subvolume).await.unwrap(), None);
+    assert!(!plugin.has_file(&format!("{POOL}/{volume}/volume.img")));
+}
+
+#[tokio::test]
+async fn the_subvolume_layout_is_refused_on_a_pool_that_is_not_btrfs() {
+    let mut plugin = Plugin::start().await;
+    let error = plugin.create(in_subvolume("v")).await.unwrap_err();
+    assert_eq!(error.code(), Code::InvalidArgument, "{error}");
+    assert!(error.message().contains("Btrfs"), "{}", error.message());
+    assert!(plugin.state().disks.is_empty());
+}
