@@ -161,3 +161,23 @@ async fn the_subvolume_layout_is_refused_on_a_pool_that_is_not_btrfs() {
     assert!(error.message().contains("Btrfs"), "{}", error.message());
     assert!(plugin.state().disks.is_empty());
 }
+
+#[tokio::test]
+async fn a_delete_that_stopped_after_the_disk_still_removes_the_subvolume() {
+    let mut plugin = btrfs_plugin().await;
+    let volume = plugin.create(in_subvolume("v")).await.unwrap().volume_id;
+    // What an earlier delete leaves when it stops after removing the disk.
+    plugin
+        .routeros(&format!("/disk remove [find where slot=\"{volume}\"]"))
+        .await;
+    plugin
+        .controller
+        .delete_volume(DeleteVolumeRequest {
+            volume_id: volume.clone(),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(plugin.rds.subvolume(&slot(&volume)).await.unwrap(), None);
+    assert!(!plugin.has_file(&format!("{POOL}/{volume}/volume.img")));
+}
