@@ -10,7 +10,7 @@ use std::collections::BTreeMap;
 use tonic::Status;
 
 use super::capacity::Range;
-use super::snapshot::{now, recorded_target, target};
+use super::snapshot::{disk_method, now, recorded_target, target};
 use super::source::ContentSource;
 use super::volume::{metadata, require, to_volume};
 use super::{ControllerService, Parameters, capability};
@@ -19,7 +19,8 @@ use crate::ids::{self, IdKind, Metadata};
 use crate::rds::command::{DiskSpec, NvmeExport};
 use crate::rds::disk::ErrorKind;
 use crate::rds::parse::DiskRecord;
-use crate::rds::value::Slot;
+use crate::rds::value::{ByteSize, Slot};
+use crate::snapshot::Method;
 
 /// What external-provisioner's `--extra-create-metadata` adds, for the logs.
 const PVC_NAMESPACE: &str = "csi.storage.k8s.io/pvc/namespace";
@@ -52,6 +53,26 @@ impl ControllerService {
             None => None,
         };
         let (spec, metadata) = self.spec(&request, &params, &range, source.as_ref())?;
+        if let Some(source) = &source
+            && params.in_subvolume != (source.method == Method::Btrfs)
+        {
+            return Err(Status::invalid_argument(format!(
+                "{} {}, so the new volume needs a StorageClass {}",
+                source.described,
+                if params.in_subvolume {
+                    "is not in a Btrfs subvolume of its own (it is not a btrfs snapshot, nor a \
+                     volume made with layout: subvolume)"
+                } else {
+                    "is a Btrfs subvolume (a btrfs snapshot, or a volume made with layout: \
+                     subvolume) and restores as a writable snapshot of it"
+                },
+                if params.in_subvolume {
+                    "without layout: subvolume"
+                } else {
+                    "with layout: subvolume"
+                }
+            )));
+        }
 
         let _volume = self.locks.try_lock(spec.slot.as_str())?;
         let _turn = self.creates.acquire().await;
@@ -60,20 +81,16 @@ impl ControllerService {
                 .existing(&request.name, &spec, &range, disk, params, source.as_ref())
                 .await;
         }
-        if params.in_subvolume && source.is_some() {
-            return Err(Status::invalid_argument(
-                "StorageClass layout=subvolume does not yet take a volume_content_source: \
-                 restore or clone into a StorageClass without layout",
-            ));
-        }
         if let Some(source) = &source {
             // The source may not be deleted or changed while it is being copied.
             let _source = self.locks.try_lock(source.slot.as_str())?;
             self.verify(source.method).await?;
+            if source.method == Method::Btrfs {
+                let disk = self.restore_subvolume(source, &spec).await?;
+                return Ok(answer(&disk, params));
+            }
             let target = target(spec, &metadata)?;
-            let disk = source
-                .method
-                .implementation()
+            let disk = disk_method(source.method, target.spec.slot.as_str())?
                 .restore(&self.rds, &source.slot, &target)
                 .await?;
             return Ok(answer(&disk, params));
@@ -120,6 +137,51 @@ impl ControllerService {
             }
             Err(error) => Err(error.into()),
         }
+    }
+
+    /// Makes `spec` from a Btrfs `source` (a snapshot, or a volume in `layout: subvolume`): a
+    /// writable snapshot of it named as the volume, whose `volume.img` is attached as the
+    /// volume's disk, then grown when a larger size is asked. Pieces an interrupted earlier
+    /// attempt left are used as they are.
+    async fn restore_subvolume(
+        &self,
+        source: &ContentSource,
+        spec: &DiskSpec,
+    ) -> Result<DiskRecord, Status> {
+        let slot = &spec.slot;
+        match self
+            .rds
+            .add_subvolume(slot, Some(&source.slot), false)
+            .await
+        {
+            Ok(_) => {}
+            Err(error) if error.kind() == ErrorKind::AlreadyExists => {
+                match self.rds.subvolume(slot).await? {
+                    Some(found)
+                        if found.parent.as_deref() == Some(source.slot.as_str())
+                            && !found.read_only => {}
+                    _ => {
+                        return Err(Status::already_exists(format!(
+                            "a Btrfs subvolume or file named {slot} already exists in the pool \
+                             and is not a writable snapshot of {}: remove it on the RDS",
+                            source.described
+                        )));
+                    }
+                }
+            }
+            Err(error) => return Err(error.into()),
+        }
+        let file_size = ByteSize::new(source.size)
+            .map_err(|e| Status::internal(format!("{}: {e}", source.described)))?;
+        let as_found = DiskSpec {
+            size: file_size,
+            ..spec.clone()
+        };
+        let disk = self.rds.attach_as(&as_found).await?;
+        if spec.size.get() > source.size {
+            return Ok(self.rds.resize(slot, spec.size).await?);
+        }
+        Ok(disk)
     }
 
     /// The disk this request asks for, and the metadata its comment records.
@@ -257,8 +319,7 @@ impl ControllerService {
         if let (true, Some(source)) = (recorded.pending, source) {
             let target = recorded_target(&disk, &recorded)?;
             let method = recorded.method.unwrap_or(source.method);
-            let disk = method
-                .implementation()
+            let disk = disk_method(method, slot.as_str())?
                 .resume(&self.rds, &source.slot, &target)
                 .await?;
             return Ok(answer(&disk, params));

@@ -85,7 +85,7 @@ impl Cmd {
     /// into the volume (after a restart it would otherwise find and mount it while the node
     /// has it mounted too); the real RDS LUN scripts set it the same way.
     pub fn disk_add(spec: &DiskSpec) -> Cmd {
-        disk_args(Line::new("/disk add"), spec).silent()
+        disk_args(Line::new("/disk add"), spec, true).silent()
     }
 
     /// `/disk add copy-from=[find where slot="<from>"]` followed by the arguments of
@@ -95,7 +95,11 @@ impl Cmd {
     /// copy of the item's settings, so every property that matters is given explicitly and the
     /// export is refused outright for a disk that must not be exported, rather than inherited.
     pub fn disk_add_copy_of(from: &Slot, spec: &DiskSpec) -> Cmd {
-        let line = disk_args(Line::new("/disk add").find_arg("copy-from", from), spec);
+        let line = disk_args(
+            Line::new("/disk add").find_arg("copy-from", from),
+            spec,
+            true,
+        );
         match spec.export {
             Some(_) => line,
             None => line.arg("nvme-tcp-export", Arg::Keyword("no")),
@@ -112,6 +116,13 @@ impl Cmd {
             .arg("slot", Arg::Text(slot.as_str()))
             .arg("mount-filesystem", Arg::Keyword("no"))
             .silent()
+    }
+
+    /// The arguments of [`Cmd::disk_add`] without `file-size`: a disk over the file already at
+    /// `spec.file_path`, as it is (a restored subvolume's `volume.img`); `spec.size` is not
+    /// sent.
+    pub fn disk_attach_as(spec: &DiskSpec) -> Cmd {
+        disk_args(Line::new("/disk add"), spec, false).silent()
     }
 
     /// `/disk copy src="<src>" dst="<dst>"`: a full block copy that prints its progress as
@@ -294,12 +305,16 @@ impl fmt::Display for Cmd {
     }
 }
 
-/// The arguments of a new file disk, after the verb (and a `copy-from`).
-fn disk_args(line: Line, spec: &DiskSpec) -> Line {
+/// The arguments of a file disk, after the verb (and a `copy-from`); `sized` adds `file-size`,
+/// which makes a new file.
+fn disk_args(line: Line, spec: &DiskSpec, sized: bool) -> Line {
     let mut line = line
         .arg("type", Arg::Keyword("file"))
-        .arg("file-path", Arg::Text(spec.file_path.as_str()))
-        .arg("file-size", Arg::Number(spec.size.get()))
+        .arg("file-path", Arg::Text(spec.file_path.as_str()));
+    if sized {
+        line = line.arg("file-size", Arg::Number(spec.size.get()));
+    }
+    let mut line = line
         .arg("slot", Arg::Text(spec.slot.as_str()))
         .arg("mount-filesystem", Arg::Keyword("no"));
     if let Some(export) = &spec.export {

@@ -4,10 +4,11 @@
 //! The pool's Btrfs label is taken to be its mount point, as MikroTik's Btrfs guide sets them
 //! (`label=BtrfsDisk`, mounted at `BtrfsDisk`); a pool whose label differs reads as not Btrfs.
 
-use super::{FORM, RdsClient, RdsError, tolerate_missing};
-use crate::rds::command::{Cmd, SubvolumeQuery};
+use super::{FORM, RdsClient, RdsError, check_created, tolerate_missing};
+use crate::ids;
+use crate::rds::command::{Cmd, DiskSpec, SubvolumeQuery};
 use crate::rds::error::check_output;
-use crate::rds::parse::{SubvolumeRecord, parse_grouped_u64};
+use crate::rds::parse::{DiskRecord, SubvolumeRecord, parse_grouped_u64};
 use crate::rds::value::{RosPath, Slot};
 
 impl RdsClient {
@@ -15,6 +16,11 @@ impl RdsClient {
     pub async fn pool_is_btrfs(&self) -> Result<bool, RdsError> {
         let cmd = Cmd::btrfs_filesystem_print(&self.pool, FORM);
         Ok(!self.print(&cmd).await?.is_empty())
+    }
+
+    /// The disk file inside subvolume `name` of the pool ([`ids::subvolume_disk_path`]).
+    pub fn subvolume_file(&self, name: &Slot) -> RosPath {
+        ids::subvolume_disk_path(&self.pool, name)
     }
 
     /// The subvolume named `name`, if there is one.
@@ -83,6 +89,25 @@ impl RdsClient {
             });
         }
         Ok(())
+    }
+
+    /// Adds the disk `spec` over the file already at `spec.file_path`, whose size must be
+    /// `spec.size`, and returns it as read back. A slot that is taken fails with
+    /// [`super::ErrorKind::AlreadyExists`]; an unanswered add is settled by reading. Unlike
+    /// [`RdsClient::create`] it never removes the file: the file is the data.
+    pub async fn attach_as(&self, spec: &DiskSpec) -> Result<DiskRecord, RdsError> {
+        self.check_version().await?;
+        let _turn = self.mutations.lock().await;
+        let cmd = Cmd::disk_attach_as(spec);
+        if let Err(error) = self.run_silent(&cmd).await {
+            let committed =
+                error.is_ambiguous() && matches!(self.find(&spec.slot).await, Ok(Some(_)));
+            if !committed {
+                return Err(error);
+            }
+        }
+        let disk = self.read_back(&cmd, &spec.slot).await?;
+        check_created(&cmd, spec, disk)
     }
 
     /// The exact size in bytes of the file at `path`.
