@@ -270,6 +270,19 @@ impl ControllerService {
                 recorded.csi_name
             )));
         }
+        // A restore from a Btrfs source attaches the file at the source's size and grows it
+        // after: the same request again finishes a grow that was interrupted.
+        let disk = match source {
+            Some(source)
+                if source.method == Method::Btrfs
+                    && recorded.source.as_ref() == Some(&source.slot)
+                    && recorded.requested_bytes == range.required
+                    && disk.size.is_some_and(|size| size < spec.size.get()) =>
+            {
+                self.rds.resize(slot, spec.size).await?
+            }
+            _ => disk,
+        };
         let size = disk.size.unwrap_or(0);
         if !range.admits(size) {
             return conflict(format!("with {size} bytes, outside the requested {range}"));

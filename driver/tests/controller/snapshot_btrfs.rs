@@ -1,11 +1,15 @@
 //! The Btrfs subvolume operations the `btrfs` snapshot method builds on, against rds-sim with a
 //! Btrfs pool: subvolumes, read-only snapshots that outlive their parent, and an add that
-//! crashes after committing, settled by reading back.
+//! crashes after committing, settled by reading back; and what only the `btrfs` method does
+//! (the per-method tests in snapshot_*.rs run it too).
 
 use rds_csi::rds::disk::ErrorKind;
 use rds_csi::rds::value::{FileText, RosPath, Slot};
+use rds_csi::snapshot::Method;
+use rds_csi::snapshot::probe::{self, Verdict};
 
 use crate::harness::*;
+use crate::snapshot_data::*;
 
 fn slot(name: &str) -> Slot {
     Slot::parse(name).unwrap()
@@ -180,4 +184,164 @@ async fn a_delete_that_stopped_after_the_disk_still_removes_the_subvolume() {
         .unwrap();
     assert_eq!(plugin.rds.subvolume(&slot(&volume)).await.unwrap(), None);
     assert!(!plugin.has_file(&format!("{POOL}/{volume}/volume.img")));
+}
+
+#[tokio::test]
+async fn a_volume_in_a_plain_file_cannot_take_a_btrfs_snapshot() {
+    let mut plugin = btrfs_plugin().await;
+    let volume = plugin
+        .create(create_request("plain", 16 << 20, 0))
+        .await
+        .unwrap()
+        .volume_id;
+    let error = plugin
+        .snapshot("s", &volume, Method::Btrfs)
+        .await
+        .unwrap_err();
+    assert_eq!(error.code(), Code::FailedPrecondition, "{error}");
+    assert!(
+        error.message().contains("layout: subvolume"),
+        "{}",
+        error.message()
+    );
+    assert!(
+        plugin
+            .rds
+            .subvolumes(&slot("snap-"))
+            .await
+            .unwrap()
+            .is_empty()
+    );
+}
+
+#[tokio::test]
+async fn btrfs_and_disk_snapshots_list_together_and_outlive_their_source() {
+    let mut plugin = btrfs_plugin().await;
+    let volume = plugin.create(in_subvolume("v")).await.unwrap().volume_id;
+    let mut made = Vec::new();
+    for (name, method) in [
+        ("b-0", Method::Btrfs),
+        ("d-0", Method::DiskCopy),
+        ("b-1", Method::Btrfs),
+    ] {
+        made.push(plugin.snapshot(name, &volume, method).await.unwrap());
+    }
+    made.sort_by(|a, b| a.snapshot_id.cmp(&b.snapshot_id));
+    plugin.delete_volume(&volume).await;
+
+    let mut listed = Vec::new();
+    let mut token = String::new();
+    loop {
+        let page = plugin
+            .controller
+            .list_snapshots(ListSnapshotsRequest {
+                max_entries: 2,
+                starting_token: token,
+                source_volume_id: volume.clone(),
+                ..Default::default()
+            })
+            .await
+            .unwrap()
+            .into_inner();
+        assert!(page.entries.len() <= 2);
+        listed.extend(page.entries.into_iter().map(|e| e.snapshot.unwrap()));
+        if page.next_token.is_empty() {
+            break;
+        }
+        token = page.next_token;
+    }
+    assert_eq!(listed, made);
+    assert!(
+        listed
+            .iter()
+            .all(|s| s.ready_to_use && s.size_bytes == 16 << 20)
+    );
+    let other = plugin
+        .controller
+        .list_snapshots(ListSnapshotsRequest {
+            source_volume_id: ids::volume_id("other").to_string(),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(other.entries.is_empty());
+}
+
+#[tokio::test]
+async fn a_btrfs_snapshot_restores_only_into_the_subvolume_layout() {
+    let mut plugin = btrfs_plugin().await;
+    let volume = plugin.create(in_subvolume("v")).await.unwrap().volume_id;
+    let snapshot = plugin
+        .snapshot("s", &volume, Method::Btrfs)
+        .await
+        .unwrap()
+        .snapshot_id;
+    let error = plugin
+        .create(from_snapshot("plain", &snapshot, 0))
+        .await
+        .unwrap_err();
+    assert_eq!(error.code(), Code::InvalidArgument, "{error}");
+    assert!(
+        error.message().contains("with layout: subvolume"),
+        "{}",
+        error.message()
+    );
+    assert_eq!(
+        plugin
+            .rds
+            .subvolume(&ids::volume_id("plain"))
+            .await
+            .unwrap(),
+        None
+    );
+}
+
+#[tokio::test]
+async fn the_btrfs_probe_needs_a_btrfs_pool_and_cleans_up() {
+    let on_btrfs = btrfs_plugin().await;
+    let dir = RosPath::parse(POOL).unwrap();
+    let outcome = probe::probe(&on_btrfs.rds, &dir, Method::Btrfs).await;
+    assert_eq!(outcome.verdict, Verdict::CopiesData);
+    assert!(outcome.leftovers.is_empty(), "{:?}", outcome.leftovers);
+    assert!(on_btrfs.state().subvolumes.is_empty());
+
+    let elsewhere = Plugin::start().await;
+    let outcome = probe::probe(&elsewhere.rds, &dir, Method::Btrfs).await;
+    match outcome.verdict {
+        Verdict::Unavailable(reason) => assert!(reason.contains("not a Btrfs"), "{reason}"),
+        other => panic!("{other:?}"),
+    }
+    assert!(outcome.leftovers.is_empty(), "{:?}", outcome.leftovers);
+}
+
+#[tokio::test]
+async fn a_restore_whose_grow_was_interrupted_is_grown_by_the_retry() {
+    let mut plugin = btrfs_plugin().await;
+    let volume = plugin.create(in_subvolume("v")).await.unwrap().volume_id;
+    let snapshot = plugin
+        .snapshot("s", &volume, Method::Btrfs)
+        .await
+        .unwrap()
+        .snapshot_id;
+    plugin
+        .sim()
+        .inject(&Fault::Crash {
+            pattern: "^/disk set .*file-size=".into(),
+            point: CrashPoint::BeforeCommit,
+            count: 1,
+        })
+        .unwrap();
+    let grown = laid_out_for(from_snapshot("grown", &snapshot, 32 << 20), Method::Btrfs);
+    plugin.create(grown.clone()).await.unwrap_err();
+    let attached = plugin.disk(&ids::volume_id("grown").to_string()).unwrap();
+    assert_eq!(attached.file_size, 16 << 20, "the grow never ran");
+    let retried = plugin.create(grown).await.unwrap();
+    assert_eq!(retried.capacity_bytes, 32 << 20);
+    // Another size under the same name is another request, refused rather than grown.
+    let other = laid_out_for(from_snapshot("grown", &snapshot, 48 << 20), Method::Btrfs);
+    assert_eq!(
+        plugin.create(other).await.unwrap_err().code(),
+        Code::AlreadyExists
+    );
 }
