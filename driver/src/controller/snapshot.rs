@@ -122,7 +122,8 @@ fn to_snapshot(found: &Found) -> Snapshot {
 pub fn disk_method(method: Method, slot: &str) -> Result<&'static dyn SnapshotMethod, Status> {
     method.disk_method().ok_or_else(|| {
         Status::internal(format!(
-            "disk {slot} records snapshot method {method}, whose snapshots are Btrfs subvolumes,              not disks; inspect it on the RDS"
+            "disk {slot} records snapshot method {method}, whose snapshots are Btrfs subvolumes, \
+             not disks; inspect it on the RDS"
         ))
     })
 }
@@ -284,7 +285,9 @@ impl ControllerService {
         let file = volume.file_path.as_deref().unwrap_or_default();
         if file.trim_start_matches('/') != self.rds.subvolume_file(source).as_str() {
             return Err(Status::failed_precondition(format!(
-                "volume {source} is the file {file:?}, not a Btrfs subvolume of its own: snapshot                  method btrfs needs a volume made by a StorageClass with layout: subvolume; use                  a VolumeSnapshotClass with method copy-from or disk-copy for this volume"
+                "volume {source} is the file {file:?}, not a Btrfs subvolume of its own: snapshot \
+                 method btrfs needs a volume made by a StorageClass with layout: subvolume; use \
+                 a VolumeSnapshotClass with method copy-from or disk-copy for this volume"
             )));
         }
         self.verify(Method::Btrfs).await?;
@@ -294,7 +297,8 @@ impl ControllerService {
             Err(error) if error.kind() == ErrorKind::AlreadyExists => {
                 let found = self.rds.subvolume(slot).await?.ok_or_else(|| {
                     Status::aborted(format!(
-                        "Btrfs subvolume {slot} appeared and vanished while it was being made;                          retry"
+                        "Btrfs subvolume {slot} appeared and vanished while it was being made; \
+                         retry"
                     ))
                 })?;
                 if found.parent.as_deref() != Some(source.as_str()) || !found.read_only {
