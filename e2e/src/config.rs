@@ -330,6 +330,7 @@ mod tests {
             [sim]
             pool-size = "10GiB"
             max-volumes-per-node = 2
+            pool-fs = "btrfs"
             [sanity]
             volume-size = "64MiB"
             volume-parameters = { fsType = "xfs" }
@@ -343,6 +344,7 @@ mod tests {
         assert_eq!(settings.sim.pool_size, 10 * GIB);
         assert_eq!(settings.sim.max_volumes_per_node, 2);
         assert_eq!(settings.sim.seed, 1);
+        assert_eq!(settings.sim.pool_fs, PoolFs::Btrfs);
         assert_eq!(settings.sanity.volume_size, 64 << 20);
         assert_eq!(settings.sanity.volume_parameters["fsType"], "xfs");
         let hardware = settings.hardware.unwrap();

@@ -504,6 +504,20 @@ mod tests {
     }
 
     #[test]
+    fn attaching_an_existing_file_sends_everything_but_its_size() {
+        let cmd = Cmd::disk_attach_as(&spec());
+        assert_eq!(
+            cmd.as_str(),
+            "/disk add type=file file-path=\"raid10/csi/pvc-x.img\" slot=\"pvc-x\" \
+             mount-filesystem=no nvme-tcp-export=yes nvme-tcp-server-port=4420 \
+             nvme-tcp-server-nqn=\"nqn.2026-09.com.example:rds-csi:pvc-x\" \
+             nvme-tcp-server-allow-host-name=\"nqn.2000-02.com.mikrotik:rds-csi:fenced\" \
+             comment=\"rds-csi:1,kind:volume\""
+        );
+        assert!(cmd.is_silent());
+    }
+
+    #[test]
     fn disk_add_without_export_or_comment_omits_them() {
         let spec = DiskSpec {
             export: None,
