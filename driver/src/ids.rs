@@ -87,6 +87,15 @@ pub fn disk_path(pool: &RosPath, dir: &RosPath, id: &Slot) -> RosPath {
         .expect("a slot plus .img is a valid path segment")
 }
 
+/// `<pool>/<id>/volume.img`, the backing file of a volume in its own Btrfs subvolume, named
+/// `<id>` (StorageClass `layout: subvolume`). The file keeps its name in every snapshot and
+/// restore of the subvolume, so any of them finds it without knowing where it came from.
+pub fn subvolume_disk_path(pool: &RosPath, id: &Slot) -> RosPath {
+    pool.child(id.as_str())
+        .and_then(|dir| dir.child("volume.img"))
+        .expect("a slot and volume.img are valid path segments")
+}
+
 /// The 32 hex digits of a canonical lower-case UUID (`8-4-4-4-12`).
 fn uuid_hex(text: &str) -> Option<String> {
     let groups: Vec<&str> = text.split('-').collect();

@@ -13,6 +13,8 @@ mod lifecycle;
 #[path = "controller/recovery.rs"]
 mod recovery;
 
+#[path = "controller/snapshot_btrfs.rs"]
+mod snapshot_btrfs;
 #[path = "controller/snapshot_data.rs"]
 mod snapshot_data;
 

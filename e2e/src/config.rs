@@ -8,6 +8,7 @@ use std::fmt;
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
 
+use rds_sim::store::PoolFs;
 use serde::Deserialize;
 
 /// Names the target.
@@ -176,6 +177,9 @@ pub struct SimSettings {
     pub seed: u64,
     /// The controller's attach limit per node; small, so the attach-limit case stays quick.
     pub max_volumes_per_node: u64,
+    /// The pool's file system (`sim.pool-fs`, `xfs` or `btrfs`): the `btrfs` snapshot method
+    /// needs Btrfs.
+    pub pool_fs: PoolFs,
 }
 
 impl Default for SimSettings {
@@ -184,6 +188,7 @@ impl Default for SimSettings {
             pool_size: 100 * GIB,
             seed: 1,
             max_volumes_per_node: 4,
+            pool_fs: PoolFs::Xfs,
         }
     }
 }
@@ -236,6 +241,7 @@ struct SimFile {
     pool_size: Option<String>,
     seed: Option<u64>,
     max_volumes_per_node: Option<u64>,
+    pool_fs: Option<PoolFs>,
 }
 
 impl SimFile {
@@ -250,6 +256,7 @@ impl SimFile {
             max_volumes_per_node: self
                 .max_volumes_per_node
                 .unwrap_or(defaults.max_volumes_per_node),
+            pool_fs: self.pool_fs.unwrap_or(defaults.pool_fs),
         })
     }
 }
@@ -323,6 +330,7 @@ mod tests {
             [sim]
             pool-size = "10GiB"
             max-volumes-per-node = 2
+            pool-fs = "btrfs"
             [sanity]
             volume-size = "64MiB"
             volume-parameters = { fsType = "xfs" }
@@ -336,6 +344,7 @@ mod tests {
         assert_eq!(settings.sim.pool_size, 10 * GIB);
         assert_eq!(settings.sim.max_volumes_per_node, 2);
         assert_eq!(settings.sim.seed, 1);
+        assert_eq!(settings.sim.pool_fs, PoolFs::Btrfs);
         assert_eq!(settings.sanity.volume_size, 64 << 20);
         assert_eq!(settings.sanity.volume_parameters["fsType"], "xfs");
         let hardware = settings.hardware.unwrap();

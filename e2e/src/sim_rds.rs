@@ -5,6 +5,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use rds_csi::rds::ssh::HostKeyPin;
+use rds_sim::engine::EngineConfig;
 use rds_sim::server::{Options, RunningSim};
 use rds_sim::sim::Sim;
 
@@ -33,14 +34,19 @@ impl SimRds {
         let key = rds_sim::ssh::load_or_generate_host_key(&client_key).map_err(|e| {
             TargetError::Sim(anyhow::Error::new(e).context("generating the client key"))
         })?;
+        let loopback = Options::loopback(
+            dir.join("rds"),
+            key.public_key().clone(),
+            settings.pool_size,
+        );
         let running = RunningSim::start(Options {
             nvme_listen: Some(([127, 0, 0, 1], 0).into()),
             seed: settings.seed,
-            ..Options::loopback(
-                dir.join("rds"),
-                key.public_key().clone(),
-                settings.pool_size,
-            )
+            engine: EngineConfig {
+                pool_fs: settings.pool_fs,
+                ..loopback.engine
+            },
+            ..loopback
         })
         .await
         .map_err(TargetError::Sim)?;

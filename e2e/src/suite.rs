@@ -22,8 +22,18 @@ pub fn trial<F>(name: &str, case: F) -> Trial
 where
     F: AsyncFnOnce(&mut Fixture) -> anyhow::Result<()> + Send + 'static,
 {
+    trial_with(name, |_| {}, case)
+}
+
+/// A trial whose settings `adjust` changes first, for a case that needs a particular simulator
+/// (a Btrfs pool, say) whatever the configuration gives the rest of the suite.
+pub fn trial_with<F>(name: &str, adjust: fn(&mut Settings), case: F) -> Trial
+where
+    F: AsyncFnOnce(&mut Fixture) -> anyhow::Result<()> + Send + 'static,
+{
     Trial::ignorable_test(name, move || {
-        let settings = Settings::from_env().map_err(|e| Failed::from(e.to_string()))?;
+        let mut settings = Settings::from_env().map_err(|e| Failed::from(e.to_string()))?;
+        adjust(&mut settings);
         run_case(&settings, case)
     })
 }

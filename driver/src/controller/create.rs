@@ -10,7 +10,7 @@ use std::collections::BTreeMap;
 use tonic::Status;
 
 use super::capacity::Range;
-use super::snapshot::{now, recorded_target, target};
+use super::snapshot::{disk_method, now, recorded_target, target};
 use super::source::ContentSource;
 use super::volume::{metadata, require, to_volume};
 use super::{ControllerService, Parameters, capability};
@@ -19,7 +19,8 @@ use crate::ids::{self, IdKind, Metadata};
 use crate::rds::command::{DiskSpec, NvmeExport};
 use crate::rds::disk::ErrorKind;
 use crate::rds::parse::DiskRecord;
-use crate::rds::value::Slot;
+use crate::rds::value::{ByteSize, Slot};
+use crate::snapshot::Method;
 
 /// What external-provisioner's `--extra-create-metadata` adds, for the logs.
 const PVC_NAMESPACE: &str = "csi.storage.k8s.io/pvc/namespace";
@@ -52,6 +53,26 @@ impl ControllerService {
             None => None,
         };
         let (spec, metadata) = self.spec(&request, &params, &range, source.as_ref())?;
+        if let Some(source) = &source
+            && params.in_subvolume != (source.method == Method::Btrfs)
+        {
+            return Err(Status::invalid_argument(format!(
+                "{} {}, so the new volume needs a StorageClass {}",
+                source.described,
+                if params.in_subvolume {
+                    "is not in a Btrfs subvolume of its own (it is not a btrfs snapshot, nor a \
+                     volume made with layout: subvolume)"
+                } else {
+                    "is a Btrfs subvolume (a btrfs snapshot, or a volume made with layout: \
+                     subvolume) and restores as a writable snapshot of it"
+                },
+                if params.in_subvolume {
+                    "without layout: subvolume"
+                } else {
+                    "with layout: subvolume"
+                }
+            )));
+        }
 
         let _volume = self.locks.try_lock(spec.slot.as_str())?;
         let _turn = self.creates.acquire().await;
@@ -64,13 +85,18 @@ impl ControllerService {
             // The source may not be deleted or changed while it is being copied.
             let _source = self.locks.try_lock(source.slot.as_str())?;
             self.verify(source.method).await?;
+            if source.method == Method::Btrfs {
+                let disk = self.restore_subvolume(source, &spec).await?;
+                return Ok(answer(&disk, params));
+            }
             let target = target(spec, &metadata)?;
-            let disk = source
-                .method
-                .implementation()
+            let disk = disk_method(source.method, target.spec.slot.as_str())?
                 .restore(&self.rds, &source.slot, &target)
                 .await?;
             return Ok(answer(&disk, params));
+        }
+        if params.in_subvolume {
+            self.add_volume_subvolume(&spec.slot).await?;
         }
         match self.rds.create(&spec).await {
             Ok(disk) => Ok(answer(&disk, params)),
@@ -88,6 +114,76 @@ impl ControllerService {
         }
     }
 
+    /// Makes the volume's own subvolume (`layout: subvolume`), INVALID_ARGUMENT when the pool
+    /// is not Btrfs. One left by an earlier, interrupted create is used as it is.
+    async fn add_volume_subvolume(&self, slot: &Slot) -> Result<(), Status> {
+        if !self.rds.pool_is_btrfs().await? {
+            return Err(Status::invalid_argument(format!(
+                "StorageClass layout=subvolume needs a Btrfs pool, but {} is not Btrfs (no \
+                 `/disk btrfs filesystem` labelled so): use layout=file",
+                self.settings.pool
+            )));
+        }
+        match self.rds.add_subvolume(slot, None, false).await {
+            Ok(_) => Ok(()),
+            Err(error) if error.kind() == ErrorKind::AlreadyExists => {
+                match self.rds.subvolume(slot).await? {
+                    Some(found) if found.parent.is_none() && !found.read_only => Ok(()),
+                    _ => Err(Status::already_exists(format!(
+                        "a Btrfs subvolume or file named {slot} already exists in the pool \
+                         and is not an empty volume subvolume: remove it on the RDS"
+                    ))),
+                }
+            }
+            Err(error) => Err(error.into()),
+        }
+    }
+
+    /// Makes `spec` from a Btrfs `source` (a snapshot, or a volume in `layout: subvolume`): a
+    /// writable snapshot of it named as the volume, whose `volume.img` is attached as the
+    /// volume's disk, then grown when a larger size is asked. Pieces an interrupted earlier
+    /// attempt left are used as they are.
+    async fn restore_subvolume(
+        &self,
+        source: &ContentSource,
+        spec: &DiskSpec,
+    ) -> Result<DiskRecord, Status> {
+        let slot = &spec.slot;
+        match self
+            .rds
+            .add_subvolume(slot, Some(&source.slot), false)
+            .await
+        {
+            Ok(_) => {}
+            Err(error) if error.kind() == ErrorKind::AlreadyExists => {
+                match self.rds.subvolume(slot).await? {
+                    Some(found)
+                        if found.parent.as_deref() == Some(source.slot.as_str())
+                            && !found.read_only => {}
+                    _ => {
+                        return Err(Status::already_exists(format!(
+                            "a Btrfs subvolume or file named {slot} already exists in the pool \
+                             and is not a writable snapshot of {}: remove it on the RDS",
+                            source.described
+                        )));
+                    }
+                }
+            }
+            Err(error) => return Err(error.into()),
+        }
+        let file_size = ByteSize::new(source.size)
+            .map_err(|e| Status::internal(format!("{}: {e}", source.described)))?;
+        let as_found = DiskSpec {
+            size: file_size,
+            ..spec.clone()
+        };
+        let disk = self.rds.attach_as(&as_found).await?;
+        if spec.size.get() > source.size {
+            return Ok(self.rds.resize(slot, spec.size).await?);
+        }
+        Ok(disk)
+    }
+
     /// The disk this request asks for, and the metadata its comment records.
     fn spec(
         &self,
@@ -99,6 +195,11 @@ impl ControllerService {
         let slot = ids::volume_id(&request.name);
         let settings = &self.settings;
         let dir = params.base_dir.as_ref().unwrap_or(&settings.base_dir);
+        let file_path = if params.in_subvolume {
+            ids::subvolume_disk_path(&settings.pool, &slot)
+        } else {
+            ids::disk_path(&settings.pool, dir, &slot)
+        };
         let nqn = ids::volume_nqn(&settings.nqn_prefix, &slot)
             .map_err(|e| Status::internal(format!("volume NQN for {slot}: {e}")))?;
         let metadata = Metadata {
@@ -126,7 +227,7 @@ impl ControllerService {
             None => range.size()?,
         };
         let spec = DiskSpec {
-            file_path: ids::disk_path(&settings.pool, dir, &slot),
+            file_path,
             slot,
             size,
             export: Some(NvmeExport {
@@ -169,6 +270,19 @@ impl ControllerService {
                 recorded.csi_name
             )));
         }
+        // A restore from a Btrfs source attaches the file at the source's size and grows it
+        // after: the same request again finishes a grow that was interrupted.
+        let disk = match source {
+            Some(source)
+                if source.method == Method::Btrfs
+                    && recorded.source.as_ref() == Some(&source.slot)
+                    && recorded.requested_bytes == range.required
+                    && disk.size.is_some_and(|size| size < spec.size.get()) =>
+            {
+                self.rds.resize(slot, spec.size).await?
+            }
+            _ => disk,
+        };
         let size = disk.size.unwrap_or(0);
         if !range.admits(size) {
             return conflict(format!("with {size} bytes, outside the requested {range}"));
@@ -218,8 +332,7 @@ impl ControllerService {
         if let (true, Some(source)) = (recorded.pending, source) {
             let target = recorded_target(&disk, &recorded)?;
             let method = recorded.method.unwrap_or(source.method);
-            let disk = method
-                .implementation()
+            let disk = disk_method(method, slot.as_str())?
                 .resume(&self.rds, &source.slot, &target)
                 .await?;
             return Ok(answer(&disk, params));

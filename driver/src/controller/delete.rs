@@ -20,8 +20,12 @@ impl ControllerService {
         };
         let _volume = self.locks.try_lock(slot.as_str())?;
         let file = match self.rds.find(&slot).await? {
-            // The disk is gone, but an earlier delete may have stopped before removing the file.
-            None => ids::disk_path(&self.settings.pool, &self.settings.base_dir, &slot),
+            // The disk is gone, but an earlier delete may have stopped before removing the file
+            // or, for `layout: subvolume`, the subvolume holding it.
+            None => match self.rds.subvolume(&slot).await? {
+                Some(_) => ids::subvolume_disk_path(&self.settings.pool, &slot),
+                None => ids::disk_path(&self.settings.pool, &self.settings.base_dir, &slot),
+            },
             Some(disk) => {
                 if metadata(&disk).is_none() {
                     return Err(Status::failed_precondition(format!(
@@ -45,6 +49,11 @@ impl ControllerService {
             }
         };
         self.rds.remove(&slot, &file).await?;
+        // A volume in its own subvolume (`layout: subvolume`) takes the subvolume with it; its
+        // snapshots are subvolumes of their own and stay.
+        if file == ids::subvolume_disk_path(&self.settings.pool, &slot) {
+            self.rds.remove_subvolume(&slot).await?;
+        }
         Ok(DeleteVolumeResponse {})
     }
 }

@@ -4,6 +4,7 @@
 //! |---|---|---|
 //! | `fsType` | `ext4` or `xfs` | the file system the node makes; passed to the node in the volume context |
 //! | `baseDir` | one path segment of `A-Z a-z 0-9 . _ -` | the directory under the pool for this class's volume files, instead of `rds.baseDir` |
+//! | `layout` | `file` (default) or `subvolume` | `subvolume` puts each volume in its own Btrfs subvolume (`<pool>/<id>/volume.img`, ignoring `baseDir`), as the `btrfs` snapshot method needs; refused on a pool that is not Btrfs |
 //! | `nvmePort` | 1 to 65535 | the NVMe/TCP port the volume is exported on, instead of `rds.nvmePort` |
 //! | `ctrlLossTmo` | seconds, or -1 for forever | `nvme connect --ctrl-loss-tmo`, passed to the node |
 //! | `reconnectDelay` | seconds, ≥ 1 | `nvme connect --reconnect-delay`, passed to the node |
@@ -24,6 +25,7 @@ use crate::snapshot::Method;
 pub const FS_TYPE: &str = "fsType";
 pub const BASE_DIR: &str = "baseDir";
 pub const NVME_PORT: &str = "nvmePort";
+pub const LAYOUT: &str = "layout";
 pub const CTRL_LOSS_TMO: &str = "ctrlLossTmo";
 pub const RECONNECT_DELAY: &str = "reconnectDelay";
 pub const KEEP_ALIVE_TMO: &str = "keepAliveTmo";
@@ -35,6 +37,8 @@ pub const SIDECAR_PREFIX: &str = "csi.storage.k8s.io/";
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Parameters {
     pub base_dir: Option<RosPath>,
+    /// `layout: subvolume`: the volume lives in its own Btrfs subvolume.
+    pub in_subvolume: bool,
     pub nvme_port: Option<NonZeroU16>,
     /// What the node needs: `fsType` and the connect tunables, values normalised.
     pub volume_context: HashMap<String, String>,
@@ -65,6 +69,13 @@ impl Parameters {
                         })?;
                     parsed.base_dir = Some(dir);
                 }
+                LAYOUT => {
+                    parsed.in_subvolume = match value {
+                        "file" => false,
+                        "subvolume" => true,
+                        _ => return Err(bad("must be file or subvolume")),
+                    };
+                }
                 NVME_PORT => {
                     let port = value
                         .parse::<NonZeroU16>()
@@ -91,7 +102,7 @@ impl Parameters {
                 _ => {
                     return Err(format!(
                         "unknown StorageClass parameter {key:?}: the parameters are {FS_TYPE}, \
-                         {BASE_DIR}, {NVME_PORT}, {CTRL_LOSS_TMO}, {RECONNECT_DELAY}, \
+                         {BASE_DIR}, {LAYOUT}, {NVME_PORT}, {CTRL_LOSS_TMO}, {RECONNECT_DELAY}, \
                          {KEEP_ALIVE_TMO} and {NR_IO_QUEUES}"
                     ));
                 }
@@ -179,6 +190,7 @@ mod tests {
             ("fsType", "xfs"),
             ("baseDir", "fast"),
             ("nvmePort", "4421"),
+            ("layout", "subvolume"),
             ("ctrlLossTmo", "-1"),
             ("reconnectDelay", "05"),
             ("keepAliveTmo", "30"),
@@ -189,6 +201,8 @@ mod tests {
         .unwrap();
         assert_eq!(parsed.base_dir.unwrap().as_str(), "fast");
         assert_eq!(parsed.nvme_port.unwrap().get(), 4421);
+        assert!(parsed.in_subvolume);
+        assert!(!parse(&[("layout", "file")]).unwrap().in_subvolume);
         let context: Vec<(&str, &str)> = {
             let mut pairs: Vec<_> = parsed
                 .volume_context
@@ -217,6 +231,7 @@ mod tests {
             ("baseDir", "a/b", "one directory name"),
             ("baseDir", "..", "one directory name"),
             ("baseDir", "", "one directory name"),
+            ("layout", "btrfs", "file or subvolume"),
             ("nvmePort", "0", "1 to 65535"),
             ("nvmePort", "65536", "1 to 65535"),
             ("ctrlLossTmo", "0", "or -1"),

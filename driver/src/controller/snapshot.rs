@@ -3,6 +3,12 @@
 //! A snapshot is an unexported disk in slot [`ids::snapshot_id`] of its CSI name, made by a
 //! [`Method`]; its comment records the CSI name, the source volume, the creation time, the
 //! method and whether the copy is still pending, so every answer comes from the RDS alone.
+//!
+//! A `btrfs` snapshot is instead a read-only Btrfs subvolume named by the same id, whose parent
+//! is the volume's subvolume (StorageClass `layout: subvolume`). Nothing else is stored: the
+//! source is the subvolume's `parent`, the creation time its `creation-time`, the size that of
+//! its `volume.img` (`/file get … size`), and the CSI name is not needed because the id is a
+//! hash of it. It is complete once it exists, so it is always ready to use.
 
 use std::collections::BTreeMap;
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -20,9 +26,10 @@ use crate::csi::v1::{
 };
 use crate::ids::{self, IdKind, Metadata};
 use crate::rds::command::DiskSpec;
-use crate::rds::parse::DiskRecord;
+use crate::rds::disk::ErrorKind;
+use crate::rds::parse::{DiskRecord, SubvolumeRecord};
 use crate::rds::value::{ByteSize, RosPath, Slot};
-use crate::snapshot::{Method, Target};
+use crate::snapshot::{Method, SnapshotMethod, Target};
 
 /// The slot prefix of every snapshot ([`ids::snapshot_id`]).
 const SNAPSHOT_PREFIX: &str = "snap-";
@@ -47,25 +54,78 @@ fn snapshot_not_found(snapshot_id: &str) -> Status {
     ))
 }
 
-fn to_snapshot(disk: &DiskRecord, metadata: &Metadata) -> Snapshot {
+/// A snapshot as the controller answers for it, whichever method made it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Found {
+    pub slot: Slot,
+    pub source: Option<Slot>,
+    /// Bytes.
+    pub size: u64,
+    /// Seconds since the Unix epoch.
+    pub created: u64,
+    pub method: Method,
+    /// Its copy has not completed yet.
+    pub pending: bool,
+}
+
+impl Found {
+    /// A disk-based snapshot; `default` is the method for a comment that names none.
+    fn of_disk(disk: &DiskRecord, metadata: &Metadata, default: Method) -> Option<Found> {
+        Some(Found {
+            slot: Slot::parse(&disk.slot).ok()?,
+            source: metadata.source.clone(),
+            size: disk.size.unwrap_or(0),
+            created: metadata.created,
+            method: metadata.method.unwrap_or(default),
+            pending: metadata.pending,
+        })
+    }
+
+    /// A `btrfs` snapshot, its size not yet read ([`ControllerService::with_size`]).
+    fn of_subvolume(subvolume: &SubvolumeRecord) -> Option<Found> {
+        if !subvolume.read_only {
+            return None;
+        }
+        Some(Found {
+            slot: snapshot_slot(&subvolume.name)?,
+            source: subvolume
+                .parent
+                .as_deref()
+                .and_then(|parent| Slot::parse(parent).ok()),
+            size: 0,
+            created: subvolume.created.unwrap_or(0),
+            method: Method::Btrfs,
+            pending: false,
+        })
+    }
+}
+
+fn to_snapshot(found: &Found) -> Snapshot {
     Snapshot {
-        size_bytes: disk
-            .size
-            .and_then(|size| i64::try_from(size).ok())
-            .unwrap_or(0),
-        snapshot_id: disk.slot.clone(),
-        source_volume_id: metadata
+        size_bytes: i64::try_from(found.size).unwrap_or(i64::MAX),
+        snapshot_id: found.slot.to_string(),
+        source_volume_id: found
             .source
             .as_ref()
             .map(Slot::to_string)
             .unwrap_or_default(),
         creation_time: Some(Timestamp {
-            seconds: i64::try_from(metadata.created).unwrap_or(i64::MAX),
+            seconds: i64::try_from(found.created).unwrap_or(i64::MAX),
             nanos: 0,
         }),
-        ready_to_use: !metadata.pending,
+        ready_to_use: !found.pending,
         group_snapshot_id: String::new(),
     }
+}
+
+/// The implementation of `method`, which made the disk in `slot`.
+pub fn disk_method(method: Method, slot: &str) -> Result<&'static dyn SnapshotMethod, Status> {
+    method.disk_method().ok_or_else(|| {
+        Status::internal(format!(
+            "disk {slot} records snapshot method {method}, whose snapshots are Btrfs subvolumes, \
+             not disks; inspect it on the RDS"
+        ))
+    })
 }
 
 /// The [`Target`] that `disk` was made as, rebuilt from what it records, to resume its copy.
@@ -149,6 +209,14 @@ impl ControllerService {
         if let Some(disk) = self.rds.find(&slot).await? {
             return self.existing_snapshot(&request, disk).await;
         }
+        if method == Method::Btrfs
+            && let Some(subvolume) = self.rds.subvolume(&slot).await?
+        {
+            let found = self.existing_subvolume_snapshot(&request, &subvolume)?;
+            return Ok(CreateSnapshotResponse {
+                snapshot: Some(to_snapshot(&self.with_size(found).await?)),
+            });
+        }
         let source = volume_slot(&request.source_volume_id)
             .ok_or_else(|| source_not_found(&request.source_volume_id))?;
         // The source may not be deleted, expanded or published while it is being copied.
@@ -157,6 +225,12 @@ impl ControllerService {
             .volume_disk(&source, &request.source_volume_id)
             .await
             .map_err(|_| source_not_found(&request.source_volume_id))?;
+        if method == Method::Btrfs {
+            let found = self.snapshot_subvolume(&source, &volume, &slot).await?;
+            return Ok(CreateSnapshotResponse {
+                snapshot: Some(to_snapshot(&found)),
+            });
+        }
         self.verify(method).await?;
         let size = volume
             .size
@@ -182,14 +256,94 @@ impl ControllerService {
             },
             &metadata,
         )?;
-        let disk = method
-            .implementation()
+        let disk = disk_method(method, target.spec.slot.as_str())?
             .snapshot(&self.rds, &source, &target)
             .await?;
-        let metadata = snapshot_metadata(&disk).unwrap_or(metadata);
+        self.disk_answer(&disk, metadata)
+    }
+
+    fn disk_answer(
+        &self,
+        disk: &DiskRecord,
+        metadata: Metadata,
+    ) -> Result<CreateSnapshotResponse, Status> {
+        let metadata = snapshot_metadata(disk).unwrap_or(metadata);
+        let found = Found::of_disk(disk, &metadata, self.settings.snapshot_method)
+            .ok_or_else(|| Status::internal(format!("disk {} has no valid slot", disk.slot)))?;
         Ok(CreateSnapshotResponse {
-            snapshot: Some(to_snapshot(&disk, &metadata)),
+            snapshot: Some(to_snapshot(&found)),
         })
+    }
+
+    /// Makes `slot` a read-only snapshot of the subvolume of volume `source` (method `btrfs`).
+    async fn snapshot_subvolume(
+        &self,
+        source: &Slot,
+        volume: &DiskRecord,
+        slot: &Slot,
+    ) -> Result<Found, Status> {
+        let file = volume.file_path.as_deref().unwrap_or_default();
+        if file.trim_start_matches('/') != self.rds.subvolume_file(source).as_str() {
+            return Err(Status::failed_precondition(format!(
+                "volume {source} is the file {file:?}, not a Btrfs subvolume of its own: snapshot \
+                 method btrfs needs a volume made by a StorageClass with layout: subvolume; use \
+                 a VolumeSnapshotClass with method copy-from or disk-copy for this volume"
+            )));
+        }
+        self.verify(Method::Btrfs).await?;
+        let subvolume = match self.rds.add_subvolume(slot, Some(source), true).await {
+            Ok(subvolume) => subvolume,
+            // Another controller made it meanwhile: it is this snapshot if it is of `source`.
+            Err(error) if error.kind() == ErrorKind::AlreadyExists => {
+                let found = self.rds.subvolume(slot).await?.ok_or_else(|| {
+                    Status::aborted(format!(
+                        "Btrfs subvolume {slot} appeared and vanished while it was being made; \
+                         retry"
+                    ))
+                })?;
+                if found.parent.as_deref() != Some(source.as_str()) || !found.read_only {
+                    return Err(subvolume_taken(slot.as_str(), &found, source.as_str()));
+                }
+                found
+            }
+            Err(error) => return Err(error.into()),
+        };
+        let found = Found::of_subvolume(&subvolume)
+            .ok_or_else(|| Status::internal(format!("Btrfs subvolume {slot} is not a snapshot")))?;
+        self.with_size(found).await
+    }
+
+    /// The snapshot a subvolume already in the snapshot's id is: this one when it is a
+    /// read-only snapshot of the requested volume, else ALREADY_EXISTS.
+    fn existing_subvolume_snapshot(
+        &self,
+        request: &CreateSnapshotRequest,
+        subvolume: &SubvolumeRecord,
+    ) -> Result<Found, Status> {
+        match Found::of_subvolume(subvolume) {
+            Some(found)
+                if found.source.as_ref().map(Slot::as_str)
+                    == Some(request.source_volume_id.as_str()) =>
+            {
+                Ok(found)
+            }
+            _ => Err(subvolume_taken(
+                &subvolume.name,
+                subvolume,
+                &request.source_volume_id,
+            )),
+        }
+    }
+
+    /// `found` with the size of its data: a `btrfs` snapshot's is read from its file.
+    async fn with_size(&self, mut found: Found) -> Result<Found, Status> {
+        if found.method == Method::Btrfs {
+            found.size = self
+                .rds
+                .file_size(&self.rds.subvolume_file(&found.slot))
+                .await?;
+        }
+        Ok(found)
     }
 
     /// The answer for a disk already in the snapshot's slot: this snapshot (its copy completed
@@ -224,21 +378,15 @@ impl ControllerService {
             )));
         }
         if !recorded.pending {
-            return Ok(CreateSnapshotResponse {
-                snapshot: Some(to_snapshot(&disk, &recorded)),
-            });
+            return self.disk_answer(&disk, recorded);
         }
         let method = recorded.method.unwrap_or(self.settings.snapshot_method);
         let source = source.expect("checked above");
         let target = recorded_target(&disk, &recorded)?;
-        let disk = method
-            .implementation()
+        let disk = disk_method(method, slot)?
             .resume(&self.rds, &source, &target)
             .await?;
-        let metadata = snapshot_metadata(&disk).unwrap_or(recorded);
-        Ok(CreateSnapshotResponse {
-            snapshot: Some(to_snapshot(&disk, &metadata)),
-        })
+        self.disk_answer(&disk, recorded)
     }
 
     /// Ok when `method` copies data on this RDS (probed before its first use).
@@ -259,11 +407,24 @@ impl ControllerService {
         };
         let _snapshot = self.locks.try_lock(slot.as_str())?;
         let (method, file) = match self.rds.find(&slot).await? {
-            // The disk is gone, but an earlier delete may have stopped before removing the file.
-            None => (
-                self.settings.snapshot_method,
-                ids::disk_path(&self.settings.pool, &self.settings.base_dir, &slot),
-            ),
+            None => match self.rds.subvolume(&slot).await? {
+                Some(subvolume) if subvolume.read_only => {
+                    self.rds.remove_subvolume(&slot).await?;
+                    return Ok(DeleteSnapshotResponse {});
+                }
+                Some(_) => {
+                    return Err(Status::failed_precondition(format!(
+                        "Btrfs subvolume {slot} is writable, so not an rds-csi snapshot; \
+                         refusing to delete it"
+                    )));
+                }
+                // The disk is gone, but an earlier delete may have stopped before removing
+                // the file.
+                None => (
+                    self.settings.snapshot_method,
+                    ids::disk_path(&self.settings.pool, &self.settings.base_dir, &slot),
+                ),
+            },
             Some(disk) => {
                 let Some(metadata) = snapshot_metadata(&disk) else {
                     return Err(Status::failed_precondition(format!(
@@ -284,10 +445,10 @@ impl ControllerService {
                 )
             }
         };
-        method
-            .implementation()
-            .delete(&self.rds, &slot, &file)
-            .await?;
+        match method.disk_method() {
+            Some(implementation) => implementation.delete(&self.rds, &slot, &file).await?,
+            None => self.rds.remove(&slot, &file).await?,
+        }
         Ok(DeleteSnapshotResponse {})
     }
 
@@ -296,27 +457,38 @@ impl ControllerService {
         request: GetSnapshotRequest,
     ) -> Result<GetSnapshotResponse, Status> {
         require("snapshot_id", &request.snapshot_id)?;
-        let (disk, metadata) = self
+        let found = self
             .find_snapshot(&request.snapshot_id)
             .await?
             .ok_or_else(|| snapshot_not_found(&request.snapshot_id))?;
         Ok(GetSnapshotResponse {
-            snapshot: Some(to_snapshot(&disk, &metadata)),
+            snapshot: Some(to_snapshot(&found)),
         })
     }
 
     /// The snapshot `snapshot_id` names, if it exists.
-    pub(super) async fn find_snapshot(
-        &self,
-        snapshot_id: &str,
-    ) -> Result<Option<(DiskRecord, Metadata)>, Status> {
+    pub(super) async fn find_snapshot(&self, snapshot_id: &str) -> Result<Option<Found>, Status> {
         let Some(slot) = snapshot_slot(snapshot_id) else {
             return Ok(None);
         };
-        Ok(self.rds.find(&slot).await?.and_then(|disk| {
-            let metadata = snapshot_metadata(&disk)?;
-            Some((disk, metadata))
-        }))
+        if let Some(disk) = self.rds.find(&slot).await? {
+            return Ok(self.disk_snapshot(&disk));
+        }
+        match self
+            .rds
+            .subvolume(&slot)
+            .await?
+            .as_ref()
+            .and_then(Found::of_subvolume)
+        {
+            Some(found) => Ok(Some(self.with_size(found).await?)),
+            None => Ok(None),
+        }
+    }
+
+    fn disk_snapshot(&self, disk: &DiskRecord) -> Option<Found> {
+        let metadata = snapshot_metadata(disk)?;
+        Found::of_disk(disk, &metadata, self.settings.snapshot_method)
     }
 
     /// Pages are ordered by snapshot id and a token is the last id of the previous page, as in
@@ -337,31 +509,31 @@ impl ControllerService {
                 ))
             })?),
         };
-        let mut snapshots: Vec<(DiskRecord, Metadata)> = if request.snapshot_id.is_empty() {
+        let mut snapshots: Vec<Found> = if request.snapshot_id.is_empty() {
             let prefix = Slot::parse(SNAPSHOT_PREFIX).expect("a valid slot prefix");
-            self.rds
-                .list(&prefix)
-                .await?
-                .into_iter()
+            let disks = self.rds.list(&prefix).await?;
+            let subvolumes = self.rds.subvolumes(&prefix).await?;
+            let mut all: Vec<Found> = disks
+                .iter()
                 .filter(|disk| snapshot_slot(&disk.slot).is_some())
-                .filter_map(|disk| {
-                    let metadata = snapshot_metadata(&disk)?;
-                    Some((disk, metadata))
-                })
-                .collect()
+                .filter_map(|disk| self.disk_snapshot(disk))
+                .chain(subvolumes.iter().filter_map(Found::of_subvolume))
+                .collect();
+            all.sort_by(|a, b| a.slot.as_str().cmp(b.slot.as_str()));
+            all
         } else {
             self.find_snapshot(&request.snapshot_id)
                 .await?
                 .into_iter()
                 .collect()
         };
-        snapshots.retain(|(disk, metadata)| {
+        snapshots.retain(|found| {
             let source_matches = request.source_volume_id.is_empty()
-                || metadata.source.as_ref().map(Slot::as_str)
+                || found.source.as_ref().map(Slot::as_str)
                     == Some(request.source_volume_id.as_str());
             let after_token = after
                 .as_ref()
-                .is_none_or(|after| disk.slot.as_str() > after.as_str());
+                .is_none_or(|after| found.slot.as_str() > after.as_str());
             source_matches && after_token
         });
         let more = max_entries > 0 && snapshots.len() > max_entries;
@@ -369,19 +541,35 @@ impl ControllerService {
             snapshots.truncate(max_entries);
         }
         let next_token = match snapshots.last() {
-            Some((last, _)) if more => last.slot.clone(),
+            Some(last) if more => last.slot.to_string(),
             _ => String::new(),
         };
+        let mut entries = Vec::with_capacity(snapshots.len());
+        // Only the page's `btrfs` snapshots have their files' sizes read.
+        for found in snapshots {
+            entries.push(Entry {
+                snapshot: Some(to_snapshot(&self.with_size(found).await?)),
+            });
+        }
         Ok(ListSnapshotsResponse {
-            entries: snapshots
-                .iter()
-                .map(|(disk, metadata)| Entry {
-                    snapshot: Some(to_snapshot(disk, metadata)),
-                })
-                .collect(),
+            entries,
             next_token,
         })
     }
+}
+
+fn subvolume_taken(name: &str, subvolume: &SubvolumeRecord, source: &str) -> Status {
+    Status::already_exists(format!(
+        "Btrfs subvolume {name}, the id of this snapshot, already exists as {} of {:?}, not a \
+         read-only snapshot of volume {source:?}: another snapshot name collides with this one, \
+         or the subvolume was made by hand; choose another name or remove it on the RDS",
+        if subvolume.read_only {
+            "a read-only snapshot"
+        } else {
+            "a writable subvolume"
+        },
+        subvolume.parent.as_deref().unwrap_or("nothing"),
+    ))
 }
 
 fn source_not_found(volume_id: &str) -> Status {

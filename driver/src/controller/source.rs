@@ -14,14 +14,14 @@ use crate::csi::v1::volume_content_source::Type;
 use crate::rds::value::{ByteSize, Slot};
 use crate::snapshot::Method;
 
-/// The disk a new volume's data is copied from.
+/// The snapshot or volume a new volume's data comes from.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ContentSource {
     pub slot: Slot,
     /// The source's size in bytes.
     pub size: u64,
-    /// How the copy is made: the method that made a snapshot, or the configured one for a
-    /// volume.
+    /// How the copy is made: the method that made a snapshot; for a volume, `btrfs` when it is
+    /// in its own subvolume, else the configured one.
     pub method: Method,
     /// How CSI named it, for messages.
     pub described: String,
@@ -59,19 +59,19 @@ impl ControllerService {
             Some(Type::Snapshot(snapshot)) => {
                 let id = &snapshot.snapshot_id;
                 let described = format!("source snapshot {id:?}");
-                let (disk, metadata) = self.find_snapshot(id).await?.ok_or_else(|| {
+                let found = self.find_snapshot(id).await?.ok_or_else(|| {
                     Status::not_found(format!("{described} does not exist on the RDS"))
                 })?;
-                if metadata.pending {
+                if found.pending {
                     return Err(Status::unavailable(format!(
                         "{described} is not ready yet: its copy is still pending; retry once \
                          it is ready to use"
                     )));
                 }
                 Ok(ContentSource {
-                    slot: Slot::parse(&disk.slot).map_err(|e| Status::internal(e.to_string()))?,
-                    size: disk.size.unwrap_or(0),
-                    method: metadata.method.unwrap_or(self.settings.snapshot_method),
+                    slot: found.slot,
+                    size: found.size,
+                    method: found.method,
                     described,
                 })
             }
@@ -82,10 +82,18 @@ impl ControllerService {
                     || Status::not_found(format!("{described} does not exist on the RDS"));
                 let slot = volume_slot(id).ok_or_else(missing)?;
                 let disk = self.volume_disk(&slot, id).await.map_err(|_| missing())?;
+                // A volume in its own subvolume clones as a Btrfs snapshot of it.
+                let file = disk.file_path.as_deref().unwrap_or_default();
+                let method =
+                    if file.trim_start_matches('/') == self.rds.subvolume_file(&slot).as_str() {
+                        Method::Btrfs
+                    } else {
+                        self.settings.snapshot_method
+                    };
                 Ok(ContentSource {
                     slot,
                     size: disk.size.unwrap_or(0),
-                    method: self.settings.snapshot_method,
+                    method,
                     described,
                 })
             }

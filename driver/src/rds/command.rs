@@ -48,6 +48,15 @@ pub enum DiskQuery<'a> {
     MountPoint(&'a RosPath),
 }
 
+/// Which Btrfs subvolumes a print selects, by `name` (the last part of the path).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SubvolumeQuery<'a> {
+    /// `where name="<name>"`
+    Name(&'a Slot),
+    /// `where name~"^<prefix>"`
+    NamePrefix(&'a Slot),
+}
+
 /// The output form of a print; [`super::parse::records`] reads each.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Form {
@@ -76,7 +85,7 @@ impl Cmd {
     /// into the volume (after a restart it would otherwise find and mount it while the node
     /// has it mounted too); the real RDS LUN scripts set it the same way.
     pub fn disk_add(spec: &DiskSpec) -> Cmd {
-        disk_args(Line::new("/disk add"), spec).silent()
+        disk_args(Line::new("/disk add"), spec, true).silent()
     }
 
     /// `/disk add copy-from=[find where slot="<from>"]` followed by the arguments of
@@ -86,7 +95,11 @@ impl Cmd {
     /// copy of the item's settings, so every property that matters is given explicitly and the
     /// export is refused outright for a disk that must not be exported, rather than inherited.
     pub fn disk_add_copy_of(from: &Slot, spec: &DiskSpec) -> Cmd {
-        let line = disk_args(Line::new("/disk add").find_arg("copy-from", from), spec);
+        let line = disk_args(
+            Line::new("/disk add").find_arg("copy-from", from),
+            spec,
+            true,
+        );
         match spec.export {
             Some(_) => line,
             None => line.arg("nvme-tcp-export", Arg::Keyword("no")),
@@ -103,6 +116,13 @@ impl Cmd {
             .arg("slot", Arg::Text(slot.as_str()))
             .arg("mount-filesystem", Arg::Keyword("no"))
             .silent()
+    }
+
+    /// The arguments of [`Cmd::disk_add`] without `file-size`: a disk over the file already at
+    /// `spec.file_path`, as it is (a restored subvolume's `volume.img`); `spec.size` is not
+    /// sent.
+    pub fn disk_attach_as(spec: &DiskSpec) -> Cmd {
+        disk_args(Line::new("/disk add"), spec, false).silent()
     }
 
     /// `/disk copy src="<src>" dst="<dst>"`: a full block copy that prints its progress as
@@ -193,6 +213,62 @@ impl Cmd {
         Line::new("/file remove").unnamed(path.as_str()).silent()
     }
 
+    /// `/disk btrfs filesystem print detail where label="<label>"`: the Btrfs file system with
+    /// this label; nothing when the pool is not Btrfs.
+    pub fn btrfs_filesystem_print(label: &RosPath, form: Form) -> Cmd {
+        print(
+            "/disk btrfs filesystem",
+            &Filter::equals("label", label.as_str()),
+            form,
+        )
+    }
+
+    /// `/disk btrfs subvolume add fs="<fs>" name="<name>" [parent="<parent>"] read-only=yes|no`
+    /// (REFERENCE.md §8.2): with a parent, a snapshot of it.
+    pub fn subvolume_add(fs: &RosPath, name: &Slot, parent: Option<&Slot>, read_only: bool) -> Cmd {
+        let mut line = Line::new("/disk btrfs subvolume add")
+            .arg("fs", Arg::Text(fs.as_str()))
+            .arg("name", Arg::Text(name.as_str()));
+        if let Some(parent) = parent {
+            line = line.arg("parent", Arg::Text(parent.as_str()));
+        }
+        line.arg(
+            "read-only",
+            Arg::Keyword(if read_only { "yes" } else { "no" }),
+        )
+        .silent()
+    }
+
+    /// `/disk btrfs subvolume remove [find where name="<name>"]`: the subvolume and every file
+    /// in it.
+    pub fn subvolume_remove(name: &Slot) -> Cmd {
+        let filter = Filter::equals("name", name.as_str()).render();
+        Cmd {
+            line: format!("/disk btrfs subvolume remove [find where {filter}]"),
+            silent: true,
+        }
+    }
+
+    /// `/disk btrfs subvolume print detail where name="…"` (or `name~"^<prefix>"`).
+    pub fn subvolume_print(query: SubvolumeQuery<'_>, form: Form) -> Cmd {
+        let filter = match query {
+            SubvolumeQuery::Name(name) => Filter::equals("name", name.as_str()),
+            SubvolumeQuery::NamePrefix(prefix) => Filter::starts_with("name", prefix.as_str()),
+        };
+        print("/disk btrfs subvolume", &filter, form)
+    }
+
+    /// `:put [/file get "<path>" size]`: the file's exact size in bytes (`print` rounds it).
+    pub fn file_get_size(path: &RosPath) -> Cmd {
+        let get = Line::new("/file get")
+            .unnamed(path.as_str())
+            .keyword("size");
+        Cmd {
+            line: format!(":put [{}]", get.0),
+            silent: false,
+        }
+    }
+
     /// `/disk monitor-traffic "<slot>" once`: one key/value block of counters.
     pub fn disk_monitor_traffic(slot: &Slot) -> Cmd {
         Line::new("/disk monitor-traffic")
@@ -229,12 +305,16 @@ impl fmt::Display for Cmd {
     }
 }
 
-/// The arguments of a new file disk, after the verb (and a `copy-from`).
-fn disk_args(line: Line, spec: &DiskSpec) -> Line {
+/// The arguments of a file disk, after the verb (and a `copy-from`); `sized` adds `file-size`,
+/// which makes a new file.
+fn disk_args(line: Line, spec: &DiskSpec, sized: bool) -> Line {
     let mut line = line
         .arg("type", Arg::Keyword("file"))
-        .arg("file-path", Arg::Text(spec.file_path.as_str()))
-        .arg("file-size", Arg::Number(spec.size.get()))
+        .arg("file-path", Arg::Text(spec.file_path.as_str()));
+    if sized {
+        line = line.arg("file-size", Arg::Number(spec.size.get()));
+    }
+    let mut line = line
         .arg("slot", Arg::Text(spec.slot.as_str()))
         .arg("mount-filesystem", Arg::Keyword("no"));
     if let Some(export) = &spec.export {
@@ -424,6 +504,20 @@ mod tests {
     }
 
     #[test]
+    fn attaching_an_existing_file_sends_everything_but_its_size() {
+        let cmd = Cmd::disk_attach_as(&spec());
+        assert_eq!(
+            cmd.as_str(),
+            "/disk add type=file file-path=\"raid10/csi/pvc-x.img\" slot=\"pvc-x\" \
+             mount-filesystem=no nvme-tcp-export=yes nvme-tcp-server-port=4420 \
+             nvme-tcp-server-nqn=\"nqn.2026-09.com.example:rds-csi:pvc-x\" \
+             nvme-tcp-server-allow-host-name=\"nqn.2000-02.com.mikrotik:rds-csi:fenced\" \
+             comment=\"rds-csi:1,kind:volume\""
+        );
+        assert!(cmd.is_silent());
+    }
+
+    #[test]
     fn disk_add_without_export_or_comment_omits_them() {
         let spec = DiskSpec {
             export: None,
@@ -579,6 +673,38 @@ mod tests {
             ":put [/file get \"raid10/csi/probe.img\" contents]"
         );
         assert!(!get.is_silent());
+    }
+
+    #[test]
+    fn subvolume_commands_quote_names_and_spell_read_only() {
+        let fs = path("storage-pool");
+        assert_eq!(
+            Cmd::subvolume_add(&fs, &slot("pvc-a"), None, false).as_str(),
+            "/disk btrfs subvolume add fs=\"storage-pool\" name=\"pvc-a\" read-only=no"
+        );
+        let snapshot = Cmd::subvolume_add(&fs, &slot("snap-b"), Some(&slot("pvc-a")), true);
+        assert_eq!(
+            snapshot.as_str(),
+            "/disk btrfs subvolume add fs=\"storage-pool\" name=\"snap-b\" parent=\"pvc-a\" \
+             read-only=yes"
+        );
+        assert!(snapshot.is_silent());
+        assert_eq!(
+            Cmd::subvolume_remove(&slot("snap-b")).as_str(),
+            "/disk btrfs subvolume remove [find where name=\"snap-b\"]"
+        );
+        assert_eq!(
+            Cmd::subvolume_print(SubvolumeQuery::NamePrefix(&slot("snap-")), Form::Detail).as_str(),
+            "/disk btrfs subvolume print detail where name~\"^snap-\""
+        );
+        assert_eq!(
+            Cmd::btrfs_filesystem_print(&fs, Form::Detail).as_str(),
+            "/disk btrfs filesystem print detail where label=\"storage-pool\""
+        );
+        assert_eq!(
+            Cmd::file_get_size(&path("storage-pool/snap-b/volume.img")).as_str(),
+            ":put [/file get \"storage-pool/snap-b/volume.img\" size]"
+        );
     }
 
     #[test]

@@ -18,6 +18,7 @@
 
 mod copy;
 mod error;
+mod subvolume;
 mod verify;
 
 use std::sync::Mutex as SyncMutex;

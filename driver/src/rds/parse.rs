@@ -10,11 +10,13 @@
 mod block;
 mod detail;
 mod script;
+mod subvolume;
 mod typed;
 
 pub use block::parse_key_values;
 pub use detail::parse_detail;
 pub use script::{parse_as_value, parse_json};
+pub use subvolume::SubvolumeRecord;
 pub use typed::{
     DiskRecord, PoolRecord, RosVersion, Stage, parse_bool, parse_grouped_u64, parse_human_size,
     parse_routeros_version,

@@ -30,23 +30,30 @@ pub enum Method {
     CopyFrom,
     /// An empty disk, then `/disk copy src= dst=`: a full block copy, documented.
     DiskCopy,
+    /// A read-only Btrfs subvolume snapshot of a volume in its own subvolume
+    /// (StorageClass `layout: subvolume`); not a disk, so not a [`SnapshotMethod`] (see
+    /// [`Method::disk_method`]).
+    Btrfs,
 }
 
 impl Method {
-    pub const ALL: [Method; 2] = [Method::CopyFrom, Method::DiskCopy];
+    pub const ALL: [Method; 3] = [Method::CopyFrom, Method::DiskCopy, Method::Btrfs];
 
     pub fn as_str(self) -> &'static str {
         match self {
             Method::CopyFrom => "copy-from",
             Method::DiskCopy => "disk-copy",
+            Method::Btrfs => "btrfs",
         }
     }
 
-    /// The implementation of this method.
-    pub fn implementation(self) -> &'static dyn SnapshotMethod {
+    /// The implementation of a method whose snapshots are disks; `None` for [`Method::Btrfs`],
+    /// whose snapshots are subvolumes the controller makes and reads itself.
+    pub fn disk_method(self) -> Option<&'static dyn SnapshotMethod> {
         match self {
-            Method::CopyFrom => &copy_from::CopyFrom,
-            Method::DiskCopy => &disk_copy::DiskCopy,
+            Method::CopyFrom => Some(&copy_from::CopyFrom),
+            Method::DiskCopy => Some(&disk_copy::DiskCopy),
+            Method::Btrfs => None,
         }
     }
 }
@@ -58,7 +65,7 @@ impl fmt::Display for Method {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("unknown snapshot method {0:?}: the methods are copy-from and disk-copy")]
+#[error("unknown snapshot method {0:?}: the methods are copy-from, disk-copy and btrfs")]
 pub struct UnknownMethod(pub String);
 
 impl FromStr for Method {
@@ -160,13 +167,15 @@ mod tests {
     fn names_round_trip() {
         for method in Method::ALL {
             assert_eq!(method.as_str().parse::<Method>(), Ok(method));
-            assert_eq!(method.implementation().method(), method);
+            if let Some(implementation) = method.disk_method() {
+                assert_eq!(implementation.method(), method);
+            }
             let json = serde_json::to_string(&method).unwrap();
             assert_eq!(json, format!("\"{method}\""));
         }
         let error = "btrfs-send".parse::<Method>().unwrap_err();
         assert!(
-            error.to_string().contains("copy-from and disk-copy"),
+            error.to_string().contains("copy-from, disk-copy and btrfs"),
             "{error}"
         );
     }

@@ -3,6 +3,10 @@
 //! The probe uses SSH alone. It writes `<dir>/probe-<nonce>-s.img` with `/file add contents=`,
 //! attaches it as a disk, lets the method copy that disk into `probe-<nonce>-d`, reads the
 //! copy with `/file get … contents` and compares. Then it removes both disks and files.
+//!
+//! `btrfs` snapshots are subvolumes, not disks: its probe writes the file into a new subvolume
+//! `probe-<nonce>-s`, snapshots that read-only as `probe-<nonce>-d`, reads the file back from
+//! the snapshot, then removes both subvolumes. On a pool that is not Btrfs it is unavailable.
 
 use std::fmt;
 
@@ -57,6 +61,9 @@ const PROBE_BYTES: usize = 512;
 /// Probes `method` in directory `dir` (`<pool>/<baseDir>`) of the RDS.
 pub async fn probe(rds: &RdsClient, dir: &RosPath, method: Method) -> Outcome {
     let nonce = format!("{:012x}", rand::rng().random::<u64>() & 0xffff_ffff_ffff);
+    if method.disk_method().is_none() {
+        return probe_subvolume_snapshot(rds, &nonce).await;
+    }
     let name = |end: &str| {
         let slot = Slot::parse(&format!("probe-{nonce}-{end}")).expect("a valid probe slot");
         let file = dir
@@ -124,7 +131,8 @@ async fn copy_and_compare(
         pending_comment: comment,
     };
     method
-        .implementation()
+        .disk_method()
+        .expect("only disk methods copy disks")
         .snapshot(rds, source, &target_disk)
         .await
         .map_err(|e| format!("copying with {method} failed: {e}"))?;
@@ -132,6 +140,67 @@ async fn copy_and_compare(
         .read_file(target_file)
         .await
         .map_err(|e| format!("reading the copy back failed: {e}"))?;
+    Ok(if copied == text.as_str() {
+        Verdict::CopiesData
+    } else {
+        Verdict::CopiesSettingsOnly
+    })
+}
+
+async fn probe_subvolume_snapshot(rds: &RdsClient, nonce: &str) -> Outcome {
+    let name = |end: &str| Slot::parse(&format!("probe-{nonce}-{end}")).expect("a valid name");
+    let (source, target) = (name("s"), name("d"));
+    let mut made = Vec::new();
+    let verdict = match snapshot_and_compare(rds, nonce, &source, &target, &mut made).await {
+        Ok(verdict) => verdict,
+        Err(reason) => Verdict::Unavailable(reason),
+    };
+    let mut leftovers = Vec::new();
+    for subvolume in made.iter().rev() {
+        if let Err(error) = rds.remove_subvolume(subvolume).await {
+            leftovers.push(format!(
+                "remove Btrfs subvolume {subvolume} by hand: {error}"
+            ));
+        }
+    }
+    Outcome {
+        method: Method::Btrfs,
+        verdict,
+        leftovers,
+    }
+}
+
+/// Every subvolume it adds goes into `made`, for the clean-up.
+async fn snapshot_and_compare(
+    rds: &RdsClient,
+    nonce: &str,
+    source: &Slot,
+    target: &Slot,
+    made: &mut Vec<Slot>,
+) -> Result<Verdict, String> {
+    let btrfs = rds
+        .pool_is_btrfs()
+        .await
+        .map_err(|e| format!("reading the pool's file system failed: {e}"))?;
+    if !btrfs {
+        return Err("the pool is not a Btrfs file system labelled as its mount point".to_owned());
+    }
+    rds.add_subvolume(source, None, false)
+        .await
+        .map_err(|e| format!("adding the probe subvolume failed: {e}"))?;
+    made.push(source.clone());
+    let text = probe_text(nonce);
+    rds.write_file(&rds.subvolume_file(source), &text)
+        .await
+        .map_err(|e| format!("writing the probe file failed: {e}"))?;
+    rds.add_subvolume(target, Some(source), true)
+        .await
+        .map_err(|e| format!("snapshotting the probe subvolume failed: {e}"))?;
+    made.push(target.clone());
+    let copied = rds
+        .read_file(&rds.subvolume_file(target))
+        .await
+        .map_err(|e| format!("reading the snapshot's file back failed: {e}"))?;
     Ok(if copied == text.as_str() {
         Verdict::CopiesData
     } else {

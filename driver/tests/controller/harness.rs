@@ -12,6 +12,7 @@ pub use rds_csi::csi::v1::volume_capability::{AccessMode, AccessType, BlockVolum
 pub use rds_csi::csi::v1::*;
 pub use rds_csi::grpc::{BoundSocket, connect_unix};
 pub use rds_csi::ids;
+pub use rds_csi::rds::disk::RdsClient;
 pub use rds_csi::rds::ssh::HostKeyPin;
 pub use rds_csi::service::{Driver, Mode};
 pub use rds_sim::engine::{EngineConfig, Event};
@@ -19,7 +20,7 @@ pub use rds_sim::faults::{CrashPoint, Fault};
 pub use rds_sim::server::{Options, RunningSim};
 pub use rds_sim::sim::{Sim, StateView};
 pub use rds_sim::ssh::load_or_generate_host_key;
-pub use rds_sim::store::Disk;
+pub use rds_sim::store::{Disk, PoolFs};
 pub use tempfile::TempDir;
 pub use tokio::sync::oneshot;
 pub use tonic::Code;
@@ -38,6 +39,7 @@ pub struct Setup {
     pub config: fn(&mut Config),
     /// Pin a key the simulator does not have.
     pub pin_wrong_key: bool,
+    pub pool_fs: PoolFs,
 }
 
 impl Default for Setup {
@@ -48,6 +50,7 @@ impl Default for Setup {
             mode: Mode::Controller,
             config: |_| {},
             pin_wrong_key: false,
+            pool_fs: PoolFs::Xfs,
         }
     }
 }
@@ -58,6 +61,8 @@ pub struct Plugin {
     pub sim: Option<RunningSim>,
     pub controller: ControllerClient<Channel>,
     pub identity: IdentityClient<Channel>,
+    /// The driver's own RDS client, for tests of the operations beneath the CSI calls.
+    pub rds: Arc<RdsClient>,
     _stop: oneshot::Sender<()>,
 }
 
@@ -77,6 +82,7 @@ impl Plugin {
                     version: setup.routeros_version.into(),
                     ..Default::default()
                 },
+                pool_fs: setup.pool_fs,
                 ..EngineConfig::default()
             },
             ..Options::loopback(
@@ -112,6 +118,7 @@ impl Plugin {
         };
         (setup.config)(&mut config);
         let driver = Driver::new(config).await.unwrap();
+        let rds = driver.rds().clone();
         let socket_path = dir.path().join("csi/csi.sock");
         let socket = BoundSocket::bind(&socket_path).unwrap();
         let (stop, stopped) = oneshot::channel::<()>();
@@ -124,6 +131,7 @@ impl Plugin {
             sim: Some(sim),
             controller: ControllerClient::new(channel.clone()),
             identity: IdentityClient::new(channel),
+            rds,
             _stop: stop,
         }
     }

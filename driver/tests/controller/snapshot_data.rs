@@ -18,6 +18,37 @@ pub fn snapshot_request(name: &str, source: &str, method: Method) -> CreateSnaps
     }
 }
 
+/// A simulator and driver where `method` can work: a Btrfs pool for `btrfs`.
+pub async fn plugin_for(method: Method) -> Plugin {
+    Plugin::with(Setup {
+        pool_fs: match method {
+            Method::Btrfs => PoolFs::Btrfs,
+            Method::CopyFrom | Method::DiskCopy => PoolFs::Xfs,
+        },
+        ..Setup::default()
+    })
+    .await
+}
+
+/// `request` in the StorageClass layout `method` snapshots: its own subvolume for `btrfs`.
+pub fn laid_out_for(mut request: CreateVolumeRequest, method: Method) -> CreateVolumeRequest {
+    if method == Method::Btrfs {
+        request
+            .parameters
+            .insert("layout".into(), "subvolume".into());
+    }
+    request
+}
+
+/// The `/file` name of a snapshot's data: its disk's file, or for `btrfs` the file in its
+/// subvolume.
+pub fn snapshot_file(id: &str, method: Method) -> String {
+    match method {
+        Method::Btrfs => format!("{POOL}/{id}/volume.img"),
+        Method::CopyFrom | Method::DiskCopy => file_of(id),
+    }
+}
+
 pub fn from_snapshot(name: &str, snapshot_id: &str, required: i64) -> CreateVolumeRequest {
     CreateVolumeRequest {
         volume_content_source: Some(VolumeContentSource {
@@ -113,12 +144,25 @@ impl Plugin {
 
     /// The first `len` bytes of the disk's data.
     pub fn contents(&self, slot: &str, len: u64) -> Vec<u8> {
-        let mut data = Vec::new();
-        std::fs::File::open(self.backing(slot))
-            .unwrap()
-            .take(len)
-            .read_to_end(&mut data)
-            .unwrap();
-        data
+        read_start(&self.backing(slot), len)
     }
+
+    /// The first `len` bytes of a snapshot's data, whichever method made it.
+    pub fn snapshot_contents(&self, id: &str, method: Method, len: u64) -> Vec<u8> {
+        // rds-sim maps a disk's file to a host path; any disk carries the snapshot's file name
+        // there.
+        let mut disk = self.state().disks.pop().expect("a disk");
+        disk.file_path = snapshot_file(id, method);
+        read_start(&self.sim().backing_path(&disk), len)
+    }
+}
+
+fn read_start(path: &std::path::Path, len: u64) -> Vec<u8> {
+    let mut data = Vec::new();
+    std::fs::File::open(path)
+        .unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+        .take(len)
+        .read_to_end(&mut data)
+        .unwrap();
+    data
 }

@@ -10,10 +10,11 @@ async fn a_crash_after_the_first_snapshot_command_commits_is_retried_into_the_sa
     for (method, pattern) in [
         (Method::CopyFrom, "^/disk add copy-from=.* slot=\"snap-"),
         (Method::DiskCopy, "^/disk add type=file .* slot=\"snap-"),
+        (Method::Btrfs, "^/disk btrfs subvolume add .* name=\"snap-"),
     ] {
-        let mut plugin = Plugin::start().await;
+        let mut plugin = plugin_for(method).await;
         let volume = plugin
-            .create(create_request("v", SIZE, 0))
+            .create(laid_out_for(create_request("v", SIZE, 0), method))
             .await
             .unwrap()
             .volume_id;
@@ -34,15 +35,17 @@ async fn a_crash_after_the_first_snapshot_command_commits_is_retried_into_the_sa
             assert_eq!(first.snapshot_id, retried.snapshot_id);
         }
         assert!(retried.ready_to_use, "{method}");
-        let snapshots: Vec<_> = plugin
-            .state()
+        let state = plugin.state();
+        let snapshots: Vec<String> = state
             .disks
-            .into_iter()
-            .filter(|d| d.slot.starts_with("snap-"))
+            .iter()
+            .map(|d| d.slot.clone())
+            .chain(state.subvolumes.iter().map(|s| s.path.clone()))
+            .filter(|name| name.rsplit('/').next().unwrap().starts_with("snap-"))
             .collect();
         assert_eq!(snapshots.len(), 1, "{method}: {snapshots:?}");
         assert_eq!(
-            plugin.contents(&retried.snapshot_id, SIZE as u64),
+            plugin.snapshot_contents(&retried.snapshot_id, method, SIZE as u64),
             plugin.contents(&volume, SIZE as u64),
             "{method}"
         );

@@ -1,5 +1,6 @@
 //! CreateSnapshot, GetSnapshot, ListSnapshots and DeleteSnapshot, for every method.
 
+use rds_csi::rds::value::Slot;
 use rds_csi::snapshot::Method;
 
 use crate::harness::*;
@@ -8,9 +9,9 @@ use crate::snapshot_data::*;
 #[tokio::test]
 async fn a_snapshot_lives_and_dies_on_the_rds() {
     for method in Method::ALL {
-        let mut plugin = Plugin::start().await;
+        let mut plugin = plugin_for(method).await;
         let volume = plugin
-            .create(create_request("origin", SIZE, 0))
+            .create(laid_out_for(create_request("origin", SIZE, 0), method))
             .await
             .unwrap();
         let name = "snapshot-8f2e4b1c-3d5a-4e6f-9a7b-0c1d2e3f4a5b";
@@ -27,19 +28,31 @@ async fn a_snapshot_lives_and_dies_on_the_rds() {
         assert!(snapshot.ready_to_use, "{method}");
         assert!(snapshot.creation_time.unwrap().seconds > 1_700_000_000);
 
-        let disk = plugin
-            .disk(&snapshot.snapshot_id)
-            .expect("the snapshot's disk");
-        assert!(
-            !disk.nvme_tcp_export,
-            "{method}: a snapshot is never exported"
-        );
-        assert_eq!(disk.file_path, file_of(&snapshot.snapshot_id));
-        let recorded = ids::Metadata::parse(disk.comment.as_deref().unwrap()).unwrap();
-        assert_eq!(recorded.kind, ids::IdKind::Snapshot);
-        assert_eq!(recorded.csi_name, name);
-        assert_eq!(recorded.method, Some(method));
-        assert!(!recorded.pending);
+        if method == Method::Btrfs {
+            assert!(plugin.disk(&snapshot.snapshot_id).is_none(), "not a disk");
+            let subvolume = plugin
+                .rds
+                .subvolume(&Slot::parse(&snapshot.snapshot_id).unwrap())
+                .await
+                .unwrap()
+                .expect("the snapshot's subvolume");
+            assert!(subvolume.read_only);
+            assert_eq!(subvolume.parent.as_deref(), Some(volume.volume_id.as_str()));
+        } else {
+            let disk = plugin
+                .disk(&snapshot.snapshot_id)
+                .expect("the snapshot's disk");
+            assert!(
+                !disk.nvme_tcp_export,
+                "{method}: a snapshot is never exported"
+            );
+            assert_eq!(disk.file_path, file_of(&snapshot.snapshot_id));
+            let recorded = ids::Metadata::parse(disk.comment.as_deref().unwrap()).unwrap();
+            assert_eq!(recorded.kind, ids::IdKind::Snapshot);
+            assert_eq!(recorded.csi_name, name);
+            assert_eq!(recorded.method, Some(method));
+            assert!(!recorded.pending);
+        }
 
         // Same name and source: the same snapshot; another source or an unknown one: refused.
         let again = plugin
@@ -48,7 +61,7 @@ async fn a_snapshot_lives_and_dies_on_the_rds() {
             .unwrap();
         assert_eq!(again, snapshot, "{method}");
         let other = plugin
-            .create(create_request("other", SIZE, 0))
+            .create(laid_out_for(create_request("other", SIZE, 0), method))
             .await
             .unwrap();
         let conflict = plugin
@@ -86,7 +99,7 @@ async fn a_snapshot_lives_and_dies_on_the_rds() {
         plugin.delete_snapshot(&snapshot.snapshot_id).await.unwrap();
         assert!(plugin.disk(&snapshot.snapshot_id).is_none(), "{method}");
         assert!(
-            !plugin.has_file(&file_of(&snapshot.snapshot_id)),
+            !plugin.has_file(&snapshot_file(&snapshot.snapshot_id, method)),
             "{method}"
         );
         // Gone, unknown and foreign ids are all fine to delete.

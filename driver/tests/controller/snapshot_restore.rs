@@ -8,9 +8,9 @@ use crate::snapshot_data::*;
 #[tokio::test]
 async fn a_snapshot_outlives_its_source_and_restores_its_data() {
     for method in Method::ALL {
-        let mut plugin = Plugin::start().await;
+        let mut plugin = plugin_for(method).await;
         let source = plugin
-            .create(create_request("source", SIZE, 0))
+            .create(laid_out_for(create_request("source", SIZE, 0), method))
             .await
             .unwrap()
             .volume_id;
@@ -27,7 +27,10 @@ async fn a_snapshot_outlives_its_source_and_restores_its_data() {
         assert!(plugin.disk(&source).is_none());
 
         let restored = plugin
-            .create(from_snapshot("restored", &snapshot, 0))
+            .create(laid_out_for(
+                from_snapshot("restored", &snapshot, 0),
+                method,
+            ))
             .await
             .unwrap();
         assert_eq!(restored.capacity_bytes, SIZE, "{method}");
@@ -44,13 +47,19 @@ async fn a_snapshot_outlives_its_source_and_restores_its_data() {
 
         // Larger: grown, the data in front; smaller: refused.
         let grown = plugin
-            .create(from_snapshot("grown", &snapshot, 2 * SIZE))
+            .create(laid_out_for(
+                from_snapshot("grown", &snapshot, 2 * SIZE),
+                method,
+            ))
             .await
             .unwrap();
         assert_eq!(grown.capacity_bytes, 2 * SIZE, "{method}");
         assert_eq!(plugin.contents(&grown.volume_id, SIZE as u64), written);
         let smaller = plugin
-            .create(from_snapshot("smaller", &snapshot, SIZE / 2))
+            .create(laid_out_for(
+                from_snapshot("smaller", &snapshot, SIZE / 2),
+                method,
+            ))
             .await
             .unwrap_err();
         assert_eq!(smaller.code(), Code::OutOfRange, "{}", smaller.message());
@@ -62,12 +71,18 @@ async fn a_snapshot_outlives_its_source_and_restores_its_data() {
 
         // Same name again: the same volume; the same name from another source: refused.
         let again = plugin
-            .create(from_snapshot("restored", &snapshot, 0))
+            .create(laid_out_for(
+                from_snapshot("restored", &snapshot, 0),
+                method,
+            ))
             .await
             .unwrap();
         assert_eq!(again.volume_id, id);
         let other = plugin
-            .create(from_volume("restored", &grown.volume_id, 0))
+            .create(laid_out_for(
+                from_volume("restored", &grown.volume_id, 0),
+                method,
+            ))
             .await
             .unwrap_err();
         assert_eq!(other.code(), Code::AlreadyExists, "{}", other.message());
@@ -79,7 +94,7 @@ async fn a_snapshot_outlives_its_source_and_restores_its_data() {
 
         plugin.delete_snapshot(&snapshot).await.unwrap();
         assert!(plugin.disk(&snapshot).is_none());
-        assert!(!plugin.has_file(&file_of(&snapshot)));
+        assert!(!plugin.has_file(&snapshot_file(&snapshot, method)));
         // The restored volume keeps its data without the snapshot.
         assert_eq!(plugin.contents(&id, SIZE as u64), written);
     }
@@ -88,22 +103,29 @@ async fn a_snapshot_outlives_its_source_and_restores_its_data() {
 #[tokio::test]
 async fn a_volume_clones_with_its_data() {
     for method in Method::ALL {
+        // A volume in its own subvolume clones as a Btrfs snapshot whatever is configured.
         let mut plugin = Plugin::with(Setup {
             config: match method {
-                Method::CopyFrom => |c| c.controller.snapshot_method = Method::CopyFrom,
+                Method::CopyFrom | Method::Btrfs => {
+                    |c| c.controller.snapshot_method = Method::CopyFrom
+                }
                 Method::DiskCopy => |c| c.controller.snapshot_method = Method::DiskCopy,
+            },
+            pool_fs: match method {
+                Method::Btrfs => PoolFs::Btrfs,
+                Method::CopyFrom | Method::DiskCopy => PoolFs::Xfs,
             },
             ..Setup::default()
         })
         .await;
         let source = plugin
-            .create(create_request("original", SIZE, 0))
+            .create(laid_out_for(create_request("original", SIZE, 0), method))
             .await
             .unwrap()
             .volume_id;
         plugin.write_pattern(&source, 3);
         let clone = plugin
-            .create(from_volume("clone", &source, SIZE))
+            .create(laid_out_for(from_volume("clone", &source, SIZE), method))
             .await
             .unwrap();
         assert_eq!(

@@ -27,6 +27,15 @@ pub enum RdsError {
         slot: String,
         differences: String,
     },
+    #[error(
+        "`{command}` succeeded, but Btrfs subvolume {name} reads back {differences}; inspect it \
+         with `/disk btrfs subvolume print detail where name=\"{name}\"` on the RDS, then retry"
+    )]
+    Subvolume {
+        command: String,
+        name: String,
+        differences: String,
+    },
     #[error("`{command}` found no disk with slot {slot}: it does not exist (any more)")]
     NoDisk { command: String, slot: String },
     #[error(
@@ -88,9 +97,10 @@ impl RdsError {
             },
             RdsError::NoDisk { .. } => ErrorKind::NotFound,
             RdsError::Unsupported { .. } | RdsError::NoPool { .. } => ErrorKind::Misconfigured,
-            RdsError::Parse { .. } | RdsError::ReadBack { .. } | RdsError::DuplicateSlot { .. } => {
-                ErrorKind::Internal
-            }
+            RdsError::Parse { .. }
+            | RdsError::ReadBack { .. }
+            | RdsError::Subvolume { .. }
+            | RdsError::DuplicateSlot { .. } => ErrorKind::Internal,
         }
     }
 
