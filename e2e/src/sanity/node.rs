@@ -32,23 +32,44 @@ const REPEAT: usize = 3;
 pub fn trials() -> Vec<Trial> {
     const NS: &str = "Node Service";
     let name = |rest: &str| format!("{NS} {rest}");
+    let invalid = |rest: &str, call: fn(&Fixture) -> anyhow::Result<NodeCall>| {
+        refusal(&name(rest), Code::InvalidArgument, call)
+    };
+    let not_found = |rest: &str, call: fn(&Fixture) -> anyhow::Result<NodeCall>| {
+        refusal(&name(rest), Code::NotFound, call)
+    };
     vec![
         trial(
             &name("NodeGetCapabilities should return appropriate capabilities"),
             capabilities,
         ),
         trial(&name("NodeGetInfo should return appropriate values"), info),
-        trial(
-            &name("NodePublishVolume should fail when no volume id is provided"),
-            publish_without_volume_id,
+        invalid(
+            "NodePublishVolume should fail when no volume id is provided",
+            |fx| {
+                Ok(NodeCall::Publish(NodePublishVolumeRequest {
+                    volume_id: String::new(),
+                    ..publish_request(fx)?
+                }))
+            },
         ),
-        trial(
-            &name("NodePublishVolume should fail when no target path is provided"),
-            publish_without_target_path,
+        invalid(
+            "NodePublishVolume should fail when no target path is provided",
+            |fx| {
+                Ok(NodeCall::Publish(NodePublishVolumeRequest {
+                    target_path: String::new(),
+                    ..publish_request(fx)?
+                }))
+            },
         ),
-        trial(
-            &name("NodePublishVolume should fail when no volume capability is provided"),
-            publish_without_capability,
+        invalid(
+            "NodePublishVolume should fail when no volume capability is provided",
+            |fx| {
+                Ok(NodeCall::Publish(NodePublishVolumeRequest {
+                    volume_capability: None,
+                    ..publish_request(fx)?
+                }))
+            },
         ),
         trial(
             &name(
@@ -56,49 +77,79 @@ pub fn trials() -> Vec<Trial> {
             ),
             single_writer_published_elsewhere,
         ),
-        trial(
-            &name("NodeUnpublishVolume should fail when no volume id is provided"),
-            unpublish_without_volume_id,
+        invalid(
+            "NodeUnpublishVolume should fail when no volume id is provided",
+            |fx| {
+                Ok(NodeCall::Unpublish(NodeUnpublishVolumeRequest {
+                    volume_id: String::new(),
+                    target_path: fx.node_paths("sanity-node-unpublish")?.1,
+                }))
+            },
         ),
-        trial(
-            &name("NodeUnpublishVolume should fail when no target path is provided"),
-            unpublish_without_target_path,
+        invalid(
+            "NodeUnpublishVolume should fail when no target path is provided",
+            |_| {
+                Ok(NodeCall::Unpublish(NodeUnpublishVolumeRequest {
+                    volume_id: SOME_ID.into(),
+                    target_path: String::new(),
+                }))
+            },
         ),
         trial(
             &name("NodeUnpublishVolume should remove target path"),
             unpublish_removes_target,
         ),
-        trial(
-            &name("NodeStageVolume should fail when no volume id is provided"),
-            stage_without_volume_id,
+        invalid(
+            "NodeStageVolume should fail when no volume id is provided",
+            |fx| {
+                Ok(NodeCall::Stage(NodeStageVolumeRequest {
+                    volume_id: String::new(),
+                    ..stage_request(fx)?
+                }))
+            },
         ),
-        trial(
-            &name("NodeStageVolume should fail when no staging target path is provided"),
-            stage_without_staging_path,
+        invalid(
+            "NodeStageVolume should fail when no staging target path is provided",
+            |fx| {
+                Ok(NodeCall::Stage(NodeStageVolumeRequest {
+                    staging_target_path: String::new(),
+                    ..stage_request(fx)?
+                }))
+            },
         ),
         trial(
             &name("NodeStageVolume should fail when no volume capability is provided"),
             stage_without_capability,
         ),
-        trial(
-            &name("NodeUnstageVolume should fail when no volume id is provided"),
-            unstage_without_volume_id,
+        invalid(
+            "NodeUnstageVolume should fail when no volume id is provided",
+            |fx| {
+                Ok(NodeCall::Unstage(NodeUnstageVolumeRequest {
+                    volume_id: String::new(),
+                    staging_target_path: fx.node_paths("sanity-node-unstage")?.0,
+                }))
+            },
         ),
-        trial(
-            &name("NodeUnstageVolume should fail when no staging target path is provided"),
-            unstage_without_staging_path,
+        invalid(
+            "NodeUnstageVolume should fail when no staging target path is provided",
+            |_| {
+                Ok(NodeCall::Unstage(NodeUnstageVolumeRequest {
+                    volume_id: SOME_ID.into(),
+                    staging_target_path: String::new(),
+                }))
+            },
         ),
-        trial(
-            &name("NodeGetVolumeStats should fail when no volume id is provided"),
-            stats_without_volume_id,
+        invalid(
+            "NodeGetVolumeStats should fail when no volume id is provided",
+            |_| Ok(NodeCall::Stats(stats_request("", SOME_PATH))),
         ),
-        trial(
-            &name("NodeGetVolumeStats should fail when no volume path is provided"),
-            stats_without_volume_path,
+        invalid(
+            "NodeGetVolumeStats should fail when no volume path is provided",
+            |_| Ok(NodeCall::Stats(stats_request(SOME_ID, ""))),
         ),
-        trial(
-            &name("NodeGetVolumeStats should fail when volume is not found"),
-            stats_not_found,
+        not_found(
+            "NodeGetVolumeStats should fail when volume is not found",
+            |_| Ok(NodeCall::Stats(stats_request(SOME_ID, SOME_PATH))),
         ),
         trial(
             &name(
@@ -106,17 +157,17 @@ pub fn trials() -> Vec<Trial> {
             ),
             stats_wrong_path,
         ),
-        trial(
-            &name("NodeExpandVolume should fail when no volume id is provided"),
-            expand_without_volume_id,
+        invalid(
+            "NodeExpandVolume should fail when no volume id is provided",
+            |_| Ok(NodeCall::Expand(expand_request("", SOME_PATH))),
         ),
-        trial(
-            &name("NodeExpandVolume should fail when no volume path is provided"),
-            expand_without_volume_path,
+        invalid(
+            "NodeExpandVolume should fail when no volume path is provided",
+            |_| Ok(NodeCall::Expand(expand_request(SOME_ID, ""))),
         ),
-        trial(
-            &name("NodeExpandVolume should fail when volume is not found"),
-            expand_not_found,
+        not_found(
+            "NodeExpandVolume should fail when volume is not found",
+            |_| Ok(NodeCall::Expand(expand_request(SOME_ID, SOME_PATH))),
         ),
         trial(
             &name("NodeExpandVolume should work if node-expand is called after node-publish"),
@@ -125,6 +176,38 @@ pub fn trials() -> Vec<Trial> {
         trial(&name("should work"), lifecycle),
         trial(&name("should be idempotent"), idempotent),
     ]
+}
+
+/// One node RPC and its request: the refusal cases differ only in this and the code expected.
+enum NodeCall {
+    Publish(NodePublishVolumeRequest),
+    Unpublish(NodeUnpublishVolumeRequest),
+    Stage(NodeStageVolumeRequest),
+    Unstage(NodeUnstageVolumeRequest),
+    Stats(NodeGetVolumeStatsRequest),
+    Expand(NodeExpandVolumeRequest),
+}
+
+/// A case that makes `call` and expects it refused with `code`, the node left as it was.
+fn refusal(name: &str, code: Code, call: fn(&Fixture) -> anyhow::Result<NodeCall>) -> Trial {
+    trial(name, async move |fx: &mut Fixture| {
+        let call = call(fx)?;
+        refuses(fx, code, call).await
+    })
+}
+
+/// Makes `call`; it must be refused with `code` and change nothing on the node.
+async fn refuses(fx: &Fixture, code: Code, call: NodeCall) -> anyhow::Result<()> {
+    let mut node = fx.node();
+    match call {
+        NodeCall::Publish(r) => fx.node_rejects(code, node.node_publish_volume(r)).await,
+        NodeCall::Unpublish(r) => fx.node_rejects(code, node.node_unpublish_volume(r)).await,
+        NodeCall::Stage(r) => fx.node_rejects(code, node.node_stage_volume(r)).await,
+        NodeCall::Unstage(r) => fx.node_rejects(code, node.node_unstage_volume(r)).await,
+        NodeCall::Stats(r) => fx.node_rejects(code, node.node_get_volume_stats(r)).await,
+        NodeCall::Expand(r) => fx.node_rejects(code, node.node_expand_volume(r)).await,
+    }?;
+    Ok(())
 }
 
 /// A volume created and published to the node, with the node's paths for it.
@@ -277,45 +360,6 @@ fn publish_request(fx: &Fixture) -> anyhow::Result<NodePublishVolumeRequest> {
     })
 }
 
-async fn publish_without_volume_id(fx: &mut Fixture) -> anyhow::Result<()> {
-    let request = NodePublishVolumeRequest {
-        volume_id: String::new(),
-        ..publish_request(fx)?
-    };
-    fx.node_rejects(
-        Code::InvalidArgument,
-        fx.node().node_publish_volume(request),
-    )
-    .await?;
-    Ok(())
-}
-
-async fn publish_without_target_path(fx: &mut Fixture) -> anyhow::Result<()> {
-    let request = NodePublishVolumeRequest {
-        target_path: String::new(),
-        ..publish_request(fx)?
-    };
-    fx.node_rejects(
-        Code::InvalidArgument,
-        fx.node().node_publish_volume(request),
-    )
-    .await?;
-    Ok(())
-}
-
-async fn publish_without_capability(fx: &mut Fixture) -> anyhow::Result<()> {
-    let request = NodePublishVolumeRequest {
-        volume_capability: None,
-        ..publish_request(fx)?
-    };
-    fx.node_rejects(
-        Code::InvalidArgument,
-        fx.node().node_publish_volume(request),
-    )
-    .await?;
-    Ok(())
-}
-
 async fn single_writer_published_elsewhere(fx: &mut Fixture) -> anyhow::Result<()> {
     fx.require_node_attach()?;
     let volume = Prepared::new(fx, "sanity-node-snsw").await?;
@@ -328,39 +372,9 @@ async fn single_writer_published_elsewhere(fx: &mut Fixture) -> anyhow::Result<(
         .context("NodePublishVolume at the first target path")?;
     let (_, other) = fx.node_paths("sanity-node-snsw-other")?;
     let second = volume.publish_request(single, &other);
-    fx.node_rejects(
-        Code::FailedPrecondition,
-        fx.node().node_publish_volume(second),
-    )
-    .await
-    .context("NodePublishVolume at a second target path")?;
-    Ok(())
-}
-
-async fn unpublish_without_volume_id(fx: &mut Fixture) -> anyhow::Result<()> {
-    let request = NodeUnpublishVolumeRequest {
-        volume_id: String::new(),
-        target_path: fx.node_paths("sanity-node-unpublish")?.1,
-    };
-    fx.node_rejects(
-        Code::InvalidArgument,
-        fx.node().node_unpublish_volume(request),
-    )
-    .await?;
-    Ok(())
-}
-
-async fn unpublish_without_target_path(fx: &mut Fixture) -> anyhow::Result<()> {
-    let request = NodeUnpublishVolumeRequest {
-        volume_id: SOME_ID.into(),
-        target_path: String::new(),
-    };
-    fx.node_rejects(
-        Code::InvalidArgument,
-        fx.node().node_unpublish_volume(request),
-    )
-    .await?;
-    Ok(())
+    refuses(fx, Code::FailedPrecondition, NodeCall::Publish(second))
+        .await
+        .context("NodePublishVolume at a second target path")
 }
 
 async fn unpublish_removes_target(fx: &mut Fixture) -> anyhow::Result<()> {
@@ -390,26 +404,6 @@ fn stage_request(fx: &Fixture) -> anyhow::Result<NodeStageVolumeRequest> {
     })
 }
 
-async fn stage_without_volume_id(fx: &mut Fixture) -> anyhow::Result<()> {
-    let request = NodeStageVolumeRequest {
-        volume_id: String::new(),
-        ..stage_request(fx)?
-    };
-    fx.node_rejects(Code::InvalidArgument, fx.node().node_stage_volume(request))
-        .await?;
-    Ok(())
-}
-
-async fn stage_without_staging_path(fx: &mut Fixture) -> anyhow::Result<()> {
-    let request = NodeStageVolumeRequest {
-        staging_target_path: String::new(),
-        ..stage_request(fx)?
-    };
-    fx.node_rejects(Code::InvalidArgument, fx.node().node_stage_volume(request))
-        .await?;
-    Ok(())
-}
-
 async fn stage_without_capability(fx: &mut Fixture) -> anyhow::Result<()> {
     // A real, published volume: only the capability is missing.
     let volume = Prepared::new(fx, "sanity-node-stage-nocap").await?;
@@ -417,35 +411,7 @@ async fn stage_without_capability(fx: &mut Fixture) -> anyhow::Result<()> {
         volume_capability: None,
         ..volume.stage_request(single_node_writer())
     };
-    fx.node_rejects(Code::InvalidArgument, fx.node().node_stage_volume(request))
-        .await?;
-    Ok(())
-}
-
-async fn unstage_without_volume_id(fx: &mut Fixture) -> anyhow::Result<()> {
-    let request = NodeUnstageVolumeRequest {
-        volume_id: String::new(),
-        staging_target_path: fx.node_paths("sanity-node-unstage")?.0,
-    };
-    fx.node_rejects(
-        Code::InvalidArgument,
-        fx.node().node_unstage_volume(request),
-    )
-    .await?;
-    Ok(())
-}
-
-async fn unstage_without_staging_path(fx: &mut Fixture) -> anyhow::Result<()> {
-    let request = NodeUnstageVolumeRequest {
-        volume_id: SOME_ID.into(),
-        staging_target_path: String::new(),
-    };
-    fx.node_rejects(
-        Code::InvalidArgument,
-        fx.node().node_unstage_volume(request),
-    )
-    .await?;
-    Ok(())
+    refuses(fx, Code::InvalidArgument, NodeCall::Stage(request)).await
 }
 
 fn stats_request(volume_id: &str, path: &str) -> NodeGetVolumeStatsRequest {
@@ -456,42 +422,13 @@ fn stats_request(volume_id: &str, path: &str) -> NodeGetVolumeStatsRequest {
     }
 }
 
-async fn stats_without_volume_id(fx: &mut Fixture) -> anyhow::Result<()> {
-    let request = stats_request("", SOME_PATH);
-    fx.node_rejects(
-        Code::InvalidArgument,
-        fx.node().node_get_volume_stats(request),
-    )
-    .await?;
-    Ok(())
-}
-
-async fn stats_without_volume_path(fx: &mut Fixture) -> anyhow::Result<()> {
-    let request = stats_request(SOME_ID, "");
-    fx.node_rejects(
-        Code::InvalidArgument,
-        fx.node().node_get_volume_stats(request),
-    )
-    .await?;
-    Ok(())
-}
-
-async fn stats_not_found(fx: &mut Fixture) -> anyhow::Result<()> {
-    let request = stats_request(SOME_ID, SOME_PATH);
-    fx.node_rejects(Code::NotFound, fx.node().node_get_volume_stats(request))
-        .await?;
-    Ok(())
-}
-
 async fn stats_wrong_path(fx: &mut Fixture) -> anyhow::Result<()> {
     fx.require_node_attach()?;
     let volume = Prepared::new(fx, "sanity-node-stats-path").await?;
     volume.stage(fx).await?;
     volume.publish(fx).await?;
     let request = volume.stats_request(SOME_PATH);
-    fx.node_rejects(Code::NotFound, fx.node().node_get_volume_stats(request))
-        .await?;
-    Ok(())
+    refuses(fx, Code::NotFound, NodeCall::Stats(request)).await
 }
 
 fn expand_request(volume_id: &str, path: &str) -> NodeExpandVolumeRequest {
@@ -500,27 +437,6 @@ fn expand_request(volume_id: &str, path: &str) -> NodeExpandVolumeRequest {
         volume_path: path.into(),
         ..Default::default()
     }
-}
-
-async fn expand_without_volume_id(fx: &mut Fixture) -> anyhow::Result<()> {
-    let request = expand_request("", SOME_PATH);
-    fx.node_rejects(Code::InvalidArgument, fx.node().node_expand_volume(request))
-        .await?;
-    Ok(())
-}
-
-async fn expand_without_volume_path(fx: &mut Fixture) -> anyhow::Result<()> {
-    let request = expand_request(SOME_ID, "");
-    fx.node_rejects(Code::InvalidArgument, fx.node().node_expand_volume(request))
-        .await?;
-    Ok(())
-}
-
-async fn expand_not_found(fx: &mut Fixture) -> anyhow::Result<()> {
-    let request = expand_request(SOME_ID, SOME_PATH);
-    fx.node_rejects(Code::NotFound, fx.node().node_expand_volume(request))
-        .await?;
-    Ok(())
 }
 
 async fn expand_after_publish(fx: &mut Fixture) -> anyhow::Result<()> {
