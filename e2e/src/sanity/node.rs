@@ -32,124 +32,25 @@ const REPEAT: usize = 3;
 pub fn trials() -> Vec<Trial> {
     const NS: &str = "Node Service";
     let name = |rest: &str| format!("{NS} {rest}");
-    let invalid = |rest: &str, call: fn(&Fixture) -> anyhow::Result<NodeCall>| {
-        refusal(&name(rest), Code::InvalidArgument, call)
-    };
-    let not_found = |rest: &str, call: fn(&Fixture) -> anyhow::Result<NodeCall>| {
-        refusal(&name(rest), Code::NotFound, call)
-    };
-    vec![
+    let cases = [
         trial(
             &name("NodeGetCapabilities should return appropriate capabilities"),
             capabilities,
         ),
         trial(&name("NodeGetInfo should return appropriate values"), info),
-        invalid(
-            "NodePublishVolume should fail when no volume id is provided",
-            |fx| {
-                Ok(NodeCall::Publish(NodePublishVolumeRequest {
-                    volume_id: String::new(),
-                    ..publish_request(fx)?
-                }))
-            },
-        ),
-        invalid(
-            "NodePublishVolume should fail when no target path is provided",
-            |fx| {
-                Ok(NodeCall::Publish(NodePublishVolumeRequest {
-                    target_path: String::new(),
-                    ..publish_request(fx)?
-                }))
-            },
-        ),
-        invalid(
-            "NodePublishVolume should fail when no volume capability is provided",
-            |fx| {
-                Ok(NodeCall::Publish(NodePublishVolumeRequest {
-                    volume_capability: None,
-                    ..publish_request(fx)?
-                }))
-            },
-        ),
         trial(
             &name(
                 "NodePublishVolume with single node multi writer capability should fail when volume with single node single writer access mode is already mounted at a different target path",
             ),
             single_writer_published_elsewhere,
         ),
-        invalid(
-            "NodeUnpublishVolume should fail when no volume id is provided",
-            |fx| {
-                Ok(NodeCall::Unpublish(NodeUnpublishVolumeRequest {
-                    volume_id: String::new(),
-                    target_path: fx.node_paths("sanity-node-unpublish")?.1,
-                }))
-            },
-        ),
-        invalid(
-            "NodeUnpublishVolume should fail when no target path is provided",
-            |_| {
-                Ok(NodeCall::Unpublish(NodeUnpublishVolumeRequest {
-                    volume_id: SOME_ID.into(),
-                    target_path: String::new(),
-                }))
-            },
-        ),
         trial(
             &name("NodeUnpublishVolume should remove target path"),
             unpublish_removes_target,
         ),
-        invalid(
-            "NodeStageVolume should fail when no volume id is provided",
-            |fx| {
-                Ok(NodeCall::Stage(NodeStageVolumeRequest {
-                    volume_id: String::new(),
-                    ..stage_request(fx)?
-                }))
-            },
-        ),
-        invalid(
-            "NodeStageVolume should fail when no staging target path is provided",
-            |fx| {
-                Ok(NodeCall::Stage(NodeStageVolumeRequest {
-                    staging_target_path: String::new(),
-                    ..stage_request(fx)?
-                }))
-            },
-        ),
         trial(
             &name("NodeStageVolume should fail when no volume capability is provided"),
             stage_without_capability,
-        ),
-        invalid(
-            "NodeUnstageVolume should fail when no volume id is provided",
-            |fx| {
-                Ok(NodeCall::Unstage(NodeUnstageVolumeRequest {
-                    volume_id: String::new(),
-                    staging_target_path: fx.node_paths("sanity-node-unstage")?.0,
-                }))
-            },
-        ),
-        invalid(
-            "NodeUnstageVolume should fail when no staging target path is provided",
-            |_| {
-                Ok(NodeCall::Unstage(NodeUnstageVolumeRequest {
-                    volume_id: SOME_ID.into(),
-                    staging_target_path: String::new(),
-                }))
-            },
-        ),
-        invalid(
-            "NodeGetVolumeStats should fail when no volume id is provided",
-            |_| Ok(NodeCall::Stats(stats_request("", SOME_PATH))),
-        ),
-        invalid(
-            "NodeGetVolumeStats should fail when no volume path is provided",
-            |_| Ok(NodeCall::Stats(stats_request(SOME_ID, ""))),
-        ),
-        not_found(
-            "NodeGetVolumeStats should fail when volume is not found",
-            |_| Ok(NodeCall::Stats(stats_request(SOME_ID, SOME_PATH))),
         ),
         trial(
             &name(
@@ -157,25 +58,125 @@ pub fn trials() -> Vec<Trial> {
             ),
             stats_wrong_path,
         ),
-        invalid(
-            "NodeExpandVolume should fail when no volume id is provided",
-            |_| Ok(NodeCall::Expand(expand_request("", SOME_PATH))),
-        ),
-        invalid(
-            "NodeExpandVolume should fail when no volume path is provided",
-            |_| Ok(NodeCall::Expand(expand_request(SOME_ID, ""))),
-        ),
-        not_found(
-            "NodeExpandVolume should fail when volume is not found",
-            |_| Ok(NodeCall::Expand(expand_request(SOME_ID, SOME_PATH))),
-        ),
         trial(
             &name("NodeExpandVolume should work if node-expand is called after node-publish"),
             expand_after_publish,
         ),
         trial(&name("should work"), lifecycle),
         trial(&name("should be idempotent"), idempotent),
-    ]
+    ];
+    let refused = REFUSALS
+        .iter()
+        .map(|&(case, code, good, leave)| refusal(&name(case), code, good, leave));
+    cases.into_iter().chain(refused).collect()
+}
+
+/// A good node request, before a refusal case leaves something out.
+type Good = fn(&Fixture) -> anyhow::Result<NodeCall>;
+
+/// csi-sanity's cases of a node call refused for what its request lacks.
+const REFUSALS: &[(&str, Code, Good, Leave)] = &[
+    (
+        "NodePublishVolume should fail when no volume id is provided",
+        Code::InvalidArgument,
+        good_publish,
+        Leave::VolumeId,
+    ),
+    (
+        "NodePublishVolume should fail when no target path is provided",
+        Code::InvalidArgument,
+        good_publish,
+        Leave::Path,
+    ),
+    (
+        "NodePublishVolume should fail when no volume capability is provided",
+        Code::InvalidArgument,
+        good_publish,
+        Leave::Capability,
+    ),
+    (
+        "NodeUnpublishVolume should fail when no volume id is provided",
+        Code::InvalidArgument,
+        good_unpublish,
+        Leave::VolumeId,
+    ),
+    (
+        "NodeUnpublishVolume should fail when no target path is provided",
+        Code::InvalidArgument,
+        good_unpublish,
+        Leave::Path,
+    ),
+    (
+        "NodeStageVolume should fail when no volume id is provided",
+        Code::InvalidArgument,
+        good_stage,
+        Leave::VolumeId,
+    ),
+    (
+        "NodeStageVolume should fail when no staging target path is provided",
+        Code::InvalidArgument,
+        good_stage,
+        Leave::Path,
+    ),
+    (
+        "NodeUnstageVolume should fail when no volume id is provided",
+        Code::InvalidArgument,
+        good_unstage,
+        Leave::VolumeId,
+    ),
+    (
+        "NodeUnstageVolume should fail when no staging target path is provided",
+        Code::InvalidArgument,
+        good_unstage,
+        Leave::Path,
+    ),
+    (
+        "NodeGetVolumeStats should fail when no volume id is provided",
+        Code::InvalidArgument,
+        good_stats,
+        Leave::VolumeId,
+    ),
+    (
+        "NodeGetVolumeStats should fail when no volume path is provided",
+        Code::InvalidArgument,
+        good_stats,
+        Leave::Path,
+    ),
+    (
+        "NodeGetVolumeStats should fail when volume is not found",
+        Code::NotFound,
+        good_stats,
+        Leave::Nothing,
+    ),
+    (
+        "NodeExpandVolume should fail when no volume id is provided",
+        Code::InvalidArgument,
+        good_expand,
+        Leave::VolumeId,
+    ),
+    (
+        "NodeExpandVolume should fail when no volume path is provided",
+        Code::InvalidArgument,
+        good_expand,
+        Leave::Path,
+    ),
+    (
+        "NodeExpandVolume should fail when volume is not found",
+        Code::NotFound,
+        good_expand,
+        Leave::Nothing,
+    ),
+];
+
+/// What a refusal case leaves out of a good request.
+#[derive(Debug, Clone, Copy)]
+enum Leave {
+    /// Nothing: the request names a volume the node does not have.
+    Nothing,
+    VolumeId,
+    /// The RPC's path: target, staging or volume path.
+    Path,
+    Capability,
 }
 
 /// One node RPC and its request: the refusal cases differ only in this and the code expected.
@@ -188,10 +189,44 @@ enum NodeCall {
     Expand(NodeExpandVolumeRequest),
 }
 
-/// A case that makes `call` and expects it refused with `code`, the node left as it was.
-fn refusal(name: &str, code: Code, call: fn(&Fixture) -> anyhow::Result<NodeCall>) -> Trial {
+impl NodeCall {
+    /// The call with `leave` emptied; a call that takes no capability keeps its request whole.
+    fn without(mut self, leave: Leave) -> NodeCall {
+        let (volume_id, path, capability) = match &mut self {
+            NodeCall::Publish(r) => (
+                &mut r.volume_id,
+                &mut r.target_path,
+                Some(&mut r.volume_capability),
+            ),
+            NodeCall::Unpublish(r) => (&mut r.volume_id, &mut r.target_path, None),
+            NodeCall::Stage(r) => (
+                &mut r.volume_id,
+                &mut r.staging_target_path,
+                Some(&mut r.volume_capability),
+            ),
+            NodeCall::Unstage(r) => (&mut r.volume_id, &mut r.staging_target_path, None),
+            NodeCall::Stats(r) => (&mut r.volume_id, &mut r.volume_path, None),
+            NodeCall::Expand(r) => (&mut r.volume_id, &mut r.volume_path, None),
+        };
+        match leave {
+            Leave::Nothing => {}
+            Leave::VolumeId => volume_id.clear(),
+            Leave::Path => path.clear(),
+            Leave::Capability => {
+                if let Some(capability) = capability {
+                    *capability = None;
+                }
+            }
+        }
+        self
+    }
+}
+
+/// A case that makes the `good` call less what it `leave`s out, and expects it refused with
+/// `code`, the node left as it was.
+fn refusal(name: &str, code: Code, good: Good, leave: Leave) -> Trial {
     trial(name, async move |fx: &mut Fixture| {
-        let call = call(fx)?;
+        let call = good(fx)?.without(leave);
         refuses(fx, code, call).await
     })
 }
@@ -348,16 +383,50 @@ async fn info(fx: &mut Fixture) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// A publish request that is good except for what the case takes away.
-fn publish_request(fx: &Fixture) -> anyhow::Result<NodePublishVolumeRequest> {
+fn good_publish(fx: &Fixture) -> anyhow::Result<NodeCall> {
     let (staging, target) = fx.node_paths("sanity-node-publish")?;
-    Ok(NodePublishVolumeRequest {
+    Ok(NodeCall::Publish(NodePublishVolumeRequest {
         volume_id: SOME_ID.into(),
         staging_target_path: staging,
         target_path: target,
         volume_capability: Some(single_node_writer()),
         ..Default::default()
-    })
+    }))
+}
+
+fn good_unpublish(fx: &Fixture) -> anyhow::Result<NodeCall> {
+    Ok(NodeCall::Unpublish(NodeUnpublishVolumeRequest {
+        volume_id: SOME_ID.into(),
+        target_path: fx.node_paths("sanity-node-unpublish")?.1,
+    }))
+}
+
+fn good_stage(fx: &Fixture) -> anyhow::Result<NodeCall> {
+    Ok(NodeCall::Stage(NodeStageVolumeRequest {
+        volume_id: SOME_ID.into(),
+        staging_target_path: fx.node_paths("sanity-node-stage")?.0,
+        volume_capability: Some(single_node_writer()),
+        ..Default::default()
+    }))
+}
+
+fn good_unstage(fx: &Fixture) -> anyhow::Result<NodeCall> {
+    Ok(NodeCall::Unstage(NodeUnstageVolumeRequest {
+        volume_id: SOME_ID.into(),
+        staging_target_path: fx.node_paths("sanity-node-unstage")?.0,
+    }))
+}
+
+fn good_stats(_: &Fixture) -> anyhow::Result<NodeCall> {
+    Ok(NodeCall::Stats(NodeGetVolumeStatsRequest {
+        volume_id: SOME_ID.into(),
+        volume_path: SOME_PATH.into(),
+        ..Default::default()
+    }))
+}
+
+fn good_expand(_: &Fixture) -> anyhow::Result<NodeCall> {
+    Ok(NodeCall::Expand(expand_request(SOME_ID, SOME_PATH)))
 }
 
 async fn single_writer_published_elsewhere(fx: &mut Fixture) -> anyhow::Result<()> {
@@ -395,15 +464,6 @@ async fn unpublish_removes_target(fx: &mut Fixture) -> anyhow::Result<()> {
     volume.unstage(fx).await
 }
 
-fn stage_request(fx: &Fixture) -> anyhow::Result<NodeStageVolumeRequest> {
-    Ok(NodeStageVolumeRequest {
-        volume_id: SOME_ID.into(),
-        staging_target_path: fx.node_paths("sanity-node-stage")?.0,
-        volume_capability: Some(single_node_writer()),
-        ..Default::default()
-    })
-}
-
 async fn stage_without_capability(fx: &mut Fixture) -> anyhow::Result<()> {
     // A real, published volume: only the capability is missing.
     let volume = Prepared::new(fx, "sanity-node-stage-nocap").await?;
@@ -412,14 +472,6 @@ async fn stage_without_capability(fx: &mut Fixture) -> anyhow::Result<()> {
         ..volume.stage_request(single_node_writer())
     };
     refuses(fx, Code::InvalidArgument, NodeCall::Stage(request)).await
-}
-
-fn stats_request(volume_id: &str, path: &str) -> NodeGetVolumeStatsRequest {
-    NodeGetVolumeStatsRequest {
-        volume_id: volume_id.into(),
-        volume_path: path.into(),
-        ..Default::default()
-    }
 }
 
 async fn stats_wrong_path(fx: &mut Fixture) -> anyhow::Result<()> {
