@@ -19,13 +19,11 @@ mod source;
 mod status;
 pub(crate) mod volume;
 
-use std::future::Future;
 use std::num::NonZeroU16;
 use std::sync::Arc;
 
 use tokio::sync::Mutex;
 use tonic::{Request, Response, Status};
-use tracing::Instrument;
 
 use crate::config::Config;
 use crate::csi::v1::controller_server::Controller;
@@ -34,6 +32,7 @@ use crate::csi::v1::*;
 use crate::guard::{CreateLimit, VolumeLocks};
 use crate::rds::disk::RdsClient;
 use crate::rds::value::{Nqn, RosPath};
+use crate::rpc_trace::traced;
 use crate::snapshot::Method;
 use crate::snapshot::verified::Verified;
 
@@ -117,30 +116,6 @@ const CAPABILITIES: [rpc::Type; 13] = [
     rpc::Type::GetSnapshot,
     rpc::Type::CloneVolume,
 ];
-
-/// Runs `handler` in a span naming the RPC and the volume, and logs how it ended. Requests are
-/// never logged whole: they may carry secrets.
-async fn traced<T>(
-    rpc: &'static str,
-    volume_id: &str,
-    handler: impl Future<Output = Result<T, Status>>,
-) -> Result<Response<T>, Status> {
-    let span = tracing::info_span!("csi", rpc, volume_id);
-    async {
-        match handler.await {
-            Ok(answer) => {
-                tracing::info!("done");
-                Ok(Response::new(answer))
-            }
-            Err(status) => {
-                tracing::warn!(code = ?status.code(), message = status.message(), "failed");
-                Err(status)
-            }
-        }
-    }
-    .instrument(span)
-    .await
-}
 
 fn unimplemented<T>(what: &str) -> Result<Response<T>, Status> {
     Err(Status::unimplemented(format!(

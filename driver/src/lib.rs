@@ -11,6 +11,7 @@ pub mod identity;
 pub mod ids;
 pub mod node;
 pub mod rds;
+mod rpc_trace;
 pub mod schedule;
 pub mod service;
 pub mod snapshot;

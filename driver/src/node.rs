@@ -25,13 +25,13 @@ mod tests;
 use std::sync::{Arc, OnceLock};
 
 use tonic::{Request, Response, Status};
-use tracing::Instrument;
 
 use crate::csi::v1::node_server::Node;
 use crate::csi::v1::node_service_capability::{Rpc, rpc};
 use crate::csi::v1::*;
 use crate::guard::VolumeLocks;
-use host::Host;
+use crate::rpc_trace::traced;
+use host::{Attached, Host};
 pub use settings::NodeSettings;
 
 /// The RPCs this node implements: exactly what it advertises.
@@ -69,8 +69,7 @@ impl NodeService {
         }
     }
 
-    /// Runs `handler` on a blocking thread in a span naming the RPC and volume, and logs how it
-    /// ended.
+    /// Runs `handler` on a blocking thread, traced like every RPC.
     async fn run<Q, T>(
         &self,
         rpc: &'static str,
@@ -82,27 +81,15 @@ impl NodeService {
         Q: Send + 'static,
         T: Send + 'static,
     {
-        let span = tracing::info_span!("csi", rpc, volume_id);
         let core = self.core.clone();
-        let work = span.clone();
-        let outcome =
-            tokio::task::spawn_blocking(move || work.in_scope(|| handler(&core, request)))
-                .instrument(span.clone())
+        traced(rpc, volume_id, async move {
+            // The blocking thread does not inherit the span; carry it over.
+            let span = tracing::Span::current();
+            tokio::task::spawn_blocking(move || span.in_scope(|| handler(&core, request)))
                 .await
-                .unwrap_or_else(|e| {
-                    Err(Status::internal(format!("the {rpc} handler failed: {e}")))
-                });
-        let _entered = span.enter();
-        match outcome {
-            Ok(answer) => {
-                tracing::info!("done");
-                Ok(Response::new(answer))
-            }
-            Err(status) => {
-                tracing::warn!(code = ?status.code(), message = status.message(), "failed");
-                Err(status)
-            }
-        }
+                .unwrap_or_else(|e| Err(Status::internal(format!("the {rpc} handler failed: {e}"))))
+        })
+        .await
     }
 }
 
@@ -116,6 +103,21 @@ impl NodeCore {
             })
             .clone()
             .map_err(Status::failed_precondition)
+    }
+
+    /// The attachment of a volume that NodeGetVolumeStats or NodeExpandVolume names at `path`:
+    /// both are NOT_FOUND when the volume is not attached here or the path is gone.
+    fn attached_at(&self, volume_id: &str, path: &std::path::Path) -> Result<Attached, Status> {
+        let attached = self.host.fabric.find(volume_id)?.ok_or_else(|| {
+            Status::not_found(format!("volume {volume_id} is not attached to this node"))
+        })?;
+        if !context::exists(path) {
+            return Err(Status::not_found(format!(
+                "volume path {} does not exist",
+                path.display()
+            )));
+        }
+        Ok(attached)
     }
 
     fn info(&self) -> Result<NodeGetInfoResponse, Status> {

@@ -440,42 +440,33 @@ impl Fixture {
     /// Undoes what the case made on the node, then unpublishes and deletes its volumes; reports
     /// every failure.
     pub async fn cleanup(&mut self) -> anyhow::Result<()> {
-        let mut failures = Vec::new();
+        let mut failures = Failures::default();
         for (volume_id, target_path) in std::mem::take(&mut self.node_publications) {
             let request = NodeUnpublishVolumeRequest {
                 volume_id: volume_id.clone(),
                 target_path: target_path.clone(),
             };
-            if let Err(status) = self.node().node_unpublish_volume(request).await {
-                failures.push(format!(
-                    "NodeUnpublishVolume {volume_id} at {target_path}: {:?}: {}",
-                    status.code(),
-                    status.message()
-                ));
-            }
+            let outcome = self.node().node_unpublish_volume(request).await;
+            failures.note(outcome, || {
+                format!("NodeUnpublishVolume {volume_id} at {target_path}")
+            });
         }
         for (volume_id, staging_target_path) in std::mem::take(&mut self.stagings) {
             let request = NodeUnstageVolumeRequest {
                 volume_id: volume_id.clone(),
                 staging_target_path: staging_target_path.clone(),
             };
-            if let Err(status) = self.node().node_unstage_volume(request).await {
-                failures.push(format!(
-                    "NodeUnstageVolume {volume_id} at {staging_target_path}: {:?}: {}",
-                    status.code(),
-                    status.message()
-                ));
-            }
+            let outcome = self.node().node_unstage_volume(request).await;
+            failures.note(outcome, || {
+                format!("NodeUnstageVolume {volume_id} at {staging_target_path}")
+            });
         }
         for (volume_id, node_id) in std::mem::take(&mut self.publications) {
             let request = requests::unpublish(&volume_id, &node_id);
-            if let Err(status) = self.controller().controller_unpublish_volume(request).await {
-                failures.push(format!(
-                    "ControllerUnpublishVolume {volume_id} from {node_id}: {:?}: {}",
-                    status.code(),
-                    status.message()
-                ));
-            }
+            let outcome = self.controller().controller_unpublish_volume(request).await;
+            failures.note(outcome, || {
+                format!("ControllerUnpublishVolume {volume_id} from {node_id}")
+            });
         }
         // Snapshots first: on some methods a snapshot's data lives next to its volume's.
         for snapshot_id in std::mem::take(&mut self.snapshots) {
@@ -483,31 +474,21 @@ impl Fixture {
                 snapshot_id: snapshot_id.clone(),
                 ..Default::default()
             };
-            if let Err(status) = self.controller().delete_snapshot(request).await {
-                failures.push(format!(
-                    "DeleteSnapshot {snapshot_id}: {:?}: {}",
-                    status.code(),
-                    status.message()
-                ));
-            }
+            let outcome = self.controller().delete_snapshot(request).await;
+            failures.note(outcome, || format!("DeleteSnapshot {snapshot_id}"));
         }
         for volume_id in std::mem::take(&mut self.volumes) {
             let request = DeleteVolumeRequest {
                 volume_id: volume_id.clone(),
                 ..Default::default()
             };
-            if let Err(status) = self.controller().delete_volume(request).await {
-                failures.push(format!(
-                    "DeleteVolume {volume_id}: {:?}: {}",
-                    status.code(),
-                    status.message()
-                ));
-            }
+            let outcome = self.controller().delete_volume(request).await;
+            failures.note(outcome, || format!("DeleteVolume {volume_id}"));
         }
         ensure!(
-            failures.is_empty(),
+            failures.0.is_empty(),
             "cleanup failed:\n  {}",
-            failures.join("\n  ")
+            failures.0.join("\n  ")
         );
         Ok(())
     }
@@ -518,6 +499,24 @@ impl Fixture {
         let stopped = self.target.shutdown().await;
         cleaned?;
         stopped.context("stopping the target")
+    }
+}
+
+/// The cleanup steps that failed, each with what it was undoing; cleanup goes on past a failure
+/// so one stuck volume does not leak the rest.
+#[derive(Default)]
+struct Failures(Vec<String>);
+
+impl Failures {
+    fn note<T>(&mut self, outcome: Result<T, Status>, what: impl FnOnce() -> String) {
+        if let Err(status) = outcome {
+            self.0.push(format!(
+                "{}: {:?}: {}",
+                what(),
+                status.code(),
+                status.message()
+            ));
+        }
     }
 }
 

@@ -61,8 +61,9 @@ async fn run(sim: &Arc<Sim>, line: &str) {
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn exported_disks_are_served_and_fenced_as_the_cli_says() {
+/// The whole simulator with its NVMe/TCP target listening and disk `pvc-1` exported on it, open to
+/// `allow` only when given; the directory holds its files and must outlive it.
+async fn serve_pvc1(allow: Option<&str>) -> (tempfile::TempDir, RunningSim) {
     let dir = tempfile::tempdir().unwrap();
     let key = load_or_generate_host_key(&dir.path().join("id")).unwrap();
     let running = RunningSim::start(Options {
@@ -71,16 +72,24 @@ async fn exported_disks_are_served_and_fenced_as_the_cli_says() {
     })
     .await
     .unwrap();
-    let addr = running.nvme_addr.unwrap();
-    let sim = running.sim.clone();
+    let port = running.nvme_addr.unwrap().port();
+    let allow = allow
+        .map(|host| format!(r#" nvme-tcp-server-allow-host-name="{host}""#))
+        .unwrap_or_default();
     run(
-        &sim,
+        &running.sim,
         &format!(
-            r#"/disk add type=file file-path="storage-pool/csi/pvc-1.img" file-size=64M slot="pvc-1" nvme-tcp-export=yes nvme-tcp-server-port={} nvme-tcp-server-nqn="{NQN}" nvme-tcp-server-allow-host-name="{HOST}""#,
-            addr.port()
+            r#"/disk add type=file file-path="storage-pool/csi/pvc-1.img" file-size=64M slot="pvc-1" nvme-tcp-export=yes nvme-tcp-server-port={port} nvme-tcp-server-nqn="{NQN}"{allow}"#
         ),
     )
     .await;
+    (dir, running)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn exported_disks_are_served_and_fenced_as_the_cli_says() {
+    let (_dir, running) = serve_pvc1(Some(HOST)).await;
+    let (addr, sim) = (running.nvme_addr.unwrap(), running.sim.clone());
 
     let (refused, accepted) = tokio::task::spawn_blocking(move || {
         let (_, refused) = admin_connect(addr, OTHER);
@@ -118,24 +127,8 @@ async fn exported_disks_are_served_and_fenced_as_the_cli_says() {
 /// `/disk monitor-traffic` counts the NVMe/TCP target's reads and writes.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn monitor_traffic_counts_nvme_io() {
-    let dir = tempfile::tempdir().unwrap();
-    let key = load_or_generate_host_key(&dir.path().join("id")).unwrap();
-    let running = RunningSim::start(Options {
-        nvme_listen: Some("127.0.0.1:0".parse().unwrap()),
-        ..Options::loopback(dir.path().join("data"), key.public_key().clone(), 10 << 30)
-    })
-    .await
-    .unwrap();
-    let addr = running.nvme_addr.unwrap();
-    let sim = running.sim.clone();
-    run(
-        &sim,
-        &format!(
-            r#"/disk add type=file file-path="storage-pool/csi/pvc-1.img" file-size=64M slot="pvc-1" nvme-tcp-export=yes nvme-tcp-server-port={} nvme-tcp-server-nqn="{NQN}""#,
-            addr.port()
-        ),
-    )
-    .await;
+    let (_dir, running) = serve_pvc1(None).await;
+    let (addr, sim) = (running.nvme_addr.unwrap(), running.sim.clone());
     tokio::task::spawn_blocking(move || {
         let (mut admin, cntlid) = queue_connect(addr, HOST, 0, 0xffff);
         admin.enable().unwrap();

@@ -4,7 +4,7 @@
 use tonic::Status;
 
 use super::NodeCore;
-use super::context::{self, require, require_path};
+use super::context::{require, require_path};
 use super::host::FsType;
 use crate::csi::v1::{NodeExpandVolumeRequest, NodeExpandVolumeResponse};
 
@@ -19,18 +19,7 @@ impl NodeCore {
             crate::controller::capability::check(capability)?;
         }
         let _volume = self.locks.try_lock(&request.volume_id)?;
-        let attached = self.host.fabric.find(&request.volume_id)?.ok_or_else(|| {
-            Status::not_found(format!(
-                "volume {} is not attached to this node",
-                request.volume_id
-            ))
-        })?;
-        if !context::exists(&path) {
-            return Err(Status::not_found(format!(
-                "volume path {} does not exist",
-                path.display()
-            )));
-        }
+        let attached = self.attached_at(&request.volume_id, &path)?;
         let size = self.host.fabric.rescan(&attached)?;
         let required = request
             .capacity_range

@@ -6,7 +6,7 @@ use std::path::Path;
 use tonic::Status;
 
 use super::NodeCore;
-use super::context::{self, require, require_path};
+use super::context::{require, require_path};
 use super::host::mount::is_stale;
 use super::host::{Attached, Usage};
 use crate::csi::v1::volume_usage::Unit;
@@ -21,18 +21,7 @@ impl NodeCore {
     ) -> Result<NodeGetVolumeStatsResponse, Status> {
         require("volume_id", &request.volume_id)?;
         let path = require_path("volume_path", &request.volume_path)?;
-        let attached = self.host.fabric.find(&request.volume_id)?.ok_or_else(|| {
-            Status::not_found(format!(
-                "volume {} is not attached to this node",
-                request.volume_id
-            ))
-        })?;
-        if !context::exists(&path) {
-            return Err(Status::not_found(format!(
-                "volume path {} does not exist",
-                path.display()
-            )));
-        }
+        let attached = self.attached_at(&request.volume_id, &path)?;
         let health = self.host.fabric.health(&attached);
         let device = attached.device.as_ref();
         if let Some(dev) = self.host.mounts.device_node(&path)? {

@@ -170,16 +170,8 @@ impl Bench {
         let device = run("losetup", &["--find", "--show", &file.to_string_lossy()])?;
         let attach = start.elapsed();
         let start = Instant::now();
-        run(
-            "mkfs.ext4",
-            &[
-                "-F",
-                "-q",
-                "-E",
-                "lazy_itable_init=1,lazy_journal_init=1",
-                &device,
-            ],
-        )?;
+        let (program, options) = FsType::Ext4.mkfs_command();
+        run(program, &[options, &[device.as_str()]].concat())?;
         let mkfs = start.elapsed();
         let start = Instant::now();
         run("mount", &[&device, &mount.to_string_lossy()])?;

@@ -32,24 +32,12 @@ const REPEAT: usize = 3;
 pub fn trials() -> Vec<Trial> {
     const NS: &str = "Node Service";
     let name = |rest: &str| format!("{NS} {rest}");
-    vec![
+    let cases = [
         trial(
             &name("NodeGetCapabilities should return appropriate capabilities"),
             capabilities,
         ),
         trial(&name("NodeGetInfo should return appropriate values"), info),
-        trial(
-            &name("NodePublishVolume should fail when no volume id is provided"),
-            publish_without_volume_id,
-        ),
-        trial(
-            &name("NodePublishVolume should fail when no target path is provided"),
-            publish_without_target_path,
-        ),
-        trial(
-            &name("NodePublishVolume should fail when no volume capability is provided"),
-            publish_without_capability,
-        ),
         trial(
             &name(
                 "NodePublishVolume with single node multi writer capability should fail when volume with single node single writer access mode is already mounted at a different target path",
@@ -57,48 +45,12 @@ pub fn trials() -> Vec<Trial> {
             single_writer_published_elsewhere,
         ),
         trial(
-            &name("NodeUnpublishVolume should fail when no volume id is provided"),
-            unpublish_without_volume_id,
-        ),
-        trial(
-            &name("NodeUnpublishVolume should fail when no target path is provided"),
-            unpublish_without_target_path,
-        ),
-        trial(
             &name("NodeUnpublishVolume should remove target path"),
             unpublish_removes_target,
         ),
         trial(
-            &name("NodeStageVolume should fail when no volume id is provided"),
-            stage_without_volume_id,
-        ),
-        trial(
-            &name("NodeStageVolume should fail when no staging target path is provided"),
-            stage_without_staging_path,
-        ),
-        trial(
             &name("NodeStageVolume should fail when no volume capability is provided"),
             stage_without_capability,
-        ),
-        trial(
-            &name("NodeUnstageVolume should fail when no volume id is provided"),
-            unstage_without_volume_id,
-        ),
-        trial(
-            &name("NodeUnstageVolume should fail when no staging target path is provided"),
-            unstage_without_staging_path,
-        ),
-        trial(
-            &name("NodeGetVolumeStats should fail when no volume id is provided"),
-            stats_without_volume_id,
-        ),
-        trial(
-            &name("NodeGetVolumeStats should fail when no volume path is provided"),
-            stats_without_volume_path,
-        ),
-        trial(
-            &name("NodeGetVolumeStats should fail when volume is not found"),
-            stats_not_found,
         ),
         trial(
             &name(
@@ -107,24 +59,190 @@ pub fn trials() -> Vec<Trial> {
             stats_wrong_path,
         ),
         trial(
-            &name("NodeExpandVolume should fail when no volume id is provided"),
-            expand_without_volume_id,
-        ),
-        trial(
-            &name("NodeExpandVolume should fail when no volume path is provided"),
-            expand_without_volume_path,
-        ),
-        trial(
-            &name("NodeExpandVolume should fail when volume is not found"),
-            expand_not_found,
-        ),
-        trial(
             &name("NodeExpandVolume should work if node-expand is called after node-publish"),
             expand_after_publish,
         ),
         trial(&name("should work"), lifecycle),
         trial(&name("should be idempotent"), idempotent),
-    ]
+    ];
+    let refused = REFUSALS
+        .iter()
+        .map(|&(case, code, good, leave)| refusal(&name(case), code, good, leave));
+    cases.into_iter().chain(refused).collect()
+}
+
+/// A good node request, before a refusal case leaves something out.
+type Good = fn(&Fixture) -> anyhow::Result<NodeCall>;
+
+/// csi-sanity's cases of a node call refused for what its request lacks.
+const REFUSALS: &[(&str, Code, Good, Leave)] = &[
+    (
+        "NodePublishVolume should fail when no volume id is provided",
+        Code::InvalidArgument,
+        good_publish,
+        Leave::VolumeId,
+    ),
+    (
+        "NodePublishVolume should fail when no target path is provided",
+        Code::InvalidArgument,
+        good_publish,
+        Leave::Path,
+    ),
+    (
+        "NodePublishVolume should fail when no volume capability is provided",
+        Code::InvalidArgument,
+        good_publish,
+        Leave::Capability,
+    ),
+    (
+        "NodeUnpublishVolume should fail when no volume id is provided",
+        Code::InvalidArgument,
+        good_unpublish,
+        Leave::VolumeId,
+    ),
+    (
+        "NodeUnpublishVolume should fail when no target path is provided",
+        Code::InvalidArgument,
+        good_unpublish,
+        Leave::Path,
+    ),
+    (
+        "NodeStageVolume should fail when no volume id is provided",
+        Code::InvalidArgument,
+        good_stage,
+        Leave::VolumeId,
+    ),
+    (
+        "NodeStageVolume should fail when no staging target path is provided",
+        Code::InvalidArgument,
+        good_stage,
+        Leave::Path,
+    ),
+    (
+        "NodeUnstageVolume should fail when no volume id is provided",
+        Code::InvalidArgument,
+        good_unstage,
+        Leave::VolumeId,
+    ),
+    (
+        "NodeUnstageVolume should fail when no staging target path is provided",
+        Code::InvalidArgument,
+        good_unstage,
+        Leave::Path,
+    ),
+    (
+        "NodeGetVolumeStats should fail when no volume id is provided",
+        Code::InvalidArgument,
+        good_stats,
+        Leave::VolumeId,
+    ),
+    (
+        "NodeGetVolumeStats should fail when no volume path is provided",
+        Code::InvalidArgument,
+        good_stats,
+        Leave::Path,
+    ),
+    (
+        "NodeGetVolumeStats should fail when volume is not found",
+        Code::NotFound,
+        good_stats,
+        Leave::Nothing,
+    ),
+    (
+        "NodeExpandVolume should fail when no volume id is provided",
+        Code::InvalidArgument,
+        good_expand,
+        Leave::VolumeId,
+    ),
+    (
+        "NodeExpandVolume should fail when no volume path is provided",
+        Code::InvalidArgument,
+        good_expand,
+        Leave::Path,
+    ),
+    (
+        "NodeExpandVolume should fail when volume is not found",
+        Code::NotFound,
+        good_expand,
+        Leave::Nothing,
+    ),
+];
+
+/// What a refusal case leaves out of a good request.
+#[derive(Debug, Clone, Copy)]
+enum Leave {
+    /// Nothing: the request names a volume the node does not have.
+    Nothing,
+    VolumeId,
+    /// The RPC's path: target, staging or volume path.
+    Path,
+    Capability,
+}
+
+/// One node RPC and its request: the refusal cases differ only in this and the code expected.
+enum NodeCall {
+    Publish(NodePublishVolumeRequest),
+    Unpublish(NodeUnpublishVolumeRequest),
+    Stage(NodeStageVolumeRequest),
+    Unstage(NodeUnstageVolumeRequest),
+    Stats(NodeGetVolumeStatsRequest),
+    Expand(NodeExpandVolumeRequest),
+}
+
+impl NodeCall {
+    /// The call with `leave` emptied; a call that takes no capability keeps its request whole.
+    fn without(mut self, leave: Leave) -> NodeCall {
+        let (volume_id, path, capability) = match &mut self {
+            NodeCall::Publish(r) => (
+                &mut r.volume_id,
+                &mut r.target_path,
+                Some(&mut r.volume_capability),
+            ),
+            NodeCall::Unpublish(r) => (&mut r.volume_id, &mut r.target_path, None),
+            NodeCall::Stage(r) => (
+                &mut r.volume_id,
+                &mut r.staging_target_path,
+                Some(&mut r.volume_capability),
+            ),
+            NodeCall::Unstage(r) => (&mut r.volume_id, &mut r.staging_target_path, None),
+            NodeCall::Stats(r) => (&mut r.volume_id, &mut r.volume_path, None),
+            NodeCall::Expand(r) => (&mut r.volume_id, &mut r.volume_path, None),
+        };
+        match leave {
+            Leave::Nothing => {}
+            Leave::VolumeId => volume_id.clear(),
+            Leave::Path => path.clear(),
+            Leave::Capability => {
+                if let Some(capability) = capability {
+                    *capability = None;
+                }
+            }
+        }
+        self
+    }
+}
+
+/// A case that makes the `good` call less what it `leave`s out, and expects it refused with
+/// `code`, the node left as it was.
+fn refusal(name: &str, code: Code, good: Good, leave: Leave) -> Trial {
+    trial(name, async move |fx: &mut Fixture| {
+        let call = good(fx)?.without(leave);
+        refuses(fx, code, call).await
+    })
+}
+
+/// Makes `call`; it must be refused with `code` and change nothing on the node.
+async fn refuses(fx: &Fixture, code: Code, call: NodeCall) -> anyhow::Result<()> {
+    let mut node = fx.node();
+    match call {
+        NodeCall::Publish(r) => fx.node_rejects(code, node.node_publish_volume(r)).await,
+        NodeCall::Unpublish(r) => fx.node_rejects(code, node.node_unpublish_volume(r)).await,
+        NodeCall::Stage(r) => fx.node_rejects(code, node.node_stage_volume(r)).await,
+        NodeCall::Unstage(r) => fx.node_rejects(code, node.node_unstage_volume(r)).await,
+        NodeCall::Stats(r) => fx.node_rejects(code, node.node_get_volume_stats(r)).await,
+        NodeCall::Expand(r) => fx.node_rejects(code, node.node_expand_volume(r)).await,
+    }?;
+    Ok(())
 }
 
 /// A volume created and published to the node, with the node's paths for it.
@@ -265,55 +383,50 @@ async fn info(fx: &mut Fixture) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// A publish request that is good except for what the case takes away.
-fn publish_request(fx: &Fixture) -> anyhow::Result<NodePublishVolumeRequest> {
+fn good_publish(fx: &Fixture) -> anyhow::Result<NodeCall> {
     let (staging, target) = fx.node_paths("sanity-node-publish")?;
-    Ok(NodePublishVolumeRequest {
+    Ok(NodeCall::Publish(NodePublishVolumeRequest {
         volume_id: SOME_ID.into(),
         staging_target_path: staging,
         target_path: target,
         volume_capability: Some(single_node_writer()),
         ..Default::default()
-    })
+    }))
 }
 
-async fn publish_without_volume_id(fx: &mut Fixture) -> anyhow::Result<()> {
-    let request = NodePublishVolumeRequest {
-        volume_id: String::new(),
-        ..publish_request(fx)?
-    };
-    fx.node_rejects(
-        Code::InvalidArgument,
-        fx.node().node_publish_volume(request),
-    )
-    .await?;
-    Ok(())
+fn good_unpublish(fx: &Fixture) -> anyhow::Result<NodeCall> {
+    Ok(NodeCall::Unpublish(NodeUnpublishVolumeRequest {
+        volume_id: SOME_ID.into(),
+        target_path: fx.node_paths("sanity-node-unpublish")?.1,
+    }))
 }
 
-async fn publish_without_target_path(fx: &mut Fixture) -> anyhow::Result<()> {
-    let request = NodePublishVolumeRequest {
-        target_path: String::new(),
-        ..publish_request(fx)?
-    };
-    fx.node_rejects(
-        Code::InvalidArgument,
-        fx.node().node_publish_volume(request),
-    )
-    .await?;
-    Ok(())
+fn good_stage(fx: &Fixture) -> anyhow::Result<NodeCall> {
+    Ok(NodeCall::Stage(NodeStageVolumeRequest {
+        volume_id: SOME_ID.into(),
+        staging_target_path: fx.node_paths("sanity-node-stage")?.0,
+        volume_capability: Some(single_node_writer()),
+        ..Default::default()
+    }))
 }
 
-async fn publish_without_capability(fx: &mut Fixture) -> anyhow::Result<()> {
-    let request = NodePublishVolumeRequest {
-        volume_capability: None,
-        ..publish_request(fx)?
-    };
-    fx.node_rejects(
-        Code::InvalidArgument,
-        fx.node().node_publish_volume(request),
-    )
-    .await?;
-    Ok(())
+fn good_unstage(fx: &Fixture) -> anyhow::Result<NodeCall> {
+    Ok(NodeCall::Unstage(NodeUnstageVolumeRequest {
+        volume_id: SOME_ID.into(),
+        staging_target_path: fx.node_paths("sanity-node-unstage")?.0,
+    }))
+}
+
+fn good_stats(_: &Fixture) -> anyhow::Result<NodeCall> {
+    Ok(NodeCall::Stats(NodeGetVolumeStatsRequest {
+        volume_id: SOME_ID.into(),
+        volume_path: SOME_PATH.into(),
+        ..Default::default()
+    }))
+}
+
+fn good_expand(_: &Fixture) -> anyhow::Result<NodeCall> {
+    Ok(NodeCall::Expand(expand_request(SOME_ID, SOME_PATH)))
 }
 
 async fn single_writer_published_elsewhere(fx: &mut Fixture) -> anyhow::Result<()> {
@@ -328,39 +441,9 @@ async fn single_writer_published_elsewhere(fx: &mut Fixture) -> anyhow::Result<(
         .context("NodePublishVolume at the first target path")?;
     let (_, other) = fx.node_paths("sanity-node-snsw-other")?;
     let second = volume.publish_request(single, &other);
-    fx.node_rejects(
-        Code::FailedPrecondition,
-        fx.node().node_publish_volume(second),
-    )
-    .await
-    .context("NodePublishVolume at a second target path")?;
-    Ok(())
-}
-
-async fn unpublish_without_volume_id(fx: &mut Fixture) -> anyhow::Result<()> {
-    let request = NodeUnpublishVolumeRequest {
-        volume_id: String::new(),
-        target_path: fx.node_paths("sanity-node-unpublish")?.1,
-    };
-    fx.node_rejects(
-        Code::InvalidArgument,
-        fx.node().node_unpublish_volume(request),
-    )
-    .await?;
-    Ok(())
-}
-
-async fn unpublish_without_target_path(fx: &mut Fixture) -> anyhow::Result<()> {
-    let request = NodeUnpublishVolumeRequest {
-        volume_id: SOME_ID.into(),
-        target_path: String::new(),
-    };
-    fx.node_rejects(
-        Code::InvalidArgument,
-        fx.node().node_unpublish_volume(request),
-    )
-    .await?;
-    Ok(())
+    refuses(fx, Code::FailedPrecondition, NodeCall::Publish(second))
+        .await
+        .context("NodePublishVolume at a second target path")
 }
 
 async fn unpublish_removes_target(fx: &mut Fixture) -> anyhow::Result<()> {
@@ -381,35 +464,6 @@ async fn unpublish_removes_target(fx: &mut Fixture) -> anyhow::Result<()> {
     volume.unstage(fx).await
 }
 
-fn stage_request(fx: &Fixture) -> anyhow::Result<NodeStageVolumeRequest> {
-    Ok(NodeStageVolumeRequest {
-        volume_id: SOME_ID.into(),
-        staging_target_path: fx.node_paths("sanity-node-stage")?.0,
-        volume_capability: Some(single_node_writer()),
-        ..Default::default()
-    })
-}
-
-async fn stage_without_volume_id(fx: &mut Fixture) -> anyhow::Result<()> {
-    let request = NodeStageVolumeRequest {
-        volume_id: String::new(),
-        ..stage_request(fx)?
-    };
-    fx.node_rejects(Code::InvalidArgument, fx.node().node_stage_volume(request))
-        .await?;
-    Ok(())
-}
-
-async fn stage_without_staging_path(fx: &mut Fixture) -> anyhow::Result<()> {
-    let request = NodeStageVolumeRequest {
-        staging_target_path: String::new(),
-        ..stage_request(fx)?
-    };
-    fx.node_rejects(Code::InvalidArgument, fx.node().node_stage_volume(request))
-        .await?;
-    Ok(())
-}
-
 async fn stage_without_capability(fx: &mut Fixture) -> anyhow::Result<()> {
     // A real, published volume: only the capability is missing.
     let volume = Prepared::new(fx, "sanity-node-stage-nocap").await?;
@@ -417,70 +471,7 @@ async fn stage_without_capability(fx: &mut Fixture) -> anyhow::Result<()> {
         volume_capability: None,
         ..volume.stage_request(single_node_writer())
     };
-    fx.node_rejects(Code::InvalidArgument, fx.node().node_stage_volume(request))
-        .await?;
-    Ok(())
-}
-
-async fn unstage_without_volume_id(fx: &mut Fixture) -> anyhow::Result<()> {
-    let request = NodeUnstageVolumeRequest {
-        volume_id: String::new(),
-        staging_target_path: fx.node_paths("sanity-node-unstage")?.0,
-    };
-    fx.node_rejects(
-        Code::InvalidArgument,
-        fx.node().node_unstage_volume(request),
-    )
-    .await?;
-    Ok(())
-}
-
-async fn unstage_without_staging_path(fx: &mut Fixture) -> anyhow::Result<()> {
-    let request = NodeUnstageVolumeRequest {
-        volume_id: SOME_ID.into(),
-        staging_target_path: String::new(),
-    };
-    fx.node_rejects(
-        Code::InvalidArgument,
-        fx.node().node_unstage_volume(request),
-    )
-    .await?;
-    Ok(())
-}
-
-fn stats_request(volume_id: &str, path: &str) -> NodeGetVolumeStatsRequest {
-    NodeGetVolumeStatsRequest {
-        volume_id: volume_id.into(),
-        volume_path: path.into(),
-        ..Default::default()
-    }
-}
-
-async fn stats_without_volume_id(fx: &mut Fixture) -> anyhow::Result<()> {
-    let request = stats_request("", SOME_PATH);
-    fx.node_rejects(
-        Code::InvalidArgument,
-        fx.node().node_get_volume_stats(request),
-    )
-    .await?;
-    Ok(())
-}
-
-async fn stats_without_volume_path(fx: &mut Fixture) -> anyhow::Result<()> {
-    let request = stats_request(SOME_ID, "");
-    fx.node_rejects(
-        Code::InvalidArgument,
-        fx.node().node_get_volume_stats(request),
-    )
-    .await?;
-    Ok(())
-}
-
-async fn stats_not_found(fx: &mut Fixture) -> anyhow::Result<()> {
-    let request = stats_request(SOME_ID, SOME_PATH);
-    fx.node_rejects(Code::NotFound, fx.node().node_get_volume_stats(request))
-        .await?;
-    Ok(())
+    refuses(fx, Code::InvalidArgument, NodeCall::Stage(request)).await
 }
 
 async fn stats_wrong_path(fx: &mut Fixture) -> anyhow::Result<()> {
@@ -489,9 +480,7 @@ async fn stats_wrong_path(fx: &mut Fixture) -> anyhow::Result<()> {
     volume.stage(fx).await?;
     volume.publish(fx).await?;
     let request = volume.stats_request(SOME_PATH);
-    fx.node_rejects(Code::NotFound, fx.node().node_get_volume_stats(request))
-        .await?;
-    Ok(())
+    refuses(fx, Code::NotFound, NodeCall::Stats(request)).await
 }
 
 fn expand_request(volume_id: &str, path: &str) -> NodeExpandVolumeRequest {
@@ -500,27 +489,6 @@ fn expand_request(volume_id: &str, path: &str) -> NodeExpandVolumeRequest {
         volume_path: path.into(),
         ..Default::default()
     }
-}
-
-async fn expand_without_volume_id(fx: &mut Fixture) -> anyhow::Result<()> {
-    let request = expand_request("", SOME_PATH);
-    fx.node_rejects(Code::InvalidArgument, fx.node().node_expand_volume(request))
-        .await?;
-    Ok(())
-}
-
-async fn expand_without_volume_path(fx: &mut Fixture) -> anyhow::Result<()> {
-    let request = expand_request(SOME_ID, "");
-    fx.node_rejects(Code::InvalidArgument, fx.node().node_expand_volume(request))
-        .await?;
-    Ok(())
-}
-
-async fn expand_not_found(fx: &mut Fixture) -> anyhow::Result<()> {
-    let request = expand_request(SOME_ID, SOME_PATH);
-    fx.node_rejects(Code::NotFound, fx.node().node_expand_volume(request))
-        .await?;
-    Ok(())
 }
 
 async fn expand_after_publish(fx: &mut Fixture) -> anyhow::Result<()> {

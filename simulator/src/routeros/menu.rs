@@ -23,12 +23,15 @@ pub enum ArgType {
     Names,
 }
 
+/// Named parameters and how each is read.
+pub type Params = &'static [(&'static str, ArgType)];
+
 /// One command of a menu.
 #[derive(Debug)]
 pub struct Verb {
     pub name: &'static str,
-    /// Named parameters (`name=value`).
-    pub params: &'static [(&'static str, ArgType)],
+    /// Named parameters (`name=value`), in groups so menus can share a group.
+    pub params: &'static [Params],
     /// Bare words that switch something on (`detail`, `once`).
     pub switches: &'static [&'static str],
     /// The unnamed parameters the verb takes, in order (`get <item> <value-name>` takes two).
@@ -84,20 +87,11 @@ const DISK_SETTABLE: &[(&str, ArgType)] = &[
     ("comment", ArgType::Str),
 ];
 
-const DISK_ADD: &[(&str, ArgType)] = &[
+/// What `/disk add` takes beyond what `/disk set` can change.
+const DISK_ADD_ONLY: &[(&str, ArgType)] = &[
     ("type", ArgType::Enum(DISK_TYPES)),
-    ("slot", ArgType::Str),
     ("file-path", ArgType::Path),
-    ("file-size", ArgType::Size),
     ("file-offset", ArgType::Num),
-    ("mount-filesystem", ArgType::Bool),
-    ("mount-read-only", ArgType::Bool),
-    ("compress", ArgType::Bool),
-    ("nvme-tcp-export", ArgType::Bool),
-    ("nvme-tcp-server-port", ArgType::Num),
-    ("nvme-tcp-server-nqn", ArgType::Str),
-    ("nvme-tcp-server-allow-host-name", ArgType::Str),
-    ("comment", ArgType::Str),
     ("copy-from", ArgType::Items),
 ];
 
@@ -106,7 +100,7 @@ const PRINT_PARAMS: &[(&str, ArgType)] = &[("proplist", ArgType::Names)];
 const fn print_verb() -> Verb {
     Verb {
         name: "print",
-        params: PRINT_PARAMS,
+        params: &[PRINT_PARAMS],
         switches: PRINT_SWITCHES,
         unnamed: &[],
         filter: true,
@@ -120,6 +114,43 @@ const fn get_verb() -> Verb {
         params: &[],
         switches: &[],
         unnamed: &[ArgType::Items, ArgType::Str],
+        filter: false,
+    }
+}
+
+/// A verb that takes named parameters only (`add`, `copy`, `set` of a singleton menu).
+const fn named(name: &'static str, params: &'static [Params]) -> Verb {
+    Verb {
+        name,
+        params,
+        switches: &[],
+        unnamed: &[],
+        filter: false,
+    }
+}
+
+/// A verb acting on the items named first (`remove <items>`, `set <items> name=value`).
+const fn on_items(
+    name: &'static str,
+    params: &'static [Params],
+    switches: &'static [&'static str],
+) -> Verb {
+    Verb {
+        name,
+        params,
+        switches,
+        unnamed: &[ArgType::Items],
+        filter: false,
+    }
+}
+
+/// `print` of a menu with a single item and no columns to choose.
+const fn single_print() -> Verb {
+    Verb {
+        name: "print",
+        params: &[],
+        switches: &["without-paging"],
+        unnamed: &[],
         filter: false,
     }
 }
@@ -144,50 +175,23 @@ pub static MENUS: &[Menu] = &[
     Menu {
         path: "disk",
         verbs: &[
-            Verb {
-                name: "add",
-                params: DISK_ADD,
-                switches: &[],
-                unnamed: &[],
-                filter: false,
-            },
-            Verb {
-                name: "set",
-                params: DISK_SETTABLE,
-                switches: &[],
-                unnamed: &[ArgType::Items],
-                filter: false,
-            },
-            Verb {
-                name: "remove",
-                params: &[],
-                switches: &[],
-                unnamed: &[ArgType::Items],
-                filter: false,
-            },
+            named("add", &[DISK_ADD_ONLY, DISK_SETTABLE]),
+            on_items("set", &[DISK_SETTABLE], &[]),
+            on_items("remove", &[], &[]),
             get_verb(),
             print_verb(),
             find_verb(),
-            Verb {
-                name: "copy",
-                params: &[
+            named(
+                "copy",
+                &[&[
                     ("src", ArgType::Str),
                     ("dst", ArgType::Str),
                     ("src-offset", ArgType::Size),
                     ("dst-offset", ArgType::Size),
                     ("size", ArgType::Size),
-                ],
-                switches: &[],
-                unnamed: &[],
-                filter: false,
-            },
-            Verb {
-                name: "monitor-traffic",
-                params: &[],
-                switches: &["once"],
-                unnamed: &[ArgType::Items],
-                filter: false,
-            },
+                ]],
+            ),
+            on_items("monitor-traffic", &[], &["once"]),
         ],
         unmodeled: &[
             "blink",
@@ -233,25 +237,16 @@ pub static MENUS: &[Menu] = &[
     Menu {
         path: "disk/btrfs/subvolume",
         verbs: &[
-            Verb {
-                name: "add",
-                params: &[
+            named(
+                "add",
+                &[&[
                     ("fs", ArgType::Str),
                     ("name", ArgType::Str),
                     ("parent", ArgType::Str),
                     ("read-only", ArgType::Bool),
-                ],
-                switches: &[],
-                unnamed: &[],
-                filter: false,
-            },
-            Verb {
-                name: "remove",
-                params: &[],
-                switches: &[],
-                unnamed: &[ArgType::Items],
-                filter: false,
-            },
+                ]],
+            ),
+            on_items("remove", &[], &[]),
             get_verb(),
             print_verb(),
             find_verb(),
@@ -266,27 +261,18 @@ pub static MENUS: &[Menu] = &[
     Menu {
         path: "file",
         verbs: &[
-            Verb {
-                name: "add",
-                params: &[
+            named(
+                "add",
+                &[&[
                     ("name", ArgType::Path),
                     ("type", ArgType::Enum(&["file", "directory"])),
                     ("contents", ArgType::Str),
-                ],
-                switches: &[],
-                unnamed: &[],
-                filter: false,
-            },
+                ]],
+            ),
             get_verb(),
             print_verb(),
             find_verb(),
-            Verb {
-                name: "remove",
-                params: &[],
-                switches: &[],
-                unnamed: &[ArgType::Items],
-                filter: false,
-            },
+            on_items("remove", &[], &[]),
         ],
         unmodeled: &["copy", "read", "set", "sync", "rsync-daemon"],
     },
@@ -297,33 +283,12 @@ pub static MENUS: &[Menu] = &[
     },
     Menu {
         path: "system/resource",
-        verbs: &[Verb {
-            name: "print",
-            params: &[],
-            switches: &["without-paging"],
-            unnamed: &[],
-            filter: false,
-        }],
+        verbs: &[single_print()],
         unmodeled: &["monitor", "usb", "pci", "irq", "cpu", "hardware"],
     },
     Menu {
         path: "system/identity",
-        verbs: &[
-            Verb {
-                name: "print",
-                params: &[],
-                switches: &["without-paging"],
-                unnamed: &[],
-                filter: false,
-            },
-            Verb {
-                name: "set",
-                params: &[("name", ArgType::Str)],
-                switches: &[],
-                unnamed: &[],
-                filter: false,
-            },
-        ],
+        verbs: &[single_print(), named("set", &[&[("name", ArgType::Str)]])],
         unmodeled: &[],
     },
 ];
@@ -356,6 +321,7 @@ impl Verb {
     pub fn param(&self, name: &str) -> Option<ArgType> {
         self.params
             .iter()
+            .flat_map(|group| group.iter())
             .find(|(n, _)| *n == name)
             .map(|(_, t)| *t)
     }

@@ -1,0 +1,31 @@
+//! The edge every CSI RPC handler passes through: a span naming the RPC and the volume, and one
+//! log line saying how the call ended, so controller and node logs read alike.
+
+use std::future::Future;
+
+use tonic::{Response, Status};
+use tracing::Instrument;
+
+/// Runs `handler` in a span naming the RPC and the volume, and logs how it ended. Requests are
+/// never logged whole: they may carry secrets.
+pub(crate) async fn traced<T>(
+    rpc: &'static str,
+    volume_id: &str,
+    handler: impl Future<Output = Result<T, Status>>,
+) -> Result<Response<T>, Status> {
+    let span = tracing::info_span!("csi", rpc, volume_id);
+    async {
+        match handler.await {
+            Ok(answer) => {
+                tracing::info!("done");
+                Ok(Response::new(answer))
+            }
+            Err(status) => {
+                tracing::warn!(code = ?status.code(), message = status.message(), "failed");
+                Err(status)
+            }
+        }
+    }
+    .instrument(span)
+    .await
+}
