@@ -347,13 +347,13 @@ fn a_second_stage_is_a_no_op(rig: &Rig, volume: &Volume) {
 
 fn online_expansion_grows_the_filesystem(rig: &Rig, volume: &Volume) {
     let size = |rig: &Rig| -> u64 {
-        rig.guest_ok(&format!(
-            "df -B1 --output=size {} | tail -1",
+        let text = rig.guest_ok(&format!(
+            "df -k {} | awk 'END {{ printf \"%d\\n\", $2 * 1024 }}'",
             volume.staging
-        ))
-        .trim()
-        .parse()
-        .unwrap()
+        ));
+        text.trim()
+            .parse()
+            .unwrap_or_else(|e| panic!("file system size {text:?}: {e}"))
     };
     let before = size(rig);
     let capacity = Some(requests::exact_capacity(EXPANDED_SIZE));
