@@ -438,7 +438,7 @@ fn block_publish_makes_a_device_node(rig: &mut Rig) {
 fn unstage_cleans_up_after_the_disk_was_removed(rig: &Rig, volume: &Volume) {
     let output = rig
         .sim
-        .routeros(&format!("/disk remove [find slot=\"{}\"]", volume.id))
+        .routeros(&format!("/disk remove [find where slot=\"{}\"]", volume.id))
         .unwrap();
     assert_eq!(output, "", "removing the disk");
     rig.unstage(volume).unwrap();
