@@ -2,7 +2,8 @@
 //! host, `rds-csi node` (fabric "kernel") runs in a QEMU guest, and this test drives the node's gRPC
 //! from the host through a forwarded port (`tcp://` endpoint). One boot carries every check, in
 //! order: stage → 64 MiB pattern → unstage → stage → verify; a second stage is a no-op; raw block
-//! publish; online expansion; unstage after the disk was removed on the RDS.
+//! publish; online expansion; after the disk was removed on the RDS, the volume is abnormal and
+//! NodeUnstage still cleans up.
 //!
 //! Needs the plugin binary beside this test's: `cargo build -p rds-csi` first.
 
@@ -18,8 +19,9 @@ use rds_csi::csi::v1::node_client::NodeClient;
 use rds_csi::csi::v1::volume_capability::access_mode::Mode;
 use rds_csi::csi::v1::volume_capability::{AccessType, MountVolume};
 use rds_csi::csi::v1::{
-    ControllerExpandVolumeRequest, NodeExpandVolumeRequest, NodePublishVolumeRequest,
-    NodeStageVolumeRequest, NodeUnpublishVolumeRequest, NodeUnstageVolumeRequest, VolumeCapability,
+    ControllerExpandVolumeRequest, NodeExpandVolumeRequest, NodeGetVolumeStatsRequest,
+    NodePublishVolumeRequest, NodeStageVolumeRequest, NodeUnpublishVolumeRequest,
+    NodeUnstageVolumeRequest, VolumeCapability,
 };
 use rds_csi::grpc::{BoundSocket, connect_tcp, connect_unix};
 use rds_csi::service::{Driver, Mode as ServiceMode};
@@ -441,6 +443,29 @@ fn unstage_cleans_up_after_the_disk_was_removed(rig: &Rig, volume: &Volume) {
         .routeros(&format!("/disk remove [find where slot=\"{}\"]", volume.id))
         .unwrap();
     assert_eq!(output, "", "removing the disk");
+    // The target closed the connection; once the kernel noticed, the volume is abnormal.
+    rig.guest_ok(
+        "for i in $(seq 300); do
+           grep -qv '^live$' /sys/class/nvme/*/state && exit 0
+           sleep 0.1
+         done
+         cat /sys/class/nvme/*/state >&2; exit 1",
+    );
+    let mut node = rig.node.clone();
+    let stats = rig
+        .block_on(node.node_get_volume_stats(NodeGetVolumeStatsRequest {
+            volume_id: volume.id.clone(),
+            volume_path: volume.staging.clone(),
+            staging_target_path: volume.staging.clone(),
+        }))
+        .unwrap()
+        .into_inner();
+    let condition = stats.volume_condition.unwrap();
+    assert!(condition.abnormal, "{condition:?}");
+    assert!(
+        condition.message.contains("NVMe controller"),
+        "{condition:?}"
+    );
     rig.unstage(volume).unwrap();
     assert_eq!(rig.mounts_at(&volume.staging), 0);
     assert_eq!(rig.controllers(), Vec::<String>::new(), "still connected");
