@@ -1,8 +1,8 @@
 //! The node plugin under the real kernel NVMe/TCP initiator: rds-sim and the controller run on the
 //! host, `rds-csi node` (fabric "kernel") runs in a QEMU guest, and this test drives the node's gRPC
 //! from the host through a forwarded port (`tcp://` endpoint). One boot carries every check, in
-//! order: stage → 64 MiB pattern → unstage → stage → verify; a second stage is a no-op; raw block
-//! publish; online expansion; after the disk was removed on the RDS, the volume is abnormal and
+//! order: stage → 64 MiB pattern → unstage → stage → verify; a second stage is a no-op; online
+//! expansion; raw block publish; after the disk was removed on the RDS, the volume is abnormal and
 //! NodeUnstage still cleans up.
 //!
 //! Needs the plugin binary beside this test's: `cargo build -p rds-csi` first.
