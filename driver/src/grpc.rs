@@ -1,22 +1,29 @@
 //! CSI's transport: gRPC over a UNIX domain socket named by `CSI_ENDPOINT`
 //! (the spec allows no other transport).
 //!
-//! The plugin binary parses its endpoint with [`parse_endpoint`], binds it
-//! with [`BoundSocket::bind`] and serves its tonic [`Router`] until shutdown;
-//! tests and tools reach a plugin with [`connect_unix`].
+//! The plugin binary parses its endpoint with [`ListenAddr::parse`], binds it
+//! with [`Listener::bind`] and serves its tonic [`Router`] until shutdown;
+//! tests and tools reach a plugin with [`connect_unix`] or [`connect_tcp`].
+//!
+//! `tcp://IP:PORT` exists for tests only: it lets a host drive a node plugin
+//! inside a virtual machine through a forwarded port. It has no
+//! authentication, so a production plugin always listens on a UNIX socket.
 
 use std::future::Future;
 use std::io;
+use std::net::SocketAddr;
 use std::os::unix::fs::{FileTypeExt, MetadataExt};
 use std::path::{Path, PathBuf};
 
-use tokio::net::UnixListener;
-use tokio_stream::wrappers::UnixListenerStream;
+use tokio::net::{TcpListener, UnixListener};
+use tokio_stream::wrappers::{TcpListenerStream, UnixListenerStream};
 use tonic::transport::server::Router;
 use tonic::transport::{Channel, Endpoint};
 
 const UNIX_SCHEME: &str = "unix";
+const TCP_SCHEME: &str = "tcp";
 const ENDPOINT_FORM: &str = "unix:///absolute/path/to/csi.sock";
+const TCP_FORM: &str = "tcp://IP:PORT (tests only)";
 
 /// Why a `CSI_ENDPOINT` value was rejected.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -30,6 +37,31 @@ pub enum EndpointError {
     UnsupportedScheme { endpoint: String, scheme: String },
     #[error("CSI endpoint {0:?} is not of the form {ENDPOINT_FORM}")]
     Malformed(String),
+    #[error(
+        "CSI endpoint {0:?} is not of the form {TCP_FORM}: the host must be an IP address \
+         (IPv6 in brackets) and the port a number"
+    )]
+    MalformedTcp(String),
+}
+
+/// Where a plugin serves: the spec's UNIX socket, or a TCP address for tests.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ListenAddr {
+    Unix(PathBuf),
+    Tcp(SocketAddr),
+}
+
+impl ListenAddr {
+    /// Accepts what [`parse_endpoint`] accepts, and `tcp://IP:PORT`.
+    pub fn parse(endpoint: &str) -> Result<ListenAddr, EndpointError> {
+        match endpoint.split_once("://") {
+            Some((scheme, rest)) if scheme.eq_ignore_ascii_case(TCP_SCHEME) => rest
+                .parse()
+                .map(ListenAddr::Tcp)
+                .map_err(|_| EndpointError::MalformedTcp(endpoint.to_owned())),
+            _ => parse_endpoint(endpoint).map(ListenAddr::Unix),
+        }
+    }
 }
 
 /// Extracts the socket path from a `CSI_ENDPOINT` of the spec's form
@@ -74,6 +106,68 @@ pub enum ServeError {
         path: PathBuf,
         source: tonic::transport::Error,
     },
+    #[error("cannot listen on {addr} for CSI: {source}")]
+    BindTcp { addr: SocketAddr, source: io::Error },
+    #[error("gRPC server on {addr} failed: {source}")]
+    ServeTcp {
+        addr: SocketAddr,
+        source: tonic::transport::Error,
+    },
+}
+
+/// A bound CSI endpoint of either kind.
+#[derive(Debug)]
+pub enum Listener {
+    Unix(BoundSocket),
+    Tcp {
+        listener: TcpListener,
+        addr: SocketAddr,
+    },
+}
+
+impl Listener {
+    /// Binds `addr` (see [`BoundSocket::bind`] for a UNIX socket). Must be
+    /// called within a tokio runtime.
+    pub fn bind(addr: &ListenAddr) -> Result<Listener, ServeError> {
+        match addr {
+            ListenAddr::Unix(path) => BoundSocket::bind(path).map(Listener::Unix),
+            ListenAddr::Tcp(wanted) => {
+                let bind_error = |source| ServeError::BindTcp {
+                    addr: *wanted,
+                    source,
+                };
+                let std_listener = std::net::TcpListener::bind(wanted).map_err(bind_error)?;
+                std_listener.set_nonblocking(true).map_err(bind_error)?;
+                // Port 0 asks for any free port; report the one chosen.
+                let addr = std_listener.local_addr().map_err(bind_error)?;
+                let listener = TcpListener::from_std(std_listener).map_err(bind_error)?;
+                Ok(Listener::Tcp { listener, addr })
+            }
+        }
+    }
+
+    /// Serves `router` until `shutdown` resolves.
+    pub async fn serve<F>(self, router: Router, shutdown: F) -> Result<(), ServeError>
+    where
+        F: Future<Output = ()>,
+    {
+        match self {
+            Listener::Unix(socket) => socket.serve(router, shutdown).await,
+            Listener::Tcp { listener, addr } => router
+                .serve_with_incoming_shutdown(TcpListenerStream::new(listener), shutdown)
+                .await
+                .map_err(|source| ServeError::ServeTcp { addr, source }),
+        }
+    }
+}
+
+impl std::fmt::Display for Listener {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Listener::Unix(socket) => write!(f, "{UNIX_SCHEME}://{}", socket.path().display()),
+            Listener::Tcp { addr, .. } => write!(f, "{TCP_SCHEME}://{addr}"),
+        }
+    }
 }
 
 /// A listening CSI socket. The socket file is removed when this value (or
@@ -210,6 +304,11 @@ pub enum ConnectError {
         path: PathBuf,
         source: tonic::transport::Error,
     },
+    #[error("cannot connect to the CSI plugin at {addr}: {source}; is it listening there?")]
+    ConnectTcp {
+        addr: SocketAddr,
+        source: tonic::transport::Error,
+    },
 }
 
 /// Opens a gRPC channel to the plugin listening on the UNIX socket `path`.
@@ -224,6 +323,16 @@ pub async fn connect_unix(path: impl AsRef<Path>) -> Result<Channel, ConnectErro
     };
     // tonic dials `unix:` endpoints itself (tokio UnixStream under hyper).
     Endpoint::from_shared(format!("{UNIX_SCHEME}://{utf8}"))
+        .map_err(connect_error)?
+        .connect()
+        .await
+        .map_err(connect_error)
+}
+
+/// Opens a gRPC channel to a plugin listening on `tcp://addr` (tests only).
+pub async fn connect_tcp(addr: SocketAddr) -> Result<Channel, ConnectError> {
+    let connect_error = |source| ConnectError::ConnectTcp { addr, source };
+    Endpoint::from_shared(format!("http://{addr}"))
         .map_err(connect_error)?
         .connect()
         .await
@@ -270,6 +379,33 @@ mod tests {
             assert!(message.contains(endpoint), "{message}");
             assert!(message.contains(ENDPOINT_FORM), "{message}");
         }
+    }
+
+    #[test]
+    fn listen_addr_takes_unix_sockets_and_tcp_ip_addresses() {
+        assert_eq!(
+            ListenAddr::parse("unix:///csi/csi.sock"),
+            Ok(ListenAddr::Unix(PathBuf::from("/csi/csi.sock")))
+        );
+        assert_eq!(
+            ListenAddr::parse("tcp://0.0.0.0:10000"),
+            Ok(ListenAddr::Tcp(([0, 0, 0, 0], 10000).into()))
+        );
+        assert_eq!(
+            ListenAddr::parse("TCP://[::1]:7"),
+            Ok(ListenAddr::Tcp("[::1]:7".parse().unwrap()))
+        );
+        for endpoint in ["tcp://localhost:10000", "tcp://10.0.0.1", "tcp://:80"] {
+            assert_eq!(
+                ListenAddr::parse(endpoint),
+                Err(EndpointError::MalformedTcp(endpoint.to_owned())),
+                "{endpoint}"
+            );
+        }
+        assert!(matches!(
+            ListenAddr::parse("dns:///csi.example.com:443"),
+            Err(EndpointError::UnsupportedScheme { .. })
+        ));
     }
 
     #[test]

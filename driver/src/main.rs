@@ -2,7 +2,7 @@
 
 use clap::{Parser, Subcommand, ValueEnum};
 use rds_csi::config::Config;
-use rds_csi::grpc::{BoundSocket, parse_endpoint};
+use rds_csi::grpc::{ListenAddr, Listener};
 use rds_csi::service::{Driver, Mode};
 use std::path::PathBuf;
 
@@ -64,7 +64,7 @@ enum Command {
 
 #[derive(clap::Args)]
 struct Serve {
-    /// `unix:///path/to/csi.sock`
+    /// `unix:///path/to/csi.sock`; `tcp://IP:PORT` only for tests (it has no authentication)
     #[arg(long, env = "CSI_ENDPOINT")]
     endpoint: String,
     /// The TOML configuration file; `RDS_CSI_*` variables override it.
@@ -92,10 +92,9 @@ fn load(path: &std::path::Path) -> anyhow::Result<Config> {
 }
 
 async fn serve(driver: Driver, mode: Mode, endpoint: &str) -> anyhow::Result<()> {
-    let path = parse_endpoint(endpoint)?;
-    let socket = BoundSocket::bind(&path)?;
-    tracing::info!(endpoint, "serving CSI");
-    socket
+    let listener = Listener::bind(&ListenAddr::parse(endpoint)?)?;
+    tracing::info!(endpoint = %listener, "serving CSI");
+    listener
         .serve(driver.router(mode), async {
             let _ = tokio::signal::ctrl_c().await;
         })

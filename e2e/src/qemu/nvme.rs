@@ -5,6 +5,7 @@
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use rds_csi::rds::ssh::HostKeyPin;
 use rds_sim::server::{Options, RunningSim};
 use rds_sim::sim::Sim;
 use rds_sim::ssh::{Reply, load_or_generate_host_key};
@@ -156,6 +157,7 @@ impl KernelTarget<'_> {
 pub struct SimTarget {
     rt: tokio::runtime::Runtime,
     running: RunningSim,
+    client_key: PathBuf,
 }
 
 /// A disk exported with `/disk add`, as the host sees it.
@@ -187,19 +189,53 @@ impl SimTarget {
             .enable_all()
             .build()
             .map_err(|e| SimTargetError::Start(e.into()))?;
-        let key = load_or_generate_host_key(&dir.join("id_ed25519"))
-            .map_err(|e| SimTargetError::Start(e.into()))?;
+        let client_key = dir.join("id_ed25519");
+        let key =
+            load_or_generate_host_key(&client_key).map_err(|e| SimTargetError::Start(e.into()))?;
         let running = rt
             .block_on(RunningSim::start(Options {
                 nvme_listen: Some(([127, 0, 0, 1], 0).into()),
                 ..Options::loopback(dir.join("rds"), key.public_key().clone(), 16 << 30)
             }))
             .map_err(SimTargetError::Start)?;
-        Ok(SimTarget { rt, running })
+        Ok(SimTarget {
+            rt,
+            running,
+            client_key,
+        })
     }
 
     pub fn sim(&self) -> &Arc<Sim> {
         &self.running.sim
+    }
+
+    /// The runtime the simulator runs on, for host-side async work beside it (a driver server).
+    pub fn runtime(&self) -> &tokio::runtime::Runtime {
+        &self.rt
+    }
+
+    /// The `[rds]` table of an rds-csi configuration that manages this simulator over SSH (the
+    /// host key pinned) and tells nodes to connect to its NVMe/TCP target at `nvme_address`.
+    pub fn rds_config(&self, nvme_address: &str) -> toml::Table {
+        let pin = HostKeyPin::of_key(&self.running.host_public_key).to_string();
+        let mut rds = toml::Table::new();
+        rds.insert("address".into(), "127.0.0.1".into());
+        rds.insert(
+            "sshPort".into(),
+            i64::from(self.running.ssh_addr.port()).into(),
+        );
+        rds.insert("user".into(), "admin".into());
+        rds.insert(
+            "privateKeyFile".into(),
+            self.client_key.display().to_string().into(),
+        );
+        rds.insert("hostKey".into(), pin.into());
+        rds.insert("pool".into(), crate::POOL.into());
+        rds.insert("baseDir".into(), crate::BASE_DIR.into());
+        rds.insert("nqnPrefix".into(), crate::NQN_PREFIX.into());
+        rds.insert("nvmeAddress".into(), nvme_address.into());
+        rds.insert("nvmePort".into(), i64::from(self.port()).into());
+        rds
     }
 
     /// The NVMe/TCP target's port.

@@ -291,7 +291,31 @@ impl Fabric for KernelFabric {
                     attached.controllers.join(", ")
                 ))
             })?;
-        Ok(self.namespace(&nqn)?.map_or(0, |d| d.size))
+        let current = self.namespace(&nqn)?.map_or(0, |d| d.size);
+        // The kernel's scan runs asynchronously after the write above, so sysfs may still show
+        // the old size: ask the controller for the namespace's size and wait for the block
+        // device to take it.
+        let Some(device) = &attached.device else {
+            return Ok(current);
+        };
+        let size = match identify::namespace_bytes(&device.path) {
+            Ok(size) => size,
+            Err(error) => {
+                tracing::warn!(
+                    device = %device.path.display(),
+                    %error,
+                    "cannot identify the namespace; using the size sysfs shows"
+                );
+                return Ok(current);
+            }
+        };
+        let grown = wait_for(self.device_wait, || {
+            Ok(self
+                .namespace(&nqn)?
+                .map(|d| d.size)
+                .filter(|&now| now >= size))
+        })?;
+        Ok(grown.unwrap_or(current))
     }
 
     fn health(&self, attached: &Attached) -> Result<(), String> {
@@ -318,6 +342,91 @@ impl Fabric for KernelFabric {
              reconnecting and I/O waits",
             states.join(", ")
         ))
+    }
+}
+
+/// Identify Namespace through the NVMe admin passthrough ioctl of `<linux/nvme_ioctl.h>`.
+mod identify {
+    use std::fs::File;
+    use std::io;
+    use std::os::fd::AsRawFd;
+    use std::path::Path;
+
+    const NVME_IOCTL_ID: libc::c_ulong = 0x4E40;
+    const NVME_IOCTL_ADMIN_CMD: libc::c_ulong = 0xC048_4E41;
+    const IDENTIFY: u8 = 0x06;
+    const IDENTIFY_DATA: usize = 4096;
+
+    /// `struct nvme_passthru_cmd`.
+    #[repr(C)]
+    #[derive(Default)]
+    struct PassthruCmd {
+        opcode: u8,
+        flags: u8,
+        rsvd1: u16,
+        nsid: u32,
+        cdw2: u32,
+        cdw3: u32,
+        metadata: u64,
+        addr: u64,
+        metadata_len: u32,
+        data_len: u32,
+        cdw10: u32,
+        cdw11: u32,
+        cdw12: u32,
+        cdw13: u32,
+        cdw14: u32,
+        cdw15: u32,
+        timeout_ms: u32,
+        result: u32,
+    }
+
+    fn check(result: libc::c_int) -> io::Result<libc::c_int> {
+        if result < 0 {
+            Err(io::Error::last_os_error())
+        } else {
+            Ok(result)
+        }
+    }
+
+    /// The namespace's size in bytes as its controller reports it now.
+    pub fn namespace_bytes(device: &Path) -> io::Result<u64> {
+        let file = File::open(device)?;
+        // SAFETY: NVME_IOCTL_ID takes no argument and returns the namespace id.
+        let nsid = check(unsafe { libc::ioctl(file.as_raw_fd(), NVME_IOCTL_ID as _) })?;
+        let mut data = vec![0u8; IDENTIFY_DATA];
+        let mut cmd = PassthruCmd {
+            opcode: IDENTIFY,
+            nsid: nsid as u32,
+            addr: data.as_mut_ptr() as u64,
+            data_len: IDENTIFY_DATA as u32,
+            // CNS 0: the Identify Namespace data structure.
+            cdw10: 0,
+            ..PassthruCmd::default()
+        };
+        // SAFETY: `cmd` is a valid nvme_passthru_cmd whose buffer `data` outlives the call and
+        // holds `data_len` bytes.
+        let status = check(unsafe {
+            libc::ioctl(
+                file.as_raw_fd(),
+                NVME_IOCTL_ADMIN_CMD as _,
+                &mut cmd as *mut PassthruCmd,
+            )
+        })?;
+        if status != 0 {
+            return Err(io::Error::other(format!(
+                "Identify Namespace failed with NVMe status {status:#x}"
+            )));
+        }
+        Ok(size_of_identify(&data))
+    }
+
+    /// NSZE (blocks) times the block size of the format FLBAS selects.
+    pub(super) fn size_of_identify(data: &[u8]) -> u64 {
+        let nsze = u64::from_le_bytes(data[0..8].try_into().expect("8 bytes"));
+        let format = usize::from(data[26] & 0x0f);
+        let lbads = data[128 + 4 * format + 2];
+        nsze << lbads
     }
 }
 
@@ -522,6 +631,17 @@ mod tests {
         assert!(message.contains("gone"), "{message}");
         // Disconnecting what is gone already succeeds.
         fabric.disconnect(&attached).unwrap();
+    }
+
+    #[test]
+    fn identify_namespace_gives_blocks_times_the_formats_block_size() {
+        let mut data = vec![0u8; 4096];
+        data[0..8].copy_from_slice(&1024u64.to_le_bytes());
+        // Format 1 (4 KiB blocks) selected; format 0 is 512-byte blocks.
+        data[26] = 1;
+        data[128 + 2] = 9;
+        data[128 + 4 + 2] = 12;
+        assert_eq!(identify::size_of_identify(&data), 4 << 20);
     }
 
     #[test]

@@ -1,0 +1,472 @@
+//! The node plugin under the real kernel NVMe/TCP initiator: rds-sim and the controller run on the
+//! host, `rds-csi node` (fabric "kernel") runs in a QEMU guest, and this test drives the node's gRPC
+//! from the host through a forwarded port (`tcp://` endpoint). One boot carries every check, in
+//! order: stage → 64 MiB pattern → unstage → stage → verify; a second stage is a no-op; online
+//! expansion; raw block publish; after the disk was removed on the RDS, the volume is abnormal and
+//! NodeUnstage still cleans up.
+//!
+//! Needs the plugin binary beside this test's: `cargo build -p rds-csi` first.
+
+use std::collections::HashMap;
+use std::io::Read;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use rds_csi::config::Config;
+use rds_csi::csi::v1::controller_client::ControllerClient;
+use rds_csi::csi::v1::node_client::NodeClient;
+use rds_csi::csi::v1::volume_capability::access_mode::Mode;
+use rds_csi::csi::v1::volume_capability::{AccessType, MountVolume};
+use rds_csi::csi::v1::{
+    ControllerExpandVolumeRequest, NodeExpandVolumeRequest, NodeGetVolumeStatsRequest,
+    NodePublishVolumeRequest, NodeStageVolumeRequest, NodeUnpublishVolumeRequest,
+    NodeUnstageVolumeRequest, VolumeCapability,
+};
+use rds_csi::grpc::{BoundSocket, connect_tcp, connect_unix};
+use rds_csi::service::{Driver, Mode as ServiceMode};
+use rds_e2e::qemu::nvme::SimTarget;
+use rds_e2e::qemu::{self, Guest, GuestConfig, HOST_ADDR};
+use rds_e2e::requests;
+use tonic::transport::Channel;
+
+const HOST_NQN: &str = "nqn.2014-08.org.nvmexpress:uuid:0d1e2f30-4a5b-4c6d-8e7f-90a1b2c3d4e5";
+/// Where the node plugin listens in the guest.
+const GUEST_CSI_PORT: u16 = 10000;
+const PATTERN_MIB: u64 = 64;
+const BLOCK_PATTERN_MIB: u64 = 16;
+const VOLUME_SIZE: u64 = 256 << 20;
+const EXPANDED_SIZE: u64 = 512 << 20;
+const FS: &str = "ext4";
+/// Seconds; see where the file system volume is created.
+const REMOVED_DISK_CTRL_LOSS_TMO: &str = "10";
+
+/// The host side: the simulator, the controller and a channel to the guest's node plugin.
+struct Rig {
+    sim: SimTarget,
+    controller: ControllerClient<Channel>,
+    node: NodeClient<Channel>,
+    guest: Guest,
+}
+
+/// A volume created and published to the guest.
+struct Volume {
+    id: String,
+    context: HashMap<String, String>,
+    publish: HashMap<String, String>,
+    staging: String,
+}
+
+impl Rig {
+    fn block_on<F: std::future::Future>(&self, future: F) -> F::Output {
+        self.sim.runtime().block_on(future)
+    }
+
+    fn guest_ok(&self, command: &str) -> String {
+        self.guest
+            .run_ok(command)
+            .unwrap_or_else(|e| panic!("{e}\nnode plugin log:\n{}", self.node_log()))
+            .stdout
+    }
+
+    fn node_log(&self) -> String {
+        self.guest
+            .run("tail -40 /tmp/rds-csi.log")
+            .map(|o| o.stdout)
+            .unwrap_or_default()
+    }
+
+    /// Creates a volume and publishes it to the guest's host NQN.
+    fn create_and_publish(
+        &mut self,
+        name: &str,
+        parameters: &HashMap<String, String>,
+        capability: VolumeCapability,
+    ) -> Volume {
+        let mut controller = self.controller.clone();
+        let (volume, publish) = self.block_on(async {
+            let volume = controller
+                .create_volume(requests::create_volume(name, VOLUME_SIZE, parameters))
+                .await
+                .unwrap()
+                .into_inner()
+                .volume
+                .unwrap();
+            let mut request = requests::publish(&volume.volume_id, HOST_NQN);
+            request.volume_capability = Some(capability);
+            let publish = controller
+                .controller_publish_volume(request)
+                .await
+                .unwrap()
+                .into_inner()
+                .publish_context;
+            (volume, publish)
+        });
+        Volume {
+            staging: format!("/var/lib/kubelet/plugins/rds/staging/{}", volume.volume_id),
+            id: volume.volume_id,
+            context: volume.volume_context,
+            publish,
+        }
+    }
+
+    fn stage(&self, volume: &Volume, capability: VolumeCapability) -> Result<(), tonic::Status> {
+        let mut node = self.node.clone();
+        let request = NodeStageVolumeRequest {
+            volume_id: volume.id.clone(),
+            publish_context: volume.publish.clone(),
+            staging_target_path: volume.staging.clone(),
+            volume_capability: Some(capability),
+            volume_context: volume.context.clone(),
+            ..Default::default()
+        };
+        self.block_on(node.node_stage_volume(request)).map(|_| ())
+    }
+
+    fn unstage(&self, volume: &Volume) -> Result<(), tonic::Status> {
+        let mut node = self.node.clone();
+        let request = NodeUnstageVolumeRequest {
+            volume_id: volume.id.clone(),
+            staging_target_path: volume.staging.clone(),
+        };
+        self.block_on(node.node_unstage_volume(request)).map(|_| ())
+    }
+
+    /// The guest's mounts at `path` (lines of /proc/mounts).
+    fn mounts_at(&self, path: &str) -> usize {
+        self.guest_ok(&format!("awk '$2 == \"{path}\"' /proc/mounts"))
+            .lines()
+            .count()
+    }
+
+    /// The NVMe controllers the guest kernel has.
+    fn controllers(&self) -> Vec<String> {
+        self.guest_ok("ls /sys/class/nvme 2>/dev/null || true")
+            .split_whitespace()
+            .map(str::to_owned)
+            .collect()
+    }
+}
+
+fn mount_capability() -> VolumeCapability {
+    let mut capability = requests::single_node_writer();
+    capability.access_type = Some(AccessType::Mount(MountVolume {
+        fs_type: FS.into(),
+        ..Default::default()
+    }));
+    capability
+}
+
+fn block_capability() -> VolumeCapability {
+    requests::block_capability(Mode::SingleNodeWriter)
+}
+
+/// `target/<profile>/rds-csi`, which sits two levels above this test binary (`deps/`).
+fn plugin_binary() -> PathBuf {
+    let exe = std::env::current_exe().unwrap();
+    let binary = exe
+        .parent()
+        .and_then(Path::parent)
+        .expect("the test binary sits in target/<profile>/deps")
+        .join("rds-csi");
+    assert!(
+        binary.exists(),
+        "{} is missing: run `cargo build -p rds-csi` before this test",
+        binary.display()
+    );
+    binary
+}
+
+/// The shared libraries `binary` loads, as `(host path, guest path)`: the guest image lacks some
+/// (libm), and copies of the host's own files are always the right versions.
+fn shared_libraries(binary: &Path) -> Vec<(PathBuf, String)> {
+    let output = std::process::Command::new("ldd")
+        .arg(binary)
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "ldd {}: {output:?}",
+        binary.display()
+    );
+    String::from_utf8_lossy(&output.stdout)
+        .lines()
+        .filter_map(|line| {
+            let path = line.split("=>").last()?.split_whitespace().next()?;
+            path.starts_with('/')
+                .then(|| (PathBuf::from(path), path.to_owned()))
+        })
+        .collect()
+}
+
+fn free_local_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn node_config(dir: &Path) -> PathBuf {
+    let path = dir.join("node.toml");
+    let mut node = toml::Table::new();
+    node.insert("hostNqn".into(), HOST_NQN.into());
+    node.insert("fabric".into(), "kernel".into());
+    let mut config = toml::Table::new();
+    config.insert("node".into(), node.into());
+    std::fs::write(&path, config.to_string()).unwrap();
+    path
+}
+
+fn start_rig(dir: &Path) -> Option<Rig> {
+    let sim = SimTarget::start(dir).unwrap();
+    let pattern_path = dir.join("pattern");
+    let mut pattern = vec![0u8; (PATTERN_MIB << 20) as usize];
+    std::fs::File::open("/dev/urandom")
+        .unwrap()
+        .read_exact(&mut pattern)
+        .unwrap();
+    std::fs::write(&pattern_path, &pattern).unwrap();
+    let host_port = free_local_port();
+    let binary = plugin_binary();
+    let mut extra_files = shared_libraries(&binary);
+    extra_files.extend([
+        (pattern_path, "/root/pattern".into()),
+        (binary, "/usr/local/bin/rds-csi".into()),
+        (node_config(dir), "/etc/rds-csi/config.toml".into()),
+    ]);
+    let config = GuestConfig {
+        memory_mb: 1024,
+        host_forwards: vec![(host_port, GUEST_CSI_PORT)],
+        extra_files,
+        ..GuestConfig::default()
+    };
+    let guest = qemu::boot_or_skip(config).unwrap_or_else(|e| panic!("{e}"))?;
+    guest
+        .run_ok(&format!(
+            "modprobe nvme-tcp
+             /usr/local/bin/rds-csi node --endpoint tcp://0.0.0.0:{GUEST_CSI_PORT} \
+               --config /etc/rds-csi/config.toml >/tmp/rds-csi.log 2>&1 &
+             for i in $(seq 600); do
+               grep -q 'serving CSI' /tmp/rds-csi.log && exit 0
+               kill -0 $! 2>/dev/null || break
+               sleep 0.1
+             done
+             cat /tmp/rds-csi.log >&2; exit 1"
+        ))
+        .unwrap_or_else(|e| panic!("the node plugin did not start in the guest: {e}"));
+
+    let mut table = toml::Table::new();
+    table.insert("rds".into(), sim.rds_config(HOST_ADDR).into());
+    let config = Config::from_toml(&table.to_string()).unwrap();
+    let (controller, node) = sim.runtime().block_on(async {
+        let driver = Driver::new(config).await.unwrap();
+        let socket_path = dir.join("controller.sock");
+        let socket = BoundSocket::bind(&socket_path).unwrap();
+        // Served until the runtime is dropped with the simulator.
+        tokio::spawn(socket.serve(
+            driver.router(ServiceMode::Controller),
+            std::future::pending(),
+        ));
+        let controller = connect_unix(&socket_path).await.unwrap();
+        let addr = SocketAddr::from(([127, 0, 0, 1], host_port));
+        let node = connect_tcp(addr).await.unwrap();
+        (ControllerClient::new(controller), NodeClient::new(node))
+    });
+    Some(Rig {
+        controller,
+        node,
+        sim,
+        guest,
+    })
+}
+
+fn timed<T>(name: &str, step: impl FnOnce() -> T) -> T {
+    let started = Instant::now();
+    let out = step();
+    eprintln!("node_qemu: {name} took {:.1?}", started.elapsed());
+    out
+}
+
+#[test]
+fn node_plugin_under_the_kernel_initiator() {
+    let dir = tempfile::tempdir().unwrap();
+    let started = Instant::now();
+    let Some(mut rig) = start_rig(dir.path()) else {
+        return;
+    };
+    eprintln!("node_qemu: boot took {:.1?}", started.elapsed());
+    // A removed disk's controller reconnects in vain until ctrl_loss_tmo, and the kernel holds
+    // the unmount's superblock write until then: keep that short so the last check is quick.
+    let parameters = HashMap::from([
+        (
+            "ctrlLossTmo".to_owned(),
+            REMOVED_DISK_CTRL_LOSS_TMO.to_owned(),
+        ),
+        ("reconnectDelay".to_owned(), "1".to_owned()),
+    ]);
+    let volume = rig.create_and_publish("pvc-node-qemu-fs", &parameters, mount_capability());
+    timed("stage, pattern, unstage, stage, verify", || {
+        data_survives_unstage_and_stage(&rig, &volume)
+    });
+    timed("second stage", || a_second_stage_is_a_no_op(&rig, &volume));
+    timed("expansion", || {
+        online_expansion_grows_the_filesystem(&rig, &volume)
+    });
+    timed("block publish", || {
+        block_publish_makes_a_device_node(&mut rig)
+    });
+    timed("unstage after removal", || {
+        unstage_cleans_up_after_the_disk_was_removed(&rig, &volume)
+    });
+    eprintln!("node_qemu: total {:.1?}", started.elapsed());
+    rig.sim.shutdown();
+}
+
+fn data_survives_unstage_and_stage(rig: &Rig, volume: &Volume) {
+    rig.stage(volume, mount_capability()).unwrap();
+    assert_eq!(rig.mounts_at(&volume.staging), 1);
+    let fs = rig.guest_ok(&format!("findmnt -n -o FSTYPE {}", volume.staging));
+    assert_eq!(fs.trim(), FS);
+    rig.guest_ok(&format!(
+        "cp /root/pattern {0}/pattern && sync {0}/pattern",
+        volume.staging
+    ));
+    rig.unstage(volume).unwrap();
+    assert_eq!(rig.mounts_at(&volume.staging), 0);
+    assert_eq!(rig.controllers(), Vec::<String>::new(), "still connected");
+    rig.stage(volume, mount_capability()).unwrap();
+    rig.guest_ok(&format!("cmp /root/pattern {}/pattern", volume.staging));
+}
+
+fn a_second_stage_is_a_no_op(rig: &Rig, volume: &Volume) {
+    let controllers = rig.controllers();
+    assert_eq!(controllers.len(), 1, "{controllers:?}");
+    rig.stage(volume, mount_capability()).unwrap();
+    assert_eq!(rig.mounts_at(&volume.staging), 1);
+    assert_eq!(rig.controllers(), controllers);
+}
+
+fn online_expansion_grows_the_filesystem(rig: &Rig, volume: &Volume) {
+    let size = |rig: &Rig| -> u64 {
+        let text = rig.guest_ok(&format!(
+            "df -k {} | awk 'END {{ printf \"%d\\n\", $2 * 1024 }}'",
+            volume.staging
+        ));
+        text.trim()
+            .parse()
+            .unwrap_or_else(|e| panic!("file system size {text:?}: {e}"))
+    };
+    let before = size(rig);
+    let capacity = Some(requests::exact_capacity(EXPANDED_SIZE));
+    let mut controller = rig.controller.clone();
+    let mut node = rig.node.clone();
+    let expanded = rig.block_on(async {
+        let response = controller
+            .controller_expand_volume(ControllerExpandVolumeRequest {
+                volume_id: volume.id.clone(),
+                capacity_range: capacity,
+                volume_capability: Some(mount_capability()),
+                ..Default::default()
+            })
+            .await
+            .unwrap()
+            .into_inner();
+        assert!(response.node_expansion_required);
+        node.node_expand_volume(NodeExpandVolumeRequest {
+            volume_id: volume.id.clone(),
+            volume_path: volume.staging.clone(),
+            capacity_range: capacity,
+            staging_target_path: volume.staging.clone(),
+            volume_capability: Some(mount_capability()),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner()
+    });
+    assert_eq!(expanded.capacity_bytes, EXPANDED_SIZE as i64);
+    let after = size(rig);
+    // The file system's own overhead stays; it grew by about the added space.
+    assert!(
+        after > before + (EXPANDED_SIZE - VOLUME_SIZE) * 9 / 10,
+        "file system size {before} → {after} after expanding the volume to {EXPANDED_SIZE}"
+    );
+    rig.guest_ok(&format!("cmp /root/pattern {}/pattern", volume.staging));
+}
+
+fn block_publish_makes_a_device_node(rig: &mut Rig) {
+    let volume = rig.create_and_publish("pvc-node-qemu-block", &HashMap::new(), block_capability());
+    rig.stage(&volume, block_capability()).unwrap();
+    let target = format!("/var/lib/kubelet/pods/qemu/volumeDevices/{}", volume.id);
+    let mut node = rig.node.clone();
+    rig.block_on(node.node_publish_volume(NodePublishVolumeRequest {
+        volume_id: volume.id.clone(),
+        publish_context: volume.publish.clone(),
+        staging_target_path: volume.staging.clone(),
+        target_path: target.clone(),
+        volume_capability: Some(block_capability()),
+        volume_context: volume.context.clone(),
+        ..Default::default()
+    }))
+    .unwrap();
+    // A device node with the namespace's numbers, not a bind mount of /dev.
+    assert_eq!(rig.mounts_at(&target), 0);
+    let numbers = rig.guest_ok(&format!(
+        "[ -b {target} ] && stat -c %t:%T {target}
+         for ns in /sys/class/nvme-subsystem/*/nvme*n*; do
+           [ \"$(cat ${{ns%/*}}/subsysnqn)\" = {} ] && stat -c %t:%T /dev/${{ns##*/}}
+         done",
+        volume.publish["nqn"]
+    ));
+    let numbers: Vec<&str> = numbers.lines().collect();
+    assert_eq!(numbers.len(), 2, "{numbers:?}");
+    assert_eq!(numbers[0], numbers[1]);
+    rig.guest_ok(&format!(
+        "dd if=/root/pattern of={target} bs=1M count={BLOCK_PATTERN_MIB} oflag=direct 2>/dev/null
+         dd if={target} bs=1M count={BLOCK_PATTERN_MIB} iflag=direct 2>/dev/null \
+           | cmp - /root/pattern -n {}",
+        BLOCK_PATTERN_MIB << 20
+    ));
+    rig.block_on(node.node_unpublish_volume(NodeUnpublishVolumeRequest {
+        volume_id: volume.id.clone(),
+        target_path: target.clone(),
+    }))
+    .unwrap();
+    rig.guest_ok(&format!("[ ! -e {target} ]"));
+    rig.unstage(&volume).unwrap();
+}
+
+fn unstage_cleans_up_after_the_disk_was_removed(rig: &Rig, volume: &Volume) {
+    let output = rig
+        .sim
+        .routeros(&format!("/disk remove [find where slot=\"{}\"]", volume.id))
+        .unwrap();
+    assert_eq!(output, "", "removing the disk");
+    // The target closed the connection; once the kernel noticed, the volume is abnormal.
+    rig.guest_ok(
+        "for i in $(seq 300); do
+           grep -qv '^live$' /sys/class/nvme/*/state && exit 0
+           sleep 0.1
+         done
+         cat /sys/class/nvme/*/state >&2; exit 1",
+    );
+    let mut node = rig.node.clone();
+    let stats = rig
+        .block_on(node.node_get_volume_stats(NodeGetVolumeStatsRequest {
+            volume_id: volume.id.clone(),
+            volume_path: volume.staging.clone(),
+            staging_target_path: volume.staging.clone(),
+        }))
+        .unwrap()
+        .into_inner();
+    let condition = stats.volume_condition.unwrap();
+    assert!(condition.abnormal, "{condition:?}");
+    assert!(
+        condition.message.contains("NVMe controller"),
+        "{condition:?}"
+    );
+    rig.unstage(volume).unwrap();
+    assert_eq!(rig.mounts_at(&volume.staging), 0);
+    assert_eq!(rig.controllers(), Vec::<String>::new(), "still connected");
+}
