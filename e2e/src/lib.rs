@@ -11,7 +11,7 @@ pub mod observed;
 pub mod qemu;
 pub mod requests;
 pub mod sanity;
-mod sim_rds;
+pub mod sim_rds;
 pub mod suite;
 pub mod target;
 pub use sim_rds::{BASE_DIR, NQN_PREFIX, POOL};

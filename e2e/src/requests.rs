@@ -95,6 +95,20 @@ pub fn unique_name_of_length(prefix: &str, len: usize) -> String {
     name
 }
 
+/// `request` in the StorageClass layout snapshots of `method` need: a volume of its own Btrfs
+/// subvolume (`layout: subvolume`) for `btrfs`, a plain file disk otherwise.
+pub fn laid_out_for(
+    mut request: CreateVolumeRequest,
+    method: rds_csi::snapshot::Method,
+) -> CreateVolumeRequest {
+    if method == rds_csi::snapshot::Method::Btrfs {
+        request
+            .parameters
+            .insert("layout".to_owned(), "subvolume".to_owned());
+    }
+    request
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -102,3 +102,13 @@ impl SimRds {
         self.running.shutdown().await;
     }
 }
+
+/// The backing file of the simulator's disk in `slot` (a volume ID is its slot).
+pub fn backing_file(sim: &Sim, slot: &str) -> anyhow::Result<PathBuf> {
+    let disk = sim
+        .disks()
+        .into_iter()
+        .find(|d| d.slot == slot)
+        .ok_or_else(|| anyhow::anyhow!("no disk {slot} on the simulator"))?;
+    Ok(sim.backing_path(&disk))
+}

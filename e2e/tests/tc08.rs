@@ -21,7 +21,8 @@ use rds_csi::csi::v1::{
 use rds_csi::snapshot::Method;
 use rds_e2e::config::Settings;
 use rds_e2e::fixture::Fixture;
-use rds_e2e::requests::unique_name;
+use rds_e2e::requests::{laid_out_for, unique_name};
+use rds_e2e::sim_rds::backing_file;
 use rds_e2e::suite::{Skip, trial, trial_with};
 use rds_sim::sim::Sim;
 use rds_sim::store::{CopySemantics, PoolFs};
@@ -182,28 +183,10 @@ async fn tc08(fx: &mut Fixture, method: Method, semantics: CopySemantics) -> any
 }
 
 /// `request` in the StorageClass layout `method` snapshots: its own subvolume for `btrfs`.
-fn laid_out_for(mut request: CreateVolumeRequest, method: Method) -> CreateVolumeRequest {
-    if method == Method::Btrfs {
-        request
-            .parameters
-            .insert("layout".to_owned(), "subvolume".to_owned());
-    }
-    request
-}
-
-fn backing(sim: &Sim, slot: &str) -> anyhow::Result<std::path::PathBuf> {
-    let disk = sim
-        .disks()
-        .into_iter()
-        .find(|d| d.slot == slot)
-        .with_context(|| format!("no disk {slot} on the simulator"))?;
-    Ok(sim.backing_path(&disk))
-}
-
 /// Writes a known pattern at the start, the middle and the end of the volume, as a node would,
 /// and returns the checksum of the whole volume.
 fn write_pattern(sim: &Sim, slot: &str) -> anyhow::Result<String> {
-    let path = backing(sim, slot)?;
+    let path = backing_file(sim, slot)?;
     let mut file = std::fs::OpenOptions::new().write(true).open(&path)?;
     for (n, offset) in [0, SIZE / 2, SIZE - BLOCK as u64].into_iter().enumerate() {
         let block: Vec<u8> = (0..BLOCK)
@@ -217,7 +200,7 @@ fn write_pattern(sim: &Sim, slot: &str) -> anyhow::Result<String> {
 }
 
 fn checksum(sim: &Sim, slot: &str) -> anyhow::Result<String> {
-    let mut file = std::fs::File::open(backing(sim, slot)?)?;
+    let mut file = std::fs::File::open(backing_file(sim, slot)?)?;
     let mut hasher = Sha256::new();
     let mut buffer = vec![0; BLOCK];
     loop {

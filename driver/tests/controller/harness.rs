@@ -118,7 +118,10 @@ impl Plugin {
         };
         (setup.config)(&mut config);
         let driver = Driver::new(config).await.unwrap();
-        let rds = driver.rds().clone();
+        let rds = driver
+            .rds()
+            .expect("the controller has an RDS client")
+            .clone();
         let socket_path = dir.path().join("csi/csi.sock");
         let socket = BoundSocket::bind(&socket_path).unwrap();
         let (stop, stopped) = oneshot::channel::<()>();

@@ -23,8 +23,9 @@ use rds_csi::csi::v1::{CreateSnapshotRequest, CreateVolumeRequest, VolumeContent
 use rds_csi::snapshot::Method;
 use rds_e2e::config::Settings;
 use rds_e2e::requests;
+use rds_e2e::sim_rds::backing_file;
 use rds_e2e::target::Target;
-use rds_sim::sim::Sim;
+use rds_sim::store::PoolFs;
 
 #[derive(Debug, Parser)]
 #[command(about = "Time and extra pool space of snapshot and restore, per snapshot method")]
@@ -89,6 +90,9 @@ fn mib(bytes: i64) -> f64 {
 async fn measure(args: &Args, method: Method) -> anyhow::Result<Figures> {
     let mut settings = Settings::sim_defaults();
     settings.sim.pool_size = args.size.saturating_mul(8);
+    if method == Method::Btrfs {
+        settings.sim.pool_fs = PoolFs::Btrfs;
+    }
     let target = Target::start_with(&settings, |config| {
         config.controller.snapshot_method = method;
         config.rds.command_timeout_ms = 600_000;
@@ -102,13 +106,16 @@ async fn measure(args: &Args, method: Method) -> anyhow::Result<Figures> {
     let volume = controller
         .create_volume(CreateVolumeRequest {
             capacity_range: Some(requests::exact_capacity(args.size)),
-            ..requests::create_volume("bench-snapshot-source", args.size, &HashMap::new())
+            ..requests::laid_out_for(
+                requests::create_volume("bench-snapshot-source", args.size, &HashMap::new()),
+                method,
+            )
         })
         .await?
         .into_inner()
         .volume
         .context("CreateVolume answered no volume")?;
-    let source = backing(&sim, &volume.volume_id)?;
+    let source = backing_file(&sim, &volume.volume_id)?;
     write_data(&source, args.written, args.seed)?;
     // The probe runs before the first snapshot; it is not what is measured.
     let warmup = CreateSnapshotRequest {
@@ -141,7 +148,10 @@ async fn measure(args: &Args, method: Method) -> anyhow::Result<Figures> {
                     snapshot_id: snapshot.snapshot_id,
                 })),
             }),
-            ..requests::create_volume("bench-snapshot-restored", args.size, &HashMap::new())
+            ..requests::laid_out_for(
+                requests::create_volume("bench-snapshot-restored", args.size, &HashMap::new()),
+                method,
+            )
         })
         .await?;
     let restore_time = started.elapsed();
@@ -154,15 +164,6 @@ async fn measure(args: &Args, method: Method) -> anyhow::Result<Figures> {
         restore: restore_time,
         restore_space: after_snapshot - after_restore,
     })
-}
-
-fn backing(sim: &Sim, slot: &str) -> anyhow::Result<std::path::PathBuf> {
-    let disk = sim
-        .disks()
-        .into_iter()
-        .find(|d| d.slot == slot)
-        .with_context(|| format!("no disk {slot} on the simulator"))?;
-    Ok(sim.backing_path(&disk))
 }
 
 /// Writes `len` bytes of seeded random data from the start of the file.
