@@ -7,6 +7,7 @@ mod command;
 pub mod fabric;
 pub mod format;
 pub mod mount;
+pub mod nvme_admin;
 pub mod resize;
 
 use std::fmt;

@@ -349,75 +349,20 @@ impl Fabric for KernelFabric {
 mod identify {
     use std::fs::File;
     use std::io;
-    use std::os::fd::AsRawFd;
     use std::path::Path;
 
-    const NVME_IOCTL_ID: libc::c_ulong = 0x4E40;
-    const NVME_IOCTL_ADMIN_CMD: libc::c_ulong = 0xC048_4E41;
+    use crate::node::host::nvme_admin;
+
     const IDENTIFY: u8 = 0x06;
     const IDENTIFY_DATA: usize = 4096;
-
-    /// `struct nvme_passthru_cmd`.
-    #[repr(C)]
-    #[derive(Default)]
-    struct PassthruCmd {
-        opcode: u8,
-        flags: u8,
-        rsvd1: u16,
-        nsid: u32,
-        cdw2: u32,
-        cdw3: u32,
-        metadata: u64,
-        addr: u64,
-        metadata_len: u32,
-        data_len: u32,
-        cdw10: u32,
-        cdw11: u32,
-        cdw12: u32,
-        cdw13: u32,
-        cdw14: u32,
-        cdw15: u32,
-        timeout_ms: u32,
-        result: u32,
-    }
-
-    fn check(result: libc::c_int) -> io::Result<libc::c_int> {
-        if result < 0 {
-            Err(io::Error::last_os_error())
-        } else {
-            Ok(result)
-        }
-    }
 
     /// The namespace's size in bytes as its controller reports it now.
     pub fn namespace_bytes(device: &Path) -> io::Result<u64> {
         let file = File::open(device)?;
-        // SAFETY: NVME_IOCTL_ID takes no argument and returns the namespace id.
-        let nsid = check(unsafe { libc::ioctl(file.as_raw_fd(), NVME_IOCTL_ID as _) })?;
+        let nsid = nvme_admin::namespace_id(&file)?;
         let mut data = vec![0u8; IDENTIFY_DATA];
-        let mut cmd = PassthruCmd {
-            opcode: IDENTIFY,
-            nsid: nsid as u32,
-            addr: data.as_mut_ptr() as u64,
-            data_len: IDENTIFY_DATA as u32,
-            // CNS 0: the Identify Namespace data structure.
-            cdw10: 0,
-            ..PassthruCmd::default()
-        };
-        // SAFETY: `cmd` is a valid nvme_passthru_cmd whose buffer `data` outlives the call and
-        // holds `data_len` bytes.
-        let status = check(unsafe {
-            libc::ioctl(
-                file.as_raw_fd(),
-                NVME_IOCTL_ADMIN_CMD as _,
-                &mut cmd as *mut PassthruCmd,
-            )
-        })?;
-        if status != 0 {
-            return Err(io::Error::other(format!(
-                "Identify Namespace failed with NVMe status {status:#x}"
-            )));
-        }
+        // CNS 0 in cdw10: the Identify Namespace data structure.
+        nvme_admin::admin_read(&file, "Identify Namespace", IDENTIFY, nsid, 0, &mut data)?;
         Ok(size_of_identify(&data))
     }
 
