@@ -39,19 +39,19 @@ pub fn trials() -> Vec<Trial> {
         ),
         trial(
             &format!("{LS} should return snapshots that match the specified snapshot id"),
-            list_by_id,
+            async |fx: &mut Fixture| list_filtered(fx, Filter::SnapshotId, true).await,
         ),
         trial(
             &format!("{LS} should return empty when the specified snapshot id does not exist"),
-            list_by_absent_id,
+            async |fx: &mut Fixture| list_filtered(fx, Filter::SnapshotId, false).await,
         ),
         trial(
             &format!("{LS} should return snapshots that match the specified source volume id"),
-            list_by_source,
+            async |fx: &mut Fixture| list_filtered(fx, Filter::SourceVolumeId, true).await,
         ),
         trial(
             &format!("{LS} should return empty when the specified source volume id does not exist"),
-            list_by_absent_source,
+            async |fx: &mut Fixture| list_filtered(fx, Filter::SourceVolumeId, false).await,
         ),
         trial(
             &format!("{LS} check the presence of new snapshots in the snapshot list"),
@@ -219,75 +219,45 @@ async fn list_values(fx: &mut Fixture) -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn list_by_id(fx: &mut Fixture) -> anyhow::Result<()> {
-    fx.require_capability(rpc::Type::ListSnapshots).await?;
-    let snapshot = volume_and_snapshot(fx, "sanity-list-by-id").await?;
-    let answer = list(
-        fx,
-        ListSnapshotsRequest {
-            snapshot_id: snapshot.snapshot_id.clone(),
-            ..Default::default()
-        },
-    )
-    .await?;
-    ensure!(
-        listed_ids(&answer) == [snapshot.snapshot_id.clone()],
-        "listed {:?}",
-        listed_ids(&answer)
-    );
-    Ok(())
+/// The ListSnapshots filter a case sets.
+#[derive(Clone, Copy)]
+enum Filter {
+    SnapshotId,
+    SourceVolumeId,
 }
 
-async fn list_by_absent_id(fx: &mut Fixture) -> anyhow::Result<()> {
+/// ListSnapshots filtered by `filter`: with the value of a new snapshot (`present`) it lists
+/// exactly that snapshot, with a value nothing has it lists nothing.
+async fn list_filtered(fx: &mut Fixture, filter: Filter, present: bool) -> anyhow::Result<()> {
     fx.require_capability(rpc::Type::ListSnapshots).await?;
-    let answer = list(
-        fx,
-        ListSnapshotsRequest {
-            snapshot_id: "none-exist-id".to_owned(),
+    let (value, expected) = if present {
+        let snapshot = volume_and_snapshot(fx, "sanity-list-filtered").await?;
+        let value = match filter {
+            Filter::SnapshotId => snapshot.snapshot_id.clone(),
+            Filter::SourceVolumeId => snapshot.source_volume_id.clone(),
+        };
+        (value, vec![snapshot.snapshot_id])
+    } else {
+        let absent = match filter {
+            Filter::SnapshotId => "none-exist-id",
+            Filter::SourceVolumeId => "none-exist-volume-id",
+        };
+        (absent.to_owned(), Vec::new())
+    };
+    let request = match filter {
+        Filter::SnapshotId => ListSnapshotsRequest {
+            snapshot_id: value,
             ..Default::default()
         },
-    )
-    .await?;
-    ensure!(
-        answer.entries.is_empty(),
-        "listed {:?}",
-        listed_ids(&answer)
-    );
-    Ok(())
-}
-
-async fn list_by_source(fx: &mut Fixture) -> anyhow::Result<()> {
-    fx.require_capability(rpc::Type::ListSnapshots).await?;
-    let snapshot = volume_and_snapshot(fx, "sanity-list-by-source").await?;
-    let answer = list(
-        fx,
-        ListSnapshotsRequest {
-            source_volume_id: snapshot.source_volume_id.clone(),
+        Filter::SourceVolumeId => ListSnapshotsRequest {
+            source_volume_id: value,
             ..Default::default()
         },
-    )
-    .await?;
+    };
+    let answer = list(fx, request).await?;
     ensure!(
-        listed_ids(&answer) == [snapshot.snapshot_id.clone()],
-        "listed {:?}",
-        listed_ids(&answer)
-    );
-    Ok(())
-}
-
-async fn list_by_absent_source(fx: &mut Fixture) -> anyhow::Result<()> {
-    fx.require_capability(rpc::Type::ListSnapshots).await?;
-    let answer = list(
-        fx,
-        ListSnapshotsRequest {
-            source_volume_id: "none-exist-volume-id".to_owned(),
-            ..Default::default()
-        },
-    )
-    .await?;
-    ensure!(
-        answer.entries.is_empty(),
-        "listed {:?}",
+        listed_ids(&answer) == expected,
+        "listed {:?}, expected {expected:?}",
         listed_ids(&answer)
     );
     Ok(())
