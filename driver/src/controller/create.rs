@@ -91,7 +91,7 @@ impl ControllerService {
             }
             let target = target(spec, &metadata)?;
             let disk = disk_method(source.method, target.spec.slot.as_str())?
-                .restore(&self.rds, &source.slot, &target)
+                .copy(&self.rds, &source.slot, &target)
                 .await?;
             return Ok(answer(&disk, params));
         }

@@ -257,7 +257,7 @@ impl ControllerService {
             &metadata,
         )?;
         let disk = disk_method(method, target.spec.slot.as_str())?
-            .snapshot(&self.rds, &source, &target)
+            .copy(&self.rds, &source, &target)
             .await?;
         self.disk_answer(&disk, metadata)
     }

@@ -16,16 +16,7 @@ impl SnapshotMethod for CopyFrom {
         Method::CopyFrom
     }
 
-    async fn snapshot(
-        &self,
-        rds: &RdsClient,
-        source: &Slot,
-        target: &Target,
-    ) -> Result<DiskRecord, SnapshotError> {
-        Ok(rds.create_copy(source, &target.spec).await?)
-    }
-
-    async fn restore(
+    async fn copy(
         &self,
         rds: &RdsClient,
         source: &Slot,

@@ -12,7 +12,12 @@ use crate::rds::value::Slot;
 
 pub struct DiskCopy;
 
-impl DiskCopy {
+#[tonic::async_trait]
+impl SnapshotMethod for DiskCopy {
+    fn method(&self) -> Method {
+        Method::DiskCopy
+    }
+
     async fn copy(
         &self,
         rds: &RdsClient,
@@ -26,31 +31,6 @@ impl DiskCopy {
             Err(error) => return Err(error.into()),
         }
         self.resume(rds, source, target).await
-    }
-}
-
-#[tonic::async_trait]
-impl SnapshotMethod for DiskCopy {
-    fn method(&self) -> Method {
-        Method::DiskCopy
-    }
-
-    async fn snapshot(
-        &self,
-        rds: &RdsClient,
-        source: &Slot,
-        target: &Target,
-    ) -> Result<DiskRecord, SnapshotError> {
-        self.copy(rds, source, target).await
-    }
-
-    async fn restore(
-        &self,
-        rds: &RdsClient,
-        source: &Slot,
-        target: &Target,
-    ) -> Result<DiskRecord, SnapshotError> {
-        self.copy(rds, source, target).await
     }
 
     async fn resume(

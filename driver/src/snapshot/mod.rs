@@ -126,17 +126,10 @@ pub enum SnapshotError {
 pub trait SnapshotMethod: Send + Sync {
     fn method(&self) -> Method;
 
-    /// Makes `target` (not exported) a point-in-time copy of the volume in slot `source`.
-    async fn snapshot(
-        &self,
-        rds: &RdsClient,
-        source: &Slot,
-        target: &Target,
-    ) -> Result<DiskRecord, SnapshotError>;
-
-    /// Makes `target` (exported) a new volume holding the data of the snapshot or volume in
-    /// slot `source`; a target larger than the source is grown.
-    async fn restore(
+    /// Makes `target` a point-in-time copy of the data of the volume or snapshot in slot
+    /// `source`: a snapshot when `target` is not exported, a restored or cloned volume when it is
+    /// (grown when larger than the source). Every method copies the same way for both.
+    async fn copy(
         &self,
         rds: &RdsClient,
         source: &Slot,

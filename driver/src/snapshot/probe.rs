@@ -133,7 +133,7 @@ async fn copy_and_compare(
     method
         .disk_method()
         .expect("only disk methods copy disks")
-        .snapshot(rds, source, &target_disk)
+        .copy(rds, source, &target_disk)
         .await
         .map_err(|e| format!("copying with {method} failed: {e}"))?;
     let copied = rds
