@@ -63,23 +63,7 @@ impl SimRds {
     /// The driver configuration (the TOML table of rds-csi's configuration file) that reaches this
     /// simulator, with the host key pinned by fingerprint.
     pub fn driver_config(&self, settings: &SimSettings, host_nqn: &str) -> toml::Table {
-        let pin = HostKeyPin::of_key(&self.running.host_public_key).to_string();
-        let mut rds = toml::Table::new();
-        rds.insert("address".into(), "127.0.0.1".into());
-        rds.insert(
-            "sshPort".into(),
-            i64::from(self.running.ssh_addr.port()).into(),
-        );
-        rds.insert("user".into(), USER.into());
-        rds.insert(
-            "privateKeyFile".into(),
-            self.client_key.display().to_string().into(),
-        );
-        rds.insert("hostKey".into(), pin.into());
-        rds.insert("pool".into(), POOL.into());
-        rds.insert("baseDir".into(), BASE_DIR.into());
-        rds.insert("nqnPrefix".into(), NQN_PREFIX.into());
-        rds.insert("nvmeAddress".into(), "127.0.0.1".into());
+        let rds = rds_table(&self.running, &self.client_key, "127.0.0.1");
 
         let mut controller = toml::Table::new();
         controller.insert(
@@ -111,4 +95,25 @@ pub fn backing_file(sim: &Sim, slot: &str) -> anyhow::Result<PathBuf> {
         .find(|d| d.slot == slot)
         .ok_or_else(|| anyhow::anyhow!("no disk {slot} on the simulator"))?;
     Ok(sim.backing_path(&disk))
+}
+
+/// The `[rds]` table of an rds-csi configuration that manages `running` over SSH as `admin` with
+/// `client_key`, the host key pinned by fingerprint, and tells nodes to reach its NVMe/TCP target
+/// at `nvme_address`.
+pub fn rds_table(running: &RunningSim, client_key: &Path, nvme_address: &str) -> toml::Table {
+    let pin = HostKeyPin::of_key(&running.host_public_key).to_string();
+    let mut rds = toml::Table::new();
+    rds.insert("address".into(), "127.0.0.1".into());
+    rds.insert("sshPort".into(), i64::from(running.ssh_addr.port()).into());
+    rds.insert("user".into(), USER.into());
+    rds.insert(
+        "privateKeyFile".into(),
+        client_key.display().to_string().into(),
+    );
+    rds.insert("hostKey".into(), pin.into());
+    rds.insert("pool".into(), POOL.into());
+    rds.insert("baseDir".into(), BASE_DIR.into());
+    rds.insert("nqnPrefix".into(), NQN_PREFIX.into());
+    rds.insert("nvmeAddress".into(), nvme_address.into());
+    rds
 }

@@ -5,7 +5,6 @@
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use rds_csi::rds::ssh::HostKeyPin;
 use rds_sim::server::{Options, RunningSim};
 use rds_sim::sim::Sim;
 use rds_sim::ssh::{Reply, load_or_generate_host_key};
@@ -217,23 +216,7 @@ impl SimTarget {
     /// The `[rds]` table of an rds-csi configuration that manages this simulator over SSH (the
     /// host key pinned) and tells nodes to connect to its NVMe/TCP target at `nvme_address`.
     pub fn rds_config(&self, nvme_address: &str) -> toml::Table {
-        let pin = HostKeyPin::of_key(&self.running.host_public_key).to_string();
-        let mut rds = toml::Table::new();
-        rds.insert("address".into(), "127.0.0.1".into());
-        rds.insert(
-            "sshPort".into(),
-            i64::from(self.running.ssh_addr.port()).into(),
-        );
-        rds.insert("user".into(), "admin".into());
-        rds.insert(
-            "privateKeyFile".into(),
-            self.client_key.display().to_string().into(),
-        );
-        rds.insert("hostKey".into(), pin.into());
-        rds.insert("pool".into(), crate::POOL.into());
-        rds.insert("baseDir".into(), crate::BASE_DIR.into());
-        rds.insert("nqnPrefix".into(), crate::NQN_PREFIX.into());
-        rds.insert("nvmeAddress".into(), nvme_address.into());
+        let mut rds = crate::sim_rds::rds_table(&self.running, &self.client_key, nvme_address);
         rds.insert("nvmePort".into(), i64::from(self.port()).into());
         rds
     }
