@@ -16,6 +16,7 @@ mod agent;
 mod cpio;
 mod error;
 mod image;
+pub mod node_plugin;
 pub mod nvme;
 
 use std::fs;
@@ -305,13 +306,24 @@ fn read_agent(stdout: ChildStdout, messages: &Sender<Result<Message, String>>) {
 pub fn boot_or_skip(config: GuestConfig) -> Result<Option<Guest>, GuestError> {
     match Guest::boot(config) {
         Ok(guest) => Ok(Some(guest)),
-        Err(GuestError::Unavailable(reason)) if std::env::var("CI").as_deref() != Ok("true") => {
-            eprintln!(
-                "SKIPPED: no QEMU guest on this machine (CI=true makes this fatal): {reason}"
-            );
-            Ok(None)
-        }
-        Err(e) => Err(e),
+        Err(e) => match skip_reason(&e) {
+            Some(reason) => {
+                eprintln!("SKIPPED: {reason}");
+                Ok(None)
+            }
+            None => Err(e),
+        },
+    }
+}
+
+/// Why a test may skip rather than fail on `error`: this machine cannot run a guest at all and `CI`
+/// is not `true`. `None` for every other error, and for every error in CI.
+pub fn skip_reason(error: &GuestError) -> Option<String> {
+    match error {
+        GuestError::Unavailable(reason) if std::env::var("CI").as_deref() != Ok("true") => Some(
+            format!("no QEMU guest on this machine (CI=true makes this fatal): {reason}"),
+        ),
+        _ => None,
     }
 }
 

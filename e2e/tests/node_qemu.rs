@@ -9,8 +9,7 @@
 
 use std::collections::HashMap;
 use std::io::Read;
-use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::Instant;
 
 use rds_csi::config::Config;
@@ -23,16 +22,15 @@ use rds_csi::csi::v1::{
     NodePublishVolumeRequest, NodeStageVolumeRequest, NodeUnpublishVolumeRequest,
     NodeUnstageVolumeRequest, VolumeCapability,
 };
-use rds_csi::grpc::{BoundSocket, connect_tcp, connect_unix};
+use rds_csi::grpc::{BoundSocket, connect_unix};
 use rds_csi::service::{Driver, Mode as ServiceMode};
+use rds_e2e::qemu::HOST_ADDR;
+use rds_e2e::qemu::node_plugin::{NodePlugin, NodePluginConfig};
 use rds_e2e::qemu::nvme::SimTarget;
-use rds_e2e::qemu::{self, Guest, GuestConfig, HOST_ADDR};
 use rds_e2e::requests;
 use tonic::transport::Channel;
 
 const HOST_NQN: &str = "nqn.2014-08.org.nvmexpress:uuid:0d1e2f30-4a5b-4c6d-8e7f-90a1b2c3d4e5";
-/// Where the node plugin listens in the guest.
-const GUEST_CSI_PORT: u16 = 10000;
 const PATTERN_MIB: u64 = 64;
 const BLOCK_PATTERN_MIB: u64 = 16;
 const VOLUME_SIZE: u64 = 256 << 20;
@@ -46,7 +44,7 @@ struct Rig {
     sim: SimTarget,
     controller: ControllerClient<Channel>,
     node: NodeClient<Channel>,
-    guest: Guest,
+    plugin: NodePlugin,
 }
 
 /// A volume created and published to the guest.
@@ -63,17 +61,9 @@ impl Rig {
     }
 
     fn guest_ok(&self, command: &str) -> String {
-        self.guest
+        self.plugin
             .run_ok(command)
-            .unwrap_or_else(|e| panic!("{e}\nnode plugin log:\n{}", self.node_log()))
-            .stdout
-    }
-
-    fn node_log(&self) -> String {
-        self.guest
-            .run("tail -40 /tmp/rds-csi.log")
-            .map(|o| o.stdout)
-            .unwrap_or_default()
+            .unwrap_or_else(|e| panic!("{e}"))
     }
 
     /// Creates a volume and publishes it to the guest's host NQN.
@@ -161,63 +151,6 @@ fn block_capability() -> VolumeCapability {
     requests::block_capability(Mode::SingleNodeWriter)
 }
 
-/// `target/<profile>/rds-csi`, which sits two levels above this test binary (`deps/`).
-fn plugin_binary() -> PathBuf {
-    let exe = std::env::current_exe().unwrap();
-    let binary = exe
-        .parent()
-        .and_then(Path::parent)
-        .expect("the test binary sits in target/<profile>/deps")
-        .join("rds-csi");
-    assert!(
-        binary.exists(),
-        "{} is missing: run `cargo build -p rds-csi` before this test",
-        binary.display()
-    );
-    binary
-}
-
-/// The shared libraries `binary` loads, as `(host path, guest path)`: the guest image lacks some
-/// (libm), and copies of the host's own files are always the right versions.
-fn shared_libraries(binary: &Path) -> Vec<(PathBuf, String)> {
-    let output = std::process::Command::new("ldd")
-        .arg(binary)
-        .output()
-        .unwrap();
-    assert!(
-        output.status.success(),
-        "ldd {}: {output:?}",
-        binary.display()
-    );
-    String::from_utf8_lossy(&output.stdout)
-        .lines()
-        .filter_map(|line| {
-            let path = line.split("=>").last()?.split_whitespace().next()?;
-            path.starts_with('/')
-                .then(|| (PathBuf::from(path), path.to_owned()))
-        })
-        .collect()
-}
-
-fn free_local_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-fn node_config(dir: &Path) -> PathBuf {
-    let path = dir.join("node.toml");
-    let mut node = toml::Table::new();
-    node.insert("hostNqn".into(), HOST_NQN.into());
-    node.insert("fabric".into(), "kernel".into());
-    let mut config = toml::Table::new();
-    config.insert("node".into(), node.into());
-    std::fs::write(&path, config.to_string()).unwrap();
-    path
-}
-
 fn start_rig(dir: &Path) -> Option<Rig> {
     let sim = SimTarget::start(dir).unwrap();
     let pattern_path = dir.join("pattern");
@@ -227,34 +160,24 @@ fn start_rig(dir: &Path) -> Option<Rig> {
         .read_exact(&mut pattern)
         .unwrap();
     std::fs::write(&pattern_path, &pattern).unwrap();
-    let host_port = free_local_port();
-    let binary = plugin_binary();
-    let mut extra_files = shared_libraries(&binary);
-    extra_files.extend([
-        (pattern_path, "/root/pattern".into()),
-        (binary, "/usr/local/bin/rds-csi".into()),
-        (node_config(dir), "/etc/rds-csi/config.toml".into()),
-    ]);
-    let config = GuestConfig {
+    let mut node = toml::Table::new();
+    node.insert("hostNqn".into(), HOST_NQN.into());
+    node.insert("fabric".into(), "kernel".into());
+    let config = NodePluginConfig {
+        node,
+        extra_files: vec![(pattern_path, "/root/pattern".into())],
         memory_mb: 1024,
-        host_forwards: vec![(host_port, GUEST_CSI_PORT)],
-        extra_files,
-        ..GuestConfig::default()
     };
-    let guest = qemu::boot_or_skip(config).unwrap_or_else(|e| panic!("{e}"))?;
-    guest
-        .run_ok(&format!(
-            "modprobe nvme-tcp
-             /usr/local/bin/rds-csi node --endpoint tcp://0.0.0.0:{GUEST_CSI_PORT} \
-               --config /etc/rds-csi/config.toml >/tmp/rds-csi.log 2>&1 &
-             for i in $(seq 600); do
-               grep -q 'serving CSI' /tmp/rds-csi.log && exit 0
-               kill -0 $! 2>/dev/null || break
-               sleep 0.1
-             done
-             cat /tmp/rds-csi.log >&2; exit 1"
-        ))
-        .unwrap_or_else(|e| panic!("the node plugin did not start in the guest: {e}"));
+    let plugin = match NodePlugin::boot(config, dir) {
+        Ok(plugin) => plugin,
+        Err(e) => match e.skip_reason() {
+            Some(reason) => {
+                eprintln!("SKIPPED: {reason}");
+                return None;
+            }
+            None => panic!("{e}"),
+        },
+    };
 
     let mut table = toml::Table::new();
     table.insert("rds".into(), sim.rds_config(HOST_ADDR).into());
@@ -269,15 +192,14 @@ fn start_rig(dir: &Path) -> Option<Rig> {
             std::future::pending(),
         ));
         let controller = connect_unix(&socket_path).await.unwrap();
-        let addr = SocketAddr::from(([127, 0, 0, 1], host_port));
-        let node = connect_tcp(addr).await.unwrap();
+        let node = plugin.channel().await.unwrap();
         (ControllerClient::new(controller), NodeClient::new(node))
     });
     Some(Rig {
         controller,
         node,
         sim,
-        guest,
+        plugin,
     })
 }
 

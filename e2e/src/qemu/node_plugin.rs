@@ -1,0 +1,207 @@
+//! `rds-csi node` in a guest: the real kernel NVMe/TCP initiator under the node plugin, whose gRPC
+//! the host reaches through a forwarded TCP port (the plugin's `tcp://` endpoint). rds-sim and the
+//! controller stay on the host, which the guest reaches at [`super::HOST_ADDR`].
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use tonic::transport::Channel;
+
+use super::{Guest, GuestConfig, GuestError};
+
+/// Where the node plugin listens in the guest.
+const GUEST_CSI_PORT: u16 = 10000;
+/// The plugin's configuration file and log in the guest.
+const GUEST_CONFIG: &str = "/etc/rds-csi/config.toml";
+const GUEST_LOG: &str = "/tmp/rds-csi.log";
+
+/// Why the node plugin is not serving in a guest.
+#[derive(Debug, thiserror::Error)]
+pub enum NodePluginError {
+    #[error(transparent)]
+    Guest(#[from] GuestError),
+    #[error(
+        "the rds-csi binary {0} is missing: build it first (`cargo build -p rds-csi`; \
+         `cargo nextest run --workspace` builds it)"
+    )]
+    NoBinary(PathBuf),
+    #[error("cannot list the shared libraries of {binary} with ldd: {reason}")]
+    Ldd { binary: PathBuf, reason: String },
+    #[error("cannot pick a free host port for the plugin's gRPC: {0}")]
+    Port(std::io::Error),
+    #[error("cannot write the node plugin's configuration {path}: {source}")]
+    Config {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("the node plugin did not start in the guest: {0}")]
+    Start(GuestError),
+    #[error(transparent)]
+    Connect(#[from] rds_csi::grpc::ConnectError),
+}
+
+impl NodePluginError {
+    /// Why a test may skip rather than fail: see [`super::skip_reason`].
+    pub fn skip_reason(&self) -> Option<String> {
+        match self {
+            NodePluginError::Guest(e) => super::skip_reason(e),
+            _ => None,
+        }
+    }
+}
+
+/// What to boot: the node's `[node]` configuration and any files the caller wants beside it.
+pub struct NodePluginConfig {
+    /// The `[node]` table of the plugin's configuration (its host NQN, fabric "kernel", limits).
+    pub node: toml::Table,
+    /// More `(host file, guest path)` copies, as in [`GuestConfig::extra_files`].
+    pub extra_files: Vec<(PathBuf, String)>,
+    pub memory_mb: u32,
+}
+
+/// A guest running `rds-csi node`, killed with the guest when dropped.
+pub struct NodePlugin {
+    guest: Guest,
+    addr: SocketAddr,
+    pid: u32,
+}
+
+impl NodePlugin {
+    /// Boots a guest with the rds-csi binary beside this process's (and the shared libraries it
+    /// loads), starts `rds-csi node` there and waits until it serves. `work` holds the generated
+    /// configuration file.
+    pub fn boot(config: NodePluginConfig, work: &Path) -> Result<NodePlugin, NodePluginError> {
+        let binary = plugin_binary()?;
+        let host_port = free_local_port()?;
+        let config_path = work.join("node-plugin.toml");
+        let mut file = toml::Table::new();
+        file.insert("node".into(), config.node.into());
+        std::fs::write(&config_path, file.to_string()).map_err(|source| {
+            NodePluginError::Config {
+                path: config_path.clone(),
+                source,
+            }
+        })?;
+        let mut extra_files = shared_libraries(&binary)?;
+        extra_files.extend(config.extra_files);
+        extra_files.extend([
+            (binary, "/usr/local/bin/rds-csi".into()),
+            (config_path, GUEST_CONFIG.into()),
+        ]);
+        let guest = Guest::boot(GuestConfig {
+            memory_mb: config.memory_mb,
+            host_forwards: vec![(host_port, GUEST_CSI_PORT)],
+            extra_files,
+            ..GuestConfig::default()
+        })?;
+        let started = guest
+            .run_ok(&format!(
+                "modprobe nvme-tcp
+                 /usr/local/bin/rds-csi node --endpoint tcp://0.0.0.0:{GUEST_CSI_PORT} \
+                   --config {GUEST_CONFIG} >{GUEST_LOG} 2>&1 &
+                 pid=$!
+                 for i in $(seq 600); do
+                   grep -q 'serving CSI' {GUEST_LOG} && echo $pid && exit 0
+                   kill -0 $pid 2>/dev/null || break
+                   sleep 0.1
+                 done
+                 cat {GUEST_LOG} >&2; exit 1"
+            ))
+            .map_err(NodePluginError::Start)?;
+        let pid = started.stdout.trim().parse().map_err(|_| {
+            NodePluginError::Start(GuestError::Protocol(format!(
+                "the start script printed {:?}, not the plugin's pid",
+                started.stdout
+            )))
+        })?;
+        Ok(NodePlugin {
+            guest,
+            addr: SocketAddr::from(([127, 0, 0, 1], host_port)),
+            pid,
+        })
+    }
+
+    pub fn guest(&self) -> &Guest {
+        &self.guest
+    }
+
+    /// A gRPC channel to the plugin, through the forwarded port.
+    pub async fn channel(&self) -> Result<Channel, NodePluginError> {
+        Ok(rds_csi::grpc::connect_tcp(self.addr).await?)
+    }
+
+    /// Runs `command` in the guest, failing with the end of the plugin's log beside the output.
+    pub fn run_ok(&self, command: &str) -> Result<String, String> {
+        self.guest
+            .run_ok(command)
+            .map(|output| output.stdout)
+            .map_err(|e| format!("{e}\nnode plugin log:\n{}", self.log_tail()))
+    }
+
+    /// The last lines of the plugin's log.
+    pub fn log_tail(&self) -> String {
+        self.guest
+            .run(&format!("tail -40 {GUEST_LOG}"))
+            .map(|output| output.stdout)
+            .unwrap_or_else(|e| format!("(cannot read {GUEST_LOG}: {e})"))
+    }
+
+    /// A `Vm*` field of the plugin's /proc status (VmRSS, VmHWM), in KiB.
+    pub fn memory_kib(&self, field: &str) -> Result<u64, String> {
+        let text = self.run_ok(&format!(
+            "awk '$1 == \"{field}:\" {{ print $2 }}' /proc/{}/status",
+            self.pid
+        ))?;
+        text.trim()
+            .parse()
+            .map_err(|e| format!("{field} of the node plugin: {text:?}: {e}"))
+    }
+}
+
+/// The rds-csi binary of this build: beside a bench binary (`target/<profile>/`), or two levels
+/// above a test binary (`target/<profile>/deps/`).
+fn plugin_binary() -> Result<PathBuf, NodePluginError> {
+    let exe = std::env::current_exe().map_err(|e| GuestError::io("locating this program")(e))?;
+    let beside = exe.with_file_name("rds-csi");
+    let above = exe
+        .parent()
+        .and_then(Path::parent)
+        .map(|profile| profile.join("rds-csi"));
+    [Some(beside.clone()), above]
+        .into_iter()
+        .flatten()
+        .find(|candidate| candidate.is_file())
+        .ok_or(NodePluginError::NoBinary(beside))
+}
+
+/// The shared libraries `binary` loads, as `(host path, guest path)`: the guest image lacks some
+/// (libm), and copies of the host's own files are always the right versions.
+fn shared_libraries(binary: &Path) -> Result<Vec<(PathBuf, String)>, NodePluginError> {
+    let failed = |reason: String| NodePluginError::Ldd {
+        binary: binary.to_owned(),
+        reason,
+    };
+    let output = std::process::Command::new("ldd")
+        .arg(binary)
+        .output()
+        .map_err(|e| failed(e.to_string()))?;
+    if !output.status.success() {
+        return Err(failed(String::from_utf8_lossy(&output.stderr).into_owned()));
+    }
+    Ok(String::from_utf8_lossy(&output.stdout)
+        .lines()
+        .filter_map(|line| {
+            let path = line.split("=>").last()?.split_whitespace().next()?;
+            path.starts_with('/')
+                .then(|| (PathBuf::from(path), path.to_owned()))
+        })
+        .collect())
+}
+
+/// A loopback port nothing listens on now; QEMU binds it a moment later.
+fn free_local_port() -> Result<u16, NodePluginError> {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|listener| listener.local_addr())
+        .map(|addr| addr.port())
+        .map_err(NodePluginError::Port)
+}
