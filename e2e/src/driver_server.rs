@@ -20,10 +20,14 @@ pub struct DriverServer {
 }
 
 impl DriverServer {
-    /// Builds the driver from `config` and serves every service on `socket`.
-    pub async fn start(config: Config, socket: &Path) -> Result<DriverServer, TargetError> {
+    /// Builds the driver from `config` and serves the services of `mode` on `socket`.
+    pub async fn start(
+        config: Config,
+        socket: &Path,
+        mode: Mode,
+    ) -> Result<DriverServer, TargetError> {
         let driver = Driver::new(config).await.map_err(TargetError::Driver)?;
-        let router = driver.router(Mode::All);
+        let router = driver.router(mode);
         let bound = BoundSocket::bind(socket).map_err(TargetError::Serve)?;
         let (stop, stopped) = oneshot::channel::<()>();
         let serving = tokio::spawn(bound.serve(router, async {

@@ -18,12 +18,12 @@ use rds_csi::csi::v1::{
     NodePublishVolumeRequest, NodeStageVolumeRequest, NodeUnpublishVolumeRequest,
     NodeUnstageVolumeRequest, Snapshot, Volume,
 };
-use rds_csi::node::host::{LinuxMounts, Mounts};
 use rds_sim::sim::Sim;
 use tonic::transport::Channel;
 use tonic::{Code, Response, Status};
 
 use crate::config::{SanitySettings, Settings};
+use crate::node_host::HostState;
 use crate::observed::Observed;
 use crate::requests;
 use crate::suite::Skip;
@@ -39,14 +39,6 @@ pub struct Fixture {
     /// Node stagings and publications as (volume id, path), undone before the controller's.
     stagings: Vec<(String, String)>,
     node_publications: Vec<(String, String)>,
-}
-
-/// What the node has set up on the host: mounts under the target's node directory and loop
-/// devices over the simulator's files.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct HostState {
-    pub mounts: Vec<String>,
-    pub loops: Vec<String>,
 }
 
 /// The node a case publishes to.
@@ -208,35 +200,19 @@ impl Fixture {
     /// (csi-sanity's `--csi.stagingdir` and `--csi.mountdir`). The staging directory exists, as
     /// the CO makes it; the target path's parent exists, as the CO makes it.
     pub fn node_paths(&self, name: &str) -> anyhow::Result<(String, String)> {
-        let base = self.target.node_dir().join(requests::unique_name(name));
+        let host = self.target.node_host();
+        let base = host.dir().join(requests::unique_name(name));
         let staging = base.join("staging");
-        std::fs::create_dir_all(&staging)
-            .with_context(|| format!("creating {}", staging.display()))?;
+        host.create_dir_all(&staging)?;
+        host.create_dir_all(&base.join("pod"))?;
         let target = base.join("pod").join("mount");
-        std::fs::create_dir_all(base.join("pod"))?;
         Ok((staging.display().to_string(), target.display().to_string()))
     }
 
     /// Skips the case when the node cannot attach volumes here: on `sim`, loop mode needs root
     /// and loop devices.
     pub fn require_node_attach(&self) -> Result<(), Skip> {
-        if self.target.loop_root().is_none() {
-            return Ok(());
-        }
-        let root = std::fs::metadata("/proc/self").map(|m| std::os::unix::fs::MetadataExt::uid(&m));
-        if root.ok() != Some(0) {
-            return Err(Skip(
-                "the node attaches with loop devices on the sim target, which needs root".into(),
-            ));
-        }
-        if !std::path::Path::new("/dev/loop-control").exists() {
-            return Err(Skip(
-                "the node attaches with loop devices on the sim target, and /dev/loop-control \
-                 does not exist"
-                    .into(),
-            ));
-        }
-        Ok(())
+        self.target.node_host().can_attach()
     }
 
     /// NodeStageVolume, remembering the staging for cleanup when it succeeds.
@@ -262,31 +238,9 @@ impl Fixture {
         Ok(())
     }
 
-    /// The node's mounts and loop devices now.
+    /// The node's mounts and attachments now.
     pub fn host_state(&self) -> anyhow::Result<HostState> {
-        let dir = self.target.node_dir();
-        let mounts = LinuxMounts
-            .list()?
-            .into_iter()
-            .filter(|m| m.mount_point.starts_with(&dir))
-            .map(|m| m.mount_point.display().to_string())
-            .collect();
-        let mut loops = Vec::new();
-        if let Some(root) = self.target.loop_root() {
-            for entry in std::fs::read_dir("/sys/block")?.flatten() {
-                let backing = std::fs::read_to_string(entry.path().join("loop/backing_file"))
-                    .unwrap_or_default();
-                if backing.starts_with(&root.display().to_string()) {
-                    loops.push(format!(
-                        "{} {}",
-                        entry.file_name().to_string_lossy(),
-                        backing.trim()
-                    ));
-                }
-            }
-        }
-        loops.sort();
-        Ok(HostState { mounts, loops })
+        self.target.node_host().state()
     }
 
     /// Runs a Node call, which must fail with `code` and leave the RDS and the node's mounts and

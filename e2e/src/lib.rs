@@ -7,6 +7,7 @@ pub mod config;
 pub mod csi_sanity;
 mod driver_server;
 pub mod fixture;
+pub mod node_host;
 pub mod observed;
 pub mod qemu;
 pub mod requests;

@@ -82,6 +82,16 @@ impl SimRds {
         config
     }
 
+    /// Points the driver configuration `table` from [`SimRds::driver_config`] at this simulator's
+    /// NVMe/TCP target as a QEMU guest reaches it.
+    pub fn reach_nvme_from_guest(&self, table: &mut toml::Table) {
+        let port = self.running.nvme_addr.map_or(0, |a| a.port());
+        if let Some(rds) = table.get_mut("rds").and_then(toml::Value::as_table_mut) {
+            rds.insert("nvmeAddress".into(), crate::qemu::HOST_ADDR.into());
+            rds.insert("nvmePort".into(), i64::from(port).into());
+        }
+    }
+
     pub async fn shutdown(self) {
         self.running.shutdown().await;
     }

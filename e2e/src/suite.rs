@@ -7,6 +7,7 @@ use libtest_mimic::{Arguments, Completion, Failed, Trial};
 
 use crate::config::{Settings, TargetKind};
 use crate::fixture::Fixture;
+use crate::target::TargetError;
 
 /// A case's reason not to run here (a capability not advertised, no simulator on this target);
 /// return it as the case's error and the trial is reported as ignored with this reason.
@@ -55,9 +56,17 @@ where
         _ => String::new(),
     };
     runtime.block_on(async {
-        let mut fixture = Fixture::start(settings)
-            .await
-            .map_err(|e| Failed::from(format!("starting the {} target: {e}", settings.target)))?;
+        let mut fixture = match Fixture::start(settings).await {
+            Ok(fixture) => fixture,
+            Err(TargetError::Skipped(reason)) => {
+                eprintln!("SKIPPED: {reason}");
+                return Ok(Completion::ignored_with(reason));
+            }
+            Err(e) => {
+                let message = format!("starting the {} target: {e}", settings.target);
+                return Err(Failed::from(message));
+            }
+        };
         let outcome = match tokio::time::timeout(CASE_TIMEOUT, case(&mut fixture)).await {
             Ok(outcome) => outcome,
             Err(_) => Err(anyhow::anyhow!(

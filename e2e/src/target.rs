@@ -8,11 +8,14 @@ use rds_csi::config::Config;
 use rds_csi::csi::v1::controller_client::ControllerClient;
 use rds_csi::csi::v1::identity_client::IdentityClient;
 use rds_csi::csi::v1::node_client::NodeClient;
+use rds_csi::service::Mode;
 use rds_sim::sim::Sim;
 use tonic::transport::Channel;
 
 use crate::config::{ConfigError, Settings, TargetKind};
 use crate::driver_server::DriverServer;
+use crate::node_host::NodeHost;
+use crate::qemu::node_plugin::{NodePlugin, NodePluginConfig, NodePluginError};
 use crate::sim_rds::SimRds;
 
 /// The node ID (a host NQN) the `sim` target's node carries.
@@ -47,6 +50,13 @@ pub enum TargetError {
     },
     #[error("rds-csi did not start: {0:#}")]
     Driver(anyhow::Error),
+    /// The target cannot run on this machine and the case is skipped, saying why.
+    #[error("{0}")]
+    Skipped(String),
+    #[error("the qemu target's node plugin: {0}")]
+    NodePlugin(NodePluginError),
+    #[error("the qemu target's guest boot task ended abnormally: {0}")]
+    BootTask(tokio::task::JoinError),
     #[error("{0}")]
     Serve(rds_csi::grpc::ServeError),
     #[error("{0}")]
@@ -61,6 +71,9 @@ pub struct Target {
     config: Config,
     node_id: String,
     server: DriverServer,
+    node_host: NodeHost,
+    /// The node plugin's channel when it does not share the driver's (in a guest).
+    node_channel: Option<Channel>,
     rds: Option<SimRds>,
     // Last: the socket and the simulator's files live here.
     _dir: tempfile::TempDir,
@@ -82,25 +95,47 @@ impl Target {
             .prefix("rds-e2e-")
             .tempdir()
             .map_err(TargetError::TempDir)?;
-        let (table, node_id, rds) = match settings.target {
+        let node_dir = dir.path().join("node");
+        let (mut table, node_id, rds, node_host) = match settings.target {
             TargetKind::Sim => {
                 let rds = SimRds::start(dir.path(), &settings.sim).await?;
                 let mut table = rds.driver_config(&settings.sim, SIM_NODE_ID);
-                loop_node(
-                    &mut table,
-                    &dir.path().join("rds"),
-                    settings.sim.max_volumes_per_node,
-                );
-                (table, SIM_NODE_ID.to_owned(), Some(rds))
+                let loop_root = dir.path().join("rds").join("files");
+                loop_node(&mut table, &loop_root, settings.sim.max_volumes_per_node);
+                let host = NodeHost::Local {
+                    dir: node_dir,
+                    loop_root: Some(loop_root),
+                };
+                (table, SIM_NODE_ID.to_owned(), Some(rds), host)
+            }
+            TargetKind::Qemu => {
+                let rds = SimRds::start(dir.path(), &settings.sim).await?;
+                let mut table = rds.driver_config(&settings.sim, SIM_NODE_ID);
+                rds.reach_nvme_from_guest(&mut table);
+                let plugin = boot_guest_node(&table, dir.path(), settings).await?;
+                (
+                    table,
+                    SIM_NODE_ID.to_owned(),
+                    Some(rds),
+                    NodeHost::Guest(plugin),
+                )
             }
             TargetKind::Hardware => {
                 let hardware = settings
                     .hardware
                     .as_ref()
                     .ok_or_else(|| ConfigError::MissingHardware(settings.file.clone()))?;
-                (hardware.driver.clone(), hardware.node_id.clone(), None)
+                let host = NodeHost::Local {
+                    dir: node_dir,
+                    loop_root: None,
+                };
+                (
+                    hardware.driver.clone(),
+                    hardware.node_id.clone(),
+                    None,
+                    host,
+                )
             }
-            kind @ TargetKind::Qemu => return Err(not_yet(kind, QEMU_ISSUE)),
             kind @ TargetKind::Kind => return Err(not_yet(kind, KIND_ISSUE)),
         };
         let config_error = |source| TargetError::DriverConfig {
@@ -108,15 +143,27 @@ impl Target {
             origin: settings.file.clone(),
             source,
         };
+        // The host's driver serves the node too, except where the node is elsewhere.
+        let (mode, node_channel) = match &node_host {
+            NodeHost::Guest(plugin) => {
+                table.remove("node");
+                let channel = plugin.channel().await.map_err(TargetError::NodePlugin)?;
+                (Mode::Controller, Some(channel))
+            }
+            NodeHost::Local { .. } => (Mode::All, None),
+        };
         let mut config = Config::from_toml(&table.to_string()).map_err(config_error)?;
         adjust(&mut config);
         config.validate().map_err(config_error)?;
-        let server = DriverServer::start(config.clone(), &dir.path().join("csi.sock")).await?;
+        let socket = dir.path().join("csi.sock");
+        let server = DriverServer::start(config.clone(), &socket, mode).await?;
         Ok(Target {
             kind: settings.target,
             config,
             node_id,
             server,
+            node_host,
+            node_channel,
             rds,
             _dir: dir,
         })
@@ -126,15 +173,10 @@ impl Target {
         self.kind
     }
 
-    /// A directory of this target's own for the node's staging and target paths, removed with
-    /// the target.
-    pub fn node_dir(&self) -> std::path::PathBuf {
-        self._dir.path().join("node")
-    }
-
-    /// On `sim`, the root of the simulator's files, which the node's loop devices are backed by.
-    pub fn loop_root(&self) -> Option<&Path> {
-        self.config.node.loop_root.as_deref()
+    /// The machine the node plugin acts on, and a directory there of this target's own for the
+    /// node's staging and target paths.
+    pub fn node_host(&self) -> &NodeHost {
+        &self.node_host
     }
 
     /// The simulator behind the driver (its state, command log and faults), on `sim` only.
@@ -176,7 +218,7 @@ impl Target {
     }
 
     pub fn node(&self) -> NodeClient<Channel> {
-        NodeClient::new(self.channel())
+        NodeClient::new(self.node_channel.clone().unwrap_or_else(|| self.channel()))
     }
 
     /// Stops the driver, then the simulator, and removes the temporary files.
@@ -192,7 +234,7 @@ impl Target {
 /// The `sim` target's node attaches in loop mode: loop devices over the simulator's backing files
 /// (`<data-dir>/files`), so the node path runs for real on kernels without nvme-tcp. It reports
 /// the controller's attach limit, as a deployment's node and controller should agree.
-fn loop_node(table: &mut toml::Table, sim_data_dir: &Path, max_volumes: u64) {
+fn loop_node(table: &mut toml::Table, loop_root: &Path, max_volumes: u64) {
     let node = table
         .entry("node")
         .or_insert_with(|| toml::Table::new().into());
@@ -202,15 +244,46 @@ fn loop_node(table: &mut toml::Table, sim_data_dir: &Path, max_volumes: u64) {
             "maxVolumes".into(),
             i64::try_from(max_volumes).unwrap_or(i64::MAX).into(),
         );
-        node.insert(
-            "loopRoot".into(),
-            sim_data_dir.join("files").display().to_string().into(),
-        );
+        node.insert("loopRoot".into(), loop_root.display().to_string().into());
     }
 }
 
-/// The issue that brings the QEMU target: the node plugin inside a real-kernel guest.
-const QEMU_ISSUE: &str = "issue 6 (node service; its suites run the node plugin in a QEMU guest)";
+/// Boots the `qemu` target's guest with `rds-csi node` on the kernel initiator, configured with
+/// `table`'s `[node]` (its host NQN), reporting the controller's attach limit.
+async fn boot_guest_node(
+    table: &toml::Table,
+    work: &Path,
+    settings: &Settings,
+) -> Result<NodePlugin, TargetError> {
+    let mut node = table
+        .get("node")
+        .and_then(toml::Value::as_table)
+        .cloned()
+        .unwrap_or_default();
+    node.insert("fabric".into(), "kernel".into());
+    node.insert(
+        "maxVolumes".into(),
+        i64::try_from(settings.sim.max_volumes_per_node)
+            .unwrap_or(i64::MAX)
+            .into(),
+    );
+    let config = NodePluginConfig {
+        node,
+        extra_files: Vec::new(),
+        memory_mb: GUEST_MEMORY_MB,
+    };
+    let work = work.to_owned();
+    let booted = tokio::task::spawn_blocking(move || NodePlugin::boot(config, &work))
+        .await
+        .map_err(TargetError::BootTask)?;
+    booted.map_err(|e| match e.skip_reason() {
+        Some(reason) => TargetError::Skipped(reason),
+        None => TargetError::NodePlugin(e),
+    })
+}
+
+/// The `qemu` target's guest memory: the kernel, the plugin and mkfs of small volumes.
+const GUEST_MEMORY_MB: u32 = 512;
 /// The issue that brings the kind target: the Helm chart deployed in a kind cluster.
 const KIND_ISSUE: &str = "the kind deployment issue (Helm chart in a kind cluster)";
 
@@ -223,8 +296,8 @@ mod tests {
     use super::*;
 
     #[tokio::test]
-    async fn qemu_and_kind_name_the_issue_that_brings_them() {
-        for (kind, issue) in [(TargetKind::Qemu, "issue 6"), (TargetKind::Kind, "kind")] {
+    async fn kind_names_the_issue_that_brings_it() {
+        for (kind, issue) in [(TargetKind::Kind, "kind")] {
             let settings = Settings {
                 target: kind,
                 ..Settings::sim_defaults()

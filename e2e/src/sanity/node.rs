@@ -18,9 +18,10 @@ use rds_csi::csi::v1::{
 };
 use tonic::Code;
 
+use crate::config::Settings;
 use crate::fixture::Fixture;
 use crate::requests::{self, mount_capability, single_node_writer, unique_name};
-use crate::suite::trial;
+use crate::suite::trial_with;
 
 /// csi-sanity's placeholder volume id for requests that must fail before it matters.
 const SOME_ID: &str = "id";
@@ -29,45 +30,56 @@ const SOME_PATH: &str = "some/path";
 /// How many times the idempotency case repeats each call.
 const REPEAT: usize = 3;
 
-pub fn trials() -> Vec<Trial> {
+/// The cases, on the target the settings name once `adjust` has changed them.
+pub fn trials(adjust: fn(&mut Settings)) -> Vec<Trial> {
     const NS: &str = "Node Service";
     let name = |rest: &str| format!("{NS} {rest}");
     let cases = [
-        trial(
+        trial_with(
             &name("NodeGetCapabilities should return appropriate capabilities"),
+            adjust,
             capabilities,
         ),
-        trial(&name("NodeGetInfo should return appropriate values"), info),
-        trial(
+        trial_with(
+            &name("NodeGetInfo should return appropriate values"),
+            adjust,
+            info,
+        ),
+        trial_with(
             &name(
                 "NodePublishVolume with single node multi writer capability should fail when volume with single node single writer access mode is already mounted at a different target path",
             ),
+            adjust,
             single_writer_published_elsewhere,
         ),
-        trial(
+        trial_with(
             &name("NodeUnpublishVolume should remove target path"),
+            adjust,
             unpublish_removes_target,
         ),
-        trial(
+        trial_with(
             &name("NodeStageVolume should fail when no volume capability is provided"),
+            adjust,
             stage_without_capability,
         ),
-        trial(
+        trial_with(
             &name(
                 "NodeGetVolumeStats should fail when volume does not exist on the specified path",
             ),
+            adjust,
             stats_wrong_path,
         ),
-        trial(
+        trial_with(
             &name("NodeExpandVolume should work if node-expand is called after node-publish"),
+            adjust,
             expand_after_publish,
         ),
-        trial(&name("should work"), lifecycle),
-        trial(&name("should be idempotent"), idempotent),
+        trial_with(&name("should work"), adjust, lifecycle),
+        trial_with(&name("should be idempotent"), adjust, idempotent),
     ];
     let refused = REFUSALS
         .iter()
-        .map(|&(case, code, good, leave)| refusal(&name(case), code, good, leave));
+        .map(|&(case, code, good, leave)| refusal(&name(case), adjust, code, good, leave));
     cases.into_iter().chain(refused).collect()
 }
 
@@ -224,8 +236,8 @@ impl NodeCall {
 
 /// A case that makes the `good` call less what it `leave`s out, and expects it refused with
 /// `code`, the node left as it was.
-fn refusal(name: &str, code: Code, good: Good, leave: Leave) -> Trial {
-    trial(name, async move |fx: &mut Fixture| {
+fn refusal(name: &str, adjust: fn(&mut Settings), code: Code, good: Good, leave: Leave) -> Trial {
+    trial_with(name, adjust, async move |fx: &mut Fixture| {
         let call = good(fx)?.without(leave);
         refuses(fx, code, call).await
     })
@@ -451,13 +463,14 @@ async fn unpublish_removes_target(fx: &mut Fixture) -> anyhow::Result<()> {
     let volume = Prepared::new(fx, "sanity-node-remove-target").await?;
     volume.stage(fx).await?;
     volume.publish(fx).await?;
+    let host = fx.target().node_host();
     ensure!(
-        std::path::Path::new(&volume.target).exists(),
+        host.exists(&volume.target)?,
         "NodePublishVolume made no target path"
     );
     volume.unpublish(fx).await?;
     ensure!(
-        !std::path::Path::new(&volume.target).exists(),
+        !fx.target().node_host().exists(&volume.target)?,
         "NodeUnpublishVolume left the target path {}",
         volume.target
     );
@@ -585,7 +598,7 @@ async fn lifecycle(fx: &mut Fixture) -> anyhow::Result<()> {
     volume.unstage(fx).await?;
     let left = fx.host_state()?;
     ensure!(
-        left.mounts.is_empty() && left.loops.is_empty(),
+        left.mounts.is_empty() && left.attachments.is_empty(),
         "the node kept {left:?} after unstaging"
     );
     Ok(())
@@ -606,6 +619,11 @@ async fn idempotent(fx: &mut Fixture) -> anyhow::Result<()> {
         "repeated stage and publish left {:?}, not one staging and one publication",
         once.mounts
     );
+    ensure!(
+        once.attachments.len() == 1,
+        "repeated stage attached the volume as {:?}, not once",
+        once.attachments
+    );
     for _ in 0..REPEAT {
         volume.unpublish(fx).await?;
     }
@@ -614,7 +632,7 @@ async fn idempotent(fx: &mut Fixture) -> anyhow::Result<()> {
     }
     let left = fx.host_state()?;
     ensure!(
-        left.mounts.is_empty() && left.loops.is_empty(),
+        left.mounts.is_empty() && left.attachments.is_empty(),
         "the node kept {left:?} after unstaging"
     );
     Ok(())
