@@ -17,6 +17,17 @@ pub fn mount_capability(mode: Mode) -> VolumeCapability {
     }
 }
 
+/// A single-node-writer file system volume of type `fs_type`.
+pub fn fs_capability(fs_type: &str) -> VolumeCapability {
+    VolumeCapability {
+        access_type: Some(AccessType::Mount(MountVolume {
+            fs_type: fs_type.to_owned(),
+            ..Default::default()
+        })),
+        ..single_node_writer()
+    }
+}
+
 /// A raw block volume with access mode `mode`.
 pub fn block_capability(mode: Mode) -> VolumeCapability {
     VolumeCapability {

@@ -32,10 +32,10 @@ impl NodeCore {
             self.settings.tunables,
         )?;
         let _volume = self.locks.try_lock(&request.volume_id)?;
-        if let Access::Mount { .. } = usage.access
+        if let Access::Mount { fs, .. } = usage.access
             && let Some(mounted) = self.mount_at(&staging)?
         {
-            return self.already_staged(&request.volume_id, &staging, &mounted);
+            return self.already_staged(&request.volume_id, &staging, &mounted, fs);
         }
         let connected = self.timed("connect", || self.host.fabric.connect(&target))?;
         let staged = self.attach_and_mount(&target, &staging, &usage.access);
@@ -89,24 +89,35 @@ impl NodeCore {
         Ok(())
     }
 
-    /// A second stage of a staged volume is a no-op; another volume's mount there is a conflict.
+    /// A second stage of a staged volume is a no-op; a stage that asks for another file system
+    /// type, or another volume's mount there, is the spec's ALREADY_EXISTS.
     fn already_staged(
         &self,
         volume_id: &str,
         staging: &Path,
         mounted: &MountEntry,
+        fs: FsType,
     ) -> Result<NodeStageVolumeResponse, Status> {
         let ours = self.device_of(volume_id)?.map(|d| d.dev);
-        if ours == Some(mounted.dev) {
-            return Ok(NodeStageVolumeResponse {});
+        if ours != Some(mounted.dev) {
+            return Err(Status::already_exists(format!(
+                "staging path {} already has {} ({}) mounted, not volume {volume_id}; unstage \
+                 that first",
+                staging.display(),
+                mounted.source,
+                mounted.dev
+            )));
         }
-        Err(Status::already_exists(format!(
-            "staging path {} already has {} ({}) mounted, not volume {volume_id}; unstage that \
-             first",
-            staging.display(),
-            mounted.source,
-            mounted.dev
-        )))
+        if mounted.fs_type != fs.as_str() {
+            return Err(Status::already_exists(format!(
+                "volume {volume_id} is staged at {} with {}, and this request asks for {fs}; \
+                 its file system is never reformatted, so stage it as {}",
+                staging.display(),
+                mounted.fs_type,
+                mounted.fs_type
+            )));
+        }
+        Ok(NodeStageVolumeResponse {})
     }
 
     pub(super) fn unstage(

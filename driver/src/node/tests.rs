@@ -265,6 +265,31 @@ fn stage_formats_a_blank_device_once_and_is_idempotent() {
 }
 
 #[test]
+fn a_second_stage_asking_for_another_file_system_type_already_exists() {
+    let c = case();
+    c.stage();
+    let xfs = VolumeCapability {
+        access_type: Some(AccessType::Mount(MountVolume {
+            fs_type: "xfs".into(),
+            ..Default::default()
+        })),
+        ..mount(Mode::SingleNodeWriter)
+    };
+    let status = c.core().stage(c.stage_request(xfs)).unwrap_err();
+    assert_eq!(status.code(), Code::AlreadyExists);
+    assert!(
+        status.message().contains("with ext4") && status.message().contains("xfs"),
+        "{}",
+        status.message()
+    );
+    let state = c.fake.state();
+    assert_eq!(state.connects, 1);
+    assert_eq!(state.mounts.len(), 1);
+    assert_eq!(state.mounts[0].fs_type, "ext4");
+    assert!(state.disconnects.is_empty(), "{:?}", state.disconnects);
+}
+
+#[test]
 fn an_existing_file_system_is_never_reformatted() {
     let c = case();
     c.fake

@@ -12,6 +12,7 @@ mod publish;
 mod snapshots;
 mod spec_expand;
 mod spec_identity;
+mod spec_node;
 mod spec_publish;
 mod spec_volumes;
 mod volumes;
@@ -34,7 +35,7 @@ pub fn trials() -> Vec<Trial> {
         publish::trials(),
         expand_modify::trials(),
         snapshots::trials(),
-        node::trials(|_| {}),
+        node_trials(|_| {}),
         spec_identity::trials(),
         spec_volumes::trials(),
         spec_publish::trials(),
@@ -47,10 +48,13 @@ pub fn trials() -> Vec<Trial> {
     .collect()
 }
 
-/// csi-sanity's Node Service cases alone, on the target the settings name once `adjust` has
-/// changed them (the `qemu` target, say, whatever the environment names).
+/// The Node service's cases alone (csi-sanity's and the spec's error table), on the target the
+/// settings name once `adjust` has changed them (the `qemu` target, say, whatever the
+/// environment names).
 pub fn node_trials(adjust: fn(&mut crate::config::Settings)) -> Vec<Trial> {
-    node::trials(adjust)
+    let mut trials = node::trials(adjust);
+    trials.extend(spec_node::trials(adjust));
+    trials
 }
 
 /// csi-sanity's `GenerateInvalidVolumeID`: an ID this driver never makes.

@@ -10,7 +10,6 @@ use rds_csi::csi::v1::node_service_capability::{
     Rpc, Type as NodeCapability, rpc::Type as NodeRpc,
 };
 use rds_csi::csi::v1::volume_capability::access_mode::Mode;
-use rds_csi::csi::v1::volume_capability::{AccessType, MountVolume};
 use rds_csi::csi::v1::{
     CapacityRange, ControllerExpandVolumeRequest, NodeExpandVolumeRequest,
     NodeGetCapabilitiesRequest, NodeGetVolumeStatsRequest, NodePublishVolumeRequest,
@@ -20,7 +19,7 @@ use tonic::Code;
 
 use crate::config::Settings;
 use crate::fixture::Fixture;
-use crate::requests::{self, mount_capability, single_node_writer, unique_name};
+use crate::requests::{self, fs_capability, mount_capability, single_node_writer, unique_name};
 use crate::suite::trial_with;
 
 /// csi-sanity's placeholder volume id for requests that must fail before it matters.
@@ -192,7 +191,7 @@ enum Leave {
 }
 
 /// One node RPC and its request: the refusal cases differ only in this and the code expected.
-enum NodeCall {
+pub(super) enum NodeCall {
     Publish(NodePublishVolumeRequest),
     Unpublish(NodeUnpublishVolumeRequest),
     Stage(NodeStageVolumeRequest),
@@ -244,7 +243,7 @@ fn refusal(name: &str, adjust: fn(&mut Settings), code: Code, good: Good, leave:
 }
 
 /// Makes `call`; it must be refused with `code` and change nothing on the node.
-async fn refuses(fx: &Fixture, code: Code, call: NodeCall) -> anyhow::Result<()> {
+pub(super) async fn refuses(fx: &Fixture, code: Code, call: NodeCall) -> anyhow::Result<()> {
     let mut node = fx.node();
     match call {
         NodeCall::Publish(r) => fx.node_rejects(code, node.node_publish_volume(r)).await,
@@ -258,16 +257,16 @@ async fn refuses(fx: &Fixture, code: Code, call: NodeCall) -> anyhow::Result<()>
 }
 
 /// A volume created and published to the node, with the node's paths for it.
-struct Prepared {
-    volume_id: String,
-    publish_context: std::collections::HashMap<String, String>,
-    volume_context: std::collections::HashMap<String, String>,
-    staging: String,
-    target: String,
+pub(super) struct Prepared {
+    pub(super) volume_id: String,
+    pub(super) publish_context: std::collections::HashMap<String, String>,
+    pub(super) volume_context: std::collections::HashMap<String, String>,
+    pub(super) staging: String,
+    pub(super) target: String,
 }
 
 impl Prepared {
-    async fn new(fx: &mut Fixture, name: &str) -> anyhow::Result<Prepared> {
+    pub(super) async fn new(fx: &mut Fixture, name: &str) -> anyhow::Result<Prepared> {
         let node = fx.node_info().await?;
         let volume = fx.must_create(&unique_name(name)).await?;
         let publish_context = fx
@@ -285,7 +284,7 @@ impl Prepared {
         })
     }
 
-    fn stage_request(&self, capability: VolumeCapability) -> NodeStageVolumeRequest {
+    pub(super) fn stage_request(&self, capability: VolumeCapability) -> NodeStageVolumeRequest {
         NodeStageVolumeRequest {
             volume_id: self.volume_id.clone(),
             staging_target_path: self.staging.clone(),
@@ -296,7 +295,7 @@ impl Prepared {
         }
     }
 
-    fn publish_request(
+    pub(super) fn publish_request(
         &self,
         capability: VolumeCapability,
         target: &str,
@@ -312,19 +311,19 @@ impl Prepared {
         }
     }
 
-    async fn stage(&self, fx: &mut Fixture) -> anyhow::Result<()> {
+    pub(super) async fn stage(&self, fx: &mut Fixture) -> anyhow::Result<()> {
         fx.node_stage(self.stage_request(single_node_writer()))
             .await
             .context("NodeStageVolume")
     }
 
-    async fn publish(&self, fx: &mut Fixture) -> anyhow::Result<()> {
+    pub(super) async fn publish(&self, fx: &mut Fixture) -> anyhow::Result<()> {
         fx.node_publish(self.publish_request(single_node_writer(), &self.target))
             .await
             .context("NodePublishVolume")
     }
 
-    async fn unpublish(&self, fx: &Fixture) -> anyhow::Result<()> {
+    pub(super) async fn unpublish(&self, fx: &Fixture) -> anyhow::Result<()> {
         fx.node()
             .node_unpublish_volume(NodeUnpublishVolumeRequest {
                 volume_id: self.volume_id.clone(),
@@ -335,7 +334,7 @@ impl Prepared {
         Ok(())
     }
 
-    async fn unstage(&self, fx: &Fixture) -> anyhow::Result<()> {
+    pub(super) async fn unstage(&self, fx: &Fixture) -> anyhow::Result<()> {
         fx.node()
             .node_unstage_volume(NodeUnstageVolumeRequest {
                 volume_id: self.volume_id.clone(),
@@ -346,7 +345,7 @@ impl Prepared {
         Ok(())
     }
 
-    fn stats_request(&self, path: &str) -> NodeGetVolumeStatsRequest {
+    pub(super) fn stats_request(&self, path: &str) -> NodeGetVolumeStatsRequest {
         NodeGetVolumeStatsRequest {
             volume_id: self.volume_id.clone(),
             volume_path: path.to_owned(),
@@ -510,13 +509,7 @@ async fn expand_after_publish(fx: &mut Fixture) -> anyhow::Result<()> {
     let volume = Prepared::new(fx, "sanity-node-expand").await?;
     // xfs: online ext4 growth needs CAP_SYS_RESOURCE, which the containers CI runs in drop
     // (rds-csi's node_loop test covers ext4 where it is granted).
-    let xfs = VolumeCapability {
-        access_type: Some(AccessType::Mount(MountVolume {
-            fs_type: "xfs".into(),
-            ..Default::default()
-        })),
-        ..single_node_writer()
-    };
+    let xfs = fs_capability("xfs");
     fx.node_stage(volume.stage_request(xfs.clone()))
         .await
         .context("NodeStageVolume")?;
