@@ -4,7 +4,7 @@
 //! Per iteration, on fresh volumes and in alternating order:
 //! - by hand in the guest: one shell script connects through /dev/nvme-fabrics with the driver's
 //!   options, polls sysfs for the namespace's block device (10 ms sleeps, as a person would),
-//!   runs the driver's `mkfs.ext4` and mounts; each step timed in the guest with `date +%s%N`;
+//!   runs the driver's `mkfs.ext4` and mounts; each step timed on the guest kernel's clock;
 //! - NodeStageVolume from the host through the forwarded gRPC port, timed on the host. The
 //!   plugin logs its own step split only at debug level, and the guest plugin runs at info, so
 //!   only the end-to-end figure is printed, beside a NodeGetCapabilities round trip over the same
@@ -117,13 +117,16 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
          includes one clock read, {} by itself)",
         ms(median(by_hand.iter().map(|run| run.clock_read)))
     );
+    let round_trip = median(round_trips.iter().copied());
+    let ratio = |stage: Duration| stage.as_secs_f64() / total.as_secs_f64();
     println!(
         "NodeStageVolume from the host through the forwarded gRPC port: {} (ratio to the steps by \
          hand: {:.2}); it includes one gRPC round trip through QEMU's port forward, \
-         NodeGetCapabilities on the same channel: {}",
+         NodeGetCapabilities on the same channel: {} (without it: {:.2})",
         ms(stage),
-        stage.as_secs_f64() / total.as_secs_f64(),
-        ms(median(round_trips.iter().copied()))
+        ratio(stage),
+        ms(round_trip),
+        ratio(stage.saturating_sub(round_trip))
     );
     println!(
         "rds-csi node memory in the guest: VmRSS {:.1} MiB idle, {:.1} MiB after {} stages and \
