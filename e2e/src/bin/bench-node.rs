@@ -1,7 +1,10 @@
 //! bench-node: how long NodeStageVolume takes beside the same steps done by hand, and how much
 //! memory the node plugin uses.
 //!
-//! Loop mode (needs root and loop devices): every iteration stages a fresh sparse volume, so each
+//! `--fabric kernel` runs the node plugin under the real kernel NVMe/TCP initiator in the QEMU
+//! guest: see [`guest`].
+//!
+//! `--fabric loop` (the default; needs root and loop devices): every iteration stages a fresh sparse volume, so each
 //! stage attaches, probes, makes an ext4 file system and mounts it. Prints, as medians over
 //! `--iterations`:
 //! - the steps by hand: `losetup --find --show`, `mkfs.ext4` (with the driver's options),
@@ -19,7 +22,7 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail, ensure};
-use clap::Parser;
+use clap::{Parser, ValueEnum};
 use rds_csi::csi::v1::node_client::NodeClient;
 use rds_csi::csi::v1::volume_capability::access_mode::Mode;
 use rds_csi::csi::v1::{NodeStageVolumeRequest, NodeUnstageVolumeRequest};
@@ -28,20 +31,35 @@ use rds_csi::node::host::{
 };
 use rds_e2e::requests::mount_capability;
 
+#[path = "bench_node/guest.rs"]
+mod guest;
+
 #[derive(Debug, Parser)]
 #[command(
     about = "NodeStageVolume latency beside the same steps by hand, and the node plugin's RSS"
 )]
 struct Args {
+    /// Which initiator the node plugin drives.
+    #[arg(long, value_enum, default_value_t = FabricArg::Loop)]
+    fabric: FabricArg,
     /// Volumes staged per method.
     #[arg(long, default_value_t = 10)]
     iterations: usize,
     /// Size of each (sparse) volume in MiB.
     #[arg(long, default_value_t = 1024)]
     size_mib: u64,
-    /// The rds-csi binary to run as the node plugin; default: next to this binary.
+    /// The rds-csi binary to run as the node plugin; default: next to this binary. Loop mode
+    /// only: the guest always runs the one next to this binary.
     #[arg(long)]
     rds_csi: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum FabricArg {
+    /// Loop devices on this machine, the plugin as a child process.
+    Loop,
+    /// The kernel NVMe/TCP initiator in a QEMU guest, against rds-sim on this machine.
+    Kernel,
 }
 
 const POOL_DIR: &str = "storage-pool/csi";
@@ -49,6 +67,13 @@ const HOST_NQN: &str = "nqn.2014-08.org.nvmexpress:uuid:be7c0000-0000-4000-8000-
 
 fn main() -> anyhow::Result<()> {
     let args = Args::parse();
+    match args.fabric {
+        FabricArg::Loop => loop_mode(&args),
+        FabricArg::Kernel => guest::run(&args),
+    }
+}
+
+fn loop_mode(args: &Args) -> anyhow::Result<()> {
     ensure!(
         std::fs::metadata("/proc/self").map(|m| std::os::unix::fs::MetadataExt::uid(&m))? == 0,
         "bench-node needs root (loop devices, mount)"
@@ -66,8 +91,8 @@ fn main() -> anyhow::Result<()> {
         size: args.size_mib << 20,
     };
 
-    let binary = match args.rds_csi {
-        Some(path) => path,
+    let binary = match &args.rds_csi {
+        Some(path) => path.clone(),
         None => std::env::current_exe()?.with_file_name("rds-csi"),
     };
     let runtime = tokio::runtime::Runtime::new()?;
