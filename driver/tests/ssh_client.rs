@@ -205,7 +205,7 @@ mod ssh {
             server.addr.as_str(),
             &pin.to_string(),
             &actual,
-            "rdsHostKey",
+            "rds.hostKey",
         ] {
             assert!(message.contains(part), "{message} lacks {part}");
         }

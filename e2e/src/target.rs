@@ -268,6 +268,7 @@ async fn boot_guest_node(
             .into(),
     );
     let config = NodePluginConfig {
+        binary: None,
         node,
         extra_files: Vec::new(),
         memory_mb: GUEST_MEMORY_MB,

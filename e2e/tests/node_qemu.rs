@@ -164,6 +164,7 @@ fn start_rig(dir: &Path) -> Option<Rig> {
     node.insert("hostNqn".into(), HOST_NQN.into());
     node.insert("fabric".into(), "kernel".into());
     let config = NodePluginConfig {
+        binary: None,
         node,
         extra_files: vec![(pattern_path, "/root/pattern".into())],
         memory_mb: 1024,

@@ -86,7 +86,8 @@ impl ControllerService {
         match self.rds.find(slot).await? {
             Some(disk) if metadata(&disk).is_some() => Ok(disk),
             Some(disk) => Err(Status::not_found(format!(
-                "volume {volume_id:?} does not exist: disk {slot} on the RDS was not created by                  rds-csi (its comment is {:?})",
+                "volume {volume_id:?} does not exist: disk {slot} on the RDS was not created by \
+                 rds-csi (its comment is {:?})",
                 disk.comment.as_deref().unwrap_or_default()
             ))),
             None => Err(not_found(volume_id)),

@@ -44,7 +44,7 @@ pub enum SshError {
     #[error(
         "the RDS at {addr} presented host key {actual}, but {expected} is pinned; if the RDS's \
          host key was changed on purpose (`/ip ssh print` shows it), update the pinned host key \
-         (rdsHostKey) to {actual}, otherwise something is intercepting the connection"
+         (`rds.hostKey`) to {actual}, otherwise something is intercepting the connection"
     )]
     HostKeyMismatch {
         addr: String,
@@ -53,7 +53,7 @@ pub enum SshError {
     },
     #[error(
         "the RDS at {addr} refused the SSH login of {user}: import the driver's public key for \
-         that user (`/user ssh-keys import`) and give the user the ssh, read and write policies"
+         that user (`/user ssh-keys import`) and give the user the ssh, read, write and test policies"
     )]
     Auth { addr: String, user: String },
     #[error("the RDS at {addr} did not finish `{command}` within {after:?}")]

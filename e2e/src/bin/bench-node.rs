@@ -48,8 +48,8 @@ struct Args {
     /// Size of each (sparse) volume in MiB.
     #[arg(long, default_value_t = 1024)]
     size_mib: u64,
-    /// The rds-csi binary to run as the node plugin; default: next to this binary. Loop mode
-    /// only: the guest always runs the one next to this binary.
+    /// The rds-csi binary to run as the node plugin (spawned here in loop mode, copied into the
+    /// guest in kernel mode); default: next to this binary.
     #[arg(long)]
     rds_csi: Option<PathBuf>,
 }

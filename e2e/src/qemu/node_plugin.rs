@@ -14,6 +14,8 @@ const GUEST_CSI_PORT: u16 = 10000;
 /// The plugin's configuration file and log in the guest.
 const GUEST_CONFIG: &str = "/etc/rds-csi/config.toml";
 const GUEST_LOG: &str = "/tmp/rds-csi.log";
+/// The plugin's log filter: the default, plus the node's per-step timings (`step=… ms=…`).
+const GUEST_LOG_FILTER: &str = "info,russh=warn,rds_csi::node=debug";
 
 /// Why the node plugin is not serving in a guest.
 #[derive(Debug, thiserror::Error)]
@@ -52,6 +54,8 @@ impl NodePluginError {
 
 /// What to boot: the node's `[node]` configuration and any files the caller wants beside it.
 pub struct NodePluginConfig {
+    /// The rds-csi binary to run; `None`: the one this build made.
+    pub binary: Option<PathBuf>,
     /// The `[node]` table of the plugin's configuration (its host NQN, fabric "kernel", limits).
     pub node: toml::Table,
     /// More `(host file, guest path)` copies, as in [`GuestConfig::extra_files`].
@@ -71,7 +75,10 @@ impl NodePlugin {
     /// loads), starts `rds-csi node` there and waits until it serves. `work` holds the generated
     /// configuration file.
     pub fn boot(config: NodePluginConfig, work: &Path) -> Result<NodePlugin, NodePluginError> {
-        let binary = plugin_binary()?;
+        let binary = match config.binary {
+            Some(binary) => binary,
+            None => plugin_binary()?,
+        };
         let host_port = free_local_port()?;
         let config_path = work.join("node-plugin.toml");
         let mut file = toml::Table::new();
@@ -97,8 +104,9 @@ impl NodePlugin {
         let started = guest
             .run_ok(&format!(
                 "modprobe nvme-tcp
-                 /usr/local/bin/rds-csi node --endpoint tcp://0.0.0.0:{GUEST_CSI_PORT} \
-                   --config {GUEST_CONFIG} >{GUEST_LOG} 2>&1 &
+                 RUST_LOG={GUEST_LOG_FILTER} /usr/local/bin/rds-csi node \
+                   --endpoint tcp://0.0.0.0:{GUEST_CSI_PORT} --config {GUEST_CONFIG} \
+                   >{GUEST_LOG} 2>&1 &
                  pid=$!
                  for i in $(seq 600); do
                    grep -q 'serving CSI' {GUEST_LOG} && echo $pid && exit 0
@@ -136,6 +144,11 @@ impl NodePlugin {
             .run_ok(command)
             .map(|output| output.stdout)
             .map_err(|e| format!("{e}\nnode plugin log:\n{}", self.log_tail()))
+    }
+
+    /// The plugin's whole log.
+    pub fn log(&self) -> Result<String, String> {
+        self.run_ok(&format!("cat {GUEST_LOG}"))
     }
 
     /// The last lines of the plugin's log.

@@ -5,22 +5,21 @@
 //! - by hand in the guest: one shell script connects through /dev/nvme-fabrics with the driver's
 //!   options, polls sysfs for the namespace's block device (10 ms sleeps, as a person would),
 //!   runs the driver's `mkfs.ext4` and mounts; each step timed on the guest kernel's clock;
-//! - NodeStageVolume from the host through the forwarded gRPC port, timed on the host. The
-//!   plugin logs its own step split only at debug level, and the guest plugin runs at info, so
-//!   only the end-to-end figure is printed, beside a NodeGetCapabilities round trip over the same
-//!   channel (the forwarding's share).
+//! - NodeStageVolume from the host through the forwarded gRPC port, timed on the host, beside a
+//!   NodeGetCapabilities round trip over the same channel (the forwarding's share); the split of
+//!   its steps comes from the plugin's own log (`step=… ms=…`, which `qemu::node_plugin` enables).
+//!
+//! `--rds-csi` picks the plugin binary copied into the guest (a release build, for its memory).
 
 use std::collections::HashMap;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use anyhow::{Context, bail, ensure};
+use anyhow::{Context, bail};
 use rds_csi::config::Config;
 use rds_csi::controller::publish::{ADDRESS, NQN, PORT};
 use rds_csi::csi::v1::controller_client::ControllerClient;
 use rds_csi::csi::v1::node_client::NodeClient;
-use rds_csi::csi::v1::volume_capability::access_mode::Mode;
-use rds_csi::csi::v1::volume_capability::{AccessType, MountVolume};
 use rds_csi::csi::v1::{
     DeleteVolumeRequest, NodeGetCapabilitiesRequest, NodeStageVolumeRequest,
     NodeUnstageVolumeRequest, VolumeCapability,
@@ -68,15 +67,10 @@ struct ByHand {
 }
 
 pub fn run(args: &Args) -> anyhow::Result<()> {
-    ensure!(
-        args.rds_csi.is_none(),
-        "--rds-csi is for loop mode; the guest runs the rds-csi beside this binary \
-         (cargo build -p rds-csi --bin rds-csi)"
-    );
     let dir = tempfile::Builder::new()
         .prefix("bench-node-guest-")
         .tempdir()?;
-    let rig = Rig::start(dir.path(), args.size_mib << 20)?;
+    let rig = Rig::start(dir.path(), args.size_mib << 20, args.rds_csi.clone())?;
     let idle_rss_kib = rig.memory("VmRSS")?;
     let (mut by_hand, mut stages, mut round_trips) = (Vec::new(), Vec::new(), Vec::new());
     for i in 0..args.iterations {
@@ -92,6 +86,7 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
     }
     let rss_kib = rig.memory("VmRSS")?;
     let hwm_kib = rig.memory("VmHWM")?;
+    let split = step_split(&rig.plugin.log().map_err(anyhow::Error::msg)?);
     rig.sim.shutdown();
 
     let column = |step: usize| ms(median(by_hand.iter().map(|run| run.steps[step])));
@@ -102,16 +97,27 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
          (QEMU TCG, 1 vCPU; rds-sim's target on the host), median of {}",
         args.size_mib, args.iterations
     );
-    println!("| step | by hand in the guest |");
-    println!("|---|---|");
-    println!("| connect (write to /dev/nvme-fabrics) | {} |", column(0));
+    let logged = |step: &str| {
+        split
+            .get(step)
+            .map_or("(not logged)".to_owned(), |t| ms(*t))
+    };
+    println!("| step | by hand in the guest | NodeStage, the plugin's log |");
+    println!("|---|---|---|");
     println!(
-        "| device found (sysfs poll, 10 ms sleeps) | {} |",
-        column(1)
+        "| connect (write to /dev/nvme-fabrics) | {} | {} |",
+        column(0),
+        logged("connect")
     );
-    println!("| mkfs.ext4 | {} |", column(2));
-    println!("| mount | {} |", column(3));
-    println!("| total | {} |", ms(total));
+    println!(
+        "| device found (by hand: sysfs poll, 10 ms sleeps) | {} | {} |",
+        column(1),
+        logged("device")
+    );
+    println!("| probe | (none) | {} |", logged("probe"));
+    println!("| mkfs.ext4 | {} | {} |", column(2), logged("mkfs"));
+    println!("| mount | {} | {} |", column(3), logged("mount"));
+    println!("| total | {} | |", ms(total));
     println!(
         "(timed with the guest kernel's monotonic clock from /proc/timer_list; each step's figure \
          includes one clock read, {} by itself)",
@@ -141,7 +147,7 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
 
 impl Rig {
     /// rds-sim, the guest with `rds-csi node`, and a controller served in this process.
-    fn start(dir: &Path, size: u64) -> anyhow::Result<Rig> {
+    fn start(dir: &Path, size: u64, binary: Option<PathBuf>) -> anyhow::Result<Rig> {
         let sim = SimTarget::start(dir)?;
         let mut node = toml::Table::new();
         node.insert("hostNqn".into(), HOST_NQN.into());
@@ -153,6 +159,7 @@ impl Rig {
         let tunables = NodeSettings::from_config(&config.node).tunables;
         let plugin = NodePlugin::boot(
             NodePluginConfig {
+                binary,
                 node,
                 extra_files: Vec::new(),
                 memory_mb: GUEST_MEMORY_MB,
@@ -364,10 +371,38 @@ impl Rig {
 }
 
 fn ext4_capability() -> VolumeCapability {
-    let mut capability = requests::mount_capability(Mode::SingleNodeWriter);
-    capability.access_type = Some(AccessType::Mount(MountVolume {
-        fs_type: FsType::Ext4.as_str().into(),
-        ..Default::default()
-    }));
-    capability
+    requests::fs_capability(FsType::Ext4.as_str())
+}
+
+/// The median time of each step the plugin logged (`step="mkfs" ms=190.2 ok=true`, node/stage.rs),
+/// over the successful ones.
+fn step_split(log: &str) -> HashMap<String, Duration> {
+    let field = |line: &str, name: &str| -> Option<String> {
+        let value = line.split(&format!(" {name}=")).nth(1)?;
+        Some(
+            value
+                .split_whitespace()
+                .next()?
+                .trim_matches('"')
+                .to_owned(),
+        )
+    };
+    let mut steps: HashMap<String, Vec<Duration>> = HashMap::new();
+    for line in log.lines() {
+        let (Some(step), Some(millis), Some(ok)) =
+            (field(line, "step"), field(line, "ms"), field(line, "ok"))
+        else {
+            continue;
+        };
+        if let (Ok(millis), "true") = (millis.parse::<f64>(), ok.as_str()) {
+            steps
+                .entry(step)
+                .or_default()
+                .push(Duration::from_secs_f64(millis / 1e3));
+        }
+    }
+    steps
+        .into_iter()
+        .map(|(step, times)| (step, median(times.into_iter())))
+        .collect()
 }
