@@ -82,7 +82,7 @@ impl fmt::Display for Report {
 pub async fn run(config: &Config) -> Report {
     let mut report = Report::default();
     let rds = &config.rds;
-    let addr = format!("{}:{}", rds.address, rds.ssh_port);
+    let addr = rds.ssh_addr();
 
     match tokio::time::timeout(
         Duration::from_secs(5),

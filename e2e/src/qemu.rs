@@ -16,6 +16,7 @@ mod agent;
 mod cpio;
 mod error;
 mod image;
+pub mod kernel_node;
 pub mod node_plugin;
 pub mod nvme;
 

@@ -12,23 +12,15 @@ use std::io::Read;
 use std::path::Path;
 use std::time::Instant;
 
-use rds_csi::config::Config;
-use rds_csi::csi::v1::controller_client::ControllerClient;
-use rds_csi::csi::v1::node_client::NodeClient;
 use rds_csi::csi::v1::volume_capability::access_mode::Mode;
-use rds_csi::csi::v1::volume_capability::{AccessType, MountVolume};
 use rds_csi::csi::v1::{
     ControllerExpandVolumeRequest, NodeExpandVolumeRequest, NodeGetVolumeStatsRequest,
     NodePublishVolumeRequest, NodeStageVolumeRequest, NodeUnpublishVolumeRequest,
     NodeUnstageVolumeRequest, VolumeCapability,
 };
-use rds_csi::grpc::{BoundSocket, connect_unix};
-use rds_csi::service::{Driver, Mode as ServiceMode};
-use rds_e2e::qemu::HOST_ADDR;
-use rds_e2e::qemu::node_plugin::{NodePlugin, NodePluginConfig};
-use rds_e2e::qemu::nvme::SimTarget;
+use rds_e2e::qemu::kernel_node::KernelNodeRig;
+use rds_e2e::qemu::node_plugin::NodePluginConfig;
 use rds_e2e::requests;
-use tonic::transport::Channel;
 
 const HOST_NQN: &str = "nqn.2014-08.org.nvmexpress:uuid:0d1e2f30-4a5b-4c6d-8e7f-90a1b2c3d4e5";
 const PATTERN_MIB: u64 = 64;
@@ -39,15 +31,7 @@ const FS: &str = "ext4";
 /// Seconds; see where the file system volume is created.
 const REMOVED_DISK_CTRL_LOSS_TMO: &str = "10";
 
-/// The host side: the simulator, the controller and a channel to the guest's node plugin.
-struct Rig {
-    sim: SimTarget,
-    controller: ControllerClient<Channel>,
-    node: NodeClient<Channel>,
-    plugin: NodePlugin,
-}
-
-/// A volume created and published to the guest.
+/// A volume published to the guest, with its staging path there.
 struct Volume {
     id: String,
     context: HashMap<String, String>,
@@ -55,11 +39,22 @@ struct Volume {
     staging: String,
 }
 
-impl Rig {
-    fn block_on<F: std::future::Future>(&self, future: F) -> F::Output {
-        self.sim.runtime().block_on(future)
-    }
+/// The steps and checks of this test on the rig.
+trait Steps {
+    fn guest_ok(&self, command: &str) -> String;
+    fn publish_volume(
+        &self,
+        name: &str,
+        parameters: &HashMap<String, String>,
+        capability: VolumeCapability,
+    ) -> Volume;
+    fn stage(&self, volume: &Volume, capability: VolumeCapability) -> Result<(), tonic::Status>;
+    fn unstage(&self, volume: &Volume) -> Result<(), tonic::Status>;
+    fn mounts_at(&self, path: &str) -> usize;
+    fn controllers(&self) -> Vec<String>;
+}
 
+impl Steps for KernelNodeRig {
     fn guest_ok(&self, command: &str) -> String {
         self.plugin
             .run_ok(command)
@@ -67,36 +62,20 @@ impl Rig {
     }
 
     /// Creates a volume and publishes it to the guest's host NQN.
-    fn create_and_publish(
-        &mut self,
+    fn publish_volume(
+        &self,
         name: &str,
         parameters: &HashMap<String, String>,
         capability: VolumeCapability,
     ) -> Volume {
-        let mut controller = self.controller.clone();
-        let (volume, publish) = self.block_on(async {
-            let volume = controller
-                .create_volume(requests::create_volume(name, VOLUME_SIZE, parameters))
-                .await
-                .unwrap()
-                .into_inner()
-                .volume
-                .unwrap();
-            let mut request = requests::publish(&volume.volume_id, HOST_NQN);
-            request.volume_capability = Some(capability);
-            let publish = controller
-                .controller_publish_volume(request)
-                .await
-                .unwrap()
-                .into_inner()
-                .publish_context;
-            (volume, publish)
-        });
+        let volume = self
+            .create_and_publish(name, VOLUME_SIZE, parameters, capability)
+            .unwrap();
         Volume {
-            staging: format!("/var/lib/kubelet/plugins/rds/staging/{}", volume.volume_id),
-            id: volume.volume_id,
-            context: volume.volume_context,
-            publish,
+            staging: format!("/var/lib/kubelet/plugins/rds/staging/{}", volume.id),
+            id: volume.id,
+            context: volume.context,
+            publish: volume.publish,
         }
     }
 
@@ -139,20 +118,14 @@ impl Rig {
 }
 
 fn mount_capability() -> VolumeCapability {
-    let mut capability = requests::single_node_writer();
-    capability.access_type = Some(AccessType::Mount(MountVolume {
-        fs_type: FS.into(),
-        ..Default::default()
-    }));
-    capability
+    requests::fs_capability(FS)
 }
 
 fn block_capability() -> VolumeCapability {
     requests::block_capability(Mode::SingleNodeWriter)
 }
 
-fn start_rig(dir: &Path) -> Option<Rig> {
-    let sim = SimTarget::start(dir).unwrap();
+fn start_rig(dir: &Path) -> Option<KernelNodeRig> {
     let pattern_path = dir.join("pattern");
     let mut pattern = vec![0u8; (PATTERN_MIB << 20) as usize];
     std::fs::File::open("/dev/urandom")
@@ -160,48 +133,22 @@ fn start_rig(dir: &Path) -> Option<Rig> {
         .read_exact(&mut pattern)
         .unwrap();
     std::fs::write(&pattern_path, &pattern).unwrap();
-    let mut node = toml::Table::new();
-    node.insert("hostNqn".into(), HOST_NQN.into());
-    node.insert("fabric".into(), "kernel".into());
     let config = NodePluginConfig {
         binary: None,
-        node,
+        node: toml::Table::new(),
         extra_files: vec![(pattern_path, "/root/pattern".into())],
         memory_mb: 1024,
     };
-    let plugin = match NodePlugin::boot(config, dir) {
-        Ok(plugin) => plugin,
+    match KernelNodeRig::start(dir, HOST_NQN, config) {
+        Ok(rig) => Some(rig),
         Err(e) => match e.skip_reason() {
             Some(reason) => {
                 eprintln!("SKIPPED: {reason}");
-                return None;
+                None
             }
             None => panic!("{e}"),
         },
-    };
-
-    let mut table = toml::Table::new();
-    table.insert("rds".into(), sim.rds_config(HOST_ADDR).into());
-    let config = Config::from_toml(&table.to_string()).unwrap();
-    let (controller, node) = sim.runtime().block_on(async {
-        let driver = Driver::new(config).await.unwrap();
-        let socket_path = dir.join("controller.sock");
-        let socket = BoundSocket::bind(&socket_path).unwrap();
-        // Served until the runtime is dropped with the simulator.
-        tokio::spawn(socket.serve(
-            driver.router(ServiceMode::Controller),
-            std::future::pending(),
-        ));
-        let controller = connect_unix(&socket_path).await.unwrap();
-        let node = plugin.channel().await.unwrap();
-        (ControllerClient::new(controller), NodeClient::new(node))
-    });
-    Some(Rig {
-        controller,
-        node,
-        sim,
-        plugin,
-    })
+    }
 }
 
 fn timed<T>(name: &str, step: impl FnOnce() -> T) -> T {
@@ -215,7 +162,7 @@ fn timed<T>(name: &str, step: impl FnOnce() -> T) -> T {
 fn node_plugin_under_the_kernel_initiator() {
     let dir = tempfile::tempdir().unwrap();
     let started = Instant::now();
-    let Some(mut rig) = start_rig(dir.path()) else {
+    let Some(rig) = start_rig(dir.path()) else {
         return;
     };
     eprintln!("node_qemu: boot took {:.1?}", started.elapsed());
@@ -228,7 +175,7 @@ fn node_plugin_under_the_kernel_initiator() {
         ),
         ("reconnectDelay".to_owned(), "1".to_owned()),
     ]);
-    let volume = rig.create_and_publish("pvc-node-qemu-fs", &parameters, mount_capability());
+    let volume = rig.publish_volume("pvc-node-qemu-fs", &parameters, mount_capability());
     timed("stage, pattern, unstage, stage, verify", || {
         data_survives_unstage_and_stage(&rig, &volume)
     });
@@ -236,17 +183,15 @@ fn node_plugin_under_the_kernel_initiator() {
     timed("expansion", || {
         online_expansion_grows_the_filesystem(&rig, &volume)
     });
-    timed("block publish", || {
-        block_publish_makes_a_device_node(&mut rig)
-    });
+    timed("block publish", || block_publish_makes_a_device_node(&rig));
     timed("unstage after removal", || {
         unstage_cleans_up_after_the_disk_was_removed(&rig, &volume)
     });
     eprintln!("node_qemu: total {:.1?}", started.elapsed());
-    rig.sim.shutdown();
+    rig.shutdown();
 }
 
-fn data_survives_unstage_and_stage(rig: &Rig, volume: &Volume) {
+fn data_survives_unstage_and_stage(rig: &KernelNodeRig, volume: &Volume) {
     rig.stage(volume, mount_capability()).unwrap();
     assert_eq!(rig.mounts_at(&volume.staging), 1);
     let fs = rig.guest_ok(&format!("findmnt -n -o FSTYPE {}", volume.staging));
@@ -262,7 +207,7 @@ fn data_survives_unstage_and_stage(rig: &Rig, volume: &Volume) {
     rig.guest_ok(&format!("cmp /root/pattern {}/pattern", volume.staging));
 }
 
-fn a_second_stage_is_a_no_op(rig: &Rig, volume: &Volume) {
+fn a_second_stage_is_a_no_op(rig: &KernelNodeRig, volume: &Volume) {
     let controllers = rig.controllers();
     assert_eq!(controllers.len(), 1, "{controllers:?}");
     rig.stage(volume, mount_capability()).unwrap();
@@ -270,8 +215,8 @@ fn a_second_stage_is_a_no_op(rig: &Rig, volume: &Volume) {
     assert_eq!(rig.controllers(), controllers);
 }
 
-fn online_expansion_grows_the_filesystem(rig: &Rig, volume: &Volume) {
-    let size = |rig: &Rig| -> u64 {
+fn online_expansion_grows_the_filesystem(rig: &KernelNodeRig, volume: &Volume) {
+    let size = |rig: &KernelNodeRig| -> u64 {
         let text = rig.guest_ok(&format!(
             "df -k {} | awk 'END {{ printf \"%d\\n\", $2 * 1024 }}'",
             volume.staging
@@ -318,8 +263,8 @@ fn online_expansion_grows_the_filesystem(rig: &Rig, volume: &Volume) {
     rig.guest_ok(&format!("cmp /root/pattern {}/pattern", volume.staging));
 }
 
-fn block_publish_makes_a_device_node(rig: &mut Rig) {
-    let volume = rig.create_and_publish("pvc-node-qemu-block", &HashMap::new(), block_capability());
+fn block_publish_makes_a_device_node(rig: &KernelNodeRig) {
+    let volume = rig.publish_volume("pvc-node-qemu-block", &HashMap::new(), block_capability());
     rig.stage(&volume, block_capability()).unwrap();
     let target = format!("/var/lib/kubelet/pods/qemu/volumeDevices/{}", volume.id);
     let mut node = rig.node.clone();
@@ -360,7 +305,7 @@ fn block_publish_makes_a_device_node(rig: &mut Rig) {
     rig.unstage(&volume).unwrap();
 }
 
-fn unstage_cleans_up_after_the_disk_was_removed(rig: &Rig, volume: &Volume) {
+fn unstage_cleans_up_after_the_disk_was_removed(rig: &KernelNodeRig, volume: &Volume) {
     let output = rig
         .sim
         .routeros(&format!("/disk remove [find where slot=\"{}\"]", volume.id))

@@ -16,23 +16,16 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
-use rds_csi::config::Config;
 use rds_csi::controller::publish::{ADDRESS, NQN, PORT};
-use rds_csi::csi::v1::controller_client::ControllerClient;
-use rds_csi::csi::v1::node_client::NodeClient;
 use rds_csi::csi::v1::{
-    DeleteVolumeRequest, NodeGetCapabilitiesRequest, NodeStageVolumeRequest,
-    NodeUnstageVolumeRequest, VolumeCapability,
+    NodeGetCapabilitiesRequest, NodeStageVolumeRequest, NodeUnstageVolumeRequest, VolumeCapability,
 };
-use rds_csi::grpc::{BoundSocket, connect_unix};
 use rds_csi::node::NodeSettings;
 use rds_csi::node::host::{FsType, Tunables};
-use rds_csi::service::{Driver, Mode as ServiceMode};
-use rds_e2e::qemu::HOST_ADDR;
-use rds_e2e::qemu::node_plugin::{NodePlugin, NodePluginConfig};
-use rds_e2e::qemu::nvme::{Connect, SimTarget};
+use rds_e2e::qemu::kernel_node::{KernelNodeRig, PublishedVolume};
+use rds_e2e::qemu::node_plugin::NodePluginConfig;
+use rds_e2e::qemu::nvme::Connect;
 use rds_e2e::requests;
-use tonic::transport::Channel;
 
 use super::{Args, HOST_NQN, median, ms};
 
@@ -40,22 +33,12 @@ use super::{Args, HOST_NQN, median, ms};
 const GUEST_MEMORY_MB: u32 = 512;
 const STAGING_ROOT: &str = "/var/lib/kubelet/plugins/rds/staging";
 
-/// The host side of the rig.
+/// The rig and what the bench needs beside it.
 struct Rig {
-    sim: SimTarget,
-    plugin: NodePlugin,
-    controller: ControllerClient<Channel>,
-    node: NodeClient<Channel>,
+    rig: KernelNodeRig,
     /// The connect options the plugin uses for a volume without per-volume overrides.
     tunables: Tunables,
     size: u64,
-}
-
-/// A volume created and published to the guest's host NQN.
-struct Volume {
-    id: String,
-    context: HashMap<String, String>,
-    publish: HashMap<String, String>,
 }
 
 /// One by-hand run, timed on the guest's clock.
@@ -86,8 +69,8 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
     }
     let rss_kib = rig.memory("VmRSS")?;
     let hwm_kib = rig.memory("VmHWM")?;
-    let split = step_split(&rig.plugin.log().map_err(anyhow::Error::msg)?);
-    rig.sim.shutdown();
+    let split = step_split(&rig.rig.plugin.log().map_err(anyhow::Error::msg)?);
+    rig.rig.shutdown();
 
     let column = |step: usize| ms(median(by_hand.iter().map(|run| run.steps[step])));
     let total = median(by_hand.iter().map(|run| run.steps.iter().sum()));
@@ -148,102 +131,53 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
 impl Rig {
     /// rds-sim, the guest with `rds-csi node`, and a controller served in this process.
     fn start(dir: &Path, size: u64, binary: Option<PathBuf>) -> anyhow::Result<Rig> {
-        let sim = SimTarget::start(dir)?;
-        let mut node = toml::Table::new();
-        node.insert("hostNqn".into(), HOST_NQN.into());
-        node.insert("fabric".into(), "kernel".into());
-        let mut table = toml::Table::new();
-        table.insert("rds".into(), sim.rds_config(HOST_ADDR).into());
-        table.insert("node".into(), node.clone().into());
-        let config = Config::from_toml(&table.to_string())?;
-        let tunables = NodeSettings::from_config(&config.node).tunables;
-        let plugin = NodePlugin::boot(
-            NodePluginConfig {
-                binary,
-                node,
-                extra_files: Vec::new(),
-                memory_mb: GUEST_MEMORY_MB,
-            },
-            dir,
-        )
-        .or_else(|e| match e.skip_reason() {
-            Some(reason) => bail!("cannot run the guest benchmark: {reason}"),
-            None => Err(e).context("booting the node plugin's guest"),
-        })?;
-        let socket_path = dir.join("controller.sock");
-        let (controller, node) = sim.runtime().block_on(async {
-            let driver = Driver::new(config).await?;
-            let socket = BoundSocket::bind(&socket_path)?;
-            // Served until the runtime stops with the simulator.
-            tokio::spawn(socket.serve(
-                driver.router(ServiceMode::Controller),
-                std::future::pending(),
-            ));
-            let controller = connect_unix(&socket_path).await?;
-            let node = plugin.channel().await?;
-            anyhow::Ok((ControllerClient::new(controller), NodeClient::new(node)))
-        })?;
+        let plugin = NodePluginConfig {
+            binary,
+            node: toml::Table::new(),
+            extra_files: Vec::new(),
+            memory_mb: GUEST_MEMORY_MB,
+        };
+        let rig =
+            KernelNodeRig::start(dir, HOST_NQN, plugin).or_else(|e| match e.skip_reason() {
+                Some(reason) => bail!("cannot run the guest benchmark: {reason}"),
+                None => {
+                    Err(e).context("starting rds-sim, the guest's node plugin and the controller")
+                }
+            })?;
+        let tunables = NodeSettings::from_config(&rig.config.node).tunables;
         Ok(Rig {
-            sim,
-            plugin,
-            controller,
-            node,
+            rig,
             tunables,
             size,
         })
     }
 
     fn block_on<F: std::future::Future>(&self, future: F) -> F::Output {
-        self.sim.runtime().block_on(future)
+        self.rig.block_on(future)
     }
 
     fn guest(&self, script: &str) -> anyhow::Result<String> {
-        self.plugin.run_ok(script).map_err(anyhow::Error::msg)
+        self.rig.plugin.run_ok(script).map_err(anyhow::Error::msg)
     }
 
     fn memory(&self, field: &str) -> anyhow::Result<u64> {
-        self.plugin.memory_kib(field).map_err(anyhow::Error::msg)
+        self.rig
+            .plugin
+            .memory_kib(field)
+            .map_err(anyhow::Error::msg)
     }
 
-    fn create_and_publish(&self, name: &str) -> anyhow::Result<Volume> {
-        let mut controller = self.controller.clone();
-        self.block_on(async {
-            let volume = controller
-                .create_volume(requests::create_volume(name, self.size, &HashMap::new()))
-                .await?
-                .into_inner()
-                .volume
-                .context("CreateVolume returned no volume")?;
-            let mut request = requests::publish(&volume.volume_id, HOST_NQN);
-            request.volume_capability = Some(ext4_capability());
-            let publish = controller
-                .controller_publish_volume(request)
-                .await?
-                .into_inner()
-                .publish_context;
-            Ok(Volume {
-                id: volume.volume_id,
-                context: volume.volume_context,
-                publish,
-            })
-        })
+    fn create_and_publish(&self, name: &str) -> anyhow::Result<PublishedVolume> {
+        let volume =
+            self.rig
+                .create_and_publish(name, self.size, &HashMap::new(), ext4_capability())?;
+        Ok(volume)
     }
 
     /// Unpublishes and deletes, so the simulator's pool never fills however many iterations run.
-    fn remove(&self, volume: &Volume) -> anyhow::Result<()> {
-        let mut controller = self.controller.clone();
-        self.block_on(async {
-            controller
-                .controller_unpublish_volume(requests::unpublish(&volume.id, HOST_NQN))
-                .await?;
-            controller
-                .delete_volume(DeleteVolumeRequest {
-                    volume_id: volume.id.clone(),
-                    ..Default::default()
-                })
-                .await?;
-            anyhow::Ok(())
-        })
+    fn remove(&self, volume: &PublishedVolume) -> anyhow::Result<()> {
+        self.rig.unpublish_and_delete(volume)?;
+        Ok(())
     }
 
     /// Connect, device found, mkfs and mount by hand in the guest, timed there; then undone.
@@ -337,7 +271,7 @@ impl Rig {
     fn node_stage(&self, name: &str) -> anyhow::Result<Duration> {
         let volume = self.create_and_publish(name)?;
         let staging = format!("{STAGING_ROOT}/{}", volume.id);
-        let mut node = self.node.clone();
+        let mut node = self.rig.node.clone();
         let request = NodeStageVolumeRequest {
             volume_id: volume.id.clone(),
             publish_context: volume.publish.clone(),
@@ -363,7 +297,7 @@ impl Rig {
 
     /// One cheap call over the plugin's channel: what the forwarded port adds to any call.
     fn round_trip(&self) -> anyhow::Result<Duration> {
-        let mut node = self.node.clone();
+        let mut node = self.rig.node.clone();
         let start = Instant::now();
         self.block_on(node.node_get_capabilities(NodeGetCapabilitiesRequest {}))?;
         Ok(start.elapsed())
