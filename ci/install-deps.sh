@@ -9,6 +9,8 @@ have ssh-keygen || need+=(openssh-client)
 have mkfs.ext4 || need+=(e2fsprogs)
 have mkfs.xfs || need+=(xfsprogs)
 have losetup || need+=(mount)
+# The node plugin copied into the QEMU guest is stripped of its debug info first.
+have strip || need+=(binutils)
 if [ ${#need[@]} -eq 0 ]; then
   exit 0
 fi

@@ -4,6 +4,7 @@ use clap::{Parser, Subcommand, ValueEnum};
 use rds_csi::config::Config;
 use rds_csi::grpc::{ListenAddr, Listener};
 use rds_csi::service::{Driver, Mode};
+use std::io::IsTerminal;
 use std::path::PathBuf;
 
 #[derive(Parser)]
@@ -75,8 +76,10 @@ struct Serve {
 fn init_logs(format: LogFormat) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| "info,russh=warn".into());
+    // Colour codes only for a person at a terminal: in a pod's log they are noise.
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(std::io::stderr().is_terminal())
         .with_writer(std::io::stderr);
     match format {
         LogFormat::Text => builder.init(),

@@ -29,6 +29,8 @@ pub enum NodePluginError {
     NoBinary(PathBuf),
     #[error("cannot list the shared libraries of {binary} with ldd: {reason}")]
     Ldd { binary: PathBuf, reason: String },
+    #[error("cannot strip the debug info of {binary} (strip, from binutils): {reason}")]
+    Strip { binary: PathBuf, reason: String },
     #[error("cannot pick a free host port for the plugin's gRPC: {0}")]
     Port(std::io::Error),
     #[error("cannot write the node plugin's configuration {path}: {source}")]
@@ -92,7 +94,10 @@ impl NodePlugin {
         let mut extra_files = shared_libraries(&binary)?;
         extra_files.extend(config.extra_files);
         extra_files.extend([
-            (binary, "/usr/local/bin/rds-csi".into()),
+            (
+                without_debug_info(&binary, work)?,
+                "/usr/local/bin/rds-csi".into(),
+            ),
             (config_path, GUEST_CONFIG.into()),
         ]);
         let guest = Guest::boot(GuestConfig {
@@ -209,6 +214,28 @@ fn shared_libraries(binary: &Path) -> Result<Vec<(PathBuf, String)>, NodePluginE
                 .then(|| (PathBuf::from(path), path.to_owned()))
         })
         .collect())
+}
+
+/// A copy of `binary` under `work` without debug sections (symbols stay, for backtraces): the
+/// guest unpacks its initramfs into RAM under TCG, and a release build's debug info alone would
+/// not fit beside the rest in a small guest.
+fn without_debug_info(binary: &Path, work: &Path) -> Result<PathBuf, NodePluginError> {
+    let failed = |reason: String| NodePluginError::Strip {
+        binary: binary.to_owned(),
+        reason,
+    };
+    let stripped = work.join("rds-csi.stripped");
+    let output = std::process::Command::new("strip")
+        .arg("--strip-debug")
+        .arg("-o")
+        .arg(&stripped)
+        .arg(binary)
+        .output()
+        .map_err(|e| failed(e.to_string()))?;
+    if !output.status.success() {
+        return Err(failed(String::from_utf8_lossy(&output.stderr).into_owned()));
+    }
+    Ok(stripped)
 }
 
 /// A loopback port nothing listens on now; QEMU binds it a moment later.
