@@ -190,6 +190,18 @@ impl Metadata {
         Comment::new(&text)
     }
 
+    /// The metadata of a disk whose comment is `comment`, when it is an rds-csi `kind`; otherwise
+    /// why not, as a phrase about the disk ("has no comment", "is an rds-csi snapshot, not a
+    /// volume", or the [`MetadataError`], which says what to do).
+    pub fn of_disk(comment: Option<&str>, kind: IdKind) -> Result<Metadata, String> {
+        let comment = comment.ok_or("has no comment, so rds-csi did not create it")?;
+        let metadata = Metadata::parse(comment).map_err(|e| format!("has {e}"))?;
+        if metadata.kind != kind {
+            return Err(format!("is an rds-csi {}, not a {kind}", metadata.kind));
+        }
+        Ok(metadata)
+    }
+
     /// Reads a comment written by [`Metadata::to_comment`] of this or a later version-1 driver
     /// (unknown fields are skipped, so fields can be added without a version bump).
     pub fn parse(comment: &str) -> Result<Metadata, MetadataError> {
@@ -536,6 +548,38 @@ mod tests {
                 ),
                 "{damaged}"
             );
+        }
+    }
+
+    #[test]
+    fn a_disk_that_is_not_an_rds_csi_volume_says_why() {
+        let volume = "rds-csi:1,kind:volume,name:a,created:1,requested:2";
+        assert!(Metadata::of_disk(Some(volume), IdKind::Volume).is_ok());
+        for (comment, kind, says) in [
+            (None, IdKind::Volume, "has no comment"),
+            (
+                Some(volume),
+                IdKind::Snapshot,
+                "is an rds-csi volume, not a snapshot",
+            ),
+            (
+                Some("made by hand"),
+                IdKind::Volume,
+                "not written by rds-csi",
+            ),
+            (
+                Some("rds-csi:2,kind:volume"),
+                IdKind::Volume,
+                "upgrade the driver",
+            ),
+            (
+                Some("rds-csi:1,kind:volume,name:a"),
+                IdKind::Volume,
+                "fix or clear the disk's comment",
+            ),
+        ] {
+            let why = Metadata::of_disk(comment, kind).unwrap_err();
+            assert!(why.contains(says), "{comment:?}: {why}");
         }
     }
 

@@ -3,9 +3,9 @@
 use tonic::Status;
 
 use super::ControllerService;
-use super::volume::{metadata, require, volume_slot};
+use super::volume::{require, volume_slot};
 use crate::csi::v1::{DeleteVolumeRequest, DeleteVolumeResponse};
-use crate::ids;
+use crate::ids::{self, IdKind, Metadata};
 use crate::rds::value::RosPath;
 
 impl ControllerService {
@@ -27,11 +27,9 @@ impl ControllerService {
                 None => ids::disk_path(&self.settings.pool, &self.settings.base_dir, &slot),
             },
             Some(disk) => {
-                if metadata(&disk).is_none() {
+                if let Err(why) = Metadata::of_disk(disk.comment.as_deref(), IdKind::Volume) {
                     return Err(Status::failed_precondition(format!(
-                        "disk {slot} was not created by rds-csi (comment {:?}); refusing to \
-                         delete it",
-                        disk.comment.as_deref().unwrap_or_default()
+                        "disk {slot} {why}; refusing to delete it"
                     )));
                 }
                 if let Some(node) = &disk.allowed_host {

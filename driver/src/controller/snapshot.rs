@@ -36,8 +36,7 @@ const SNAPSHOT_PREFIX: &str = "snap-";
 
 /// The metadata of a disk this driver made as a snapshot.
 pub fn snapshot_metadata(disk: &DiskRecord) -> Option<Metadata> {
-    let metadata = Metadata::parse(disk.comment.as_deref()?).ok()?;
-    (metadata.kind == IdKind::Snapshot).then_some(metadata)
+    Metadata::of_disk(disk.comment.as_deref(), IdKind::Snapshot).ok()
 }
 
 /// The slot of a snapshot id this driver could have made; `None` for any other id.

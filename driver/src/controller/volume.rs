@@ -33,8 +33,7 @@ pub fn not_found(volume_id: &str) -> Status {
 
 /// The metadata of a disk this driver made as a volume.
 pub fn metadata(disk: &DiskRecord) -> Option<Metadata> {
-    let metadata = Metadata::parse(disk.comment.as_deref()?).ok()?;
-    (metadata.kind == IdKind::Volume).then_some(metadata)
+    Metadata::of_disk(disk.comment.as_deref(), IdKind::Volume).ok()
 }
 
 /// The node a disk is published to: the host NQN on its allow-list.
@@ -83,14 +82,14 @@ impl ControllerService {
         slot: &Slot,
         volume_id: &str,
     ) -> Result<DiskRecord, Status> {
-        match self.rds.find(slot).await? {
-            Some(disk) if metadata(&disk).is_some() => Ok(disk),
-            Some(disk) => Err(Status::not_found(format!(
-                "volume {volume_id:?} does not exist: disk {slot} on the RDS was not created by \
-                 rds-csi (its comment is {:?})",
-                disk.comment.as_deref().unwrap_or_default()
+        let Some(disk) = self.rds.find(slot).await? else {
+            return Err(not_found(volume_id));
+        };
+        match Metadata::of_disk(disk.comment.as_deref(), IdKind::Volume) {
+            Ok(_) => Ok(disk),
+            Err(why) => Err(Status::not_found(format!(
+                "volume {volume_id:?} does not exist: disk {slot} on the RDS {why}"
             ))),
-            None => Err(not_found(volume_id)),
         }
     }
 
