@@ -12,6 +12,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 
 use rds_csi::schedule::{Schedule, Scope, Target};
+use rds_csi::snapshot::Method;
 use serde_json::Value;
 
 /// `ci/chart.sh`'s exit status when it could not fetch its tools.
@@ -231,6 +232,61 @@ fn rendered_chart_carries_what_the_driver_needs() {
     assert_eq!(rds["hostKey"].as_str(), Some(host_key));
     assert_eq!(rds["address"].as_str(), Some("198.51.100.7"));
     assert_eq!(rds["sshPort"].as_integer(), Some(22));
+}
+
+/// The ConfigMap's config.toml, read by the driver's own configuration loader.
+fn rendered_config(objects: &[Value]) -> rds_csi::config::Config {
+    let config_map = object(objects, "ConfigMap", "rds-csi-config");
+    let text = config_map["data"]["config.toml"]
+        .as_str()
+        .expect("config.toml in the ConfigMap");
+    let config = rds_csi::config::Config::from_toml(text)
+        .unwrap_or_else(|e| panic!("the driver cannot read the rendered config: {e}\n{text}"));
+    config
+        .validate()
+        .unwrap_or_else(|e| panic!("the driver refuses the rendered config: {e}\n{text}"));
+    config
+}
+
+#[test]
+fn node_tunables_and_the_snapshot_method_reach_the_driver() {
+    let Some(tools) = chart_script(&["--tools"]) else {
+        return;
+    };
+    let (helm, kubectl) = (tool_path(&tools, "helm"), tool_path(&tools, "kubectl"));
+    let required = [
+        ("config.rds.address", "198.51.100.7"),
+        (
+            "config.rds.hostKey",
+            "SHA256:47DEQpj8HBSa+/TImW+5JCeuQeRkm5NMpJWZG3hSuFU",
+        ),
+        ("sshKey.privateKey", "placeholder"),
+    ];
+    let defaults = rendered_config(&render(&helm, &kubectl, &required));
+    assert_eq!(defaults.node.ctrl_loss_tmo, 600);
+    assert_eq!(defaults.node.reconnect_delay, 5);
+    assert_eq!(defaults.node.keep_alive_tmo, 15);
+    assert_eq!(defaults.node.nr_io_queues, None);
+    assert_eq!(defaults.node.max_volumes, 64);
+    assert_eq!(defaults.controller.snapshot_method, Method::CopyFrom);
+
+    let mut values = required.to_vec();
+    values.extend([
+        ("config.node.ctrlLossTmo", "-1"),
+        ("config.node.reconnectDelay", "2"),
+        ("config.node.keepAliveTmo", "30"),
+        ("config.node.nrIoQueues", "4"),
+        ("config.controller.maxVolumesPerNode", "12"),
+        ("config.controller.snapshotMethod", "disk-copy"),
+    ]);
+    let set = rendered_config(&render(&helm, &kubectl, &values));
+    assert_eq!(set.node.ctrl_loss_tmo, -1);
+    assert_eq!(set.node.reconnect_delay, 2);
+    assert_eq!(set.node.keep_alive_tmo, 30);
+    assert_eq!(set.node.nr_io_queues, Some(4));
+    assert_eq!(set.node.max_volumes, 12);
+    assert_eq!(set.controller.max_volumes_per_node, 12);
+    assert_eq!(set.controller.snapshot_method, Method::DiskCopy);
 }
 
 /// The CronJob's arguments, read by the driver's own command line, as the job would run them.
