@@ -147,6 +147,17 @@ pub enum MetadataError {
     Malformed { comment: String, reason: String },
 }
 
+/// Why a disk is not the rds-csi volume or snapshot a request names; each reads after "disk X".
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum NotA {
+    #[error("has no comment, so rds-csi did not create it")]
+    Commented,
+    #[error("is an rds-csi {found}, not a {wanted}")]
+    Kind { found: IdKind, wanted: IdKind },
+    #[error("cannot be rds-csi's: its {0}")]
+    Metadata(#[from] MetadataError),
+}
+
 /// The comment's leading mark: `rds-csi:<version>`.
 const MARK: &str = "rds-csi:";
 const VERSION: &str = "1";
@@ -191,13 +202,14 @@ impl Metadata {
     }
 
     /// The metadata of a disk whose comment is `comment`, when it is an rds-csi `kind`; otherwise
-    /// why not, as a phrase about the disk ("has no comment", "is an rds-csi snapshot, not a
-    /// volume", or the [`MetadataError`], which says what to do).
-    pub fn of_disk(comment: Option<&str>, kind: IdKind) -> Result<Metadata, String> {
-        let comment = comment.ok_or("has no comment, so rds-csi did not create it")?;
-        let metadata = Metadata::parse(comment).map_err(|e| format!("has {e}"))?;
+    /// why not.
+    pub fn of_disk(comment: Option<&str>, kind: IdKind) -> Result<Metadata, NotA> {
+        let metadata = Metadata::parse(comment.ok_or(NotA::Commented)?)?;
         if metadata.kind != kind {
-            return Err(format!("is an rds-csi {}, not a {kind}", metadata.kind));
+            return Err(NotA::Kind {
+                found: metadata.kind,
+                wanted: kind,
+            });
         }
         Ok(metadata)
     }
@@ -556,7 +568,11 @@ mod tests {
         let volume = "rds-csi:1,kind:volume,name:a,created:1,requested:2";
         assert!(Metadata::of_disk(Some(volume), IdKind::Volume).is_ok());
         for (comment, kind, says) in [
-            (None, IdKind::Volume, "has no comment"),
+            (
+                None,
+                IdKind::Volume,
+                "has no comment, so rds-csi did not create it",
+            ),
             (
                 Some(volume),
                 IdKind::Snapshot,
@@ -565,7 +581,7 @@ mod tests {
             (
                 Some("made by hand"),
                 IdKind::Volume,
-                "not written by rds-csi",
+                "cannot be rds-csi's: its comment \"made by hand\" was not written by rds-csi",
             ),
             (
                 Some("rds-csi:2,kind:volume"),
@@ -578,7 +594,7 @@ mod tests {
                 "fix or clear the disk's comment",
             ),
         ] {
-            let why = Metadata::of_disk(comment, kind).unwrap_err();
+            let why = Metadata::of_disk(comment, kind).unwrap_err().to_string();
             assert!(why.contains(says), "{comment:?}: {why}");
         }
     }

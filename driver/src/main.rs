@@ -76,10 +76,13 @@ struct Serve {
 fn init_logs(format: LogFormat) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| "info,russh=warn".into());
-    // Colour codes only for a person at a terminal: in a pod's log they are noise.
+    // Colour codes only for a person at a terminal who has not asked for none (NO_COLOR): in a
+    // pod's log they are noise.
+    let colour = std::io::stderr().is_terminal()
+        && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty());
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_ansi(std::io::stderr().is_terminal())
+        .with_ansi(colour)
         .with_writer(std::io::stderr);
     match format {
         LogFormat::Text => builder.init(),

@@ -24,6 +24,8 @@ fn the_log_into_a_pipe_has_no_colour_codes() {
         .arg("--config")
         .arg(&config)
         .env("RUST_LOG", "info")
+        // NO_COLOR would hide colour codes whatever the driver decides about pipes.
+        .env_remove("NO_COLOR")
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();

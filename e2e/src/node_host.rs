@@ -8,20 +8,28 @@ use anyhow::Context;
 use rds_csi::node::host::{LinuxMounts, Mounts};
 
 use crate::qemu::node_plugin::NodePlugin;
+use crate::qemu::sh_quote;
 use crate::suite::Skip;
 
 /// Where the `qemu` target's node keeps its staging and target paths, in the guest.
 const GUEST_NODE_DIR: &str = "/var/lib/rds-e2e/node";
 
 /// What the node has set up: mounts under the target's node directory, and its attachments (loop
-/// devices over the simulator's files, or NVMe/TCP controllers).
+/// devices over the simulator's files, or NVMe/TCP controllers of the driver's subsystems).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct HostState {
     pub mounts: Vec<String>,
     pub attachments: Vec<String>,
 }
 
-pub enum NodeHost {
+pub struct NodeHost {
+    place: Place,
+    /// The driver's subsystem NQN prefix: other NVMe/TCP controllers on the machine are not the
+    /// node's doing.
+    nqn_prefix: String,
+}
+
+pub enum Place {
     /// The node plugin runs in this process; `loop_root` is set in loop mode.
     Local {
         dir: PathBuf,
@@ -31,31 +39,42 @@ pub enum NodeHost {
 }
 
 impl NodeHost {
+    pub fn new(place: Place, nqn_prefix: &str) -> NodeHost {
+        NodeHost {
+            place,
+            nqn_prefix: nqn_prefix.to_owned(),
+        }
+    }
+
     /// The directory for the node's staging and target paths, on the node's machine.
     pub fn dir(&self) -> PathBuf {
-        match self {
-            NodeHost::Local { dir, .. } => dir.clone(),
-            NodeHost::Guest(_) => PathBuf::from(GUEST_NODE_DIR),
+        match &self.place {
+            Place::Local { dir, .. } => dir.clone(),
+            Place::Guest(_) => PathBuf::from(GUEST_NODE_DIR),
         }
     }
 
     /// `mkdir -p` on the node's machine.
     pub fn create_dir_all(&self, path: &Path) -> anyhow::Result<()> {
-        match self {
-            NodeHost::Local { .. } => std::fs::create_dir_all(path)
+        match &self.place {
+            Place::Local { .. } => std::fs::create_dir_all(path)
                 .with_context(|| format!("creating {}", path.display())),
-            NodeHost::Guest(plugin) => guest(plugin, &format!("mkdir -p '{}'", path.display()))
-                .map(drop)
-                .with_context(|| format!("creating {} in the guest", path.display())),
+            Place::Guest(plugin) => {
+                let quoted = sh_quote(&path.display().to_string());
+                guest(plugin, &format!("mkdir -p {quoted}"))
+                    .map(drop)
+                    .with_context(|| format!("creating {} in the guest", path.display()))
+            }
         }
     }
 
     /// Whether `path` exists on the node's machine.
     pub fn exists(&self, path: &str) -> anyhow::Result<bool> {
-        match self {
-            NodeHost::Local { .. } => Ok(Path::new(path).exists()),
-            NodeHost::Guest(plugin) => {
-                let answer = guest(plugin, &format!("[ -e '{path}' ] && echo yes || echo no"))?;
+        match &self.place {
+            Place::Local { .. } => Ok(Path::new(path).exists()),
+            Place::Guest(plugin) => {
+                let quoted = sh_quote(path);
+                let answer = guest(plugin, &format!("[ -e {quoted} ] && echo yes || echo no"))?;
                 Ok(answer.trim() == "yes")
             }
         }
@@ -64,9 +83,9 @@ impl NodeHost {
     /// Skips a case that attaches volumes where the node cannot: loop mode needs root and loop
     /// devices.
     pub fn can_attach(&self) -> Result<(), Skip> {
-        let NodeHost::Local {
+        let Place::Local {
             loop_root: Some(_), ..
-        } = self
+        } = &self.place
         else {
             return Ok(());
         };
@@ -89,8 +108,8 @@ impl NodeHost {
     /// The node's mounts under [`NodeHost::dir`] and its attachments now.
     pub fn state(&self) -> anyhow::Result<HostState> {
         let dir = self.dir();
-        let mut state = match self {
-            NodeHost::Local { loop_root, .. } => HostState {
+        let mut state = match &self.place {
+            Place::Local { loop_root, .. } => HostState {
                 mounts: LinuxMounts
                     .list()?
                     .into_iter()
@@ -99,10 +118,10 @@ impl NodeHost {
                     .collect(),
                 attachments: match loop_root {
                     Some(root) => loops_over(root)?,
-                    None => tcp_controllers()?,
+                    None => tcp_controllers(&self.nqn_prefix)?,
                 },
             },
-            NodeHost::Guest(plugin) => guest_state(plugin, &dir)?,
+            Place::Guest(plugin) => guest_state(plugin, &dir, &self.nqn_prefix)?,
         };
         state.attachments.sort();
         Ok(state)
@@ -127,16 +146,16 @@ fn loops_over(root: &Path) -> anyhow::Result<Vec<String>> {
     Ok(loops)
 }
 
-/// This host's NVMe/TCP controllers, as `nvmeN <subsystem NQN>`.
-fn tcp_controllers() -> anyhow::Result<Vec<String>> {
+/// This host's NVMe/TCP controllers of subsystems under `nqn_prefix`, as `nvmeN <subsystem NQN>`.
+fn tcp_controllers(nqn_prefix: &str) -> anyhow::Result<Vec<String>> {
     let mut controllers = Vec::new();
     let Ok(entries) = std::fs::read_dir("/sys/class/nvme") else {
         return Ok(controllers);
     };
     for entry in entries.flatten() {
         let read = |name: &str| std::fs::read_to_string(entry.path().join(name));
-        if read("transport").is_ok_and(|t| t.trim() == "tcp") {
-            let nqn = read("subsysnqn").unwrap_or_default();
+        let nqn = read("subsysnqn").unwrap_or_default();
+        if read("transport").is_ok_and(|t| t.trim() == "tcp") && nqn.starts_with(nqn_prefix) {
             controllers.push(format!(
                 "{} {}",
                 entry.file_name().to_string_lossy(),
@@ -147,18 +166,21 @@ fn tcp_controllers() -> anyhow::Result<Vec<String>> {
     Ok(controllers)
 }
 
-/// The guest's mounts under `dir` (one `M <path>` line each) and NVMe/TCP controllers (`C <name>
-/// <subsystem NQN>`), read in one command.
-fn guest_state(plugin: &NodePlugin, dir: &Path) -> anyhow::Result<HostState> {
+/// The guest's mounts under `dir` (one `M <path>` line each) and NVMe/TCP controllers of
+/// subsystems under `nqn_prefix` (`C <name> <subsystem NQN>`), read in one command.
+fn guest_state(plugin: &NodePlugin, dir: &Path, nqn_prefix: &str) -> anyhow::Result<HostState> {
     let listing = guest(
         plugin,
         &format!(
-            "awk -v dir='{}/' 'index($2, dir) == 1 {{ print \"M \" $2 }}' /proc/mounts
+            "awk -v dir={} 'index($2, dir) == 1 {{ print \"M \" $2 }}' /proc/mounts
              for c in /sys/class/nvme/nvme*; do
-               [ \"$(cat $c/transport 2>/dev/null)\" = tcp ] && echo \"C ${{c##*/}} $(cat $c/subsysnqn)\"
+               [ \"$(cat $c/transport 2>/dev/null)\" = tcp ] || continue
+               nqn=$(cat $c/subsysnqn)
+               case $nqn in {}*) echo \"C ${{c##*/}} $nqn\" ;; esac
              done
              true",
-            dir.display()
+            sh_quote(&format!("{}/", dir.display())),
+            sh_quote(nqn_prefix)
         ),
     )?;
     let mut state = HostState {

@@ -302,6 +302,11 @@ fn read_agent(stdout: ChildStdout, messages: &Sender<Result<Message, String>>) {
     }
 }
 
+/// `text` as one word of a guest shell command line, whatever it holds.
+pub fn sh_quote(text: &str) -> String {
+    format!("'{}'", text.replace('\'', r"'\''"))
+}
+
 /// Boots a guest for a test. `Ok(None)` means skip: this machine cannot run a guest and `CI` is not
 /// `true` (the reason is printed). In CI the same condition is an error, as is any boot failure.
 pub fn boot_or_skip(config: GuestConfig) -> Result<Option<Guest>, GuestError> {
@@ -331,6 +336,26 @@ pub fn skip_reason(error: &GuestError) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn sh_quote_makes_one_word_of_anything() {
+        for text in [
+            "plain",
+            "two words",
+            "it's",
+            "'",
+            "$(reboot)",
+            "a\"b\\c",
+            "",
+        ] {
+            let output = Command::new("sh")
+                .arg("-c")
+                .arg(format!("printf %s {}", sh_quote(text)))
+                .output()
+                .unwrap();
+            assert_eq!(String::from_utf8_lossy(&output.stdout), text);
+        }
+    }
 
     #[test]
     fn a_guest_can_be_shared_between_test_threads() {

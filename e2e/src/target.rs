@@ -14,7 +14,7 @@ use tonic::transport::Channel;
 
 use crate::config::{ConfigError, Settings, TargetKind};
 use crate::driver_server::DriverServer;
-use crate::node_host::NodeHost;
+use crate::node_host::{NodeHost, Place};
 use crate::qemu::node_plugin::{NodePlugin, NodePluginConfig, NodePluginError};
 use crate::sim_rds::SimRds;
 
@@ -96,13 +96,13 @@ impl Target {
             .tempdir()
             .map_err(TargetError::TempDir)?;
         let node_dir = dir.path().join("node");
-        let (mut table, node_id, rds, node_host) = match settings.target {
+        let (mut table, node_id, rds, place) = match settings.target {
             TargetKind::Sim => {
                 let rds = SimRds::start(dir.path(), &settings.sim).await?;
                 let mut table = rds.driver_config(&settings.sim, SIM_NODE_ID);
                 let loop_root = dir.path().join("rds").join("files");
                 loop_node(&mut table, &loop_root, settings.sim.max_volumes_per_node);
-                let host = NodeHost::Local {
+                let host = Place::Local {
                     dir: node_dir,
                     loop_root: Some(loop_root),
                 };
@@ -117,7 +117,7 @@ impl Target {
                     table,
                     SIM_NODE_ID.to_owned(),
                     Some(rds),
-                    NodeHost::Guest(plugin),
+                    Place::Guest(plugin),
                 )
             }
             TargetKind::Hardware => {
@@ -125,7 +125,7 @@ impl Target {
                     .hardware
                     .as_ref()
                     .ok_or_else(|| ConfigError::MissingHardware(settings.file.clone()))?;
-                let host = NodeHost::Local {
+                let host = Place::Local {
                     dir: node_dir,
                     loop_root: None,
                 };
@@ -144,17 +144,18 @@ impl Target {
             source,
         };
         // The host's driver serves the node too, except where the node is elsewhere.
-        let (mode, node_channel) = match &node_host {
-            NodeHost::Guest(plugin) => {
+        let (mode, node_channel) = match &place {
+            Place::Guest(plugin) => {
                 table.remove("node");
                 let channel = plugin.channel().await.map_err(TargetError::NodePlugin)?;
                 (Mode::Controller, Some(channel))
             }
-            NodeHost::Local { .. } => (Mode::All, None),
+            Place::Local { .. } => (Mode::All, None),
         };
         let mut config = Config::from_toml(&table.to_string()).map_err(config_error)?;
         adjust(&mut config);
         config.validate().map_err(config_error)?;
+        let node_host = NodeHost::new(place, &config.rds.nqn_prefix);
         let socket = dir.path().join("csi.sock");
         let server = DriverServer::start(config.clone(), &socket, mode).await?;
         Ok(Target {

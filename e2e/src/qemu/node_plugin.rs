@@ -27,6 +27,11 @@ pub enum NodePluginError {
          `cargo nextest run --workspace` builds it)"
     )]
     NoBinary(PathBuf),
+    #[error(
+        "the rds-csi binary {0} is older than the driver's sources: rebuild it \
+         (`cargo build -p rds-csi`) so the guest runs the code under test"
+    )]
+    StaleBinary(PathBuf),
     #[error("cannot list the shared libraries of {binary} with ldd: {reason}")]
     Ldd { binary: PathBuf, reason: String },
     #[error("cannot strip the debug info of {binary} (strip, from binutils): {reason}")]
@@ -77,11 +82,12 @@ impl NodePlugin {
     /// loads), starts `rds-csi node` there and waits until it serves. `work` holds the generated
     /// configuration file.
     pub fn boot(config: NodePluginConfig, work: &Path) -> Result<NodePlugin, NodePluginError> {
+        // First whether a guest can run here at all, so that such a machine skips.
+        super::image::cached()?;
         let binary = match config.binary {
             Some(binary) => binary,
             None => plugin_binary()?,
         };
-        let host_port = free_local_port()?;
         let config_path = work.join("node-plugin.toml");
         let mut file = toml::Table::new();
         file.insert("node".into(), config.node.into());
@@ -100,12 +106,7 @@ impl NodePlugin {
             ),
             (config_path, GUEST_CONFIG.into()),
         ]);
-        let guest = Guest::boot(GuestConfig {
-            memory_mb: config.memory_mb,
-            host_forwards: vec![(host_port, GUEST_CSI_PORT)],
-            extra_files,
-            ..GuestConfig::default()
-        })?;
+        let (guest, host_port) = boot_with_forward(config.memory_mb, extra_files)?;
         let started = guest
             .run_ok(&format!(
                 "modprobe nvme-tcp
@@ -176,6 +177,32 @@ impl NodePlugin {
     }
 }
 
+/// Boots the guest with a host port forwarded to the plugin's. The port is free when picked but
+/// only bound by QEMU a moment later, so another process may take it first: then QEMU cannot set
+/// up the forward, and a new port is tried.
+fn boot_with_forward(
+    memory_mb: u32,
+    extra_files: Vec<(PathBuf, String)>,
+) -> Result<(Guest, u16), NodePluginError> {
+    let mut attempts = 3;
+    loop {
+        let host_port = free_local_port()?;
+        let booted = Guest::boot(GuestConfig {
+            memory_mb,
+            host_forwards: vec![(host_port, GUEST_CSI_PORT)],
+            extra_files: extra_files.clone(),
+            ..GuestConfig::default()
+        });
+        attempts -= 1;
+        match booted {
+            Ok(guest) => return Ok((guest, host_port)),
+            Err(GuestError::Boot { diagnostics, .. })
+                if attempts > 0 && diagnostics.contains("host forwarding rule") => {}
+            Err(e) => return Err(e.into()),
+        }
+    }
+}
+
 /// The rds-csi binary of this build: beside a bench binary (`target/<profile>/`), or two levels
 /// above a test binary (`target/<profile>/deps/`).
 fn plugin_binary() -> Result<PathBuf, NodePluginError> {
@@ -185,11 +212,39 @@ fn plugin_binary() -> Result<PathBuf, NodePluginError> {
         .parent()
         .and_then(Path::parent)
         .map(|profile| profile.join("rds-csi"));
-    [Some(beside.clone()), above]
+    let binary = [Some(beside.clone()), above]
         .into_iter()
         .flatten()
         .find(|candidate| candidate.is_file())
-        .ok_or(NodePluginError::NoBinary(beside))
+        .ok_or(NodePluginError::NoBinary(beside))?;
+    // Building this crate does not rebuild the binary (only the library is a dependency), so an
+    // old binary would quietly test old driver code.
+    let sources = Path::new(env!("CARGO_MANIFEST_DIR")).join("../driver/src");
+    if let (Some(built), Some(changed)) = (modified(&binary), newest_modification(&sources))
+        && changed > built
+    {
+        return Err(NodePluginError::StaleBinary(binary));
+    }
+    Ok(binary)
+}
+
+fn modified(path: &Path) -> Option<std::time::SystemTime> {
+    std::fs::metadata(path).and_then(|m| m.modified()).ok()
+}
+
+/// The latest modification time of any file under `dir`.
+fn newest_modification(dir: &Path) -> Option<std::time::SystemTime> {
+    let mut newest = None;
+    for entry in std::fs::read_dir(dir).ok()?.flatten() {
+        let path = entry.path();
+        let time = if path.is_dir() {
+            newest_modification(&path)
+        } else {
+            modified(&path)
+        };
+        newest = newest.max(time);
+    }
+    newest
 }
 
 /// The shared libraries `binary` loads, as `(host path, guest path)`: the guest image lacks some

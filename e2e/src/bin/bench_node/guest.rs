@@ -21,10 +21,10 @@ use rds_csi::csi::v1::{
     NodeGetCapabilitiesRequest, NodeStageVolumeRequest, NodeUnstageVolumeRequest, VolumeCapability,
 };
 use rds_csi::node::NodeSettings;
-use rds_csi::node::host::{FsType, Tunables};
+use rds_csi::node::host::fabric::kernel::connect_options;
+use rds_csi::node::host::{FsType, Target, Tunables};
 use rds_e2e::qemu::kernel_node::{KernelNodeRig, PublishedVolume};
 use rds_e2e::qemu::node_plugin::NodePluginConfig;
-use rds_e2e::qemu::nvme::Connect;
 use rds_e2e::requests;
 
 use super::{Args, HOST_NQN, median, ms};
@@ -190,27 +190,21 @@ impl Rig {
                 .with_context(|| format!("publish_context lacks {key:?}"))
         };
         let nqn = published(NQN)?;
-        let t = &self.tunables;
-        let mut options = format!(
-            "ctrl_loss_tmo={},reconnect_delay={},keep_alive_tmo={}",
-            t.ctrl_loss_tmo, t.reconnect_delay, t.keep_alive_tmo
-        );
-        if let Some(queues) = t.nr_io_queues {
-            options.push_str(&format!(",nr_io_queues={queues}"));
-        }
-        let line = Connect {
-            traddr: published(ADDRESS)?,
+        let target = Target {
+            volume_id: volume.id.clone(),
+            nqn: nqn.clone(),
+            address: published(ADDRESS)?.clone(),
             port: published(PORT)?.parse()?,
-            nqn,
-            host_nqn: HOST_NQN,
-            options: &options,
-        }
-        .fabrics_line();
+            host_nqn: HOST_NQN.to_owned(),
+            file_path: None,
+            tunables: self.tunables,
+        };
+        let line = connect_options(&target, target.address.parse()?)?;
         let (program, mkfs_options) = FsType::Ext4.mkfs_command();
         let mkfs = format!("{program} {}", mkfs_options.join(" "));
         let mnt = format!("/mnt/{name}");
         // busybox's date has no %N, and a copied coreutils date takes ~70 ms to start under TCG;
-        // the kernel's monotonic clock in /proc/timer_list's third line costs ~0.5 ms to read
+        // the kernel's monotonic clock in /proc/timer_list's third line costs 1.5–3 ms to read
         // with shell builtins (no process), and the script reads it twice in a row to show that.
         let output = self.guest(&format!(
             "now() {{ {{ read -r _; read -r _; read -r _ _ ns _; }} </proc/timer_list; }}

@@ -180,8 +180,9 @@ fn resolve(address: &str, port: u16) -> Result<IpAddr, HostError> {
         })
 }
 
-/// The option string `/dev/nvme-fabrics` takes (what `nvme connect` writes).
-fn options(target: &Target, traddr: IpAddr) -> Result<String, HostError> {
+/// The option string `/dev/nvme-fabrics` takes (what `nvme connect` writes); public so that
+/// bench-node's steps by hand connect exactly as the plugin does.
+pub fn connect_options(target: &Target, traddr: IpAddr) -> Result<String, HostError> {
     for (what, nqn) in [("subsystem", &target.nqn), ("host", &target.host_nqn)] {
         Nqn::parse(nqn).map_err(|e| HostError::BadTarget(format!("the {what} NQN: {e}")))?;
     }
@@ -220,7 +221,7 @@ impl Fabric for KernelFabric {
             );
             return Ok(false);
         }
-        let line = options(target, traddr.parse().expect("formatted from an IpAddr"))?;
+        let line = connect_options(target, traddr.parse().expect("formatted from an IpAddr"))?;
         let fabrics = self.fabrics();
         let mut file = match fs::OpenOptions::new().read(true).write(true).open(&fabrics) {
             Ok(file) => file,
