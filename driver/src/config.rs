@@ -18,11 +18,12 @@
 //! | `rds.nvmeAddress` | `RDS_CSI_RDS_NVME_ADDRESS` | (`rds.address`) | the NVMe/TCP address nodes connect to, when it differs from the SSH address (a storage network) |
 //! | `rds.nvmePort` | `RDS_CSI_RDS_NVME_PORT` | `4420` | NVMe/TCP port of new volumes; a StorageClass may override it with `nvmePort` |
 //! | `rds.connectTimeoutMs` | `RDS_CSI_RDS_CONNECT_TIMEOUT_MS` | `10000` | TCP connect, SSH handshake and login, in milliseconds |
-//! | `rds.commandTimeoutMs` | `RDS_CSI_RDS_COMMAND_TIMEOUT_MS` | `30000` | one RouterOS command, in milliseconds |
+//! | `rds.commandTimeoutMs` | `RDS_CSI_RDS_COMMAND_TIMEOUT_MS` | `30000` | one RouterOS command other than `/disk copy`, in milliseconds |
+//! | `rds.copyTimeoutMs` | `RDS_CSI_RDS_COPY_TIMEOUT_MS` | `3600000` | one `/disk copy` (the `disk-copy` snapshot method's block copy, which runs as one command for the whole copy), in milliseconds; it must cover a copy of the largest volume |
 //! | `rds.sessions` | `RDS_CSI_RDS_SESSIONS` | `4` | SSH connections kept to the RDS (1 to 64) |
 //! | `controller.maxConcurrentCreates` | `RDS_CSI_CONTROLLER_MAX_CONCURRENT_CREATES` | `8` | CreateVolume calls worked on at once; more wait their turn |
 //! | `controller.maxVolumesPerNode` | `RDS_CSI_CONTROLLER_MAX_VOLUMES_PER_NODE` | `64` | volumes published to one node at once; one more is refused with RESOURCE_EXHAUSTED |
-//! | `controller.snapshotMethod` | `RDS_CSI_CONTROLLER_SNAPSHOT_METHOD` | `copy-from` | how snapshots, restores and clones copy data: `copy-from` (`/disk add copy-from=`) `disk-copy` (`/disk copy`, a full block copy, run as one command: `rds.commandTimeoutMs` must cover a copy of the largest volume) or `btrfs` (Btrfs subvolume snapshots, for volumes of a StorageClass with `layout: subvolume` on a Btrfs pool); a VolumeSnapshotClass may override it with `method`. The controller probes a method on the RDS before first using it and refuses one that does not copy data (`rds-csi doctor --snapshots` shows the verdicts) |
+//! | `controller.snapshotMethod` | `RDS_CSI_CONTROLLER_SNAPSHOT_METHOD` | `copy-from` | how snapshots, restores and clones copy data: `copy-from` (`/disk add copy-from=`) `disk-copy` (`/disk copy`, a full block copy, run as one command: `rds.copyTimeoutMs` must cover a copy of the largest volume) or `btrfs` (Btrfs subvolume snapshots, for volumes of a StorageClass with `layout: subvolume` on a Btrfs pool); a VolumeSnapshotClass may override it with `method`. The controller probes a method on the RDS before first using it and refuses one that does not copy data (`rds-csi doctor --snapshots` shows the verdicts) |
 //! | `node.nodeId` | `RDS_CSI_NODE_NODE_ID` | (unset) | the node plugin's node id; unset: its host NQN (the controller names the node in a volume's allow-list by it, so leave it unset unless the two differ on purpose) |
 //! | `node.hostNqn` | `RDS_CSI_NODE_HOST_NQN` | (unset) | the node's NVMe host NQN; unset: read from `/etc/nvme/hostnqn` |
 //! | `node.fabric` | `RDS_CSI_NODE_FABRIC` | `kernel` | how the node attaches volumes: `kernel` (the kernel's NVMe/TCP initiator; needs the nvme_tcp module) or `loop` (loop devices over rds-sim's backing files, for machines without nvme-tcp; development and CI only) |
@@ -93,6 +94,7 @@ pub struct RdsConfig {
     pub nvme_port: u16,
     pub connect_timeout_ms: u64,
     pub command_timeout_ms: u64,
+    pub copy_timeout_ms: u64,
     pub sessions: usize,
 }
 
@@ -171,6 +173,7 @@ impl Default for RdsConfig {
             nvme_port: 4420,
             connect_timeout_ms: 10_000,
             command_timeout_ms: 30_000,
+            copy_timeout_ms: 3_600_000,
             sessions: 4,
         }
     }
@@ -334,6 +337,7 @@ impl Config {
         check("rds.nvmePort", nonzero(rds.nvme_port.into()));
         check("rds.connectTimeoutMs", nonzero(rds.connect_timeout_ms));
         check("rds.commandTimeoutMs", nonzero(rds.command_timeout_ms));
+        check("rds.copyTimeoutMs", nonzero(rds.copy_timeout_ms));
         check(
             "rds.sessions",
             if (1..=MAX_SESSIONS).contains(&rds.sessions) {
@@ -533,6 +537,8 @@ mod tests {
         assert_eq!(config.rds.base_dir, "csi");
         assert_eq!(config.rds.nvme_port, 4420);
         assert_eq!(config.rds.sessions, 4);
+        assert_eq!(config.rds.command_timeout_ms, 30_000);
+        assert_eq!(config.rds.copy_timeout_ms, 3_600_000);
         assert_eq!(config.controller, ControllerConfig::default());
         assert_eq!(config.node, NodeConfig::default());
         assert_eq!(config.rds.host_key_pin().unwrap().to_string(), FINGERPRINT);
@@ -584,7 +590,7 @@ mod tests {
     fn values_are_checked_against_the_rds_rules() {
         let base = Config::from_toml(&minimal()).unwrap();
         type Change = fn(&mut Config);
-        let cases: [(&str, Change); 7] = [
+        let cases: [(&str, Change); 9] = [
             ("rds.hostKey", |c| c.rds.host_key = "not a key".into()),
             ("rds.pool", |c| c.rds.pool = "storage pool".into()),
             ("rds.baseDir", |c| c.rds.base_dir = "../x".into()),
@@ -595,6 +601,8 @@ mod tests {
                 c.rds.nqn_prefix = format!("nqn.2000-01.com.x:{}", "a".repeat(180))
             }),
             ("rds.nvmePort", |c| c.rds.nvme_port = 0),
+            ("rds.commandTimeoutMs", |c| c.rds.command_timeout_ms = 0),
+            ("rds.copyTimeoutMs", |c| c.rds.copy_timeout_ms = 0),
             ("node.hostNqn", |c| c.node.host_nqn = Some("host".into())),
         ];
         for (key, change) in cases {

@@ -135,6 +135,7 @@ pub async fn run(config: &Config) -> Report {
     let timeouts = Timeouts {
         connect: Duration::from_millis(rds.connect_timeout_ms),
         command: Duration::from_millis(rds.command_timeout_ms),
+        copy: Duration::from_millis(rds.copy_timeout_ms),
     };
     let ssh = match SshTransport::connect(&addr, &rds.user, key, &pin, timeouts).await {
         Ok(t) => {

@@ -68,6 +68,7 @@ impl Driver {
             timeouts: Timeouts {
                 connect: std::time::Duration::from_millis(rds.connect_timeout_ms),
                 command: std::time::Duration::from_millis(rds.command_timeout_ms),
+                copy: std::time::Duration::from_millis(rds.copy_timeout_ms),
             },
             size: rds.sessions,
             ..PoolConfig::new(&rds.ssh_addr(), &rds.user, Arc::new(key), pin)

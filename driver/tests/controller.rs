@@ -15,6 +15,8 @@ mod recovery;
 
 #[path = "controller/snapshot_btrfs.rs"]
 mod snapshot_btrfs;
+#[path = "controller/snapshot_copy_timeout.rs"]
+mod snapshot_copy_timeout;
 #[path = "controller/snapshot_data.rs"]
 mod snapshot_data;
 

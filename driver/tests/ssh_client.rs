@@ -271,6 +271,37 @@ mod ssh {
     }
 
     #[tokio::test]
+    async fn a_copy_gets_the_copy_timeout_and_every_other_command_the_command_timeout() {
+        let server = Server::start().await;
+        let timeouts = Timeouts {
+            command: Duration::from_millis(300),
+            copy: Duration::from_millis(600),
+            ..Timeouts::default()
+        };
+        let pool = SshPool::new(PoolConfig {
+            size: 1,
+            timeouts,
+            ..PoolConfig::new(&server.addr, "admin", server.key.clone(), server.pin())
+        });
+        let timed_out = |after| SshError::Timeout {
+            addr: server.addr.clone(),
+            command: "hang".to_owned(),
+            after,
+        };
+        assert_eq!(pool.run("hang").await, Err(timed_out(timeouts.command)));
+        assert_eq!(pool.run_copy("hang").await, Err(timed_out(timeouts.copy)));
+        // Each timed-out command ended its connection, so the server dropped both sessions.
+        let stats = server
+            .shell
+            .wait_for(|stats| stats.sessions_closed == 2)
+            .await;
+        assert_eq!(stats.sessions_opened, 2);
+        assert_eq!(stats.lines, ["hang", "hang"]);
+        assert_eq!(pool.run_copy("copied").await.unwrap(), "copied\r\n");
+        server.stop().await;
+    }
+
+    #[tokio::test]
     async fn the_probe_opens_a_channel() {
         let server = Server::start().await;
         let transport = server.connect().await;

@@ -269,6 +269,8 @@ fn node_tunables_and_the_snapshot_method_reach_the_driver() {
     assert_eq!(defaults.node.nr_io_queues, None);
     assert_eq!(defaults.node.max_volumes, 64);
     assert_eq!(defaults.controller.snapshot_method, Method::CopyFrom);
+    assert_eq!(defaults.rds.command_timeout_ms, 30_000);
+    assert_eq!(defaults.rds.copy_timeout_ms, 3_600_000);
 
     let mut values = required.to_vec();
     values.extend([
@@ -278,6 +280,7 @@ fn node_tunables_and_the_snapshot_method_reach_the_driver() {
         ("config.node.nrIoQueues", "4"),
         ("config.controller.maxVolumesPerNode", "12"),
         ("config.controller.snapshotMethod", "disk-copy"),
+        ("config.rds.copyTimeoutMs", "7200000"),
     ]);
     let set = rendered_config(&render(&helm, &kubectl, &values));
     assert_eq!(set.node.ctrl_loss_tmo, -1);
@@ -287,6 +290,7 @@ fn node_tunables_and_the_snapshot_method_reach_the_driver() {
     assert_eq!(set.node.max_volumes, 12);
     assert_eq!(set.controller.max_volumes_per_node, 12);
     assert_eq!(set.controller.snapshot_method, Method::DiskCopy);
+    assert_eq!(set.rds.copy_timeout_ms, 7_200_000);
 }
 
 /// The CronJob's arguments, read by the driver's own command line, as the job would run them.

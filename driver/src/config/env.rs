@@ -147,6 +147,14 @@ pub(super) const KEYS: &[Key] = &[
         },
     },
     Key {
+        toml: "rds.copyTimeoutMs",
+        env: "RDS_CSI_RDS_COPY_TIMEOUT_MS",
+        set: |c, v| {
+            c.rds.copy_timeout_ms = number(v)?;
+            Ok(())
+        },
+    },
+    Key {
         toml: "rds.sessions",
         env: "RDS_CSI_RDS_SESSIONS",
         set: |c, v| {
@@ -284,6 +292,7 @@ mod tests {
         let vars = HashMap::from([
             ("RDS_CSI_RDS_ADDRESS", "fd00::5"),
             ("RDS_CSI_RDS_SSH_PORT", "2222"),
+            ("RDS_CSI_RDS_COPY_TIMEOUT_MS", "7200000"),
             ("RDS_CSI_CONTROLLER_MAX_VOLUMES_PER_NODE", "7"),
             ("RDS_CSI_CONTROLLER_SNAPSHOT_METHOD", "disk-copy"),
             ("RDS_CSI_NODE_HOST_NQN", "nqn.2014-08.org.nvmexpress:uuid:1"),
@@ -294,6 +303,8 @@ mod tests {
             .apply_vars(|name| vars.get(name).map(|v| v.to_string()))
             .unwrap();
         assert_eq!(config.rds.ssh_addr(), "[fd00::5]:2222");
+        assert_eq!(config.rds.copy_timeout_ms, 7_200_000);
+        assert_eq!(config.rds.command_timeout_ms, 30_000);
         assert_eq!(config.controller.max_volumes_per_node, 7);
         assert_eq!(
             config.controller.snapshot_method,

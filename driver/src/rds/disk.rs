@@ -35,7 +35,7 @@ use super::parse::{
     DiskRecord, ParseError, PoolRecord, Record, RosVersion, parse_key_values,
     parse_routeros_version, records,
 };
-use super::ssh::SshPool;
+use super::ssh::{SshError, SshPool};
 use super::value::{ByteSize, Nqn, RosPath, Slot};
 
 /// The oldest RouterOS with `nvme-tcp-server-nqn` (routeros/README.md, "Commands").
@@ -281,15 +281,21 @@ impl RdsClient {
     }
 
     async fn run(&self, cmd: &Cmd) -> Result<String, RdsError> {
-        let output = self
-            .ssh
-            .run(cmd.as_str())
-            .await
-            .map_err(|source| RdsError::Ssh {
-                command: cmd.to_string(),
-                source,
-            });
-        self.note(output)
+        let output = self.ssh.run(cmd.as_str()).await;
+        self.answered(cmd, output)
+    }
+
+    /// [`RdsClient::run`] for `/disk copy`, under the SSH pool's copy timeout.
+    async fn run_copy(&self, cmd: &Cmd) -> Result<String, RdsError> {
+        let output = self.ssh.run_copy(cmd.as_str()).await;
+        self.answered(cmd, output)
+    }
+
+    fn answered(&self, cmd: &Cmd, output: Result<String, SshError>) -> Result<String, RdsError> {
+        self.note(output.map_err(|source| RdsError::Ssh {
+            command: cmd.to_string(),
+            source,
+        }))
     }
 
     /// Records whether the RDS answered.

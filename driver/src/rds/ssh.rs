@@ -25,6 +25,9 @@ pub struct Timeouts {
     pub connect: Duration,
     /// One command, from opening its channel to the channel's close; also a liveness probe.
     pub command: Duration,
+    /// One `/disk copy` ([`SshPool::run_copy`]): it holds its channel for the whole block copy,
+    /// so it gets its own limit rather than raising every command's.
+    pub copy: Duration,
 }
 
 impl Default for Timeouts {
@@ -32,6 +35,7 @@ impl Default for Timeouts {
         Self {
             connect: Duration::from_secs(10),
             command: Duration::from_secs(30),
+            copy: Duration::from_secs(3600),
         }
     }
 }

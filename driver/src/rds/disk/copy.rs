@@ -38,7 +38,8 @@ impl RdsClient {
     }
 
     /// Copies every block of disk `src` into disk `dst` with `/disk copy` and returns the
-    /// progress it reported last.
+    /// progress it reported last. The command runs in the foreground for the whole copy, so it
+    /// is bounded by the copy timeout (`rds.copyTimeoutMs`), not the command timeout.
     ///
     /// The copy does not take the per-appliance mutation turn: it may run for minutes, it
     /// changes only the contents of `dst`, and no other command of the driver touches a disk
@@ -46,7 +47,7 @@ impl RdsClient {
     pub async fn copy_blocks(&self, src: &Slot, dst: &Slot) -> Result<CopyProgress, RdsError> {
         self.check_version().await?;
         let cmd = Cmd::disk_copy(src, dst);
-        let output = self.run(&cmd).await?;
+        let output = self.run_copy(&cmd).await?;
         let output = check_output(&cmd, &output)?;
         parse_copy_status(output).map_err(|source| RdsError::Parse {
             command: cmd.to_string(),

@@ -100,15 +100,24 @@ impl SshPool {
         }
     }
 
-    /// Runs one command line and returns its output. A command is retried (once, on a new
-    /// connection) only when it cannot have reached the RDS: a pooled connection found dead
-    /// before the command was sent.
+    /// Runs one command line within `timeouts.command` and returns its output. A command is
+    /// retried (once, on a new connection) only when it cannot have reached the RDS: a pooled
+    /// connection found dead before the command was sent.
     pub async fn run(&self, line: &str) -> Result<String, SshError> {
+        self.run_within(line, self.config.timeouts.command).await
+    }
+
+    /// Runs a `/disk copy` line as [`SshPool::run`] does, but within `timeouts.copy`.
+    pub async fn run_copy(&self, line: &str) -> Result<String, SshError> {
+        self.run_within(line, self.config.timeouts.copy).await
+    }
+
+    async fn run_within(&self, line: &str, limit: Duration) -> Result<String, SshError> {
         let mut slot = self.checkout().await;
         let mut may_retry = true;
         loop {
             let (transport, reused) = self.connection(&mut slot).await?;
-            match transport.exec(line).await {
+            match transport.exec(line, limit).await {
                 Ok(output) => {
                     slot.transport = Some(transport);
                     return Ok(output);

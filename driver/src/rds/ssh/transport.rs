@@ -111,7 +111,9 @@ impl SshTransport {
 
     /// Runs one command line and returns its output, stdout and stderr as they came.
     pub async fn run(&self, line: &str) -> Result<String, SshError> {
-        self.exec(line).await.map_err(|failure| failure.error)
+        self.exec(line, self.command_timeout)
+            .await
+            .map_err(|failure| failure.error)
     }
 
     /// Checks that the RDS still serves this connection by opening (and closing) a channel.
@@ -128,11 +130,12 @@ impl SshTransport {
                 self.healthy.store(false, Ordering::SeqCst);
                 Err(self.disconnected(format!("cannot open a channel: {error}")))
             }
-            Err(_) => Err(self.give_up("(liveness probe)").await),
+            Err(_) => Err(self.give_up("(liveness probe)", self.command_timeout).await),
         }
     }
 
-    pub(super) async fn exec(&self, line: &str) -> Result<String, Failure> {
+    /// Runs `line`, giving up on it after `limit`.
+    pub(super) async fn exec(&self, line: &str, limit: Duration) -> Result<String, Failure> {
         let _turn = self.turn.lock().await;
         if self.is_closed() {
             return Err(Failure {
@@ -144,7 +147,7 @@ impl SshTransport {
         // deadline) leaves the connection marked as unfit.
         self.healthy.store(false, Ordering::SeqCst);
         let sent = AtomicBool::new(false);
-        match tokio::time::timeout(self.command_timeout, self.exec_channel(line, &sent)).await {
+        match tokio::time::timeout(limit, self.exec_channel(line, &sent)).await {
             Ok(Ok(output)) => {
                 self.healthy.store(true, Ordering::SeqCst);
                 Ok(output)
@@ -153,7 +156,7 @@ impl SshTransport {
             // A channel that would not even open (a connection dead without a FIN) has not
             // carried the command.
             Err(_) => Err(Failure {
-                error: self.give_up(line).await,
+                error: self.give_up(line, limit).await,
                 sent: sent.load(Ordering::SeqCst),
             }),
         }
@@ -204,7 +207,7 @@ impl SshTransport {
 
     /// Abandons a command that ran out of time: the connection is closed, so that the RDS
     /// drops the session and no second channel is opened beside the stuck one.
-    async fn give_up(&self, command: &str) -> SshError {
+    async fn give_up(&self, command: &str, after: Duration) -> SshError {
         self.healthy.store(false, Ordering::SeqCst);
         // A connection that is already gone needs no goodbye.
         let _ = self
@@ -214,7 +217,7 @@ impl SshTransport {
         SshError::Timeout {
             addr: self.addr.clone(),
             command: command.to_owned(),
-            after: self.command_timeout,
+            after,
         }
     }
 
