@@ -48,8 +48,8 @@ pub struct GuestConfig {
     /// `(host port, guest port)`: TCP connections to 127.0.0.1:host port reach the guest's port.
     pub host_forwards: Vec<(u16, u16)>,
     /// `(host file, absolute guest path)`: copied into the guest's root filesystem at boot, keeping
-    /// the host file's permissions. Programs need their shared libraries beside them, except glibc,
-    /// libm and libgcc_s, which the image has.
+    /// the host file's permissions. Programs need their shared libraries beside them (libm too),
+    /// except glibc and libgcc_s, which the image has.
     pub extra_files: Vec<(PathBuf, String)>,
     /// From starting QEMU to the agent's ready message.
     pub boot_timeout: Duration,

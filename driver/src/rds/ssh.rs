@@ -60,7 +60,10 @@ pub enum SshError {
          that user (`/user ssh-keys import`) and give the user the ssh, read, write and test policies"
     )]
     Auth { addr: String, user: String },
-    #[error("the RDS at {addr} did not finish `{command}` within {after:?}")]
+    #[error(
+        "the RDS at {addr} did not finish `{command}` within {after:?} (the limit is \
+         rds.copyTimeoutMs for `/disk copy`, rds.commandTimeoutMs for every other command)"
+    )]
     Timeout {
         addr: String,
         command: String,

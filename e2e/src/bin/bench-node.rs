@@ -4,8 +4,8 @@
 //! `--fabric kernel` runs the node plugin under the real kernel NVMe/TCP initiator in the QEMU
 //! guest: see [`guest`].
 //!
-//! `--fabric loop` (the default; needs root and loop devices): every iteration stages a fresh sparse volume, so each
-//! stage attaches, probes, makes an ext4 file system and mounts it. Prints, as medians over
+//! `--fabric loop` (the default; needs root and loop devices): every iteration stages a fresh
+//! sparse volume, so each stage attaches, probes, makes an ext4 file system and mounts it. Prints, as medians over
 //! `--iterations`:
 //! - the steps by hand: `losetup --find --show`, `mkfs.ext4` (with the driver's options),
 //!   `mount`, each a child process, as an operator would type them;

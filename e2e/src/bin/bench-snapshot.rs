@@ -95,7 +95,6 @@ async fn measure(args: &Args, method: Method) -> anyhow::Result<Figures> {
     }
     let target = Target::start_with(&settings, |config| {
         config.controller.snapshot_method = method;
-        config.rds.command_timeout_ms = 600_000;
     })
     .await?;
     let sim = target
