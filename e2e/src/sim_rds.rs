@@ -68,9 +68,7 @@ impl SimRds {
         let mut controller = toml::Table::new();
         controller.insert(
             "maxVolumesPerNode".into(),
-            i64::try_from(settings.max_volumes_per_node)
-                .unwrap_or(i64::MAX)
-                .into(),
+            toml_count(settings.max_volumes_per_node),
         );
         let mut node = toml::Table::new();
         node.insert("hostNqn".into(), host_nqn.into());
@@ -85,10 +83,8 @@ impl SimRds {
     /// Points the driver configuration `table` from [`SimRds::driver_config`] at this simulator's
     /// NVMe/TCP target as a QEMU guest reaches it.
     pub fn reach_nvme_from_guest(&self, table: &mut toml::Table) {
-        let port = self.running.nvme_addr.map_or(0, |a| a.port());
         if let Some(rds) = table.get_mut("rds").and_then(toml::Value::as_table_mut) {
             rds.insert("nvmeAddress".into(), crate::qemu::HOST_ADDR.into());
-            rds.insert("nvmePort".into(), i64::from(port).into());
         }
     }
 
@@ -109,7 +105,7 @@ pub fn backing_file(sim: &Sim, slot: &str) -> anyhow::Result<PathBuf> {
 
 /// The `[rds]` table of an rds-csi configuration that manages `running` over SSH as `admin` with
 /// `client_key`, the host key pinned by fingerprint, and tells nodes to reach its NVMe/TCP target
-/// at `nvme_address`.
+/// at `nvme_address` and the port it listens on.
 pub fn rds_table(running: &RunningSim, client_key: &Path, nvme_address: &str) -> toml::Table {
     let pin = HostKeyPin::of_key(&running.host_public_key).to_string();
     let mut rds = toml::Table::new();
@@ -125,5 +121,13 @@ pub fn rds_table(running: &RunningSim, client_key: &Path, nvme_address: &str) ->
     rds.insert("baseDir".into(), BASE_DIR.into());
     rds.insert("nqnPrefix".into(), NQN_PREFIX.into());
     rds.insert("nvmeAddress".into(), nvme_address.into());
+    if let Some(nvme) = running.nvme_addr {
+        rds.insert("nvmePort".into(), i64::from(nvme.port()).into());
+    }
     rds
+}
+
+/// A count as a TOML integer (TOML has no unsigned integers).
+pub fn toml_count(n: u64) -> toml::Value {
+    i64::try_from(n).unwrap_or(i64::MAX).into()
 }

@@ -16,7 +16,7 @@ use crate::config::{ConfigError, Settings, TargetKind};
 use crate::driver_server::DriverServer;
 use crate::node_host::{NodeHost, Place};
 use crate::qemu::node_plugin::{NodePlugin, NodePluginConfig, NodePluginError};
-use crate::sim_rds::SimRds;
+use crate::sim_rds::{SimRds, toml_count};
 
 /// The node ID (a host NQN) the `sim` target's node carries.
 pub const SIM_NODE_ID: &str =
@@ -241,10 +241,7 @@ fn loop_node(table: &mut toml::Table, loop_root: &Path, max_volumes: u64) {
         .or_insert_with(|| toml::Table::new().into());
     if let Some(node) = node.as_table_mut() {
         node.insert("fabric".into(), "loop".into());
-        node.insert(
-            "maxVolumes".into(),
-            i64::try_from(max_volumes).unwrap_or(i64::MAX).into(),
-        );
+        node.insert("maxVolumes".into(), toml_count(max_volumes));
         node.insert("loopRoot".into(), loop_root.display().to_string().into());
     }
 }
@@ -264,9 +261,7 @@ async fn boot_guest_node(
     node.insert("fabric".into(), "kernel".into());
     node.insert(
         "maxVolumes".into(),
-        i64::try_from(settings.sim.max_volumes_per_node)
-            .unwrap_or(i64::MAX)
-            .into(),
+        toml_count(settings.sim.max_volumes_per_node),
     );
     let config = NodePluginConfig {
         binary: None,

@@ -216,9 +216,7 @@ impl SimTarget {
     /// The `[rds]` table of an rds-csi configuration that manages this simulator over SSH (the
     /// host key pinned) and tells nodes to connect to its NVMe/TCP target at `nvme_address`.
     pub fn rds_config(&self, nvme_address: &str) -> toml::Table {
-        let mut rds = crate::sim_rds::rds_table(&self.running, &self.client_key, nvme_address);
-        rds.insert("nvmePort".into(), i64::from(self.port()).into());
-        rds
+        crate::sim_rds::rds_table(&self.running, &self.client_key, nvme_address)
     }
 
     /// The NVMe/TCP target's port.
