@@ -90,7 +90,10 @@ fetch_kernel() {
   if ! compgen -G "$debs/linux-image-[0-9]*.deb" >/dev/null; then
     local tmp
     tmp=$(mktemp -d "$cache/download.XXXXXX")
-    trap 'rm -rf "$tmp"' EXIT  # this function runs in a command substitution's subshell
+    # Runs when this function's command-substitution subshell exits, after `local tmp` has gone out
+    # of scope (set -u), so the path is expanded now.
+    # shellcheck disable=SC2064
+    trap "rm -rf '$tmp'" EXIT
     # apt's output goes to stderr: this function's stdout is its answer. The download runs as root
     # (no sandbox user) because the _apt user may not reach the cache directory.
     download "$tmp" linux-image-amd64
