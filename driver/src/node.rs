@@ -32,7 +32,7 @@ use crate::csi::v1::*;
 use crate::guard::VolumeLocks;
 use crate::rpc_trace::traced;
 use host::{Attached, Host};
-pub use settings::NodeSettings;
+pub use settings::{HOSTNQN_FILE, NodeSettings};
 
 /// The RPCs this node implements: exactly what it advertises.
 const CAPABILITIES: [rpc::Type; 5] = [
@@ -54,7 +54,9 @@ pub(crate) struct NodeCore {
     host: Host,
     settings: NodeSettings,
     locks: VolumeLocks,
-    host_nqn: OnceLock<Result<String, String>>,
+    /// The host NQN once known: it names the node to the RDS, so it must not change under a
+    /// running plugin; a failed read is not kept, so writing the file later is enough.
+    host_nqn: OnceLock<String>,
 }
 
 impl NodeService {
@@ -94,15 +96,17 @@ impl NodeService {
 }
 
 impl NodeCore {
-    /// The host NQN: configured, or read from /etc/nvme/hostnqn once.
+    /// The host NQN: configured, or read from /etc/nvme/hostnqn until a read succeeds.
     fn host_nqn(&self) -> Result<String, Status> {
-        self.host_nqn
-            .get_or_init(|| match &self.settings.host_nqn {
-                Some(nqn) => Ok(nqn.clone()),
-                None => settings::read_host_nqn(std::path::Path::new(settings::HOSTNQN_FILE)),
-            })
-            .clone()
-            .map_err(Status::failed_precondition)
+        if let Some(nqn) = self.host_nqn.get() {
+            return Ok(nqn.clone());
+        }
+        let nqn = match &self.settings.host_nqn {
+            Some(nqn) => nqn.clone(),
+            None => settings::read_host_nqn(&self.settings.host_nqn_file)
+                .map_err(Status::failed_precondition)?,
+        };
+        Ok(self.host_nqn.get_or_init(|| nqn).clone())
     }
 
     /// The attachment of a volume that NodeGetVolumeStats or NodeExpandVolume names at `path`:

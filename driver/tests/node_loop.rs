@@ -70,6 +70,7 @@ impl Bench {
             host_nqn: Some(
                 "nqn.2014-08.org.nvmexpress:uuid:5e2e0000-0000-4000-8000-00000000000a".into(),
             ),
+            host_nqn_file: std::path::PathBuf::from(rds_csi::node::HOSTNQN_FILE),
             max_volumes: 8,
             topology: Default::default(),
             tunables: Tunables::default(),

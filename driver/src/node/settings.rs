@@ -1,7 +1,7 @@
 //! What the node service needs from the configuration.
 
 use std::collections::BTreeMap;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use super::host::{Fabric, Host, KernelFabric, LoopFabric, Tunables};
@@ -15,8 +15,10 @@ pub const HOSTNQN_FILE: &str = "/etc/nvme/hostnqn";
 pub struct NodeSettings {
     /// The node id; `None`: the host NQN.
     pub node_id: Option<String>,
-    /// The host NQN; `None`: read from [`HOSTNQN_FILE`] when first needed.
+    /// The host NQN; `None`: read from `host_nqn_file` when first needed.
     pub host_nqn: Option<String>,
+    /// [`HOSTNQN_FILE`], except in tests.
+    pub host_nqn_file: PathBuf,
     pub max_volumes: u64,
     pub topology: BTreeMap<String, String>,
     pub tunables: Tunables,
@@ -27,6 +29,7 @@ impl NodeSettings {
         NodeSettings {
             node_id: config.node_id.clone(),
             host_nqn: config.host_nqn.clone(),
+            host_nqn_file: PathBuf::from(HOSTNQN_FILE),
             max_volumes: config.max_volumes,
             topology: config.topology.clone(),
             tunables: Tunables {

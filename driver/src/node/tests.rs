@@ -20,17 +20,21 @@ struct Case {
     dir: tempfile::TempDir,
 }
 
-fn case() -> Case {
-    let fake = Fake::default();
-    let settings = NodeSettings {
+fn settings() -> NodeSettings {
+    NodeSettings {
         node_id: None,
         host_nqn: Some(HOST_NQN.into()),
+        host_nqn_file: PathBuf::from("/nonexistent/hostnqn"),
         max_volumes: 7,
         topology: BTreeMap::from([("zone".to_owned(), "a".to_owned())]),
         tunables: Tunables::default(),
-    };
+    }
+}
+
+fn case() -> Case {
+    let fake = Fake::default();
     Case {
-        core: NodeService::new(fake.host(), settings),
+        core: NodeService::new(fake.host(), settings()),
         fake,
         dir: tempfile::tempdir().unwrap(),
     }
@@ -118,6 +122,38 @@ fn block() -> VolumeCapability {
 
 fn code<T: std::fmt::Debug>(result: Result<T, Status>) -> Code {
     result.unwrap_err().code()
+}
+
+/// A node whose /etc/nvme/hostnqn appears after the plugin started registers once it does; the
+/// NQN it registered with then stays, as the RDS's allow-lists name the node by it.
+#[test]
+fn the_host_nqn_file_is_read_until_it_exists_and_then_kept() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("hostnqn");
+    let fake = Fake::default();
+    let node = NodeService::new(
+        fake.host(),
+        NodeSettings {
+            host_nqn: None,
+            host_nqn_file: file.clone(),
+            ..settings()
+        },
+    );
+    let status = node.core.info().unwrap_err();
+    assert_eq!(status.code(), Code::FailedPrecondition);
+    assert!(
+        status.message().contains("nvme gen-hostnqn"),
+        "{}",
+        status.message()
+    );
+    std::fs::write(&file, format!("{HOST_NQN}\n")).unwrap();
+    assert_eq!(node.core.info().unwrap().node_id, HOST_NQN);
+    std::fs::write(
+        &file,
+        "nqn.2014-08.org.nvmexpress:uuid:00000000-0000-4000-8000-000000000000\n",
+    )
+    .unwrap();
+    assert_eq!(node.core.info().unwrap().node_id, HOST_NQN);
 }
 
 #[test]
