@@ -11,12 +11,7 @@ const SLOW_COPY: u64 = SIZE as u64 / 3;
 
 /// A volume with data in it, and rds-sim's `/disk copy` slowed to [`SLOW_COPY`].
 async fn slow_copy_source(plugin: &mut Plugin) -> String {
-    let volume = plugin
-        .create(create_request("v", SIZE, 0))
-        .await
-        .unwrap()
-        .volume_id;
-    plugin.write_pattern(&volume, 3);
+    let volume = plugin.volume_with_data("v", 3).await;
     plugin.sim().set_copy_rate(Some(SLOW_COPY));
     volume
 }
@@ -40,15 +35,7 @@ async fn a_copy_longer_than_the_command_timeout_finishes_within_the_copy_timeout
     })
     .await;
     let volume = slow_copy_source(&mut plugin).await;
-    let snapshot = plugin
-        .snapshot("s", &volume, Method::DiskCopy)
-        .await
-        .unwrap();
-    assert!(snapshot.ready_to_use);
-    assert_eq!(
-        plugin.contents(&snapshot.snapshot_id, SIZE as u64),
-        plugin.contents(&volume, SIZE as u64)
-    );
+    plugin.disk_copy_holding_the_data("s", &volume).await;
 
     // The long copy limit is the copy's alone: an ordinary command still gives up at 1 s.
     plugin
@@ -88,14 +75,6 @@ async fn a_copy_past_the_copy_timeout_is_deadline_exceeded_and_a_retry_completes
     assert!(plugin.disk(&slot).is_some(), "the pending disk stays");
 
     plugin.sim().set_copy_rate(None);
-    let snapshot = plugin
-        .snapshot("s", &volume, Method::DiskCopy)
-        .await
-        .unwrap();
+    let snapshot = plugin.disk_copy_holding_the_data("s", &volume).await;
     assert_eq!(snapshot.snapshot_id, slot);
-    assert!(snapshot.ready_to_use);
-    assert_eq!(
-        plugin.contents(&slot, SIZE as u64),
-        plugin.contents(&volume, SIZE as u64)
-    );
 }

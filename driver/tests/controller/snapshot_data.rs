@@ -147,6 +147,34 @@ impl Plugin {
         read_start(&self.backing(slot), len)
     }
 
+    /// A disk-copy snapshot `name` of `volume`, which must succeed, be ready and hold the
+    /// volume's data.
+    pub async fn disk_copy_holding_the_data(&mut self, name: &str, volume: &str) -> Snapshot {
+        let snapshot = self.snapshot(name, volume, Method::DiskCopy).await.unwrap();
+        assert!(snapshot.ready_to_use);
+        self.assert_same_data(&snapshot.snapshot_id, volume);
+        snapshot
+    }
+
+    /// Creates the volume `name` of [`SIZE`] bytes and writes pattern `seed` into it; its id.
+    pub async fn volume_with_data(&mut self, name: &str, seed: u8) -> String {
+        let volume = self
+            .create(create_request(name, SIZE, 0))
+            .await
+            .unwrap()
+            .volume_id;
+        self.write_pattern(&volume, seed);
+        volume
+    }
+
+    /// Asserts that disk `copy` holds the data of disk `original` (the first [`SIZE`] bytes).
+    pub fn assert_same_data(&self, copy: &str, original: &str) {
+        assert!(
+            self.contents(copy, SIZE as u64) == self.contents(original, SIZE as u64),
+            "{copy} does not hold the data of {original}"
+        );
+    }
+
     /// The first `len` bytes of a snapshot's data, whichever method made it.
     pub fn snapshot_contents(&self, id: &str, method: Method, len: u64) -> Vec<u8> {
         // rds-sim maps a disk's file to a host path; any disk carries the snapshot's file name

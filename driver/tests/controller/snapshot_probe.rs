@@ -8,18 +8,12 @@ use rds_csi::snapshot::probe::Verdict;
 use rds_sim::store::CopySemantics;
 
 use crate::harness::*;
-use crate::snapshot_data::*;
 
 #[tokio::test]
 async fn copy_from_without_data_is_refused_and_disk_copy_works() {
     let mut plugin = Plugin::start().await;
     plugin.sim().set_copy_from(CopySemantics::Settings);
-    let volume = plugin
-        .create(create_request("v", SIZE, 0))
-        .await
-        .unwrap()
-        .volume_id;
-    plugin.write_pattern(&volume, 1);
+    let volume = plugin.volume_with_data("v", 1).await;
     let refused = plugin
         .snapshot("s", &volume, Method::CopyFrom)
         .await
@@ -49,15 +43,7 @@ async fn copy_from_without_data_is_refused_and_disk_copy_works() {
             .any(|f| f.name.contains("probe-"))
     );
 
-    let snapshot = plugin
-        .snapshot("s", &volume, Method::DiskCopy)
-        .await
-        .unwrap();
-    assert!(snapshot.ready_to_use);
-    assert_eq!(
-        plugin.contents(&snapshot.snapshot_id, SIZE as u64),
-        plugin.contents(&volume, SIZE as u64)
-    );
+    plugin.disk_copy_holding_the_data("s", &volume).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
