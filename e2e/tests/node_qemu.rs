@@ -2,8 +2,8 @@
 //! host, `rds-csi node` (fabric "kernel") runs in a QEMU guest, and this test drives the node's gRPC
 //! from the host through a forwarded port (`tcp://` endpoint). One boot carries every check, in
 //! order: stage → 64 MiB pattern → unstage → stage → verify; a second stage is a no-op; online
-//! expansion; raw block publish; after the disk was removed on the RDS, the volume is abnormal and
-//! NodeUnstage still cleans up.
+//! expansion; raw block publish; after the disk was removed on the RDS, the volume is abnormal,
+//! NodeUnstage is UNAVAILABLE while the kernel reconnects, and cleans up once it gave up.
 //!
 //! Needs the plugin binary beside this test's: `cargo build -p rds-csi` first.
 
@@ -166,8 +166,8 @@ fn node_plugin_under_the_kernel_initiator() {
         return;
     };
     eprintln!("node_qemu: boot took {:.1?}", started.elapsed());
-    // A removed disk's controller reconnects in vain until ctrl_loss_tmo, and the kernel holds
-    // the unmount's superblock write until then: keep that short so the last check is quick.
+    // A removed disk's controller reconnects in vain until ctrl_loss_tmo, and NodeUnstage waits
+    // for that: keep it short so the last check is quick.
     let parameters = HashMap::from([
         (
             "ctrlLossTmo".to_owned(),
@@ -334,6 +334,20 @@ fn unstage_cleans_up_after_the_disk_was_removed(rig: &KernelNodeRig, volume: &Vo
         condition.message.contains("NVMe controller"),
         "{condition:?}"
     );
+    // The unmount would wait in the kernel while the controller reconnects: refused, nothing undone.
+    let refused = rig.unstage(volume).unwrap_err();
+    assert_eq!(refused.code(), tonic::Code::Unavailable, "{refused:?}");
+    assert!(refused.message().contains("retry later"), "{refused:?}");
+    assert_eq!(rig.mounts_at(&volume.staging), 1);
+    // Once ctrl_loss_tmo has passed, the kernel gives the controller up and the retry cleans up.
+    rig.guest_ok(&format!(
+        "for i in $(seq {}); do
+           grep -qsE 'connecting|resetting' /sys/class/nvme/*/state || exit 0
+           sleep 0.1
+         done
+         cat /sys/class/nvme/*/state >&2; exit 1",
+        REMOVED_DISK_CTRL_LOSS_TMO.parse::<u32>().unwrap() * 10 * 3
+    ));
     rig.unstage(volume).unwrap();
     assert_eq!(rig.mounts_at(&volume.staging), 0);
     assert_eq!(rig.controllers(), Vec::<String>::new(), "still connected");

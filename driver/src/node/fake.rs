@@ -131,7 +131,7 @@ impl Fabric for Fake {
         Ok(size)
     }
 
-    fn health(&self, attached: &Attached) -> Result<(), String> {
+    fn health(&self, attached: &Attached) -> Result<(), Unhealthy> {
         let state = self.state();
         let live = state
             .attached
@@ -140,10 +140,10 @@ impl Fabric for Fake {
         if live {
             Ok(())
         } else {
-            Err(format!(
+            Err(Unhealthy::Reconnecting(format!(
                 "NVMe controller {} is connecting",
                 attached.controllers.join(", ")
-            ))
+            )))
         }
     }
 }

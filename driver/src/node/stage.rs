@@ -9,7 +9,7 @@ use tonic::Status;
 
 use super::NodeCore;
 use super::context::{self, Access, require, require_path};
-use super::host::{DevNum, Device, FsType, HostError, MountEntry, Target};
+use super::host::{DevNum, Device, FsType, HostError, MountEntry, Target, Unhealthy};
 use crate::csi::v1::{
     NodeStageVolumeRequest, NodeStageVolumeResponse, NodeUnstageVolumeRequest,
     NodeUnstageVolumeResponse,
@@ -128,10 +128,28 @@ impl NodeCore {
         let staging = require_path("staging_target_path", &request.staging_target_path)?;
         let _volume = self.locks.try_lock(&request.volume_id)?;
         if self.mount_at(&staging)?.is_some() {
+            self.refuse_while_reconnecting(&request.volume_id)?;
             self.host.mounts.unmount(&staging)?;
         }
         self.detach_unused(&request.volume_id)
             .map(|()| NodeUnstageVolumeResponse {})
+    }
+
+    /// An unmount whose controller is reconnecting waits in the kernel for its last writes until
+    /// the controller is back or ctrl_loss_tmo gives it up (600 s by default). UNAVAILABLE now
+    /// keeps the same data safe without holding the call, a thread and the volume's lock that
+    /// long; the CO retries, and the unmount goes ahead once the controller is live or gone.
+    fn refuse_while_reconnecting(&self, volume_id: &str) -> Result<(), Status> {
+        let Some(attached) = self.host.fabric.find(volume_id)? else {
+            return Ok(());
+        };
+        match self.host.fabric.health(&attached) {
+            Err(Unhealthy::Reconnecting(why)) => Err(Status::unavailable(format!(
+                "volume {volume_id} is not unstaged yet: {why}; its unmount would wait until \
+                 the RDS answers again or ctrl_loss_tmo gives the controller up, so retry later"
+            ))),
+            _ => Ok(()),
+        }
     }
 
     /// Disconnects the volume unless some mount on the node still uses its device (another

@@ -8,7 +8,7 @@ use tonic::Status;
 use super::NodeCore;
 use super::context::{require, require_path};
 use super::host::mount::is_stale;
-use super::host::{Attached, Usage};
+use super::host::{Attached, Unhealthy, Usage};
 use crate::csi::v1::volume_usage::Unit;
 use crate::csi::v1::{
     NodeGetVolumeStatsRequest, NodeGetVolumeStatsResponse, VolumeCondition, VolumeUsage,
@@ -98,10 +98,10 @@ fn usage_of(u: Usage) -> Vec<VolumeUsage> {
 /// stale.
 fn condition(
     attached: &Attached,
-    health: Result<(), String>,
+    health: Result<(), Unhealthy>,
     stale: Option<String>,
 ) -> VolumeCondition {
-    let problem = health.err().or_else(|| {
+    let problem = health.err().map(|u| u.to_string()).or_else(|| {
         attached.device.is_none().then(|| {
             format!(
                 "the block device of {} is gone: the namespace is no longer exported to this node",

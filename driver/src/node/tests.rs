@@ -325,6 +325,38 @@ fn a_second_stage_asking_for_another_file_system_type_already_exists() {
     assert!(state.disconnects.is_empty(), "{:?}", state.disconnects);
 }
 
+/// While the controller reconnects, an unmount would wait in the kernel up to ctrl_loss_tmo: the
+/// unstage is refused, leaving everything in place, and goes through once the controller is back.
+#[test]
+fn unstage_waits_for_a_reconnecting_controller_without_blocking() {
+    let c = case();
+    c.stage();
+    let unstage = || {
+        c.core().unstage(NodeUnstageVolumeRequest {
+            volume_id: VOLUME.into(),
+            staging_target_path: c.staging(),
+        })
+    };
+    c.fake.state().attached.get_mut(VOLUME).unwrap().live = false;
+    let status = unstage().unwrap_err();
+    assert_eq!(status.code(), Code::Unavailable);
+    assert!(
+        status.message().contains("connecting") && status.message().contains("retry later"),
+        "{}",
+        status.message()
+    );
+    let state = c.fake.state();
+    assert_eq!(state.mounts.len(), 1, "the refused unstage unmounted");
+    assert!(state.disconnects.is_empty(), "{:?}", state.disconnects);
+    drop(state);
+
+    c.fake.state().attached.get_mut(VOLUME).unwrap().live = true;
+    unstage().unwrap();
+    let state = c.fake.state();
+    assert!(state.mounts.is_empty());
+    assert_eq!(state.disconnects, ["nvme1"]);
+}
+
 #[test]
 fn an_existing_file_system_is_never_reformatted() {
     let c = case();

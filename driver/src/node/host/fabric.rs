@@ -91,9 +91,20 @@ pub trait Fabric: Send + Sync {
     /// Makes the kernel re-read the device's size after the volume grew; returns the new size.
     fn rescan(&self, attached: &Attached) -> Result<u64, HostError>;
 
-    /// `Err(why)` when the attachment cannot serve I/O now (controller not live, backing file
-    /// gone).
-    fn health(&self, attached: &Attached) -> Result<(), String>;
+    /// Why the attachment cannot serve I/O now, if it cannot.
+    fn health(&self, attached: &Attached) -> Result<(), Unhealthy>;
+}
+
+/// Why an attachment cannot serve I/O now.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Unhealthy {
+    /// The kernel is reconnecting: I/O, an unmount's last writes among it, waits until the
+    /// controller is back or ctrl_loss_tmo gives it up.
+    #[error("{0}")]
+    Reconnecting(String),
+    /// Nothing will come back: the controller or loop device is gone, or its file deleted.
+    #[error("{0}")]
+    Broken(String),
 }
 
 /// Polls `probe` until it yields, backing off from 5 ms to 250 ms between tries, for at most

@@ -11,7 +11,7 @@ use std::net::{IpAddr, ToSocketAddrs};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use super::{Attached, Device, Fabric, Target, wait_for};
+use super::{Attached, Device, Fabric, Target, Unhealthy, wait_for};
 use crate::node::host::{DevNum, HostError};
 use crate::rds::value::Nqn;
 
@@ -319,8 +319,10 @@ impl Fabric for KernelFabric {
         Ok(grown.unwrap_or(current))
     }
 
-    fn health(&self, attached: &Attached) -> Result<(), String> {
-        let controllers = self.controllers().map_err(|e| e.to_string())?;
+    fn health(&self, attached: &Attached) -> Result<(), Unhealthy> {
+        let controllers = self
+            .controllers()
+            .map_err(|e| Unhealthy::Broken(e.to_string()))?;
         let ours: Vec<&Controller> = controllers
             .iter()
             .filter(|c| attached.controllers.contains(&c.name))
@@ -329,20 +331,30 @@ impl Fabric for KernelFabric {
             return Ok(());
         }
         if ours.is_empty() {
-            return Err(format!(
+            return Err(Unhealthy::Broken(format!(
                 "NVMe controller {} is gone: the kernel gave up reconnecting (ctrl_loss_tmo)",
                 attached.controllers.join(", ")
-            ));
+            )));
         }
         let states: Vec<String> = ours
             .iter()
             .map(|c| format!("{} is {}", c.name, c.state))
             .collect();
-        Err(format!(
-            "NVMe controller {}: the RDS is not reachable over NVMe/TCP, the kernel is \
-             reconnecting and I/O waits",
+        // `deleting` and `dead` will not come back; `new` is a connect still under way.
+        if ours
+            .iter()
+            .any(|c| matches!(c.state.as_str(), "connecting" | "resetting"))
+        {
+            return Err(Unhealthy::Reconnecting(format!(
+                "NVMe controller {}: the RDS is not reachable over NVMe/TCP, the kernel is \
+                 reconnecting and I/O waits",
+                states.join(", ")
+            )));
+        }
+        Err(Unhealthy::Broken(format!(
+            "NVMe controller {}",
             states.join(", ")
-        ))
+        )))
     }
 }
 
@@ -570,10 +582,19 @@ mod tests {
         assert_eq!(tree.written("sys/class/nvme/nvme1/delete_controller"), "1");
 
         fs::write(tree.sys().join("class/nvme/nvme1/state"), "connecting\n").unwrap();
-        let message = fabric.health(&attached).unwrap_err();
+        let Err(Unhealthy::Reconnecting(message)) = fabric.health(&attached) else {
+            panic!("a connecting controller is reconnecting");
+        };
         assert!(message.contains("nvme1 is connecting"), "{message}");
+        fs::write(tree.sys().join("class/nvme/nvme1/state"), "deleting\n").unwrap();
+        let Err(Unhealthy::Broken(message)) = fabric.health(&attached) else {
+            panic!("a deleting controller does not come back");
+        };
+        assert!(message.contains("nvme1 is deleting"), "{message}");
         fs::remove_dir_all(tree.sys().join("class/nvme/nvme1")).unwrap();
-        let message = fabric.health(&attached).unwrap_err();
+        let Err(Unhealthy::Broken(message)) = fabric.health(&attached) else {
+            panic!("a removed controller does not come back");
+        };
         assert!(message.contains("gone"), "{message}");
         // Disconnecting what is gone already succeeds.
         fabric.disconnect(&attached).unwrap();

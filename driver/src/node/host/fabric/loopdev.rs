@@ -11,7 +11,7 @@ use std::os::fd::AsRawFd;
 use std::path::{Component, Path, PathBuf};
 use std::time::Duration;
 
-use super::{Attached, Device, Fabric, Target, wait_for};
+use super::{Attached, Device, Fabric, Target, Unhealthy, wait_for};
 use crate::node::host::{DevNum, HostError};
 
 /// Loop devices over the files under `root`.
@@ -237,16 +237,20 @@ impl Fabric for LoopFabric {
         Ok(self.device_of(name)?.size)
     }
 
-    fn health(&self, attached: &Attached) -> Result<(), String> {
-        let loops = self.loops().map_err(|e| e.to_string())?;
+    fn health(&self, attached: &Attached) -> Result<(), Unhealthy> {
+        let loops = self.loops().map_err(|e| Unhealthy::Broken(e.to_string()))?;
         for name in &attached.controllers {
             match loops.iter().find(|(n, _)| n == name) {
-                None => return Err(format!("loop device {name} is no longer set up")),
+                None => {
+                    return Err(Unhealthy::Broken(format!(
+                        "loop device {name} is no longer set up"
+                    )));
+                }
                 Some((_, backing)) if backing.ends_with(DELETED) => {
-                    return Err(format!(
+                    return Err(Unhealthy::Broken(format!(
                         "the backing file of {name} was deleted: the disk no longer exists on \
                          the (simulated) RDS"
-                    ));
+                    )));
                 }
                 Some(_) => {}
             }
@@ -418,7 +422,7 @@ mod tests {
         let attached = fabric.find("pvc-a").unwrap().unwrap();
         assert_eq!(attached.controllers, ["loop1"]);
         assert_eq!(attached.device.as_ref().unwrap().size, 1 << 20);
-        let message = fabric.health(&attached).unwrap_err();
+        let message = fabric.health(&attached).unwrap_err().to_string();
         assert!(message.contains("was deleted"), "{message}");
         assert_eq!(fabric.find("pvc-b").unwrap(), None);
     }
