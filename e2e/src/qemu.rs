@@ -302,6 +302,14 @@ fn read_agent(stdout: ChildStdout, messages: &Sender<Result<Message, String>>) {
     }
 }
 
+/// A loopback port nothing listens on now, for a host forward; QEMU binds it a moment later, so
+/// another process may take it first (see `node_plugin`'s retry).
+pub fn free_local_port() -> std::io::Result<u16> {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|listener| listener.local_addr())
+        .map(|addr| addr.port())
+}
+
 /// `text` as one word of a guest shell command line, whatever it holds.
 pub fn sh_quote(text: &str) -> String {
     format!("'{}'", text.replace('\'', r"'\''"))

@@ -310,9 +310,7 @@ mod tests {
         let key_file = dir.path().join("id_ed25519");
         let key = rds_sim::ssh::load_or_generate_host_key(&key_file).unwrap();
         let pin = rds_csi::rds::ssh::HostKeyPin::of_key(key.public_key());
-        let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        let port = closed.local_addr().unwrap().port();
-        drop(closed);
+        let port = crate::qemu::free_local_port().unwrap();
         let file = dir.path().join("hw.toml");
         std::fs::write(
             &file,

@@ -3,13 +3,16 @@
 //! target: the reference that rds-sim's NVMe/TCP target is compared with.
 
 use std::io::{Read, Write};
-use std::net::{TcpListener, TcpStream};
+use std::net::TcpStream;
 use std::os::unix::fs::PermissionsExt;
 use std::time::Instant;
 
+use rds_e2e::qemu::nvme::{self, Connect, KernelTarget};
 use rds_e2e::qemu::{self, Guest, GuestConfig, GuestError, HOST_ADDR};
 
 const NQN: &str = "nqn.2024-01.io.rds-csi:qemu-selftest";
+const HOST_NQN: &str = "nqn.2014-08.org.nvmexpress:uuid:5e1f7e57-0000-4000-8000-000000000002";
+const NVMET_PORT: u16 = 4420;
 
 #[test]
 fn guest_harness_and_kernel_nvme_tcp_loopback() {
@@ -17,7 +20,7 @@ fn guest_harness_and_kernel_nvme_tcp_loopback() {
     let script = files.path().join("hello.sh");
     std::fs::write(&script, "#!/bin/sh\necho \"hello $1 from $(hostname)\"\n").unwrap();
     std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o750)).unwrap();
-    let http_port = free_host_port();
+    let http_port = qemu::free_local_port().unwrap();
     let config = GuestConfig {
         host_forwards: vec![(http_port, 8080)],
         extra_files: vec![(script, "/opt/rds/bin/hello.sh".into())],
@@ -145,62 +148,28 @@ fn kernel_initiator_reads_and_writes_the_kernel_target(guest: &Guest) {
     }
 
     // The kernel target: a sparse file on tmpfs (big enough for mkfs.xfs) on a port in the guest.
-    guest
-        .run_ok(&format!(
-            "set -e
-             cfg=/sys/kernel/config/nvmet
-             truncate -s 320M /tmp/backing
-             mkdir $cfg/subsystems/{NQN}
-             echo 1 >$cfg/subsystems/{NQN}/attr_allow_any_host
-             ns=$cfg/subsystems/{NQN}/namespaces/1
-             mkdir $ns
-             echo -n /tmp/backing >$ns/device_path
-             echo 1 >$ns/buffered_io
-             echo 1 >$ns/enable
-             port=$cfg/ports/1
-             mkdir $port
-             echo tcp >$port/addr_trtype
-             echo ipv4 >$port/addr_adrfam
-             echo 127.0.0.1 >$port/addr_traddr
-             echo 4420 >$port/addr_trsvcid
-             ln -s $cfg/subsystems/{NQN} $port/subsystems/{NQN}"
-        ))
-        .unwrap();
+    KernelTarget {
+        nqn: NQN,
+        size: 320 << 20,
+        port: NVMET_PORT,
+        uuid_hex: "5e1f7e57000040008000000000000001",
+        serial: "qemu-selftest",
+    }
+    .start(guest)
+    .unwrap();
 
     // The initiator, as the node plugin drives it: one write to /dev/nvme-fabrics, answered on the
-    // same descriptor with the new controller's instance.
-    let reply = guest
-        .run_ok(&format!(
-            "exec 4<>/dev/nvme-fabrics
-             echo transport=tcp,traddr=127.0.0.1,trsvcid=4420,nqn={NQN} >&4
-             read -r reply <&4
-             echo $reply"
-        ))
-        .unwrap()
-        .stdout;
-    let controller = reply
-        .trim()
-        .split(',')
-        .find_map(|field| field.strip_prefix("instance="))
-        .map(|instance| format!("nvme{instance}"))
-        .unwrap_or_else(|| panic!("no instance in the fabrics reply {reply:?}"));
-
-    // The namespace is scanned asynchronously after the connect returns.
-    let device = guest
-        .run_ok(&format!(
-            "for i in $(seq 100); do
-               for subsys in /sys/class/nvme-subsystem/*; do
-                 [ \"$(cat $subsys/subsysnqn)\" = {NQN} ] || continue
-                 for ns in $subsys/nvme*n*; do [ -b /dev/${{ns##*/}} ] && echo /dev/${{ns##*/}} && exit 0; done
-               done
-               sleep 0.1
-             done
-             echo 'namespace never appeared' >&2; exit 1"
-        ))
-        .unwrap()
-        .stdout
-        .trim()
-        .to_string();
+    // same descriptor with the new controller's instance; the namespace is scanned asynchronously
+    // after the connect returns.
+    let connect = Connect {
+        traddr: "127.0.0.1",
+        port: NVMET_PORT,
+        nqn: NQN,
+        host_nqn: HOST_NQN,
+        options: "",
+    };
+    let controller = nvme::connect(guest, &connect).unwrap();
+    let device = nvme::namespace_device(guest, NQN).unwrap();
 
     // 512 KiB of non-repeating data (urandom is slow under TCG) through the initiator, read back past
     // the page cache, and as the target stored it in its backing file.
@@ -212,7 +181,7 @@ fn kernel_initiator_reads_and_writes_the_kernel_target(guest: &Guest) {
              echo 3 >/proc/sys/vm/drop_caches
              sha256sum </tmp/pattern
              dd if={device} bs=64k skip=8 count=8 2>/dev/null | sha256sum
-             dd if=/tmp/backing bs=64k skip=8 count=8 2>/dev/null | sha256sum"
+             dd if=/tmp/nvmet-backing bs=64k skip=8 count=8 2>/dev/null | sha256sum"
         ))
         .unwrap()
         .stdout;
@@ -246,11 +215,7 @@ fn kernel_initiator_reads_and_writes_the_kernel_target(guest: &Guest) {
         assert_eq!(output.stdout, format!("{fs}\npersisted\n"));
     }
 
-    guest
-        .run_ok(&format!(
-            "echo 1 >/sys/class/nvme/{controller}/delete_controller"
-        ))
-        .unwrap();
+    nvme::delete_controller(guest, &controller).unwrap();
     let gone = guest
         .run(&format!(
             "test -e /sys/class/nvme/{controller} || test -b {device}"
@@ -260,12 +225,4 @@ fn kernel_initiator_reads_and_writes_the_kernel_target(guest: &Guest) {
         gone.rc, 1,
         "{controller} or {device} still present after delete_controller"
     );
-}
-
-fn free_host_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }

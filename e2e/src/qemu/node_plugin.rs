@@ -186,7 +186,7 @@ fn boot_with_forward(
 ) -> Result<(Guest, u16), NodePluginError> {
     let mut attempts = 3;
     loop {
-        let host_port = free_local_port()?;
+        let host_port = super::free_local_port().map_err(NodePluginError::Port)?;
         let booted = Guest::boot(GuestConfig {
             memory_mb,
             host_forwards: vec![(host_port, GUEST_CSI_PORT)],
@@ -291,12 +291,4 @@ fn without_debug_info(binary: &Path, work: &Path) -> Result<PathBuf, NodePluginE
         return Err(failed(String::from_utf8_lossy(&output.stderr).into_owned()));
     }
     Ok(stripped)
-}
-
-/// A loopback port nothing listens on now; QEMU binds it a moment later.
-fn free_local_port() -> Result<u16, NodePluginError> {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|listener| listener.local_addr())
-        .map(|addr| addr.port())
-        .map_err(NodePluginError::Port)
 }
