@@ -63,7 +63,7 @@ impl SimRds {
     /// The driver configuration (the TOML table of rds-csi's configuration file) that reaches this
     /// simulator, with the host key pinned by fingerprint.
     pub fn driver_config(&self, settings: &SimSettings, host_nqn: &str) -> toml::Table {
-        let rds = rds_table(&self.running, &self.client_key, "127.0.0.1");
+        let rds = self.rds_config("127.0.0.1");
 
         let mut controller = toml::Table::new();
         controller.insert(
@@ -78,6 +78,17 @@ impl SimRds {
         config.insert("controller".into(), controller.into());
         config.insert("node".into(), node.into());
         config
+    }
+
+    /// The `[rds]` table of an rds-csi configuration that manages this simulator over SSH (the
+    /// host key pinned) and tells nodes to reach its NVMe/TCP target at `nvme_address`.
+    pub fn rds_config(&self, nvme_address: &str) -> toml::Table {
+        rds_table(&self.running, &self.client_key, nvme_address)
+    }
+
+    /// The port of the simulator's NVMe/TCP target.
+    pub fn nvme_port(&self) -> u16 {
+        self.running.nvme_addr.map_or(0, |a| a.port())
     }
 
     /// Points the driver configuration `table` from [`SimRds::driver_config`] at this simulator's
@@ -106,7 +117,7 @@ pub fn backing_file(sim: &Sim, slot: &str) -> anyhow::Result<PathBuf> {
 /// The `[rds]` table of an rds-csi configuration that manages `running` over SSH as `admin` with
 /// `client_key`, the host key pinned by fingerprint, and tells nodes to reach its NVMe/TCP target
 /// at `nvme_address` and the port it listens on.
-pub fn rds_table(running: &RunningSim, client_key: &Path, nvme_address: &str) -> toml::Table {
+fn rds_table(running: &RunningSim, client_key: &Path, nvme_address: &str) -> toml::Table {
     let pin = HostKeyPin::of_key(&running.host_public_key).to_string();
     let mut rds = toml::Table::new();
     rds.insert("address".into(), "127.0.0.1".into());

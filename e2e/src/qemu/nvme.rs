@@ -5,11 +5,12 @@
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use rds_sim::server::{Options, RunningSim};
 use rds_sim::sim::Sim;
-use rds_sim::ssh::{Reply, load_or_generate_host_key};
+use rds_sim::ssh::Reply;
 
 use super::{Guest, GuestError};
+use crate::config::SimSettings;
+use crate::sim_rds::SimRds;
 
 /// Where and how the kernel initiator connects.
 #[derive(Debug, Clone)]
@@ -155,8 +156,7 @@ impl KernelTarget<'_> {
 /// [`super::HOST_ADDR`]; commands go through its CLI engine as an SSH session's would.
 pub struct SimTarget {
     rt: tokio::runtime::Runtime,
-    running: RunningSim,
-    client_key: PathBuf,
+    rds: SimRds,
 }
 
 /// A disk exported with `/disk add`, as the host sees it.
@@ -181,31 +181,26 @@ pub enum SimTargetError {
 }
 
 impl SimTarget {
-    /// Starts rds-sim with its data (and a generated client key) under `dir`.
+    /// Starts rds-sim with its data (and a generated client key) under `dir`, in a runtime of its
+    /// own.
     pub fn start(dir: &Path) -> Result<SimTarget, SimTargetError> {
         let rt = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
             .enable_all()
             .build()
             .map_err(|e| SimTargetError::Start(e.into()))?;
-        let client_key = dir.join("id_ed25519");
-        let key =
-            load_or_generate_host_key(&client_key).map_err(|e| SimTargetError::Start(e.into()))?;
-        let running = rt
-            .block_on(RunningSim::start(Options {
-                nvme_listen: Some(([127, 0, 0, 1], 0).into()),
-                ..Options::loopback(dir.join("rds"), key.public_key().clone(), 16 << 30)
-            }))
-            .map_err(SimTargetError::Start)?;
-        Ok(SimTarget {
-            rt,
-            running,
-            client_key,
-        })
+        let settings = SimSettings {
+            pool_size: 16 << 30,
+            ..SimSettings::default()
+        };
+        let rds = rt
+            .block_on(SimRds::start(dir, &settings))
+            .map_err(|e| SimTargetError::Start(e.into()))?;
+        Ok(SimTarget { rt, rds })
     }
 
     pub fn sim(&self) -> &Arc<Sim> {
-        &self.running.sim
+        self.rds.sim()
     }
 
     /// The runtime the simulator runs on, for host-side async work beside it (a driver server).
@@ -216,12 +211,12 @@ impl SimTarget {
     /// The `[rds]` table of an rds-csi configuration that manages this simulator over SSH (the
     /// host key pinned) and tells nodes to connect to its NVMe/TCP target at `nvme_address`.
     pub fn rds_config(&self, nvme_address: &str) -> toml::Table {
-        crate::sim_rds::rds_table(&self.running, &self.client_key, nvme_address)
+        self.rds.rds_config(nvme_address)
     }
 
     /// The NVMe/TCP target's port.
     pub fn port(&self) -> u16 {
-        self.running.nvme_addr.map_or(0, |a| a.port())
+        self.rds.nvme_port()
     }
 
     /// Runs a RouterOS command line as an SSH session would; returns its output.
@@ -268,6 +263,6 @@ impl SimTarget {
     }
 
     pub fn shutdown(self) {
-        self.rt.block_on(self.running.shutdown());
+        self.rt.block_on(self.rds.shutdown());
     }
 }
