@@ -10,14 +10,14 @@ use rds_csi::config::Config;
 use rds_csi::csi::v1::controller_client::ControllerClient;
 use rds_csi::csi::v1::node_client::NodeClient;
 use rds_csi::csi::v1::{DeleteVolumeRequest, VolumeCapability};
-use rds_csi::grpc::{BoundSocket, connect_unix};
-use rds_csi::service::{Driver, Mode};
+use rds_csi::service::Mode;
 use tonic::Status;
 use tonic::transport::Channel;
 
 use super::HOST_ADDR;
 use super::node_plugin::{NodePlugin, NodePluginConfig, NodePluginError};
 use super::nvme::{SimTarget, SimTargetError};
+use crate::driver_server::DriverServer;
 use crate::requests;
 
 #[derive(Debug, thiserror::Error)]
@@ -48,6 +48,8 @@ pub struct KernelNodeRig {
     /// The controller's configuration; its `[node]` table is the guest plugin's.
     pub config: Config,
     host_nqn: String,
+    /// Serves `controller` until the rig is dropped.
+    _server: DriverServer,
 }
 
 /// A volume created and published to the guest's host NQN, with the contexts NodeStage needs.
@@ -74,24 +76,22 @@ impl KernelNodeRig {
         let config =
             Config::from_toml(&table.to_string()).map_err(|e| RigError::Controller(e.into()))?;
         let plugin = NodePlugin::boot(plugin, dir)?;
-        let socket_path = dir.join("controller.sock");
-        let served = sim.runtime().block_on(async {
-            let driver = Driver::new(config.clone()).await?;
-            let socket = BoundSocket::bind(&socket_path)?;
-            // Served until the runtime stops with the simulator.
-            tokio::spawn(socket.serve(driver.router(Mode::Controller), std::future::pending()));
-            let controller = connect_unix(&socket_path).await?;
-            let node = plugin.channel().await?;
-            anyhow::Ok((ControllerClient::new(controller), NodeClient::new(node)))
-        });
-        let (controller, node) = served.map_err(RigError::Controller)?;
+        let socket = dir.join("controller.sock");
+        let (server, node) = sim
+            .runtime()
+            .block_on(async {
+                let server = DriverServer::start(config.clone(), &socket, Mode::Controller).await?;
+                anyhow::Ok((server, plugin.channel().await?))
+            })
+            .map_err(RigError::Controller)?;
         Ok(KernelNodeRig {
+            controller: ControllerClient::new(server.channel()),
+            node: NodeClient::new(node),
             sim,
             plugin,
-            controller,
-            node,
             config,
             host_nqn: host_nqn.to_owned(),
+            _server: server,
         })
     }
 
