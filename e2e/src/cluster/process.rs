@@ -1,0 +1,79 @@
+//! A child process of the cluster target (etcd, an API server, a sidecar, rds-csi): its output goes
+//! to a log file, it is killed when dropped, and a failure quotes the end of its log.
+
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+
+/// How much of a log a failure message quotes.
+const LOG_TAIL: usize = 4000;
+
+/// A running child, killed (and reaped) when dropped.
+pub struct Process {
+    name: String,
+    log: PathBuf,
+    child: tokio::process::Child,
+}
+
+impl Process {
+    /// Starts `program` with `args` and `env`, its stdout and stderr appended to `<logs>/<name>.log`.
+    pub fn spawn(
+        name: &str,
+        program: &Path,
+        args: &[String],
+        env: &[(String, String)],
+        logs: &Path,
+    ) -> anyhow::Result<Process> {
+        let log = logs.join(format!("{name}.log"));
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&log)
+            .map_err(|e| anyhow::anyhow!("opening {}: {e}", log.display()))?;
+        let child = tokio::process::Command::new(program)
+            .args(args)
+            .envs(env.iter().map(|(k, v)| (k, v)))
+            .stdin(Stdio::null())
+            .stdout(file.try_clone()?)
+            .stderr(file)
+            .kill_on_drop(true)
+            .spawn()
+            .map_err(|e| anyhow::anyhow!("starting {name} ({}): {e}", program.display()))?;
+        Ok(Process {
+            name: name.to_owned(),
+            log,
+            child,
+        })
+    }
+
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// Fails, quoting its log, when the process has exited: for a check while waiting for it.
+    pub fn check_running(&mut self) -> anyhow::Result<()> {
+        match self.child.try_wait()? {
+            None => Ok(()),
+            Some(status) => anyhow::bail!("{} exited ({status}); {}", self.name, self.log_tail()),
+        }
+    }
+
+    /// The end of its log, for a failure message.
+    pub fn log_tail(&self) -> String {
+        log_tail(&self.log)
+    }
+
+    /// Stops it (SIGKILL) and waits for it to be reaped.
+    pub async fn stop(mut self) {
+        let _ = self.child.kill().await;
+    }
+}
+
+/// The end of the log at `path`, labelled with its path.
+pub fn log_tail(path: &Path) -> String {
+    let text = std::fs::read_to_string(path).unwrap_or_default();
+    let start = text.len().saturating_sub(LOG_TAIL);
+    let start = (start..text.len())
+        .find(|i| text.is_char_boundary(*i))
+        .unwrap_or(text.len());
+    format!("last lines of {}:\n{}", path.display(), &text[start..])
+}
