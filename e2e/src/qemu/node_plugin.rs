@@ -139,6 +139,12 @@ impl NodePlugin {
         &self.guest
     }
 
+    /// The host's end of the forwarded port the plugin serves on, for clients that dial it
+    /// themselves (csi-sanity).
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
     /// A gRPC channel to the plugin, through the forwarded port.
     pub async fn channel(&self) -> Result<Channel, NodePluginError> {
         Ok(rds_csi::grpc::connect_tcp(self.addr).await?)
@@ -205,7 +211,7 @@ fn boot_with_forward(
 
 /// The rds-csi binary of this build: beside a bench binary (`target/<profile>/`), or two levels
 /// above a test binary (`target/<profile>/deps/`).
-fn plugin_binary() -> Result<PathBuf, NodePluginError> {
+pub(crate) fn plugin_binary() -> Result<PathBuf, NodePluginError> {
     let exe = std::env::current_exe().map_err(|e| GuestError::io("locating this program")(e))?;
     let beside = exe.with_file_name("rds-csi");
     let above = exe
