@@ -3,4 +3,5 @@
 
 pub mod control_plane;
 pub mod helm;
+pub mod kubelet;
 pub mod process;
