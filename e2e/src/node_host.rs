@@ -54,6 +54,14 @@ impl NodeHost {
         }
     }
 
+    /// The node plugin in a guest, when the node is there rather than in this process.
+    pub fn guest_plugin(&self) -> Option<&NodePlugin> {
+        match &self.place {
+            Place::Local { .. } => None,
+            Place::Guest(plugin) => Some(plugin),
+        }
+    }
+
     /// `mkdir -p` on the node's machine.
     pub fn create_dir_all(&self, path: &Path) -> anyhow::Result<()> {
         match &self.place {

@@ -5,7 +5,8 @@ use std::collections::HashMap;
 use tonic::Status;
 
 use super::ControllerService;
-use crate::csi::v1::{Volume, VolumeCondition};
+use crate::csi::v1::volume_content_source::{SnapshotSource, Type, VolumeSource};
+use crate::csi::v1::{Volume, VolumeCondition, VolumeContentSource};
 use crate::ids::{self, IdKind, Metadata};
 use crate::rds::parse::DiskRecord;
 use crate::rds::value::Slot;
@@ -49,8 +50,26 @@ pub fn to_volume(disk: &DiskRecord, volume_context: HashMap<String, String>) -> 
             .unwrap_or(0),
         volume_id: disk.slot.clone(),
         volume_context,
+        content_source: metadata(disk).and_then(|recorded| content_source(recorded.source?)),
         ..Volume::default()
     }
+}
+
+/// The snapshot or volume a volume was made from, as CSI names it. Read back from the source
+/// the disk's comment records, so a CreateVolume, its idempotent repeat and ListVolumes all
+/// report the same source: the spec asks every answer about a pre-populated volume to name it.
+fn content_source(source: Slot) -> Option<VolumeContentSource> {
+    let r#type = match ids::parse_id(source.as_str())? {
+        (IdKind::Snapshot, slot) => Type::Snapshot(SnapshotSource {
+            snapshot_id: slot.to_string(),
+        }),
+        (IdKind::Volume, slot) => Type::Volume(VolumeSource {
+            volume_id: slot.to_string(),
+        }),
+    };
+    Some(VolumeContentSource {
+        r#type: Some(r#type),
+    })
 }
 
 /// The slot prefixes of this driver's volumes ([`ids::volume_id`]).
@@ -122,5 +141,60 @@ impl ControllerService {
                 expected.as_ref().map(|n| n.as_str()).unwrap_or_default()
             )),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A volume disk whose comment records `source`.
+    fn disk_made_from(source: Option<&Slot>) -> DiskRecord {
+        let slot = ids::volume_id("pvc-made-from");
+        let comment = Metadata {
+            kind: IdKind::Volume,
+            csi_name: "pvc-made-from".into(),
+            source: source.cloned(),
+            created: 1,
+            requested_bytes: 0,
+            context: Default::default(),
+            method: None,
+            pending: false,
+        }
+        .to_comment()
+        .unwrap();
+        DiskRecord {
+            slot: slot.to_string(),
+            disk_type: "file".into(),
+            file_path: None,
+            size: Some(1 << 30),
+            export: true,
+            port: None,
+            nqn: None,
+            allowed_host: None,
+            comment: Some(comment.as_str().to_owned()),
+        }
+    }
+
+    #[test]
+    fn a_volume_names_the_snapshot_or_volume_it_was_made_from() {
+        let snapshot = ids::snapshot_id("snapshot-1");
+        let volume = ids::volume_id("volume-1");
+        let from_snapshot = to_volume(&disk_made_from(Some(&snapshot)), HashMap::new());
+        assert_eq!(
+            from_snapshot.content_source.and_then(|s| s.r#type),
+            Some(Type::Snapshot(SnapshotSource {
+                snapshot_id: snapshot.to_string()
+            }))
+        );
+        let cloned = to_volume(&disk_made_from(Some(&volume)), HashMap::new());
+        assert_eq!(
+            cloned.content_source.and_then(|s| s.r#type),
+            Some(Type::Volume(VolumeSource {
+                volume_id: volume.to_string()
+            }))
+        );
+        let empty = to_volume(&disk_made_from(None), HashMap::new());
+        assert_eq!(empty.content_source, None);
     }
 }

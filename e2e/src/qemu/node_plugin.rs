@@ -139,12 +139,6 @@ impl NodePlugin {
         &self.guest
     }
 
-    /// The host's end of the forwarded port the plugin serves on, for clients that dial it
-    /// themselves (csi-sanity).
-    pub fn addr(&self) -> SocketAddr {
-        self.addr
-    }
-
     /// A gRPC channel to the plugin, through the forwarded port.
     pub async fn channel(&self) -> Result<Channel, NodePluginError> {
         Ok(rds_csi::grpc::connect_tcp(self.addr).await?)

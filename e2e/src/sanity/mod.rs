@@ -27,8 +27,9 @@ use crate::csi_sanity;
 use crate::fixture::Fixture;
 use crate::requests::unique_name;
 
-/// Every trial of the suite.
-pub fn trials() -> Vec<Trial> {
+/// Every trial of the suite; `guest_path` is the `guest-path` bin (csi-sanity's path commands
+/// when the node is in a guest).
+pub fn trials(guest_path: &'static str) -> Vec<Trial> {
     [
         identity::trials(),
         volumes::trials(),
@@ -41,7 +42,12 @@ pub fn trials() -> Vec<Trial> {
         spec_publish::trials(),
         spec_expand::trials(),
         pending::trials(),
-        vec![csi_sanity::trial()],
+        vec![csi_sanity::trial(
+            csi_sanity::TRIAL,
+            csi_sanity::EVERY_SPEC,
+            |_| {},
+            guest_path,
+        )],
     ]
     .into_iter()
     .flatten()
