@@ -11,6 +11,10 @@ have mkfs.xfs || need+=(xfsprogs)
 have losetup || need+=(mount)
 # The node plugin copied into the QEMU guest is stripped of its debug info first.
 have strip || need+=(binutils)
+# The cluster target signs ServiceAccount tokens with a key made by openssl.
+have openssl || need+=(openssl)
+# ci/go-tools.sh and ci/chart.sh take a lock so that concurrent tests build their tools once.
+have flock || need+=(util-linux)
 if [ ${#need[@]} -eq 0 ]; then
   exit 0
 fi

@@ -5,3 +5,6 @@ pub mod control_plane;
 pub mod helm;
 pub mod kubelet;
 pub mod process;
+pub mod objects;
+pub mod pods;
+pub mod target;

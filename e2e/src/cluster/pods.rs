@@ -41,6 +41,10 @@ pub struct PodContext<'a> {
     pub image: &'a dyn Fn(&str) -> anyhow::Result<Image>,
     /// Environment added to a container (by name): how this host's pod differs on purpose.
     pub extra_env: &'a dyn Fn(&str) -> Vec<(String, String)>,
+    /// The node's kubelet directory as the chart names it (`/var/lib/kubelet`) and where this
+    /// node's kubelet stand-in keeps it: hostPath volumes under it are the stand-in's, so that
+    /// nodes sharing this host keep their plugin sockets and mounts apart.
+    pub kubelet_dir: Option<(&'a str, &'a Path)>,
 }
 
 /// The processes of a pod.
@@ -63,7 +67,13 @@ impl LocalPod {
     ) -> anyhow::Result<LocalPod> {
         let mut volumes = BTreeMap::new();
         for volume in spec.volumes.iter().flatten() {
-            if volume.host_path.is_some() {
+            if let Some(host_path) = &volume.host_path {
+                // Other host paths (/dev, /sys, /lib/modules) are this host's own.
+                if let Some(path) = kubelet_path(&host_path.path, context.kubelet_dir) {
+                    std::fs::create_dir_all(&path)
+                        .with_context(|| format!("creating {}", path.display()))?;
+                    volumes.insert(volume.name.clone(), path);
+                }
                 continue;
             }
             let path = dir.join("volumes").join(&volume.name);
@@ -168,6 +178,17 @@ impl LocalPod {
             .collect();
         env.extend((context.extra_env)(&container.name));
         env
+    }
+}
+
+/// Where the host path `path` under the chart's kubelet directory is for this node.
+fn kubelet_path(path: &str, kubelet_dir: Option<(&str, &Path)>) -> Option<PathBuf> {
+    let (chart_dir, node_dir) = kubelet_dir?;
+    let rest = path.strip_prefix(chart_dir.trim_end_matches('/'))?;
+    match rest.strip_prefix('/') {
+        Some(rest) => Some(node_dir.join(rest)),
+        None if rest.is_empty() => Some(node_dir.to_path_buf()),
+        None => None,
     }
 }
 

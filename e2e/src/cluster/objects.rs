@@ -1,0 +1,222 @@
+//! The Kubernetes objects the cluster suites make, as a user writes them, and waits for what the
+//! real controllers do with them. Every wait is on the API server's watch events, with a deadline.
+
+use std::time::Duration;
+
+use anyhow::Context;
+use k8s_openapi::api::core::v1::{PersistentVolume, PersistentVolumeClaim, Pod};
+use k8s_openapi::api::storage::v1::VolumeAttachment;
+use kube::api::{ApiResource, DeleteParams, DynamicObject, GroupVersionKind, PostParams};
+use kube::runtime::wait::{Condition, await_condition};
+use kube::{Api, Client, Resource};
+use serde::de::DeserializeOwned;
+use serde_json::json;
+
+/// How long a suite waits for the controllers (provisioning, attaching, snapshotting) to act.
+pub const WAIT: Duration = Duration::from_secs(120);
+
+/// The namespace the suites' objects live in.
+pub const NAMESPACE: &str = "default";
+
+/// A PVC's source, as `spec.dataSource` names it.
+pub enum Source<'a> {
+    None,
+    Snapshot(&'a str),
+    Pvc(&'a str),
+}
+
+/// A PVC of `size` (`64Mi`) in `storage_class`, `Filesystem` or `Block`.
+pub fn pvc(name: &str, storage_class: &str, size: &str, block: bool, source: Source<'_>) -> PersistentVolumeClaim {
+    let data_source = match source {
+        Source::None => serde_json::Value::Null,
+        Source::Snapshot(snapshot) => json!({
+            "apiGroup": "snapshot.storage.k8s.io", "kind": "VolumeSnapshot", "name": snapshot
+        }),
+        Source::Pvc(pvc) => json!({"kind": "PersistentVolumeClaim", "name": pvc}),
+    };
+    from_json(json!({
+        "apiVersion": "v1",
+        "kind": "PersistentVolumeClaim",
+        "metadata": {"name": name, "namespace": NAMESPACE},
+        "spec": {
+            "accessModes": ["ReadWriteOnce"],
+            "storageClassName": storage_class,
+            "volumeMode": if block { "Block" } else { "Filesystem" },
+            "resources": {"requests": {"storage": size}},
+            "dataSource": data_source,
+        }
+    }))
+}
+
+/// A Pod bound to `node` (no scheduler here) that uses the PVC `claim` as the volume `data`,
+/// mounted at `/data` or, for a block PVC, as the device `/dev/data`.
+pub fn pod(name: &str, node: &str, claim: &str, block: bool) -> Pod {
+    let container = if block {
+        json!({"name": "app", "image": "busybox", "volumeDevices": [{"name": "data", "devicePath": "/dev/data"}]})
+    } else {
+        json!({"name": "app", "image": "busybox", "volumeMounts": [{"name": "data", "mountPath": "/data"}]})
+    };
+    from_json(json!({
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {"name": name, "namespace": NAMESPACE},
+        "spec": {
+            "nodeName": node,
+            "containers": [container],
+            "volumes": [{"name": "data", "persistentVolumeClaim": {"claimName": claim}}],
+        }
+    }))
+}
+
+/// The VolumeSnapshot kind (snapshot.storage.k8s.io/v1), from the CRDs the target applied.
+pub fn volume_snapshot_resource() -> ApiResource {
+    ApiResource::from_gvk(&GroupVersionKind::gvk(
+        "snapshot.storage.k8s.io",
+        "v1",
+        "VolumeSnapshot",
+    ))
+}
+
+/// Creates a VolumeSnapshot of the PVC `source` in `class`.
+pub async fn create_volume_snapshot(client: &Client, name: &str, class: &str, source: &str) -> anyhow::Result<DynamicObject> {
+    let resource = volume_snapshot_resource();
+    let snapshot = DynamicObject::new(name, &resource).within(NAMESPACE).data(json!({
+        "spec": {
+            "volumeSnapshotClassName": class,
+            "source": {"persistentVolumeClaimName": source},
+        }
+    }));
+    Api::<DynamicObject>::namespaced_with(client.clone(), NAMESPACE, &resource)
+        .create(&PostParams::default(), &snapshot)
+        .await
+        .with_context(|| format!("creating VolumeSnapshot {name}"))
+}
+
+fn from_json<K: DeserializeOwned>(value: serde_json::Value) -> K {
+    serde_json::from_value(value).expect("the suites' objects are valid")
+}
+
+/// Creates `object` in the suites' namespace.
+pub async fn create<K>(client: &Client, object: &K) -> anyhow::Result<K>
+where
+    K: Resource<Scope = k8s_openapi::NamespaceResourceScope>
+        + Clone
+        + DeserializeOwned
+        + serde::Serialize
+        + std::fmt::Debug,
+    K::DynamicType: Default,
+{
+    let name = object.meta().name.clone().unwrap_or_default();
+    Api::<K>::namespaced(client.clone(), NAMESPACE)
+        .create(&PostParams::default(), object)
+        .await
+        .with_context(|| format!("creating {} {name}", K::kind(&K::DynamicType::default())))
+}
+
+/// Waits until `condition` holds for the object `name` of `api`, and returns it.
+pub async fn wait_for<K>(api: Api<K>, name: &str, what: &str, condition: impl Condition<K>) -> anyhow::Result<K>
+where
+    K: Resource + Clone + DeserializeOwned + std::fmt::Debug + Send + 'static,
+{
+    match tokio::time::timeout(WAIT, await_condition(api, name, condition)).await {
+        Ok(Ok(Some(object))) => Ok(object),
+        Ok(Ok(None)) => anyhow::bail!("{name} was deleted while waiting until {what}"),
+        Ok(Err(e)) => Err(anyhow::Error::new(e).context(format!("watching {name} until {what}"))),
+        Err(_) => anyhow::bail!("{name}: waited {WAIT:?} until {what}, in vain"),
+    }
+}
+
+/// Waits until the PVC `name` is Bound, and returns its PV.
+pub async fn bound_volume(client: &Client, name: &str) -> anyhow::Result<PersistentVolume> {
+    let claims = Api::<PersistentVolumeClaim>::namespaced(client.clone(), NAMESPACE);
+    let claim = wait_for(claims, name, "it is Bound", |pvc: Option<&PersistentVolumeClaim>| {
+        pvc.and_then(|p| p.status.as_ref()?.phase.as_deref()) == Some("Bound")
+    })
+    .await?;
+    let volume = claim
+        .spec
+        .and_then(|s| s.volume_name)
+        .with_context(|| format!("PVC {name} is Bound to no volume"))?;
+    Api::<PersistentVolume>::all(client.clone())
+        .get(&volume)
+        .await
+        .with_context(|| format!("reading PV {volume}"))
+}
+
+/// Waits until the Pod `name` runs (the kubelet stand-in has staged and published its volumes).
+pub async fn running_pod(client: &Client, name: &str) -> anyhow::Result<Pod> {
+    let pods = Api::<Pod>::namespaced(client.clone(), NAMESPACE);
+    wait_for(pods, name, "it is Running", kube::runtime::conditions::is_pod_running()).await
+}
+
+/// Waits until the VolumeSnapshot `name` is readyToUse.
+pub async fn ready_snapshot(client: &Client, name: &str) -> anyhow::Result<DynamicObject> {
+    let snapshots = Api::<DynamicObject>::namespaced_with(client.clone(), NAMESPACE, &volume_snapshot_resource());
+    wait_for(snapshots, name, "it is readyToUse", |s: Option<&DynamicObject>| {
+        s.and_then(|s| s.data.pointer("/status/readyToUse")?.as_bool()) == Some(true)
+    })
+    .await
+}
+
+/// The VolumeAttachment of the PV `volume` to `node`, which must be attached (as it is once a
+/// Pod that uses it runs: the kubelet stand-in waits for it before staging).
+pub async fn attachment(client: &Client, volume: &PersistentVolume, node: &str) -> anyhow::Result<VolumeAttachment> {
+    let pv = volume.metadata.name.clone().unwrap_or_default();
+    let attachment = Api::<VolumeAttachment>::all(client.clone())
+        .list(&Default::default())
+        .await?
+        .items
+        .into_iter()
+        .find(|va| va.spec.node_name == node && va.spec.source.persistent_volume_name.as_deref() == Some(pv.as_str()))
+        .with_context(|| format!("no VolumeAttachment of PV {pv} to {node}"))?;
+    anyhow::ensure!(
+        attachment.status.as_ref().is_some_and(|s| s.attached),
+        "the VolumeAttachment of PV {pv} to {node} is not attached: {:?}",
+        attachment.status
+    );
+    Ok(attachment)
+}
+
+/// Waits until the attach-detach controller and external-attacher have detached and deleted
+/// `attachment`.
+pub async fn detached(client: &Client, attachment: &VolumeAttachment) -> anyhow::Result<()> {
+    let name = attachment.metadata.name.clone().unwrap_or_default();
+    let uid = attachment.metadata.uid.clone().unwrap_or_default();
+    let api = Api::<VolumeAttachment>::all(client.clone());
+    wait_for_absence(api, &name, &uid).await
+}
+
+async fn wait_for_absence<K>(api: Api<K>, name: &str, uid: &str) -> anyhow::Result<()>
+where
+    K: Resource + Clone + DeserializeOwned + std::fmt::Debug + Send + 'static,
+{
+    match tokio::time::timeout(WAIT, await_condition(api, name, kube::runtime::conditions::is_deleted(uid))).await {
+        Ok(result) => result.map(|_| ()).with_context(|| format!("watching {name} until it is gone")),
+        Err(_) => anyhow::bail!("{name} was not gone within {WAIT:?}"),
+    }
+}
+
+/// Deletes `name` of kind `K` and waits until it is gone (finalizers done).
+pub async fn delete_and_wait<K>(api: Api<K>, name: &str) -> anyhow::Result<()>
+where
+    K: Resource + Clone + DeserializeOwned + std::fmt::Debug + Send + 'static,
+{
+    match api.delete(name, &DeleteParams::default()).await {
+        Ok(_) => {}
+        Err(kube::Error::Api(status)) if status.code == 404 => return Ok(()),
+        Err(e) => return Err(anyhow::Error::new(e).context(format!("deleting {name}"))),
+    }
+    gone(api, name).await
+}
+
+/// Waits until `name` of kind `K` no longer exists (a controller deletes it).
+pub async fn gone<K>(api: Api<K>, name: &str) -> anyhow::Result<()>
+where
+    K: Resource + Clone + DeserializeOwned + std::fmt::Debug + Send + 'static,
+{
+    let Some(object) = api.get_opt(name).await? else {
+        return Ok(());
+    };
+    let uid = object.meta().uid.clone().unwrap_or_default();
+    wait_for_absence(api, name, &uid).await
+}

@@ -1,0 +1,402 @@
+//! The `cluster` target: rds-sim as the RDS, a real control plane, the chart installed with
+//! `helm install`, and the chart's pods run as processes — the controller Deployment's rds-csi and
+//! sidecars (external-provisioner, -attacher, -resizer, csi-snapshotter, with the chart's args and
+//! RBAC), the snapshot-controller beside them, and on each simulated node the DaemonSet's
+//! `rds-csi node` (loop fabric: no NVMe/TCP initiator on this host) under a kubelet stand-in.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use anyhow::Context;
+use k8s_openapi::api::apps::v1::{DaemonSet, Deployment};
+use k8s_openapi::api::core::v1::{ConfigMap, PodSpec};
+use kube::{Api, Client};
+use rds_csi::csi::v1::node_client::NodeClient;
+use rds_sim::sim::Sim;
+
+use super::control_plane::{ControlPlane, wait_until};
+use super::helm::{ChartValues, Helm};
+use super::kubelet::KubeletStandIn;
+use super::pods::{Image, LocalPod, PodContext};
+use super::process::Process;
+use crate::config::SimSettings;
+use crate::go_tools::GoTools;
+use crate::sim_rds::SimRds;
+
+/// The chart's release and namespace, as the chart's README installs it.
+pub const RELEASE: &str = "rds-csi";
+pub const NAMESPACE: &str = "kube-system";
+/// The simulated nodes: two, so a volume can move.
+pub const NODES: [&str; 2] = ["node-a", "node-b"];
+/// The chart's `node.kubeletDir`, kubelet's default root directory.
+const KUBELET_DIR: &str = "/var/lib/kubelet";
+/// The container of the driver itself in both of the chart's pods.
+const DRIVER_CONTAINER: &str = "rds-csi";
+
+/// Why the cluster target is not running.
+#[derive(Debug, thiserror::Error)]
+pub enum ClusterError {
+    /// This machine cannot run it and `CI` is not `true`: the suite skips, saying this.
+    #[error("{0}")]
+    Skipped(String),
+    #[error("{0:#}")]
+    Failed(#[from] anyhow::Error),
+}
+
+/// One simulated node: the chart's node pod and the kubelet stand-in.
+pub struct ClusterNode {
+    pub name: String,
+    /// The node's NVMe host NQN, which is its CSI node id.
+    pub host_nqn: String,
+    pub kubelet: KubeletStandIn,
+    pod: LocalPod,
+}
+
+/// A running cluster target.
+pub struct ClusterTarget {
+    helm: Helm,
+    rds: SimRds,
+    control_plane: ControlPlane,
+    snapshot_controller: Process,
+    controller: LocalPod,
+    pub nodes: Vec<ClusterNode>,
+    values: ChartValues,
+    dir: tempfile::TempDir,
+}
+
+impl ClusterTarget {
+    /// Starts everything and waits until each node's CSINode is registered.
+    pub async fn start(sim: &SimSettings) -> Result<ClusterTarget, ClusterError> {
+        let tools = GoTools::locate().map_err(|e| match e.skip_reason() {
+            Some(reason) => ClusterError::Skipped(reason),
+            None => ClusterError::Failed(e.into()),
+        })?;
+        let helm = Helm::locate().map_err(|e| match e.skip_reason() {
+            Some(reason) => ClusterError::Skipped(reason),
+            None => ClusterError::Failed(e.into()),
+        })?;
+        let rds_csi = crate::qemu::node_plugin::plugin_binary().map_err(anyhow::Error::new)?;
+        Ok(Self::start_with(tools, helm, &rds_csi, sim).await?)
+    }
+
+    async fn start_with(
+        tools: GoTools,
+        helm: Helm,
+        rds_csi: &Path,
+        sim: &SimSettings,
+    ) -> anyhow::Result<ClusterTarget> {
+        let dir = tempfile::Builder::new()
+            .prefix("rds-e2e-cluster-")
+            .tempdir()
+            .context("creating the cluster target's directory")?;
+        let logs = dir.path().join("logs");
+        std::fs::create_dir_all(&logs)?;
+        let rds = SimRds::start(dir.path(), sim).await?;
+        let control_plane = ControlPlane::start(&tools, &dir.path().join("kube")).await?;
+        let admin = control_plane.admin_kubeconfig().to_path_buf();
+        let client = control_plane.client();
+
+        helm.apply_crds(&admin, tools.dir("snapshot-crds")?)?;
+        let snapshot_controller = Process::spawn(
+            "snapshot-controller",
+            &tools.binary("external-snapshotter", "snapshot-controller")?,
+            &[
+                format!("--kubeconfig={}", admin.display()),
+                "--leader-election=false".into(),
+            ],
+            &[],
+            &logs,
+        )?;
+
+        let mut values = ChartValues::for_sim(&rds, "127.0.0.1");
+        // xfs: growing a mounted ext4 needs CAP_SYS_RESOURCE, which the containers CI runs in
+        // drop; xfs grows without it (rds-csi's node_loop test covers ext4 where it is granted).
+        values.set("storageClass.fsType", "xfs");
+        helm.install(&admin, RELEASE, NAMESPACE, &values)?;
+
+        let images = |image: &str| image_binary(&tools, rds_csi, image);
+        let controller_spec = pod_spec::<Deployment>(&client, "controller").await?;
+        let key_file = controller_key_file(&client, dir.path()).await?;
+        let controller_dir = dir.path().join("controller");
+        let controller_kubeconfig = control_plane
+            .service_account_kubeconfig(NAMESPACE, &service_account(&controller_spec)?)
+            .await?;
+        let controller_env = |container: &str| {
+            if container != DRIVER_CONTAINER {
+                return Vec::new();
+            }
+            // config.toml names the key where the pod mounts it; here it is in the volume's dir.
+            vec![(
+                "RDS_CSI_RDS_PRIVATE_KEY_FILE".to_owned(),
+                key_file.display().to_string(),
+            )]
+        };
+        let controller = LocalPod::start(
+            "controller",
+            &controller_spec,
+            &PodContext {
+                client: client.clone(),
+                namespace: NAMESPACE,
+                node_name: "",
+                kubeconfig: Some(&controller_kubeconfig),
+                image: &images,
+                extra_env: &controller_env,
+                kubelet_dir: None,
+            },
+            &controller_dir,
+            &logs,
+        )
+        .await?;
+
+        let node_spec = pod_spec::<DaemonSet>(&client, "node").await?;
+        let loop_root = dir.path().join("rds").join("files");
+        let driver_name = driver_name(&client).await?;
+        let mut nodes = Vec::new();
+        for (index, name) in NODES.into_iter().enumerate() {
+            let host_nqn = format!("nqn.2014-08.org.nvmexpress:uuid:5e2e0000-0000-4000-8000-c1a5000000{index:02x}");
+            let node_env = |container: &str| {
+                if container != DRIVER_CONTAINER {
+                    return Vec::new();
+                }
+                // Loop devices over rds-sim's files instead of the kernel's NVMe/TCP initiator,
+                // and a host NQN per simulated node (they share this host's /etc/nvme).
+                vec![
+                    ("RDS_CSI_NODE_FABRIC".to_owned(), "loop".to_owned()),
+                    ("RDS_CSI_NODE_LOOP_ROOT".to_owned(), loop_root.display().to_string()),
+                    ("RDS_CSI_NODE_HOST_NQN".to_owned(), host_nqn.clone()),
+                ]
+            };
+            let node_dir = dir.path().join(name);
+            let kubelet_root = node_dir.join("kubelet");
+            let mut pod = LocalPod::start(
+                name,
+                &node_spec,
+                &PodContext {
+                    client: client.clone(),
+                    namespace: NAMESPACE,
+                    node_name: name,
+                    kubeconfig: None,
+                    image: &images,
+                    extra_env: &node_env,
+                    kubelet_dir: Some((KUBELET_DIR, &kubelet_root)),
+                },
+                &node_dir,
+                &logs,
+            )
+            .await?;
+            let socket = pod.volume("plugin-dir")?.join("csi.sock");
+            let channel = connect(&socket, &mut pod).await?;
+            let kubelet = KubeletStandIn::start(
+                client.clone(),
+                name,
+                &driver_name,
+                NodeClient::new(channel),
+                &kubelet_root,
+            )
+            .await?;
+            nodes.push(ClusterNode {
+                name: name.to_owned(),
+                host_nqn,
+                kubelet,
+                pod,
+            });
+        }
+        Ok(ClusterTarget {
+            helm,
+            rds,
+            control_plane,
+            snapshot_controller,
+            controller,
+            nodes,
+            values,
+            dir,
+        })
+    }
+
+    /// A client with cluster-admin's rights, for the suites' objects.
+    pub fn client(&self) -> Client {
+        self.control_plane.client()
+    }
+
+    pub fn sim(&self) -> &Arc<Sim> {
+        self.rds.sim()
+    }
+
+    pub fn node(&self, name: &str) -> anyhow::Result<&ClusterNode> {
+        self.nodes
+            .iter()
+            .find(|n| n.name == name)
+            .with_context(|| format!("the cluster target has no node {name}"))
+    }
+
+    /// Where the logs of every process are.
+    pub fn logs(&self) -> PathBuf {
+        self.dir.path().join("logs")
+    }
+
+    /// The chart values it was installed with.
+    pub fn values(&self) -> &ChartValues {
+        &self.values
+    }
+
+    pub fn helm(&self) -> &Helm {
+        &self.helm
+    }
+
+    pub fn admin_kubeconfig(&self) -> &Path {
+        self.control_plane.admin_kubeconfig()
+    }
+
+    /// Fails, quoting the log, when one of the chart's processes has exited.
+    pub fn check_running(&mut self) -> anyhow::Result<()> {
+        self.snapshot_controller.check_running()?;
+        self.controller.check_running()?;
+        self.nodes
+            .iter_mut()
+            .try_for_each(|node| node.pod.check_running())
+    }
+
+    /// Stops everything; the directory (state and logs) goes with it.
+    pub async fn shutdown(self) {
+        for node in self.nodes {
+            node.kubelet.stop().await;
+            node.pod.stop().await;
+        }
+        self.controller.stop().await;
+        self.snapshot_controller.stop().await;
+        self.control_plane.shutdown().await;
+        self.rds.shutdown().await;
+    }
+}
+
+/// The binary for one of the chart's images; the image's tag must be the version built, so the
+/// cluster runs exactly what the chart deploys.
+fn image_binary(tools: &GoTools, rds_csi: &Path, image: &str) -> anyhow::Result<Image> {
+    let (repository, tag) = image
+        .rsplit_once(':')
+        .with_context(|| format!("image {image} has no tag"))?;
+    let name = repository.rsplit('/').next().unwrap_or(repository);
+    let (tool, binary) = match name {
+        "rds-csi" => return Ok(Image::Binary(rds_csi.to_path_buf())),
+        "csi-provisioner" | "csi-attacher" | "csi-resizer" => (name, name),
+        "csi-snapshotter" => ("external-snapshotter", name),
+        "csi-node-driver-registrar" => {
+            return Ok(Image::NotRun(
+                "the Go module proxy does not serve node-driver-registrar; the kubelet stand-in \
+                 registers the CSINode as it and kubelet would",
+            ));
+        }
+        "livenessprobe" => {
+            return Ok(Image::NotRun(
+                "the Go module proxy does not serve livenessprobe, and nothing here runs probes",
+            ));
+        }
+        other => anyhow::bail!("the chart runs an image the cluster target does not know: {other}"),
+    };
+    let dir = tools.dir(tool)?;
+    let built = dir
+        .parent()
+        .and_then(Path::file_name)
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    anyhow::ensure!(
+        built == format!("{tool}-{tag}"),
+        "the chart runs {image} but ci/go-tools.sh built {built}: they must agree"
+    );
+    Ok(Image::Binary(dir.join(binary)))
+}
+
+/// The pod template of the chart's `<release>-<component>` workload, as the API server stored it.
+async fn pod_spec<K>(client: &Client, component: &str) -> anyhow::Result<PodSpec>
+where
+    K: kube::Resource<Scope = k8s_openapi::NamespaceResourceScope>
+        + serde::de::DeserializeOwned
+        + Clone
+        + std::fmt::Debug
+        + HasPodTemplate,
+    <K as kube::Resource>::DynamicType: Default,
+{
+    let name = format!("{RELEASE}-{component}");
+    let object = Api::<K>::namespaced(client.clone(), NAMESPACE)
+        .get(&name)
+        .await
+        .with_context(|| format!("reading the chart's {name}"))?;
+    object
+        .pod_spec()
+        .with_context(|| format!("the chart's {name} has no pod template"))
+}
+
+/// Deployments and DaemonSets, for [`pod_spec`].
+trait HasPodTemplate {
+    fn pod_spec(&self) -> Option<PodSpec>;
+}
+
+impl HasPodTemplate for Deployment {
+    fn pod_spec(&self) -> Option<PodSpec> {
+        self.spec.as_ref()?.template.spec.clone()
+    }
+}
+
+impl HasPodTemplate for DaemonSet {
+    fn pod_spec(&self) -> Option<PodSpec> {
+        self.spec.as_ref()?.template.spec.clone()
+    }
+}
+
+fn service_account(spec: &PodSpec) -> anyhow::Result<String> {
+    spec.service_account_name
+        .clone()
+        .context("the controller pod names no ServiceAccount")
+}
+
+/// The chart's `config.toml`, as its ConfigMap holds it.
+async fn chart_config(client: &Client) -> anyhow::Result<toml::Table> {
+    let name = format!("{RELEASE}-config");
+    let map = Api::<ConfigMap>::namespaced(client.clone(), NAMESPACE)
+        .get(&name)
+        .await
+        .with_context(|| format!("reading the chart's ConfigMap {name}"))?;
+    let text = map
+        .data
+        .and_then(|mut d| d.remove("config.toml"))
+        .with_context(|| format!("ConfigMap {name} has no config.toml"))?;
+    text.parse().with_context(|| format!("ConfigMap {name}'s config.toml"))
+}
+
+/// The driver name the chart configured (the StorageClass's provisioner).
+async fn driver_name(client: &Client) -> anyhow::Result<String> {
+    chart_config(client)
+        .await?
+        .get("driverName")
+        .and_then(toml::Value::as_str)
+        .map(str::to_owned)
+        .context("the chart's config.toml has no driverName")
+}
+
+/// Where the controller pod's SSH key is on this host: config.toml names it under the pod's
+/// `config` volume, whose files are in `<dir>/controller/volumes/config`.
+async fn controller_key_file(client: &Client, dir: &Path) -> anyhow::Result<PathBuf> {
+    let config = chart_config(client).await?;
+    let file = config
+        .get("rds")
+        .and_then(|rds| rds.get("privateKeyFile"))
+        .and_then(toml::Value::as_str)
+        .context("the chart's config.toml has no rds.privateKeyFile")?;
+    let name = Path::new(file)
+        .file_name()
+        .context("rds.privateKeyFile names no file")?;
+    Ok(dir.join("controller").join("volumes").join("config").join(name))
+}
+
+/// A channel to the node plugin's socket, once it serves.
+async fn connect(socket: &Path, pod: &mut LocalPod) -> anyhow::Result<tonic::transport::Channel> {
+    wait_until(
+        "the node plugin serves on its socket",
+        &mut pod.processes().iter_mut().collect::<Vec<_>>(),
+        async || Ok(socket.exists()),
+    )
+    .await?;
+    rds_csi::grpc::connect_unix(socket)
+        .await
+        .with_context(|| format!("connecting to {}", socket.display()))
+}
