@@ -45,6 +45,15 @@ app.kubernetes.io/component: {{ .component }}
 {{- printf "%s:%s" .image.repository .image.tag }}
 {{- end }}
 
+{{/*
+The name of a controller sidecar's HTTP port (metrics, leader-election health), by its key under
+sidecars. The Deployment's container ports and the metrics Service both use it. A port name is at
+most 15 characters: the API server refuses longer ones.
+*/}}
+{{- define "rds-csi.sidecarPort" -}}
+{{- get (dict "provisioner" "provision-http" "attacher" "attacher-http" "resizer" "resizer-http" "snapshotter" "snapshot-http") . }}
+{{- end }}
+
 {{- define "rds-csi.controllerServiceAccount" -}}
 {{- printf "%s-controller" (include "rds-csi.fullname" .) }}
 {{- end }}

@@ -257,6 +257,18 @@ impl Helm {
         run(&self.helm, kubeconfig, args)
     }
 
+    /// The manifest helm applied for `release` (`helm get manifest`): every object of the
+    /// release, as YAML documents.
+    pub fn manifest(
+        &self,
+        kubeconfig: &Path,
+        release: &str,
+        namespace: &str,
+    ) -> Result<String, HelmError> {
+        let args = ["get", "manifest", release, "--namespace", namespace];
+        run(&self.helm, kubeconfig, args.map(str::to_owned))
+    }
+
     /// `kubectl` with `args` against the cluster of `kubeconfig`; returns its output.
     pub fn kubectl<I, S>(&self, kubeconfig: &Path, args: I) -> Result<String, HelmError>
     where
