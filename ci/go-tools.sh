@@ -131,7 +131,16 @@ EOF
       for package in "${packages[@]}"; do at+=("$package@$version"); done
       go get "${at[@]}" >&2 || exit 3
       mkdir -p bin
-      go build -trimpath -ldflags="-s -w -X main.version=$version" -o "$work/bin/" "${packages[@]}" >&2 || exit 1
+      local ldflags="-s -w -X main.version=$version"
+      if [ "$module" = k8s.io/kubernetes ]; then
+        # A module build has no git tree to stamp the version from: without these, the API
+        # server says v0.0.0-master and helm refuses any chart with a kubeVersion floor.
+        local minor=${version#v1.}
+        ldflags+=" -X k8s.io/component-base/version.gitVersion=$version"
+        ldflags+=" -X k8s.io/component-base/version.gitMajor=1 -X k8s.io/component-base/version.gitMinor=${minor%%.*}"
+        ldflags+=" -X k8s.io/component-base/version.gitTreeState=clean"
+      fi
+      go build -trimpath -ldflags="$ldflags" -o "$work/bin/" "${packages[@]}" >&2 || exit 1
     fi
   ) || {
     local status=$?
