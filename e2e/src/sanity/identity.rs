@@ -1,19 +1,15 @@
-//! csi-sanity's Identity Service cases.
+//! Identity Service cases named as csi-sanity's specs, kept for what they check beyond it: Probe
+//! says ready while the RDS is reachable, GetPluginInfo names the configured driver.
 
-use anyhow::{Context, bail, ensure};
+use anyhow::{Context, ensure};
 use libtest_mimic::Trial;
-use rds_csi::csi::v1::plugin_capability::{self, service, volume_expansion};
-use rds_csi::csi::v1::{GetPluginCapabilitiesRequest, GetPluginInfoRequest, ProbeRequest};
+use rds_csi::csi::v1::{GetPluginInfoRequest, ProbeRequest};
 
 use crate::fixture::Fixture;
 use crate::suite::trial;
 
 pub fn trials() -> Vec<Trial> {
     vec![
-        trial(
-            "Identity Service GetPluginCapabilities should return appropriate capabilities",
-            get_plugin_capabilities,
-        ),
         trial(
             "Identity Service Probe should return appropriate information",
             probe,
@@ -23,32 +19,6 @@ pub fn trials() -> Vec<Trial> {
             get_plugin_info,
         ),
     ]
-}
-
-async fn get_plugin_capabilities(fx: &mut Fixture) -> anyhow::Result<()> {
-    let capabilities = fx
-        .identity()
-        .get_plugin_capabilities(GetPluginCapabilitiesRequest {})
-        .await
-        .context("GetPluginCapabilities")?
-        .into_inner()
-        .capabilities;
-    for capability in &capabilities {
-        match capability.r#type {
-            Some(plugin_capability::Type::Service(s)) => {
-                let known =
-                    service::Type::try_from(s.r#type).is_ok_and(|t| t != service::Type::Unknown);
-                ensure!(known, "unknown service capability {}", s.r#type);
-            }
-            Some(plugin_capability::Type::VolumeExpansion(e)) => {
-                let known = volume_expansion::Type::try_from(e.r#type)
-                    .is_ok_and(|t| t != volume_expansion::Type::Unknown);
-                ensure!(known, "unknown volume expansion capability {}", e.r#type);
-            }
-            None => bail!("a plugin capability with no type: {capability:?}"),
-        }
-    }
-    Ok(())
 }
 
 async fn probe(fx: &mut Fixture) -> anyhow::Result<()> {

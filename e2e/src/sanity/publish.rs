@@ -1,5 +1,7 @@
-//! csi-sanity's Controller cases for validating, publishing and unpublishing, and the volume
-//! lifecycle.
+//! Controller cases named as csi-sanity's specs for validating, publishing and unpublishing, and
+//! the volume lifecycle, kept beside the real csi-sanity for what they check beyond it: the exact
+//! gRPC code (RESOURCE_EXHAUSTED past the attach limit, where csi-sanity takes any error), an RDS
+//! left unchanged by a refusal, and the same publish context on every repeated publish.
 
 use anyhow::{Context, ensure};
 use libtest_mimic::Trial;
@@ -30,12 +32,6 @@ pub fn trials() -> Vec<Trial> {
                 "{CS} ValidateVolumeCapabilities should fail when no volume capabilities are provided"
             ),
             validate_without_capabilities,
-        ),
-        trial(
-            &format!(
-                "{CS} ValidateVolumeCapabilities should return appropriate values (no optional values added)"
-            ),
-            validate_values,
         ),
         trial(
             &format!(
@@ -115,30 +111,6 @@ async fn validate_without_capabilities(fx: &mut Fixture) -> anyhow::Result<()> {
         fx.controller().validate_volume_capabilities(request),
     )
     .await?;
-    Ok(())
-}
-
-async fn validate_values(fx: &mut Fixture) -> anyhow::Result<()> {
-    let volume = fx
-        .must_create(&unique_name("sanity-controller-validate"))
-        .await?;
-    let request = ValidateVolumeCapabilitiesRequest {
-        volume_id: volume.volume_id,
-        volume_capabilities: vec![single_node_writer()],
-        ..Default::default()
-    };
-    let response = fx
-        .controller()
-        .validate_volume_capabilities(request)
-        .await
-        .context("ValidateVolumeCapabilities")?
-        .into_inner();
-    if let Some(confirmed) = response.confirmed {
-        ensure!(
-            !confirmed.volume_capabilities.is_empty(),
-            "a confirmation must name the capabilities it confirms"
-        );
-    }
     Ok(())
 }
 

@@ -1,51 +1,36 @@
-//! csi-sanity's Controller cases for capabilities, capacity, listing, creating and deleting.
+//! Controller cases for capabilities, listing, creating and deleting that the real csi-sanity
+//! (`crate::csi_sanity`) does not cover: the ones named as its specs check more (the exact gRPC
+//! code and an RDS left unchanged), or run what it does not (ListVolumes pagination, pending
+//! there).
 
 use std::collections::HashMap;
 
 use anyhow::{Context, bail, ensure};
 use libtest_mimic::Trial;
 use rds_csi::csi::v1::controller_service_capability::{self, rpc};
-use rds_csi::csi::v1::volume_content_source::{self, VolumeSource};
 use rds_csi::csi::v1::{
-    CapacityRange, ControllerGetCapabilitiesRequest, CreateVolumeRequest, DeleteVolumeRequest,
-    GetCapacityRequest, ListVolumesRequest, VolumeContentSource,
+    ControllerGetCapabilitiesRequest, CreateVolumeRequest, DeleteVolumeRequest, ListVolumesRequest,
 };
 use tonic::Code;
 
-use super::{absent_volume_id, delete, list_volumes};
+use super::{absent_volume_id, delete, list_volumes, volume_source};
 use crate::fixture::Fixture;
-use crate::requests::{self, unique_name, unique_name_of_length};
-use crate::suite::{Skip, trial};
-
-/// csi-sanity's `MaxNameLength`.
-const MAX_NAME_LENGTH: usize = 128;
+use crate::requests::{self, unique_name};
+use crate::suite::trial;
 
 pub fn trials() -> Vec<Trial> {
     const CS: &str = "Controller Service [Controller Server]";
     vec![
+        // csi-sanity v5.4.0's spec of this check fails on GET_SNAPSHOT, which its list of
+        // capabilities predates; csi_sanity::OUTDATED_SPEC skips it there.
         trial(
-            &format!("{CS} ControllerGetCapabilities should return appropriate capabilities"),
+            "rds-csi [Controller Server] ControllerGetCapabilities lists only RPCs of CSI v1.12, \
+             GET_SNAPSHOT included",
             controller_get_capabilities,
-        ),
-        trial(
-            &format!("{CS} GetCapacity should return capacity (no optional values added)"),
-            get_capacity,
-        ),
-        trial(
-            &format!(
-                "{CS} ListVolumes should return appropriate values (no optional values added)"
-            ),
-            list_volumes_values,
         ),
         trial(
             &format!("{CS} ListVolumes should fail when an invalid starting_token is passed"),
             list_volumes_invalid_token,
-        ),
-        trial(
-            &format!(
-                "{CS} ListVolumes check the presence of new volumes and absence of deleted ones in the volume list"
-            ),
-            list_volumes_presence,
         ),
         trial(
             &format!(
@@ -63,45 +48,13 @@ pub fn trials() -> Vec<Trial> {
         ),
         trial(
             &format!(
-                "{CS} CreateVolume should return appropriate values SingleNodeWriter NoCapacity"
-            ),
-            create_single_node_writer_no_capacity,
-        ),
-        trial(
-            &format!(
-                "{CS} CreateVolume should return appropriate values SingleNodeWriter WithCapacity 1Gi"
-            ),
-            create_single_node_writer_with_capacity,
-        ),
-        trial(
-            &format!(
-                "{CS} CreateVolume should not fail when requesting to create a volume with already existing name and same capacity"
-            ),
-            create_twice_same_capacity,
-        ),
-        trial(
-            &format!(
                 "{CS} CreateVolume should fail when requesting to create a volume with already existing name and different capacity"
             ),
             create_twice_different_capacity,
         ),
         trial(
-            &format!(
-                "{CS} CreateVolume should not fail when creating volume with maximum-length name"
-            ),
-            create_max_length_name,
-        ),
-        trial(
-            &format!("{CS} CreateVolume should create volume from an existing source volume"),
-            create_from_source_volume,
-        ),
-        trial(
             &format!("{CS} CreateVolume should fail when the volume source volume is not found"),
             create_from_absent_source_volume,
-        ),
-        trial(
-            &format!("{CS} CreateVolume should create volume with a volume attribute class"),
-            create_with_volume_attribute_class,
         ),
         trial(
             &format!(
@@ -116,12 +69,6 @@ pub fn trials() -> Vec<Trial> {
         trial(
             &format!("{CS} DeleteVolume should succeed when an invalid volume id is used"),
             delete_invalid_id,
-        ),
-        trial(
-            &format!(
-                "{CS} DeleteVolume should return appropriate values (no optional values added)"
-            ),
-            delete_values,
         ),
     ]
 }
@@ -144,33 +91,6 @@ async fn controller_get_capabilities(fx: &mut Fixture) -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn get_capacity(fx: &mut Fixture) -> anyhow::Result<()> {
-    fx.require_capability(rpc::Type::GetCapacity).await?;
-    let capacity = fx
-        .controller()
-        .get_capacity(GetCapacityRequest::default())
-        .await
-        .context("GetCapacity")?
-        .into_inner();
-    ensure!(
-        capacity.available_capacity >= 0,
-        "negative available_capacity {}",
-        capacity.available_capacity
-    );
-    Ok(())
-}
-
-async fn list_volumes_values(fx: &mut Fixture) -> anyhow::Result<()> {
-    fx.require_capability(rpc::Type::ListVolumes).await?;
-    for entry in list_volumes(fx, 0, "").await?.entries {
-        let volume = entry
-            .volume
-            .context("a ListVolumes entry without a volume")?;
-        ensure!(!volume.volume_id.is_empty(), "a listed volume has no id");
-    }
-    Ok(())
-}
-
 async fn list_volumes_invalid_token(fx: &mut Fixture) -> anyhow::Result<()> {
     fx.require_capability(rpc::Type::ListVolumes).await?;
     let request = ListVolumesRequest {
@@ -179,36 +99,6 @@ async fn list_volumes_invalid_token(fx: &mut Fixture) -> anyhow::Result<()> {
     };
     fx.rejects(Code::Aborted, fx.controller().list_volumes(request))
         .await?;
-    Ok(())
-}
-
-async fn list_volumes_presence(fx: &mut Fixture) -> anyhow::Result<()> {
-    fx.require_capability(rpc::Type::ListVolumes).await?;
-    let before = list_volumes(fx, 0, "").await?.entries.len();
-
-    let volume = fx.must_create(&unique_name("sanity")).await?;
-    let listed = list_volumes(fx, 0, "").await?.entries;
-    ensure!(
-        listed.len() == before + 1,
-        "{} volumes listed after creating one, {before} before",
-        listed.len()
-    );
-    ensure!(
-        listed.iter().any(|e| e
-            .volume
-            .as_ref()
-            .is_some_and(|v| v.volume_id == volume.volume_id)),
-        "the new volume {} is not listed",
-        volume.volume_id
-    );
-
-    delete(fx, &volume.volume_id).await?;
-    let listed = list_volumes(fx, 0, "").await?.entries;
-    ensure!(
-        listed.len() == before,
-        "{} volumes listed after deleting the new one, {before} before it was created",
-        listed.len()
-    );
     Ok(())
 }
 
@@ -306,70 +196,6 @@ async fn create_without_capabilities(fx: &mut Fixture) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// csi-sanity's request of this name does carry a capacity (its comment calls the no-capacity
-/// question driver-specific); the no-capacity case is in the spec section.
-async fn create_single_node_writer_no_capacity(fx: &mut Fixture) -> anyhow::Result<()> {
-    fx.require_capability(rpc::Type::CreateDeleteVolume).await?;
-    let request = CreateVolumeRequest {
-        capacity_range: Some(at_least(fx.volume_size())),
-        ..fx.create_request(&unique_name("sanity-controller-create-single-no-capacity"))
-    };
-    fx.create_volume(request).await.context("CreateVolume")?;
-    Ok(())
-}
-
-async fn create_single_node_writer_with_capacity(fx: &mut Fixture) -> anyhow::Result<()> {
-    fx.require_capability(rpc::Type::CreateDeleteVolume).await?;
-    let size = fx.volume_size();
-    let request = CreateVolumeRequest {
-        capacity_range: Some(at_least(size)),
-        ..fx.create_request(&unique_name(
-            "sanity-controller-create-single-with-capacity",
-        ))
-    };
-    let volume = match fx.create_volume(request).await {
-        Err(status) if matches!(status.code(), Code::OutOfRange | Code::Unimplemented) => {
-            return Err(Skip(format!(
-                "required bytes not supported: {}",
-                status.message()
-            ))
-            .into());
-        }
-        other => other.context("CreateVolume")?,
-    };
-    ensure!(
-        !volume.volume_id.is_empty(),
-        "CreateVolume returned no volume_id"
-    );
-    ensure_capacity(volume.capacity_bytes, size)
-}
-
-async fn create_twice_same_capacity(fx: &mut Fixture) -> anyhow::Result<()> {
-    fx.require_capability(rpc::Type::CreateDeleteVolume).await?;
-    let size = fx.volume_size();
-    let request = CreateVolumeRequest {
-        capacity_range: Some(at_least(size)),
-        ..fx.create_request(&unique_name("sanity-controller-create-twice"))
-    };
-    let first = fx
-        .create_volume(request.clone())
-        .await
-        .context("the first CreateVolume")?;
-    ensure_capacity(first.capacity_bytes, size)?;
-    let second = fx
-        .create_volume(request)
-        .await
-        .context("the second CreateVolume")?;
-    ensure_capacity(second.capacity_bytes, size)?;
-    ensure!(
-        first.volume_id == second.volume_id,
-        "the same name gave two volumes: {} and {}",
-        first.volume_id,
-        second.volume_id
-    );
-    Ok(())
-}
-
 async fn create_twice_different_capacity(fx: &mut Fixture) -> anyhow::Result<()> {
     fx.require_capability(rpc::Type::CreateDeleteVolume).await?;
     let name = unique_name("sanity-controller-create-twice-different");
@@ -383,35 +209,6 @@ async fn create_twice_different_capacity(fx: &mut Fixture) -> anyhow::Result<()>
     Ok(())
 }
 
-async fn create_max_length_name(fx: &mut Fixture) -> anyhow::Result<()> {
-    fx.require_capability(rpc::Type::CreateDeleteVolume).await?;
-    let size = fx.volume_size();
-    let request = CreateVolumeRequest {
-        capacity_range: Some(at_least(size)),
-        ..fx.create_request(&unique_name_of_length(
-            "sanity-controller-create-maxlen",
-            MAX_NAME_LENGTH,
-        ))
-    };
-    let volume = fx.create_volume(request).await.context("CreateVolume")?;
-    ensure_capacity(volume.capacity_bytes, size)
-}
-
-async fn create_from_source_volume(fx: &mut Fixture) -> anyhow::Result<()> {
-    fx.require_capability(rpc::Type::CloneVolume).await?;
-    let source = fx
-        .must_create(&unique_name("sanity-controller-source-vol"))
-        .await?;
-    let request = CreateVolumeRequest {
-        volume_content_source: Some(volume_source(&source.volume_id)),
-        ..fx.create_request(&unique_name("sanity-controller-vol-from-vol"))
-    };
-    fx.create_volume(request)
-        .await
-        .context("CreateVolume from a source volume")?;
-    Ok(())
-}
-
 async fn create_from_absent_source_volume(fx: &mut Fixture) -> anyhow::Result<()> {
     fx.require_capability(rpc::Type::CloneVolume).await?;
     let request = CreateVolumeRequest {
@@ -420,18 +217,6 @@ async fn create_from_absent_source_volume(fx: &mut Fixture) -> anyhow::Result<()
     };
     fx.rejects(Code::NotFound, fx.controller().create_volume(request))
         .await?;
-    Ok(())
-}
-
-async fn create_with_volume_attribute_class(fx: &mut Fixture) -> anyhow::Result<()> {
-    fx.require_capability(rpc::Type::ModifyVolume).await?;
-    let request = CreateVolumeRequest {
-        mutable_parameters: fx.volume_mutable_parameters(),
-        ..fx.create_request(&unique_name("sanity-controller-create-vac"))
-    };
-    fx.create_volume(request)
-        .await
-        .context("CreateVolume with mutable parameters")?;
     Ok(())
 }
 
@@ -468,40 +253,5 @@ async fn delete_invalid_id(fx: &mut Fixture) -> anyhow::Result<()> {
     };
     fx.succeeds_without_change(fx.controller().delete_volume(request))
         .await?;
-    Ok(())
-}
-
-async fn delete_values(fx: &mut Fixture) -> anyhow::Result<()> {
-    fx.require_capability(rpc::Type::CreateDeleteVolume).await?;
-    let request = CreateVolumeRequest {
-        capacity_range: Some(at_least(fx.volume_size())),
-        ..fx.create_request(&unique_name("sanity-controller-create-appropriate"))
-    };
-    let volume = fx.create_volume(request).await.context("CreateVolume")?;
-    delete(fx, &volume.volume_id).await
-}
-
-/// `bytes` or more: csi-sanity's requests that set only `required_bytes`.
-fn at_least(bytes: u64) -> CapacityRange {
-    CapacityRange {
-        required_bytes: i64::try_from(bytes).unwrap_or(i64::MAX),
-        limit_bytes: 0,
-    }
-}
-
-fn volume_source(volume_id: &str) -> VolumeContentSource {
-    VolumeContentSource {
-        r#type: Some(volume_content_source::Type::Volume(VolumeSource {
-            volume_id: volume_id.to_owned(),
-        })),
-    }
-}
-
-/// csi-sanity accepts the requested size or more, or 0 for "unknown".
-fn ensure_capacity(capacity: i64, requested: u64) -> anyhow::Result<()> {
-    ensure!(
-        capacity == 0 || u64::try_from(capacity).is_ok_and(|c| c >= requested),
-        "the volume's capacity {capacity} is below the {requested} bytes requested"
-    );
     Ok(())
 }
