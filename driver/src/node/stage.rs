@@ -67,7 +67,7 @@ impl NodeCore {
         self.timed("mount", || {
             self.host
                 .mounts
-                .mount(&device.path, staging, fs.as_str(), flags)
+                .mount(&device.path, staging, fs.as_str(), &fs.mount_options(flags))
         })?;
         Ok(())
     }

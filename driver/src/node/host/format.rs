@@ -39,6 +39,26 @@ impl FsType {
     }
 }
 
+impl FsType {
+    /// The options to mount this file system with, given the ones the volume asks for. XFS
+    /// refuses to mount a second file system with the UUID of one already mounted on the host,
+    /// and a restored snapshot or a clone carries its source's UUID: without `nouuid` a pod
+    /// could not mount a restore on the node where its source is mounted.
+    pub fn mount_options(self, requested: &[String]) -> Vec<String> {
+        let mut options = requested.to_vec();
+        let asked = |name: &str| {
+            options
+                .iter()
+                .flat_map(|o| o.split(','))
+                .any(|o| o.trim() == name)
+        };
+        if self == FsType::Xfs && !asked("nouuid") {
+            options.push("nouuid".to_owned());
+        }
+        options
+    }
+}
+
 impl fmt::Display for FsType {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.as_str())
@@ -163,6 +183,19 @@ mod tests {
     #[test]
     fn fs_types_parse_and_print() {
         assert_eq!("xfs".parse::<FsType>(), Ok(FsType::Xfs));
+        assert_eq!(
+            FsType::Xfs.mount_options(&["noatime".to_owned()]),
+            ["noatime", "nouuid"],
+            "a clone or restore of an xfs volume mounts beside its source"
+        );
+        assert_eq!(
+            FsType::Xfs.mount_options(&["noatime,nouuid".to_owned()]),
+            ["noatime,nouuid"]
+        );
+        assert_eq!(
+            FsType::Ext4.mount_options(&["noatime".to_owned()]),
+            ["noatime"]
+        );
         assert_eq!(FsType::Ext4.to_string(), "ext4");
         assert!("zfs".parse::<FsType>().unwrap_err().contains("ext4 or xfs"));
     }
