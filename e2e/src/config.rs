@@ -25,6 +25,9 @@ pub enum TargetKind {
     Sim,
     /// The node plugin inside a QEMU guest with a real kernel.
     Qemu,
+    /// A real control plane (etcd, kube-apiserver, kube-controller-manager), the chart installed
+    /// with helm, its pods as processes and a kubelet stand-in per node: the Kubernetes suites.
+    Cluster,
     /// The Helm chart in a kind cluster.
     Kind,
     /// The driver in-process against a real RDS.
@@ -32,12 +35,19 @@ pub enum TargetKind {
 }
 
 impl TargetKind {
-    const ALL: [TargetKind; 4] = [Self::Sim, Self::Qemu, Self::Kind, Self::Hardware];
+    const ALL: [TargetKind; 5] = [
+        Self::Sim,
+        Self::Qemu,
+        Self::Cluster,
+        Self::Kind,
+        Self::Hardware,
+    ];
 
     pub fn as_str(self) -> &'static str {
         match self {
             Self::Sim => "sim",
             Self::Qemu => "qemu",
+            Self::Cluster => "cluster",
             Self::Kind => "kind",
             Self::Hardware => "hardware",
         }

@@ -50,6 +50,12 @@ pub enum TargetError {
     },
     #[error("rds-csi did not start: {0:#}")]
     Driver(anyhow::Error),
+    #[error(
+        "RDS_E2E_TARGET=cluster drives Kubernetes objects, not the CSI API: its suites are \
+         `cargo nextest run -p rds-e2e --test cluster`; the CSI-level suites run on sim, qemu or \
+         hardware"
+    )]
+    KubernetesOnly,
     /// The target cannot run on this machine and the case is skipped, saying why.
     #[error("{0}")]
     Skipped(String),
@@ -137,6 +143,7 @@ impl Target {
                 )
             }
             kind @ TargetKind::Kind => return Err(not_yet(kind, KIND_ISSUE)),
+            TargetKind::Cluster => return Err(TargetError::KubernetesOnly),
         };
         let config_error = |source| TargetError::DriverConfig {
             kind: settings.target,

@@ -74,14 +74,25 @@ type CaseFuture<'a> = std::pin::Pin<Box<dyn Future<Output = anyhow::Result<()>> 
 fn filesystem_lifecycle(cluster: &mut ClusterTarget) -> CaseFuture<'_> {
     Box::pin(async move {
         let client = cluster.client();
-        objects::create(&client, &objects::pvc("data", STORAGE_CLASS, "512Mi", false, Source::None)).await?;
+        objects::create(
+            &client,
+            &objects::pvc("data", STORAGE_CLASS, "512Mi", false, Source::None),
+        )
+        .await?;
         let volume = objects::bound_volume(&client, "data").await?;
         objects::create(&client, &objects::pod("writer", NODES[0], "data", false)).await?;
         objects::running_pod(&client, "writer").await?;
         let attachment = objects::attachment(&client, &volume, NODES[0]).await?;
-        let path = cluster.node(NODES[0])?.kubelet.published_path(NAMESPACE, "writer", "data")?;
+        let path = cluster
+            .node(NODES[0])?
+            .kubelet
+            .published_path(NAMESPACE, "writer", "data")?;
         let written = write_pattern(&path.join("pattern"), 1)?;
-        assert_eq!(read_digest(&path.join("pattern"))?, written, "the pattern read back differs");
+        assert_eq!(
+            read_digest(&path.join("pattern"))?,
+            written,
+            "the pattern read back differs"
+        );
 
         // Expansion: external-resizer grows the disk, the stand-in grows the file system.
         let before = filesystem_bytes(&path)?;
@@ -90,26 +101,49 @@ fn filesystem_lifecycle(cluster: &mut ClusterTarget) -> CaseFuture<'_> {
             .patch(
                 "data",
                 &PatchParams::default(),
-                &Patch::Merge(serde_json::json!({"spec": {"resources": {"requests": {"storage": "1Gi"}}}})),
+                &Patch::Merge(
+                    serde_json::json!({"spec": {"resources": {"requests": {"storage": "1Gi"}}}}),
+                ),
             )
             .await?;
-        objects::wait_for(claims.clone(), "data", "its status shows 1Gi", |pvc: Option<&PersistentVolumeClaim>| {
-            pvc.and_then(|p| p.status.as_ref()?.capacity.as_ref()?.get("storage"))
-                .is_some_and(|q| q.0 == "1Gi")
-        })
+        objects::wait_for(
+            claims.clone(),
+            "data",
+            "its status shows 1Gi",
+            |pvc: Option<&PersistentVolumeClaim>| {
+                pvc.and_then(|p| p.status.as_ref()?.capacity.as_ref()?.get("storage"))
+                    .is_some_and(|q| q.0 == "1Gi")
+            },
+        )
         .await?;
         let after = filesystem_bytes(&path)?;
-        anyhow::ensure!(after > before + (256 << 20), "the file system did not grow: {before} → {after} bytes");
-        let disk = cluster.sim().disks().into_iter().find(|d| Some(&d.slot) == volume_handle(&volume).as_ref());
+        anyhow::ensure!(
+            after > before + (256 << 20),
+            "the file system did not grow: {before} → {after} bytes"
+        );
+        let disk = cluster
+            .sim()
+            .disks()
+            .into_iter()
+            .find(|d| Some(&d.slot) == volume_handle(&volume).as_ref());
         anyhow::ensure!(
             disk.as_ref().is_some_and(|d| d.file_size >= 1 << 30),
             "the disk on the RDS was not grown: {disk:?}"
         );
-        assert_eq!(read_digest(&path.join("pattern"))?, written, "expansion changed the data");
+        assert_eq!(
+            read_digest(&path.join("pattern"))?,
+            written,
+            "expansion changed the data"
+        );
 
-        objects::delete_and_wait(Api::<Pod>::namespaced(client.clone(), NAMESPACE), "writer").await?;
+        objects::delete_and_wait(Api::<Pod>::namespaced(client.clone(), NAMESPACE), "writer")
+            .await?;
         objects::detached(&client, &attachment).await?;
-        anyhow::ensure!(!is_mount_point(&path), "{} is still mounted after the Pod is gone", path.display());
+        anyhow::ensure!(
+            !is_mount_point(&path),
+            "{} is still mounted after the Pod is gone",
+            path.display()
+        );
         delete_claims(cluster, &["data"]).await
     })
 }
@@ -117,11 +151,18 @@ fn filesystem_lifecycle(cluster: &mut ClusterTarget) -> CaseFuture<'_> {
 fn snapshot_restore_and_clone(cluster: &mut ClusterTarget) -> CaseFuture<'_> {
     Box::pin(async move {
         let client = cluster.client();
-        objects::create(&client, &objects::pvc("source", STORAGE_CLASS, "512Mi", false, Source::None)).await?;
+        objects::create(
+            &client,
+            &objects::pvc("source", STORAGE_CLASS, "512Mi", false, Source::None),
+        )
+        .await?;
         objects::bound_volume(&client, "source").await?;
         objects::create(&client, &objects::pod("writer", NODES[0], "source", false)).await?;
         objects::running_pod(&client, "writer").await?;
-        let source_path = cluster.node(NODES[0])?.kubelet.published_path(NAMESPACE, "writer", "data")?;
+        let source_path = cluster
+            .node(NODES[0])?
+            .kubelet
+            .published_path(NAMESPACE, "writer", "data")?;
         let before_snapshot = write_pattern(&source_path.join("pattern"), 1)?;
         sync(&source_path)?;
 
@@ -131,22 +172,56 @@ fn snapshot_restore_and_clone(cluster: &mut ClusterTarget) -> CaseFuture<'_> {
         let after_snapshot = write_pattern(&source_path.join("pattern"), 2)?;
         sync(&source_path)?;
 
-        objects::create(&client, &objects::pvc("restored", STORAGE_CLASS, "512Mi", false, Source::Snapshot("snap"))).await?;
+        objects::create(
+            &client,
+            &objects::pvc(
+                "restored",
+                STORAGE_CLASS,
+                "512Mi",
+                false,
+                Source::Snapshot("snap"),
+            ),
+        )
+        .await?;
         objects::bound_volume(&client, "restored").await?;
-        objects::create(&client, &objects::pvc("cloned", STORAGE_CLASS, "512Mi", false, Source::Pvc("source"))).await?;
+        objects::create(
+            &client,
+            &objects::pvc(
+                "cloned",
+                STORAGE_CLASS,
+                "512Mi",
+                false,
+                Source::Pvc("source"),
+            ),
+        )
+        .await?;
         objects::bound_volume(&client, "cloned").await?;
 
-        for (pod, claim, expected) in [("reader-r", "restored", before_snapshot), ("reader-c", "cloned", after_snapshot)] {
+        for (pod, claim, expected) in [
+            ("reader-r", "restored", before_snapshot),
+            ("reader-c", "cloned", after_snapshot),
+        ] {
             objects::create(&client, &objects::pod(pod, NODES[1], claim, false)).await?;
             objects::running_pod(&client, pod).await?;
-            let path = cluster.node(NODES[1])?.kubelet.published_path(NAMESPACE, pod, "data")?;
-            assert_eq!(read_digest(&path.join("pattern"))?, expected, "{claim}: the data read through the node differs");
+            let path = cluster
+                .node(NODES[1])?
+                .kubelet
+                .published_path(NAMESPACE, pod, "data")?;
+            assert_eq!(
+                read_digest(&path.join("pattern"))?,
+                expected,
+                "{claim}: the data read through the node differs"
+            );
         }
         let pods = Api::<Pod>::namespaced(client.clone(), NAMESPACE);
         for pod in ["writer", "reader-r", "reader-c"] {
             objects::delete_and_wait(pods.clone(), pod).await?;
         }
-        let snapshots = Api::<DynamicObject>::namespaced_with(client.clone(), NAMESPACE, &objects::volume_snapshot_resource());
+        let snapshots = Api::<DynamicObject>::namespaced_with(
+            client.clone(),
+            NAMESPACE,
+            &objects::volume_snapshot_resource(),
+        );
         objects::delete_and_wait(snapshots, "snap").await?;
         delete_claims(cluster, &["restored", "cloned", "source"]).await
     })
@@ -155,12 +230,19 @@ fn snapshot_restore_and_clone(cluster: &mut ClusterTarget) -> CaseFuture<'_> {
 fn raw_block(cluster: &mut ClusterTarget) -> CaseFuture<'_> {
     Box::pin(async move {
         let client = cluster.client();
-        objects::create(&client, &objects::pvc("raw", STORAGE_CLASS, "64Mi", true, Source::None)).await?;
+        objects::create(
+            &client,
+            &objects::pvc("raw", STORAGE_CLASS, "64Mi", true, Source::None),
+        )
+        .await?;
         let volume = objects::bound_volume(&client, "raw").await?;
         objects::create(&client, &objects::pod("vm", NODES[0], "raw", true)).await?;
         objects::running_pod(&client, "vm").await?;
         let attachment = objects::attachment(&client, &volume, NODES[0]).await?;
-        let device = cluster.node(NODES[0])?.kubelet.published_path(NAMESPACE, "vm", "data")?;
+        let device = cluster
+            .node(NODES[0])?
+            .kubelet
+            .published_path(NAMESPACE, "vm", "data")?;
         use std::os::unix::fs::FileTypeExt;
         anyhow::ensure!(
             std::fs::metadata(&device)?.file_type().is_block_device(),
@@ -168,9 +250,14 @@ fn raw_block(cluster: &mut ClusterTarget) -> CaseFuture<'_> {
             device.display()
         );
         let written = write_pattern(&device, 3)?;
-        assert_eq!(read_digest_len(&device, PATTERN_BYTES)?, written, "the device read back differs");
+        assert_eq!(
+            read_digest_len(&device, PATTERN_BYTES)?,
+            written,
+            "the device read back differs"
+        );
         objects::delete_and_wait(Api::<Pod>::namespaced(client.clone(), NAMESPACE), "vm").await?;
         objects::detached(&client, &attachment).await?;
+        anyhow::ensure!(!device.exists(), "the device node {} outlived its Pod", device.display());
         delete_claims(cluster, &["raw"]).await
     })
 }
@@ -192,9 +279,17 @@ async fn delete_claims(cluster: &ClusterTarget, claims: &[&str]) -> anyhow::Resu
         objects::gone(Api::<PersistentVolume>::all(client.clone()), &pv).await?;
     }
     let state = cluster.sim().state();
-    anyhow::ensure!(state.disks.is_empty(), "disks left on the RDS: {:?}", state.disks);
+    anyhow::ensure!(
+        state.disks.is_empty(),
+        "disks left on the RDS: {:?}",
+        state.disks
+    );
     let prefix = format!("{POOL}/{BASE_DIR}/");
-    let files: Vec<_> = state.files.iter().filter(|f| f.name.starts_with(&prefix) && f.kind != "directory").collect();
+    let files: Vec<_> = state
+        .files
+        .iter()
+        .filter(|f| f.name.starts_with(&prefix) && f.kind != "directory")
+        .collect();
     anyhow::ensure!(files.is_empty(), "files left on the RDS: {files:?}");
     Ok(())
 }
@@ -205,7 +300,9 @@ fn volume_handle(volume: &PersistentVolume) -> Option<String> {
 
 /// Writes a pattern of [`PATTERN_BYTES`] seeded by `seed` to `path`; returns its SHA-256.
 fn write_pattern(path: &Path, seed: u8) -> anyhow::Result<[u8; 32]> {
-    let data: Vec<u8> = (0..PATTERN_BYTES).map(|i| (i as u8).wrapping_mul(31).wrapping_add(seed)).collect();
+    let data: Vec<u8> = (0..PATTERN_BYTES)
+        .map(|i| (i as u8).wrapping_mul(31).wrapping_add(seed))
+        .collect();
     use std::io::Write;
     let mut file = std::fs::OpenOptions::new()
         .write(true)
@@ -248,8 +345,11 @@ fn filesystem_bytes(path: &Path) -> anyhow::Result<u64> {
 }
 
 fn is_mount_point(path: &Path) -> bool {
-    std::fs::read_to_string("/proc/self/mountinfo")
-        .is_ok_and(|mounts| mounts.lines().any(|l| l.split(' ').nth(4) == Some(&*path.to_string_lossy())))
+    std::fs::read_to_string("/proc/self/mountinfo").is_ok_and(|mounts| {
+        mounts
+            .lines()
+            .any(|l| l.split(' ').nth(4) == Some(&*path.to_string_lossy()))
+    })
 }
 
 /// A failed trial's logs, copied out of the temporary directory that goes with the target.
