@@ -30,9 +30,11 @@ impl GoToolsError {
     /// `true`. In CI the test command has built them, so their absence is a failure.
     pub fn skip_reason(&self) -> Option<String> {
         match self {
-            GoToolsError::Missing(why) if std::env::var("CI").as_deref() != Ok("true") => Some(
-                format!("the upstream Kubernetes tools are not built (CI=true makes this fatal; `bash ci/go-tools.sh` builds them): {why}"),
-            ),
+            GoToolsError::Missing(why) if std::env::var("CI").as_deref() != Ok("true") => {
+                Some(format!(
+                    "the upstream Kubernetes tools are not built (CI=true makes this fatal; `bash ci/go-tools.sh` builds them): {why}"
+                ))
+            }
             _ => None,
         }
     }

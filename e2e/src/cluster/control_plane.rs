@@ -71,7 +71,14 @@ impl ControlPlane {
         let sa_key = certs.join("service-account.key");
         let sa_pub = certs.join("service-account.pub");
         openssl(&["genrsa", "-out", path(&sa_key), "2048"])?;
-        openssl(&["rsa", "-in", path(&sa_key), "-pubout", "-out", path(&sa_pub)])?;
+        openssl(&[
+            "rsa",
+            "-in",
+            path(&sa_key),
+            "-pubout",
+            "-out",
+            path(&sa_pub),
+        ])?;
         let admin_token = random_token();
         let tokens = certs.join("tokens.csv");
         std::fs::write(

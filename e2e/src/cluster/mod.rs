@@ -4,7 +4,7 @@
 pub mod control_plane;
 pub mod helm;
 pub mod kubelet;
-pub mod process;
 pub mod objects;
 pub mod pods;
+pub mod process;
 pub mod target;

@@ -26,7 +26,13 @@ pub enum Source<'a> {
 }
 
 /// A PVC of `size` (`64Mi`) in `storage_class`, `Filesystem` or `Block`.
-pub fn pvc(name: &str, storage_class: &str, size: &str, block: bool, source: Source<'_>) -> PersistentVolumeClaim {
+pub fn pvc(
+    name: &str,
+    storage_class: &str,
+    size: &str,
+    block: bool,
+    source: Source<'_>,
+) -> PersistentVolumeClaim {
     let data_source = match source {
         Source::None => serde_json::Value::Null,
         Source::Snapshot(snapshot) => json!({
@@ -78,14 +84,21 @@ pub fn volume_snapshot_resource() -> ApiResource {
 }
 
 /// Creates a VolumeSnapshot of the PVC `source` in `class`.
-pub async fn create_volume_snapshot(client: &Client, name: &str, class: &str, source: &str) -> anyhow::Result<DynamicObject> {
+pub async fn create_volume_snapshot(
+    client: &Client,
+    name: &str,
+    class: &str,
+    source: &str,
+) -> anyhow::Result<DynamicObject> {
     let resource = volume_snapshot_resource();
-    let snapshot = DynamicObject::new(name, &resource).within(NAMESPACE).data(json!({
-        "spec": {
-            "volumeSnapshotClassName": class,
-            "source": {"persistentVolumeClaimName": source},
-        }
-    }));
+    let snapshot = DynamicObject::new(name, &resource)
+        .within(NAMESPACE)
+        .data(json!({
+            "spec": {
+                "volumeSnapshotClassName": class,
+                "source": {"persistentVolumeClaimName": source},
+            }
+        }));
     Api::<DynamicObject>::namespaced_with(client.clone(), NAMESPACE, &resource)
         .create(&PostParams::default(), &snapshot)
         .await
@@ -114,7 +127,12 @@ where
 }
 
 /// Waits until `condition` holds for the object `name` of `api`, and returns it.
-pub async fn wait_for<K>(api: Api<K>, name: &str, what: &str, condition: impl Condition<K>) -> anyhow::Result<K>
+pub async fn wait_for<K>(
+    api: Api<K>,
+    name: &str,
+    what: &str,
+    condition: impl Condition<K>,
+) -> anyhow::Result<K>
 where
     K: Resource + Clone + DeserializeOwned + std::fmt::Debug + Send + 'static,
 {
@@ -129,9 +147,14 @@ where
 /// Waits until the PVC `name` is Bound, and returns its PV.
 pub async fn bound_volume(client: &Client, name: &str) -> anyhow::Result<PersistentVolume> {
     let claims = Api::<PersistentVolumeClaim>::namespaced(client.clone(), NAMESPACE);
-    let claim = wait_for(claims, name, "it is Bound", |pvc: Option<&PersistentVolumeClaim>| {
-        pvc.and_then(|p| p.status.as_ref()?.phase.as_deref()) == Some("Bound")
-    })
+    let claim = wait_for(
+        claims,
+        name,
+        "it is Bound",
+        |pvc: Option<&PersistentVolumeClaim>| {
+            pvc.and_then(|p| p.status.as_ref()?.phase.as_deref()) == Some("Bound")
+        },
+    )
     .await?;
     let volume = claim
         .spec
@@ -146,28 +169,50 @@ pub async fn bound_volume(client: &Client, name: &str) -> anyhow::Result<Persist
 /// Waits until the Pod `name` runs (the kubelet stand-in has staged and published its volumes).
 pub async fn running_pod(client: &Client, name: &str) -> anyhow::Result<Pod> {
     let pods = Api::<Pod>::namespaced(client.clone(), NAMESPACE);
-    wait_for(pods, name, "it is Running", kube::runtime::conditions::is_pod_running()).await
+    wait_for(
+        pods,
+        name,
+        "it is Running",
+        kube::runtime::conditions::is_pod_running(),
+    )
+    .await
 }
 
 /// Waits until the VolumeSnapshot `name` is readyToUse.
 pub async fn ready_snapshot(client: &Client, name: &str) -> anyhow::Result<DynamicObject> {
-    let snapshots = Api::<DynamicObject>::namespaced_with(client.clone(), NAMESPACE, &volume_snapshot_resource());
-    wait_for(snapshots, name, "it is readyToUse", |s: Option<&DynamicObject>| {
-        s.and_then(|s| s.data.pointer("/status/readyToUse")?.as_bool()) == Some(true)
-    })
+    let snapshots = Api::<DynamicObject>::namespaced_with(
+        client.clone(),
+        NAMESPACE,
+        &volume_snapshot_resource(),
+    );
+    wait_for(
+        snapshots,
+        name,
+        "it is readyToUse",
+        |s: Option<&DynamicObject>| {
+            s.and_then(|s| s.data.pointer("/status/readyToUse")?.as_bool()) == Some(true)
+        },
+    )
     .await
 }
 
 /// The VolumeAttachment of the PV `volume` to `node`, which must be attached (as it is once a
 /// Pod that uses it runs: the kubelet stand-in waits for it before staging).
-pub async fn attachment(client: &Client, volume: &PersistentVolume, node: &str) -> anyhow::Result<VolumeAttachment> {
+pub async fn attachment(
+    client: &Client,
+    volume: &PersistentVolume,
+    node: &str,
+) -> anyhow::Result<VolumeAttachment> {
     let pv = volume.metadata.name.clone().unwrap_or_default();
     let attachment = Api::<VolumeAttachment>::all(client.clone())
         .list(&Default::default())
         .await?
         .items
         .into_iter()
-        .find(|va| va.spec.node_name == node && va.spec.source.persistent_volume_name.as_deref() == Some(pv.as_str()))
+        .find(|va| {
+            va.spec.node_name == node
+                && va.spec.source.persistent_volume_name.as_deref() == Some(pv.as_str())
+        })
         .with_context(|| format!("no VolumeAttachment of PV {pv} to {node}"))?;
     anyhow::ensure!(
         attachment.status.as_ref().is_some_and(|s| s.attached),
@@ -190,8 +235,15 @@ async fn wait_for_absence<K>(api: Api<K>, name: &str, uid: &str) -> anyhow::Resu
 where
     K: Resource + Clone + DeserializeOwned + std::fmt::Debug + Send + 'static,
 {
-    match tokio::time::timeout(WAIT, await_condition(api, name, kube::runtime::conditions::is_deleted(uid))).await {
-        Ok(result) => result.map(|_| ()).with_context(|| format!("watching {name} until it is gone")),
+    match tokio::time::timeout(
+        WAIT,
+        await_condition(api, name, kube::runtime::conditions::is_deleted(uid)),
+    )
+    .await
+    {
+        Ok(result) => result
+            .map(|_| ())
+            .with_context(|| format!("watching {name} until it is gone")),
         Err(_) => anyhow::bail!("{name} was not gone within {WAIT:?}"),
     }
 }

@@ -113,7 +113,9 @@ impl LocalPod {
 
     /// Fails, quoting its log, when a container has exited.
     pub fn check_running(&mut self) -> anyhow::Result<()> {
-        self.processes.iter_mut().try_for_each(Process::check_running)
+        self.processes
+            .iter_mut()
+            .try_for_each(Process::check_running)
     }
 
     pub fn processes(&mut self) -> &mut [Process] {
@@ -213,7 +215,8 @@ fn rewrite_paths(text: &str, mounts: &[(String, PathBuf)]) -> String {
         };
         let before = text[..start].chars().last();
         let after = &text[start + prefix.len()..];
-        if matches!(before, None | Some('=' | '/')) && (after.is_empty() || after.starts_with('/')) {
+        if matches!(before, None | Some('=' | '/')) && (after.is_empty() || after.starts_with('/'))
+        {
             return format!("{}{}{after}", &text[..start], dir.display());
         }
     }
@@ -235,7 +238,11 @@ fn field_value(
 async fn fill_volume(volume: &Volume, dir: &Path, context: &PodContext<'_>) -> anyhow::Result<()> {
     let mut sources = Vec::new();
     if let Some(config_map) = &volume.config_map {
-        sources.push((Some(config_map.name.clone()), None, config_map.items.clone()));
+        sources.push((
+            Some(config_map.name.clone()),
+            None,
+            config_map.items.clone(),
+        ));
     }
     if let Some(secret) = &volume.secret {
         sources.push((None, secret.secret_name.clone(), secret.items.clone()));
@@ -246,7 +253,11 @@ async fn fill_volume(volume: &Volume, dir: &Path, context: &PodContext<'_>) -> a
         .flat_map(|p| p.sources.iter().flatten())
     {
         if let Some(config_map) = &source.config_map {
-            sources.push((Some(config_map.name.clone()), None, config_map.items.clone()));
+            sources.push((
+                Some(config_map.name.clone()),
+                None,
+                config_map.items.clone(),
+            ));
         }
         if let Some(secret) = &source.secret {
             sources.push((None, Some(secret.name.clone()), secret.items.clone()));
@@ -254,24 +265,30 @@ async fn fill_volume(volume: &Volume, dir: &Path, context: &PodContext<'_>) -> a
     }
     for (config_map, secret, items) in sources {
         let data: BTreeMap<String, Vec<u8>> = match (config_map, secret) {
-            (Some(name), _) => Api::<ConfigMap>::namespaced(context.client.clone(), context.namespace)
-                .get(&name)
-                .await
-                .with_context(|| format!("reading ConfigMap {name} for volume {}", volume.name))?
-                .data
-                .unwrap_or_default()
-                .into_iter()
-                .map(|(k, v)| (k, v.into_bytes()))
-                .collect(),
-            (None, Some(name)) => Api::<Secret>::namespaced(context.client.clone(), context.namespace)
-                .get(&name)
-                .await
-                .with_context(|| format!("reading Secret {name} for volume {}", volume.name))?
-                .data
-                .unwrap_or_default()
-                .into_iter()
-                .map(|(k, v)| (k, v.0))
-                .collect(),
+            (Some(name), _) => {
+                Api::<ConfigMap>::namespaced(context.client.clone(), context.namespace)
+                    .get(&name)
+                    .await
+                    .with_context(|| {
+                        format!("reading ConfigMap {name} for volume {}", volume.name)
+                    })?
+                    .data
+                    .unwrap_or_default()
+                    .into_iter()
+                    .map(|(k, v)| (k, v.into_bytes()))
+                    .collect()
+            }
+            (None, Some(name)) => {
+                Api::<Secret>::namespaced(context.client.clone(), context.namespace)
+                    .get(&name)
+                    .await
+                    .with_context(|| format!("reading Secret {name} for volume {}", volume.name))?
+                    .data
+                    .unwrap_or_default()
+                    .into_iter()
+                    .map(|(k, v)| (k, v.0))
+                    .collect()
+            }
             (None, None) => continue,
         };
         let files: Vec<(String, String)> = match items {
@@ -279,9 +296,9 @@ async fn fill_volume(volume: &Volume, dir: &Path, context: &PodContext<'_>) -> a
             None => data.keys().map(|k| (k.clone(), k.clone())).collect(),
         };
         for (key, path) in files {
-            let bytes = data
-                .get(&key)
-                .with_context(|| format!("volume {} names key {key}, which is not there", volume.name))?;
+            let bytes = data.get(&key).with_context(|| {
+                format!("volume {} names key {key}, which is not there", volume.name)
+            })?;
             let file = dir.join(&path);
             std::fs::write(&file, bytes).with_context(|| format!("writing {}", file.display()))?;
         }

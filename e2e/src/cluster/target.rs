@@ -153,7 +153,9 @@ impl ClusterTarget {
         let driver_name = driver_name(&client).await?;
         let mut nodes = Vec::new();
         for (index, name) in NODES.into_iter().enumerate() {
-            let host_nqn = format!("nqn.2014-08.org.nvmexpress:uuid:5e2e0000-0000-4000-8000-c1a5000000{index:02x}");
+            let host_nqn = format!(
+                "nqn.2014-08.org.nvmexpress:uuid:5e2e0000-0000-4000-8000-c1a5000000{index:02x}"
+            );
             let node_env = |container: &str| {
                 if container != DRIVER_CONTAINER {
                     return Vec::new();
@@ -162,7 +164,10 @@ impl ClusterTarget {
                 // and a host NQN per simulated node (they share this host's /etc/nvme).
                 vec![
                     ("RDS_CSI_NODE_FABRIC".to_owned(), "loop".to_owned()),
-                    ("RDS_CSI_NODE_LOOP_ROOT".to_owned(), loop_root.display().to_string()),
+                    (
+                        "RDS_CSI_NODE_LOOP_ROOT".to_owned(),
+                        loop_root.display().to_string(),
+                    ),
                     ("RDS_CSI_NODE_HOST_NQN".to_owned(), host_nqn.clone()),
                 ]
             };
@@ -360,7 +365,8 @@ async fn chart_config(client: &Client) -> anyhow::Result<toml::Table> {
         .data
         .and_then(|mut d| d.remove("config.toml"))
         .with_context(|| format!("ConfigMap {name} has no config.toml"))?;
-    text.parse().with_context(|| format!("ConfigMap {name}'s config.toml"))
+    text.parse()
+        .with_context(|| format!("ConfigMap {name}'s config.toml"))
 }
 
 /// The driver name the chart configured (the StorageClass's provisioner).
@@ -385,7 +391,11 @@ async fn controller_key_file(client: &Client, dir: &Path) -> anyhow::Result<Path
     let name = Path::new(file)
         .file_name()
         .context("rds.privateKeyFile names no file")?;
-    Ok(dir.join("controller").join("volumes").join("config").join(name))
+    Ok(dir
+        .join("controller")
+        .join("volumes")
+        .join("config")
+        .join(name))
 }
 
 /// A channel to the node plugin's socket, once it serves.
