@@ -118,9 +118,11 @@ async fn chart_on_a_real_api_server() {
     sim.shutdown().await;
     plane.shutdown().await;
     if let Err(e) = result {
+        // Kept for a look: the control plane's logs say why the server refused something.
+        let kept = dir.keep();
         panic!(
-            "{e:#}\n(state, logs and kubeconfigs were in {})",
-            dir.path().display()
+            "{e:#}\n(the control plane's logs, state and kubeconfigs are kept in {})",
+            kept.display()
         );
     }
 }
