@@ -18,18 +18,27 @@ fi
 if [ "$(id -u)" -eq 0 ]; then
   export CI="${CI:-true}"
 fi
-# In CI a tool that cannot be built fails the run here; elsewhere the suites that need it say so
-# and skip.
-for tools in "ci/go-tools.sh" "ci/chart.sh --tools"; do
-  # shellcheck disable=SC2086
-  if ! bash $tools >/dev/null; then
-    [ "${CI:-}" = true ] && exit 1
-    echo "ci/test.sh: $tools failed; the suites that need its tools will skip" >&2
-  fi
-done
+# Incremental artifacts double the size of target/ and a one-off build gains nothing from them.
+export CARGO_INCREMENTAL="${CARGO_INCREMENTAL:-0}"
+# The upstream tools build while cargo installs nextest and builds the tests: on a fresh machine
+# each takes minutes, and the Go side waits on downloads. In CI a tool that cannot be built fails
+# the run; elsewhere the suites that need it say so and skip.
+logs=target/ci-tools
+mkdir -p "$logs"
+bash ci/go-tools.sh >"$logs/go-tools.log" 2>&1 &
+go_tools=$!
+bash ci/chart.sh --tools >"$logs/chart-tools.log" 2>&1 &
+chart_tools=$!
+trap 'kill "$go_tools" "$chart_tools" 2>/dev/null || true' EXIT
 if ! cargo nextest --version >/dev/null 2>&1; then
   cargo install --locked "cargo-nextest@$nextest_version"
 fi
-# Incremental artifacts double the size of target/ and a one-off build gains nothing from them.
-export CARGO_INCREMENTAL="${CARGO_INCREMENTAL:-0}"
+cargo nextest run --workspace --no-run
+for job in "go-tools:$go_tools" "chart-tools:$chart_tools"; do
+  if ! wait "${job#*:}"; then
+    cat "$logs/${job%%:*}.log" >&2
+    [ "${CI:-}" = true ] && exit 1
+    echo "ci/test.sh: ${job%%:*} failed; the suites that need its tools will skip" >&2
+  fi
+done
 exec cargo nextest run --workspace --no-fail-fast "$@"
