@@ -213,7 +213,9 @@ impl Helm {
         self.install_or_upgrade("upgrade", kubeconfig, release, namespace, values)
     }
 
-    /// `helm uninstall` of `release`, waiting until its objects are deleted.
+    /// `helm uninstall` of `release`, waiting until its objects are deleted, and with them what
+    /// their controllers made (ReplicaSets, Pods, Jobs): the deletion cascades in the foreground,
+    /// so an object is gone only after its dependents.
     pub fn uninstall(
         &self,
         kubeconfig: &Path,
@@ -225,6 +227,8 @@ impl Helm {
             release,
             "--namespace",
             namespace,
+            "--cascade",
+            "foreground",
             "--wait",
             "--timeout",
             "120s",
