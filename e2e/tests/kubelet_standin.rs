@@ -9,15 +9,16 @@ use std::time::Duration;
 
 use anyhow::Context;
 use k8s_openapi::api::coordination::v1::Lease;
-use k8s_openapi::api::core::v1::{Node, PersistentVolume, PersistentVolumeClaim, Pod};
+use k8s_openapi::api::core::v1::{Event, Node, PersistentVolume, PersistentVolumeClaim, Pod};
 use k8s_openapi::api::storage::v1::{CSINode, VolumeAttachment};
 use kube::api::{DeleteParams, Patch, PatchParams, PostParams};
 use kube::runtime::wait::{Condition, await_condition, conditions};
+use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Api, Client, Resource, ResourceExt};
 use rds_csi::csi::v1::volume_capability::access_mode::Mode;
 use rds_csi::csi::v1::{
-    ControllerPublishVolumeRequest, DeleteVolumeRequest, NodeUnpublishVolumeRequest,
-    NodeUnstageVolumeRequest, VolumeCapability,
+    CapacityRange, ControllerExpandVolumeRequest, ControllerPublishVolumeRequest,
+    DeleteVolumeRequest, NodeUnpublishVolumeRequest, NodeUnstageVolumeRequest, VolumeCapability,
 };
 use rds_e2e::cluster::control_plane::ControlPlane;
 use rds_e2e::cluster::kubelet::{
@@ -29,6 +30,7 @@ use rds_e2e::go_tools::GoTools;
 use rds_e2e::requests;
 use rds_e2e::target::{SIM_NODE_ID, Target};
 use serde_json::json;
+use tokio_stream::StreamExt;
 
 const NODE: &str = "standin-node-1";
 const NAMESPACE: &str = "default";
@@ -37,6 +39,10 @@ const NAMESPACE: &str = "default";
 const STEP: Duration = Duration::from_secs(120);
 /// The heartbeat the test asks for, so a renewal is seen in seconds rather than kubelet's 10.
 const HEARTBEAT: Duration = Duration::from_secs(1);
+/// The file system of the file system volumes: XFS, because growing a mounted ext4 needs
+/// CAP_SYS_RESOURCE, which containers (this test's CI among them) often lack, while xfs_growfs
+/// needs only CAP_SYS_ADMIN, which mounting needs anyway.
+const FS_TYPE: &str = "xfs";
 /// How much of each volume the test writes and reads back.
 const PATTERN_LEN: usize = 1 << 20;
 
@@ -85,7 +91,8 @@ async fn run(tools: GoTools) -> anyhow::Result<()> {
     let mut made = Made::default();
     let checked = async {
         node_is_registered(&client, &kubelet).await?;
-        pod_volumes(&client, &target, &kubelet, &driver, &mut made).await
+        pod_volumes(&client, &target, &kubelet, &driver, &mut made).await?;
+        failed_mount(&client, &target, &driver, &mut made).await
     }
     .await;
 
@@ -160,9 +167,9 @@ async fn pod_volumes(
     driver: &str,
     made: &mut Made,
 ) -> anyhow::Result<()> {
-    let mut fs = Volume::create(client, target, "fs", false).await?;
+    let mut fs = Volume::create(client, target, "fs", false, &[]).await?;
     made.volumes.push(fs.made());
-    let mut raw = Volume::create(client, target, "raw", true).await?;
+    let mut raw = Volume::create(client, target, "raw", true, &[]).await?;
     made.volumes.push(raw.made());
     let pods = Api::<Pod>::namespaced(client.clone(), NAMESPACE);
     let pod: Pod = serde_json::from_value(json!({
@@ -216,6 +223,7 @@ async fn pod_volumes(
         write_pattern(&path, seed, PATTERN_LEN)?;
         read_pattern(&path, seed, PATTERN_LEN)?;
     }
+    expansion(client, target, kubelet, &fs).await?;
 
     pods.delete("standin-pod", &DeleteParams::default()).await?;
     let uid = pod.uid().unwrap_or_default();
@@ -262,6 +270,129 @@ fn same<T: PartialEq + std::fmt::Debug>(actual: T, expected: T) -> anyhow::Resul
     Ok(())
 }
 
+/// Expansion as external-resizer leaves it to the node: the controller has grown the volume, the
+/// PV has the new capacity and the claim FileSystemResizePending. The stand-in grows the file
+/// system through the publish target and finishes the claim's status.
+async fn expansion(
+    client: &Client,
+    target: &Target,
+    kubelet: &KubeletStandIn,
+    volume: &Volume,
+) -> anyhow::Result<()> {
+    const GROWN: i64 = 2 << 30;
+    target
+        .controller()
+        .controller_expand_volume(ControllerExpandVolumeRequest {
+            volume_id: volume.id.clone(),
+            capacity_range: Some(CapacityRange {
+                required_bytes: GROWN,
+                limit_bytes: 0,
+            }),
+            volume_capability: Some(capability(volume.block)),
+            ..Default::default()
+        })
+        .await?;
+    let grown = json!({"spec": {"capacity": {"storage": "2Gi"}}});
+    Api::<PersistentVolume>::all(client.clone())
+        .patch(&volume.pv, &PatchParams::default(), &Patch::Merge(&grown))
+        .await?;
+    let pending = json!({"status": {"conditions": [{
+        "type": "FileSystemResizePending",
+        "status": "True",
+        "message": "Waiting for user to (re-)start a pod to finish file system resize of volume on node.",
+    }]}});
+    let claims = Api::<PersistentVolumeClaim>::namespaced(client.clone(), NAMESPACE);
+    claims
+        .patch_status(
+            &volume.claim,
+            &PatchParams::default(),
+            &Patch::Merge(&pending),
+        )
+        .await?;
+    wait(
+        "the claim's resize is finished",
+        claims,
+        &volume.claim,
+        |c: Option<&PersistentVolumeClaim>| {
+            let Some(status) = c.and_then(|c| c.status.as_ref()) else {
+                return false;
+            };
+            let pending = status
+                .conditions
+                .iter()
+                .flatten()
+                .any(|c| c.type_ == "FileSystemResizePending");
+            let capacity = status.capacity.as_ref().and_then(|c| c.get("storage"));
+            !pending && capacity.is_some_and(|q| q.0 == "2Gi")
+        },
+    )
+    .await?;
+    let path = kubelet.published_path(NAMESPACE, "standin-pod", "data")?;
+    let fs = rustix::fs::statvfs(&path)?;
+    let size = fs.f_blocks * fs.f_frsize;
+    anyhow::ensure!(
+        size > (3 << 30) / 2,
+        "the file system at {} has {size} bytes after growing to {GROWN}",
+        path.display()
+    );
+    read_pattern(&path, 1, PATTERN_LEN)
+}
+
+/// A volume the node plugin refuses to stage (a volume attribute it rejects): the stand-in
+/// records FailedMount on the Pod and keeps retrying; the Pod, deleted, goes at once.
+async fn failed_mount(
+    client: &Client,
+    target: &Target,
+    driver: &str,
+    made: &mut Made,
+) -> anyhow::Result<()> {
+    let mut volume =
+        Volume::create(client, target, "broken", false, &[("ctrlLossTmo", "soon")]).await?;
+    made.volumes.push(volume.made());
+    let pods = Api::<Pod>::namespaced(client.clone(), NAMESPACE);
+    let pod: Pod = serde_json::from_value(json!({
+        "metadata": {"name": "broken-pod"},
+        "spec": {
+            "nodeName": NODE,
+            "containers": [{"name": "app", "image": "none"}],
+            "volumes": [{"name": "data", "persistentVolumeClaim": {"claimName": volume.claim}}],
+        },
+    }))?;
+    let pod = pods.create(&PostParams::default(), &pod).await?;
+    volume.attach(client, target, driver).await?;
+    let events = Api::<Event>::namespaced(client.clone(), NAMESPACE);
+    let selector = watcher::Config::default().fields("involvedObject.name=broken-pod");
+    let failures = watcher(events, selector)
+        .applied_objects()
+        .filter_map(|event| event.ok())
+        .filter(|event| event.reason.as_deref() == Some("FailedMount"));
+    let mut failures = std::pin::pin!(failures);
+    let failed = failures.next();
+    let event = tokio::time::timeout(STEP, failed)
+        .await
+        .context("waited in vain for FailedMount on broken-pod")?
+        .context("the watch of events ended")?;
+    let message = event.message.unwrap_or_default();
+    anyhow::ensure!(
+        message.contains("ctrlLossTmo") && message.contains(&volume.id),
+        "FailedMount does not say why: {message}"
+    );
+    anyhow::ensure!(
+        pods.get("broken-pod").await?.status.and_then(|s| s.phase) != Some("Running".into()),
+        "a Pod whose volume failed to mount runs"
+    );
+    pods.delete("broken-pod", &DeleteParams::default()).await?;
+    let uid = pod.uid().unwrap_or_default();
+    wait(
+        "the Pod is finally deleted",
+        pods,
+        "broken-pod",
+        conditions::is_deleted(&uid),
+    )
+    .await?;
+    Ok(())
+}
+
 async fn volumes_in_use(client: &Client) -> anyhow::Result<Vec<String>> {
     let node = Api::<Node>::all(client.clone()).get(NODE).await?;
     Ok(node
@@ -286,6 +417,7 @@ impl Volume {
         target: &Target,
         name: &str,
         block: bool,
+        attributes: &[(&str, &str)],
     ) -> anyhow::Result<Volume> {
         let mut request =
             requests::create_volume(&requests::unique_name(name), 1 << 30, &Default::default());
@@ -298,6 +430,12 @@ impl Volume {
             .volume
             .context("CreateVolume returned no volume")?;
         let (pv, claim) = (format!("standin-{name}"), format!("standin-{name}-claim"));
+        let mut context = created.volume_context.clone();
+        context.extend(
+            attributes
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string())),
+        );
         let mode = if block { "Block" } else { "Filesystem" };
         let volume: PersistentVolume = serde_json::from_value(json!({
             "metadata": {"name": pv},
@@ -311,8 +449,8 @@ impl Volume {
                 "csi": {
                     "driver": target.driver_config().driver_name,
                     "volumeHandle": created.volume_id,
-                    "fsType": "ext4",
-                    "volumeAttributes": created.volume_context,
+                    "fsType": FS_TYPE,
+                    "volumeAttributes": context,
                 },
             },
         }))?;
@@ -476,7 +614,7 @@ fn capability(block: bool) -> VolumeCapability {
     if block {
         requests::block_capability(Mode::SingleNodeWriter)
     } else {
-        requests::fs_capability("ext4")
+        requests::fs_capability(FS_TYPE)
     }
 }
 

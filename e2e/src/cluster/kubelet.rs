@@ -38,6 +38,7 @@
 
 mod backoff;
 mod csinode;
+mod expand;
 mod node;
 mod operations;
 mod paths;
