@@ -74,6 +74,8 @@ pub use volume_manager::Mounted;
 use operations::{Capabilities, Operations};
 use volume_manager::{MountedVolumes, Stores, VolumeManager};
 
+/// How long the watches may take to list what exists.
+const LIST_TIMEOUT: Duration = Duration::from_secs(60);
 /// kubelet's node status and lease renewal interval.
 pub const HEARTBEAT: Duration = Duration::from_secs(10);
 
@@ -153,13 +155,25 @@ impl KubeletStandIn {
             &changed,
         );
         tasks.push(task);
-        for ready in [
-            pods.wait_until_ready().await,
-            attachments.wait_until_ready().await,
-            claims.wait_until_ready().await,
-        ] {
-            ready.context("a watch of the kubelet stand-in ended before it listed")?;
-        }
+        let listed = async {
+            let ended = |kind: &str| format!("the kubelet stand-in's watch of {kind} ended");
+            pods.wait_until_ready().await.context(ended("Pods"))?;
+            attachments
+                .wait_until_ready()
+                .await
+                .context(ended("VolumeAttachments"))?;
+            claims
+                .wait_until_ready()
+                .await
+                .context(ended("PersistentVolumeClaims"))
+        };
+        // A watch that cannot list (no permission, no API) retries for ever: bound the wait so
+        // that the failure says so.
+        tokio::time::timeout(LIST_TIMEOUT, listed)
+            .await
+            .with_context(|| {
+                format!("the kubelet stand-in's watches did not list in {LIST_TIMEOUT:?}")
+            })??;
 
         let mounted = MountedVolumes::default();
         let manager = VolumeManager {

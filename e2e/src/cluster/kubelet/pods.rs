@@ -108,3 +108,30 @@ impl Events {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pod(deleted: bool, phase: Option<&str>) -> Pod {
+        serde_json::from_value(json!({
+            "metadata": {
+                "name": "p",
+                "deletionTimestamp": deleted.then_some("2026-01-01T00:00:00Z"),
+            },
+            "status": {"phase": phase},
+        }))
+        .unwrap()
+    }
+
+    #[test]
+    fn a_deleted_or_finished_pod_is_terminating_and_a_running_one_is_not() {
+        assert!(terminating(&pod(true, Some("Running"))));
+        assert!(terminating(&pod(false, Some("Succeeded"))));
+        assert!(terminating(&pod(false, Some("Failed"))));
+        assert!(!terminating(&pod(false, Some("Running"))));
+        assert!(!terminating(&pod(false, None)));
+        assert!(running(&pod(true, Some("Running"))));
+        assert!(!running(&pod(false, Some("Pending"))));
+    }
+}
