@@ -189,7 +189,7 @@ async fn pod_volumes(
         },
     }))?;
     let pod = pods.create(&PostParams::default(), &pod).await?;
-    made.pod_uid = pod.uid();
+    made.pod_uids.extend(pod.uid());
     for volume in [&mut fs, &mut raw] {
         volume.attach(client, target, driver).await?;
     }
@@ -208,7 +208,9 @@ async fn pod_volumes(
     in_use.sort();
     same(volumes_in_use(client).await?, in_use)?;
     let state = target.node_host().state()?;
-    let published = kubelet.published("default", "standin-pod", "data").unwrap();
+    let published = kubelet
+        .published(NAMESPACE, "standin-pod", "data")
+        .context("the file system volume is not published")?;
     let staging = kubelet.staging_path(&published.volume);
     for path in [&staging, &published.path] {
         let path = path.display().to_string();
@@ -225,21 +227,64 @@ async fn pod_volumes(
     }
     expansion(client, target, kubelet, &fs).await?;
 
-    pods.delete("standin-pod", &DeleteParams::default()).await?;
-    let uid = pod.uid().unwrap_or_default();
+    // A second pod on the node reads the file system volume through a read-only claim: published
+    // to it read-only, staged once for both.
+    let reader: Pod = serde_json::from_value(json!({
+        "metadata": {"name": "reader-pod"},
+        "spec": {
+            "nodeName": NODE,
+            "containers": [{"name": "app", "image": "none"}],
+            "volumes": [{
+                "name": "data",
+                "persistentVolumeClaim": {"claimName": fs.claim, "readOnly": true},
+            }],
+        },
+    }))?;
+    let reader = pods.create(&PostParams::default(), &reader).await?;
+    made.pod_uids.extend(reader.uid());
     wait(
-        "the Pod is finally deleted",
-        pods,
-        "standin-pod",
-        conditions::is_deleted(&uid),
+        "the reader Pod runs",
+        pods.clone(),
+        "reader-pod",
+        conditions::is_pod_running(),
     )
     .await?;
+    let reader_path = kubelet.published_path(NAMESPACE, "reader-pod", "data")?;
+    read_pattern(&reader_path, 1, PATTERN_LEN)?;
+    anyhow::ensure!(
+        write_pattern(&reader_path, 3, PATTERN_LEN).is_err(),
+        "{} is published read-only, yet took a write",
+        reader_path.display()
+    );
+
+    delete_pod(&pods, &pod).await?;
     anyhow::ensure!(
         kubelet
-            .published("default", "standin-pod", "data")
+            .published(NAMESPACE, "standin-pod", "data")
             .is_none(),
         "the stand-in still has the volume published to the deleted Pod"
     );
+    // The reader still uses the file system volume: it stays staged; the block volume is gone.
+    let state = target.node_host().state()?;
+    let mut expected = vec![
+        staging.display().to_string(),
+        reader_path.display().to_string(),
+    ];
+    expected.sort();
+    let mut mounts = state.mounts.clone();
+    mounts.sort();
+    same(mounts, expected)?;
+    anyhow::ensure!(
+        state.attachments.len() == 1,
+        "not one attachment: {state:?}"
+    );
+    same(
+        volumes_in_use(client).await?,
+        vec![unique_volume_name(driver, &fs.id)],
+    )?;
+    read_pattern(&reader_path, 1, PATTERN_LEN)?;
+
+    delete_pod(&pods, &reader).await?;
     let state = target.node_host().state()?;
     anyhow::ensure!(
         state.mounts.is_empty() && state.attachments.is_empty(),
@@ -381,12 +426,19 @@ async fn failed_mount(
         pods.get("broken-pod").await?.status.and_then(|s| s.phase) != Some("Running".into()),
         "a Pod whose volume failed to mount runs"
     );
-    pods.delete("broken-pod", &DeleteParams::default()).await?;
+    delete_pod(&pods, &pod).await?;
+    Ok(())
+}
+
+/// Deletes `pod` as a user does (gracefully) and awaits the stand-in's final delete.
+async fn delete_pod(pods: &Api<Pod>, pod: &Pod) -> anyhow::Result<()> {
+    let name = pod.name_any();
+    pods.delete(&name, &DeleteParams::default()).await?;
     let uid = pod.uid().unwrap_or_default();
     wait(
         "the Pod is finally deleted",
-        pods,
-        "broken-pod",
+        pods.clone(),
+        &name,
         conditions::is_deleted(&uid),
     )
     .await?;
@@ -543,7 +595,7 @@ impl Volume {
 /// run leaves no mounts or loop devices on the host.
 #[derive(Default)]
 struct Made {
-    pod_uid: Option<String>,
+    pod_uids: Vec<String>,
     volumes: Vec<MadeVolume>,
 }
 
@@ -560,31 +612,24 @@ impl Made {
     async fn undo(&self, target: &Target, paths: &KubeletPaths, driver: &str) {
         let (mut node, mut controller) = (target.node(), target.controller());
         for volume in &self.volumes {
-            let (staging, published) = match volume.block {
-                true => (
-                    paths.block_staging(&volume.pv),
-                    self.pod_uid
-                        .as_ref()
-                        .map(|uid| paths.block_publish(uid, &volume.pv)),
-                ),
-                false => (
-                    paths.staging(driver, &volume.id),
-                    self.pod_uid
-                        .as_ref()
-                        .map(|uid| paths.mount_target(uid, &volume.pv)),
-                ),
+            let staging = match volume.block {
+                true => paths.block_staging(&volume.pv),
+                false => paths.staging(driver, &volume.id),
             };
+            for uid in &self.pod_uids {
+                let path = match volume.block {
+                    true => paths.block_publish(uid, &volume.pv),
+                    false => paths.mount_target(uid, &volume.pv),
+                };
+                let request = NodeUnpublishVolumeRequest {
+                    volume_id: volume.id.clone(),
+                    target_path: path.display().to_string(),
+                };
+                if let Err(error) = node.node_unpublish_volume(request).await {
+                    eprintln!("cleaning up volume {}: {error}", volume.id);
+                }
+            }
             let results = [
-                match published {
-                    Some(path) => node
-                        .node_unpublish_volume(NodeUnpublishVolumeRequest {
-                            volume_id: volume.id.clone(),
-                            target_path: path.display().to_string(),
-                        })
-                        .await
-                        .err(),
-                    None => None,
-                },
                 node.node_unstage_volume(NodeUnstageVolumeRequest {
                     volume_id: volume.id.clone(),
                     staging_target_path: staging.display().to_string(),
