@@ -15,7 +15,7 @@ root=$PWD
 cache=$root/.cache/go-tools
 values=charts/rds-csi/values.yaml
 
-csi_test_version=v5.4.0
+csi_test_version=v5.6.0
 kubernetes_version=v1.36.3
 etcd_version=v3.6.16
 

@@ -2,9 +2,8 @@
 //! `ci/go-tools.sh`; `CSI_SANITY=/path/to/csi-sanity` names another), run against a target as a
 //! trial that passes only when no spec fails and enough specs pass (see [`Counts`]).
 //!
-//! csi-sanity itself skips the specs of capabilities the driver does not advertise; we skip one
-//! more, [`OUTDATED_SPEC`], which fails any driver advertising a capability newer than it. The
-//! node's directories are made where the node runs: on this host for `sim` and
+//! csi-sanity itself skips the specs of capabilities the driver does not advertise; no spec is
+//! skipped beyond those. The node's directories are made where the node runs: on this host for `sim` and
 //! `hardware`, in the guest for `qemu` (through [`guest_paths`]).
 
 mod counts;
@@ -30,25 +29,17 @@ use crate::suite::{self, Skip};
 /// The path of a csi-sanity binary to run instead of the one `ci/go-tools.sh` built.
 pub const BINARY_ENV: &str = "CSI_SANITY";
 
-/// csi-sanity v5.4.0's ControllerGetCapabilities spec fails on any capability missing from its
-/// list, which predates GET_SNAPSHOT (CSI v1.10; csi-sanity runs the GetSnapshot specs it gates).
-/// The sanity suite's `rds-csi [Controller Server] ControllerGetCapabilities …` case makes the
-/// same check against CSI v1.12's list instead. A ginkgo regular expression (the spec's full name
-/// holds brackets).
-pub const OUTDATED_SPEC: &str = "ControllerGetCapabilities should return appropriate capabilities";
-
 /// The sanity suite's trial: every spec, the Node Service's included.
 pub const TRIAL: &str = "csi-sanity (upstream binary, every spec)";
-/// Of csi-sanity v5.4.0's 92 specs, those that must pass: all but the one it marks pending
-/// (ListVolumes pagination), the 15 it skips for capabilities the driver does not advertise (6
-/// GroupController, 6 ModifyVolume and 2 VolumeAttributesClass ones for MODIFY_VOLUME, 1 for
-/// PUBLISH_READONLY) and [`OUTDATED_SPEC`].
-pub const MIN_PASSED: u32 = 75;
+/// Of csi-sanity v5.6.0's 103 specs, those that must pass: all but the one it marks pending
+/// (ListVolumes pagination) and the 22 it skips for capabilities the driver does not advertise
+/// (GroupController, MODIFY_VOLUME and VolumeAttributesClass, PUBLISH_READONLY).
+pub const MIN_PASSED: u32 = 80;
 
 /// `sanity_qemu`'s trial: the Node Service specs with the node plugin in the guest.
 pub const NODE_TRIAL: &str = "csi-sanity Node Service (upstream binary, node in the QEMU guest)";
-/// The Node Service specs that must pass: every one of the 23.
-pub const NODE_MIN_PASSED: u32 = 23;
+/// The Node Service specs that must pass: every one of v5.6.0's 24.
+pub const NODE_MIN_PASSED: u32 = 24;
 
 /// What one run covers.
 #[derive(Debug, Clone, Copy)]
@@ -240,7 +231,6 @@ impl Invocation<'_> {
             // The driver's node and controller report the same attach limit, so the spec that
             // publishes one volume more than NodeGetInfo allows can run.
             "--csi.testnodevolumeattachlimit".to_owned(),
-            format!("--ginkgo.skip={OUTDATED_SPEC}"),
             "--ginkgo.no-color".to_owned(),
         ];
         if let Some(controller) = &self.controller_endpoint {

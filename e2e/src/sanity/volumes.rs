@@ -5,12 +5,10 @@
 
 use std::collections::HashMap;
 
-use anyhow::{Context, bail, ensure};
+use anyhow::{Context, ensure};
 use libtest_mimic::Trial;
-use rds_csi::csi::v1::controller_service_capability::{self, rpc};
-use rds_csi::csi::v1::{
-    ControllerGetCapabilitiesRequest, CreateVolumeRequest, DeleteVolumeRequest, ListVolumesRequest,
-};
+use rds_csi::csi::v1::controller_service_capability::rpc;
+use rds_csi::csi::v1::{CreateVolumeRequest, DeleteVolumeRequest, ListVolumesRequest};
 use tonic::Code;
 
 use super::{absent_volume_id, delete, list_volumes, volume_source};
@@ -21,13 +19,6 @@ use crate::suite::trial;
 pub fn trials() -> Vec<Trial> {
     const CS: &str = "Controller Service [Controller Server]";
     vec![
-        // csi-sanity v5.4.0's spec of this check fails on GET_SNAPSHOT, which its list of
-        // capabilities predates; csi_sanity::OUTDATED_SPEC skips it there.
-        trial(
-            "rds-csi [Controller Server] ControllerGetCapabilities lists only RPCs of CSI v1.12, \
-             GET_SNAPSHOT included",
-            controller_get_capabilities,
-        ),
         trial(
             &format!("{CS} ListVolumes should fail when an invalid starting_token is passed"),
             list_volumes_invalid_token,
@@ -71,24 +62,6 @@ pub fn trials() -> Vec<Trial> {
             delete_invalid_id,
         ),
     ]
-}
-
-async fn controller_get_capabilities(fx: &mut Fixture) -> anyhow::Result<()> {
-    let capabilities = fx
-        .controller()
-        .controller_get_capabilities(ControllerGetCapabilitiesRequest {})
-        .await
-        .context("ControllerGetCapabilities")?
-        .into_inner()
-        .capabilities;
-    for capability in &capabilities {
-        let Some(controller_service_capability::Type::Rpc(rpc)) = capability.r#type else {
-            bail!("a controller capability that is not an RPC: {capability:?}");
-        };
-        let known = rpc::Type::try_from(rpc.r#type).is_ok_and(|t| t != rpc::Type::Unknown);
-        ensure!(known, "unknown controller capability {}", rpc.r#type);
-    }
-    Ok(())
 }
 
 async fn list_volumes_invalid_token(fx: &mut Fixture) -> anyhow::Result<()> {
