@@ -257,7 +257,11 @@ fn raw_block(cluster: &mut ClusterTarget) -> CaseFuture<'_> {
         );
         objects::delete_and_wait(Api::<Pod>::namespaced(client.clone(), NAMESPACE), "vm").await?;
         objects::detached(&client, &attachment).await?;
-        anyhow::ensure!(!device.exists(), "the device node {} outlived its Pod", device.display());
+        anyhow::ensure!(
+            !device.exists(),
+            "the device node {} outlived its Pod",
+            device.display()
+        );
         delete_claims(cluster, &["raw"]).await
     })
 }
