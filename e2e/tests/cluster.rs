@@ -4,6 +4,7 @@
 //! its own cluster target (e2e/src/cluster/target.rs) and ends by checking that nothing is left on
 //! rds-sim: no disk, no backing file, no export.
 
+use std::os::unix::fs::FileTypeExt;
 use std::path::Path;
 
 use anyhow::Context;
@@ -11,11 +12,11 @@ use k8s_openapi::api::core::v1::{PersistentVolume, PersistentVolumeClaim, Pod};
 use kube::Api;
 use kube::api::{DynamicObject, Patch, PatchParams};
 use libtest_mimic::{Completion, Failed, Trial};
+use rds_e2e::cluster::kubelet::{read_pattern, write_pattern};
 use rds_e2e::cluster::objects::{self, NAMESPACE, Source};
 use rds_e2e::cluster::target::{ClusterError, ClusterTarget, NODES};
 use rds_e2e::config::Settings;
 use rds_e2e::sim_rds::{BASE_DIR, POOL};
-use sha2::{Digest, Sha256};
 
 /// The chart's default StorageClass (xfs, as the cluster target installs it: mkfs.xfs wants at
 /// least 300 MiB) and VolumeSnapshotClass names.
@@ -74,40 +75,26 @@ type CaseFuture<'a> = std::pin::Pin<Box<dyn Future<Output = anyhow::Result<()>> 
 fn filesystem_lifecycle(cluster: &mut ClusterTarget) -> CaseFuture<'_> {
     Box::pin(async move {
         let client = cluster.client();
-        objects::create(
-            &client,
-            &objects::pvc("data", STORAGE_CLASS, "512Mi", false, Source::None),
-        )
-        .await?;
+        let claim = objects::pvc("data", STORAGE_CLASS, "512Mi", false, Source::None);
+        objects::create(&client, &claim).await?;
         let volume = objects::bound_volume(&client, "data").await?;
         objects::create(&client, &objects::pod("writer", NODES[0], "data", false)).await?;
         objects::running_pod(&client, "writer").await?;
         let attachment = objects::attachment(&client, &volume, NODES[0]).await?;
-        let path = cluster
-            .node(NODES[0])?
-            .kubelet
-            .published_path(NAMESPACE, "writer", "data")?;
-        let written = write_pattern(&path.join("pattern"), 1)?;
-        assert_eq!(
-            read_digest(&path.join("pattern"))?,
-            written,
-            "the pattern read back differs"
-        );
+        let kubelet = &cluster.node(NODES[0])?.kubelet;
+        let path = kubelet.published_path(NAMESPACE, "writer", "data")?;
+        write_pattern(&path, 1, PATTERN_BYTES)?;
+        read_pattern(&path, 1, PATTERN_BYTES)?;
 
         // Expansion: external-resizer grows the disk, the stand-in grows the file system.
         let before = filesystem_bytes(&path)?;
         let claims = Api::<PersistentVolumeClaim>::namespaced(client.clone(), NAMESPACE);
+        let grow = serde_json::json!({"spec": {"resources": {"requests": {"storage": "1Gi"}}}});
         claims
-            .patch(
-                "data",
-                &PatchParams::default(),
-                &Patch::Merge(
-                    serde_json::json!({"spec": {"resources": {"requests": {"storage": "1Gi"}}}}),
-                ),
-            )
+            .patch("data", &PatchParams::default(), &Patch::Merge(grow))
             .await?;
         objects::wait_for(
-            claims.clone(),
+            claims,
             "data",
             "its status shows 1Gi",
             |pvc: Option<&PersistentVolumeClaim>| {
@@ -121,28 +108,27 @@ fn filesystem_lifecycle(cluster: &mut ClusterTarget) -> CaseFuture<'_> {
             after > before + (256 << 20),
             "the file system did not grow: {before} → {after} bytes"
         );
+        let handle = volume_handle(&volume);
         let disk = cluster
             .sim()
             .disks()
             .into_iter()
-            .find(|d| Some(&d.slot) == volume_handle(&volume).as_ref());
+            .find(|d| Some(&d.slot) == handle.as_ref());
         anyhow::ensure!(
             disk.as_ref().is_some_and(|d| d.file_size >= 1 << 30),
             "the disk on the RDS was not grown: {disk:?}"
         );
-        assert_eq!(
-            read_digest(&path.join("pattern"))?,
-            written,
-            "expansion changed the data"
-        );
+        read_pattern(&path, 1, PATTERN_BYTES).context("after the expansion")?;
 
+        let root = kubelet.paths().root().to_path_buf();
         objects::delete_and_wait(Api::<Pod>::namespaced(client.clone(), NAMESPACE), "writer")
             .await?;
         objects::detached(&client, &attachment).await?;
+        let left = mounts_under(&root);
         anyhow::ensure!(
-            !is_mount_point(&path),
-            "{} is still mounted after the Pod is gone",
-            path.display()
+            left.is_empty(),
+            "still mounted on {} after the Pod is gone: {left:?}",
+            NODES[0]
         );
         delete_claims(cluster, &["data"]).await
     })
@@ -151,77 +137,56 @@ fn filesystem_lifecycle(cluster: &mut ClusterTarget) -> CaseFuture<'_> {
 fn snapshot_restore_and_clone(cluster: &mut ClusterTarget) -> CaseFuture<'_> {
     Box::pin(async move {
         let client = cluster.client();
-        objects::create(
-            &client,
-            &objects::pvc("source", STORAGE_CLASS, "512Mi", false, Source::None),
-        )
-        .await?;
+        let source = objects::pvc("source", STORAGE_CLASS, "512Mi", false, Source::None);
+        objects::create(&client, &source).await?;
         objects::bound_volume(&client, "source").await?;
         objects::create(&client, &objects::pod("writer", NODES[0], "source", false)).await?;
         objects::running_pod(&client, "writer").await?;
-        let source_path = cluster
-            .node(NODES[0])?
-            .kubelet
-            .published_path(NAMESPACE, "writer", "data")?;
-        let before_snapshot = write_pattern(&source_path.join("pattern"), 1)?;
-        sync(&source_path)?;
+        let kubelet = &cluster.node(NODES[0])?.kubelet;
+        let source_path = kubelet.published_path(NAMESPACE, "writer", "data")?;
+        write_pattern(&source_path, 1, PATTERN_BYTES)?;
 
         objects::create_volume_snapshot(&client, "snap", SNAPSHOT_CLASS, "source").await?;
         objects::ready_snapshot(&client, "snap").await?;
         // Changed after the snapshot: the restore must not see it, the clone must.
-        let after_snapshot = write_pattern(&source_path.join("pattern"), 2)?;
-        sync(&source_path)?;
+        write_pattern(&source_path, 2, PATTERN_BYTES)?;
 
-        objects::create(
-            &client,
-            &objects::pvc(
-                "restored",
-                STORAGE_CLASS,
-                "512Mi",
-                false,
-                Source::Snapshot("snap"),
-            ),
-        )
-        .await?;
+        let restored = objects::pvc(
+            "restored",
+            STORAGE_CLASS,
+            "512Mi",
+            false,
+            Source::Snapshot("snap"),
+        );
+        objects::create(&client, &restored).await?;
         objects::bound_volume(&client, "restored").await?;
-        objects::create(
-            &client,
-            &objects::pvc(
-                "cloned",
-                STORAGE_CLASS,
-                "512Mi",
-                false,
-                Source::Pvc("source"),
-            ),
-        )
-        .await?;
+        let cloned = objects::pvc(
+            "cloned",
+            STORAGE_CLASS,
+            "512Mi",
+            false,
+            Source::Pvc("source"),
+        );
+        objects::create(&client, &cloned).await?;
         objects::bound_volume(&client, "cloned").await?;
 
-        for (pod, claim, expected) in [
-            ("reader-r", "restored", before_snapshot),
-            ("reader-c", "cloned", after_snapshot),
-        ] {
+        // Seed 1 was written before the snapshot, seed 2 after it.
+        for (pod, claim, seed) in [("reader-r", "restored", 1), ("reader-c", "cloned", 2)] {
             objects::create(&client, &objects::pod(pod, NODES[1], claim, false)).await?;
             objects::running_pod(&client, pod).await?;
             let path = cluster
                 .node(NODES[1])?
                 .kubelet
                 .published_path(NAMESPACE, pod, "data")?;
-            assert_eq!(
-                read_digest(&path.join("pattern"))?,
-                expected,
-                "{claim}: the data read through the node differs"
-            );
+            read_pattern(&path, seed, PATTERN_BYTES)
+                .with_context(|| format!("{claim}, read through the node plugin"))?;
         }
         let pods = Api::<Pod>::namespaced(client.clone(), NAMESPACE);
         for pod in ["writer", "reader-r", "reader-c"] {
             objects::delete_and_wait(pods.clone(), pod).await?;
         }
-        let snapshots = Api::<DynamicObject>::namespaced_with(
-            client.clone(),
-            NAMESPACE,
-            &objects::volume_snapshot_resource(),
-        );
+        let resource = objects::volume_snapshot_resource();
+        let snapshots = Api::<DynamicObject>::namespaced_with(client.clone(), NAMESPACE, &resource);
         objects::delete_and_wait(snapshots, "snap").await?;
         delete_claims(cluster, &["restored", "cloned", "source"]).await
     })
@@ -239,28 +204,28 @@ fn raw_block(cluster: &mut ClusterTarget) -> CaseFuture<'_> {
         objects::create(&client, &objects::pod("vm", NODES[0], "raw", true)).await?;
         objects::running_pod(&client, "vm").await?;
         let attachment = objects::attachment(&client, &volume, NODES[0]).await?;
-        let device = cluster
-            .node(NODES[0])?
-            .kubelet
-            .published_path(NAMESPACE, "vm", "data")?;
-        use std::os::unix::fs::FileTypeExt;
+        let kubelet = &cluster.node(NODES[0])?.kubelet;
+        let device = kubelet.published_path(NAMESPACE, "vm", "data")?;
         anyhow::ensure!(
             std::fs::metadata(&device)?.file_type().is_block_device(),
             "{} is not a block device",
             device.display()
         );
-        let written = write_pattern(&device, 3)?;
-        assert_eq!(
-            read_digest_len(&device, PATTERN_BYTES)?,
-            written,
-            "the device read back differs"
-        );
+        write_pattern(&device, 3, PATTERN_BYTES)?;
+        read_pattern(&device, 3, PATTERN_BYTES)?;
+        let root = kubelet.paths().root().to_path_buf();
         objects::delete_and_wait(Api::<Pod>::namespaced(client.clone(), NAMESPACE), "vm").await?;
         objects::detached(&client, &attachment).await?;
         anyhow::ensure!(
             !device.exists(),
             "the device node {} outlived its Pod",
             device.display()
+        );
+        let left = mounts_under(&root);
+        anyhow::ensure!(
+            left.is_empty(),
+            "still mounted on {} after the Pod is gone: {left:?}",
+            NODES[0]
         );
         delete_claims(cluster, &["raw"]).await
     })
@@ -302,58 +267,21 @@ fn volume_handle(volume: &PersistentVolume) -> Option<String> {
     Some(volume.spec.as_ref()?.csi.as_ref()?.volume_handle.clone())
 }
 
-/// Writes a pattern of [`PATTERN_BYTES`] seeded by `seed` to `path`; returns its SHA-256.
-fn write_pattern(path: &Path, seed: u8) -> anyhow::Result<[u8; 32]> {
-    let data: Vec<u8> = (0..PATTERN_BYTES)
-        .map(|i| (i as u8).wrapping_mul(31).wrapping_add(seed))
-        .collect();
-    use std::io::Write;
-    let mut file = std::fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(!is_block(path))
-        .open(path)
-        .with_context(|| format!("opening {}", path.display()))?;
-    file.write_all(&data)?;
-    file.sync_all()?;
-    Ok(Sha256::digest(&data).into())
-}
-
-fn is_block(path: &Path) -> bool {
-    use std::os::unix::fs::FileTypeExt;
-    std::fs::metadata(path).is_ok_and(|m| m.file_type().is_block_device())
-}
-
-fn read_digest(path: &Path) -> anyhow::Result<[u8; 32]> {
-    let data = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
-    Ok(Sha256::digest(&data).into())
-}
-
-fn read_digest_len(path: &Path, len: usize) -> anyhow::Result<[u8; 32]> {
-    use std::io::Read;
-    let mut data = vec![0; len];
-    std::fs::File::open(path)?.read_exact(&mut data)?;
-    Ok(Sha256::digest(&data).into())
-}
-
-/// Flushes the file system at `path`, so a snapshot taken on the RDS sees what was written.
-fn sync(path: &Path) -> anyhow::Result<()> {
-    let dir = std::fs::File::open(path)?;
-    rustix::fs::syncfs(&dir)?;
-    Ok(())
-}
-
 fn filesystem_bytes(path: &Path) -> anyhow::Result<u64> {
     let stat = rustix::fs::statvfs(path)?;
     Ok(stat.f_blocks * stat.f_frsize)
 }
 
-fn is_mount_point(path: &Path) -> bool {
-    std::fs::read_to_string("/proc/self/mountinfo").is_ok_and(|mounts| {
-        mounts
-            .lines()
-            .any(|l| l.split(' ').nth(4) == Some(&*path.to_string_lossy()))
-    })
+/// The mount points under `root` (a node's kubelet directory): staging and publish mounts.
+fn mounts_under(root: &Path) -> Vec<String> {
+    let root = root.to_string_lossy();
+    std::fs::read_to_string("/proc/self/mountinfo")
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| l.split(' ').nth(4))
+        .filter(|point| point.starts_with(&*root))
+        .map(str::to_owned)
+        .collect()
 }
 
 /// A failed trial's logs, copied out of the temporary directory that goes with the target.
