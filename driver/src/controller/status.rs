@@ -16,6 +16,8 @@ impl From<RdsError> for Status {
             ErrorKind::NotFound => Status::not_found(message),
             ErrorKind::AlreadyExists => Status::already_exists(message),
             ErrorKind::OutOfSpace => Status::resource_exhausted(message),
+            // The spec's code for "an operation on this item is in progress": retried.
+            ErrorKind::Busy => Status::aborted(message),
             ErrorKind::Misconfigured => Status::failed_precondition(message),
             ErrorKind::Internal => Status::internal(message),
         }
@@ -72,6 +74,16 @@ mod tests {
         assert_eq!(ros("failure: not enough space"), Code::ResourceExhausted);
         assert_eq!(ros("not enough permissions (9)"), Code::FailedPrecondition);
         assert_eq!(ros("failure: something else"), Code::Internal);
+        // Retried by the sidecars: the source gone, a copy in the way.
+        assert_eq!(ros("input does not match any value of src"), Code::NotFound);
+        assert_eq!(
+            ros("failure: pvc-a is busy with another copy"),
+            Code::Aborted
+        );
+        assert_eq!(
+            ros("failure: no such mount point"),
+            Code::FailedPrecondition
+        );
         let ssh = |source| {
             Status::from(RdsError::Ssh {
                 command: "x".into(),
@@ -95,3 +107,6 @@ mod tests {
         assert_eq!(Status::from(Busy("pvc-a".into())).code(), Code::Aborted);
     }
 }
+
+#[cfg(test)]
+mod table;

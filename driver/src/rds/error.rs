@@ -39,6 +39,21 @@ pub enum RosError {
          policies"
     )]
     Permission { command: String, text: String },
+    #[error(
+        "RouterOS refused `{command}` with `{text}`: the disk or file is in use (a copy runs from \
+         or into it, or a disk or subvolume still holds it); retry once that is done"
+    )]
+    Busy { command: String, text: String },
+    #[error(
+        "RouterOS stopped `{command}`: `{text}`; the copy did not finish and running it again \
+         starts it anew"
+    )]
+    Interrupted { command: String, text: String },
+    #[error(
+        "RouterOS refused `{command}` with `{text}`: the pool cannot take it; check that rds.pool \
+         names the mount point of a mounted, writable pool disk on the RDS"
+    )]
+    Storage { command: String, text: String },
     #[error("RouterOS failed `{command}` with `{text}`")]
     Failure { command: String, text: String },
     #[error(
@@ -66,7 +81,9 @@ pub fn classify(cmd: &Cmd, output: &str) -> Option<RosError> {
     let command = cmd.as_str().to_owned();
     let text = text.to_owned();
     let has = |needles: &[&str]| needles.iter().any(|needle| lower.contains(needle));
-    let error = if is_syntax(&lower) {
+    let error = if names_a_missing_item(&lower) {
+        RosError::NotFound { command, text }
+    } else if is_syntax(&lower) {
         RosError::Syntax {
             command,
             position: position(&lower),
@@ -88,6 +105,12 @@ pub fn classify(cmd: &Cmd, output: &str) -> Option<RosError> {
         "disk is full",
     ]) {
         RosError::OutOfSpace { command, text }
+    } else if has(&["is busy", "is used by disk", " holds ", "in use"]) {
+        RosError::Busy { command, text }
+    } else if has(&["copy was interrupted", "copy stopped"]) {
+        RosError::Interrupted { command, text }
+    } else if has(&["no such mount point", "read-only file system"]) {
+        RosError::Storage { command, text }
     } else if lower.starts_with("failure:") || lower.starts_with("std failure:") {
         RosError::Failure { command, text }
     } else {
@@ -116,6 +139,17 @@ pub fn check_output<'o>(cmd: &Cmd, output: &'o str) -> Result<&'o str, RosError>
         Some(error) => Err(error),
         None => Ok(output),
     }
+}
+
+/// `input does not match any value of <param>` where `<param>` names an item (RouterOS types
+/// `/disk copy`'s `src` and `dst` and a subvolume's `parent` and `fs` as enums of the existing
+/// items): the item is gone, which a retry after recreating it would fix. For any other
+/// parameter (`type`, `proplist`, a boolean) the driver sent a value RouterOS does not know.
+fn names_a_missing_item(lower: &str) -> bool {
+    const ITEM_PARAMS: [&str; 5] = ["src", "dst", "parent", "fs", "copy-from"];
+    lower
+        .strip_prefix("input does not match any value of ")
+        .is_some_and(|param| ITEM_PARAMS.contains(&param.trim()))
 }
 
 fn is_syntax(lower: &str) -> bool {
@@ -187,6 +221,9 @@ mod tests {
             RosError::OutOfSpace { .. } => "space",
             RosError::Syntax { .. } => "syntax",
             RosError::Permission { .. } => "permission",
+            RosError::Busy { .. } => "busy",
+            RosError::Interrupted { .. } => "interrupted",
+            RosError::Storage { .. } => "storage",
             RosError::Failure { .. } => "failure",
             RosError::Unexpected { .. } => "unexpected",
         };
@@ -204,6 +241,15 @@ mod tests {
             ("bad command name this (line 1 column 1)", "syntax"),
             ("bad parameter once (line 1 column 54)", "syntax"),
             ("input does not match any value of interface", "syntax"),
+            ("input does not match any value of src", "not-found"),
+            ("input does not match any value of dst", "not-found"),
+            ("input does not match any value of parent", "not-found"),
+            ("failure: pvc-a is busy with another copy", "busy"),
+            ("failure: file is used by disk pvc-a", "busy"),
+            ("failure: subvolume pvc-a holds snap-b", "busy"),
+            ("failure: the copy was interrupted", "interrupted"),
+            ("failure: no such mount point", "storage"),
+            ("failure: read-only file system", "storage"),
             ("invalid value for argument file-size", "syntax"),
             (
                 "value of mtu contains invalid trailing characters",
@@ -213,7 +259,8 @@ mod tests {
             ("not enough permissions (9)", "permission"),
             ("std failure: not allowed (9)", "permission"),
             ("failure: execution error", "failure"),
-            ("Script Error: failure: disk is in use", "failure"),
+            ("Script Error: failure: disk is in use", "busy"),
+            ("failure: slot name too long (max 32 characters)", "failure"),
             ("something else entirely", "unexpected"),
         ] {
             assert_eq!(kind(text), expected, "{text:?}");

@@ -69,6 +69,9 @@ pub enum ErrorKind {
     NotFound,
     AlreadyExists,
     OutOfSpace,
+    /// Another operation holds the item (a copy, a disk on the file) or stopped this one; the
+    /// same call succeeds once it is done.
+    Busy,
     /// The RDS or the driver's configuration must be fixed by a person.
     Misconfigured,
     /// Anything else: a refused command, unexpected output, a read-back mismatch.
@@ -90,7 +93,8 @@ impl RdsError {
                 RosError::NotFound { .. } => ErrorKind::NotFound,
                 RosError::AlreadyExists { .. } => ErrorKind::AlreadyExists,
                 RosError::OutOfSpace { .. } => ErrorKind::OutOfSpace,
-                RosError::Permission { .. } => ErrorKind::Misconfigured,
+                RosError::Busy { .. } | RosError::Interrupted { .. } => ErrorKind::Busy,
+                RosError::Permission { .. } | RosError::Storage { .. } => ErrorKind::Misconfigured,
                 RosError::Syntax { .. }
                 | RosError::Failure { .. }
                 | RosError::Unexpected { .. } => ErrorKind::Internal,
@@ -171,7 +175,9 @@ mod tests {
             ("failure: already have such entry", ErrorKind::AlreadyExists),
             ("failure: not enough space", ErrorKind::OutOfSpace),
             ("not enough permissions (9)", ErrorKind::Misconfigured),
-            ("failure: disk is busy", ErrorKind::Internal),
+            ("failure: disk is busy", ErrorKind::Busy),
+            ("input does not match any value of src", ErrorKind::NotFound),
+            ("failure: execution error", ErrorKind::Internal),
         ] {
             let error = RdsError::from(classify(&cmd, text).unwrap());
             assert_eq!(error.kind(), kind, "{text}");
