@@ -30,7 +30,7 @@ use kube::{Client, ResourceExt};
 use rds_e2e::cluster::control_plane::{ControlPlane, wait_until};
 use rds_e2e::cluster::helm::{ChartValues, Helm};
 use rds_e2e::config::SimSettings;
-use rds_e2e::go_tools::{GoTools, workspace_root};
+use rds_e2e::go_tools::GoTools;
 use rds_e2e::sim_rds::SimRds;
 use serde_json::{Value, json};
 
@@ -100,7 +100,8 @@ async fn chart_on_a_real_api_server() {
             None => panic!("{e}"),
         },
     };
-    let driver = build_driver();
+    // The CronJob's command: the binary this build made (a stale one is refused, not tested).
+    let driver = rds_e2e::qemu::node_plugin::plugin_binary().expect("the rds-csi binary");
     let dir = tempfile::tempdir().expect("a temporary directory");
     let plane = ControlPlane::start(&tools, dir.path())
         .await
@@ -1144,27 +1145,4 @@ fn str(value: &Value) -> &str {
 
 fn path(p: &Path) -> &str {
     p.to_str().expect("the test's paths are UTF-8")
-}
-
-/// Builds the rds-csi binary (the CronJob's command) with the cargo running this test, so the
-/// process run is the code under test, not a stale build.
-fn build_driver() -> PathBuf {
-    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned());
-    // The test binary is target/<profile>/deps/chart_cluster-<hash>.
-    let exe = std::env::current_exe().expect("the test's path");
-    let profile = exe
-        .parent()
-        .and_then(Path::parent)
-        .expect("the test runs from target/<profile>/deps");
-    let mut build = std::process::Command::new(cargo);
-    build.args(["build", "-p", "rds-csi", "--bin", "rds-csi"]);
-    if profile.file_name().is_some_and(|n| n == "release") {
-        build.arg("--release");
-    }
-    let status = build
-        .current_dir(workspace_root())
-        .status()
-        .expect("running cargo build -p rds-csi");
-    assert!(status.success(), "cargo build -p rds-csi failed: {status}");
-    profile.join("rds-csi")
 }

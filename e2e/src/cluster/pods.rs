@@ -14,7 +14,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use anyhow::Context;
-use k8s_openapi::api::core::v1::{ConfigMap, Container, PodSpec, Secret, Volume};
+use k8s_openapi::api::core::v1::{ConfigMap, Container, KeyToPath, PodSpec, Secret, Volume};
 use kube::{Api, Client};
 
 use super::process::Process;
@@ -234,39 +234,46 @@ fn field_value(
     }
 }
 
-/// Writes the files of a ConfigMap, Secret or projected volume from the API server's objects.
-async fn fill_volume(volume: &Volume, dir: &Path, context: &PodContext<'_>) -> anyhow::Result<()> {
+/// Where a volume's files come from.
+enum Source {
+    ConfigMap(String),
+    Secret(String),
+}
+
+/// The sources of a ConfigMap, Secret or projected volume, each with the keys it selects (all
+/// when `None`).
+fn sources(volume: &Volume) -> Vec<(Source, Option<Vec<KeyToPath>>)> {
     let mut sources = Vec::new();
-    if let Some(config_map) = &volume.config_map {
-        sources.push((
-            Some(config_map.name.clone()),
-            None,
-            config_map.items.clone(),
-        ));
+    if let Some(map) = &volume.config_map {
+        sources.push((Source::ConfigMap(map.name.clone()), map.items.clone()));
     }
-    if let Some(secret) = &volume.secret {
-        sources.push((None, secret.secret_name.clone(), secret.items.clone()));
+    if let Some(secret) = &volume.secret
+        && let Some(name) = &secret.secret_name
+    {
+        sources.push((Source::Secret(name.clone()), secret.items.clone()));
     }
     for source in volume
         .projected
         .iter()
         .flat_map(|p| p.sources.iter().flatten())
     {
-        if let Some(config_map) = &source.config_map {
-            sources.push((
-                Some(config_map.name.clone()),
-                None,
-                config_map.items.clone(),
-            ));
+        if let Some(map) = &source.config_map {
+            sources.push((Source::ConfigMap(map.name.clone()), map.items.clone()));
         }
         if let Some(secret) = &source.secret {
-            sources.push((None, Some(secret.name.clone()), secret.items.clone()));
+            sources.push((Source::Secret(secret.name.clone()), secret.items.clone()));
         }
     }
-    for (config_map, secret, items) in sources {
-        let data: BTreeMap<String, Vec<u8>> = match (config_map, secret) {
-            (Some(name), _) => {
-                Api::<ConfigMap>::namespaced(context.client.clone(), context.namespace)
+    sources
+}
+
+/// Writes the files of a ConfigMap, Secret or projected volume from the API server's objects.
+async fn fill_volume(volume: &Volume, dir: &Path, context: &PodContext<'_>) -> anyhow::Result<()> {
+    let namespace = context.namespace;
+    for (source, items) in sources(volume) {
+        let data: BTreeMap<String, Vec<u8>> = match source {
+            Source::ConfigMap(name) => {
+                Api::<ConfigMap>::namespaced(context.client.clone(), namespace)
                     .get(&name)
                     .await
                     .with_context(|| {
@@ -278,18 +285,15 @@ async fn fill_volume(volume: &Volume, dir: &Path, context: &PodContext<'_>) -> a
                     .map(|(k, v)| (k, v.into_bytes()))
                     .collect()
             }
-            (None, Some(name)) => {
-                Api::<Secret>::namespaced(context.client.clone(), context.namespace)
-                    .get(&name)
-                    .await
-                    .with_context(|| format!("reading Secret {name} for volume {}", volume.name))?
-                    .data
-                    .unwrap_or_default()
-                    .into_iter()
-                    .map(|(k, v)| (k, v.0))
-                    .collect()
-            }
-            (None, None) => continue,
+            Source::Secret(name) => Api::<Secret>::namespaced(context.client.clone(), namespace)
+                .get(&name)
+                .await
+                .with_context(|| format!("reading Secret {name} for volume {}", volume.name))?
+                .data
+                .unwrap_or_default()
+                .into_iter()
+                .map(|(k, v)| (k, v.0))
+                .collect(),
         };
         let files: Vec<(String, String)> = match items {
             Some(items) => items.into_iter().map(|i| (i.key, i.path)).collect(),
@@ -304,4 +308,65 @@ async fn fill_volume(volume: &Volume, dir: &Path, context: &PodContext<'_>) -> a
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn mounts() -> Vec<(String, PathBuf)> {
+        vec![
+            ("/etc/rds-csi".to_owned(), PathBuf::from("/tmp/pod/config")),
+            ("/csi".to_owned(), PathBuf::from("/tmp/pod/socket-dir")),
+        ]
+    }
+
+    #[test]
+    fn a_container_path_under_a_mount_is_the_volume_directory() {
+        let mounts = mounts();
+        assert_eq!(
+            rewrite_paths("/csi/csi.sock", &mounts),
+            "/tmp/pod/socket-dir/csi.sock"
+        );
+        assert_eq!(
+            rewrite_paths("--csi-address=/csi/csi.sock", &mounts),
+            "--csi-address=/tmp/pod/socket-dir/csi.sock"
+        );
+        assert_eq!(
+            rewrite_paths("unix:///csi/csi.sock", &mounts),
+            "unix:///tmp/pod/socket-dir/csi.sock"
+        );
+        assert_eq!(rewrite_paths("/etc/rds-csi", &mounts), "/tmp/pod/config");
+        // Only whole path components: /csi-other and /var/csi are not under /csi.
+        assert_eq!(rewrite_paths("/csi-other/x", &mounts), "/csi-other/x");
+        assert_eq!(rewrite_paths("/var/csi/x", &mounts), "/var/csi/x");
+        assert_eq!(rewrite_paths("--v=2", &mounts), "--v=2");
+    }
+
+    #[test]
+    fn env_references_expand_as_kubelet_expands_them() {
+        let env = [("ADDRESS".to_owned(), "/csi/csi.sock".to_owned())];
+        assert_eq!(
+            expand_env("--csi-address=$(ADDRESS)", &env),
+            "--csi-address=/csi/csi.sock"
+        );
+        assert_eq!(expand_env("$(OTHER)", &env), "$(OTHER)");
+    }
+
+    #[test]
+    fn host_paths_under_the_kubelet_directory_are_the_nodes_own() {
+        let node = Path::new("/tmp/node-a/kubelet");
+        let kubelet = Some(("/var/lib/kubelet", node));
+        assert_eq!(
+            kubelet_path("/var/lib/kubelet/plugins/d", kubelet),
+            Some(node.join("plugins/d"))
+        );
+        assert_eq!(
+            kubelet_path("/var/lib/kubelet", kubelet),
+            Some(node.to_path_buf())
+        );
+        assert_eq!(kubelet_path("/var/lib/kubelet-other", kubelet), None);
+        assert_eq!(kubelet_path("/dev", kubelet), None);
+        assert_eq!(kubelet_path("/var/lib/kubelet/x", None), None);
+    }
 }

@@ -205,7 +205,7 @@ fn boot_with_forward(
 
 /// The rds-csi binary of this build: beside a bench binary (`target/<profile>/`), or two levels
 /// above a test binary (`target/<profile>/deps/`).
-pub(crate) fn plugin_binary() -> Result<PathBuf, NodePluginError> {
+pub fn plugin_binary() -> Result<PathBuf, NodePluginError> {
     let exe = std::env::current_exe().map_err(|e| GuestError::io("locating this program")(e))?;
     let beside = exe.with_file_name("rds-csi");
     let above = exe
