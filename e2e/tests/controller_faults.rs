@@ -7,6 +7,7 @@
 //! `RDS_E2E_TARGET` says.
 
 use std::collections::{BTreeSet, HashMap};
+use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -18,7 +19,7 @@ use rds_e2e::requests;
 use rds_e2e::target::Target;
 use rds_sim::faults::{CrashPoint, Fault};
 use rds_sim::sim::Sim;
-use tonic::Code;
+use tonic::{Code, Status};
 
 const GIB: u64 = 1 << 30;
 
@@ -268,19 +269,13 @@ async fn a_restart_mid_burst_leaves_every_volume_created_once_or_absent() {
 
     // A CO retries with backoff; the driver's breaker may fail calls fast for a while.
     sim.inject(&Fault::Clear).unwrap();
-    let mut controller = target.controller();
+    let controller = target.controller();
     for (name, _) in &failed {
-        let mut attempts = 0;
-        loop {
-            attempts += 1;
-            match controller.create_volume(create_request(name)).await {
-                Ok(_) => break,
-                Err(status) if attempts < 120 && is_retryable(status.code()) => {
-                    tokio::time::sleep(Duration::from_millis(500)).await;
-                }
-                Err(status) => panic!("{name}: retry {attempts} failed: {status:?}"),
-            }
-        }
+        retried(name, || {
+            let mut controller = controller.clone();
+            async move { controller.create_volume(create_request(name)).await }
+        })
+        .await;
     }
     let holdings = Holdings::of(&sim);
     for name in &names {
@@ -292,9 +287,110 @@ async fn a_restart_mid_burst_leaves_every_volume_created_once_or_absent() {
     target.shutdown().await.unwrap();
 }
 
+/// Calls `call` until it succeeds, as a CO does: retryable codes are retried with a pause (the
+/// driver's breaker may fail calls fast for a while), any other code fails the test.
+async fn retried<T, F, Fut>(what: &str, mut call: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<T, Status>>,
+{
+    for attempt in 1..=120 {
+        match call().await {
+            Ok(done) => return done,
+            Err(status) if is_retryable(status.code()) => {
+                tokio::time::sleep(Duration::from_millis(500)).await;
+            }
+            Err(status) => panic!("{what}: attempt {attempt} failed: {status:?}"),
+        }
+    }
+    panic!("{what}: still failing after 120 attempts")
+}
+
 fn is_retryable(code: Code) -> bool {
     matches!(
         code,
         Code::Unavailable | Code::DeadlineExceeded | Code::Aborted
     )
+}
+
+/// The mutating steps of a delete, in order: `/disk remove`, then `/file remove` of the file
+/// `/disk remove` keeps.
+const DELETE_STEPS: [&str; 2] = ["^/disk remove", "^/file remove"];
+
+/// A DeleteVolume whose connection drops right after `step` committed, then retried: the retry
+/// finds the file where the volume was made (`base_dir`, a StorageClass `baseDir`, or the
+/// default) and leaves neither disk nor file.
+async fn crash_after_a_delete_step_then_retry(step: &str, base_dir: Option<&str>) {
+    let target = start(|_| {}).await;
+    let sim = sim(&target);
+    let name = requests::unique_name("delete-crash");
+    let parameters: HashMap<String, String> = base_dir
+        .map(|dir| ("baseDir".to_owned(), dir.to_owned()))
+        .into_iter()
+        .collect();
+    let controller = target.controller();
+    controller
+        .clone()
+        .create_volume(requests::create_volume(&name, GIB, &parameters))
+        .await
+        .unwrap_or_else(|status| panic!("creating {name}: {status:?}"));
+    let made = Holdings::of(sim);
+    assert_eq!(made.copies_of(&name), 1, "disks: {:?}", made.disks);
+    if let Some(dir) = base_dir {
+        assert!(
+            made.images
+                .iter()
+                .all(|file| file.contains(&format!("/{dir}/"))),
+            "the file is not in baseDir {dir}: {:?}",
+            made.images
+        );
+    }
+
+    sim.inject(&Fault::Crash {
+        pattern: step.into(),
+        point: CrashPoint::AfterCommit,
+        count: 1,
+    })
+    .unwrap();
+    let request = DeleteVolumeRequest {
+        volume_id: ids::volume_id(&name).to_string(),
+        ..Default::default()
+    };
+    let first = controller.clone().delete_volume(request.clone()).await;
+    let status = first.expect_err("a delete cut off by a crash cannot succeed");
+    assert!(
+        is_retryable(status.code()),
+        "{step}: a delete cut off by a crash must fail retryably, not with {status:?}"
+    );
+    retried(
+        &format!("deleting {name} after a crash on {step:?}"),
+        || {
+            let mut controller = controller.clone();
+            let request = request.clone();
+            async move { controller.delete_volume(request).await }
+        },
+    )
+    .await;
+    let left = Holdings::of(sim);
+    assert!(
+        left.disks.is_empty() && left.images.is_empty(),
+        "{step} (baseDir {base_dir:?}): the retried delete left disks {:?} and files {:?}",
+        left.disks,
+        left.images
+    );
+    target.shutdown().await.unwrap();
+}
+
+#[tokio::test]
+async fn a_retried_delete_after_a_crash_at_every_step_leaves_nothing() {
+    for step in DELETE_STEPS {
+        crash_after_a_delete_step_then_retry(step, None).await;
+    }
+}
+
+#[tokio::test]
+async fn a_retried_delete_after_a_crash_finds_the_file_in_the_storage_class_base_dir() {
+    for step in DELETE_STEPS {
+        crash_after_a_delete_step_then_retry(step, Some("fast")).await;
+    }
 }

@@ -6,6 +6,7 @@ use super::ControllerService;
 use super::volume::{require, volume_slot};
 use crate::csi::v1::{DeleteVolumeRequest, DeleteVolumeResponse};
 use crate::ids::{self, IdKind, Metadata};
+use crate::rds::parse::DiskRecord;
 use crate::rds::value::RosPath;
 
 impl ControllerService {
@@ -19,12 +20,14 @@ impl ControllerService {
             return Ok(DeleteVolumeResponse {});
         };
         let _volume = self.locks.try_lock(slot.as_str())?;
-        let file = match self.rds.find(&slot).await? {
+        let subvolume_file = ids::subvolume_disk_path(&self.settings.pool, &slot);
+        let files = match self.rds.find(&slot).await? {
             // The disk is gone, but an earlier delete may have stopped before removing the file
-            // or, for `layout: subvolume`, the subvolume holding it.
+            // or, for `layout: subvolume`, the subvolume holding it. The file is where the
+            // volume was made, which today's settings do not tell: search for it.
             None => match self.rds.subvolume(&slot).await? {
-                Some(_) => ids::subvolume_disk_path(&self.settings.pool, &slot),
-                None => ids::disk_path(&self.settings.pool, &self.settings.base_dir, &slot),
+                Some(_) => vec![subvolume_file.clone()],
+                None => self.rds.files_of(&slot).await?,
             },
             Some(disk) => {
                 if let Err(why) = Metadata::of_disk(disk.comment.as_deref(), IdKind::Volume) {
@@ -38,20 +41,27 @@ impl ControllerService {
                          ControllerUnpublishVolume it first"
                     )));
                 }
-                let path = disk.file_path.as_deref().unwrap_or_default();
-                RosPath::parse(path).map_err(|e| {
-                    Status::internal(format!(
-                        "disk {slot} has a file-path rds-csi cannot use: {e}"
-                    ))
-                })?
+                vec![recorded_file(&disk)?]
             }
         };
-        self.rds.remove(&slot, &file).await?;
+        for file in &files {
+            self.rds.remove(&slot, file).await?;
+        }
         // A volume in its own subvolume (`layout: subvolume`) takes the subvolume with it; its
         // snapshots are subvolumes of their own and stay.
-        if file == ids::subvolume_disk_path(&self.settings.pool, &slot) {
+        if files.contains(&subvolume_file) {
             self.rds.remove_subvolume(&slot).await?;
         }
         Ok(DeleteVolumeResponse {})
     }
+}
+
+/// The backing file the RDS records for `disk` (its `file-path`).
+pub(super) fn recorded_file(disk: &DiskRecord) -> Result<RosPath, Status> {
+    RosPath::parse(disk.file_path.as_deref().unwrap_or_default()).map_err(|e| {
+        Status::internal(format!(
+            "disk {} has a file-path rds-csi cannot use: {e}",
+            disk.slot
+        ))
+    })
 }

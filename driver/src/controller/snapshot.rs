@@ -17,6 +17,7 @@ use prost_types::Timestamp;
 use tonic::Status;
 
 use super::ControllerService;
+use super::delete::recorded_file;
 use super::params::snapshot_method;
 use super::volume::{require, volume_slot};
 use crate::csi::v1::list_snapshots_response::Entry;
@@ -405,7 +406,7 @@ impl ControllerService {
             return Ok(DeleteSnapshotResponse {});
         };
         let _snapshot = self.locks.try_lock(slot.as_str())?;
-        let (method, file) = match self.rds.find(&slot).await? {
+        let (method, files) = match self.rds.find(&slot).await? {
             None => match self.rds.subvolume(&slot).await? {
                 Some(subvolume) if subvolume.read_only => {
                     self.rds.remove_subvolume(&slot).await?;
@@ -418,10 +419,10 @@ impl ControllerService {
                     )));
                 }
                 // The disk is gone, but an earlier delete may have stopped before removing
-                // the file.
+                // the file, made in the `rds.baseDir` of its time: search for it.
                 None => (
                     self.settings.snapshot_method,
-                    ids::disk_path(&self.settings.pool, &self.settings.base_dir, &slot),
+                    self.rds.files_of(&slot).await?,
                 ),
             },
             Some(disk) => {
@@ -432,21 +433,17 @@ impl ControllerService {
                         disk.comment.as_deref().unwrap_or_default()
                     )));
                 };
-                let file =
-                    RosPath::parse(disk.file_path.as_deref().unwrap_or_default()).map_err(|e| {
-                        Status::internal(format!(
-                            "disk {slot} has a file-path rds-csi cannot use: {e}"
-                        ))
-                    })?;
                 (
                     metadata.method.unwrap_or(self.settings.snapshot_method),
-                    file,
+                    vec![recorded_file(&disk)?],
                 )
             }
         };
-        match method.disk_method() {
-            Some(implementation) => implementation.delete(&self.rds, &slot, &file).await?,
-            None => self.rds.remove(&slot, &file).await?,
+        for file in &files {
+            match method.disk_method() {
+                Some(implementation) => implementation.delete(&self.rds, &slot, file).await?,
+                None => self.rds.remove(&slot, file).await?,
+            }
         }
         Ok(DeleteSnapshotResponse {})
     }

@@ -208,6 +208,25 @@ impl Cmd {
         )
     }
 
+    /// `/file print detail where name~"^<pool>/(.*/)?<file>$"` in the chosen form: every file
+    /// called `file` in any directory of the pool.
+    pub fn file_print_named(pool: &RosPath, file: &str, form: Form) -> Cmd {
+        let pattern = format!(
+            "^{}/(.*/)?{}$",
+            escape_regex(pool.as_str()),
+            escape_regex(file)
+        );
+        print(
+            "/file",
+            &Filter {
+                property: "name",
+                operator: '~',
+                operand: pattern,
+            },
+            form,
+        )
+    }
+
     /// `/file remove "<path>"`.
     pub fn file_remove(path: &RosPath) -> Cmd {
         Line::new("/file remove").unnamed(path.as_str()).silent()
@@ -445,23 +464,28 @@ impl Filter {
     /// `property~"^<prefix>"` with the prefix's regex metacharacters escaped. `~` is an unanchored
     /// POSIX ERE, hence the `^`.
     fn starts_with(property: &'static str, prefix: &str) -> Self {
-        let mut pattern = String::from("^");
-        for c in prefix.chars() {
-            if "\\^$.|?*+()[]{}".contains(c) {
-                pattern.push('\\');
-            }
-            pattern.push(c);
-        }
         Filter {
             property,
             operator: '~',
-            operand: pattern,
+            operand: format!("^{}", escape_regex(prefix)),
         }
     }
 
     fn render(&self) -> String {
         format!("{}{}{}", self.property, self.operator, quote(&self.operand))
     }
+}
+
+/// `text` with the POSIX ERE metacharacters escaped, so it matches only itself.
+fn escape_regex(text: &str) -> String {
+    let mut escaped = String::with_capacity(text.len());
+    for c in text.chars() {
+        if "\\^$.|?*+()[]{}".contains(c) {
+            escaped.push('\\');
+        }
+        escaped.push(c);
+    }
+    escaped
 }
 
 #[cfg(test)]
@@ -617,6 +641,14 @@ mod tests {
         assert_eq!(
             Cmd::file_print_under(&path("pool.1/csi"), Form::Detail).as_str(),
             "/file print detail where name~\"^pool\\\\.1/csi/\""
+        );
+    }
+
+    #[test]
+    fn files_by_name_are_searched_in_every_directory_of_the_pool() {
+        assert_eq!(
+            Cmd::file_print_named(&path("pool.1"), "pvc-a.img", Form::Detail).as_str(),
+            "/file print detail where name~\"^pool\\\\.1/(.*/)?pvc-a\\\\.img\\$\""
         );
     }
 

@@ -214,6 +214,33 @@ impl RdsClient {
         Ok(())
     }
 
+    /// The backing files left by a disk in slot `slot` that is gone: every `<slot>.img` in any
+    /// directory of the pool. The directory the disk was made in (the `rds.baseDir` of that
+    /// time, or a StorageClass `baseDir`) is recorded only in the disk, so a retried delete
+    /// searches instead of trusting today's settings.
+    pub async fn files_of(&self, slot: &Slot) -> Result<Vec<RosPath>, RdsError> {
+        let cmd = Cmd::file_print_named(&self.pool, &format!("{slot}.img"), FORM);
+        let parse_error = |source| RdsError::Parse {
+            command: cmd.to_string(),
+            source,
+        };
+        self.print(&cmd)
+            .await?
+            .iter()
+            .map(|file| {
+                let name = file.get("name").ok_or(ParseError::Missing("name"));
+                let name = name.map_err(parse_error)?;
+                RosPath::parse(name).map_err(|_| {
+                    parse_error(ParseError::Value {
+                        name: "name".to_owned(),
+                        value: name.to_owned(),
+                        expected: "a file path",
+                    })
+                })
+            })
+            .collect()
+    }
+
     /// The pool disk: its size and free bytes.
     pub async fn capacity(&self) -> Result<PoolRecord, RdsError> {
         let cmd = Cmd::disk_print(DiskQuery::MountPoint(&self.pool), FORM);
