@@ -213,6 +213,23 @@ fn mount_capability(fs: &str) -> VolumeCapability {
     }
 }
 
+/// A mount capability of `fs` with mount(8) options.
+fn mount_with(fs: &str, flags: &[&str]) -> VolumeCapability {
+    VolumeCapability {
+        access_type: Some(AccessType::Mount(MountVolume {
+            fs_type: fs.into(),
+            mount_flags: flags.iter().map(|&f| f.to_owned()).collect(),
+            ..Default::default()
+        })),
+        ..mount_capability(fs)
+    }
+}
+
+/// The flags statvfs reports for the mount that holds `path`.
+fn statvfs_flags(path: &Path) -> rustix::fs::StatVfsMountFlags {
+    rustix::fs::statvfs(path).unwrap().f_flag
+}
+
 fn block_capability() -> VolumeCapability {
     VolumeCapability {
         access_type: Some(AccessType::Block(BlockVolume {})),
@@ -451,4 +468,104 @@ async fn data_that_is_not_a_file_system_is_never_formatted() {
     );
     assert!(bench.mounted().is_empty());
     assert!(!bench.attached(), "the failed stage left its loop device");
+}
+
+/// A remount replaces every flag of a mount: a read-only publish must carry the staging mount's
+/// nosuid, nodev and noexec over, or a pod of a hardened volume could run setuid binaries.
+#[tokio::test]
+async fn a_read_only_publish_keeps_the_staging_mounts_flags() {
+    require_loop!();
+    use rustix::fs::StatVfsMountFlags as St;
+    let bench = Bench::new(64 * MIB);
+    let hardened = mount_with("ext4", &["nosuid,nodev", "noexec"]);
+    bench.stage(hardened.clone()).await;
+    bench.publish("pod/ro", hardened.clone(), true).await;
+    bench.publish("pod/ro", hardened.clone(), true).await;
+    let flags = statvfs_flags(&bench.path("pod/ro"));
+    let wanted = St::RDONLY | St::NOSUID | St::NODEV | St::NOEXEC;
+    assert!(flags.contains(wanted), "a read-only publish has {flags:?}");
+    // A publish asking for more than the staging mount has gets both.
+    bench
+        .publish("pod/noatime", mount_with("ext4", &["noatime"]), false)
+        .await;
+    let flags = statvfs_flags(&bench.path("pod/noatime"));
+    assert!(
+        flags.contains(St::NOSUID | St::NODEV | St::NOEXEC | St::NOATIME)
+            && !flags.contains(St::RDONLY),
+        "{flags:?}"
+    );
+    bench.unpublish("pod/noatime").await;
+    bench.unpublish("pod/ro").await;
+    bench.unstage().await;
+    assert!(bench.mounted().is_empty());
+}
+
+/// A publish of a read-only staging mount is read-only whatever it asks; the same call again
+/// finds what the first made instead of ALREADY_EXISTS.
+#[tokio::test]
+async fn a_publish_of_a_read_only_staging_mount_is_idempotent() {
+    require_loop!();
+    let bench = Bench::new(64 * MIB);
+    bench.stage(mount_with("ext4", &["ro"])).await;
+    bench
+        .publish("pod/mount", mount_capability("ext4"), false)
+        .await;
+    bench
+        .publish("pod/mount", mount_capability("ext4"), false)
+        .await;
+    assert_eq!(
+        bench.mounted(),
+        [bench.path("staging"), bench.path("pod/mount")]
+    );
+    let refused = std::fs::write(bench.path("pod/mount/x"), b"x").unwrap_err();
+    assert_eq!(refused.raw_os_error(), Some(libc::EROFS), "{refused}");
+    bench.unpublish("pod/mount").await;
+    bench.unstage().await;
+}
+
+/// mount(8) options that are flags (exec, suid, dev) or mount(8)'s own (nouser, _netdev,
+/// nofail) stage; one the node cannot honour is INVALID_ARGUMENT before anything is attached or
+/// formatted.
+#[tokio::test]
+async fn mount8_options_are_mapped_or_refused_before_the_host_is_touched() {
+    require_loop!();
+    let bench = Bench::new(64 * MIB);
+    let request = |flags: &[&str]| NodeStageVolumeRequest {
+        volume_id: bench.volume.clone(),
+        staging_target_path: bench.path("staging").display().to_string(),
+        volume_capability: Some(mount_with("ext4", flags)),
+        publish_context: bench.publish_context(),
+        ..Default::default()
+    };
+    for refused in [&["user"][..], &["nouuid"], &["noexec,no-such-option"]] {
+        let status = bench
+            .node
+            .node_stage_volume(Request::new(request(refused)))
+            .await
+            .unwrap_err();
+        assert_eq!(
+            status.code(),
+            tonic::Code::InvalidArgument,
+            "{refused:?}: {status:?}"
+        );
+        assert!(!bench.attached(), "{refused:?} attached the volume");
+    }
+    let mut head = [0u8; 4096];
+    File::open(bench.backing_file())
+        .unwrap()
+        .read_exact(&mut head)
+        .unwrap();
+    assert!(
+        head.iter().all(|&b| b == 0),
+        "a refused stage wrote to the volume"
+    );
+
+    let mapped = &["exec,suid,dev", "nouser,_netdev,nofail", "auto,defaults"];
+    bench
+        .node
+        .node_stage_volume(Request::new(request(mapped)))
+        .await
+        .unwrap();
+    assert_eq!(bench.mounted(), [bench.path("staging")]);
+    bench.unstage().await;
 }

@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 
 use tonic::Status;
 
-use super::host::{FsType, Target, Tunables};
+use super::host::{FsType, MountOptions, Target, Tunables};
 use crate::controller::capability;
 use crate::controller::params::{
     CTRL_LOSS_TMO, FS_TYPE, KEEP_ALIVE_TMO, NR_IO_QUEUES, RECONNECT_DELAY,
@@ -70,8 +70,12 @@ pub fn volume_use(
                 .into_iter()
                 .find(|fs| !fs.is_empty())
                 .unwrap_or("ext4");
+            let fs = named.parse().map_err(Status::invalid_argument)?;
+            // Read now, so that an option the kernel would refuse fails the request before
+            // anything is attached or formatted.
+            MountOptions::parse(&mount.mount_flags, fs).map_err(Status::invalid_argument)?;
             Access::Mount {
-                fs: named.parse().map_err(Status::invalid_argument)?,
+                fs,
                 flags: mount.mount_flags.clone(),
             }
         }

@@ -7,6 +7,8 @@ use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard};
 
+use rustix::mount::MountFlags;
+
 use super::host::*;
 
 #[derive(Debug, Clone)]
@@ -160,6 +162,8 @@ impl Mounts for Fake {
         fs_type: &str,
         options: &[String],
     ) -> Result<(), HostError> {
+        let fs: FsType = fs_type.parse().map_err(HostError::BadTarget)?;
+        let options = MountOptions::parse(options, fs).map_err(HostError::BadTarget)?;
         let mut state = self.state();
         let dev = state
             .attached
@@ -170,14 +174,15 @@ impl Mounts for Fake {
         state.mounts.push(MountEntry {
             dev,
             mount_point: target.to_owned(),
-            fs_type: fs_type.to_owned(),
+            fs_type: fs.as_str().to_owned(),
             source: device.display().to_string(),
-            readonly: options.iter().any(|o| o == "ro"),
+            readonly: options.set.contains(MountFlags::RDONLY),
         });
         Ok(())
     }
 
-    fn bind(&self, source: &Path, target: &Path, readonly: bool) -> Result<(), HostError> {
+    /// Like the kernel's: the bind starts with the source's flags, changed by `options`.
+    fn bind(&self, source: &Path, target: &Path, options: &MountOptions) -> Result<(), HostError> {
         let mut state = self.state();
         let mut entry = state
             .mounts
@@ -185,8 +190,13 @@ impl Mounts for Fake {
             .rfind(|m| m.mount_point == source)
             .cloned()
             .ok_or_else(|| einval("bind of a path that is not a mount"))?;
+        let inherited = if entry.readonly {
+            MountFlags::RDONLY
+        } else {
+            MountFlags::empty()
+        };
         entry.mount_point = target.to_owned();
-        entry.readonly = readonly;
+        entry.readonly = options.applied_to(inherited).contains(MountFlags::RDONLY);
         state.mounts.push(entry);
         Ok(())
     }

@@ -8,6 +8,7 @@ pub mod fabric;
 pub mod format;
 pub mod mount;
 pub mod nvme_admin;
+pub mod options;
 pub mod resize;
 
 use std::fmt;
@@ -20,6 +21,7 @@ pub use fabric::loopdev::LoopFabric;
 pub use fabric::{Attached, Device, Fabric, Target, Tunables, Unhealthy};
 pub use format::{Format, FsType, Mkfs};
 pub use mount::{LinuxMounts, MountEntry, Mounts, Usage};
+pub use options::MountOptions;
 pub use resize::{Resize, ResizeTools};
 
 /// The host operations the node service uses.

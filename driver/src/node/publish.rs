@@ -4,11 +4,12 @@
 
 use std::path::Path;
 
+use rustix::mount::MountFlags;
 use tonic::Status;
 
 use super::NodeCore;
 use super::context::{self, Access, Use, require, require_path};
-use super::host::Device;
+use super::host::{Device, MountOptions};
 use crate::csi::v1::{
     NodePublishVolumeRequest, NodePublishVolumeResponse, NodeUnpublishVolumeRequest,
     NodeUnpublishVolumeResponse,
@@ -32,15 +33,21 @@ impl NodeCore {
             ))
         })?;
         let readonly = request.readonly || usage.read_only_mode();
-        match usage.access {
-            Access::Mount { .. } => self.publish_mount(
-                &request.volume_id,
-                &device,
-                &staging,
-                &target,
-                readonly,
-                &usage,
-            )?,
+        match &usage.access {
+            Access::Mount { fs, flags } => {
+                // The data options were the file system's at stage; a bind mount takes flags.
+                let options = MountOptions::parse(flags, *fs)
+                    .map_err(Status::invalid_argument)?
+                    .read_only(readonly);
+                self.publish_mount(
+                    &request.volume_id,
+                    &device,
+                    &staging,
+                    &target,
+                    &options,
+                    &usage,
+                )?
+            }
             Access::Block => self.publish_block(&device, &target)?,
         }
         Ok(NodePublishVolumeResponse {})
@@ -52,38 +59,41 @@ impl NodeCore {
         device: &Device,
         staging: &Path,
         target: &Path,
-        readonly: bool,
+        options: &MountOptions,
         usage: &Use,
     ) -> Result<(), Status> {
-        match self.mount_at(staging)? {
-            Some(m) if m.dev == device.dev => {}
+        let staged = match self.mount_at(staging)? {
+            Some(m) if m.dev == device.dev => m,
             _ => {
                 return Err(Status::failed_precondition(format!(
                     "volume {volume_id} is not staged at {}: NodeStageVolume first",
                     staging.display()
                 )));
             }
-        }
+        };
+        // A read-only staging mount makes every publication of it read-only: a repeated call
+        // finds what the first one made.
+        let inherited = if staged.readonly {
+            MountFlags::RDONLY
+        } else {
+            MountFlags::empty()
+        };
+        let readonly = options.applied_to(inherited).contains(MountFlags::RDONLY);
         if let Some(mounted) = self.mount_at(target)? {
             if mounted.dev == device.dev && mounted.readonly == readonly {
                 return Ok(());
             }
+            let how = |ro: bool| if ro { "read-only" } else { "read-write" };
+            let what = if mounted.dev == device.dev {
+                format!("volume {volume_id} {}", how(mounted.readonly))
+            } else {
+                mounted.source.clone()
+            };
             return Err(Status::already_exists(format!(
-                "target path {} already has {} mounted{}; unpublish it first",
+                "target path {} already has {what} mounted, and this request asks for it {}; \
+                 unpublish it first",
                 target.display(),
-                mounted.source,
-                if mounted.dev == device.dev {
-                    format!(
-                        " {}",
-                        if mounted.readonly {
-                            "read-only"
-                        } else {
-                            "read-write"
-                        }
-                    )
-                } else {
-                    String::new()
-                }
+                how(readonly)
             )));
         }
         let elsewhere: Vec<_> = self
@@ -102,7 +112,7 @@ impl NodeCore {
                 Status::internal(format!("creating target path {}: {e}", target.display()))
             })?;
         }
-        self.host.mounts.bind(staging, target, readonly)?;
+        self.host.mounts.bind(staging, target, options)?;
         Ok(())
     }
 

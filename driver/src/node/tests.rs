@@ -113,6 +113,16 @@ fn mount(mode: Mode) -> VolumeCapability {
     }
 }
 
+fn mount_flags(flags: &[&str]) -> VolumeCapability {
+    VolumeCapability {
+        access_type: Some(AccessType::Mount(MountVolume {
+            mount_flags: flags.iter().map(|&f| f.to_owned()).collect(),
+            ..Default::default()
+        })),
+        ..mount(Mode::SingleNodeWriter)
+    }
+}
+
 fn block() -> VolumeCapability {
     VolumeCapability {
         access_type: Some(AccessType::Block(BlockVolume {})),
@@ -194,6 +204,20 @@ fn every_bad_input_is_refused_with_its_code_and_changes_nothing() {
                 ..good.clone()
             },
             "zfs",
+        ),
+        (
+            NodeStageVolumeRequest {
+                volume_capability: Some(mount_flags(&["nodev,users"])),
+                ..good.clone()
+            },
+            "\"users\"",
+        ),
+        (
+            NodeStageVolumeRequest {
+                volume_capability: Some(mount_flags(&["nouuid"])),
+                ..good.clone()
+            },
+            "option of ext4",
         ),
         (
             NodeStageVolumeRequest {
@@ -462,6 +486,20 @@ fn publish_binds_honours_readonly_and_is_idempotent() {
     c.core().unpublish(unpublish).unwrap();
     assert!(!c.path("target").exists(), "unpublish left the target path");
     assert_eq!(c.fake.state().mounts.len(), 2);
+}
+
+#[test]
+fn a_publish_of_a_read_only_staging_mount_is_read_only_and_idempotent() {
+    let c = case();
+    c.core()
+        .stage(c.stage_request(mount_flags(&["ro"])))
+        .unwrap();
+    let request = c.publish_request("target", mount(Mode::SingleNodeWriter));
+    c.core().publish(request.clone()).unwrap();
+    c.core().publish(request.clone()).unwrap();
+    let state = c.fake.state();
+    assert_eq!(state.mounts.len(), 2);
+    assert!(state.mounts[1].readonly);
 }
 
 #[test]

@@ -8,7 +8,8 @@ use std::path::{Path, PathBuf};
 use rustix::fs::{FileType, Mode};
 use rustix::mount::{MountFlags, UnmountFlags};
 
-use super::{DevNum, HostError};
+use super::options::MountOptions;
+use super::{DevNum, FsType, HostError};
 
 /// One line of `/proc/self/mountinfo`, the fields the node uses.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -36,7 +37,8 @@ pub struct Usage {
 pub trait Mounts: Send + Sync {
     /// The mount table.
     fn list(&self) -> Result<Vec<MountEntry>, HostError>;
-    /// Mounts file system `fs_type` on `device` at `target`, with mount(8)-style `options`.
+    /// Mounts file system `fs_type` (ext4 or xfs) on `device` at `target`, with mount(8)-style
+    /// `options`.
     fn mount(
         &self,
         device: &Path,
@@ -44,8 +46,9 @@ pub trait Mounts: Send + Sync {
         fs_type: &str,
         options: &[String],
     ) -> Result<(), HostError>;
-    /// Bind-mounts `source` at `target`, read-only when asked.
-    fn bind(&self, source: &Path, target: &Path, readonly: bool) -> Result<(), HostError>;
+    /// Bind-mounts `source` at `target` with the source's mount flags changed by `options`
+    /// (its flags only: a bind mount shares the source's file system and its options).
+    fn bind(&self, source: &Path, target: &Path, options: &MountOptions) -> Result<(), HostError>;
     fn unmount(&self, target: &Path) -> Result<(), HostError>;
     /// Usage of the file system at `path`; the raw error tells a stale mount (ESTALE, EIO,
     /// ENOTCONN) from a missing path.
@@ -82,28 +85,35 @@ impl Mounts for LinuxMounts {
         fs_type: &str,
         options: &[String],
     ) -> Result<(), HostError> {
-        let (flags, data) = split_options(options);
-        let data = std::ffi::CString::new(data)
+        let fs: FsType = fs_type.parse().map_err(HostError::BadTarget)?;
+        let options = MountOptions::parse(options, fs).map_err(HostError::BadTarget)?;
+        let flags = options.applied_to(MountFlags::empty());
+        let data = std::ffi::CString::new(options.data())
             .map_err(|_| HostError::BadTarget("a mount option holds a NUL character".to_owned()))?;
-        rustix::mount::mount(device, target, fs_type, flags, data.as_c_str()).map_err(|e| {
+        rustix::mount::mount(device, target, fs.as_str(), flags, data.as_c_str()).map_err(|e| {
             HostError::io(format!(
-                "mounting {} ({fs_type}) at {}",
+                "mounting {} ({fs}) at {}",
                 device.display(),
                 target.display()
             ))(e.into())
         })
     }
 
-    fn bind(&self, source: &Path, target: &Path, readonly: bool) -> Result<(), HostError> {
+    fn bind(&self, source: &Path, target: &Path, options: &MountOptions) -> Result<(), HostError> {
         let what = || format!("bind-mounting {} at {}", source.display(), target.display());
+        // A bind mount starts with its source's flags but takes new ones only on a remount, and
+        // a remount sets every flag: without the source's, a read-only publish of a
+        // nosuid,nodev,noexec staging mount would lose those three.
+        let inherited = mount_flags(source).map_err(HostError::io(what()))?;
+        let wanted = options.applied_to(inherited);
         rustix::mount::mount_bind(source, target).map_err(|e| HostError::io(what())(e.into()))?;
-        if readonly {
-            // A bind mount takes MS_RDONLY only on a remount.
-            let remount =
-                rustix::mount::mount_remount(target, MountFlags::BIND | MountFlags::RDONLY, "");
+        if wanted != inherited {
+            let remount = rustix::mount::mount_remount(target, MountFlags::BIND | wanted, "");
             if let Err(e) = remount {
                 let _ = rustix::mount::unmount(target, UnmountFlags::empty());
-                return Err(HostError::io(format!("{} read-only", what()))(e.into()));
+                return Err(HostError::io(format!("{} with flags {wanted:?}", what()))(
+                    e.into(),
+                ));
             }
         }
         Ok(())
@@ -159,32 +169,29 @@ impl Mounts for LinuxMounts {
     }
 }
 
-/// mount(8)-style options as mount(2) flags plus the file-system data string.
-fn split_options(options: &[String]) -> (MountFlags, String) {
-    let mut flags = MountFlags::empty();
-    let mut data = Vec::new();
-    for option in options.iter().flat_map(|o| o.split(',')) {
-        let flag = match option.trim() {
-            "" | "rw" | "defaults" => continue,
-            "ro" => MountFlags::RDONLY,
-            "noatime" => MountFlags::NOATIME,
-            "nodiratime" => MountFlags::NODIRATIME,
-            "relatime" => MountFlags::RELATIME,
-            "strictatime" => MountFlags::STRICTATIME,
-            "lazytime" => MountFlags::LAZYTIME,
-            "nosuid" => MountFlags::NOSUID,
-            "nodev" => MountFlags::NODEV,
-            "noexec" => MountFlags::NOEXEC,
-            "sync" => MountFlags::SYNCHRONOUS,
-            "dirsync" => MountFlags::DIRSYNC,
-            other => {
-                data.push(other.to_owned());
-                continue;
-            }
-        };
-        flags |= flag;
-    }
-    (flags, data.join(","))
+/// The per-mount flags of the mount that holds `path`, as statvfs(3) reports them.
+fn mount_flags(path: &Path) -> io::Result<MountFlags> {
+    use rustix::fs::StatVfsMountFlags as St;
+    let reported = rustix::fs::statvfs(path)?.f_flag;
+    // ST_NOSYMFOLLOW (Linux 5.10), which rustix does not name.
+    const ST_NOSYMFOLLOW: u64 = 0x2000;
+    let pairs = [
+        (St::RDONLY, MountFlags::RDONLY),
+        (St::NOSUID, MountFlags::NOSUID),
+        (St::NODEV, MountFlags::NODEV),
+        (St::NOEXEC, MountFlags::NOEXEC),
+        (St::NOATIME, MountFlags::NOATIME),
+        (St::NODIRATIME, MountFlags::NODIRATIME),
+        (St::RELATIME, MountFlags::RELATIME),
+        (
+            St::from_bits_retain(ST_NOSYMFOLLOW),
+            MountFlags::NOSYMFOLLOW,
+        ),
+    ];
+    Ok(pairs
+        .into_iter()
+        .filter(|(st, _)| reported.contains(*st))
+        .fold(MountFlags::empty(), |flags, (_, flag)| flags | flag))
 }
 
 /// Parses mountinfo; lines it cannot read are skipped (the format is the kernel's, stable).
@@ -262,19 +269,6 @@ bogus line
             PathBuf::from("/var/lib/kubelet/pods/p/volumes/my vol/mount")
         );
         assert!(entries[2].readonly);
-    }
-
-    #[test]
-    fn options_split_into_flags_and_data() {
-        let options = [
-            "noatime,ro".to_owned(),
-            "discard".to_owned(),
-            "nouuid".to_owned(),
-        ];
-        let (flags, data) = split_options(&options);
-        assert_eq!(flags, MountFlags::NOATIME | MountFlags::RDONLY);
-        assert_eq!(data, "discard,nouuid");
-        assert_eq!(split_options(&[]), (MountFlags::empty(), String::new()));
     }
 
     #[test]
