@@ -569,3 +569,39 @@ async fn mount8_options_are_mapped_or_refused_before_the_host_is_touched() {
     assert_eq!(bench.mounted(), [bench.path("staging")]);
     bench.unstage().await;
 }
+
+/// xfs_growfs needs a writable mount: a volume published only read-only grows through the
+/// staging path the CO names.
+#[tokio::test]
+async fn a_read_only_publication_of_xfs_grows_through_the_staging_path() {
+    require_loop!();
+    let size = 320 * MIB;
+    let bench = Bench::new(size);
+    bench.stage(mount_capability("xfs")).await;
+    bench.publish("pod/ro", mount_capability("xfs"), true).await;
+    let before = bench.stats("pod/ro").await.usage[0].total;
+    OpenOptions::new()
+        .write(true)
+        .open(bench.backing_file())
+        .unwrap()
+        .set_len(2 * size)
+        .unwrap();
+    bench
+        .node
+        .node_expand_volume(Request::new(NodeExpandVolumeRequest {
+            volume_id: bench.volume.clone(),
+            volume_path: bench.path("pod/ro").display().to_string(),
+            staging_target_path: bench.path("staging").display().to_string(),
+            capacity_range: Some(CapacityRange {
+                required_bytes: (2 * size) as i64,
+                limit_bytes: 0,
+            }),
+            ..Default::default()
+        }))
+        .await
+        .unwrap();
+    let after = bench.stats("pod/ro").await.usage[0].total;
+    assert!(after > before + (size * 3 / 4) as i64, "{before} → {after}");
+    bench.unpublish("pod/ro").await;
+    bench.unstage().await;
+}

@@ -1,6 +1,8 @@
 //! NodeExpandVolume: the controller grew the disk on the RDS; make the kernel see the new size
 //! (rescan the namespace, or LOOP_SET_CAPACITY) and grow the mounted file system online.
 
+use std::path::PathBuf;
+
 use tonic::Status;
 
 use super::NodeCore;
@@ -53,7 +55,25 @@ impl NodeCore {
                 .fs_type
                 .parse()
                 .map_err(Status::failed_precondition)?;
-            self.host.resize.grow(&device.path, &path, fs)?;
+            // xfs_growfs needs a writable mount, and a publication may be read-only: grow
+            // through the staging mount when the CO names it.
+            let grow_at = match &request.staging_target_path {
+                staging if staging.is_empty() => path,
+                staging => {
+                    let staging = PathBuf::from(staging);
+                    match self.mount_at(&staging)? {
+                        Some(m) if m.dev == device.dev => staging,
+                        _ => {
+                            return Err(Status::failed_precondition(format!(
+                                "volume {} is not staged at {}",
+                                request.volume_id,
+                                staging.display()
+                            )));
+                        }
+                    }
+                }
+            };
+            self.host.resize.grow(&device.path, &grow_at, fs)?;
         }
         Ok(NodeExpandVolumeResponse {
             capacity_bytes: i64::try_from(size).unwrap_or(i64::MAX),

@@ -185,10 +185,9 @@ impl Fabric for LoopFabric {
 
     fn find(&self, volume_id: &str) -> Result<Option<Attached>, HostError> {
         let root = fs::canonicalize(&self.root).unwrap_or_else(|_| self.root.clone());
-        let file_name = format!("{volume_id}.img");
         let found = self.loops()?.into_iter().find(|(_, backing)| {
             let path = Path::new(backing.strip_suffix(DELETED).unwrap_or(backing));
-            path.starts_with(&root) && path.file_name().is_some_and(|n| n == file_name.as_str())
+            path.starts_with(&root) && backs(path, volume_id)
         });
         found.map(|(name, _)| self.attached(name)).transpose()
     }
@@ -256,6 +255,18 @@ impl Fabric for LoopFabric {
             }
         }
         Ok(())
+    }
+}
+
+/// Whether `file` is the backing file of `volume_id` in either layout the controller makes: a
+/// disk's `<pool>/<id>.img`, or a subvolume's `<pool>/<id>/volume.img` (StorageClass
+/// `layout: subvolume`).
+fn backs(file: &Path, volume_id: &str) -> bool {
+    let parent = file.parent().and_then(Path::file_name);
+    match file.file_name().and_then(|n| n.to_str()) {
+        Some("volume.img") => parent.is_some_and(|p| p == volume_id),
+        Some(file_name) => file_name.strip_suffix(".img") == Some(volume_id),
+        None => false,
     }
 }
 
@@ -402,6 +413,11 @@ mod tests {
                 format!("{}/pool/csi/pvc-a.img{DELETED}", root.display()),
                 "7:1",
             ),
+            (
+                "loop2",
+                format!("{}/pool/pvc-s/volume.img", root.display()),
+                "7:2",
+            ),
         ] {
             fs::create_dir_all(sys.join("block").join(name).join("loop")).unwrap();
             fs::write(
@@ -425,5 +441,12 @@ mod tests {
         let message = fabric.health(&attached).unwrap_err().to_string();
         assert!(message.contains("was deleted"), "{message}");
         assert_eq!(fabric.find("pvc-b").unwrap(), None);
+        let subvolume = fabric.find("pvc-s").unwrap().unwrap();
+        assert_eq!(
+            subvolume.controllers,
+            ["loop2"],
+            "the subvolume layout was not found"
+        );
+        assert_eq!(fabric.find("pool").unwrap(), None);
     }
 }
