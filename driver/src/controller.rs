@@ -8,6 +8,7 @@
 
 pub mod capability;
 mod capacity;
+mod copies;
 mod create;
 mod delete;
 mod expand;
@@ -83,6 +84,8 @@ pub struct ControllerService {
     publishes: Mutex<()>,
     /// What the probe showed about each snapshot method on this RDS.
     verified: Verified,
+    /// Copies running for snapshots, restores and clones, past the calls that started them.
+    copies: copies::Copies,
 }
 
 impl ControllerService {
@@ -94,6 +97,7 @@ impl ControllerService {
             locks: VolumeLocks::default(),
             publishes: Mutex::new(()),
             verified: Verified::default(),
+            copies: copies::Copies::default(),
         }
     }
 }
@@ -129,6 +133,7 @@ impl Controller for ControllerService {
         &self,
         request: Request<CreateVolumeRequest>,
     ) -> Result<Response<CreateVolumeResponse>, Status> {
+        let within = copies::answer_within(request.metadata());
         let request = request.into_inner();
         let id = crate::ids::volume_id(&request.name);
         let id = if request.name.is_empty() {
@@ -136,7 +141,7 @@ impl Controller for ControllerService {
         } else {
             id.as_str()
         };
-        traced("CreateVolume", id, self.create(request)).await
+        traced("CreateVolume", id, self.create(request, within)).await
     }
 
     async fn delete_volume(
@@ -226,13 +231,14 @@ impl Controller for ControllerService {
         &self,
         request: Request<CreateSnapshotRequest>,
     ) -> Result<Response<CreateSnapshotResponse>, Status> {
+        let within = copies::answer_within(request.metadata());
         let request = request.into_inner();
         let id = if request.name.is_empty() {
             String::new()
         } else {
             crate::ids::snapshot_id(&request.name).to_string()
         };
-        traced("CreateSnapshot", &id, self.create_snapshot(request)).await
+        traced("CreateSnapshot", &id, self.create_snapshot(request, within)).await
     }
 
     async fn delete_snapshot(

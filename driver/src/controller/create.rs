@@ -6,11 +6,13 @@
 //! the comment, never silently shared.
 
 use std::collections::BTreeMap;
+use std::time::Duration;
 
 use tonic::Status;
 
 use super::capacity::Range;
-use super::snapshot::{disk_method, now, recorded_target, target};
+use super::copies::{Start, Waited};
+use super::snapshot::{now, recorded_target, target};
 use super::source::ContentSource;
 use super::volume::{metadata, require, to_volume};
 use super::{ControllerService, Parameters, capability};
@@ -27,9 +29,11 @@ const PVC_NAMESPACE: &str = "csi.storage.k8s.io/pvc/namespace";
 const PVC_NAME: &str = "csi.storage.k8s.io/pvc/name";
 
 impl ControllerService {
+    /// `within`: how long a copy may be waited for before answering that it is still running.
     pub(super) async fn create(
         &self,
         request: CreateVolumeRequest,
+        within: Option<Duration>,
     ) -> Result<CreateVolumeResponse, Status> {
         require("name", &request.name)?;
         check_name(&request.name)?;
@@ -74,25 +78,44 @@ impl ControllerService {
             )));
         }
 
-        let _volume = self.locks.try_lock(spec.slot.as_str())?;
+        // A retry while the copy into this volume runs joins it: no second copy.
+        if let Some(copy) = self.copies.get(&spec.slot) {
+            let disk = volume_copied(&spec.slot, copy, within).await?;
+            let (disk, _) = self
+                .existing(&request.name, &spec, &range, disk, &params, source.as_ref())
+                .await?;
+            return Ok(answer(&disk, params));
+        }
+        let volume = self.locks.try_lock(spec.slot.as_str())?;
         let _turn = self.creates.acquire().await;
         if let Some(disk) = self.rds.find(&spec.slot).await? {
-            return self
-                .existing(&request.name, &spec, &range, disk, params, source.as_ref())
-                .await;
+            let (disk, recorded) = self
+                .existing(&request.name, &spec, &range, disk, &params, source.as_ref())
+                .await?;
+            // An earlier call's copy stopped before the end: copy again.
+            if let (true, Some(source)) = (recorded.pending, &source) {
+                let target = recorded_target(&disk, &recorded)?;
+                let method = recorded.method.unwrap_or(source.method);
+                let guards = vec![volume, self.locks.try_lock(source.slot.as_str())?];
+                let copy = self.start_copy(method, &source.slot, target, Start::Resume, guards)?;
+                let disk = volume_copied(&spec.slot, copy, within).await?;
+                return Ok(answer(&disk, params));
+            }
+            return Ok(answer(&disk, params));
         }
         if let Some(source) = &source {
             // The source may not be deleted or changed while it is being copied.
-            let _source = self.locks.try_lock(source.slot.as_str())?;
+            let source_guard = self.locks.try_lock(source.slot.as_str())?;
             self.verify(source.method).await?;
             if source.method == Method::Btrfs {
                 let disk = self.restore_subvolume(source, &spec).await?;
                 return Ok(answer(&disk, params));
             }
+            let slot = spec.slot.clone();
             let target = target(spec, &metadata)?;
-            let disk = disk_method(source.method, target.spec.slot.as_str())?
-                .copy(&self.rds, &source.slot, &target)
-                .await?;
+            let guards = vec![volume, source_guard];
+            let copy = self.start_copy(source.method, &source.slot, target, Start::New, guards)?;
+            let disk = volume_copied(&slot, copy, within).await?;
             return Ok(answer(&disk, params));
         }
         if params.in_subvolume {
@@ -104,8 +127,10 @@ impl ControllerService {
             Err(error) if error.kind() == ErrorKind::AlreadyExists => {
                 match self.rds.find(&spec.slot).await? {
                     Some(disk) => {
-                        self.existing(&request.name, &spec, &range, disk, params, None)
-                            .await
+                        let (disk, _) = self
+                            .existing(&request.name, &spec, &range, disk, &params, None)
+                            .await?;
+                        Ok(answer(&disk, params))
                     }
                     None => Err(error.into()),
                 }
@@ -239,17 +264,17 @@ impl ControllerService {
         Ok((spec, metadata))
     }
 
-    /// The answer for a disk already in the slot: this volume if compatible (its copy
-    /// completed if an earlier call left it pending), else ALREADY_EXISTS saying what differs.
+    /// A disk already in the slot with what it records, when it is this volume (its copy may
+    /// still be pending: the caller completes it), else ALREADY_EXISTS saying what differs.
     async fn existing(
         &self,
         name: &str,
         spec: &DiskSpec,
         range: &Range,
         disk: DiskRecord,
-        params: Parameters,
+        params: &Parameters,
         source: Option<&ContentSource>,
-    ) -> Result<CreateVolumeResponse, Status> {
+    ) -> Result<(DiskRecord, Metadata), Status> {
         let slot = &spec.slot;
         let conflict = |what: String| {
             Err(Status::already_exists(format!(
@@ -329,15 +354,24 @@ impl ControllerService {
                 shown(wanted_source)
             ));
         }
-        if let (true, Some(source)) = (recorded.pending, source) {
-            let target = recorded_target(&disk, &recorded)?;
-            let method = recorded.method.unwrap_or(source.method);
-            let disk = disk_method(method, slot.as_str())?
-                .resume(&self.rds, &source.slot, &target)
-                .await?;
-            return Ok(answer(&disk, params));
-        }
-        Ok(answer(&disk, params))
+        Ok((disk, recorded))
+    }
+}
+
+/// The volume `slot` once `copy` into it ends, or ABORTED (the provisioner retries it) while
+/// it runs past `within`.
+async fn volume_copied(
+    slot: &Slot,
+    copy: super::copies::Copy,
+    within: Option<Duration>,
+) -> Result<DiskRecord, Status> {
+    let source = copy.source.clone();
+    match copy.wait(within).await {
+        Waited::Done(result) => Ok(result?),
+        Waited::Running => Err(Status::aborted(format!(
+            "volume {slot} is being copied from {source}; the copy continues on the RDS and a \
+             retry answers once it is complete"
+        ))),
     }
 }
 

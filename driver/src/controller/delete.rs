@@ -19,6 +19,7 @@ impl ControllerService {
         let Some(slot) = volume_slot(&request.volume_id) else {
             return Ok(DeleteVolumeResponse {});
         };
+        self.refuse_while_copied_from(&slot, "volume")?;
         let _volume = self.locks.try_lock(slot.as_str())?;
         let subvolume_file = ids::subvolume_disk_path(&self.settings.pool, &slot);
         let files = match self.rds.find(&slot).await? {

@@ -11,12 +11,13 @@
 //! hash of it. It is complete once it exists, so it is always ready to use.
 
 use std::collections::BTreeMap;
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use prost_types::Timestamp;
 use tonic::Status;
 
 use super::ControllerService;
+use super::copies::{Copy, Start, Waited};
 use super::delete::recorded_file;
 use super::params::snapshot_method;
 use super::volume::{require, volume_slot};
@@ -25,6 +26,7 @@ use crate::csi::v1::{
     CreateSnapshotRequest, CreateSnapshotResponse, DeleteSnapshotRequest, DeleteSnapshotResponse,
     GetSnapshotRequest, GetSnapshotResponse, ListSnapshotsRequest, ListSnapshotsResponse, Snapshot,
 };
+use crate::guard::VolumeGuard;
 use crate::ids::{self, IdKind, Metadata};
 use crate::rds::command::DiskSpec;
 use crate::rds::disk::ErrorKind;
@@ -195,9 +197,11 @@ pub fn now() -> u64 {
 }
 
 impl ControllerService {
+    /// `within`: how long a copy may be waited for before answering it not ready to use.
     pub(super) async fn create_snapshot(
         &self,
         request: CreateSnapshotRequest,
+        within: Option<Duration>,
     ) -> Result<CreateSnapshotResponse, Status> {
         require("name", &request.name)?;
         require("source_volume_id", &request.source_volume_id)?;
@@ -205,9 +209,15 @@ impl ControllerService {
             .map_err(Status::invalid_argument)?
             .unwrap_or(self.settings.snapshot_method);
         let slot = ids::snapshot_id(&request.name);
-        let _snapshot = self.locks.try_lock(slot.as_str())?;
+        // A retry while this snapshot's copy runs joins it: no second copy.
+        if let Some(copy) = self.copies.get(&slot) {
+            return self.snapshot_copied(&request, &slot, copy, within).await;
+        }
+        let snapshot = self.locks.try_lock(slot.as_str())?;
         if let Some(disk) = self.rds.find(&slot).await? {
-            return self.existing_snapshot(&request, disk).await;
+            return self
+                .existing_snapshot(&request, disk, snapshot, within)
+                .await;
         }
         if method == Method::Btrfs
             && let Some(subvolume) = self.rds.subvolume(&slot).await?
@@ -220,7 +230,7 @@ impl ControllerService {
         let source = volume_slot(&request.source_volume_id)
             .ok_or_else(|| source_not_found(&request.source_volume_id))?;
         // The source may not be deleted, expanded or published while it is being copied.
-        let _source = self.locks.try_lock(source.as_str())?;
+        let source_guard = self.locks.try_lock(source.as_str())?;
         let volume = self
             .volume_disk(&source, &request.source_volume_id)
             .await
@@ -256,10 +266,48 @@ impl ControllerService {
             },
             &metadata,
         )?;
-        let disk = disk_method(method, target.spec.slot.as_str())?
-            .copy(&self.rds, &source, &target)
-            .await?;
-        self.disk_answer(&disk, metadata)
+        let slot = target.spec.slot.clone();
+        let guards = vec![snapshot, source_guard];
+        let copy = self.start_copy(method, &source, target, Start::New, guards)?;
+        self.snapshot_copied(&request, &slot, copy, within).await
+    }
+
+    /// The answer once `copy` into snapshot `slot` ends, or, while it runs past `within`, the
+    /// snapshot not ready to use (the snapshotter calls again until it is).
+    async fn snapshot_copied(
+        &self,
+        request: &CreateSnapshotRequest,
+        slot: &Slot,
+        copy: Copy,
+        within: Option<Duration>,
+    ) -> Result<CreateSnapshotResponse, Status> {
+        if copy.source.as_str() != request.source_volume_id {
+            return Err(Status::already_exists(format!(
+                "snapshot {:?} (id {slot}) is being made of volume {}, not of {:?}",
+                request.name, copy.source, request.source_volume_id
+            )));
+        }
+        let running = || {
+            Status::aborted(format!(
+                "snapshot {slot} of volume {} is being made; its copy continues on the RDS",
+                request.source_volume_id
+            ))
+        };
+        match copy.wait(within).await {
+            Waited::Done(Ok(disk)) => {
+                let metadata = snapshot_metadata(&disk).ok_or_else(running)?;
+                self.disk_answer(&disk, metadata)
+            }
+            Waited::Done(Err(error)) => Err(error.into()),
+            // The pending disk answers `ready_to_use: false`.
+            Waited::Running => match self.rds.find(slot).await? {
+                Some(disk) => {
+                    let metadata = snapshot_metadata(&disk).ok_or_else(running)?;
+                    self.disk_answer(&disk, metadata)
+                }
+                None => Err(running()),
+            },
+        }
     }
 
     fn disk_answer(
@@ -352,6 +400,8 @@ impl ControllerService {
         &self,
         request: &CreateSnapshotRequest,
         disk: DiskRecord,
+        guard: VolumeGuard,
+        within: Option<Duration>,
     ) -> Result<CreateSnapshotResponse, Status> {
         let name = &request.name;
         let slot = &disk.slot;
@@ -380,13 +430,14 @@ impl ControllerService {
         if !recorded.pending {
             return self.disk_answer(&disk, recorded);
         }
+        // An earlier call's copy stopped before the end: copy again.
         let method = recorded.method.unwrap_or(self.settings.snapshot_method);
         let source = source.expect("checked above");
         let target = recorded_target(&disk, &recorded)?;
-        let disk = disk_method(method, slot)?
-            .resume(&self.rds, &source, &target)
-            .await?;
-        self.disk_answer(&disk, recorded)
+        let guards = vec![guard, self.locks.try_lock(source.as_str())?];
+        let copy = self.start_copy(method, &source, target, Start::Resume, guards)?;
+        let slot = Slot::parse(slot).map_err(|e| Status::internal(format!("{slot}: {e}")))?;
+        self.snapshot_copied(request, &slot, copy, within).await
     }
 
     /// Ok when `method` copies data on this RDS (probed before its first use).
@@ -405,6 +456,7 @@ impl ControllerService {
         let Some(slot) = snapshot_slot(&request.snapshot_id) else {
             return Ok(DeleteSnapshotResponse {});
         };
+        self.refuse_while_copied_from(&slot, "snapshot")?;
         let _snapshot = self.locks.try_lock(slot.as_str())?;
         let (method, files) = match self.rds.find(&slot).await? {
             None => match self.rds.subvolume(&slot).await? {

@@ -1,0 +1,259 @@
+//! The controller driven the way the CSI sidecars drive it: every call with a short deadline
+//! (tonic's request timeout, sent as `grpc-timeout`), cancelled when it passes, and retried with
+//! backoff, while rds-sim copies at a rate that makes each copy last many deadlines.
+//!
+//! For every snapshot method: CreateSnapshot and CreateVolume from that snapshot complete, with
+//! exactly one copy started on the RDS per target; while a copy runs, the snapshot reports
+//! `ready_to_use: false`, and deleting its source is refused.
+//!
+//! These cases need rds-sim's copy rate, so they run on the `sim` target whatever
+//! `RDS_E2E_TARGET` says.
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::{Duration, Instant};
+
+use rds_csi::csi::v1::{
+    CreateSnapshotRequest, CreateVolumeRequest, DeleteSnapshotRequest, DeleteVolumeRequest,
+    VolumeContentSource, volume_content_source,
+};
+use rds_csi::ids;
+use rds_csi::snapshot::Method;
+use rds_e2e::config::Settings;
+use rds_e2e::requests::{self, laid_out_for};
+use rds_e2e::target::Target;
+use rds_sim::sim::Sim;
+use rds_sim::store::PoolFs;
+use tonic::{Code, Request, Status};
+
+const MIB: u64 = 1 << 20;
+const VOLUME: u64 = 16 * MIB;
+/// The caller's deadline, and the copy rate that makes one copy last 8 of them.
+const DEADLINE: Duration = Duration::from_secs(1);
+const RATE: u64 = VOLUME / 8;
+/// How long a case may take in all: the two copies and the retries around them.
+const PATIENCE: Duration = Duration::from_secs(90);
+
+/// `message` with the sidecar's deadline.
+fn with_deadline<T>(message: T) -> Request<T> {
+    let mut request = Request::new(message);
+    request.set_timeout(DEADLINE);
+    request
+}
+
+/// Calls `call` until `done` accepts its answer, as a sidecar does: retryable codes and answers
+/// not yet done are retried after a backoff that doubles to 1 s; anything else fails the test.
+async fn until<T, F, Fut>(what: &str, mut call: F, done: impl Fn(&T) -> bool) -> (T, u32)
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<T, Status>>,
+{
+    let start = Instant::now();
+    let mut backoff = Duration::from_millis(100);
+    for attempt in 1.. {
+        match call().await {
+            Ok(answer) if done(&answer) => return (answer, attempt),
+            Ok(_) => {}
+            Err(status)
+                if matches!(
+                    status.code(),
+                    Code::DeadlineExceeded | Code::Cancelled | Code::Aborted | Code::Unavailable
+                ) => {}
+            Err(status) => panic!("{what}: attempt {attempt} failed: {status:?}"),
+        }
+        assert!(
+            start.elapsed() < PATIENCE,
+            "{what}: not done after {attempt} attempts in {PATIENCE:?}"
+        );
+        tokio::time::sleep(backoff).await;
+        backoff = (backoff * 2).min(Duration::from_secs(1));
+    }
+    unreachable!()
+}
+
+/// How many copies into `target` the RDS was asked to start, by `method`'s command.
+fn copies_into(sim: &Sim, method: Method, target: &str) -> usize {
+    let arg = |args: &[(String, String)], name: &str| {
+        args.iter()
+            .find(|(key, _)| key == name)
+            .map(|(_, value)| value.trim_matches('"').to_owned())
+    };
+    sim.log_since(0)
+        .iter()
+        .filter(|record| {
+            let command = &record.command;
+            let args = &command.args;
+            match method {
+                Method::DiskCopy => {
+                    command.path == "/disk/copy" && arg(args, "dst").as_deref() == Some(target)
+                }
+                Method::CopyFrom => {
+                    command.path == "/disk/add"
+                        && arg(args, "copy-from").is_some()
+                        && arg(args, "slot").as_deref() == Some(target)
+                }
+                Method::Btrfs => {
+                    command.path == "/disk/btrfs/subvolume/add"
+                        && arg(args, "name").as_deref() == Some(target)
+                }
+            }
+        })
+        .count()
+}
+
+async fn snapshot_and_restore_under_deadlines(method: Method) {
+    let mut settings = Settings::sim_defaults();
+    if method == Method::Btrfs {
+        settings.sim.pool_fs = PoolFs::Btrfs;
+    }
+    let target = Target::start_with(&settings, |_| {})
+        .await
+        .expect("the sim target starts");
+    let sim = target
+        .sim()
+        .expect("the sim target has a simulator")
+        .clone();
+    let controller = target.controller();
+
+    let source_name = requests::unique_name("deadline-source");
+    let create = laid_out_for(
+        requests::create_volume(&source_name, VOLUME, &HashMap::new()),
+        method,
+    );
+    let source = controller
+        .clone()
+        .create_volume(create.clone())
+        .await
+        .unwrap_or_else(|status| panic!("{method}: creating the source: {status:?}"))
+        .into_inner()
+        .volume
+        .expect("a volume");
+    sim.set_copy_rate(Some(RATE));
+
+    let snapshot_name = requests::unique_name("deadline-snap");
+    let snapshot_slot = ids::snapshot_id(&snapshot_name).to_string();
+    let snapshot_request = CreateSnapshotRequest {
+        name: snapshot_name.clone(),
+        source_volume_id: source.volume_id.clone(),
+        parameters: HashMap::from([("method".to_owned(), method.to_string())]),
+        ..Default::default()
+    };
+    let deletes_refused = AtomicU32::new(0);
+    let (snapshot, attempts) = until(
+        &format!("{method}: CreateSnapshot"),
+        || {
+            let mut controller = controller.clone();
+            let request = with_deadline(snapshot_request.clone());
+            let source_id = source.volume_id.clone();
+            let deletes_refused = &deletes_refused;
+            async move {
+                let answer = controller.create_snapshot(request).await?.into_inner();
+                let snapshot = answer.snapshot.expect("a snapshot");
+                // While the copy runs, its source cannot be deleted out from under it.
+                if !snapshot.ready_to_use {
+                    let refused = controller
+                        .delete_volume(with_deadline(DeleteVolumeRequest {
+                            volume_id: source_id,
+                            ..Default::default()
+                        }))
+                        .await
+                        .expect_err("deleting the source of a running copy must be refused");
+                    assert_eq!(refused.code(), Code::FailedPrecondition, "{refused:?}");
+                    deletes_refused.fetch_add(1, Ordering::SeqCst);
+                }
+                Ok(snapshot)
+            }
+        },
+        |snapshot| snapshot.ready_to_use,
+    )
+    .await;
+    if method == Method::DiskCopy {
+        assert!(
+            attempts > 1 && deletes_refused.into_inner() > 0,
+            "{method}: a copy 8x the deadline finished within one call ({attempts} attempts)"
+        );
+    }
+    assert_eq!(snapshot.size_bytes, VOLUME as i64);
+    assert_eq!(
+        copies_into(&sim, method, &snapshot_slot),
+        1,
+        "{method}: copies into the snapshot; log: {:#?}",
+        sim.log_since(0)
+    );
+
+    let restored_name = requests::unique_name("deadline-restored");
+    let restore = CreateVolumeRequest {
+        volume_content_source: Some(VolumeContentSource {
+            r#type: Some(volume_content_source::Type::Snapshot(
+                volume_content_source::SnapshotSource {
+                    snapshot_id: snapshot.snapshot_id.clone(),
+                },
+            )),
+        }),
+        ..laid_out_for(
+            requests::create_volume(&restored_name, VOLUME, &HashMap::new()),
+            method,
+        )
+    };
+    let (restored, _) = until(
+        &format!("{method}: CreateVolume from the snapshot"),
+        || {
+            let mut controller = controller.clone();
+            let request = with_deadline(restore.clone());
+            async move { Ok(controller.create_volume(request).await?.into_inner()) }
+        },
+        |_| true,
+    )
+    .await;
+    let restored = restored.volume.expect("a volume");
+    assert_eq!(
+        copies_into(&sim, method, &restored.volume_id),
+        1,
+        "{method}: copies into the restored volume; log: {:#?}",
+        sim.log_since(0)
+    );
+
+    sim.set_copy_rate(None);
+    let mut controller = controller.clone();
+    for volume_id in [restored.volume_id, source.volume_id] {
+        if volume_id == snapshot.source_volume_id {
+            controller
+                .delete_snapshot(DeleteSnapshotRequest {
+                    snapshot_id: snapshot.snapshot_id.clone(),
+                    ..Default::default()
+                })
+                .await
+                .unwrap_or_else(|status| panic!("{method}: deleting the snapshot: {status:?}"));
+        }
+        controller
+            .delete_volume(DeleteVolumeRequest {
+                volume_id,
+                ..Default::default()
+            })
+            .await
+            .unwrap_or_else(|status| panic!("{method}: deleting a volume: {status:?}"));
+    }
+    let left = sim.state();
+    assert!(
+        left.disks.is_empty(),
+        "{method}: disks left: {:?}",
+        left.disks
+    );
+    target.shutdown().await.unwrap();
+}
+
+#[tokio::test]
+async fn disk_copy_snapshot_and_restore_complete_under_short_deadlines() {
+    snapshot_and_restore_under_deadlines(Method::DiskCopy).await;
+}
+
+#[tokio::test]
+async fn copy_from_snapshot_and_restore_complete_under_short_deadlines() {
+    snapshot_and_restore_under_deadlines(Method::CopyFrom).await;
+}
+
+#[tokio::test]
+async fn btrfs_snapshot_and_restore_complete_under_short_deadlines() {
+    snapshot_and_restore_under_deadlines(Method::Btrfs).await;
+}
