@@ -605,3 +605,70 @@ async fn a_read_only_publication_of_xfs_grows_through_the_staging_path() {
     bench.unpublish("pod/ro").await;
     bench.unstage().await;
 }
+
+/// mountinfo names mounts by their real paths: a staging path through a symlink and a target
+/// path through `..` stage and publish once however often they are retried, and unpublish and
+/// unstage through them leave nothing.
+#[tokio::test]
+async fn paths_through_symlinks_and_dot_dot_converge_and_leave_nothing() {
+    require_loop!();
+    let bench = Bench::new(64 * MIB);
+    std::fs::create_dir_all(bench.path("real/staging")).unwrap();
+    std::os::unix::fs::symlink(bench.path("real"), bench.path("link")).unwrap();
+    let staging = bench.path("link/staging").display().to_string();
+    let target = bench.path("pod/../pod/mount").display().to_string();
+    std::fs::create_dir_all(bench.path("pod")).unwrap();
+    for _ in 0..2 {
+        bench
+            .node
+            .node_stage_volume(Request::new(NodeStageVolumeRequest {
+                volume_id: bench.volume.clone(),
+                staging_target_path: staging.clone(),
+                volume_capability: Some(mount_capability("ext4")),
+                publish_context: bench.publish_context(),
+                ..Default::default()
+            }))
+            .await
+            .unwrap();
+    }
+    for _ in 0..2 {
+        bench
+            .node
+            .node_publish_volume(Request::new(NodePublishVolumeRequest {
+                volume_id: bench.volume.clone(),
+                staging_target_path: staging.clone(),
+                target_path: target.clone(),
+                volume_capability: Some(mount_capability("ext4")),
+                ..Default::default()
+            }))
+            .await
+            .unwrap();
+    }
+    let real = |name: &str| {
+        std::fs::canonicalize(bench.path("real"))
+            .unwrap()
+            .join(name)
+    };
+    let pod = std::fs::canonicalize(bench.path("pod"))
+        .unwrap()
+        .join("mount");
+    assert_eq!(bench.mounted(), [real("staging"), pod]);
+    bench
+        .node
+        .node_unpublish_volume(Request::new(NodeUnpublishVolumeRequest {
+            volume_id: bench.volume.clone(),
+            target_path: target,
+        }))
+        .await
+        .unwrap();
+    bench
+        .node
+        .node_unstage_volume(Request::new(NodeUnstageVolumeRequest {
+            volume_id: bench.volume.clone(),
+            staging_target_path: staging,
+        }))
+        .await
+        .unwrap();
+    assert!(bench.mounted().is_empty(), "left {:?}", bench.mounted());
+    assert!(!bench.attached(), "unstage left the loop device");
+}

@@ -3,7 +3,7 @@
 //! volume context (StorageClass parameters, written by CreateVolume).
 
 use std::collections::HashMap;
-use std::path::{Path, PathBuf};
+use std::path::{Component, Path, PathBuf};
 
 use tonic::Status;
 
@@ -19,10 +19,52 @@ use crate::csi::v1::volume_capability::{AccessMode, AccessType};
 
 pub use crate::controller::volume::require;
 
-/// A required path field.
+/// A required path field, as the kernel names it in the mount table (see [`resolve`]).
 pub fn require_path(field: &str, value: &str) -> Result<PathBuf, Status> {
     require(field, value)?;
-    Ok(PathBuf::from(value))
+    resolve(Path::new(value))
+        .map_err(|why| Status::invalid_argument(format!("{field} {value:?} {why}")))
+}
+
+/// `path` as mountinfo names it: absolute, with symlinks resolved and no `.` or `..`. Compared
+/// as given, a path through a symlink or `..` never matches its mount, so a retry would mount
+/// again on top (and unpublish could never remove the first). The part that does not exist yet
+/// (a target kubelet has not made) follows the resolved part as given, and may hold no `..`; so
+/// does a last component that cannot be read, like a dead mount point.
+pub fn resolve(path: &Path) -> Result<PathBuf, String> {
+    let absolute = if path.is_absolute() {
+        path.to_path_buf()
+    } else {
+        std::env::current_dir()
+            .map_err(|e| format!("is relative, and the current directory is unreadable: {e}"))?
+            .join(path)
+    };
+    // The node removes what it unpublishes: a symlink there would have it remove, or mount on,
+    // whatever the link names.
+    if std::fs::symlink_metadata(&absolute).is_ok_and(|m| m.file_type().is_symlink()) {
+        return Err("is a symlink; the node does not follow one it did not make".to_owned());
+    }
+    let mut missing = Vec::new();
+    let mut base = absolute.as_path();
+    loop {
+        if let Ok(real) = std::fs::canonicalize(base) {
+            return Ok(missing
+                .iter()
+                .rev()
+                .fold(real, |path, name| path.join(name)));
+        }
+        match base.components().next_back() {
+            Some(Component::Normal(name)) => missing.push(name.to_owned()),
+            Some(Component::CurDir) => {}
+            _ => {
+                return Err(
+                    "steps out (`..`) of a directory that does not exist; give a plain path"
+                        .to_owned(),
+                );
+            }
+        }
+        base = base.parent().ok_or("has no existing ancestor")?;
+    }
 }
 
 /// How the volume is used on the node.
@@ -179,6 +221,32 @@ mod tests {
             ("nqn".into(), "nqn.2000-02.com.mikrotik:pvc-a".into()),
             ("filePath".into(), "storage-pool/csi/pvc-a.img".into()),
         ])
+    }
+
+    #[test]
+    fn paths_resolve_to_what_mountinfo_names() {
+        let dir = tempfile::tempdir().unwrap();
+        let real = std::fs::canonicalize(dir.path()).unwrap();
+        std::fs::create_dir_all(real.join("a/b")).unwrap();
+        std::os::unix::fs::symlink(real.join("a"), real.join("link")).unwrap();
+        for (given, wanted) in [
+            ("link/b", "a/b"),
+            ("a/b/../b/./", "a/b"),
+            ("link/b/not/yet", "a/b/not/yet"),
+            ("a/../link/new", "a/new"),
+        ] {
+            assert_eq!(
+                resolve(&real.join(given)).unwrap(),
+                real.join(wanted),
+                "{given}"
+            );
+        }
+        let message = resolve(&real.join("link")).unwrap_err();
+        assert!(message.contains("symlink"), "{message}");
+        let message = resolve(&real.join("missing/../a")).unwrap_err();
+        assert!(message.contains("`..`"), "{message}");
+        let status = require_path("target_path", &format!("{}/x/../y", real.display()));
+        assert_eq!(status.unwrap_err().code(), tonic::Code::InvalidArgument);
     }
 
     #[test]
