@@ -4,7 +4,9 @@
 //!
 //! For every snapshot method: CreateSnapshot and CreateVolume from that snapshot complete, with
 //! exactly one copy started on the RDS per target; while a copy runs, the snapshot reports
-//! `ready_to_use: false`, and deleting its source is refused.
+//! `ready_to_use: false`, and deleting its source is refused. A restore cut off by an RDS
+//! restart leaves an incomplete volume that is refused for publish, snapshot and clone until
+//! the retried CreateVolume completes it.
 //!
 //! These cases need rds-sim's copy rate, so they run on the `sim` target whatever
 //! `RDS_E2E_TARGET` says.
@@ -15,14 +17,15 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
 use rds_csi::csi::v1::{
-    CreateSnapshotRequest, CreateVolumeRequest, DeleteSnapshotRequest, DeleteVolumeRequest,
-    VolumeContentSource, volume_content_source,
+    ControllerGetVolumeRequest, CreateSnapshotRequest, CreateVolumeRequest, DeleteSnapshotRequest,
+    DeleteVolumeRequest, VolumeContentSource, volume_content_source,
 };
 use rds_csi::ids;
 use rds_csi::snapshot::Method;
 use rds_e2e::config::Settings;
 use rds_e2e::requests::{self, laid_out_for};
 use rds_e2e::target::Target;
+use rds_sim::faults::Fault;
 use rds_sim::sim::Sim;
 use rds_sim::store::PoolFs;
 use tonic::{Code, Request, Status};
@@ -183,19 +186,10 @@ async fn snapshot_and_restore_under_deadlines(method: Method) {
     );
 
     let restored_name = requests::unique_name("deadline-restored");
-    let restore = CreateVolumeRequest {
-        volume_content_source: Some(VolumeContentSource {
-            r#type: Some(volume_content_source::Type::Snapshot(
-                volume_content_source::SnapshotSource {
-                    snapshot_id: snapshot.snapshot_id.clone(),
-                },
-            )),
-        }),
-        ..laid_out_for(
-            requests::create_volume(&restored_name, VOLUME, &HashMap::new()),
-            method,
-        )
-    };
+    let restore = laid_out_for(
+        restore_request(&restored_name, &snapshot.snapshot_id),
+        method,
+    );
     let (restored, _) = until(
         &format!("{method}: CreateVolume from the snapshot"),
         || {
@@ -240,6 +234,190 @@ async fn snapshot_and_restore_under_deadlines(method: Method) {
         "{method}: disks left: {:?}",
         left.disks
     );
+    target.shutdown().await.unwrap();
+}
+
+/// `CreateVolume` of `name` restored from `snapshot_id`.
+fn restore_request(name: &str, snapshot_id: &str) -> CreateVolumeRequest {
+    CreateVolumeRequest {
+        volume_content_source: Some(snapshot_source(snapshot_id)),
+        ..requests::create_volume(name, VOLUME, &HashMap::new())
+    }
+}
+
+fn snapshot_source(snapshot_id: &str) -> VolumeContentSource {
+    VolumeContentSource {
+        r#type: Some(volume_content_source::Type::Snapshot(
+            volume_content_source::SnapshotSource {
+                snapshot_id: snapshot_id.to_owned(),
+            },
+        )),
+    }
+}
+
+/// A restore whose `/disk copy` an RDS restart cut off leaves a volume that is incomplete: it
+/// is refused for publish, snapshot and clone and reported abnormal, until the retried
+/// CreateVolume copies again, once.
+#[tokio::test]
+async fn an_interrupted_restore_is_refused_until_its_retry_completes_it() {
+    let target = Target::start_with(&Settings::sim_defaults(), |_| {})
+        .await
+        .expect("the sim target starts");
+    let sim = target
+        .sim()
+        .expect("the sim target has a simulator")
+        .clone();
+    let mut controller = target.controller();
+    let source_name = requests::unique_name("interrupted-source");
+    let source = controller
+        .create_volume(requests::create_volume(
+            &source_name,
+            VOLUME,
+            &HashMap::new(),
+        ))
+        .await
+        .expect("the source is created")
+        .into_inner()
+        .volume
+        .expect("a volume");
+    let snapshot = controller
+        .create_snapshot(CreateSnapshotRequest {
+            name: requests::unique_name("interrupted-snap"),
+            source_volume_id: source.volume_id.clone(),
+            parameters: HashMap::from([("method".to_owned(), "disk-copy".to_owned())]),
+            ..Default::default()
+        })
+        .await
+        .expect("the snapshot is made")
+        .into_inner()
+        .snapshot
+        .expect("a snapshot");
+
+    sim.set_copy_rate(Some(RATE));
+    let restored_name = requests::unique_name("interrupted-restored");
+    let restored_id = ids::volume_id(&restored_name).to_string();
+    let restore = restore_request(&restored_name, &snapshot.snapshot_id);
+    let first = controller
+        .create_volume(with_deadline(restore.clone()))
+        .await
+        .expect_err("a copy 8x the deadline is not done within it");
+    assert_eq!(first.code(), Code::Aborted, "{first:?}");
+    // Cut the copy off once it has moved some bytes.
+    let mut copies = sim.subscribe_copies();
+    copies
+        .wait_for(|_| {
+            sim.state()
+                .copies
+                .iter()
+                .any(|copy| copy.dst.contains(&restored_id) && copy.copied > 0)
+        })
+        .await
+        .expect("rds-sim announces copies");
+    sim.inject(&Fault::Restart { downtime_ms: 200 }).unwrap();
+
+    // Once the controller has seen the copy end, the volume is refused as incomplete.
+    let node = "nqn.2014-08.org.nvmexpress:uuid:00000000-0000-4000-8000-000000000016";
+    let (refused, _) = until(
+        "ControllerPublish of the incomplete volume",
+        || {
+            let mut controller = controller.clone();
+            let request = requests::publish(&restored_id, node);
+            async move {
+                match controller.controller_publish_volume(request).await {
+                    Ok(_) => panic!("an incomplete volume was published"),
+                    Err(status) => Ok(status),
+                }
+            }
+        },
+        |status: &Status| status.message().contains("incomplete"),
+    )
+    .await;
+    assert_eq!(refused.code(), Code::Aborted, "{refused:?}");
+    let snapshotted = controller
+        .create_snapshot(CreateSnapshotRequest {
+            name: requests::unique_name("of-incomplete"),
+            source_volume_id: restored_id.clone(),
+            ..Default::default()
+        })
+        .await
+        .expect_err("an incomplete volume cannot be snapshotted");
+    assert!(
+        snapshotted.code() == Code::Aborted && snapshotted.message().contains("incomplete"),
+        "{snapshotted:?}"
+    );
+    let cloned = controller
+        .create_volume(CreateVolumeRequest {
+            volume_content_source: Some(VolumeContentSource {
+                r#type: Some(volume_content_source::Type::Volume(
+                    volume_content_source::VolumeSource {
+                        volume_id: restored_id.clone(),
+                    },
+                )),
+            }),
+            ..requests::create_volume(
+                &requests::unique_name("clone-of-incomplete"),
+                VOLUME,
+                &HashMap::new(),
+            )
+        })
+        .await
+        .expect_err("an incomplete volume cannot be cloned");
+    assert!(
+        cloned.code() == Code::Aborted && cloned.message().contains("incomplete"),
+        "{cloned:?}"
+    );
+    let condition = controller
+        .controller_get_volume(ControllerGetVolumeRequest {
+            volume_id: restored_id.clone(),
+        })
+        .await
+        .expect("ControllerGetVolume answers")
+        .into_inner()
+        .status
+        .and_then(|status| status.volume_condition)
+        .expect("a volume condition");
+    assert!(condition.abnormal, "{condition:?}");
+
+    // The provisioner's retry copies again, once.
+    until(
+        "CreateVolume after the interruption",
+        || {
+            let mut controller = controller.clone();
+            let request = with_deadline(restore.clone());
+            async move { Ok(controller.create_volume(request).await?.into_inner()) }
+        },
+        |_| true,
+    )
+    .await;
+    assert_eq!(
+        copies_into(&sim, Method::DiskCopy, &restored_id),
+        2,
+        "the first copy and the one after the interruption; log: {:#?}",
+        sim.log_since(0)
+    );
+    sim.set_copy_rate(None);
+    controller
+        .delete_volume(DeleteVolumeRequest {
+            volume_id: restored_id,
+            ..Default::default()
+        })
+        .await
+        .expect("the restored volume is deleted");
+    controller
+        .delete_snapshot(DeleteSnapshotRequest {
+            snapshot_id: snapshot.snapshot_id,
+            ..Default::default()
+        })
+        .await
+        .expect("the snapshot is deleted");
+    controller
+        .delete_volume(DeleteVolumeRequest {
+            volume_id: source.volume_id,
+            ..Default::default()
+        })
+        .await
+        .expect("the source is deleted");
+    assert!(sim.state().disks.is_empty(), "{:?}", sim.state().disks);
     target.shutdown().await.unwrap();
 }
 

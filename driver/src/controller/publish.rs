@@ -6,7 +6,7 @@ use std::collections::HashMap;
 
 use tonic::Status;
 
-use super::volume::{metadata, not_found, require, volume_slot};
+use super::volume::{metadata, not_found, require, require_complete, volume_slot};
 use super::{ControllerService, capability};
 use crate::csi::v1::{
     ControllerPublishVolumeRequest, ControllerPublishVolumeResponse,
@@ -44,6 +44,7 @@ impl ControllerService {
         let _volume = self.locks.try_lock(slot.as_str())?;
         let _publishing = self.publishes.lock().await;
         let disk = self.volume_disk(&slot, &request.volume_id).await?;
+        require_complete(&disk, &request.volume_id)?;
         let disk = match disk.allowed_host.as_deref() {
             Some(host) if host == node.as_str() => {
                 if request.readonly {

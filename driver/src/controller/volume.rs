@@ -112,12 +112,16 @@ impl ControllerService {
         }
     }
 
-    /// Whether nodes can attach the volume's disk as this driver exported it.
+    /// Whether nodes can attach the volume's disk as this driver exported it, and its data is
+    /// complete.
     pub(super) fn condition(&self, disk: &DiskRecord) -> VolumeCondition {
         let abnormal = |message: String| VolumeCondition {
             abnormal: true,
             message,
         };
+        if let Err(incomplete) = require_complete(disk, &disk.slot) {
+            return abnormal(incomplete.message().to_owned());
+        }
         let expected = Slot::parse(&disk.slot)
             .ok()
             .and_then(|slot| ids::volume_nqn(&self.settings.nqn_prefix, &slot).ok());
@@ -141,6 +145,23 @@ impl ControllerService {
                 expected.as_ref().map(|n| n.as_str()).unwrap_or_default()
             )),
         }
+    }
+}
+
+/// ABORTED when the copy into volume `volume_id` (a restore or clone) has not finished: its data
+/// is incomplete, so it is not published, snapshotted or cloned until the provisioner's retry
+/// of its CreateVolume completes the copy.
+pub(super) fn require_complete(disk: &DiskRecord, volume_id: &str) -> Result<(), Status> {
+    match Metadata::of_disk(disk.comment.as_deref(), IdKind::Volume) {
+        Ok(metadata) if metadata.pending => Err(Status::aborted(format!(
+            "volume {volume_id:?} is incomplete: the copy of its data from {} has not finished; \
+             its CreateVolume, retried, completes it",
+            metadata
+                .source
+                .as_ref()
+                .map_or("its source", |source| source.as_str())
+        ))),
+        _ => Ok(()),
     }
 }
 
@@ -174,6 +195,31 @@ mod tests {
             allowed_host: None,
             comment: Some(comment.as_str().to_owned()),
         }
+    }
+
+    #[test]
+    fn an_incomplete_volume_is_refused_and_reported_abnormal() {
+        let source = Slot::parse("snap-a").unwrap();
+        let mut disk = disk_made_from(Some(&source));
+        assert!(require_complete(&disk, "v").is_ok());
+        let metadata = Metadata::of_disk(disk.comment.as_deref(), IdKind::Volume).unwrap();
+        disk.comment = Some(
+            Metadata {
+                pending: true,
+                ..metadata
+            }
+            .to_comment()
+            .unwrap()
+            .as_str()
+            .to_owned(),
+        );
+        let refused = require_complete(&disk, "v").unwrap_err();
+        assert_eq!(refused.code(), tonic::Code::Aborted);
+        assert!(
+            refused.message().contains("snap-a"),
+            "{}",
+            refused.message()
+        );
     }
 
     #[test]
