@@ -672,3 +672,29 @@ async fn paths_through_symlinks_and_dot_dot_converge_and_leave_nothing() {
     assert!(bench.mounted().is_empty(), "left {:?}", bench.mounted());
     assert!(!bench.attached(), "unstage left the loop device");
 }
+
+/// Unstage of a block volume still published would detach the device its node names, whose
+/// major:minor the kernel may give to another volume: FAILED_PRECONDITION until unpublished.
+#[tokio::test]
+async fn unstage_of_a_still_published_block_volume_is_refused() {
+    require_loop!();
+    let bench = Bench::new(16 * MIB);
+    bench.stage(block_capability()).await;
+    bench
+        .publish("pod/dev/block", block_capability(), false)
+        .await;
+    let status = bench
+        .node
+        .node_unstage_volume(Request::new(NodeUnstageVolumeRequest {
+            volume_id: bench.volume.clone(),
+            staging_target_path: bench.path("staging").display().to_string(),
+        }))
+        .await
+        .unwrap_err();
+    assert_eq!(status.code(), tonic::Code::FailedPrecondition, "{status:?}");
+    assert!(bench.attached(), "the refused unstage detached the device");
+    bench.unpublish("pod/dev/block").await;
+    bench.unstage().await;
+    assert!(!bench.attached());
+    assert_eq!(std::fs::read_dir(bench.path("staging")).unwrap().count(), 0);
+}

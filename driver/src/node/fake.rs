@@ -232,11 +232,19 @@ impl Mounts for Fake {
         Ok(())
     }
 
+    /// A node made here, or a hard link of one (the same inode).
     fn device_node(&self, path: &Path) -> Result<Option<DevNum>, HostError> {
-        if !path.exists() {
+        use std::os::unix::fs::MetadataExt;
+        let Ok(wanted) = std::fs::metadata(path) else {
             return Ok(None);
-        }
-        Ok(self.state().device_nodes.get(path).copied())
+        };
+        let same = |node: &PathBuf| std::fs::metadata(node).is_ok_and(|m| m.ino() == wanted.ino());
+        Ok(self
+            .state()
+            .device_nodes
+            .iter()
+            .find(|(node, _)| same(node))
+            .map(|(_, dev)| *dev))
     }
 }
 

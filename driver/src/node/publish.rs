@@ -1,8 +1,10 @@
 //! NodePublishVolume and NodeUnpublishVolume: a bind mount of the staging mount for file systems;
-//! for raw block, a device node made with the device's major:minor at the target path (a bind
-//! mount of /dev would multiply mounts with every pod).
+//! for raw block, a hard link at the target path of a device node made with the device's
+//! major:minor in the staging directory (a bind mount of /dev would multiply mounts with every
+//! pod), so that the node's link count tells unstage whether a publication remains.
 
-use std::path::Path;
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
 
 use rustix::mount::MountFlags;
 use tonic::Status;
@@ -14,6 +16,35 @@ use crate::csi::v1::{
     NodePublishVolumeRequest, NodePublishVolumeResponse, NodeUnpublishVolumeRequest,
     NodeUnpublishVolumeResponse,
 };
+
+/// The name of a block volume's device node in its staging directory.
+const STAGED_DEVICE: &str = "device";
+
+/// How many publications link the staged device node `node`.
+fn publications(node: &Path) -> u64 {
+    std::fs::symlink_metadata(node).map_or(0, |m| m.nlink().saturating_sub(1))
+}
+
+/// The staged device node of a block volume at `staging`, if there is one: unstage must not
+/// detach a device a publication still names (its major:minor could go to another volume).
+pub(super) fn unstage_block(
+    core: &NodeCore,
+    volume_id: &str,
+    staging: &Path,
+) -> Result<(), Status> {
+    let node = staging.join(STAGED_DEVICE);
+    if core.host.mounts.device_node(&node)?.is_none() {
+        return Ok(());
+    }
+    match publications(&node) {
+        0 => std::fs::remove_file(&node)
+            .map_err(|e| Status::internal(format!("removing {}: {e}", node.display()))),
+        n => Err(Status::failed_precondition(format!(
+            "block volume {volume_id} is still published at {n} target path(s): \
+             NodeUnpublishVolume them first"
+        ))),
+    }
+}
 
 impl NodeCore {
     pub(super) fn publish(
@@ -48,7 +79,7 @@ impl NodeCore {
                     &usage,
                 )?
             }
-            Access::Block => self.publish_block(&device, &target)?,
+            Access::Block => self.publish_block(&device, &staging, &target)?,
         }
         Ok(NodePublishVolumeResponse {})
     }
@@ -116,7 +147,7 @@ impl NodeCore {
         Ok(())
     }
 
-    fn publish_block(&self, device: &Device, target: &Path) -> Result<(), Status> {
+    fn publish_block(&self, device: &Device, staging: &Path, target: &Path) -> Result<(), Status> {
         if let Some(dev) = self.host.mounts.device_node(target)? {
             if dev == device.dev {
                 return Ok(());
@@ -150,8 +181,48 @@ impl NodeCore {
                 }
             }
         }
-        self.host.mounts.make_device_node(target, device.dev)?;
-        Ok(())
+        let node = self.staged_device_node(staging, device)?;
+        match std::fs::hard_link(&node, target) {
+            Ok(()) => Ok(()),
+            // Another file system than the staging path's: a node of its own, which unstage
+            // cannot count (kubelet keeps both under its root directory).
+            Err(e) if e.raw_os_error() == Some(libc::EXDEV) => {
+                tracing::warn!(
+                    target = %target.display(),
+                    "the target is on another file system than the staging path; unstage will \
+                     not see this publication"
+                );
+                Ok(self.host.mounts.make_device_node(target, device.dev)?)
+            }
+            Err(e) => Err(Status::internal(format!(
+                "linking {} to {}: {e}",
+                target.display(),
+                node.display()
+            ))),
+        }
+    }
+
+    /// The node of `device` in the staging directory, made when missing. Publications are hard
+    /// links of it, so its link count says without any state whether one remains.
+    fn staged_device_node(&self, staging: &Path, device: &Device) -> Result<PathBuf, Status> {
+        let node = staging.join(STAGED_DEVICE);
+        match self.host.mounts.device_node(&node)? {
+            Some(dev) if dev == device.dev => return Ok(node),
+            // A node left from an earlier attachment, which nothing publishes any more.
+            Some(_) if publications(&node) == 0 => std::fs::remove_file(&node)
+                .map_err(|e| Status::internal(format!("removing {}: {e}", node.display())))?,
+            Some(dev) => {
+                return Err(Status::failed_precondition(format!(
+                    "{} is the device node of {dev}, which is still published; unpublish it first",
+                    node.display()
+                )));
+            }
+            None => std::fs::create_dir_all(staging).map_err(|e| {
+                Status::internal(format!("creating staging path {}: {e}", staging.display()))
+            })?,
+        }
+        self.host.mounts.make_device_node(&node, device.dev)?;
+        Ok(node)
     }
 
     pub(super) fn unpublish(

@@ -130,6 +130,8 @@ impl NodeCore {
         if self.mount_at(&staging)?.is_some() {
             self.refuse_while_reconnecting(&request.volume_id)?;
             self.host.mounts.unmount(&staging)?;
+        } else {
+            super::publish::unstage_block(self, &request.volume_id, &staging)?;
         }
         self.detach_unused(&request.volume_id)
             .map(|()| NodeUnstageVolumeResponse {})

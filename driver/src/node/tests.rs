@@ -526,14 +526,22 @@ fn block_volumes_get_a_device_node_not_a_mount() {
     c.core().publish(request.clone()).unwrap();
     c.core().publish(request.clone()).unwrap();
     let node = c.path("dev/block");
-    assert_eq!(
-        c.fake
-            .state()
-            .device_nodes
-            .get(&node)
-            .map(ToString::to_string)
-            .as_deref(),
-        Some("259:1")
+    let dev = c.fake.host().mounts.device_node(&node).unwrap();
+    assert_eq!(dev.map(|d| d.to_string()).as_deref(), Some("259:1"));
+    let unstage = NodeUnstageVolumeRequest {
+        volume_id: VOLUME.into(),
+        staging_target_path: c.staging(),
+    };
+    let status = c.core().unstage(unstage.clone()).unwrap_err();
+    assert_eq!(status.code(), Code::FailedPrecondition);
+    assert!(
+        status.message().contains("still published"),
+        "{}",
+        status.message()
+    );
+    assert!(
+        c.fake.state().disconnects.is_empty(),
+        "unstage detached a published device"
     );
     let stats = c.stats(&node).unwrap();
     assert_eq!(stats.usage[0].total, SIZE as i64);
@@ -545,6 +553,8 @@ fn block_volumes_get_a_device_node_not_a_mount() {
         })
         .unwrap();
     assert!(!node.exists());
+    c.core().unstage(unstage).unwrap();
+    assert_eq!(c.fake.state().disconnects, ["nvme1"]);
 }
 
 #[test]
