@@ -87,6 +87,15 @@ pub enum HostError {
         output: String,
     },
     #[error(
+        "`{command}` did not finish within {} s and was killed; the device may be hung: check \
+         the node's kernel log, then retry",
+        limit.as_secs()
+    )]
+    Timeout {
+        command: String,
+        limit: std::time::Duration,
+    },
+    #[error(
         "{0} does not exist: the kernel has no NVMe over Fabrics initiator loaded; run \
          `modprobe nvme-tcp` on the node (or set node.fabric = \"loop\" where the kernel has none)"
     )]

@@ -14,6 +14,7 @@ impl From<HostError> for Status {
             | HostError::ForeignData { .. }
             | HostError::FsMismatch { .. } => Status::failed_precondition(message),
             HostError::DeviceTimeout { .. } => Status::unavailable(message),
+            HostError::Timeout { .. } => Status::deadline_exceeded(message),
             HostError::Io { .. } | HostError::Command { .. } => Status::internal(message),
         }
     }
