@@ -57,7 +57,19 @@ impl LoopFabric {
         if !path.is_file() {
             return Err(HostError::BackingFileMissing(path));
         }
-        fs::canonicalize(&path).map_err(HostError::io(format!("resolving {}", path.display())))
+        let real = fs::canonicalize(&path)
+            .map_err(HostError::io(format!("resolving {}", path.display())))?;
+        // A plain relative path can still leave the root through a symlink inside it.
+        let root = fs::canonicalize(&self.root)
+            .map_err(HostError::io(format!("resolving {}", self.root.display())))?;
+        if !real.starts_with(&root) {
+            return Err(HostError::BadTarget(format!(
+                "filePath {relative:?} leads out of the loop root {} (to {})",
+                root.display(),
+                real.display()
+            )));
+        }
+        Ok(real)
     }
 
     /// Every configured loop device: its name and backing file as the kernel reports it.
@@ -399,6 +411,14 @@ mod tests {
         assert!(message.contains("filePath"), "{message}");
         let escape = fabric.backing_file(&target(Some("storage-pool/../../etc/passwd")));
         assert!(matches!(escape, Err(HostError::BadTarget(_))));
+        let outside = tempfile::NamedTempFile::new().unwrap();
+        std::os::unix::fs::symlink(
+            outside.path(),
+            dir.path().join("storage-pool/csi/pvc-l.img"),
+        )
+        .unwrap();
+        let escape = fabric.backing_file(&target(Some("storage-pool/csi/pvc-l.img")));
+        assert!(matches!(escape, Err(HostError::BadTarget(_))), "{escape:?}");
     }
 
     #[test]
