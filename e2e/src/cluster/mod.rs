@@ -4,6 +4,7 @@
 pub mod control_plane;
 pub mod helm;
 pub mod kubelet;
+mod leftovers;
 pub mod objects;
 pub mod pods;
 pub mod process;

@@ -271,6 +271,9 @@ impl ClusterTarget {
         self.snapshot_controller.stop().await;
         self.control_plane.shutdown().await;
         self.rds.shutdown().await;
+        for problem in super::leftovers::release(self.dir.path()) {
+            eprintln!("cluster target: {problem}");
+        }
     }
 }
 
