@@ -11,6 +11,7 @@
 mod context;
 mod expand;
 pub mod host;
+mod owner;
 mod publish;
 pub mod settings;
 mod stage;

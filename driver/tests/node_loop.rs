@@ -698,3 +698,58 @@ async fn unstage_of_a_still_published_block_volume_is_refused() {
     assert!(!bench.attached());
     assert_eq!(std::fs::read_dir(bench.path("staging")).unwrap().count(), 0);
 }
+
+/// Unstage and unpublish under another volume's id leave this volume's live mounts and device
+/// node alone; a stage with another volume's publish context attaches nothing.
+#[tokio::test]
+async fn another_volumes_requests_never_touch_this_volume() {
+    require_loop!();
+    let bench = Bench::new(64 * MIB);
+    let other = format!("pvc-{}", &uuid_hex()[..28]);
+    bench.stage(mount_capability("ext4")).await;
+    bench
+        .publish("pod/mount", mount_capability("ext4"), false)
+        .await;
+    let unstage = bench
+        .node
+        .node_unstage_volume(Request::new(NodeUnstageVolumeRequest {
+            volume_id: other.clone(),
+            staging_target_path: bench.path("staging").display().to_string(),
+        }))
+        .await
+        .unwrap_err();
+    assert_eq!(unstage.code(), tonic::Code::FailedPrecondition, "{unstage}");
+    let unpublish = bench
+        .node
+        .node_unpublish_volume(Request::new(NodeUnpublishVolumeRequest {
+            volume_id: other.clone(),
+            target_path: bench.path("pod/mount").display().to_string(),
+        }))
+        .await
+        .unwrap_err();
+    assert_eq!(
+        unpublish.code(),
+        tonic::Code::FailedPrecondition,
+        "{unpublish}"
+    );
+    assert_eq!(
+        bench.mounted(),
+        [bench.path("staging"), bench.path("pod/mount")]
+    );
+    let stolen = bench
+        .node
+        .node_stage_volume(Request::new(NodeStageVolumeRequest {
+            volume_id: other,
+            staging_target_path: bench.path("other").display().to_string(),
+            volume_capability: Some(mount_capability("ext4")),
+            publish_context: bench.publish_context(),
+            ..Default::default()
+        }))
+        .await
+        .unwrap_err();
+    assert_eq!(stolen.code(), tonic::Code::InvalidArgument, "{stolen}");
+    assert!(!bench.path("other").exists());
+    bench.unpublish("pod/mount").await;
+    bench.unstage().await;
+    assert!(bench.mounted().is_empty() && !bench.attached());
+}

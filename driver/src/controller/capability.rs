@@ -13,6 +13,28 @@ use crate::csi::v1::volume_capability::{AccessMode, AccessType};
 /// The file systems the node plugin can make and mount; empty means its default (ext4).
 pub const FS_TYPES: [&str; 2] = ["ext4", "xfs"];
 
+/// The least size mkfs.xfs formats (xfsprogs 5.19 and later refuse a smaller device with
+/// "Filesystem must be larger than 300MB"; earlier ones took 16 MiB, so this suits every node).
+pub const XFS_MIN_BYTES: u64 = 300 << 20;
+
+/// The file system a volume with `capabilities` gets on the node: the first mount capability's
+/// type, else the StorageClass's `fsType` (`parameter`), else the node's default; `None` when
+/// it is only ever used as a raw block device.
+pub fn fs_type<'a>(
+    capabilities: &'a [VolumeCapability],
+    parameter: Option<&'a str>,
+) -> Option<&'a str> {
+    let mounts: Vec<&str> = capabilities
+        .iter()
+        .filter_map(|c| match &c.access_type {
+            Some(AccessType::Mount(mount)) => Some(mount.fs_type.as_str()),
+            _ => None,
+        })
+        .collect();
+    let named = mounts.iter().copied().find(|fs| !fs.is_empty());
+    (!mounts.is_empty()).then(|| named.or(parameter).unwrap_or(FS_TYPES[0]))
+}
+
 /// Why `capability` is not supported, or `None` when it is.
 pub fn unsupported(capability: &VolumeCapability) -> Option<String> {
     let mode = capability

@@ -43,6 +43,26 @@ impl Range {
         Ok(Range { required, limit })
     }
 
+    /// The range with `floor` as its least size, for a file system that cannot be made
+    /// smaller: a required size below it is raised (CSI lets a volume be larger than required),
+    /// OUT_OF_RANGE when the limit is below it. A range without a required size keeps its
+    /// default, which is at least `floor` whenever the limit is.
+    pub fn at_least(self, floor: u64, why: &str) -> Result<Range, Status> {
+        if let Some(limit) = self.limit.filter(|&limit| limit < floor) {
+            return Err(Status::out_of_range(format!(
+                "capacity_range.limit_bytes ({limit}) is below {floor} bytes, the least {why}; \
+                 allow at least {floor} bytes"
+            )));
+        }
+        Ok(match self.required {
+            0 => self,
+            required => Range {
+                required: required.max(floor),
+                ..self
+            },
+        })
+    }
+
     pub fn is_empty(&self) -> bool {
         self.required == 0 && self.limit.is_none()
     }
@@ -103,6 +123,23 @@ mod tests {
             .and_then(|r| r.size())
             .map(ByteSize::get)
             .map_err(|s| s.code())
+    }
+
+    #[test]
+    fn a_floor_raises_the_required_size_and_refuses_a_limit_below_it() {
+        let floor = |required, limit| {
+            range(required, limit)
+                .unwrap()
+                .at_least(1000, "of a test")
+                .map(|r| (r.required, r.limit))
+                .map_err(|s| s.code())
+        };
+        assert_eq!(floor(10, 0), Ok((1000, None)));
+        assert_eq!(floor(10, 2000), Ok((1000, Some(2000))));
+        assert_eq!(floor(5000, 0), Ok((5000, None)));
+        assert_eq!(floor(0, 0), Ok((0, None)));
+        assert_eq!(floor(0, 999), Err(Code::OutOfRange));
+        assert_eq!(floor(10, 999), Err(Code::OutOfRange));
     }
 
     #[test]

@@ -12,6 +12,7 @@ use tonic::Status;
 
 use super::capacity::Range;
 use super::copies::{Start, Waited};
+use super::params::FS_TYPE;
 use super::snapshot::{now, recorded_target, target};
 use super::source::ContentSource;
 use super::volume::{metadata, require, to_volume};
@@ -51,7 +52,14 @@ impl ControllerService {
         ) {
             tracing::info!(pvc = %format_args!("{namespace}/{claim}"), "creating a volume");
         }
-        let range = Range::of(request.capacity_range.as_ref())?;
+        let mut range = Range::of(request.capacity_range.as_ref())?;
+        let fs = capability::fs_type(
+            &request.volume_capabilities,
+            params.volume_context.get(FS_TYPE).map(String::as_str),
+        );
+        if fs == Some("xfs") {
+            range = range.at_least(capability::XFS_MIN_BYTES, "mkfs.xfs formats")?;
+        }
         let source = match &request.volume_content_source {
             Some(source) => Some(self.content_source(source).await?),
             None => None,

@@ -179,15 +179,45 @@ pub fn target(
     if let Some(value) = volume_context.get(NR_IO_QUEUES) {
         tunables.nr_io_queues = Some(positive(NR_IO_QUEUES, value)?);
     }
+    let nqn = field(NQN)?.clone();
+    let file_path = publish_context.get(FILE_PATH).cloned();
+    names_the_volume(volume_id, &nqn, file_path.as_deref())?;
     Ok(Target {
         volume_id: volume_id.to_owned(),
-        nqn: field(NQN)?.clone(),
+        nqn,
         address: field(ADDRESS)?.clone(),
         port,
         host_nqn: host_nqn.to_owned(),
-        file_path: publish_context.get(FILE_PATH).cloned(),
+        file_path,
         tunables,
     })
+}
+
+/// INVALID_ARGUMENT unless the publish context names `volume_id`'s own subsystem and file: the
+/// node attaches what the context names, so a context copied from another volume (a hand-made
+/// VolumeAttachment, a stale PV) would otherwise hand a pod someone else's data under this
+/// volume's name. The controller exports a volume as `<prefix>:<id>` in `<dir>/<id>.img` or
+/// `<id>/volume.img` (see `ids`).
+fn names_the_volume(volume_id: &str, nqn: &str, file_path: Option<&str>) -> Result<(), Status> {
+    if nqn.rsplit_once(':').map(|(_, id)| id) != Some(volume_id) {
+        return Err(Status::invalid_argument(format!(
+            "publish_context nqn {nqn:?} is not volume {volume_id}'s subsystem (it ends in              :{volume_id}); the context belongs to another volume"
+        )));
+    }
+    let mut names = file_path.map(|path| path.trim_end_matches('/').rsplit('/'));
+    let ours = names.as_mut().is_none_or(|names| match names.next() {
+        Some("volume.img") => names.next() == Some(volume_id),
+        Some(file) => file.strip_suffix(".img") == Some(volume_id),
+        None => false,
+    });
+    if !ours {
+        return Err(Status::invalid_argument(format!(
+            "publish_context {FILE_PATH} {:?} is not volume {volume_id}'s file ({volume_id}.img \
+             or {volume_id}/volume.img); the context belongs to another volume",
+            file_path.unwrap_or_default()
+        )));
+    }
+    Ok(())
 }
 
 fn positive(key: &str, value: &str) -> Result<u32, Status> {
@@ -283,6 +313,29 @@ mod tests {
             "{}",
             status.message()
         );
+    }
+
+    #[test]
+    fn a_context_of_another_volume_is_refused() {
+        let defaults = Tunables::default();
+        let none = HashMap::new();
+        let status = target("pvc-b", "h", &publish(), &none, defaults).unwrap_err();
+        assert_eq!(status.code(), tonic::Code::InvalidArgument);
+        assert!(status.message().contains("nqn"), "{}", status.message());
+        let mut moved = publish();
+        moved.insert("filePath".into(), "storage-pool/csi/pvc-b.img".into());
+        let status = target("pvc-a", "h", &moved, &none, defaults).unwrap_err();
+        assert!(
+            status.message().contains("filePath"),
+            "{}",
+            status.message()
+        );
+        for path in ["pool/pvc-a/volume.img", "pool/pvc-a.img"] {
+            moved.insert("filePath".into(), path.into());
+            target("pvc-a", "h", &moved, &none, defaults).unwrap();
+        }
+        moved.insert("filePath".into(), "pool/pvc-b/volume.img".into());
+        target("pvc-a", "h", &moved, &none, defaults).unwrap_err();
     }
 
     #[test]

@@ -246,6 +246,14 @@ impl Mounts for Fake {
             .find(|(node, _)| same(node))
             .map(|(_, dev)| *dev))
     }
+
+    /// The devices of attached volumes whose device is present.
+    fn is_block_device(&self, dev: DevNum) -> bool {
+        self.state()
+            .attached
+            .values()
+            .any(|a| a.device_present && a.device.dev == dev)
+    }
 }
 
 impl Format for Fake {

@@ -33,9 +33,10 @@ pub(super) fn unstage_block(
     staging: &Path,
 ) -> Result<(), Status> {
     let node = staging.join(STAGED_DEVICE);
-    if core.host.mounts.device_node(&node)?.is_none() {
+    let Some(dev) = core.host.mounts.device_node(&node)? else {
         return Ok(());
-    }
+    };
+    core.check_device_is_ours(volume_id, &node, dev)?;
     match publications(&node) {
         0 => std::fs::remove_file(&node)
             .map_err(|e| Status::internal(format!("removing {}: {e}", node.display()))),
@@ -232,8 +233,11 @@ impl NodeCore {
         require("volume_id", &request.volume_id)?;
         let target = require_path("target_path", &request.target_path)?;
         let _volume = self.locks.try_lock(&request.volume_id)?;
-        if self.mount_at(&target)?.is_some() {
+        if let Some(mounted) = self.mount_at(&target)? {
+            self.check_mount_is_ours(&request.volume_id, &target, &mounted)?;
             self.host.mounts.unmount(&target)?;
+        } else if let Some(dev) = self.host.mounts.device_node(&target)? {
+            self.check_device_is_ours(&request.volume_id, &target, dev)?;
         }
         let removed = match std::fs::symlink_metadata(&target) {
             Ok(meta) if meta.is_dir() => std::fs::remove_dir(&target),

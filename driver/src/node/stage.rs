@@ -127,7 +127,8 @@ impl NodeCore {
         require("volume_id", &request.volume_id)?;
         let staging = require_path("staging_target_path", &request.staging_target_path)?;
         let _volume = self.locks.try_lock(&request.volume_id)?;
-        if self.mount_at(&staging)?.is_some() {
+        if let Some(mounted) = self.mount_at(&staging)? {
+            self.check_mount_is_ours(&request.volume_id, &staging, &mounted)?;
             self.refuse_while_reconnecting(&request.volume_id)?;
             self.host.mounts.unmount(&staging)?;
         } else {

@@ -488,6 +488,60 @@ fn publish_binds_honours_readonly_and_is_idempotent() {
     assert_eq!(c.fake.state().mounts.len(), 2);
 }
 
+/// Unstage and unpublish name a volume and a path; what is mounted there must be that volume
+/// (or a dead mount only an unmount clears), never another volume's live device.
+#[test]
+fn unstage_and_unpublish_leave_another_volumes_mounts_and_nodes_alone() {
+    const OTHER: &str = "pvc-fedcba9876543210fedcba987654";
+    let c = case();
+    c.stage();
+    let publish = c.publish_request("target", mount(Mode::SingleNodeWriter));
+    c.core().publish(publish.clone()).unwrap();
+    let refused = |status: Status| {
+        assert_eq!(
+            status.code(),
+            Code::FailedPrecondition,
+            "{}",
+            status.message()
+        );
+        assert!(status.message().contains(OTHER), "{}", status.message());
+    };
+    refused(
+        c.core()
+            .unpublish(NodeUnpublishVolumeRequest {
+                volume_id: OTHER.into(),
+                target_path: publish.target_path.clone(),
+            })
+            .unwrap_err(),
+    );
+    refused(
+        c.core()
+            .unstage(NodeUnstageVolumeRequest {
+                volume_id: OTHER.into(),
+                staging_target_path: c.staging(),
+            })
+            .unwrap_err(),
+    );
+    assert_eq!(c.fake.state().mounts.len(), 2, "both mounts stay");
+    assert!(c.fake.state().disconnects.is_empty());
+
+    // A connection lost for good leaves a dead mount whose device the kernel no longer has:
+    // any unstage may clear it.
+    c.fake
+        .state()
+        .attached
+        .get_mut(VOLUME)
+        .unwrap()
+        .device_present = false;
+    c.core()
+        .unpublish(NodeUnpublishVolumeRequest {
+            volume_id: OTHER.into(),
+            target_path: publish.target_path,
+        })
+        .unwrap();
+    assert_eq!(c.fake.state().mounts.len(), 1);
+}
+
 #[test]
 fn a_publish_of_a_read_only_staging_mount_is_read_only_and_idempotent() {
     let c = case();

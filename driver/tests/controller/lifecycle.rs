@@ -433,3 +433,49 @@ async fn publishing_follows_the_single_node_rules() {
     plugin.publish(&ids[2], NODE_B).await.unwrap();
     plugin.publish(&ids[0], NODE_B).await.unwrap();
 }
+
+/// mkfs.xfs refuses a device under 300 MiB, so a small xfs volume would be made on the RDS and
+/// then fail every NodeStageVolume: it is made big enough when the range allows, else refused
+/// before anything is made.
+#[tokio::test]
+async fn an_xfs_volume_is_never_smaller_than_mkfs_xfs_can_format() {
+    const XFS_MIN: i64 = 300 << 20;
+    let mut plugin = Plugin::start().await;
+    let xfs = HashMap::from([("fsType".to_owned(), "xfs".to_owned())]);
+    let mut small = create_request("small-xfs", 16 << 20, 0);
+    small.parameters = xfs.clone();
+    let volume = plugin.create(small).await.unwrap();
+    assert_eq!(volume.capacity_bytes, XFS_MIN);
+    assert_eq!(
+        plugin.disk(&volume.volume_id).unwrap().file_size,
+        XFS_MIN as u64
+    );
+
+    let mut capped = create_request("capped-xfs", 16 << 20, 64 << 20);
+    capped.volume_capabilities = vec![capability(
+        Access::SingleNodeWriter,
+        AccessType::Mount(MountVolume {
+            fs_type: "xfs".into(),
+            ..MountVolume::default()
+        }),
+    )];
+    let disks = plugin.state().disks.len();
+    let status = plugin.create(capped).await.unwrap_err();
+    assert_eq!(status.code(), Code::OutOfRange, "{}", status.message());
+    assert!(
+        status.message().contains("mkfs.xfs"),
+        "{}",
+        status.message()
+    );
+    assert_eq!(plugin.state().disks.len(), disks, "nothing was made");
+
+    let mut as_block = create_request("small-block", 16 << 20, 64 << 20);
+    as_block.parameters = xfs;
+    as_block.volume_capabilities = vec![block()];
+    let volume = plugin.create(as_block).await.unwrap();
+    assert_eq!(
+        volume.capacity_bytes,
+        16 << 20,
+        "a raw block volume has no floor"
+    );
+}

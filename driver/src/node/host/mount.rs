@@ -57,6 +57,9 @@ pub trait Mounts: Send + Sync {
     fn make_device_node(&self, path: &Path, dev: DevNum) -> Result<(), HostError>;
     /// The device a block device node at `path` refers to; `None` when `path` is no such node.
     fn device_node(&self, path: &Path) -> Result<Option<DevNum>, HostError>;
+    /// Whether the kernel has a block device `dev` now (a dead mount keeps the number of a
+    /// device that is gone).
+    fn is_block_device(&self, dev: DevNum) -> bool;
 }
 
 /// Whether `error` is what a dead file system answers (as opposed to "no such path").
@@ -166,6 +169,10 @@ impl Mounts for LinuxMounts {
             Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
             Err(e) => Err(HostError::io(format!("inspecting {}", path.display()))(e)),
         }
+    }
+
+    fn is_block_device(&self, dev: DevNum) -> bool {
+        Path::new("/sys/dev/block").join(dev.to_string()).exists()
     }
 }
 
