@@ -753,3 +753,69 @@ async fn another_volumes_requests_never_touch_this_volume() {
     bench.unstage().await;
     assert!(bench.mounted().is_empty() && !bench.attached());
 }
+
+/// The loop devices whose backing file is the device node `device`.
+fn loops_over(device: &Path) -> Vec<String> {
+    std::fs::read_dir("/sys/block")
+        .unwrap()
+        .flatten()
+        .filter(|entry| {
+            std::fs::read_to_string(entry.path().join("loop/backing_file"))
+                .is_ok_and(|backing| Path::new(backing.trim_end()) == device)
+        })
+        .map(|entry| entry.file_name().to_string_lossy().into_owned())
+        .collect()
+}
+
+/// A read-only raw block publication is read-only in the kernel, not by permission bits: root
+/// cannot write it, it reads what the read-write publication wrote, and unstage leaves no view.
+#[tokio::test]
+async fn a_read_only_block_publication_refuses_writes_in_the_kernel() {
+    require_loop!();
+    let bench = Bench::new(16 * MIB);
+    bench.stage(block_capability()).await;
+    bench.publish("pod/rw", block_capability(), false).await;
+    bench.publish("pod/ro", block_capability(), true).await;
+    bench.publish("pod/ro", block_capability(), true).await;
+    let device = bench
+        .fabric
+        .find(&bench.volume)
+        .unwrap()
+        .unwrap()
+        .device
+        .unwrap();
+    assert_eq!(loops_over(&device.path).len(), 1, "one view, made once");
+
+    let pattern: Vec<u8> = (0..MIB as usize).map(|i| (i * 13 % 251) as u8).collect();
+    let mut write = OpenOptions::new()
+        .write(true)
+        .open(bench.path("pod/rw"))
+        .unwrap();
+    write.write_all(&pattern).unwrap();
+    write.sync_all().unwrap();
+    drop(write);
+    let refused = OpenOptions::new()
+        .write(true)
+        .open(bench.path("pod/ro"))
+        .and_then(|mut ro| ro.write_all(&pattern).and_then(|()| ro.sync_all()));
+    let error = refused.expect_err("root wrote a read-only block publication");
+    assert!(
+        matches!(
+            error.raw_os_error(),
+            Some(libc::EROFS | libc::EACCES | libc::EPERM)
+        ),
+        "{error}"
+    );
+    let mut back = vec![0; pattern.len()];
+    File::open(bench.path("pod/ro"))
+        .unwrap()
+        .read_exact(&mut back)
+        .unwrap();
+    assert!(back == pattern, "the view does not show the device's data");
+
+    bench.unpublish("pod/ro").await;
+    bench.unpublish("pod/rw").await;
+    bench.unstage().await;
+    assert!(loops_over(&device.path).is_empty(), "unstage left the view");
+    assert!(!bench.attached());
+}

@@ -74,6 +74,10 @@ impl NodeCore {
                 }
             };
             self.host.resize.grow(&device.path, &grow_at, fs)?;
+        } else {
+            // A read-only publication sees the device through its view, which keeps the size
+            // it was made with until told.
+            self.host.views.resize(device.dev)?;
         }
         Ok(NodeExpandVolumeResponse {
             capacity_bytes: i64::try_from(size).unwrap_or(i64::MAX),

@@ -32,6 +32,8 @@ pub struct State {
     pub grown: Vec<(PathBuf, FsType)>,
     /// The size a rescan finds.
     pub exported_size: u64,
+    /// Read-only views: view → the device it shows.
+    pub views: BTreeMap<DevNum, DevNum>,
 }
 
 /// One shared state behind every trait.
@@ -49,6 +51,7 @@ impl Fake {
             mounts: Arc::new(self.clone()),
             format: Arc::new(self.clone()),
             resize: Arc::new(self.clone()),
+            views: Arc::new(self.clone()),
         }
     }
 
@@ -253,6 +256,46 @@ impl Mounts for Fake {
             .attached
             .values()
             .any(|a| a.device_present && a.device.dev == dev)
+            || self.state().views.contains_key(&dev)
+    }
+}
+
+/// Views get loop numbers from 7:100 up.
+impl Views for Fake {
+    fn view(&self, device: &Device) -> Result<DevNum, HostError> {
+        if let Some(view) = self.views_of(device.dev)?.first() {
+            return Ok(*view);
+        }
+        let mut state = self.state();
+        let view = DevNum {
+            major: 7,
+            minor: 100 + state.views.len() as u32,
+        };
+        state.views.insert(view, device.dev);
+        Ok(view)
+    }
+
+    fn viewed(&self, dev: DevNum) -> Result<Option<DevNum>, HostError> {
+        Ok(self.state().views.get(&dev).copied())
+    }
+
+    fn views_of(&self, device: DevNum) -> Result<Vec<DevNum>, HostError> {
+        let state = self.state();
+        Ok(state
+            .views
+            .iter()
+            .filter(|(_, shown)| **shown == device)
+            .map(|(view, _)| *view)
+            .collect())
+    }
+
+    fn resize(&self, _device: DevNum) -> Result<(), HostError> {
+        Ok(())
+    }
+
+    fn remove(&self, view: DevNum) -> Result<(), HostError> {
+        self.state().views.remove(&view);
+        Ok(())
     }
 }
 

@@ -6,10 +6,12 @@
 mod command;
 pub mod fabric;
 pub mod format;
+pub mod loopctl;
 pub mod mount;
 pub mod nvme_admin;
 pub mod options;
 pub mod resize;
+pub mod views;
 
 use std::fmt;
 use std::path::PathBuf;
@@ -23,6 +25,7 @@ pub use format::{Format, FsType, Mkfs};
 pub use mount::{LinuxMounts, MountEntry, Mounts, Usage};
 pub use options::MountOptions;
 pub use resize::{Resize, ResizeTools};
+pub use views::{LoopViews, Views};
 
 /// The host operations the node service uses.
 #[derive(Clone)]
@@ -31,6 +34,7 @@ pub struct Host {
     pub mounts: Arc<dyn Mounts>,
     pub format: Arc<dyn Format>,
     pub resize: Arc<dyn Resize>,
+    pub views: Arc<dyn Views>,
 }
 
 impl Host {
@@ -41,12 +45,13 @@ impl Host {
             mounts: Arc::new(LinuxMounts),
             format: Arc::new(Mkfs),
             resize: Arc::new(ResizeTools),
+            views: Arc::new(LoopViews::default()),
         }
     }
 }
 
 /// A block device number, `major:minor` as sysfs and mountinfo print it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct DevNum {
     pub major: u32,
     pub minor: u32,

@@ -41,6 +41,8 @@ impl NodeCore {
         dev: DevNum,
     ) -> Result<(), Status> {
         let ours = self.device_of(volume_id)?.map(|d| d.dev);
+        // A read-only view stands for the device it shows.
+        let dev = self.host.views.viewed(dev)?.unwrap_or(dev);
         if ours == Some(dev) || !self.host.mounts.is_block_device(dev) {
             return Ok(());
         }

@@ -1,7 +1,9 @@
 //! NodePublishVolume and NodeUnpublishVolume: a bind mount of the staging mount for file systems;
 //! for raw block, a hard link at the target path of a device node made with the device's
 //! major:minor in the staging directory (a bind mount of /dev would multiply mounts with every
-//! pod), so that the node's link count tells unstage whether a publication remains.
+//! pod), so that the node's link count tells unstage whether a publication remains. A read-only
+//! block publication links a second node, of the device's read-only view (see
+//! [`super::host::views`]), so that the kernel refuses its writes.
 
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
@@ -11,40 +13,62 @@ use tonic::Status;
 
 use super::NodeCore;
 use super::context::{self, Access, Use, require, require_path};
-use super::host::{Device, MountOptions};
+use super::host::{DevNum, Device, MountOptions};
 use crate::csi::v1::{
     NodePublishVolumeRequest, NodePublishVolumeResponse, NodeUnpublishVolumeRequest,
     NodeUnpublishVolumeResponse,
 };
 
-/// The name of a block volume's device node in its staging directory.
+/// The names of a block volume's device nodes in its staging directory: the device's, and its
+/// read-only view's.
 const STAGED_DEVICE: &str = "device";
+const STAGED_READ_ONLY: &str = "device-ro";
 
 /// How many publications link the staged device node `node`.
 fn publications(node: &Path) -> u64 {
     std::fs::symlink_metadata(node).map_or(0, |m| m.nlink().saturating_sub(1))
 }
 
-/// The staged device node of a block volume at `staging`, if there is one: unstage must not
-/// detach a device a publication still names (its major:minor could go to another volume).
+/// Removes the staged device nodes of a block volume at `staging` and the device's read-only
+/// views, unless a publication still links one: unstage must not detach a device a
+/// publication still names (its major:minor could go to another volume).
 pub(super) fn unstage_block(
     core: &NodeCore,
     volume_id: &str,
     staging: &Path,
 ) -> Result<(), Status> {
-    let node = staging.join(STAGED_DEVICE);
-    let Some(dev) = core.host.mounts.device_node(&node)? else {
-        return Ok(());
-    };
-    core.check_device_is_ours(volume_id, &node, dev)?;
-    match publications(&node) {
-        0 => std::fs::remove_file(&node)
-            .map_err(|e| Status::internal(format!("removing {}: {e}", node.display()))),
-        n => Err(Status::failed_precondition(format!(
-            "block volume {volume_id} is still published at {n} target path(s): \
-             NodeUnpublishVolume them first"
-        ))),
+    let mut staged = Vec::new();
+    for name in [STAGED_DEVICE, STAGED_READ_ONLY] {
+        let node = staging.join(name);
+        let Some(dev) = core.host.mounts.device_node(&node)? else {
+            continue;
+        };
+        core.check_device_is_ours(volume_id, &node, dev)?;
+        match publications(&node) {
+            0 => staged.push((node, dev)),
+            n => {
+                return Err(Status::failed_precondition(format!(
+                    "block volume {volume_id} is still published at {n} target path(s): \
+                     NodeUnpublishVolume them first"
+                )));
+            }
+        }
     }
+    let mut views: Vec<DevNum> = match core.device_of(volume_id)? {
+        Some(device) => core.host.views.views_of(device.dev)?,
+        None => Vec::new(),
+    };
+    for (node, dev) in staged {
+        std::fs::remove_file(&node)
+            .map_err(|e| Status::internal(format!("removing {}: {e}", node.display())))?;
+        if node.ends_with(STAGED_READ_ONLY) {
+            views.push(dev);
+        }
+    }
+    for view in views {
+        core.host.views.remove(view)?;
+    }
+    Ok(())
 }
 
 impl NodeCore {
@@ -80,7 +104,7 @@ impl NodeCore {
                     &usage,
                 )?
             }
-            Access::Block => self.publish_block(&device, &staging, &target)?,
+            Access::Block => self.publish_block(&device, &staging, &target, readonly)?,
         }
         Ok(NodePublishVolumeResponse {})
     }
@@ -148,16 +172,32 @@ impl NodeCore {
         Ok(())
     }
 
-    fn publish_block(&self, device: &Device, staging: &Path, target: &Path) -> Result<(), Status> {
-        if let Some(dev) = self.host.mounts.device_node(target)? {
-            if dev == device.dev {
+    fn publish_block(
+        &self,
+        device: &Device,
+        staging: &Path,
+        target: &Path,
+        readonly: bool,
+    ) -> Result<(), Status> {
+        let (name, dev) = if readonly {
+            (STAGED_READ_ONLY, self.host.views.view(device)?)
+        } else {
+            (STAGED_DEVICE, device.dev)
+        };
+        if let Some(found) = self.host.mounts.device_node(target)? {
+            if found == dev {
                 return Ok(());
             }
             return Err(Status::already_exists(format!(
-                "target path {} is the device node of {dev}, not of {} ({}); unpublish it first",
+                "target path {} is the device node of {found}, not of {}{} ({dev}); unpublish \
+                 it first",
                 target.display(),
+                if readonly {
+                    "the read-only view of "
+                } else {
+                    ""
+                },
                 device.path.display(),
-                device.dev
             )));
         }
         match std::fs::symlink_metadata(target) {
@@ -182,7 +222,7 @@ impl NodeCore {
                 }
             }
         }
-        let node = self.staged_device_node(staging, device)?;
+        let node = self.staged_device_node(staging, name, dev)?;
         match std::fs::hard_link(&node, target) {
             Ok(()) => Ok(()),
             // Another file system than the staging path's: a node of its own, which unstage
@@ -193,7 +233,7 @@ impl NodeCore {
                     "the target is on another file system than the staging path; unstage will \
                      not see this publication"
                 );
-                Ok(self.host.mounts.make_device_node(target, device.dev)?)
+                Ok(self.host.mounts.make_device_node(target, dev)?)
             }
             Err(e) => Err(Status::internal(format!(
                 "linking {} to {}: {e}",
@@ -203,18 +243,24 @@ impl NodeCore {
         }
     }
 
-    /// The node of `device` in the staging directory, made when missing. Publications are hard
-    /// links of it, so its link count says without any state whether one remains.
-    fn staged_device_node(&self, staging: &Path, device: &Device) -> Result<PathBuf, Status> {
-        let node = staging.join(STAGED_DEVICE);
+    /// The node `name` of `dev` in the staging directory, made when missing. Publications are
+    /// hard links of it, so its link count says without any state whether one remains.
+    fn staged_device_node(
+        &self,
+        staging: &Path,
+        name: &str,
+        dev: DevNum,
+    ) -> Result<PathBuf, Status> {
+        let node = staging.join(name);
         match self.host.mounts.device_node(&node)? {
-            Some(dev) if dev == device.dev => return Ok(node),
+            Some(found) if found == dev => return Ok(node),
             // A node left from an earlier attachment, which nothing publishes any more.
             Some(_) if publications(&node) == 0 => std::fs::remove_file(&node)
                 .map_err(|e| Status::internal(format!("removing {}: {e}", node.display())))?,
-            Some(dev) => {
+            Some(found) => {
                 return Err(Status::failed_precondition(format!(
-                    "{} is the device node of {dev}, which is still published; unpublish it first",
+                    "{} is the device node of {found}, which is still published; unpublish it \
+                     first",
                     node.display()
                 )));
             }
@@ -222,7 +268,7 @@ impl NodeCore {
                 Status::internal(format!("creating staging path {}: {e}", staging.display()))
             })?,
         }
-        self.host.mounts.make_device_node(&node, device.dev)?;
+        self.host.mounts.make_device_node(&node, dev)?;
         Ok(node)
     }
 

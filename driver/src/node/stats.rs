@@ -25,6 +25,7 @@ impl NodeCore {
         let health = self.host.fabric.health(&attached);
         let device = attached.device.as_ref();
         if let Some(dev) = self.host.mounts.device_node(&path)? {
+            let dev = self.host.views.viewed(dev)?.unwrap_or(dev);
             if device.is_some_and(|d| d.dev != dev) {
                 return Err(not_here(&request.volume_id, &path));
             }

@@ -611,6 +611,59 @@ fn block_volumes_get_a_device_node_not_a_mount() {
     assert_eq!(c.fake.state().disconnects, ["nvme1"]);
 }
 
+/// A read-only block publication is a node of the device's read-only view, kept beside the
+/// read-write one; unstage waits for both to be unpublished and removes the view.
+#[test]
+fn a_read_only_block_publication_is_a_node_of_the_read_only_view() {
+    let c = case();
+    c.core().stage(c.stage_request(block())).unwrap();
+    let rw = c.publish_request("dev/rw", block());
+    c.core().publish(rw.clone()).unwrap();
+    let ro = NodePublishVolumeRequest {
+        readonly: true,
+        ..c.publish_request("dev/ro", block())
+    };
+    c.core().publish(ro.clone()).unwrap();
+    c.core().publish(ro.clone()).unwrap();
+    let node_of = |name: &str| {
+        c.fake
+            .host()
+            .mounts
+            .device_node(&c.path(name))
+            .unwrap()
+            .map(|d| d.to_string())
+    };
+    assert_eq!(node_of("dev/rw").as_deref(), Some("259:1"));
+    assert_eq!(node_of("dev/ro").as_deref(), Some("7:100"));
+    let rw_there = NodePublishVolumeRequest {
+        target_path: rw.target_path.clone(),
+        ..ro.clone()
+    };
+    assert_eq!(code(c.core().publish(rw_there)), Code::AlreadyExists);
+    let stats = c.stats(&c.path("dev/ro")).unwrap();
+    assert_eq!(stats.usage[0].total, SIZE as i64);
+
+    let unstage = NodeUnstageVolumeRequest {
+        volume_id: VOLUME.into(),
+        staging_target_path: c.staging(),
+    };
+    for target in [&rw.target_path, &ro.target_path] {
+        assert_eq!(
+            code(c.core().unstage(unstage.clone())),
+            Code::FailedPrecondition
+        );
+        c.core()
+            .unpublish(NodeUnpublishVolumeRequest {
+                volume_id: VOLUME.into(),
+                target_path: target.clone(),
+            })
+            .unwrap();
+    }
+    c.core().unstage(unstage).unwrap();
+    assert!(c.fake.state().views.is_empty(), "the view outlived unstage");
+    assert_eq!(c.fake.state().disconnects, ["nvme1"]);
+}
+
 #[test]
 fn stats_report_usage_and_the_condition() {
     let c = case();

@@ -57,8 +57,8 @@ pub trait Mounts: Send + Sync {
     fn make_device_node(&self, path: &Path, dev: DevNum) -> Result<(), HostError>;
     /// The device a block device node at `path` refers to; `None` when `path` is no such node.
     fn device_node(&self, path: &Path) -> Result<Option<DevNum>, HostError>;
-    /// Whether the kernel has a block device `dev` now (a dead mount keeps the number of a
-    /// device that is gone).
+    /// Whether the kernel has a block device `dev` with data now (a dead mount keeps the
+    /// number of a device that is gone).
     fn is_block_device(&self, dev: DevNum) -> bool;
 }
 
@@ -172,7 +172,11 @@ impl Mounts for LinuxMounts {
     }
 
     fn is_block_device(&self, dev: DevNum) -> bool {
-        Path::new("/sys/dev/block").join(dev.to_string()).exists()
+        // A loop device exists unbound too, with no capacity.
+        let size = Path::new("/sys/dev/block")
+            .join(dev.to_string())
+            .join("size");
+        std::fs::read_to_string(size).is_ok_and(|sectors| sectors.trim() != "0")
     }
 }
 

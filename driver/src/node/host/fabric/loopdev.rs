@@ -6,13 +6,12 @@
 //! Loop devices are set up with `LOOP_CONFIGURE` (Linux 5.8+) and found again through
 //! `/sys/block/loopN/loop/backing_file`, so the node keeps no state of its own.
 
-use std::fs::{self, File, OpenOptions};
-use std::os::fd::AsRawFd;
+use std::fs::{self, File};
 use std::path::{Component, Path, PathBuf};
 use std::time::Duration;
 
 use super::{Attached, Device, Fabric, Target, Unhealthy, wait_for};
-use crate::node::host::{DevNum, HostError};
+use crate::node::host::{DevNum, HostError, loopctl};
 
 /// Loop devices over the files under `root`.
 #[derive(Debug, Clone)]
@@ -122,46 +121,6 @@ impl LoopFabric {
             .map(|(name, _)| name))
     }
 
-    /// Puts `file` behind a free loop device. Another process may take the free device between
-    /// asking and configuring it (EBUSY); then ask again.
-    fn configure(&self, file: &Path) -> Result<String, HostError> {
-        let control_path = self.dev.join("loop-control");
-        let control = File::open(&control_path)
-            .map_err(HostError::io(format!("opening {}", control_path.display())))?;
-        let backing = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .open(file)
-            .map_err(HostError::io(format!("opening {}", file.display())))?;
-        let mut last = None;
-        for _ in 0..16 {
-            let number = ioctl::get_free(&control).map_err(HostError::io(
-                "asking /dev/loop-control for a free loop device",
-            ))?;
-            let name = format!("loop{number}");
-            let path = self.dev.join(&name);
-            let device = OpenOptions::new()
-                .read(true)
-                .write(true)
-                .open(&path)
-                .map_err(HostError::io(format!("opening {}", path.display())))?;
-            match ioctl::configure(&device, &backing, file) {
-                Ok(()) => return Ok(name),
-                Err(e) if e.raw_os_error() == Some(libc::EBUSY) => last = Some(e),
-                Err(e) => {
-                    return Err(HostError::io(format!(
-                        "LOOP_CONFIGURE {} with {}",
-                        path.display(),
-                        file.display()
-                    ))(e));
-                }
-            }
-        }
-        Err(HostError::io(
-            "every free loop device was taken by others meanwhile",
-        )(last.expect("the loop ran")))
-    }
-
     fn open(&self, name: &str) -> Result<File, HostError> {
         let path = self.dev.join(name);
         File::open(&path).map_err(HostError::io(format!("opening {}", path.display())))
@@ -174,7 +133,7 @@ impl Fabric for LoopFabric {
         if self.loop_for(&file)?.is_some() {
             return Ok(false);
         }
-        let name = self.configure(&file)?;
+        let name = loopctl::attach(&self.dev, &file, false)?;
         tracing::info!(device = name, file = %file.display(), "loop device set up");
         Ok(true)
     }
@@ -215,7 +174,7 @@ impl Fabric for LoopFabric {
                 }
                 Err(e) => return Err(e),
             };
-            match ioctl::clear(&device) {
+            match loopctl::clear(&device) {
                 // ENXIO: nothing is bound to it any more.
                 Err(e) if e.raw_os_error() != Some(libc::ENXIO) => {
                     return Err(HostError::io(format!("LOOP_CLR_FD on /dev/{name}"))(e));
@@ -243,7 +202,7 @@ impl Fabric for LoopFabric {
             .controllers
             .first()
             .ok_or_else(|| HostError::Gone("the loop device".to_owned()))?;
-        ioctl::set_capacity(&self.open(name)?)
+        loopctl::set_capacity(&self.open(name)?)
             .map_err(HostError::io(format!("LOOP_SET_CAPACITY on /dev/{name}")))?;
         Ok(self.device_of(name)?.size)
     }
@@ -279,101 +238,6 @@ fn backs(file: &Path, volume_id: &str) -> bool {
         Some("volume.img") => parent.is_some_and(|p| p == volume_id),
         Some(file_name) => file_name.strip_suffix(".img") == Some(volume_id),
         None => false,
-    }
-}
-
-/// The loop ioctls of `<linux/loop.h>`, which libc does not carry.
-mod ioctl {
-    use super::*;
-
-    const LOOP_CLR_FD: libc::c_ulong = 0x4C01;
-    const LOOP_SET_CAPACITY: libc::c_ulong = 0x4C07;
-    const LOOP_CONFIGURE: libc::c_ulong = 0x4C0A;
-    const LOOP_CTL_GET_FREE: libc::c_ulong = 0x4C82;
-    const LO_NAME_SIZE: usize = 64;
-
-    #[repr(C)]
-    struct LoopInfo64 {
-        device: u64,
-        inode: u64,
-        rdevice: u64,
-        offset: u64,
-        sizelimit: u64,
-        number: u32,
-        encrypt_type: u32,
-        encrypt_key_size: u32,
-        flags: u32,
-        file_name: [u8; LO_NAME_SIZE],
-        crypt_name: [u8; LO_NAME_SIZE],
-        encrypt_key: [u8; 32],
-        init: [u64; 2],
-    }
-
-    #[repr(C)]
-    struct LoopConfig {
-        fd: u32,
-        block_size: u32,
-        info: LoopInfo64,
-        reserved: [u64; 8],
-    }
-
-    fn check(result: libc::c_int) -> std::io::Result<libc::c_int> {
-        if result < 0 {
-            Err(std::io::Error::last_os_error())
-        } else {
-            Ok(result)
-        }
-    }
-
-    pub fn get_free(control: &File) -> std::io::Result<i32> {
-        // SAFETY: LOOP_CTL_GET_FREE takes no argument and returns a device number.
-        check(unsafe { libc::ioctl(control.as_raw_fd(), LOOP_CTL_GET_FREE as _) })
-    }
-
-    pub fn configure(device: &File, backing: &File, name: &Path) -> std::io::Result<()> {
-        let mut file_name = [0u8; LO_NAME_SIZE];
-        let bytes = name.as_os_str().as_encoded_bytes();
-        let len = bytes.len().min(LO_NAME_SIZE - 1);
-        file_name[..len].copy_from_slice(&bytes[..len]);
-        let config = LoopConfig {
-            fd: backing.as_raw_fd() as u32,
-            block_size: 0,
-            info: LoopInfo64 {
-                device: 0,
-                inode: 0,
-                rdevice: 0,
-                offset: 0,
-                sizelimit: 0,
-                number: 0,
-                encrypt_type: 0,
-                encrypt_key_size: 0,
-                flags: 0,
-                file_name,
-                crypt_name: [0; LO_NAME_SIZE],
-                encrypt_key: [0; 32],
-                init: [0; 2],
-            },
-            reserved: [0; 8],
-        };
-        // SAFETY: LOOP_CONFIGURE reads a `struct loop_config`, which `LoopConfig` lays out
-        // exactly; the kernel copies it before returning.
-        check(unsafe { libc::ioctl(device.as_raw_fd(), LOOP_CONFIGURE as _, &config) }).map(drop)
-    }
-
-    pub fn clear(device: &File) -> std::io::Result<()> {
-        // SAFETY: LOOP_CLR_FD takes no argument.
-        check(unsafe { libc::ioctl(device.as_raw_fd(), LOOP_CLR_FD as _) }).map(drop)
-    }
-
-    pub fn set_capacity(device: &File) -> std::io::Result<()> {
-        // SAFETY: LOOP_SET_CAPACITY takes no argument.
-        check(unsafe { libc::ioctl(device.as_raw_fd(), LOOP_SET_CAPACITY as _) }).map(drop)
-    }
-
-    #[test]
-    fn the_config_has_the_kernel_layout() {
-        assert_eq!(std::mem::size_of::<LoopInfo64>(), 232);
-        assert_eq!(std::mem::size_of::<LoopConfig>(), 304);
     }
 }
 
