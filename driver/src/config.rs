@@ -28,6 +28,7 @@
 //! | `node.hostNqn` | `RDS_CSI_NODE_HOST_NQN` | (unset) | the node's NVMe host NQN; unset: read from `/etc/nvme/hostnqn` |
 //! | `node.fabric` | `RDS_CSI_NODE_FABRIC` | `kernel` | how the node attaches volumes: `kernel` (the kernel's NVMe/TCP initiator; needs the nvme_tcp module) or `loop` (loop devices over rds-sim's backing files, for machines without nvme-tcp; development and CI only) |
 //! | `node.loopRoot` | `RDS_CSI_NODE_LOOP_ROOT` | (unset) | with `fabric = "loop"`: rds-sim's `<data-dir>/files`, where a disk's `file-path` is found (required in loop mode) |
+//! | `node.kubeletDir` | `RDS_CSI_NODE_KUBELET_DIR` | (unset) | the kubelet's root directory (`--root-dir`): staging and target paths must lie under it, and no symlink below it is followed (the chart sets it); unset: any absolute path without a symlink in it |
 //! | `node.maxVolumes` | `RDS_CSI_NODE_MAX_VOLUMES` | `64` | volumes this node can attach, reported by NodeGetInfo for the scheduler |
 //! | `node.topology` | `RDS_CSI_NODE_TOPOLOGY` | (none) | the node's topology segments, reported by NodeGetInfo; in TOML a table, in the variable `key=value,key=value` |
 //! | `node.ctrlLossTmo` | `RDS_CSI_NODE_CTRL_LOSS_TMO` | `600` | seconds the kernel keeps reconnecting a lost NVMe/TCP controller before failing I/O (-1: forever); a StorageClass's `ctrlLossTmo` overrides it |
@@ -113,6 +114,7 @@ pub struct NodeConfig {
     pub host_nqn: Option<String>,
     pub fabric: FabricMode,
     pub loop_root: Option<PathBuf>,
+    pub kubelet_dir: Option<PathBuf>,
     pub max_volumes: u64,
     pub topology: BTreeMap<String, String>,
     pub ctrl_loss_tmo: i32,
@@ -187,6 +189,7 @@ impl Default for NodeConfig {
             host_nqn: None,
             fabric: FabricMode::Kernel,
             loop_root: None,
+            kubelet_dir: None,
             max_volumes: 64,
             topology: BTreeMap::new(),
             ctrl_loss_tmo: tunables.ctrl_loss_tmo,
@@ -362,6 +365,16 @@ impl Config {
 
 impl NodeConfig {
     fn check(&self, check: &mut impl FnMut(&'static str, Result<(), String>)) {
+        if let Some(dir) = &self.kubelet_dir {
+            check(
+                "node.kubeletDir",
+                if dir.is_absolute() {
+                    Ok(())
+                } else {
+                    Err(format!("{} is not an absolute path", dir.display()))
+                },
+            );
+        }
         if self.fabric == FabricMode::Loop {
             check(
                 "node.loopRoot",

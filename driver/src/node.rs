@@ -97,6 +97,11 @@ impl NodeService {
 }
 
 impl NodeCore {
+    /// A required path field, resolved and confined to `node.kubeletDir`.
+    fn require_path(&self, field: &str, value: &str) -> Result<std::path::PathBuf, Status> {
+        context::require_path(field, value, self.settings.kubelet_dir.as_deref())
+    }
+
     /// The host NQN: configured, or read from /etc/nvme/hostnqn until a read succeeds.
     fn host_nqn(&self) -> Result<String, Status> {
         if let Some(nqn) = self.host_nqn.get() {

@@ -71,6 +71,7 @@ impl Bench {
                 "nqn.2014-08.org.nvmexpress:uuid:5e2e0000-0000-4000-8000-00000000000a".into(),
             ),
             host_nqn_file: std::path::PathBuf::from(rds_csi::node::HOSTNQN_FILE),
+            kubelet_dir: Some(std::fs::canonicalize(dir.path()).unwrap()),
             max_volumes: 8,
             topology: Default::default(),
             tunables: Tunables::default(),
@@ -606,53 +607,81 @@ async fn a_read_only_publication_of_xfs_grows_through_the_staging_path() {
     bench.unstage().await;
 }
 
-/// mountinfo names mounts by their real paths: a staging path through a symlink and a target
-/// path through `..` stage and publish once however often they are retried, and unpublish and
-/// unstage through them leave nothing.
+/// mountinfo names mounts by their real paths: paths through `..` stage and publish once however
+/// often they are retried, and unpublish and unstage through them leave nothing. A path through
+/// a symlink the node did not make, or outside node.kubeletDir, is refused before anything is
+/// attached.
 #[tokio::test]
-async fn paths_through_symlinks_and_dot_dot_converge_and_leave_nothing() {
+async fn paths_with_dot_dot_converge_and_symlinks_or_paths_outside_are_refused() {
     require_loop!();
     let bench = Bench::new(64 * MIB);
     std::fs::create_dir_all(bench.path("real/staging")).unwrap();
-    std::os::unix::fs::symlink(bench.path("real"), bench.path("link")).unwrap();
-    let staging = bench.path("link/staging").display().to_string();
-    let target = bench.path("pod/../pod/mount").display().to_string();
     std::fs::create_dir_all(bench.path("pod")).unwrap();
-    for _ in 0..2 {
-        bench
-            .node
-            .node_stage_volume(Request::new(NodeStageVolumeRequest {
-                volume_id: bench.volume.clone(),
-                staging_target_path: staging.clone(),
-                volume_capability: Some(mount_capability("ext4")),
-                publish_context: bench.publish_context(),
-                ..Default::default()
-            }))
-            .await
-            .unwrap();
-    }
-    for _ in 0..2 {
-        bench
-            .node
-            .node_publish_volume(Request::new(NodePublishVolumeRequest {
-                volume_id: bench.volume.clone(),
-                staging_target_path: staging.clone(),
-                target_path: target.clone(),
-                volume_capability: Some(mount_capability("ext4")),
-                ..Default::default()
-            }))
-            .await
-            .unwrap();
-    }
-    let real = |name: &str| {
-        std::fs::canonicalize(bench.path("real"))
-            .unwrap()
-            .join(name)
+    let staging = bench.path("real/x/../staging").display().to_string();
+    let target = bench.path("pod/../pod/mount").display().to_string();
+    let stage = |staging: String| NodeStageVolumeRequest {
+        volume_id: bench.volume.clone(),
+        staging_target_path: staging,
+        volume_capability: Some(mount_capability("ext4")),
+        publish_context: bench.publish_context(),
+        ..Default::default()
     };
-    let pod = std::fs::canonicalize(bench.path("pod"))
-        .unwrap()
-        .join("mount");
-    assert_eq!(bench.mounted(), [real("staging"), pod]);
+    let publish = |staging: String, target: String| NodePublishVolumeRequest {
+        volume_id: bench.volume.clone(),
+        staging_target_path: staging,
+        target_path: target,
+        volume_capability: Some(mount_capability("ext4")),
+        ..Default::default()
+    };
+    // A symlink below the kubelet's directory, or a path outside it: refused, nothing made.
+    std::os::unix::fs::symlink(bench.path("real"), bench.path("link")).unwrap();
+    let outside = tempfile::tempdir().unwrap();
+    for (staging, why) in [
+        (bench.path("link/staging"), "symlink"),
+        (outside.path().join("staging"), "outside"),
+    ] {
+        let refused = bench
+            .node
+            .node_stage_volume(Request::new(stage(staging.display().to_string())))
+            .await
+            .unwrap_err();
+        assert_eq!(refused.code(), tonic::Code::InvalidArgument, "{refused}");
+        assert!(refused.message().contains(why), "{refused}");
+    }
+    assert!(!bench.attached() && bench.mounted().is_empty());
+    assert!(!outside.path().join("staging").exists());
+    for _ in 0..2 {
+        bench
+            .node
+            .node_stage_volume(Request::new(stage(staging.clone())))
+            .await
+            .unwrap();
+    }
+    for _ in 0..2 {
+        bench
+            .node
+            .node_publish_volume(Request::new(publish(staging.clone(), target.clone())))
+            .await
+            .unwrap();
+    }
+    let through_link = bench
+        .node
+        .node_publish_volume(Request::new(publish(
+            staging.clone(),
+            bench.path("link/mount").display().to_string(),
+        )))
+        .await
+        .unwrap_err();
+    assert_eq!(
+        through_link.code(),
+        tonic::Code::InvalidArgument,
+        "{through_link}"
+    );
+    let real = |name: &str| std::fs::canonicalize(bench.path(name)).unwrap();
+    assert_eq!(
+        bench.mounted(),
+        [real("real").join("staging"), real("pod").join("mount")]
+    );
     bench
         .node
         .node_unpublish_volume(Request::new(NodeUnpublishVolumeRequest {

@@ -1,9 +1,11 @@
 //! The node plugin under the real kernel NVMe/TCP initiator: rds-sim and the controller run on the
 //! host, `rds-csi node` (fabric "kernel") runs in a QEMU guest, and this test drives the node's gRPC
 //! from the host through a forwarded port (`tcp://` endpoint). One boot carries every check, in
-//! order: stage → 64 MiB pattern → unstage → stage → verify; a second stage is a no-op; online
-//! expansion; raw block publish; after the disk was removed on the RDS, the volume is abnormal,
-//! NodeUnstage is UNAVAILABLE while the kernel reconnects, and cleans up once it gave up.
+//! order: stage → 64 MiB pattern → unstage → stage → verify; a second stage is a no-op; a
+//! read-only publish keeps the mount flags, paths through `..` converge and a symlink is refused;
+//! online expansion; raw block publish, read-write and read-only (the kernel refuses the writes),
+//! which unstage waits for; after the disk was removed on the RDS, the volume is abnormal, NodeUnstage
+//! is UNAVAILABLE while the kernel reconnects, and cleans up once it gave up.
 //!
 //! Needs the plugin binary beside this test's: `cargo build -p rds-csi` first.
 
@@ -13,6 +15,7 @@ use std::path::Path;
 use std::time::Instant;
 
 use rds_csi::csi::v1::volume_capability::access_mode::Mode;
+use rds_csi::csi::v1::volume_capability::{AccessType, MountVolume};
 use rds_csi::csi::v1::{
     ControllerExpandVolumeRequest, NodeExpandVolumeRequest, NodeGetVolumeStatsRequest,
     NodePublishVolumeRequest, NodeStageVolumeRequest, NodeUnpublishVolumeRequest,
@@ -180,6 +183,9 @@ fn node_plugin_under_the_kernel_initiator() {
         data_survives_unstage_and_stage(&rig, &volume)
     });
     timed("second stage", || a_second_stage_is_a_no_op(&rig, &volume));
+    timed("read-only publish and paths", || {
+        publishes_keep_flags_and_resolve_paths(&rig, &volume)
+    });
     timed("expansion", || {
         online_expansion_grows_the_filesystem(&rig, &volume)
     });
@@ -213,6 +219,84 @@ fn a_second_stage_is_a_no_op(rig: &KernelNodeRig, volume: &Volume) {
     rig.stage(volume, mount_capability()).unwrap();
     assert_eq!(rig.mounts_at(&volume.staging), 1);
     assert_eq!(rig.controllers(), controllers);
+}
+
+/// Publishes `volume` at `target` with `capability`.
+fn publish(
+    rig: &KernelNodeRig,
+    volume: &Volume,
+    target: &str,
+    capability: VolumeCapability,
+    readonly: bool,
+) -> Result<(), tonic::Status> {
+    let mut node = rig.node.clone();
+    rig.block_on(node.node_publish_volume(NodePublishVolumeRequest {
+        volume_id: volume.id.clone(),
+        publish_context: volume.publish.clone(),
+        staging_target_path: volume.staging.clone(),
+        target_path: target.to_owned(),
+        volume_capability: Some(capability),
+        volume_context: volume.context.clone(),
+        readonly,
+        ..Default::default()
+    }))
+    .map(drop)
+}
+
+fn unpublish(rig: &KernelNodeRig, volume: &Volume, target: &str) -> Result<(), tonic::Status> {
+    let mut node = rig.node.clone();
+    rig.block_on(node.node_unpublish_volume(NodeUnpublishVolumeRequest {
+        volume_id: volume.id.clone(),
+        target_path: target.to_owned(),
+    }))
+    .map(drop)
+}
+
+fn publishes_keep_flags_and_resolve_paths(rig: &KernelNodeRig, volume: &Volume) {
+    let pods = "/var/lib/kubelet/pods/qemu-fs";
+    let hardened = VolumeCapability {
+        access_type: Some(AccessType::Mount(MountVolume {
+            fs_type: FS.into(),
+            mount_flags: vec!["nosuid,nodev".into(), "noexec".into()],
+            ..Default::default()
+        })),
+        ..mount_capability()
+    };
+    let target = format!("{pods}/ro");
+    publish(rig, volume, &target, hardened.clone(), true).unwrap();
+    publish(rig, volume, &target, hardened, true).unwrap();
+    let options = rig.guest_ok(&format!("findmnt -n -o OPTIONS {target}"));
+    for flag in ["ro", "nosuid", "nodev", "noexec"] {
+        assert!(
+            options.trim().split(',').any(|o| o == flag),
+            "a read-only publish has {options:?}, without {flag}"
+        );
+    }
+    rig.guest_ok(&format!("! touch {target}/x 2>/dev/null"));
+    // Through `..`: one mount, which unpublish removes; through a symlink the node did not
+    // make: refused, nothing mounted.
+    rig.guest_ok(&format!(
+        "mkdir -p {pods}/real && ln -sfn {pods}/real {pods}/link"
+    ));
+    let through = format!("{pods}/other/../real/./rw");
+    for _ in 0..2 {
+        publish(rig, volume, &through, mount_capability(), false).unwrap();
+    }
+    assert_eq!(rig.mounts_at(&format!("{pods}/real/rw")), 1);
+    let refused = publish(
+        rig,
+        volume,
+        &format!("{pods}/link/rw2"),
+        mount_capability(),
+        false,
+    )
+    .unwrap_err();
+    assert_eq!(refused.code(), tonic::Code::InvalidArgument, "{refused:?}");
+    assert_eq!(rig.mounts_at(&format!("{pods}/real/rw2")), 0);
+    unpublish(rig, volume, &through).unwrap();
+    assert_eq!(rig.mounts_at(&format!("{pods}/real/rw")), 0);
+    unpublish(rig, volume, &target).unwrap();
+    assert_eq!(rig.mounts_at(&target), 0);
 }
 
 fn online_expansion_grows_the_filesystem(rig: &KernelNodeRig, volume: &Volume) {
@@ -267,17 +351,7 @@ fn block_publish_makes_a_device_node(rig: &KernelNodeRig) {
     let volume = rig.publish_volume("pvc-node-qemu-block", &HashMap::new(), block_capability());
     rig.stage(&volume, block_capability()).unwrap();
     let target = format!("/var/lib/kubelet/pods/qemu/volumeDevices/{}", volume.id);
-    let mut node = rig.node.clone();
-    rig.block_on(node.node_publish_volume(NodePublishVolumeRequest {
-        volume_id: volume.id.clone(),
-        publish_context: volume.publish.clone(),
-        staging_target_path: volume.staging.clone(),
-        target_path: target.clone(),
-        volume_capability: Some(block_capability()),
-        volume_context: volume.context.clone(),
-        ..Default::default()
-    }))
-    .unwrap();
+    publish(rig, &volume, &target, block_capability(), false).unwrap();
     // A device node with the namespace's numbers, not a bind mount of /dev.
     assert_eq!(rig.mounts_at(&target), 0);
     let numbers = rig.guest_ok(&format!(
@@ -296,13 +370,27 @@ fn block_publish_makes_a_device_node(rig: &KernelNodeRig) {
            | cmp - /root/pattern -n {}",
         BLOCK_PATTERN_MIB << 20
     ));
-    rig.block_on(node.node_unpublish_volume(NodeUnpublishVolumeRequest {
-        volume_id: volume.id.clone(),
-        target_path: target.clone(),
-    }))
-    .unwrap();
-    rig.guest_ok(&format!("[ ! -e {target} ]"));
+    // Read-only: root in the guest cannot write it, and it shows what was written.
+    let read_only = format!("{target}-ro");
+    publish(rig, &volume, &read_only, block_capability(), true).unwrap();
+    rig.guest_ok(&format!(
+        "! dd if=/dev/zero of={read_only} bs=1M count=1 oflag=direct 2>/dev/null
+         dd if={read_only} bs=1M count={BLOCK_PATTERN_MIB} iflag=direct 2>/dev/null \
+           | cmp - /root/pattern -n {}",
+        BLOCK_PATTERN_MIB << 20
+    ));
+    let refused = rig.unstage(&volume).unwrap_err();
+    assert_eq!(
+        refused.code(),
+        tonic::Code::FailedPrecondition,
+        "{refused:?}"
+    );
+    for published in [&target, &read_only] {
+        unpublish(rig, &volume, published).unwrap();
+        rig.guest_ok(&format!("[ ! -e {published} ]"));
+    }
     rig.unstage(&volume).unwrap();
+    rig.guest_ok("! grep -qs nvme /sys/block/loop*/loop/backing_file");
 }
 
 fn unstage_cleans_up_after_the_disk_was_removed(rig: &KernelNodeRig, volume: &Volume) {

@@ -219,6 +219,14 @@ pub(super) const KEYS: &[Key] = &[
         },
     },
     Key {
+        toml: "node.kubeletDir",
+        env: "RDS_CSI_NODE_KUBELET_DIR",
+        set: |c, v| {
+            c.node.kubelet_dir = Some(PathBuf::from(v));
+            Ok(())
+        },
+    },
+    Key {
         toml: "node.maxVolumes",
         env: "RDS_CSI_NODE_MAX_VOLUMES",
         set: |c, v| {

@@ -19,52 +19,60 @@ use crate::csi::v1::volume_capability::{AccessMode, AccessType};
 
 pub use crate::controller::volume::require;
 
-/// A required path field, as the kernel names it in the mount table (see [`resolve`]).
-pub fn require_path(field: &str, value: &str) -> Result<PathBuf, Status> {
+/// A required path field, as the kernel names it in the mount table (see [`resolve`]), under
+/// `root` (`node.kubeletDir`) when the node has one.
+pub fn require_path(field: &str, value: &str, root: Option<&Path>) -> Result<PathBuf, Status> {
     require(field, value)?;
-    resolve(Path::new(value))
+    resolve(Path::new(value), root)
         .map_err(|why| Status::invalid_argument(format!("{field} {value:?} {why}")))
 }
 
-/// `path` as mountinfo names it: absolute, with symlinks resolved and no `.` or `..`. Compared
-/// as given, a path through a symlink or `..` never matches its mount, so a retry would mount
-/// again on top (and unpublish could never remove the first). The part that does not exist yet
-/// (a target kubelet has not made) follows the resolved part as given, and may hold no `..`; so
-/// does a last component that cannot be read, like a dead mount point.
-pub fn resolve(path: &Path) -> Result<PathBuf, String> {
-    let absolute = if path.is_absolute() {
-        path.to_path_buf()
-    } else {
-        std::env::current_dir()
-            .map_err(|e| format!("is relative, and the current directory is unreadable: {e}"))?
-            .join(path)
-    };
-    // The node removes what it unpublishes: a symlink there would have it remove, or mount on,
-    // whatever the link names.
-    if std::fs::symlink_metadata(&absolute).is_ok_and(|m| m.file_type().is_symlink()) {
-        return Err("is a symlink; the node does not follow one it did not make".to_owned());
+/// `path` as mountinfo names it, refused unless it lies under `root` (either as given or as
+/// the kernel resolves it: the kubelet's root directory may itself be a symlink, the admin's
+/// choice) and holds no symlink below it. Kubelet makes plain directories; a symlink there was
+/// made by someone else, and following it would have the node mount on, or remove, whatever it
+/// names. `.` and `..` are resolved by name, which with no symlinks is what the kernel does.
+/// Compared as given, a path with `..` never matches its mount, so a retry would mount again on
+/// top (and unpublish could never remove the first).
+pub fn resolve(path: &Path, root: Option<&Path>) -> Result<PathBuf, String> {
+    if !path.is_absolute() {
+        return Err("is not an absolute path".to_owned());
     }
-    let mut missing = Vec::new();
-    let mut base = absolute.as_path();
-    loop {
-        if let Ok(real) = std::fs::canonicalize(base) {
-            return Ok(missing
-                .iter()
-                .rev()
-                .fold(real, |path, name| path.join(name)));
-        }
-        match base.components().next_back() {
-            Some(Component::Normal(name)) => missing.push(name.to_owned()),
-            Some(Component::CurDir) => {}
-            _ => {
-                return Err(
-                    "steps out (`..`) of a directory that does not exist; give a plain path"
-                        .to_owned(),
-                );
+    let mut normal = PathBuf::from("/");
+    for component in path.components() {
+        match component {
+            Component::Normal(name) => normal.push(name),
+            Component::ParentDir => {
+                normal.pop();
             }
+            Component::RootDir | Component::CurDir | Component::Prefix(_) => {}
         }
-        base = base.parent().ok_or("has no existing ancestor")?;
     }
+    let root = root.unwrap_or(Path::new("/"));
+    let real_root = std::fs::canonicalize(root).unwrap_or_else(|_| root.to_path_buf());
+    let below = [root, real_root.as_path()]
+        .into_iter()
+        .find_map(|base| normal.strip_prefix(base).ok())
+        .ok_or_else(|| {
+            format!(
+                "is outside the kubelet's directory {} (node.kubeletDir); the node touches \
+                 nothing else",
+                root.display()
+            )
+        })?
+        .to_path_buf();
+    let mut real = real_root;
+    for name in below.components() {
+        real.push(name);
+        // A path that cannot be read (a dead mount) is a mount point, not a symlink.
+        if std::fs::symlink_metadata(&real).is_ok_and(|m| m.file_type().is_symlink()) {
+            return Err(format!(
+                "goes through the symlink {}; the node follows no symlink it did not make",
+                real.display()
+            ));
+        }
+    }
+    Ok(real)
 }
 
 /// How the volume is used on the node.
@@ -257,25 +265,43 @@ mod tests {
     fn paths_resolve_to_what_mountinfo_names() {
         let dir = tempfile::tempdir().unwrap();
         let real = std::fs::canonicalize(dir.path()).unwrap();
-        std::fs::create_dir_all(real.join("a/b")).unwrap();
-        std::os::unix::fs::symlink(real.join("a"), real.join("link")).unwrap();
+        let root = real.join("kubelet");
+        std::fs::create_dir_all(root.join("a/b")).unwrap();
+        std::os::unix::fs::symlink(root.join("a"), root.join("link")).unwrap();
+        // The kubelet's directory through a symlink of the admin's.
+        std::os::unix::fs::symlink(&root, real.join("var-kubelet")).unwrap();
+        let given_root = real.join("var-kubelet");
         for (given, wanted) in [
-            ("link/b", "a/b"),
-            ("a/b/../b/./", "a/b"),
-            ("link/b/not/yet", "a/b/not/yet"),
-            ("a/../link/new", "a/new"),
+            ("kubelet/a/b/../b/./", "a/b"),
+            ("kubelet/a/b/not/yet", "a/b/not/yet"),
+            ("kubelet/a/../new", "new"),
+            ("kubelet/missing/../a", "a"),
         ] {
-            assert_eq!(
-                resolve(&real.join(given)).unwrap(),
-                real.join(wanted),
-                "{given}"
-            );
+            for base in [&root, &given_root] {
+                assert_eq!(
+                    resolve(&real.join(given), Some(base)).unwrap(),
+                    root.join(wanted),
+                    "{given} under {}",
+                    base.display()
+                );
+            }
         }
-        let message = resolve(&real.join("link")).unwrap_err();
-        assert!(message.contains("symlink"), "{message}");
-        let message = resolve(&real.join("missing/../a")).unwrap_err();
-        assert!(message.contains("`..`"), "{message}");
-        let status = require_path("target_path", &format!("{}/x/../y", real.display()));
+        assert_eq!(
+            resolve(&given_root.join("a/b"), Some(&given_root)).unwrap(),
+            root.join("a/b")
+        );
+        for (given, why) in [
+            ("kubelet/link/b", "symlink"),
+            ("kubelet/link", "symlink"),
+            ("kubelet/../elsewhere", "outside"),
+            ("other/x", "outside"),
+        ] {
+            let message = resolve(&real.join(given), Some(&root)).unwrap_err();
+            assert!(message.contains(why), "{given}: {message}");
+        }
+        let message = resolve(Path::new("relative/x"), None).unwrap_err();
+        assert!(message.contains("absolute"), "{message}");
+        let status = require_path("target_path", &format!("{}/x", real.display()), Some(&root));
         assert_eq!(status.unwrap_err().code(), tonic::Code::InvalidArgument);
     }
 

@@ -1,12 +1,10 @@
 //! NodeExpandVolume: the controller grew the disk on the RDS; make the kernel see the new size
 //! (rescan the namespace, or LOOP_SET_CAPACITY) and grow the mounted file system online.
 
-use std::path::PathBuf;
-
 use tonic::Status;
 
 use super::NodeCore;
-use super::context::{require, require_path};
+use super::context::require;
 use super::host::FsType;
 use crate::csi::v1::{NodeExpandVolumeRequest, NodeExpandVolumeResponse};
 
@@ -16,7 +14,7 @@ impl NodeCore {
         request: NodeExpandVolumeRequest,
     ) -> Result<NodeExpandVolumeResponse, Status> {
         require("volume_id", &request.volume_id)?;
-        let path = require_path("volume_path", &request.volume_path)?;
+        let path = self.require_path("volume_path", &request.volume_path)?;
         if let Some(capability) = &request.volume_capability {
             crate::controller::capability::check(capability)?;
         }
@@ -60,7 +58,7 @@ impl NodeCore {
             let grow_at = match &request.staging_target_path {
                 staging if staging.is_empty() => path,
                 staging => {
-                    let staging = PathBuf::from(staging);
+                    let staging = self.require_path("staging_target_path", staging)?;
                     match self.mount_at(&staging)? {
                         Some(m) if m.dev == device.dev => staging,
                         _ => {

@@ -12,7 +12,7 @@ use rustix::mount::MountFlags;
 use tonic::Status;
 
 use super::NodeCore;
-use super::context::{self, Access, Use, require, require_path};
+use super::context::{self, Access, Use, require};
 use super::host::{DevNum, Device, MountOptions};
 use crate::csi::v1::{
     NodePublishVolumeRequest, NodePublishVolumeResponse, NodeUnpublishVolumeRequest,
@@ -77,10 +77,10 @@ impl NodeCore {
         request: NodePublishVolumeRequest,
     ) -> Result<NodePublishVolumeResponse, Status> {
         require("volume_id", &request.volume_id)?;
-        let target = require_path("target_path", &request.target_path)?;
+        let target = self.require_path("target_path", &request.target_path)?;
         let usage =
             context::volume_use(request.volume_capability.as_ref(), &request.volume_context)?;
-        let staging = require_path("staging_target_path", &request.staging_target_path)?;
+        let staging = self.require_path("staging_target_path", &request.staging_target_path)?;
         let _volume = self.locks.try_lock(&request.volume_id)?;
         let device = self.device_of(&request.volume_id)?.ok_or_else(|| {
             Status::failed_precondition(format!(
@@ -104,7 +104,13 @@ impl NodeCore {
                     &usage,
                 )?
             }
-            Access::Block => self.publish_block(&device, &staging, &target, readonly)?,
+            Access::Block => self.publish_block(
+                &request.volume_id,
+                &device,
+                (&staging, &target),
+                readonly,
+                usage.single_writer(),
+            )?,
         }
         Ok(NodePublishVolumeResponse {})
     }
@@ -174,10 +180,11 @@ impl NodeCore {
 
     fn publish_block(
         &self,
+        volume_id: &str,
         device: &Device,
-        staging: &Path,
-        target: &Path,
+        (staging, target): (&Path, &Path),
         readonly: bool,
+        single_writer: bool,
     ) -> Result<(), Status> {
         let (name, dev) = if readonly {
             (STAGED_READ_ONLY, self.host.views.view(device)?)
@@ -198,6 +205,16 @@ impl NodeCore {
                     ""
                 },
                 device.path.display(),
+            )));
+        }
+        let published: u64 = [STAGED_DEVICE, STAGED_READ_ONLY]
+            .into_iter()
+            .map(|name| publications(&staging.join(name)))
+            .sum();
+        if single_writer && published > 0 {
+            return Err(Status::failed_precondition(format!(
+                "volume {volume_id} is SINGLE_NODE_SINGLE_WRITER and already published at \
+                 another target path on this node"
             )));
         }
         match std::fs::symlink_metadata(target) {
@@ -277,7 +294,7 @@ impl NodeCore {
         request: NodeUnpublishVolumeRequest,
     ) -> Result<NodeUnpublishVolumeResponse, Status> {
         require("volume_id", &request.volume_id)?;
-        let target = require_path("target_path", &request.target_path)?;
+        let target = self.require_path("target_path", &request.target_path)?;
         let _volume = self.locks.try_lock(&request.volume_id)?;
         if let Some(mounted) = self.mount_at(&target)? {
             self.check_mount_is_ours(&request.volume_id, &target, &mounted)?;

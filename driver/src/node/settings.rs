@@ -19,6 +19,8 @@ pub struct NodeSettings {
     pub host_nqn: Option<String>,
     /// [`HOSTNQN_FILE`], except in tests.
     pub host_nqn_file: PathBuf,
+    /// Where staging and target paths must lie (`node.kubeletDir`); `None`: anywhere.
+    pub kubelet_dir: Option<PathBuf>,
     pub max_volumes: u64,
     pub topology: BTreeMap<String, String>,
     pub tunables: Tunables,
@@ -30,6 +32,7 @@ impl NodeSettings {
             node_id: config.node_id.clone(),
             host_nqn: config.host_nqn.clone(),
             host_nqn_file: PathBuf::from(HOSTNQN_FILE),
+            kubelet_dir: config.kubelet_dir.clone(),
             max_volumes: config.max_volumes,
             topology: config.topology.clone(),
             tunables: Tunables {

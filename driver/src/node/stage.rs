@@ -8,7 +8,7 @@ use std::time::Instant;
 use tonic::Status;
 
 use super::NodeCore;
-use super::context::{self, Access, require, require_path};
+use super::context::{self, Access, require};
 use super::host::{DevNum, Device, FsType, HostError, MountEntry, Target, Unhealthy};
 use crate::csi::v1::{
     NodeStageVolumeRequest, NodeStageVolumeResponse, NodeUnstageVolumeRequest,
@@ -21,7 +21,7 @@ impl NodeCore {
         request: NodeStageVolumeRequest,
     ) -> Result<NodeStageVolumeResponse, Status> {
         require("volume_id", &request.volume_id)?;
-        let staging = require_path("staging_target_path", &request.staging_target_path)?;
+        let staging = self.require_path("staging_target_path", &request.staging_target_path)?;
         let usage =
             context::volume_use(request.volume_capability.as_ref(), &request.volume_context)?;
         let target = context::target(
@@ -125,7 +125,7 @@ impl NodeCore {
         request: NodeUnstageVolumeRequest,
     ) -> Result<NodeUnstageVolumeResponse, Status> {
         require("volume_id", &request.volume_id)?;
-        let staging = require_path("staging_target_path", &request.staging_target_path)?;
+        let staging = self.require_path("staging_target_path", &request.staging_target_path)?;
         let _volume = self.locks.try_lock(&request.volume_id)?;
         if let Some(mounted) = self.mount_at(&staging)? {
             self.check_mount_is_ours(&request.volume_id, &staging, &mounted)?;

@@ -6,7 +6,7 @@ use std::path::Path;
 use tonic::Status;
 
 use super::NodeCore;
-use super::context::{require, require_path};
+use super::context::require;
 use super::host::mount::is_stale;
 use super::host::{Attached, Unhealthy, Usage};
 use crate::csi::v1::volume_usage::Unit;
@@ -20,7 +20,7 @@ impl NodeCore {
         request: NodeGetVolumeStatsRequest,
     ) -> Result<NodeGetVolumeStatsResponse, Status> {
         require("volume_id", &request.volume_id)?;
-        let path = require_path("volume_path", &request.volume_path)?;
+        let path = self.require_path("volume_path", &request.volume_path)?;
         let attached = self.attached_at(&request.volume_id, &path)?;
         let health = self.host.fabric.health(&attached);
         let device = attached.device.as_ref();

@@ -25,6 +25,7 @@ fn settings() -> NodeSettings {
         node_id: None,
         host_nqn: Some(HOST_NQN.into()),
         host_nqn_file: PathBuf::from("/nonexistent/hostnqn"),
+        kubelet_dir: None,
         max_volumes: 7,
         topology: BTreeMap::from([("zone".to_owned(), "a".to_owned())]),
         tunables: Tunables::default(),
@@ -299,10 +300,10 @@ fn every_bad_input_is_refused_with_its_code_and_changes_nothing() {
 #[test]
 fn a_volume_not_attached_here_is_not_found() {
     let c = case();
-    assert_eq!(code(c.stats(Path::new("some/path"))), Code::NotFound);
+    assert_eq!(code(c.stats(&c.path("some/path"))), Code::NotFound);
     let expand = NodeExpandVolumeRequest {
         volume_id: VOLUME.into(),
-        volume_path: "some/path".into(),
+        volume_path: c.path("some/path").display().to_string(),
         ..Default::default()
     };
     assert_eq!(code(c.core().expand(expand)), Code::NotFound);
@@ -662,6 +663,22 @@ fn a_read_only_block_publication_is_a_node_of_the_read_only_view() {
     c.core().unstage(unstage).unwrap();
     assert!(c.fake.state().views.is_empty(), "the view outlived unstage");
     assert_eq!(c.fake.state().disconnects, ["nvme1"]);
+}
+
+#[test]
+fn a_single_writer_block_volume_is_published_once() {
+    let c = case();
+    let single = VolumeCapability {
+        access_type: Some(AccessType::Block(BlockVolume {})),
+        ..mount(Mode::SingleNodeSingleWriter)
+    };
+    c.core().stage(c.stage_request(single.clone())).unwrap();
+    let first = c.publish_request("dev/one", single.clone());
+    c.core().publish(first.clone()).unwrap();
+    c.core().publish(first).unwrap();
+    let second = c.publish_request("dev/two", single);
+    assert_eq!(code(c.core().publish(second)), Code::FailedPrecondition);
+    assert!(!c.path("dev/two").exists());
 }
 
 #[test]

@@ -156,6 +156,8 @@ impl ClusterTarget {
             let host_nqn = format!(
                 "nqn.2014-08.org.nvmexpress:uuid:5e2e0000-0000-4000-8000-c1a5000000{index:02x}"
             );
+            let node_dir = dir.path().join(name);
+            let kubelet_root = node_dir.join("kubelet");
             let node_env = |container: &str| {
                 if container != DRIVER_CONTAINER {
                     return Vec::new();
@@ -169,10 +171,13 @@ impl ClusterTarget {
                         loop_root.display().to_string(),
                     ),
                     ("RDS_CSI_NODE_HOST_NQN".to_owned(), host_nqn.clone()),
+                    // The chart's kubeletDir is this node's directory here.
+                    (
+                        "RDS_CSI_NODE_KUBELET_DIR".to_owned(),
+                        kubelet_root.display().to_string(),
+                    ),
                 ]
             };
-            let node_dir = dir.path().join(name);
-            let kubelet_root = node_dir.join("kubelet");
             let mut pod = LocalPod::start(
                 name,
                 &node_spec,
