@@ -102,6 +102,26 @@ impl NodeCore {
         context::require_path(field, value, self.settings.kubelet_dir.as_deref())
     }
 
+    /// The path a volume is looked up at (stats, expansion): one the node would never have
+    /// mounted a volume at holds none, which the spec calls NOT_FOUND.
+    fn lookup_path(
+        &self,
+        volume_id: &str,
+        field: &str,
+        value: &str,
+    ) -> Result<std::path::PathBuf, Status> {
+        context::require(field, value)?;
+        context::resolve(
+            std::path::Path::new(value),
+            self.settings.kubelet_dir.as_deref(),
+        )
+        .map_err(|why| {
+            Status::not_found(format!(
+                "volume {volume_id} is not at {field} {value:?}: it {why}"
+            ))
+        })
+    }
+
     /// The host NQN: configured, or read from /etc/nvme/hostnqn until a read succeeds.
     fn host_nqn(&self) -> Result<String, Status> {
         if let Some(nqn) = self.host_nqn.get() {

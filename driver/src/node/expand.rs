@@ -14,7 +14,7 @@ impl NodeCore {
         request: NodeExpandVolumeRequest,
     ) -> Result<NodeExpandVolumeResponse, Status> {
         require("volume_id", &request.volume_id)?;
-        let path = self.require_path("volume_path", &request.volume_path)?;
+        let path = self.lookup_path(&request.volume_id, "volume_path", &request.volume_path)?;
         if let Some(capability) = &request.volume_capability {
             crate::controller::capability::check(capability)?;
         }
@@ -58,7 +58,8 @@ impl NodeCore {
             let grow_at = match &request.staging_target_path {
                 staging if staging.is_empty() => path,
                 staging => {
-                    let staging = self.require_path("staging_target_path", staging)?;
+                    let staging =
+                        self.lookup_path(&request.volume_id, "staging_target_path", staging)?;
                     match self.mount_at(&staging)? {
                         Some(m) if m.dev == device.dev => staging,
                         _ => {

@@ -20,7 +20,7 @@ impl NodeCore {
         request: NodeGetVolumeStatsRequest,
     ) -> Result<NodeGetVolumeStatsResponse, Status> {
         require("volume_id", &request.volume_id)?;
-        let path = self.require_path("volume_path", &request.volume_path)?;
+        let path = self.lookup_path(&request.volume_id, "volume_path", &request.volume_path)?;
         let attached = self.attached_at(&request.volume_id, &path)?;
         let health = self.host.fabric.health(&attached);
         let device = attached.device.as_ref();
