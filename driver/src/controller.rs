@@ -6,7 +6,7 @@
 //! controller keeps no state of its own: the RDS is the source of truth (the disk's comment
 //! holds the CSI name, its allow-list the node it is published to).
 
-pub mod capability;
+pub use crate::contract::capability;
 mod capacity;
 mod copies;
 mod create;

@@ -1,8 +1,10 @@
 //! rds-csi: a Kubernetes CSI driver for MikroTik RDS. See ARCHITECTURE.md at the repository root.
 
 pub mod config;
+pub mod contract;
 pub mod controller;
 pub mod csi;
+#[cfg(feature = "dev")]
 pub mod dev;
 pub mod doctor;
 pub mod grpc;

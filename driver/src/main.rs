@@ -41,6 +41,7 @@ enum Command {
     /// Serve every service (a single-process deployment, or tests).
     All(Serve),
     /// Run every service against an embedded rds-sim in a temporary directory.
+    #[cfg(feature = "dev")]
     Dev {
         #[arg(long, default_value = "unix:///tmp/rds-csi/csi.sock")]
         endpoint: String,
@@ -151,6 +152,7 @@ async fn main() -> anyhow::Result<()> {
         Command::All(s) => {
             serve(Driver::new(load(&s.config)?).await?, Mode::All, &s.endpoint).await
         }
+        #[cfg(feature = "dev")]
         Command::Dev { endpoint, data_dir } => rds_csi::dev::run(&endpoint, data_dir).await,
         Command::Doctor { config, snapshots } => {
             let config = load(&config)?;

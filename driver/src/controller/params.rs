@@ -19,17 +19,13 @@ use std::collections::HashMap;
 use std::num::NonZeroU16;
 
 use super::capability::FS_TYPES;
+pub use crate::contract::{CTRL_LOSS_TMO, FS_TYPE, KEEP_ALIVE_TMO, NR_IO_QUEUES, RECONNECT_DELAY};
 use crate::rds::value::RosPath;
 use crate::snapshot::Method;
 
-pub const FS_TYPE: &str = "fsType";
 pub const BASE_DIR: &str = "baseDir";
 pub const NVME_PORT: &str = "nvmePort";
 pub const LAYOUT: &str = "layout";
-pub const CTRL_LOSS_TMO: &str = "ctrlLossTmo";
-pub const RECONNECT_DELAY: &str = "reconnectDelay";
-pub const KEEP_ALIVE_TMO: &str = "keepAliveTmo";
-pub const NR_IO_QUEUES: &str = "nrIoQueues";
 /// The prefix of the keys the CSI sidecars add.
 pub const SIDECAR_PREFIX: &str = "csi.storage.k8s.io/";
 

@@ -15,12 +15,7 @@ use crate::csi::v1::{
 use crate::rds::parse::DiskRecord;
 use crate::rds::value::{Nqn, Slot};
 
-/// The publish context keys the node plugin reads.
-pub const ADDRESS: &str = "address";
-pub const PORT: &str = "port";
-pub const NQN: &str = "nqn";
-/// The disk's `file-path` on the RDS: loop mode finds the backing file by it (`node.loopRoot`).
-pub const FILE_PATH: &str = "filePath";
+pub use crate::contract::{ADDRESS, FILE_PATH, NQN, PORT};
 
 impl ControllerService {
     pub(super) async fn publish(

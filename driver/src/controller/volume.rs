@@ -11,14 +11,7 @@ use crate::ids::{self, IdKind, Metadata};
 use crate::rds::parse::DiskRecord;
 use crate::rds::value::Slot;
 
-/// INVALID_ARGUMENT when a required string field is empty.
-pub fn require(field: &str, value: &str) -> Result<(), Status> {
-    if value.is_empty() {
-        Err(Status::invalid_argument(format!("{field} is required")))
-    } else {
-        Ok(())
-    }
-}
+pub use crate::contract::require;
 
 /// The slot of a volume id this driver could have made; `None` for any other id.
 pub fn volume_slot(volume_id: &str) -> Option<Slot> {

@@ -8,16 +8,16 @@ use std::path::{Component, Path, PathBuf};
 use tonic::Status;
 
 use super::host::{FsType, MountOptions, Target, Tunables};
-use crate::controller::capability;
-use crate::controller::params::{
-    CTRL_LOSS_TMO, FS_TYPE, KEEP_ALIVE_TMO, NR_IO_QUEUES, RECONNECT_DELAY,
+use crate::contract::capability;
+use crate::contract::{
+    ADDRESS, CTRL_LOSS_TMO, FILE_PATH, FS_TYPE, KEEP_ALIVE_TMO, NQN, NR_IO_QUEUES, PORT,
+    RECONNECT_DELAY,
 };
-use crate::controller::publish::{ADDRESS, FILE_PATH, NQN, PORT};
 use crate::csi::v1::VolumeCapability;
 use crate::csi::v1::volume_capability::access_mode::Mode;
 use crate::csi::v1::volume_capability::{AccessMode, AccessType};
 
-pub use crate::controller::volume::require;
+pub use crate::contract::require;
 
 /// A required path field, as the kernel names it in the mount table (see [`resolve`]), under
 /// `root` (`node.kubeletDir`) when the node has one.

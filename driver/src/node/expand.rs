@@ -16,7 +16,7 @@ impl NodeCore {
         require("volume_id", &request.volume_id)?;
         let path = self.lookup_path(&request.volume_id, "volume_path", &request.volume_path)?;
         if let Some(capability) = &request.volume_capability {
-            crate::controller::capability::check(capability)?;
+            crate::contract::capability::check(capability)?;
         }
         let _volume = self.locks.try_lock(&request.volume_id)?;
         let attached = self.attached_at(&request.volume_id, &path)?;

@@ -16,7 +16,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
-use rds_csi::controller::publish::{ADDRESS, NQN, PORT};
+use rds_csi::contract::{ADDRESS, NQN, PORT};
 use rds_csi::csi::v1::{
     NodeGetCapabilitiesRequest, NodeStageVolumeRequest, NodeUnstageVolumeRequest, VolumeCapability,
 };
