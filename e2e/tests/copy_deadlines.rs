@@ -13,12 +13,13 @@
 
 use std::collections::HashMap;
 use std::future::Future;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
 use rds_csi::csi::v1::{
     ControllerGetVolumeRequest, CreateSnapshotRequest, CreateVolumeRequest, DeleteSnapshotRequest,
-    DeleteVolumeRequest, VolumeContentSource, volume_content_source,
+    DeleteVolumeRequest, Volume, VolumeContentSource, volume_content_source,
 };
 use rds_csi::ids;
 use rds_csi::snapshot::Method;
@@ -434,4 +435,376 @@ async fn copy_from_snapshot_and_restore_complete_under_short_deadlines() {
 #[tokio::test]
 async fn btrfs_snapshot_and_restore_complete_under_short_deadlines() {
     snapshot_and_restore_under_deadlines(Method::Btrfs).await;
+}
+
+/// The sim target, its simulator, and a `VOLUME`-sized source volume laid out for `method`.
+async fn with_source(method: Method) -> (Target, Arc<Sim>, Volume) {
+    let mut settings = Settings::sim_defaults();
+    if method == Method::Btrfs {
+        settings.sim.pool_fs = PoolFs::Btrfs;
+    }
+    let target = Target::start_with(&settings, |_| {})
+        .await
+        .expect("the sim target starts");
+    let sim = target
+        .sim()
+        .expect("the sim target has a simulator")
+        .clone();
+    let name = requests::unique_name("source");
+    let source = target
+        .controller()
+        .create_volume(laid_out_for(
+            requests::create_volume(&name, VOLUME, &HashMap::new()),
+            method,
+        ))
+        .await
+        .unwrap_or_else(|status| panic!("{method}: creating the source: {status:?}"))
+        .into_inner()
+        .volume
+        .expect("a volume");
+    (target, sim, source)
+}
+
+fn snapshot_request(name: &str, source_id: &str, method: Method) -> CreateSnapshotRequest {
+    CreateSnapshotRequest {
+        name: name.to_owned(),
+        source_volume_id: source_id.to_owned(),
+        parameters: HashMap::from([("method".to_owned(), method.to_string())]),
+        ..Default::default()
+    }
+}
+
+fn delete_volume(volume_id: &str) -> Request<DeleteVolumeRequest> {
+    with_deadline(DeleteVolumeRequest {
+        volume_id: volume_id.to_owned(),
+        ..Default::default()
+    })
+}
+
+fn delete_snapshot(snapshot_id: &str) -> Request<DeleteSnapshotRequest> {
+    with_deadline(DeleteSnapshotRequest {
+        snapshot_id: snapshot_id.to_owned(),
+        ..Default::default()
+    })
+}
+
+/// Waits until `/disk copy` into `slot` has moved some bytes.
+async fn copy_under_way(sim: &Sim, slot: &str) {
+    sim.subscribe_copies()
+        .wait_for(|_| {
+            sim.state()
+                .copies
+                .iter()
+                .any(|copy| copy.dst == slot && copy.copied > 0)
+        })
+        .await
+        .expect("rds-sim announces copies");
+}
+
+/// Asserts that the delete of `slot` came after its copy had completed: the final comment
+/// (no longer pending) was set on it before its `/disk remove`.
+fn removed_after_its_copy(sim: &Sim, slot: &str) {
+    let log = sim.log_since(0);
+    let seq = |path: &str, also: &dyn Fn(&str) -> bool| {
+        log.iter()
+            .find(|record| {
+                record.command.path == path && record.line.contains(slot) && also(&record.line)
+            })
+            .map(|record| record.seq)
+    };
+    let completed = seq("/disk/set", &|line| {
+        line.contains("comment=") && !line.contains("pending:1")
+    });
+    let removed = seq("/disk/remove", &|_| true);
+    assert!(
+        completed.is_some() && completed < removed,
+        "{slot} was removed (seq {removed:?}) before its copy completed (seq {completed:?}); \
+         log: {log:#?}"
+    );
+}
+
+/// No disk and no backing file left on the RDS.
+fn holds_nothing(sim: &Sim) {
+    let left = sim.state();
+    let images: Vec<_> = left
+        .files
+        .iter()
+        .filter(|file| file.name.ends_with(".img"))
+        .map(|file| &file.name)
+        .collect();
+    assert!(
+        left.disks.is_empty() && images.is_empty(),
+        "left: disks {:?}, files {images:?}",
+        left.disks
+    );
+}
+
+/// While a restore copies from a snapshot, the snapshot cannot be deleted (FAILED_PRECONDITION
+/// naming the volume being made); a DeleteVolume of that volume, or a DeleteSnapshot of a
+/// snapshot still being made, answers ABORTED until the copy ends and then removes the whole
+/// disk and its file, never one a copy is still writing.
+#[tokio::test]
+async fn deletes_during_a_copy_protect_its_source_and_wait_for_its_target() {
+    let method = Method::DiskCopy;
+    let (target, sim, source) = with_source(method).await;
+    let controller = target.controller();
+    let snapshot = controller
+        .clone()
+        .create_snapshot(snapshot_request(
+            &requests::unique_name("restored-from"),
+            &source.volume_id,
+            method,
+        ))
+        .await
+        .expect("the snapshot is made")
+        .into_inner()
+        .snapshot
+        .expect("a snapshot");
+
+    sim.set_copy_rate(Some(RATE));
+    let restored_name = requests::unique_name("restoring");
+    let restored_id = ids::volume_id(&restored_name).to_string();
+    let first = controller
+        .clone()
+        .create_volume(with_deadline(restore_request(
+            &restored_name,
+            &snapshot.snapshot_id,
+        )))
+        .await
+        .expect_err("a copy 8x the deadline is not done within it");
+    assert_eq!(first.code(), Code::Aborted, "{first:?}");
+    let refused = controller
+        .clone()
+        .delete_snapshot(delete_snapshot(&snapshot.snapshot_id))
+        .await
+        .expect_err("the snapshot a restore copies from cannot be deleted");
+    assert!(
+        refused.code() == Code::FailedPrecondition && refused.message().contains(&restored_id),
+        "{refused:?}"
+    );
+    let waited = controller
+        .clone()
+        .delete_volume(delete_volume(&restored_id))
+        .await
+        .expect_err("a volume being restored is not deleted within the deadline");
+    assert!(
+        waited.code() == Code::Aborted && waited.message().contains("being copied from"),
+        "{waited:?}"
+    );
+    until(
+        "DeleteVolume of the volume being restored",
+        || {
+            let mut controller = controller.clone();
+            let request = delete_volume(&restored_id);
+            async move { Ok(controller.delete_volume(request).await?.into_inner()) }
+        },
+        |_| true,
+    )
+    .await;
+    removed_after_its_copy(&sim, &restored_id);
+    assert_eq!(copies_into(&sim, method, &restored_id), 1);
+
+    let making_name = requests::unique_name("being-made");
+    let making = controller
+        .clone()
+        .create_snapshot(with_deadline(snapshot_request(
+            &making_name,
+            &source.volume_id,
+            method,
+        )))
+        .await
+        .expect("CreateSnapshot answers while its copy runs")
+        .into_inner()
+        .snapshot
+        .expect("a snapshot");
+    assert!(!making.ready_to_use, "{making:?}");
+    until(
+        "DeleteSnapshot of the snapshot being made",
+        || {
+            let mut controller = controller.clone();
+            let request = delete_snapshot(&making.snapshot_id);
+            async move { Ok(controller.delete_snapshot(request).await?.into_inner()) }
+        },
+        |_| true,
+    )
+    .await;
+    removed_after_its_copy(&sim, &making.snapshot_id);
+
+    sim.set_copy_rate(None);
+    let mut controller = controller.clone();
+    controller
+        .delete_snapshot(delete_snapshot(&snapshot.snapshot_id))
+        .await
+        .expect("the snapshot is deleted once no restore copies from it");
+    controller
+        .delete_volume(delete_volume(&source.volume_id))
+        .await
+        .expect("the source is deleted");
+    holds_nothing(&sim);
+    target.shutdown().await.unwrap();
+}
+
+/// Holds `method`'s copy into `slot` on the RDS until the driver restarts: `/disk copy` at a
+/// slow rate, `/disk add copy-from=` behind a latency longer than any test.
+fn hold_copies_into(sim: &Sim, method: Method, slot: &str) {
+    match method {
+        Method::DiskCopy => sim.set_copy_rate(Some(RATE)),
+        _ => sim
+            .inject(&Fault::Latency {
+                pattern: format!("^/disk add .*{slot}"),
+                fixed_ms: 600_000,
+                jitter_ms: 0,
+            })
+            .unwrap(),
+    }
+}
+
+/// Restarts the driver once `method`'s copy into `slot` is under way, and waits until the old
+/// driver has left nothing on the RDS: no session, no copy.
+async fn restart_mid_copy(target: Target, sim: &Sim, method: Method, slot: &str) -> Target {
+    if method == Method::DiskCopy {
+        copy_under_way(sim, slot).await;
+    }
+    let target = target.restart_driver().await.expect("the driver restarts");
+    for _ in 0..200 {
+        let state = sim.state();
+        if state.sessions.is_empty() && state.copies.is_empty() {
+            sim.set_copy_rate(None);
+            sim.inject(&Fault::Clear).unwrap();
+            return target;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    panic!(
+        "{method}: the stopped driver left sessions {:?} and copies {:?} on the RDS",
+        sim.state().sessions,
+        sim.state().copies
+    );
+}
+
+/// A copy cut off by a controller restart (the driver dropped, a new one started over the same
+/// RDS) is made again once by the retry to the new controller, found from what the RDS holds;
+/// until then a disk left pending still protects its source from deletion.
+async fn copies_cut_off_by_a_restart_are_made_again_once(method: Method) {
+    let (mut target, sim, source) = with_source(method).await;
+    let snapshot_name = requests::unique_name("cut-snap");
+    let snapshot_slot = ids::snapshot_id(&snapshot_name).to_string();
+    let snapshot_request = snapshot_request(&snapshot_name, &source.volume_id, method);
+    hold_copies_into(&sim, method, &snapshot_slot);
+    let first = target
+        .controller()
+        .create_snapshot(with_deadline(snapshot_request.clone()))
+        .await;
+    assert!(
+        first.as_ref().map_or_else(
+            |s| s.code() == Code::Aborted,
+            |a| {
+                !a.get_ref()
+                    .snapshot
+                    .as_ref()
+                    .is_some_and(|s| s.ready_to_use)
+            }
+        ),
+        "{method}: {first:?}"
+    );
+    target = restart_mid_copy(target, &sim, method, &snapshot_slot).await;
+    let controller = target.controller();
+    if method == Method::DiskCopy {
+        let refused = controller
+            .clone()
+            .delete_volume(delete_volume(&source.volume_id))
+            .await
+            .expect_err("the source of a pending snapshot cannot be deleted");
+        assert!(
+            refused.code() == Code::FailedPrecondition
+                && refused.message().contains(&snapshot_slot),
+            "{refused:?}"
+        );
+    }
+    let (snapshot, _) = until(
+        &format!("{method}: CreateSnapshot after a restart"),
+        || {
+            let mut controller = controller.clone();
+            let request = with_deadline(snapshot_request.clone());
+            async move { Ok(controller.create_snapshot(request).await?.into_inner()) }
+        },
+        |answer| answer.snapshot.as_ref().is_some_and(|s| s.ready_to_use),
+    )
+    .await;
+    let snapshot = snapshot.snapshot.expect("a snapshot");
+    // `/disk copy` ran twice: the one cut off and the retry's. A `copy-from` add the restart
+    // dropped never ran.
+    let expected = if method == Method::DiskCopy { 2 } else { 1 };
+    assert_eq!(
+        copies_into(&sim, method, &snapshot_slot),
+        expected,
+        "{method}: copies into the snapshot; log: {:#?}",
+        sim.log_since(0)
+    );
+
+    let restored_name = requests::unique_name("cut-restore");
+    let restored_id = ids::volume_id(&restored_name).to_string();
+    let restore = restore_request(&restored_name, &snapshot.snapshot_id);
+    hold_copies_into(&sim, method, &restored_id);
+    let first = target
+        .controller()
+        .create_volume(with_deadline(restore.clone()))
+        .await
+        .expect_err("a held copy is not done within the deadline");
+    assert_eq!(first.code(), Code::Aborted, "{method}: {first:?}");
+    target = restart_mid_copy(target, &sim, method, &restored_id).await;
+    let controller = target.controller();
+    if method == Method::DiskCopy {
+        let refused = controller
+            .clone()
+            .delete_snapshot(delete_snapshot(&snapshot.snapshot_id))
+            .await
+            .expect_err("the snapshot of a pending restore cannot be deleted");
+        assert!(
+            refused.code() == Code::FailedPrecondition && refused.message().contains(&restored_id),
+            "{refused:?}"
+        );
+    }
+    until(
+        &format!("{method}: CreateVolume after a restart"),
+        || {
+            let mut controller = controller.clone();
+            let request = with_deadline(restore.clone());
+            async move { Ok(controller.create_volume(request).await?.into_inner()) }
+        },
+        |_| true,
+    )
+    .await;
+    assert_eq!(
+        copies_into(&sim, method, &restored_id),
+        expected,
+        "{method}: copies into the restored volume; log: {:#?}",
+        sim.log_since(0)
+    );
+
+    let mut controller = controller.clone();
+    controller
+        .delete_volume(delete_volume(&restored_id))
+        .await
+        .expect("the restored volume is deleted");
+    controller
+        .delete_snapshot(delete_snapshot(&snapshot.snapshot_id))
+        .await
+        .expect("the snapshot is deleted");
+    controller
+        .delete_volume(delete_volume(&source.volume_id))
+        .await
+        .expect("the source is deleted");
+    holds_nothing(&sim);
+    target.shutdown().await.unwrap();
+}
+
+#[tokio::test]
+async fn disk_copy_copies_cut_off_by_a_controller_restart_are_made_again_once() {
+    copies_cut_off_by_a_restart_are_made_again_once(Method::DiskCopy).await;
+}
+
+#[tokio::test]
+async fn copy_from_copies_cut_off_by_a_controller_restart_are_made_again_once() {
+    copies_cut_off_by_a_restart_are_made_again_once(Method::CopyFrom).await;
 }

@@ -6,6 +6,10 @@
 //! controller keyed by its target's slot: it holds the guards of its source and target until
 //! it ends, a retry of the same request joins it instead of starting another, and a handler
 //! waits for it only as long as its caller's deadline allows.
+//!
+//! A copy ends with the controller that runs it: `/disk copy` belongs to the SSH session that
+//! started it, so a restarted controller finds the copy stopped and its target marked pending
+//! on the RDS, and the retried request copies again from there, once.
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -13,11 +17,13 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use tokio::sync::watch;
+use tokio::task::JoinSet;
 use tonic::Status;
 use tonic::metadata::MetadataMap;
 
 use super::snapshot::disk_method;
 use crate::guard::VolumeGuard;
+use crate::ids::Metadata;
 use crate::rds::parse::DiskRecord;
 use crate::rds::value::Slot;
 use crate::snapshot::{Method, SnapshotError, Target};
@@ -28,6 +34,8 @@ type Outcome = Option<Result<DiskRecord, SnapshotError>>;
 #[derive(Debug, Default)]
 pub struct Copies {
     running: Arc<Mutex<HashMap<Slot, Copy>>>,
+    /// Their tasks, aborted when the controller is dropped.
+    tasks: Mutex<JoinSet<()>>,
 }
 
 /// One running copy: where from, and its outcome once it has one.
@@ -74,13 +82,17 @@ impl Copies {
         lock(&self.running).insert(target.clone(), copy.clone());
         let running = self.running.clone();
         let target = target.clone();
-        tokio::spawn(async move {
+        let mut tasks = lock(&self.tasks);
+        while tasks.try_join_next().is_some() {}
+        tasks.spawn(async move {
             let result = work.await;
             // Leave the table before the guards go: a call that then finds the target free
-            // finds the copy's result on the RDS, not a finished copy to join.
+            // finds the copy's result on the RDS, not a finished copy to join. The guards go
+            // before the outcome is told, so a waiter that goes on to act on the target or
+            // its source finds them free.
             lock(&running).remove(&target);
-            done.send_replace(Some(result));
             drop(guards);
+            done.send_replace(Some(result));
         });
         copy
     }
@@ -135,11 +147,56 @@ impl super::ControllerService {
     /// running copy: deleting it would leave that copy incomplete. The CO retries the delete.
     pub(super) fn refuse_while_copied_from(&self, slot: &Slot, what: &str) -> Result<(), Status> {
         match self.copies.copying_from(slot) {
-            Some(target) => Err(Status::failed_precondition(format!(
-                "{what} {slot} is being copied into {target} (a snapshot or volume being made \
-                 from it); delete it once that copy is complete"
-            ))),
+            Some(target) => Err(being_copied_into(slot, what, &target)),
             None => Ok(()),
+        }
+    }
+
+    /// FAILED_PRECONDITION while a disk on the RDS records `slot` as the source of a copy that
+    /// an interruption (a controller or RDS restart) left pending: the retry of its
+    /// CreateVolume or CreateSnapshot completes it from this source, and could not once the
+    /// source is gone. Called with `slot`'s guard held, so no copy from it starts meanwhile.
+    pub(super) async fn refuse_while_pending_from(
+        &self,
+        slot: &Slot,
+        what: &str,
+    ) -> Result<(), Status> {
+        let snapshots = Slot::parse(super::snapshot::SNAPSHOT_PREFIX).expect("a valid prefix");
+        let (volumes, snapshots) = tokio::try_join!(self.volume_disks(), async {
+            Ok(self.rds.list(&snapshots).await?)
+        })?;
+        let pending = volumes.iter().chain(&snapshots).find(|disk| {
+            disk.comment
+                .as_deref()
+                .and_then(|comment| Metadata::parse(comment).ok())
+                .is_some_and(|made| made.pending && made.source.as_ref() == Some(slot))
+        });
+        match pending.map(|disk| Slot::parse(&disk.slot)) {
+            Some(Ok(target)) => Err(being_copied_into(slot, what, &target)),
+            _ => Ok(()),
+        }
+    }
+
+    /// Waits, within `within`, for a copy running into `slot` (the volume or snapshot `what`
+    /// being deleted) to end; ABORTED, which the sidecar retries, while it runs on. A delete
+    /// never pulls a disk from under its `/disk copy`: what RouterOS does then is not known,
+    /// and a copy that ends leaves a disk the delete removes whole.
+    pub(super) async fn wait_for_copy_into(
+        &self,
+        slot: &Slot,
+        what: &str,
+        within: Option<Duration>,
+    ) -> Result<(), Status> {
+        let Some(copy) = self.copies.get(slot) else {
+            return Ok(());
+        };
+        let source = copy.source.clone();
+        match copy.wait(within).await {
+            Waited::Done(_) => Ok(()),
+            Waited::Running => Err(Status::aborted(format!(
+                "{what} {slot} is still being copied from {source}; it is deleted once that \
+                 copy ends, on a retry"
+            ))),
         }
     }
 
@@ -166,8 +223,16 @@ impl super::ControllerService {
     }
 }
 
-fn lock(table: &Mutex<HashMap<Slot, Copy>>) -> MutexGuard<'_, HashMap<Slot, Copy>> {
-    // Each update is a single insert or remove, so the table is consistent after a panic.
+fn being_copied_into(slot: &Slot, what: &str, target: &Slot) -> Status {
+    Status::failed_precondition(format!(
+        "{what} {slot} is being copied into {target} (a snapshot or volume being made from it); \
+         delete it once that copy is complete"
+    ))
+}
+
+fn lock<T>(table: &Mutex<T>) -> MutexGuard<'_, T> {
+    // Each update is a single insert, remove or spawn, so the table is consistent after a
+    // panic.
     table
         .lock()
         .unwrap_or_else(|poisoned| poisoned.into_inner())
