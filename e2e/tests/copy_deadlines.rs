@@ -6,7 +6,9 @@
 //! exactly one copy started on the RDS per target; while a copy runs, the snapshot reports
 //! `ready_to_use: false`, and deleting its source is refused. A restore cut off by an RDS
 //! restart leaves an incomplete volume that is refused for publish, snapshot and clone until
-//! the retried CreateVolume completes it.
+//! the retried CreateVolume completes it. Deletes interleaved with copies: a source stays while
+//! a copy from it runs or is left pending, a target is removed whole once its copy ends. A copy
+//! cut off by a controller restart is made again, once, by the retry to the new controller.
 //!
 //! These cases need rds-sim's copy rate, so they run on the `sim` target whatever
 //! `RDS_E2E_TARGET` says.
@@ -107,42 +109,13 @@ fn copies_into(sim: &Sim, method: Method, target: &str) -> usize {
 }
 
 async fn snapshot_and_restore_under_deadlines(method: Method) {
-    let mut settings = Settings::sim_defaults();
-    if method == Method::Btrfs {
-        settings.sim.pool_fs = PoolFs::Btrfs;
-    }
-    let target = Target::start_with(&settings, |_| {})
-        .await
-        .expect("the sim target starts");
-    let sim = target
-        .sim()
-        .expect("the sim target has a simulator")
-        .clone();
+    let (target, sim, source) = with_source(method).await;
     let controller = target.controller();
-
-    let source_name = requests::unique_name("deadline-source");
-    let create = laid_out_for(
-        requests::create_volume(&source_name, VOLUME, &HashMap::new()),
-        method,
-    );
-    let source = controller
-        .clone()
-        .create_volume(create.clone())
-        .await
-        .unwrap_or_else(|status| panic!("{method}: creating the source: {status:?}"))
-        .into_inner()
-        .volume
-        .expect("a volume");
     sim.set_copy_rate(Some(RATE));
 
     let snapshot_name = requests::unique_name("deadline-snap");
     let snapshot_slot = ids::snapshot_id(&snapshot_name).to_string();
-    let snapshot_request = CreateSnapshotRequest {
-        name: snapshot_name.clone(),
-        source_volume_id: source.volume_id.clone(),
-        parameters: HashMap::from([("method".to_owned(), method.to_string())]),
-        ..Default::default()
-    };
+    let snapshot_request = snapshot_request(&snapshot_name, &source.volume_id, method);
     let deletes_refused = AtomicU32::new(0);
     let (snapshot, attempts) = until(
         &format!("{method}: CreateSnapshot"),
@@ -157,10 +130,7 @@ async fn snapshot_and_restore_under_deadlines(method: Method) {
                 // While the copy runs, its source cannot be deleted out from under it.
                 if !snapshot.ready_to_use {
                     let refused = controller
-                        .delete_volume(with_deadline(DeleteVolumeRequest {
-                            volume_id: source_id,
-                            ..Default::default()
-                        }))
+                        .delete_volume(delete_volume(&source_id))
                         .await
                         .expect_err("deleting the source of a running copy must be refused");
                     assert_eq!(refused.code(), Code::FailedPrecondition, "{refused:?}");
@@ -210,31 +180,15 @@ async fn snapshot_and_restore_under_deadlines(method: Method) {
     );
 
     sim.set_copy_rate(None);
-    let mut controller = controller.clone();
-    for volume_id in [restored.volume_id, source.volume_id] {
-        if volume_id == snapshot.source_volume_id {
-            controller
-                .delete_snapshot(DeleteSnapshotRequest {
-                    snapshot_id: snapshot.snapshot_id.clone(),
-                    ..Default::default()
-                })
-                .await
-                .unwrap_or_else(|status| panic!("{method}: deleting the snapshot: {status:?}"));
-        }
-        controller
-            .delete_volume(DeleteVolumeRequest {
-                volume_id,
-                ..Default::default()
-            })
-            .await
-            .unwrap_or_else(|status| panic!("{method}: deleting a volume: {status:?}"));
-    }
-    let left = sim.state();
-    assert!(
-        left.disks.is_empty(),
-        "{method}: disks left: {:?}",
-        left.disks
-    );
+    delete_all(
+        &target,
+        [
+            &restored.volume_id,
+            &snapshot.snapshot_id,
+            &source.volume_id,
+        ],
+    )
+    .await;
     target.shutdown().await.unwrap();
 }
 
@@ -261,33 +215,14 @@ fn snapshot_source(snapshot_id: &str) -> VolumeContentSource {
 /// CreateVolume copies again, once.
 #[tokio::test]
 async fn an_interrupted_restore_is_refused_until_its_retry_completes_it() {
-    let target = Target::start_with(&Settings::sim_defaults(), |_| {})
-        .await
-        .expect("the sim target starts");
-    let sim = target
-        .sim()
-        .expect("the sim target has a simulator")
-        .clone();
+    let (target, sim, source) = with_source(Method::DiskCopy).await;
     let mut controller = target.controller();
-    let source_name = requests::unique_name("interrupted-source");
-    let source = controller
-        .create_volume(requests::create_volume(
-            &source_name,
-            VOLUME,
-            &HashMap::new(),
-        ))
-        .await
-        .expect("the source is created")
-        .into_inner()
-        .volume
-        .expect("a volume");
     let snapshot = controller
-        .create_snapshot(CreateSnapshotRequest {
-            name: requests::unique_name("interrupted-snap"),
-            source_volume_id: source.volume_id.clone(),
-            parameters: HashMap::from([("method".to_owned(), "disk-copy".to_owned())]),
-            ..Default::default()
-        })
+        .create_snapshot(snapshot_request(
+            &requests::unique_name("interrupted-snap"),
+            &source.volume_id,
+            Method::DiskCopy,
+        ))
         .await
         .expect("the snapshot is made")
         .into_inner()
@@ -378,6 +313,15 @@ async fn an_interrupted_restore_is_refused_until_its_retry_completes_it() {
         .and_then(|status| status.volume_condition)
         .expect("a volume condition");
     assert!(condition.abnormal, "{condition:?}");
+    // Its retry needs the snapshot it copies from.
+    let kept = controller
+        .delete_snapshot(delete_snapshot(&snapshot.snapshot_id))
+        .await
+        .expect_err("the snapshot of an incomplete restore cannot be deleted");
+    assert!(
+        kept.code() == Code::FailedPrecondition && kept.message().contains(&restored_id),
+        "{kept:?}"
+    );
 
     // The provisioner's retry copies again, once.
     until(
@@ -397,28 +341,11 @@ async fn an_interrupted_restore_is_refused_until_its_retry_completes_it() {
         sim.log_since(0)
     );
     sim.set_copy_rate(None);
-    controller
-        .delete_volume(DeleteVolumeRequest {
-            volume_id: restored_id,
-            ..Default::default()
-        })
-        .await
-        .expect("the restored volume is deleted");
-    controller
-        .delete_snapshot(DeleteSnapshotRequest {
-            snapshot_id: snapshot.snapshot_id,
-            ..Default::default()
-        })
-        .await
-        .expect("the snapshot is deleted");
-    controller
-        .delete_volume(DeleteVolumeRequest {
-            volume_id: source.volume_id,
-            ..Default::default()
-        })
-        .await
-        .expect("the source is deleted");
-    assert!(sim.state().disks.is_empty(), "{:?}", sim.state().disks);
+    delete_all(
+        &target,
+        [&restored_id, &snapshot.snapshot_id, &source.volume_id],
+    )
+    .await;
     target.shutdown().await.unwrap();
 }
 
@@ -523,9 +450,23 @@ fn removed_after_its_copy(sim: &Sim, slot: &str) {
     );
 }
 
-/// No disk and no backing file left on the RDS.
-fn holds_nothing(sim: &Sim) {
-    let left = sim.state();
+/// Deletes a volume made from a snapshot, the snapshot and its source volume, in that order
+/// (each may be gone already), and checks that the RDS holds no disk and no backing file.
+async fn delete_all(target: &Target, [restored, snapshot, source]: [&str; 3]) {
+    let mut controller = target.controller();
+    for volume_id in [restored, source] {
+        if volume_id == source {
+            controller
+                .delete_snapshot(delete_snapshot(snapshot))
+                .await
+                .unwrap_or_else(|status| panic!("deleting {snapshot}: {status:?}"));
+        }
+        controller
+            .delete_volume(delete_volume(volume_id))
+            .await
+            .unwrap_or_else(|status| panic!("deleting {volume_id}: {status:?}"));
+    }
+    let left = target.sim().expect("a simulator").state();
     let images: Vec<_> = left
         .files
         .iter()
@@ -631,16 +572,12 @@ async fn deletes_during_a_copy_protect_its_source_and_wait_for_its_target() {
     removed_after_its_copy(&sim, &making.snapshot_id);
 
     sim.set_copy_rate(None);
-    let mut controller = controller.clone();
-    controller
-        .delete_snapshot(delete_snapshot(&snapshot.snapshot_id))
-        .await
-        .expect("the snapshot is deleted once no restore copies from it");
-    controller
-        .delete_volume(delete_volume(&source.volume_id))
-        .await
-        .expect("the source is deleted");
-    holds_nothing(&sim);
+    // The snapshot goes once no restore copies from it.
+    delete_all(
+        &target,
+        [&restored_id, &snapshot.snapshot_id, &source.volume_id],
+    )
+    .await;
     target.shutdown().await.unwrap();
 }
 
@@ -782,20 +719,11 @@ async fn copies_cut_off_by_a_restart_are_made_again_once(method: Method) {
         sim.log_since(0)
     );
 
-    let mut controller = controller.clone();
-    controller
-        .delete_volume(delete_volume(&restored_id))
-        .await
-        .expect("the restored volume is deleted");
-    controller
-        .delete_snapshot(delete_snapshot(&snapshot.snapshot_id))
-        .await
-        .expect("the snapshot is deleted");
-    controller
-        .delete_volume(delete_volume(&source.volume_id))
-        .await
-        .expect("the source is deleted");
-    holds_nothing(&sim);
+    delete_all(
+        &target,
+        [&restored_id, &snapshot.snapshot_id, &source.volume_id],
+    )
+    .await;
     target.shutdown().await.unwrap();
 }
 
