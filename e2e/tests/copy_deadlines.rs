@@ -14,10 +14,9 @@
 //! `RDS_E2E_TARGET` says.
 
 use std::collections::HashMap;
-use std::future::Future;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use rds_csi::csi::v1::{
     ControllerGetVolumeRequest, CreateSnapshotRequest, CreateVolumeRequest, DeleteSnapshotRequest,
@@ -27,56 +26,16 @@ use rds_csi::ids;
 use rds_csi::snapshot::Method;
 use rds_e2e::config::Settings;
 use rds_e2e::requests::{self, laid_out_for};
+use rds_e2e::sidecar::{succeeds, until, with_deadline};
 use rds_e2e::target::Target;
 use rds_sim::faults::Fault;
 use rds_sim::sim::Sim;
-use rds_sim::store::PoolFs;
 use tonic::{Code, Request, Status};
 
 const MIB: u64 = 1 << 20;
 const VOLUME: u64 = 16 * MIB;
-/// The caller's deadline, and the copy rate that makes one copy last 8 of them.
-const DEADLINE: Duration = Duration::from_secs(1);
+/// The copy rate that makes one copy last 8 of the callers' deadlines.
 const RATE: u64 = VOLUME / 8;
-/// How long a case may take in all: the two copies and the retries around them.
-const PATIENCE: Duration = Duration::from_secs(90);
-
-/// `message` with the sidecar's deadline.
-fn with_deadline<T>(message: T) -> Request<T> {
-    let mut request = Request::new(message);
-    request.set_timeout(DEADLINE);
-    request
-}
-
-/// Calls `call` until `done` accepts its answer, as a sidecar does: retryable codes and answers
-/// not yet done are retried after a backoff that doubles to 1 s; anything else fails the test.
-async fn until<T, F, Fut>(what: &str, mut call: F, done: impl Fn(&T) -> bool) -> (T, u32)
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = Result<T, Status>>,
-{
-    let start = Instant::now();
-    let mut backoff = Duration::from_millis(100);
-    for attempt in 1.. {
-        match call().await {
-            Ok(answer) if done(&answer) => return (answer, attempt),
-            Ok(_) => {}
-            Err(status)
-                if matches!(
-                    status.code(),
-                    Code::DeadlineExceeded | Code::Cancelled | Code::Aborted | Code::Unavailable
-                ) => {}
-            Err(status) => panic!("{what}: attempt {attempt} failed: {status:?}"),
-        }
-        assert!(
-            start.elapsed() < PATIENCE,
-            "{what}: not done after {attempt} attempts in {PATIENCE:?}"
-        );
-        tokio::time::sleep(backoff).await;
-        backoff = (backoff * 2).min(Duration::from_secs(1));
-    }
-    unreachable!()
-}
 
 /// How many copies into `target` the RDS was asked to start, by `method`'s command.
 fn copies_into(sim: &Sim, method: Method, target: &str) -> usize {
@@ -161,15 +120,11 @@ async fn snapshot_and_restore_under_deadlines(method: Method) {
         restore_request(&restored_name, &snapshot.snapshot_id),
         method,
     );
-    let (restored, _) = until(
-        &format!("{method}: CreateVolume from the snapshot"),
-        || {
-            let mut controller = controller.clone();
-            let request = with_deadline(restore.clone());
-            async move { Ok(controller.create_volume(request).await?.into_inner()) }
-        },
-        |_| true,
-    )
+    let restored = succeeds(&format!("{method}: CreateVolume from the snapshot"), || {
+        let mut controller = controller.clone();
+        let request = with_deadline(restore.clone());
+        async move { Ok(controller.create_volume(request).await?.into_inner()) }
+    })
     .await;
     let restored = restored.volume.expect("a volume");
     assert_eq!(
@@ -324,15 +279,11 @@ async fn an_interrupted_restore_is_refused_until_its_retry_completes_it() {
     );
 
     // The provisioner's retry copies again, once.
-    until(
-        "CreateVolume after the interruption",
-        || {
-            let mut controller = controller.clone();
-            let request = with_deadline(restore.clone());
-            async move { Ok(controller.create_volume(request).await?.into_inner()) }
-        },
-        |_| true,
-    )
+    succeeds("CreateVolume after the interruption", || {
+        let mut controller = controller.clone();
+        let request = with_deadline(restore.clone());
+        async move { Ok(controller.create_volume(request).await?.into_inner()) }
+    })
     .await;
     assert_eq!(
         copies_into(&sim, Method::DiskCopy, &restored_id),
@@ -366,11 +317,7 @@ async fn btrfs_snapshot_and_restore_complete_under_short_deadlines() {
 
 /// The sim target, its simulator, and a `VOLUME`-sized source volume laid out for `method`.
 async fn with_source(method: Method) -> (Target, Arc<Sim>, Volume) {
-    let mut settings = Settings::sim_defaults();
-    if method == Method::Btrfs {
-        settings.sim.pool_fs = PoolFs::Btrfs;
-    }
-    let target = Target::start_with(&settings, |_| {})
+    let target = Target::start_with(&Settings::sim_for(method), |_| {})
         .await
         .expect("the sim target starts");
     let sim = target
@@ -532,15 +479,11 @@ async fn deletes_during_a_copy_protect_its_source_and_wait_for_its_target() {
         waited.code() == Code::Aborted && waited.message().contains("being copied from"),
         "{waited:?}"
     );
-    until(
-        "DeleteVolume of the volume being restored",
-        || {
-            let mut controller = controller.clone();
-            let request = delete_volume(&restored_id);
-            async move { Ok(controller.delete_volume(request).await?.into_inner()) }
-        },
-        |_| true,
-    )
+    succeeds("DeleteVolume of the volume being restored", || {
+        let mut controller = controller.clone();
+        let request = delete_volume(&restored_id);
+        async move { Ok(controller.delete_volume(request).await?.into_inner()) }
+    })
     .await;
     removed_after_its_copy(&sim, &restored_id);
     assert_eq!(copies_into(&sim, method, &restored_id), 1);
@@ -559,15 +502,11 @@ async fn deletes_during_a_copy_protect_its_source_and_wait_for_its_target() {
         .snapshot
         .expect("a snapshot");
     assert!(!making.ready_to_use, "{making:?}");
-    until(
-        "DeleteSnapshot of the snapshot being made",
-        || {
-            let mut controller = controller.clone();
-            let request = delete_snapshot(&making.snapshot_id);
-            async move { Ok(controller.delete_snapshot(request).await?.into_inner()) }
-        },
-        |_| true,
-    )
+    succeeds("DeleteSnapshot of the snapshot being made", || {
+        let mut controller = controller.clone();
+        let request = delete_snapshot(&making.snapshot_id);
+        async move { Ok(controller.delete_snapshot(request).await?.into_inner()) }
+    })
     .await;
     removed_after_its_copy(&sim, &making.snapshot_id);
 
@@ -702,15 +641,11 @@ async fn copies_cut_off_by_a_restart_are_made_again_once(method: Method) {
             "{refused:?}"
         );
     }
-    until(
-        &format!("{method}: CreateVolume after a restart"),
-        || {
-            let mut controller = controller.clone();
-            let request = with_deadline(restore.clone());
-            async move { Ok(controller.create_volume(request).await?.into_inner()) }
-        },
-        |_| true,
-    )
+    succeeds(&format!("{method}: CreateVolume after a restart"), || {
+        let mut controller = controller.clone();
+        let request = with_deadline(restore.clone());
+        async move { Ok(controller.create_volume(request).await?.into_inner()) }
+    })
     .await;
     assert_eq!(
         copies_into(&sim, method, &restored_id),
