@@ -20,7 +20,7 @@ use std::time::Duration;
 
 use rds_csi::csi::v1::{
     ControllerGetVolumeRequest, CreateSnapshotRequest, CreateVolumeRequest, DeleteSnapshotRequest,
-    DeleteVolumeRequest, Volume, VolumeContentSource, volume_content_source,
+    DeleteVolumeRequest, ListVolumesRequest, Volume, VolumeContentSource, volume_content_source,
 };
 use rds_csi::ids;
 use rds_csi::snapshot::Method;
@@ -267,7 +267,26 @@ async fn an_interrupted_restore_is_refused_until_its_retry_completes_it() {
         .status
         .and_then(|status| status.volume_condition)
         .expect("a volume condition");
-    assert!(condition.abnormal, "{condition:?}");
+    assert!(
+        condition.abnormal && condition.message.contains("incomplete"),
+        "{condition:?}"
+    );
+    let listed = controller
+        .list_volumes(ListVolumesRequest::default())
+        .await
+        .expect("ListVolumes answers")
+        .into_inner()
+        .entries
+        .into_iter()
+        .find(|entry| {
+            entry
+                .volume
+                .as_ref()
+                .is_some_and(|volume| volume.volume_id == restored_id)
+        })
+        .and_then(|entry| entry.status?.volume_condition)
+        .expect("ListVolumes lists the incomplete volume with a condition");
+    assert_eq!(listed, condition);
     // Its retry needs the snapshot it copies from.
     let kept = controller
         .delete_snapshot(delete_snapshot(&snapshot.snapshot_id))
