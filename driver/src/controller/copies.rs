@@ -161,11 +161,8 @@ impl super::ControllerService {
         slot: &Slot,
         what: &str,
     ) -> Result<(), Status> {
-        let snapshots = Slot::parse(super::snapshot::SNAPSHOT_PREFIX).expect("a valid prefix");
-        let (volumes, snapshots) = tokio::try_join!(self.volume_disks(), async {
-            Ok(self.rds.list(&snapshots).await?)
-        })?;
-        let pending = volumes.iter().chain(&snapshots).find(|disk| {
+        let made_from = self.rds.made_from(slot).await?;
+        let pending = made_from.iter().find(|disk| {
             disk.comment
                 .as_deref()
                 .and_then(|comment| Metadata::parse(comment).ok())

@@ -35,7 +35,7 @@ use crate::rds::value::{ByteSize, RosPath, Slot};
 use crate::snapshot::{Method, SnapshotMethod, Target};
 
 /// The slot prefix of every snapshot ([`ids::snapshot_id`]).
-pub(super) const SNAPSHOT_PREFIX: &str = "snap-";
+const SNAPSHOT_PREFIX: &str = "snap-";
 
 /// The metadata of a disk this driver made as a snapshot.
 pub fn snapshot_metadata(disk: &DiskRecord) -> Option<Metadata> {
