@@ -26,7 +26,7 @@ use rds_csi::ids;
 use rds_csi::snapshot::Method;
 use rds_e2e::config::Settings;
 use rds_e2e::requests::{self, laid_out_for};
-use rds_e2e::sidecar::{succeeds, until, with_deadline};
+use rds_e2e::sidecar::{is_retryable, succeeds, until, with_deadline};
 use rds_e2e::target::Target;
 use rds_sim::faults::Fault;
 use rds_sim::sim::Sim;
@@ -554,16 +554,56 @@ fn hold_copies_into(sim: &Sim, method: Method, slot: &str) {
     }
 }
 
-/// Restarts the driver once `method`'s copy into `slot` is under way, and waits until the old
-/// driver has left nothing on the RDS: no session, no copy.
-async fn restart_mid_copy(target: Target, sim: &Sim, method: Method, slot: &str) -> Target {
+/// The first answer of `call` that a sidecar would not retry, which must be a refusal.
+async fn refusal<T, F, Fut>(what: &str, mut call: F) -> Status
+where
+    T: std::fmt::Debug,
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T, Status>>,
+{
+    let answer = |answer: Result<T, Status>| match answer {
+        Ok(answer) => panic!("{what} must be refused, but answered {answer:?}"),
+        Err(status) if is_retryable(status.code()) => Err(status),
+        Err(status) => Ok(status),
+    };
+    succeeds(what, || {
+        let call = call();
+        async move { answer(call.await) }
+    })
+    .await
+}
+
+/// What cuts a copy off.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Restart {
+    /// The driver is dropped and a new one started over the same RDS.
+    Controller,
+    /// rds-sim restarts: every session and copy ends, the driver stays.
+    Rds,
+}
+
+/// Restarts the driver or the RDS once `method`'s copy into `slot` is under way, and waits
+/// until the copy has stopped on the RDS; a restarted driver must also leave no session there.
+async fn restart_mid_copy(
+    target: Target,
+    sim: &Sim,
+    method: Method,
+    slot: &str,
+    restart: Restart,
+) -> Target {
     if method == Method::DiskCopy {
         copy_under_way(sim, slot).await;
     }
-    let target = target.restart_driver().await.expect("the driver restarts");
+    let target = match restart {
+        Restart::Controller => target.restart_driver().await.expect("the driver restarts"),
+        Restart::Rds => {
+            sim.inject(&Fault::Restart { downtime_ms: 200 }).unwrap();
+            target
+        }
+    };
     for _ in 0..200 {
         let state = sim.state();
-        if state.sessions.is_empty() && state.copies.is_empty() {
+        if state.copies.is_empty() && (restart == Restart::Rds || state.sessions.is_empty()) {
             sim.set_copy_rate(None);
             sim.inject(&Fault::Clear).unwrap();
             return target;
@@ -571,16 +611,16 @@ async fn restart_mid_copy(target: Target, sim: &Sim, method: Method, slot: &str)
         tokio::time::sleep(Duration::from_millis(25)).await;
     }
     panic!(
-        "{method}: the stopped driver left sessions {:?} and copies {:?} on the RDS",
+        "{method}, {restart:?} restart: sessions {:?} and copies {:?} are left on the RDS",
         sim.state().sessions,
         sim.state().copies
     );
 }
 
-/// A copy cut off by a controller restart (the driver dropped, a new one started over the same
-/// RDS) is made again once by the retry to the new controller, found from what the RDS holds;
+/// A copy cut off by a restart of the controller (the driver dropped, a new one started over
+/// the same RDS) or of the RDS is made again once by the retry, found from what the RDS holds;
 /// until then a disk left pending still protects its source from deletion.
-async fn copies_cut_off_by_a_restart_are_made_again_once(method: Method) {
+async fn copies_cut_off_by_a_restart_are_made_again_once(method: Method, restart: Restart) {
     let (mut target, sim, source) = with_source(method).await;
     let snapshot_name = requests::unique_name("cut-snap");
     let snapshot_slot = ids::snapshot_id(&snapshot_name).to_string();
@@ -602,14 +642,15 @@ async fn copies_cut_off_by_a_restart_are_made_again_once(method: Method) {
         ),
         "{method}: {first:?}"
     );
-    target = restart_mid_copy(target, &sim, method, &snapshot_slot).await;
+    target = restart_mid_copy(target, &sim, method, &snapshot_slot, restart).await;
     let controller = target.controller();
     if method == Method::DiskCopy {
-        let refused = controller
-            .clone()
-            .delete_volume(delete_volume(&source.volume_id))
-            .await
-            .expect_err("the source of a pending snapshot cannot be deleted");
+        let refused = refusal("DeleteVolume of the source of a pending snapshot", || {
+            let mut controller = controller.clone();
+            let request = delete_volume(&source.volume_id);
+            async move { controller.delete_volume(request).await }
+        })
+        .await;
         assert!(
             refused.code() == Code::FailedPrecondition
                 && refused.message().contains(&snapshot_slot),
@@ -617,7 +658,7 @@ async fn copies_cut_off_by_a_restart_are_made_again_once(method: Method) {
         );
     }
     let (snapshot, _) = until(
-        &format!("{method}: CreateSnapshot after a restart"),
+        &format!("{method}: CreateSnapshot after a {restart:?} restart"),
         || {
             let mut controller = controller.clone();
             let request = with_deadline(snapshot_request.clone());
@@ -647,24 +688,31 @@ async fn copies_cut_off_by_a_restart_are_made_again_once(method: Method) {
         .await
         .expect_err("a held copy is not done within the deadline");
     assert_eq!(first.code(), Code::Aborted, "{method}: {first:?}");
-    target = restart_mid_copy(target, &sim, method, &restored_id).await;
+    target = restart_mid_copy(target, &sim, method, &restored_id, restart).await;
     let controller = target.controller();
     if method == Method::DiskCopy {
-        let refused = controller
-            .clone()
-            .delete_snapshot(delete_snapshot(&snapshot.snapshot_id))
-            .await
-            .expect_err("the snapshot of a pending restore cannot be deleted");
+        let refused = refusal(
+            "DeleteSnapshot of the snapshot of a pending restore",
+            || {
+                let mut controller = controller.clone();
+                let request = delete_snapshot(&snapshot.snapshot_id);
+                async move { controller.delete_snapshot(request).await }
+            },
+        )
+        .await;
         assert!(
             refused.code() == Code::FailedPrecondition && refused.message().contains(&restored_id),
             "{refused:?}"
         );
     }
-    succeeds(&format!("{method}: CreateVolume after a restart"), || {
-        let mut controller = controller.clone();
-        let request = with_deadline(restore.clone());
-        async move { Ok(controller.create_volume(request).await?.into_inner()) }
-    })
+    succeeds(
+        &format!("{method}: CreateVolume after a {restart:?} restart"),
+        || {
+            let mut controller = controller.clone();
+            let request = with_deadline(restore.clone());
+            async move { Ok(controller.create_volume(request).await?.into_inner()) }
+        },
+    )
     .await;
     assert_eq!(
         copies_into(&sim, method, &restored_id),
@@ -683,10 +731,20 @@ async fn copies_cut_off_by_a_restart_are_made_again_once(method: Method) {
 
 #[tokio::test]
 async fn disk_copy_copies_cut_off_by_a_controller_restart_are_made_again_once() {
-    copies_cut_off_by_a_restart_are_made_again_once(Method::DiskCopy).await;
+    copies_cut_off_by_a_restart_are_made_again_once(Method::DiskCopy, Restart::Controller).await;
 }
 
 #[tokio::test]
 async fn copy_from_copies_cut_off_by_a_controller_restart_are_made_again_once() {
-    copies_cut_off_by_a_restart_are_made_again_once(Method::CopyFrom).await;
+    copies_cut_off_by_a_restart_are_made_again_once(Method::CopyFrom, Restart::Controller).await;
+}
+
+#[tokio::test]
+async fn disk_copy_copies_cut_off_by_an_rds_restart_are_made_again_once() {
+    copies_cut_off_by_a_restart_are_made_again_once(Method::DiskCopy, Restart::Rds).await;
+}
+
+#[tokio::test]
+async fn copy_from_copies_cut_off_by_an_rds_restart_are_made_again_once() {
+    copies_cut_off_by_a_restart_are_made_again_once(Method::CopyFrom, Restart::Rds).await;
 }
