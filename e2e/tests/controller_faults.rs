@@ -315,19 +315,43 @@ where
     succeeds(&format!("{what} after a crash on {step:?}"), call).await;
 }
 
+/// The removal of a Btrfs subvolume: a volume's own, or a `btrfs` snapshot.
+const SUBVOLUME_REMOVE: &str = "^/disk btrfs subvolume remove";
+
 /// The mutating steps of a delete, in order: `/disk remove`, then `/file remove` of the file
 /// `/disk remove` keeps.
 const DELETE_STEPS: [&str; 2] = ["^/disk remove", "^/file remove"];
 
+/// Where a volume's file is made.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Placement {
+    /// The driver's `rds.baseDir`.
+    Default,
+    /// A StorageClass `baseDir`.
+    BaseDir(&'static str),
+    /// A Btrfs subvolume of the volume's own (StorageClass `layout: subvolume`).
+    OwnSubvolume,
+}
+
 /// A DeleteVolume whose connection drops right after `step` committed, then retried: the retry
-/// finds the file where the volume was made (`base_dir`, a StorageClass `baseDir`, or the
-/// default) and leaves neither disk nor file.
-async fn crash_after_a_delete_step_then_retry(step: &str, base_dir: Option<&str>) {
-    let target = start(|_| {}).await;
+/// finds the file where the volume was made (`placement`) and leaves neither disk, nor file,
+/// nor subvolume.
+async fn crash_after_a_delete_step_then_retry(step: &str, placement: Placement) {
+    let (settings, parameter) = match placement {
+        Placement::Default => (Settings::sim_defaults(), None),
+        Placement::BaseDir(dir) => (Settings::sim_defaults(), Some(("baseDir", dir))),
+        Placement::OwnSubvolume => (
+            Settings::sim_for(Method::Btrfs),
+            Some(("layout", "subvolume")),
+        ),
+    };
+    let target = Target::start_with(&settings, |_| {})
+        .await
+        .expect("the sim target starts");
     let sim = sim(&target);
     let name = requests::unique_name("delete-crash");
-    let parameters: HashMap<String, String> = base_dir
-        .map(|dir| ("baseDir".to_owned(), dir.to_owned()))
+    let parameters: HashMap<String, String> = parameter
+        .map(|(key, value)| (key.to_owned(), value.to_owned()))
         .into_iter()
         .collect();
     let controller = target.controller();
@@ -338,7 +362,7 @@ async fn crash_after_a_delete_step_then_retry(step: &str, base_dir: Option<&str>
         .unwrap_or_else(|status| panic!("creating {name}: {status:?}"));
     let made = Holdings::of(sim);
     assert_eq!(made.copies_of(&name), 1, "disks: {:?}", made.disks);
-    if let Some(dir) = base_dir {
+    if let Placement::BaseDir(dir) = placement {
         assert!(
             made.images
                 .iter()
@@ -359,9 +383,11 @@ async fn crash_after_a_delete_step_then_retry(step: &str, base_dir: Option<&str>
     })
     .await;
     let left = Holdings::of(sim);
+    let subvolumes = sim.state().subvolumes;
     assert!(
-        left.disks.is_empty() && left.images.is_empty(),
-        "{step} (baseDir {base_dir:?}): the retried delete left disks {:?} and files {:?}",
+        left.disks.is_empty() && left.images.is_empty() && subvolumes.is_empty(),
+        "{step} ({placement:?}): the retried delete left disks {:?}, files {:?} and \
+         subvolumes {subvolumes:?}",
         left.disks,
         left.images
     );
@@ -371,14 +397,21 @@ async fn crash_after_a_delete_step_then_retry(step: &str, base_dir: Option<&str>
 #[tokio::test]
 async fn a_retried_delete_after_a_crash_at_every_step_leaves_nothing() {
     for step in DELETE_STEPS {
-        crash_after_a_delete_step_then_retry(step, None).await;
+        crash_after_a_delete_step_then_retry(step, Placement::Default).await;
     }
 }
 
 #[tokio::test]
 async fn a_retried_delete_after_a_crash_finds_the_file_in_the_storage_class_base_dir() {
     for step in DELETE_STEPS {
-        crash_after_a_delete_step_then_retry(step, Some("fast")).await;
+        crash_after_a_delete_step_then_retry(step, Placement::BaseDir("fast")).await;
+    }
+}
+
+#[tokio::test]
+async fn a_retried_delete_after_a_crash_removes_the_volumes_own_subvolume() {
+    for step in DELETE_STEPS.iter().chain(&[SUBVOLUME_REMOVE]) {
+        crash_after_a_delete_step_then_retry(step, Placement::OwnSubvolume).await;
     }
 }
 
@@ -600,7 +633,7 @@ async fn lists_and_capacity_through_latency_and_a_restart_answer_whole_and_retry
 /// `btrfs` one is a read-only subvolume, removed by one command.
 fn delete_snapshot_steps(method: Method) -> &'static [&'static str] {
     match method {
-        Method::Btrfs => &["^/disk btrfs subvolume remove"],
+        Method::Btrfs => &[SUBVOLUME_REMOVE],
         Method::CopyFrom | Method::DiskCopy => &DELETE_STEPS,
     }
 }
