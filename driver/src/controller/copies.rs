@@ -279,6 +279,26 @@ mod tests {
         assert!(locks.try_lock("pvc-src").is_ok());
     }
 
+    #[tokio::test]
+    async fn a_dropped_controller_ends_its_copies_and_frees_their_guards() {
+        let locks = VolumeLocks::default();
+        let copies = Copies::default();
+        let (running, ended) = oneshot::channel::<()>();
+        let guards = vec![locks.try_lock("pvc-src").unwrap()];
+        copies.start(&slot("pvc-src"), &slot("snap-a"), guards, async move {
+            // Dropped with the copy, which never ends by itself.
+            let _running = running;
+            std::future::pending().await
+        });
+        drop(copies);
+        // Bounded only so that a copy left running fails the test instead of hanging it.
+        let ended = tokio::time::timeout(Duration::from_secs(10), ended)
+            .await
+            .expect("a dropped controller still runs its copy");
+        assert!(ended.is_err());
+        assert!(locks.try_lock("pvc-src").is_ok());
+    }
+
     #[test]
     fn the_callers_deadline_is_read_from_grpc_timeout() {
         let mut metadata = MetadataMap::new();
