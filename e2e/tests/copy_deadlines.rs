@@ -155,6 +155,20 @@ fn restore_request(name: &str, snapshot_id: &str) -> CreateVolumeRequest {
     }
 }
 
+/// `CreateVolume` of `name` cloned from volume `volume_id`.
+fn clone_request(name: &str, volume_id: &str) -> CreateVolumeRequest {
+    CreateVolumeRequest {
+        volume_content_source: Some(VolumeContentSource {
+            r#type: Some(volume_content_source::Type::Volume(
+                volume_content_source::VolumeSource {
+                    volume_id: volume_id.to_owned(),
+                },
+            )),
+        }),
+        ..requests::create_volume(name, VOLUME, &HashMap::new())
+    }
+}
+
 fn snapshot_source(snapshot_id: &str) -> VolumeContentSource {
     VolumeContentSource {
         r#type: Some(volume_content_source::Type::Snapshot(
@@ -237,20 +251,10 @@ async fn an_interrupted_restore_is_refused_until_its_retry_completes_it() {
         "{snapshotted:?}"
     );
     let cloned = controller
-        .create_volume(CreateVolumeRequest {
-            volume_content_source: Some(VolumeContentSource {
-                r#type: Some(volume_content_source::Type::Volume(
-                    volume_content_source::VolumeSource {
-                        volume_id: restored_id.clone(),
-                    },
-                )),
-            }),
-            ..requests::create_volume(
-                &requests::unique_name("clone-of-incomplete"),
-                VOLUME,
-                &HashMap::new(),
-            )
-        })
+        .create_volume(clone_request(
+            &requests::unique_name("clone-of-incomplete"),
+            &restored_id,
+        ))
         .await
         .expect_err("an incomplete volume cannot be cloned");
     assert!(
@@ -334,11 +338,14 @@ async fn btrfs_snapshot_and_restore_complete_under_short_deadlines() {
     snapshot_and_restore_under_deadlines(Method::Btrfs).await;
 }
 
-/// The sim target, its simulator, and a `VOLUME`-sized source volume laid out for `method`.
+/// The sim target, its simulator, and a `VOLUME`-sized source volume laid out for `method`,
+/// which the driver also clones volumes with.
 async fn with_source(method: Method) -> (Target, Arc<Sim>, Volume) {
-    let target = Target::start_with(&Settings::sim_for(method), |_| {})
-        .await
-        .expect("the sim target starts");
+    let target = Target::start_with(&Settings::sim_for(method), |config| {
+        config.controller.snapshot_method = method;
+    })
+    .await
+    .expect("the sim target starts");
     let sim = target
         .sim()
         .expect("the sim target has a simulator")
@@ -446,10 +453,10 @@ async fn delete_all(target: &Target, [restored, snapshot, source]: [&str; 3]) {
     );
 }
 
-/// While a restore copies from a snapshot, the snapshot cannot be deleted (FAILED_PRECONDITION
-/// naming the volume being made); a DeleteVolume of that volume, or a DeleteSnapshot of a
-/// snapshot still being made, answers ABORTED until the copy ends and then removes the whole
-/// disk and its file, never one a copy is still writing.
+/// While a restore copies from a snapshot, or a clone from a volume, that source cannot be
+/// deleted (FAILED_PRECONDITION naming the volume being made); a DeleteVolume of that volume,
+/// or a DeleteSnapshot of a snapshot still being made, answers ABORTED until the copy ends and
+/// then removes the whole disk and its file, never one a copy is still writing.
 #[tokio::test]
 async fn deletes_during_a_copy_protect_its_source_and_wait_for_its_target() {
     let method = Method::DiskCopy;
@@ -506,6 +513,33 @@ async fn deletes_during_a_copy_protect_its_source_and_wait_for_its_target() {
     .await;
     removed_after_its_copy(&sim, &restored_id);
     assert_eq!(copies_into(&sim, method, &restored_id), 1);
+
+    // The same for a clone: its source volume stays, the clone goes once its copy ends.
+    let clone_name = requests::unique_name("cloning");
+    let clone_id = ids::volume_id(&clone_name).to_string();
+    let first = controller
+        .clone()
+        .create_volume(with_deadline(clone_request(&clone_name, &source.volume_id)))
+        .await
+        .expect_err("a copy 8x the deadline is not done within it");
+    assert_eq!(first.code(), Code::Aborted, "{first:?}");
+    let refused = controller
+        .clone()
+        .delete_volume(delete_volume(&source.volume_id))
+        .await
+        .expect_err("the volume a clone copies from cannot be deleted");
+    assert!(
+        refused.code() == Code::FailedPrecondition && refused.message().contains(&clone_id),
+        "{refused:?}"
+    );
+    succeeds("DeleteVolume of the clone being made", || {
+        let mut controller = controller.clone();
+        let request = delete_volume(&clone_id);
+        async move { controller.delete_volume(request).await }
+    })
+    .await;
+    removed_after_its_copy(&sim, &clone_id);
+    assert_eq!(copies_into(&sim, method, &clone_id), 1);
 
     let making_name = requests::unique_name("being-made");
     let making = controller
