@@ -453,6 +453,50 @@ async fn delete_all(target: &Target, [restored, snapshot, source]: [&str; 3]) {
     );
 }
 
+/// Makes the volume `create` asks for (a restore or a clone, copied by disk-copy at the slow
+/// rate) as far as its first call goes; meanwhile `delete_source` must be refused, naming the
+/// volume, and the volume's own delete waits: ABORTED saying so, then, retried, it goes through
+/// once the copy has ended, the one copy into it.
+async fn deleted_after_its_copy(
+    target: &Target,
+    create: CreateVolumeRequest,
+    delete_source: impl AsyncFnOnce() -> Result<(), Status>,
+) {
+    let sim = target.sim().expect("a simulator");
+    let controller = target.controller();
+    let id = ids::volume_id(&create.name).to_string();
+    let first = controller
+        .clone()
+        .create_volume(with_deadline(create))
+        .await
+        .expect_err("a copy 8x the deadline is not done within it");
+    assert_eq!(first.code(), Code::Aborted, "{first:?}");
+    let refused = delete_source()
+        .await
+        .expect_err("the source of a running copy cannot be deleted");
+    assert!(
+        refused.code() == Code::FailedPrecondition && refused.message().contains(&id),
+        "{refused:?}"
+    );
+    let waited = controller
+        .clone()
+        .delete_volume(delete_volume(&id))
+        .await
+        .expect_err("a volume being copied is not deleted within the deadline");
+    assert!(
+        waited.code() == Code::Aborted && waited.message().contains("being copied from"),
+        "{waited:?}"
+    );
+    succeeds(&format!("DeleteVolume of {id}, being copied"), || {
+        let mut controller = controller.clone();
+        let request = delete_volume(&id);
+        async move { controller.delete_volume(request).await }
+    })
+    .await;
+    removed_after_its_copy(sim, &id);
+    assert_eq!(copies_into(sim, Method::DiskCopy, &id), 1);
+}
+
 /// While a restore copies from a snapshot, or a clone from a volume, that source cannot be
 /// deleted (FAILED_PRECONDITION naming the volume being made); a DeleteVolume of that volume,
 /// or a DeleteSnapshot of a snapshot still being made, answers ABORTED until the copy ends and
@@ -478,68 +522,27 @@ async fn deletes_during_a_copy_protect_its_source_and_wait_for_its_target() {
     sim.set_copy_rate(Some(RATE));
     let restored_name = requests::unique_name("restoring");
     let restored_id = ids::volume_id(&restored_name).to_string();
-    let first = controller
-        .clone()
-        .create_volume(with_deadline(restore_request(
-            &restored_name,
-            &snapshot.snapshot_id,
-        )))
-        .await
-        .expect_err("a copy 8x the deadline is not done within it");
-    assert_eq!(first.code(), Code::Aborted, "{first:?}");
-    let refused = controller
-        .clone()
-        .delete_snapshot(delete_snapshot(&snapshot.snapshot_id))
-        .await
-        .expect_err("the snapshot a restore copies from cannot be deleted");
-    assert!(
-        refused.code() == Code::FailedPrecondition && refused.message().contains(&restored_id),
-        "{refused:?}"
-    );
-    let waited = controller
-        .clone()
-        .delete_volume(delete_volume(&restored_id))
-        .await
-        .expect_err("a volume being restored is not deleted within the deadline");
-    assert!(
-        waited.code() == Code::Aborted && waited.message().contains("being copied from"),
-        "{waited:?}"
-    );
-    succeeds("DeleteVolume of the volume being restored", || {
-        let mut controller = controller.clone();
-        let request = delete_volume(&restored_id);
-        async move { Ok(controller.delete_volume(request).await?.into_inner()) }
-    })
+    deleted_after_its_copy(
+        &target,
+        restore_request(&restored_name, &snapshot.snapshot_id),
+        async || {
+            let mut controller = controller.clone();
+            let request = delete_snapshot(&snapshot.snapshot_id);
+            controller.delete_snapshot(request).await.map(drop)
+        },
+    )
     .await;
-    removed_after_its_copy(&sim, &restored_id);
-    assert_eq!(copies_into(&sim, method, &restored_id), 1);
-
-    // The same for a clone: its source volume stays, the clone goes once its copy ends.
     let clone_name = requests::unique_name("cloning");
-    let clone_id = ids::volume_id(&clone_name).to_string();
-    let first = controller
-        .clone()
-        .create_volume(with_deadline(clone_request(&clone_name, &source.volume_id)))
-        .await
-        .expect_err("a copy 8x the deadline is not done within it");
-    assert_eq!(first.code(), Code::Aborted, "{first:?}");
-    let refused = controller
-        .clone()
-        .delete_volume(delete_volume(&source.volume_id))
-        .await
-        .expect_err("the volume a clone copies from cannot be deleted");
-    assert!(
-        refused.code() == Code::FailedPrecondition && refused.message().contains(&clone_id),
-        "{refused:?}"
-    );
-    succeeds("DeleteVolume of the clone being made", || {
-        let mut controller = controller.clone();
-        let request = delete_volume(&clone_id);
-        async move { controller.delete_volume(request).await }
-    })
+    deleted_after_its_copy(
+        &target,
+        clone_request(&clone_name, &source.volume_id),
+        async || {
+            let mut controller = controller.clone();
+            let request = delete_volume(&source.volume_id);
+            controller.delete_volume(request).await.map(drop)
+        },
+    )
     .await;
-    removed_after_its_copy(&sim, &clone_id);
-    assert_eq!(copies_into(&sim, method, &clone_id), 1);
 
     let making_name = requests::unique_name("being-made");
     let making = controller
