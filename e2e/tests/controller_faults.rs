@@ -553,8 +553,8 @@ async fn lists_and_capacity_through_latency_and_a_restart_answer_whole_and_retry
         jitter_ms: 900,
     })
     .unwrap();
-    for round in 0..4 {
-        if round == 2 {
+    for round in 0..3 {
+        if round == 1 {
             sim.inject(&Fault::Restart { downtime_ms: 300 }).unwrap();
         }
         let listed_volumes = listed("ListVolumes", |starting_token| {
