@@ -147,7 +147,10 @@ impl super::ControllerService {
     /// running copy: deleting it would leave that copy incomplete. The CO retries the delete.
     pub(super) fn refuse_while_copied_from(&self, slot: &Slot, what: &str) -> Result<(), Status> {
         match self.copies.copying_from(slot) {
-            Some(target) => Err(being_copied_into(slot, what, &target)),
+            Some(target) => Err(Status::failed_precondition(format!(
+                "{what} {slot} is being copied into {target} (a snapshot or volume being made \
+                 from it); delete it once that copy is complete"
+            ))),
             None => Ok(()),
         }
     }
@@ -169,7 +172,12 @@ impl super::ControllerService {
                 .is_some_and(|made| made.pending && made.source.as_ref() == Some(slot))
         });
         match pending.map(|disk| Slot::parse(&disk.slot)) {
-            Some(Ok(target)) => Err(being_copied_into(slot, what, &target)),
+            Some(Ok(target)) => Err(Status::failed_precondition(format!(
+                "{what} {slot} is the source of {target}, whose copy was cut off (a controller \
+                 or RDS restart) and is incomplete; the retry of its CreateVolume or \
+                 CreateSnapshot copies it again from {slot}. Delete {slot} once that copy is \
+                 complete or {target} is deleted"
+            ))),
             _ => Ok(()),
         }
     }
@@ -218,13 +226,6 @@ impl super::ControllerService {
         };
         Ok(self.copies.start(source, &slot, guards, work))
     }
-}
-
-fn being_copied_into(slot: &Slot, what: &str, target: &Slot) -> Status {
-    Status::failed_precondition(format!(
-        "{what} {slot} is being copied into {target} (a snapshot or volume being made from it); \
-         delete it once that copy is complete"
-    ))
 }
 
 fn lock<T>(table: &Mutex<T>) -> MutexGuard<'_, T> {
