@@ -148,11 +148,12 @@ impl Controller for ControllerService {
         &self,
         request: Request<DeleteVolumeRequest>,
     ) -> Result<Response<DeleteVolumeResponse>, Status> {
+        let within = copies::answer_within(request.metadata());
         let request = request.into_inner();
         traced(
             "DeleteVolume",
             &request.volume_id.clone(),
-            self.delete(request),
+            self.delete(request, within),
         )
         .await
     }
@@ -245,11 +246,12 @@ impl Controller for ControllerService {
         &self,
         request: Request<DeleteSnapshotRequest>,
     ) -> Result<Response<DeleteSnapshotResponse>, Status> {
+        let within = copies::answer_within(request.metadata());
         let request = request.into_inner();
         traced(
             "DeleteSnapshot",
             &request.snapshot_id.clone(),
-            self.delete_snapshot(request),
+            self.delete_snapshot(request, within),
         )
         .await
     }

@@ -176,6 +176,15 @@ impl Settings {
             sanity: SanitySettings::default(),
         }
     }
+
+    /// [`Settings::sim_defaults`] with the pool snapshot `method` needs: Btrfs for `btrfs`.
+    pub fn sim_for(method: rds_csi::snapshot::Method) -> Settings {
+        let mut settings = Settings::sim_defaults();
+        if method == rds_csi::snapshot::Method::Btrfs {
+            settings.sim.pool_fs = PoolFs::Btrfs;
+        }
+        settings
+    }
 }
 
 /// The in-process simulator.

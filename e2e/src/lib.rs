@@ -14,6 +14,7 @@ pub mod observed;
 pub mod qemu;
 pub mod requests;
 pub mod sanity;
+pub mod sidecar;
 pub mod sim_rds;
 pub mod suite;
 pub mod target;

@@ -76,6 +76,8 @@ pub struct Target {
     kind: TargetKind,
     config: Config,
     node_id: String,
+    /// The services the driver serves, to serve the same after a restart.
+    mode: Mode,
     server: DriverServer,
     node_host: NodeHost,
     /// The node plugin's channel when it does not share the driver's (in a guest).
@@ -169,6 +171,7 @@ impl Target {
             kind: settings.target,
             config,
             node_id,
+            mode,
             server,
             node_host,
             node_channel,
@@ -227,6 +230,16 @@ impl Target {
 
     pub fn node(&self) -> NodeClient<Channel> {
         NodeClient::new(self.node_channel.clone().unwrap_or_else(|| self.channel()))
+    }
+
+    /// Stops the driver and starts a new one with the same configuration on the same socket, as
+    /// a restarted controller Pod: what the old one held in memory (its guards, the copies it
+    /// ran) is gone, what it did on the RDS stays. Clients made before need making again.
+    pub async fn restart_driver(self) -> Result<Target, TargetError> {
+        let socket = self.server.socket().to_owned();
+        self.server.shutdown().await?;
+        let server = DriverServer::start(self.config.clone(), &socket, self.mode).await?;
+        Ok(Target { server, ..self })
     }
 
     /// Stops the driver, then the simulator, and removes the temporary files.

@@ -6,6 +6,10 @@
 //! controller keyed by its target's slot: it holds the guards of its source and target until
 //! it ends, a retry of the same request joins it instead of starting another, and a handler
 //! waits for it only as long as its caller's deadline allows.
+//!
+//! A copy ends with the controller that runs it: `/disk copy` belongs to the SSH session that
+//! started it, so a restarted controller finds the copy stopped and its target marked pending
+//! on the RDS, and the retried request copies again from there, once.
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -13,11 +17,13 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use tokio::sync::watch;
+use tokio::task::JoinSet;
 use tonic::Status;
 use tonic::metadata::MetadataMap;
 
 use super::snapshot::disk_method;
 use crate::guard::VolumeGuard;
+use crate::ids::Metadata;
 use crate::rds::parse::DiskRecord;
 use crate::rds::value::Slot;
 use crate::snapshot::{Method, SnapshotError, Target};
@@ -28,6 +34,8 @@ type Outcome = Option<Result<DiskRecord, SnapshotError>>;
 #[derive(Debug, Default)]
 pub struct Copies {
     running: Arc<Mutex<HashMap<Slot, Copy>>>,
+    /// Their tasks, aborted when the controller is dropped.
+    tasks: Mutex<JoinSet<()>>,
 }
 
 /// One running copy: where from, and its outcome once it has one.
@@ -74,13 +82,17 @@ impl Copies {
         lock(&self.running).insert(target.clone(), copy.clone());
         let running = self.running.clone();
         let target = target.clone();
-        tokio::spawn(async move {
+        let mut tasks = lock(&self.tasks);
+        while tasks.try_join_next().is_some() {}
+        tasks.spawn(async move {
             let result = work.await;
             // Leave the table before the guards go: a call that then finds the target free
-            // finds the copy's result on the RDS, not a finished copy to join.
+            // finds the copy's result on the RDS, not a finished copy to join. The guards go
+            // before the outcome is told, so a waiter that goes on to act on the target or
+            // its source finds them free.
             lock(&running).remove(&target);
-            done.send_replace(Some(result));
             drop(guards);
+            done.send_replace(Some(result));
         });
         copy
     }
@@ -143,6 +155,56 @@ impl super::ControllerService {
         }
     }
 
+    /// FAILED_PRECONDITION while a disk on the RDS records `slot` as the source of a copy that
+    /// an interruption (a controller or RDS restart) left pending: the retry of its
+    /// CreateVolume or CreateSnapshot completes it from this source, and could not once the
+    /// source is gone. Called with `slot`'s guard held, so no copy from it starts meanwhile.
+    pub(super) async fn refuse_while_pending_from(
+        &self,
+        slot: &Slot,
+        what: &str,
+    ) -> Result<(), Status> {
+        let made_from = self.rds.made_from(slot).await?;
+        let pending = made_from.iter().find(|disk| {
+            disk.comment
+                .as_deref()
+                .and_then(|comment| Metadata::parse(comment).ok())
+                .is_some_and(|made| made.pending && made.source.as_ref() == Some(slot))
+        });
+        match pending.map(|disk| Slot::parse(&disk.slot)) {
+            Some(Ok(target)) => Err(Status::failed_precondition(format!(
+                "{what} {slot} is the source of {target}, whose copy was cut off (a controller \
+                 or RDS restart) and is incomplete; the retry of its CreateVolume or \
+                 CreateSnapshot copies it again from {slot}. Delete {slot} once that copy is \
+                 complete or {target} is deleted"
+            ))),
+            _ => Ok(()),
+        }
+    }
+
+    /// Waits, within `within`, for a copy running into `slot` (the volume or snapshot `what`
+    /// being deleted) to end; ABORTED, which the sidecar retries, while it runs on. A delete
+    /// never pulls a disk from under its `/disk copy`: what RouterOS does then is not known,
+    /// and a copy that ends leaves a disk the delete removes whole.
+    pub(super) async fn wait_for_copy_into(
+        &self,
+        slot: &Slot,
+        what: &str,
+        within: Option<Duration>,
+    ) -> Result<(), Status> {
+        let Some(copy) = self.copies.get(slot) else {
+            return Ok(());
+        };
+        let source = copy.source.clone();
+        match copy.wait(within).await {
+            Waited::Done(_) => Ok(()),
+            Waited::Running => Err(Status::aborted(format!(
+                "{what} {slot} is still being copied from {source}; it is deleted once that \
+                 copy ends, on a retry"
+            ))),
+        }
+    }
+
     /// Starts `method`'s copy of `source` into `target` as a task holding `guards`.
     pub(super) fn start_copy(
         &self,
@@ -166,8 +228,9 @@ impl super::ControllerService {
     }
 }
 
-fn lock(table: &Mutex<HashMap<Slot, Copy>>) -> MutexGuard<'_, HashMap<Slot, Copy>> {
-    // Each update is a single insert or remove, so the table is consistent after a panic.
+fn lock<T>(table: &Mutex<T>) -> MutexGuard<'_, T> {
+    // Each update is a single insert, remove or spawn, so the table is consistent after a
+    // panic.
     table
         .lock()
         .unwrap_or_else(|poisoned| poisoned.into_inner())
@@ -214,6 +277,26 @@ mod tests {
             Waited::Done(Err(SnapshotError::Incomplete { .. }))
         ));
         assert!(copies.get(&slot("snap-a")).is_none());
+        assert!(locks.try_lock("pvc-src").is_ok());
+    }
+
+    #[tokio::test]
+    async fn a_dropped_controller_ends_its_copies_and_frees_their_guards() {
+        let locks = VolumeLocks::default();
+        let copies = Copies::default();
+        let (running, ended) = oneshot::channel::<()>();
+        let guards = vec![locks.try_lock("pvc-src").unwrap()];
+        copies.start(&slot("pvc-src"), &slot("snap-a"), guards, async move {
+            // Dropped with the copy, which never ends by itself.
+            let _running = running;
+            std::future::pending().await
+        });
+        drop(copies);
+        // Bounded only so that a copy left running fails the test instead of hanging it.
+        let ended = tokio::time::timeout(Duration::from_secs(10), ended)
+            .await
+            .expect("a dropped controller still runs its copy");
+        assert!(ended.is_err());
         assert!(locks.try_lock("pvc-src").is_ok());
     }
 

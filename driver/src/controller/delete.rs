@@ -1,5 +1,7 @@
 //! DeleteVolume: idempotent; removes the disk and its backing file and checks both are gone.
 
+use std::time::Duration;
+
 use tonic::Status;
 
 use super::ControllerService;
@@ -10,9 +12,11 @@ use crate::rds::parse::DiskRecord;
 use crate::rds::value::RosPath;
 
 impl ControllerService {
+    /// `within`: how long a copy still running into the volume may be waited for.
     pub(super) async fn delete(
         &self,
         request: DeleteVolumeRequest,
+        within: Option<Duration>,
     ) -> Result<DeleteVolumeResponse, Status> {
         require("volume_id", &request.volume_id)?;
         // An id this driver never made names nothing to delete.
@@ -20,7 +24,9 @@ impl ControllerService {
             return Ok(DeleteVolumeResponse {});
         };
         self.refuse_while_copied_from(&slot, "volume")?;
+        self.wait_for_copy_into(&slot, "volume", within).await?;
         let _volume = self.locks.try_lock(slot.as_str())?;
+        self.refuse_while_pending_from(&slot, "volume").await?;
         let subvolume_file = ids::subvolume_disk_path(&self.settings.pool, &slot);
         let files = match self.rds.find(&slot).await? {
             // The disk is gone, but an earlier delete may have stopped before removing the file

@@ -448,9 +448,11 @@ impl ControllerService {
         Ok(())
     }
 
+    /// `within`: how long a copy still making the snapshot may be waited for.
     pub(super) async fn delete_snapshot(
         &self,
         request: DeleteSnapshotRequest,
+        within: Option<Duration>,
     ) -> Result<DeleteSnapshotResponse, Status> {
         require("snapshot_id", &request.snapshot_id)?;
         // An id this driver never made names nothing to delete.
@@ -458,7 +460,9 @@ impl ControllerService {
             return Ok(DeleteSnapshotResponse {});
         };
         self.refuse_while_copied_from(&slot, "snapshot")?;
+        self.wait_for_copy_into(&slot, "snapshot", within).await?;
         let _snapshot = self.locks.try_lock(slot.as_str())?;
+        self.refuse_while_pending_from(&slot, "snapshot").await?;
         let (method, files) = match self.rds.find(&slot).await? {
             None => match self.rds.subvolume(&slot).await? {
                 Some(subvolume) if subvolume.read_only => {

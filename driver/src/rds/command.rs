@@ -46,6 +46,9 @@ pub enum DiskQuery<'a> {
     SlotPrefix(&'a Slot),
     /// `where mount-point="<pool>"`: the disk holding a pool's file system.
     MountPoint(&'a RosPath),
+    /// `where comment~"source:<slot>"`: the disks whose comment may record `<slot>` as what
+    /// they were copied from (a longer slot starting with it matches too: read the comment).
+    Source(&'a Slot),
 }
 
 /// Which Btrfs subvolumes a print selects, by `name` (the last part of the path).
@@ -195,6 +198,11 @@ impl Cmd {
             DiskQuery::Slot(slot) => Filter::equals("slot", slot.as_str()),
             DiskQuery::SlotPrefix(prefix) => Filter::starts_with("slot", prefix.as_str()),
             DiskQuery::MountPoint(pool) => Filter::equals("mount-point", pool.as_str()),
+            DiskQuery::Source(source) => Filter {
+                property: "comment",
+                operator: '~',
+                operand: format!("source:{}", escape_regex(source.as_str())),
+            },
         };
         print("/disk", &filter, form)
     }
@@ -619,6 +627,10 @@ mod tests {
         assert_eq!(
             Cmd::disk_print(DiskQuery::MountPoint(&pool), Form::Detail).as_str(),
             "/disk print detail where mount-point=\"raid10\""
+        );
+        assert_eq!(
+            Cmd::disk_print(DiskQuery::Source(&x), Form::Detail).as_str(),
+            "/disk print detail where comment~\"source:x\""
         );
         assert_eq!(
             Cmd::disk_print(DiskQuery::Slot(&x), Form::AsValue).as_str(),

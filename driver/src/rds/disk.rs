@@ -117,6 +117,13 @@ impl RdsClient {
         Ok(disks)
     }
 
+    /// The disks whose comment may record `source` as what they were copied from (a longer
+    /// slot starting with `source` matches too: the caller reads the comments).
+    pub async fn made_from(&self, source: &Slot) -> Result<Vec<DiskRecord>, RdsError> {
+        self.disks(&Cmd::disk_print(DiskQuery::Source(source), FORM))
+            .await
+    }
+
     /// Adds the disk and returns it as read back, identical to `spec`.
     ///
     /// A slot that is taken fails with [`ErrorKind::AlreadyExists`]: the caller reads the disk

@@ -25,7 +25,6 @@ use rds_e2e::config::Settings;
 use rds_e2e::requests;
 use rds_e2e::sim_rds::backing_file;
 use rds_e2e::target::Target;
-use rds_sim::store::PoolFs;
 
 #[derive(Debug, Parser)]
 #[command(about = "Time and extra pool space of snapshot and restore, per snapshot method")]
@@ -88,11 +87,8 @@ fn mib(bytes: i64) -> f64 {
 }
 
 async fn measure(args: &Args, method: Method) -> anyhow::Result<Figures> {
-    let mut settings = Settings::sim_defaults();
+    let mut settings = Settings::sim_for(method);
     settings.sim.pool_size = args.size.saturating_mul(8);
-    if method == Method::Btrfs {
-        settings.sim.pool_fs = PoolFs::Btrfs;
-    }
     let target = Target::start_with(&settings, |config| {
         config.controller.snapshot_method = method;
     })
