@@ -24,6 +24,8 @@ pub struct State {
     pub attached: BTreeMap<String, FakeAttachment>,
     pub mounts: Vec<MountEntry>,
     pub filesystems: HashMap<PathBuf, FsType>,
+    /// Devices whose data the probe refuses, and what it says they hold.
+    pub foreign: HashMap<PathBuf, String>,
     pub device_nodes: HashMap<PathBuf, DevNum>,
     pub stale: HashSet<PathBuf>,
     pub connects: u32,
@@ -250,7 +252,14 @@ impl Mounts for Fake {
 
 impl Format for Fake {
     fn probe(&self, device: &Path) -> Result<Option<FsType>, HostError> {
-        Ok(self.state().filesystems.get(device).copied())
+        let state = self.state();
+        if let Some(what) = state.foreign.get(device) {
+            return Err(HostError::ForeignData {
+                device: device.to_owned(),
+                what: what.clone(),
+            });
+        }
+        Ok(state.filesystems.get(device).copied())
     }
 
     fn make(&self, device: &Path, fs: FsType) -> Result<(), HostError> {

@@ -25,6 +25,11 @@ fn publications(node: &Path) -> u64 {
     std::fs::symlink_metadata(node).map_or(0, |m| m.nlink().saturating_sub(1))
 }
 
+/// How many publications link the device node of the block volume staged at `staging`.
+pub(super) fn block_publications(staging: &Path) -> u64 {
+    publications(&staging.join(STAGED_DEVICE))
+}
+
 /// The staged device node of a block volume at `staging`, if there is one: unstage must not
 /// detach a device a publication still names (its major:minor could go to another volume).
 pub(super) fn unstage_block(

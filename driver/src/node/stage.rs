@@ -37,11 +37,12 @@ impl NodeCore {
         {
             return self.already_staged(&request.volume_id, &staging, &mounted, fs);
         }
-        let connected = self.timed("connect", || self.host.fabric.connect(&target))?;
+        self.timed("connect", || self.host.fabric.connect(&target))?;
         let staged = self.attach_and_mount(&target, &staging, &usage.access);
+        // Whether this call or a crashed earlier one connected, a failed stage leaves no
+        // connection behind that nothing uses: the CO does not unstage what never staged.
         if staged.is_err()
-            && connected
-            && let Err(error) = self.detach_unused(&request.volume_id)
+            && let Err(error) = self.detach_unused(&request.volume_id, &staging)
         {
             tracing::warn!(message = error.message(), "undoing the connection failed");
         }
@@ -133,7 +134,7 @@ impl NodeCore {
         } else {
             super::publish::unstage_block(self, &request.volume_id, &staging)?;
         }
-        self.detach_unused(&request.volume_id)
+        self.detach_unused(&request.volume_id, &staging)
             .map(|()| NodeUnstageVolumeResponse {})
     }
 
@@ -155,11 +156,16 @@ impl NodeCore {
     }
 
     /// Disconnects the volume unless some mount on the node still uses its device (another
-    /// staging of the same subsystem, or a publication the CO has not undone).
-    fn detach_unused(&self, volume_id: &str) -> Result<(), Status> {
+    /// staging of the same subsystem, or a publication the CO has not undone), or a raw block
+    /// publication links the device node in `staging`.
+    fn detach_unused(&self, volume_id: &str, staging: &Path) -> Result<(), Status> {
         let Some(attached) = self.host.fabric.find(volume_id)? else {
             return Ok(());
         };
+        if super::publish::block_publications(staging) > 0 {
+            tracing::info!("keeping the connection: a raw block publication links the device");
+            return Ok(());
+        }
         if let Some(device) = &attached.device {
             let users = self.users(device.dev, None)?;
             if !users.is_empty() {
