@@ -251,7 +251,7 @@ impl Mounts for Fake {
 }
 
 impl Format for Fake {
-    fn probe(&self, device: &Path) -> Result<Option<FsType>, HostError> {
+    fn probe(&self, device: &Path, _volume_id: &str) -> Result<Found, HostError> {
         let state = self.state();
         if let Some(what) = state.foreign.get(device) {
             return Err(HostError::ForeignData {
@@ -259,10 +259,19 @@ impl Format for Fake {
                 what: what.clone(),
             });
         }
-        Ok(state.filesystems.get(device).copied())
+        Ok(state
+            .filesystems
+            .get(device)
+            .map_or(Found::Blank, |&fs| Found::Fs(fs)))
     }
 
-    fn make(&self, device: &Path, fs: FsType) -> Result<(), HostError> {
+    fn make(
+        &self,
+        device: &Path,
+        fs: FsType,
+        _volume_id: &str,
+        _over_unfinished: bool,
+    ) -> Result<(), HostError> {
         let mut state = self.state();
         state.filesystems.insert(device.to_owned(), fs);
         state.mkfs.push((device.to_owned(), fs));

@@ -19,7 +19,7 @@ use std::sync::Arc;
 pub use fabric::kernel::KernelFabric;
 pub use fabric::loopdev::LoopFabric;
 pub use fabric::{Attached, Device, Fabric, Target, Tunables, Unhealthy};
-pub use format::{Format, FsType, Mkfs};
+pub use format::{Format, Found, FsType, Mkfs};
 pub use mount::{LinuxMounts, MountEntry, Mounts, Usage};
 pub use options::MountOptions;
 pub use resize::{Resize, ResizeTools};

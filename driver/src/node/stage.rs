@@ -9,7 +9,7 @@ use tonic::Status;
 
 use super::NodeCore;
 use super::context::{self, Access, require, require_path};
-use super::host::{DevNum, Device, FsType, HostError, MountEntry, Target, Unhealthy};
+use super::host::{DevNum, Device, Found, FsType, HostError, MountEntry, Target, Unhealthy};
 use crate::csi::v1::{
     NodeStageVolumeRequest, NodeStageVolumeResponse, NodeUnstageVolumeRequest,
     NodeUnstageVolumeResponse,
@@ -38,7 +38,7 @@ impl NodeCore {
             return self.already_staged(&request.volume_id, &staging, &mounted, fs);
         }
         self.timed("connect", || self.host.fabric.connect(&target))?;
-        let staged = self.attach_and_mount(&target, &staging, &usage.access);
+        let staged = self.attach_and_mount(&request.volume_id, &target, &staging, &usage.access);
         // Whether this call or a crashed earlier one connected, a failed stage leaves no
         // connection behind that nothing uses: the CO does not unstage what never staged.
         if staged.is_err()
@@ -51,6 +51,7 @@ impl NodeCore {
 
     fn attach_and_mount(
         &self,
+        volume_id: &str,
         target: &Target,
         staging: &Path,
         access: &Access,
@@ -59,7 +60,7 @@ impl NodeCore {
         let Access::Mount { fs, flags } = access else {
             return Ok(());
         };
-        self.prepare_fs(&device, *fs)?;
+        self.prepare_fs(volume_id, &device, *fs)?;
         if !context::exists(staging) {
             std::fs::create_dir_all(staging).map_err(|e| {
                 Status::internal(format!("creating staging path {}: {e}", staging.display()))
@@ -73,12 +74,28 @@ impl NodeCore {
         Ok(())
     }
 
-    /// Makes `fs` on a blank device; an existing file system must be `fs`.
-    fn prepare_fs(&self, device: &Device, fs: FsType) -> Result<(), Status> {
-        match self.timed("probe", || self.host.format.probe(&device.path))? {
-            None => self.timed("mkfs", || self.host.format.make(&device.path, fs))?,
-            Some(found) if found == fs => {}
-            Some(found) => {
+    /// Makes `fs` on a blank device, and again over what an interrupted mkfs of this volume
+    /// left; an existing file system must be `fs`.
+    fn prepare_fs(&self, volume_id: &str, device: &Device, fs: FsType) -> Result<(), Status> {
+        let make = |over_unfinished| {
+            self.timed("mkfs", || {
+                self.host
+                    .format
+                    .make(&device.path, fs, volume_id, over_unfinished)
+            })
+        };
+        match self.timed("probe", || self.host.format.probe(&device.path, volume_id))? {
+            Found::Blank => make(false)?,
+            Found::Unfinished(_) => {
+                tracing::warn!(
+                    device = %device.path.display(),
+                    "the volume's file system was never finished (its mkfs was interrupted); \
+                     making it again"
+                );
+                make(true)?
+            }
+            Found::Fs(found) if found == fs => {}
+            Found::Fs(found) => {
                 return Err(HostError::FsMismatch {
                     device: device.path.clone(),
                     found,

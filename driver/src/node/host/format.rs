@@ -1,11 +1,14 @@
 //! File systems on a volume's device: what is there (read from the superblock, like `blkid -p`)
-//! and making one (mkfs.ext4, mkfs.xfs). A device that holds anything is never formatted.
+//! and making one (mkfs.ext4, mkfs.xfs). A device that holds anything is never formatted, except
+//! what the node's own interrupted mkfs left for the same volume.
 
 use std::fmt;
 use std::fs::File;
 use std::io::Read;
 use std::path::Path;
 use std::str::FromStr;
+
+use sha2::{Digest, Sha256};
 
 use super::{HostError, command};
 
@@ -24,8 +27,8 @@ impl FsType {
         }
     }
 
-    /// The program that makes this file system and its arguments before the device; public so
-    /// benchmarks time the very command the node runs.
+    /// The program that makes this file system and the options every volume gets (an xfs one
+    /// also gets its UUID, [`fs_uuid`]); public so benchmarks time the command the node runs.
     pub fn mkfs_command(self) -> (&'static str, &'static [&'static str]) {
         match self {
             // lazy init: a fresh volume is usable at once; the kernel zeroes tables in the
@@ -79,13 +82,57 @@ impl FromStr for FsType {
     }
 }
 
+/// What the head of a volume's device holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Found {
+    /// Zeros: nothing to keep.
+    Blank,
+    /// A file system.
+    Fs(FsType),
+    /// This volume's file system as an mkfs the node started left it: that mkfs was
+    /// interrupted, and nothing in it was ever mountable, so it is made again.
+    Unfinished(FsType),
+}
+
 /// Probing and making file systems.
 pub trait Format: Send + Sync {
-    /// The file system on `device`; `None` when the device is blank. Data that is not a file
-    /// system this driver makes is an error ([`HostError::ForeignData`]), so it is never
-    /// formatted over.
-    fn probe(&self, device: &Path) -> Result<Option<FsType>, HostError>;
-    fn make(&self, device: &Path, fs: FsType) -> Result<(), HostError>;
+    /// What `device`, the device of `volume_id`, holds. Data that is not a file system this
+    /// driver makes is an error ([`HostError::ForeignData`]), so it is never formatted over.
+    fn probe(&self, device: &Path, volume_id: &str) -> Result<Found, HostError>;
+    /// Makes `fs` for `volume_id` on a device the probe found blank, or, with `over_unfinished`,
+    /// holding that volume's [`Found::Unfinished`] file system.
+    fn make(
+        &self,
+        device: &Path,
+        fs: FsType,
+        volume_id: &str,
+        over_unfinished: bool,
+    ) -> Result<(), HostError>;
+}
+
+/// The UUID of the file system the node makes for `volume_id`. mkfs.xfs writes its superblock,
+/// marked in progress, among its first writes and clears the mark last; the UUID in it is what
+/// tells the node's own interrupted mkfs from someone else's half-made or damaged file system.
+pub fn fs_uuid(volume_id: &str) -> [u8; 16] {
+    let digest = Sha256::digest(format!("rds-csi file system of {volume_id}"));
+    let mut uuid = [0u8; 16];
+    uuid.copy_from_slice(&digest[..16]);
+    // RFC 9562 version 8 (vendor-specific), so it never passes for a random one.
+    uuid[6] = (uuid[6] & 0x0f) | 0x80;
+    uuid[8] = (uuid[8] & 0x3f) | 0x80;
+    uuid
+}
+
+fn uuid_text(uuid: &[u8; 16]) -> String {
+    let hex = hex::encode(uuid);
+    format!(
+        "{}-{}-{}-{}-{}",
+        &hex[..8],
+        &hex[8..12],
+        &hex[12..16],
+        &hex[16..20],
+        &hex[20..]
+    )
 }
 
 /// The real implementation: superblock magic numbers and the mkfs tools.
@@ -96,7 +143,7 @@ pub struct Mkfs;
 const PROBE_BYTES: usize = 68 * 1024;
 
 impl Format for Mkfs {
-    fn probe(&self, device: &Path) -> Result<Option<FsType>, HostError> {
+    fn probe(&self, device: &Path, volume_id: &str) -> Result<Found, HostError> {
         let what = || {
             format!(
                 "reading the first {PROBE_BYTES} bytes of {}",
@@ -109,28 +156,61 @@ impl Format for Mkfs {
             .take(PROBE_BYTES as u64)
             .read_to_end(&mut head)
             .map_err(HostError::io(what()))?;
-        identify(&head).map_err(|what| HostError::ForeignData {
+        identify(&head, &fs_uuid(volume_id)).map_err(|what| HostError::ForeignData {
             device: device.to_owned(),
             what,
         })
     }
 
-    fn make(&self, device: &Path, fs: FsType) -> Result<(), HostError> {
+    fn make(
+        &self,
+        device: &Path,
+        fs: FsType,
+        volume_id: &str,
+        over_unfinished: bool,
+    ) -> Result<(), HostError> {
         let device = device.to_string_lossy();
         let (program, options) = fs.mkfs_command();
-        command::run(program, &[options, &[&*device]].concat())
+        let uuid = format!("uuid={}", uuid_text(&fs_uuid(volume_id)));
+        let mut args = options.to_vec();
+        // Only xfs: mke2fs writes its superblock last, so an interrupted mkfs.ext4 leaves no
+        // UUID to recognise (docs/operations.md, "The node plugin is killed").
+        if fs == FsType::Xfs {
+            args.extend(["-m", &uuid]);
+            // mkfs.xfs refuses any signature it finds, the one it left itself included.
+            if over_unfinished {
+                args.push("-f");
+            }
+        }
+        args.push(&device);
+        command::run(program, &args)
     }
 }
 
+/// Where XFS keeps its UUID and the flag mkfs sets until it is done, in the superblock at 0.
+const XFS_UUID: usize = 32;
+const XFS_IN_PROGRESS: usize = 126;
+
 /// What the first bytes of a device hold: a known file system, nothing, or something else.
-pub fn identify(head: &[u8]) -> Result<Option<FsType>, String> {
+/// `ours` is the UUID the node gives the volume's file system ([`fs_uuid`]).
+pub fn identify(head: &[u8], ours: &[u8; 16]) -> Result<Found, String> {
     let at = |offset: usize, magic: &[u8]| head.get(offset..offset + magic.len()) == Some(magic);
     if at(0, b"XFSB") {
-        return Ok(Some(FsType::Xfs));
+        if head.get(XFS_IN_PROGRESS).is_none_or(|&flag| flag == 0) {
+            return Ok(Found::Fs(FsType::Xfs));
+        }
+        if at(XFS_UUID, ours) {
+            return Ok(Found::Unfinished(FsType::Xfs));
+        }
+        return Err(
+            "an xfs file system marked as being made or changed offline, and not \
+                    by this node for this volume"
+                .to_owned(),
+        );
     }
     // ext2/3/4 share the magic; ext4 mounts all three.
     if at(1024 + 56, &[0x53, 0xEF]) {
-        return Ok(Some(FsType::Ext4));
+        return Ok(Found::Fs(FsType::Ext4));
     }
     if at(0x10040, b"_BHRfS_M") {
         return Err("a btrfs file system".to_owned());
@@ -139,7 +219,7 @@ pub fn identify(head: &[u8]) -> Result<Option<FsType>, String> {
         return Err("a partition table".to_owned());
     }
     match head.iter().position(|&b| b != 0) {
-        None => Ok(None),
+        None => Ok(Found::Blank),
         Some(offset) => Err(format!("non-zero data at byte {offset}")),
     }
 }
@@ -148,36 +228,62 @@ pub fn identify(head: &[u8]) -> Result<Option<FsType>, String> {
 mod tests {
     use super::*;
 
+    const OURS: [u8; 16] = [7; 16];
+
     fn blank() -> Vec<u8> {
         vec![0; PROBE_BYTES]
+    }
+
+    fn id(head: &[u8]) -> Result<Found, String> {
+        identify(head, &OURS)
     }
 
     #[test]
     fn superblocks_are_recognised() {
         let mut xfs = blank();
         xfs[..4].copy_from_slice(b"XFSB");
-        assert_eq!(identify(&xfs), Ok(Some(FsType::Xfs)));
+        assert_eq!(id(&xfs), Ok(Found::Fs(FsType::Xfs)));
         let mut ext4 = blank();
         ext4[1080..1082].copy_from_slice(&[0x53, 0xEF]);
         ext4[0] = 1;
-        assert_eq!(identify(&ext4), Ok(Some(FsType::Ext4)));
-        assert_eq!(identify(&blank()), Ok(None));
+        assert_eq!(id(&ext4), Ok(Found::Fs(FsType::Ext4)));
+        assert_eq!(id(&blank()), Ok(Found::Blank));
+    }
+
+    /// The superblock mkfs.xfs writes among its first writes, with the in-progress flag it
+    /// clears last (as `LIBXFS_DEBUG_WRITE_CRASH` interruptions of mkfs.xfs 6.1 leave it).
+    #[test]
+    fn an_xfs_mkfs_that_never_finished_is_remade_only_when_it_was_this_volumes() {
+        let mut xfs = blank();
+        xfs[..4].copy_from_slice(b"XFSB");
+        xfs[XFS_IN_PROGRESS] = 1;
+        xfs[XFS_UUID..XFS_UUID + 16].copy_from_slice(&OURS);
+        assert_eq!(id(&xfs), Ok(Found::Unfinished(FsType::Xfs)));
+        xfs[XFS_UUID] = 8;
+        assert!(id(&xfs).unwrap_err().contains("not by this node"));
+    }
+
+    #[test]
+    fn each_volume_has_its_own_version_8_uuid() {
+        let uuid = uuid_text(&fs_uuid("pvc-0123"));
+        assert_eq!(uuid.len(), 36);
+        assert_eq!(&uuid[14..15], "8", "{uuid}");
+        assert!("89ab".contains(&uuid[19..20]), "{uuid}");
+        assert_eq!(fs_uuid("pvc-0123"), fs_uuid("pvc-0123"));
+        assert_ne!(fs_uuid("pvc-0123"), fs_uuid("pvc-0124"));
     }
 
     #[test]
     fn anything_else_is_refused() {
         let mut mbr = blank();
         mbr[510..512].copy_from_slice(&[0x55, 0xAA]);
-        assert_eq!(identify(&mbr), Err("a partition table".to_owned()));
+        assert_eq!(id(&mbr), Err("a partition table".to_owned()));
         let mut btrfs = blank();
         btrfs[0x10040..0x10048].copy_from_slice(b"_BHRfS_M");
-        assert!(identify(&btrfs).unwrap_err().contains("btrfs"));
+        assert!(id(&btrfs).unwrap_err().contains("btrfs"));
         let mut data = blank();
         data[4096] = 7;
-        assert_eq!(
-            identify(&data),
-            Err("non-zero data at byte 4096".to_owned())
-        );
+        assert_eq!(id(&data), Err("non-zero data at byte 4096".to_owned()));
     }
 
     #[test]
