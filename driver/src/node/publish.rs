@@ -11,6 +11,7 @@ use tonic::Status;
 
 use super::NodeCore;
 use super::context::{self, Access, Use, require, require_path};
+use super::crash::CrashPoint;
 use super::host::{Device, MountOptions};
 use crate::csi::v1::{
     NodePublishVolumeRequest, NodePublishVolumeResponse, NodeUnpublishVolumeRequest,
@@ -149,6 +150,7 @@ impl NodeCore {
             })?;
         }
         self.host.mounts.bind(staging, target, options)?;
+        CrashPoint::Published.reached();
         Ok(())
     }
 
@@ -187,8 +189,12 @@ impl NodeCore {
             }
         }
         let node = self.staged_device_node(staging, device)?;
+        CrashPoint::DeviceNode.reached();
         match std::fs::hard_link(&node, target) {
-            Ok(()) => Ok(()),
+            Ok(()) => {
+                CrashPoint::Linked.reached();
+                Ok(())
+            }
             // Another file system than the staging path's: a node of its own, which unstage
             // cannot count (kubelet keeps both under its root directory).
             Err(e) if e.raw_os_error() == Some(libc::EXDEV) => {

@@ -9,6 +9,7 @@ use tonic::Status;
 
 use super::NodeCore;
 use super::context::{self, Access, require, require_path};
+use super::crash::CrashPoint;
 use super::host::{DevNum, Device, Found, FsType, HostError, MountEntry, Target, Unhealthy};
 use crate::csi::v1::{
     NodeStageVolumeRequest, NodeStageVolumeResponse, NodeUnstageVolumeRequest,
@@ -38,6 +39,7 @@ impl NodeCore {
             return self.already_staged(&request.volume_id, &staging, &mounted, fs);
         }
         self.timed("connect", || self.host.fabric.connect(&target))?;
+        CrashPoint::Connected.reached();
         let staged = self.attach_and_mount(&request.volume_id, &target, &staging, &usage.access);
         // Whether this call or a crashed earlier one connected, a failed stage leaves no
         // connection behind that nothing uses: the CO does not unstage what never staged.
@@ -61,6 +63,7 @@ impl NodeCore {
             return Ok(());
         };
         self.prepare_fs(volume_id, &device, *fs)?;
+        CrashPoint::Formatted.reached();
         if !context::exists(staging) {
             std::fs::create_dir_all(staging).map_err(|e| {
                 Status::internal(format!("creating staging path {}: {e}", staging.display()))
@@ -71,6 +74,7 @@ impl NodeCore {
                 .mounts
                 .mount(&device.path, staging, fs.as_str(), &fs.mount_options(flags))
         })?;
+        CrashPoint::Mounted.reached();
         Ok(())
     }
 
