@@ -452,6 +452,29 @@ fn a_failed_stage_undoes_the_connection_a_crashed_stage_left() {
     assert_eq!(state.disconnects, ["nvme1"]);
 }
 
+/// A raw block publication is no mount, yet it uses the device: a stage retry that fails (here
+/// the namespace is not there for the moment) must leave its connection alone.
+#[test]
+fn a_failed_stage_keeps_the_connection_a_block_publication_uses() {
+    let c = case();
+    c.core().stage(c.stage_request(block())).unwrap();
+    c.core()
+        .publish(c.publish_request("dev/block", block()))
+        .unwrap();
+    c.fake
+        .state()
+        .attached
+        .get_mut(VOLUME)
+        .unwrap()
+        .device_present = false;
+    let status = c.core().stage(c.stage_request(block())).unwrap_err();
+    assert!(status.message().contains("did not appear"), "{status:?}");
+    assert!(
+        c.fake.state().disconnects.is_empty(),
+        "the failed stage detached a published device"
+    );
+}
+
 #[test]
 fn unstage_keeps_the_controller_while_another_staging_remains() {
     let c = case();
