@@ -115,8 +115,8 @@ pub enum HostError {
     #[error("{0} is no longer attached to this node")]
     Gone(String),
     #[error(
-        "{device} holds data that is neither ext4 nor xfs ({what}); refusing to format it. \
-         Wipe it on purpose (wipefs) if it really is unused"
+        "{device} holds data that is no ext4 or xfs file system the node can use ({what}); \
+         refusing to format it. Wipe it on purpose (wipefs) if it really is unused"
     )]
     ForeignData { device: PathBuf, what: String },
     #[error(

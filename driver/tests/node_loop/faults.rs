@@ -322,7 +322,10 @@ async fn an_interrupted_mkfs_xfs_is_made_again_by_the_retry() {
     let bench = Bench::new(320 * MIB);
     let capability = mount_capability("xfs");
     let mut plugin = Plugin::start(&bench, &[("LIBXFS_DEBUG_WRITE_CRASH", "ddev=5")]).await;
-    let (step, status) = plugin.run(&bench, &PUBLISH, &capability).await.unwrap_err();
+    let (step, status) = plugin
+        .run(&bench, &PUBLISH, &capability)
+        .await
+        .expect_err("mkfs.xfs finished: this xfsprogs has no LIBXFS_DEBUG_WRITE_CRASH");
     assert_eq!(step, Step::Stage);
     assert!(status.message().contains("mkfs.xfs"), "{status:?}");
     drop(plugin);
