@@ -9,6 +9,7 @@ use std::path::Path;
 use std::str::FromStr;
 
 use sha2::{Digest, Sha256};
+use uuid::Uuid;
 
 use super::{HostError, command};
 
@@ -113,26 +114,12 @@ pub trait Format: Send + Sync {
 /// The UUID of the file system the node makes for `volume_id`. mkfs.xfs writes its superblock,
 /// marked in progress, among its first writes and clears the mark last; the UUID in it is what
 /// tells the node's own interrupted mkfs from someone else's half-made or damaged file system.
-pub fn fs_uuid(volume_id: &str) -> [u8; 16] {
+pub fn fs_uuid(volume_id: &str) -> Uuid {
     let digest = Sha256::digest(format!("rds-csi file system of {volume_id}"));
-    let mut uuid = [0u8; 16];
-    uuid.copy_from_slice(&digest[..16]);
-    // RFC 9562 version 8 (vendor-specific), so it never passes for a random one.
-    uuid[6] = (uuid[6] & 0x0f) | 0x80;
-    uuid[8] = (uuid[8] & 0x3f) | 0x80;
-    uuid
-}
-
-fn uuid_text(uuid: &[u8; 16]) -> String {
-    let hex = hex::encode(uuid);
-    format!(
-        "{}-{}-{}-{}-{}",
-        &hex[..8],
-        &hex[8..12],
-        &hex[12..16],
-        &hex[16..20],
-        &hex[20..]
-    )
+    let mut bytes = [0u8; 16];
+    bytes.copy_from_slice(&digest[..16]);
+    // Version 8 (vendor-specific), so it never passes for a random one.
+    Uuid::new_v8(bytes)
 }
 
 /// The real implementation: superblock magic numbers and the mkfs tools.
@@ -171,7 +158,7 @@ impl Format for Mkfs {
     ) -> Result<(), HostError> {
         let device = device.to_string_lossy();
         let (program, options) = fs.mkfs_command();
-        let uuid = format!("uuid={}", uuid_text(&fs_uuid(volume_id)));
+        let uuid = format!("uuid={}", fs_uuid(volume_id));
         let mut args = options.to_vec();
         // Only xfs: mke2fs writes its superblock last, so an interrupted mkfs.ext4 leaves no
         // UUID to recognise (docs/operations.md, "The node plugin is killed").
@@ -193,13 +180,13 @@ const XFS_IN_PROGRESS: usize = 126;
 
 /// What the first bytes of a device hold: a known file system, nothing, or something else.
 /// `ours` is the UUID the node gives the volume's file system ([`fs_uuid`]).
-pub fn identify(head: &[u8], ours: &[u8; 16]) -> Result<Found, String> {
+pub fn identify(head: &[u8], ours: &Uuid) -> Result<Found, String> {
     let at = |offset: usize, magic: &[u8]| head.get(offset..offset + magic.len()) == Some(magic);
     if at(0, b"XFSB") {
         if head.get(XFS_IN_PROGRESS).is_none_or(|&flag| flag == 0) {
             return Ok(Found::Fs(FsType::Xfs));
         }
-        if at(XFS_UUID, ours) {
+        if at(XFS_UUID, ours.as_bytes()) {
             return Ok(Found::Unfinished(FsType::Xfs));
         }
         return Err(
@@ -228,7 +215,7 @@ pub fn identify(head: &[u8], ours: &[u8; 16]) -> Result<Found, String> {
 mod tests {
     use super::*;
 
-    const OURS: [u8; 16] = [7; 16];
+    const OURS: Uuid = Uuid::from_bytes([7; 16]);
 
     fn blank() -> Vec<u8> {
         vec![0; PROBE_BYTES]
@@ -257,7 +244,7 @@ mod tests {
         let mut xfs = blank();
         xfs[..4].copy_from_slice(b"XFSB");
         xfs[XFS_IN_PROGRESS] = 1;
-        xfs[XFS_UUID..XFS_UUID + 16].copy_from_slice(&OURS);
+        xfs[XFS_UUID..XFS_UUID + 16].copy_from_slice(OURS.as_bytes());
         assert_eq!(id(&xfs), Ok(Found::Unfinished(FsType::Xfs)));
         xfs[XFS_UUID] = 8;
         assert!(id(&xfs).unwrap_err().contains("not by this node"));
@@ -265,10 +252,7 @@ mod tests {
 
     #[test]
     fn each_volume_has_its_own_version_8_uuid() {
-        let uuid = uuid_text(&fs_uuid("pvc-0123"));
-        assert_eq!(uuid.len(), 36);
-        assert_eq!(&uuid[14..15], "8", "{uuid}");
-        assert!("89ab".contains(&uuid[19..20]), "{uuid}");
+        assert_eq!(fs_uuid("pvc-0123").get_version_num(), 8);
         assert_eq!(fs_uuid("pvc-0123"), fs_uuid("pvc-0123"));
         assert_ne!(fs_uuid("pvc-0123"), fs_uuid("pvc-0124"));
     }
