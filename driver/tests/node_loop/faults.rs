@@ -311,34 +311,33 @@ async fn a_failing_retry_removes_the_connection_the_killed_stage_left() {
     assert_eq!(leftovers(&bench), (vec![], false, vec![]));
 }
 
-/// mkfs.xfs killed part way (by xfsprogs' own LIBXFS_DEBUG_WRITE_CRASH, after its fifth write to
-/// the device: a real interruption at a fixed place, where killing the plugin during mkfs would
-/// land wherever the timing put it) leaves its superblock marked in progress; the retry makes the
-/// file system again rather than failing to mount it for ever.
-#[tokio::test]
-async fn an_interrupted_mkfs_xfs_is_made_again_by_the_retry() {
-    require_loop!();
-    // mkfs.xfs refuses file systems under 300 MiB.
-    let bench = Bench::new(320 * MIB);
-    let capability = mount_capability("xfs");
-    let mut plugin = Plugin::start(&bench, &[("LIBXFS_DEBUG_WRITE_CRASH", "ddev=5")]).await;
+/// mkfs killed part way through, in the middle of the plugin's stage, leaves a file system the
+/// node did not finish (`unfinished` says the head is as refused before the fix); kubelet's retry
+/// makes it again rather than failing to mount it, or refusing it as foreign data, for ever.
+/// `interrupt` is the plugin's environment that kills mkfs at a fixed write: a real interruption
+/// at a fixed place, where killing the plugin during mkfs would land wherever the timing put it.
+async fn an_interrupted_mkfs_is_made_again(
+    fs: &str,
+    size: u64,
+    interrupt: &[(&str, &str)],
+    unfinished: fn(&[u8]) -> bool,
+) {
+    let bench = Bench::new(size);
+    let capability = mount_capability(fs);
+    let mut plugin = Plugin::start(&bench, interrupt).await;
     let (step, status) = plugin
         .run(&bench, &PUBLISH, &capability)
         .await
-        .expect_err("mkfs.xfs finished: this xfsprogs has no LIBXFS_DEBUG_WRITE_CRASH");
+        .expect_err("mkfs was not interrupted");
     assert_eq!(step, Step::Stage);
-    assert!(status.message().contains("mkfs.xfs"), "{status:?}");
+    assert!(status.message().contains("mkfs"), "{status:?}");
     drop(plugin);
-    let mut head = [0u8; 128];
+    let mut head = vec![0u8; 68 * 1024];
     File::open(bench.backing_file())
         .unwrap()
         .read_exact(&mut head)
         .unwrap();
-    assert_eq!(
-        (&head[..4], head[126]),
-        (&b"XFSB"[..], 1),
-        "mkfs.xfs did not leave its superblock in progress"
-    );
+    assert!(unfinished(&head), "mkfs.{fs} was not left unfinished");
     assert_eq!(
         leftovers(&bench),
         (vec![], false, vec![]),
@@ -355,4 +354,67 @@ async fn an_interrupted_mkfs_xfs_is_made_again_by_the_retry() {
     plugin.converge(&bench, &UNPUBLISH, &capability).await;
     drop(plugin);
     assert_eq!(leftovers(&bench), (vec![], false, vec![]));
+}
+
+/// xfsprogs' own LIBXFS_DEBUG_WRITE_CRASH kills mkfs.xfs after its fifth write: its superblock
+/// is there, marked in progress, which the kernel refuses to mount.
+#[tokio::test]
+async fn an_interrupted_mkfs_xfs_is_made_again_by_the_retry() {
+    require_loop!();
+    // mkfs.xfs refuses file systems under 300 MiB.
+    an_interrupted_mkfs_is_made_again(
+        "xfs",
+        320 * MIB,
+        &[("LIBXFS_DEBUG_WRITE_CRASH", "ddev=5")],
+        |head| head[..4] == *b"XFSB" && head[126] == 1,
+    )
+    .await;
+}
+
+/// e2fsprogs has no such hook: a `mkfs.ext4` first on the plugin's PATH runs the real one under
+/// strace, which kills it at its 30th write, after its group descriptor blocks and before its
+/// superblock, so the head holds metadata and no superblock.
+#[tokio::test]
+async fn an_interrupted_mkfs_ext4_is_made_again_by_the_retry() {
+    require_loop!();
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    let found = |tool: &str| {
+        std::env::split_paths(&path)
+            .map(|d| d.join(tool))
+            .find(|p| p.exists())
+    };
+    let (Some(strace), Some(mkfs)) = (found("strace"), found("mkfs.ext4")) else {
+        eprintln!(
+            "SKIPPED {}: needs strace and mkfs.ext4 (ci/install-deps.sh installs them)",
+            module_path!()
+        );
+        return;
+    };
+    let bin = tempfile::tempdir().unwrap();
+    let wrapper = bin.path().join("mkfs.ext4");
+    std::fs::write(
+        &wrapper,
+        format!(
+            "#!/bin/sh\nexec {} -f -o /dev/null -e inject=pwrite64:signal=KILL:when=30 {} \"$@\"\n",
+            strace.display(),
+            mkfs.display()
+        ),
+    )
+    .unwrap();
+    std::fs::set_permissions(
+        &wrapper,
+        std::os::unix::fs::PermissionsExt::from_mode(0o755),
+    )
+    .unwrap();
+    let path = std::env::join_paths(
+        std::iter::once(bin.path().to_owned()).chain(std::env::split_paths(&path)),
+    )
+    .unwrap();
+    an_interrupted_mkfs_is_made_again(
+        "ext4",
+        64 * MIB,
+        &[("PATH", path.to_str().unwrap())],
+        |head| head[1080..1082] != [0x53, 0xEF] && head.iter().any(|&b| b != 0),
+    )
+    .await;
 }

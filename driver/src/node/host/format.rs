@@ -3,8 +3,9 @@
 //! what the node's own interrupted mkfs left for the same volume.
 
 use std::fmt;
-use std::fs::File;
-use std::io::Read;
+use std::fs::{File, OpenOptions};
+use std::io::{Read, Seek, SeekFrom};
+use std::os::unix::fs::FileExt;
 use std::path::Path;
 use std::str::FromStr;
 
@@ -29,7 +30,8 @@ impl FsType {
     }
 
     /// The program that makes this file system and the options every volume gets (an xfs one
-    /// also gets its UUID, [`fs_uuid`]); public so benchmarks time the command the node runs.
+    /// also gets its UUID, [`fs_uuid`]; an ext4 one its size, [`EXT4_GAP`] short of the
+    /// device's); public so benchmarks time the command the node runs.
     pub fn mkfs_command(self) -> (&'static str, &'static [&'static str]) {
         match self {
             // lazy init: a fresh volume is usable at once; the kernel zeroes tables in the
@@ -111,6 +113,26 @@ pub trait Format: Send + Sync {
     ) -> Result<(), HostError>;
 }
 
+/// What mkfs.ext4 leaves out at the end of the device, for the node's intent record. mke2fs
+/// writes its superblock last, and nothing before it names the volume: without the record, what
+/// an interrupted mke2fs leaves (its metadata, no superblock) is foreign data. mke2fs discards
+/// and wipes only within the file system, so the record, in its last 4 KiB, outlives any kill
+/// until the node clears it after mkfs. The first NodeExpandVolume grows the file system over the
+/// gap.
+pub const EXT4_GAP: u64 = 64 * 1024;
+
+/// The intent record's size, at the very end of the device.
+const RECORD_BYTES: usize = 4096;
+
+const RECORD_PREFIX: &[u8] = b"rds-csi: mkfs.ext4 in progress for volume ";
+
+/// The intent record the node writes before mkfs.ext4 of `volume_id`.
+fn intent(volume_id: &str) -> Vec<u8> {
+    let mut record = [RECORD_PREFIX, volume_id.as_bytes(), b"\n"].concat();
+    record.resize(RECORD_BYTES, 0);
+    record
+}
+
 /// The UUID of the file system the node makes for `volume_id`. mkfs.xfs writes its superblock,
 /// marked in progress, among its first writes and clears the mark last; the UUID in it is what
 /// tells the node's own interrupted mkfs from someone else's half-made or damaged file system.
@@ -137,13 +159,22 @@ impl Format for Mkfs {
                 device.display()
             )
         };
+        let mut file = File::open(device).map_err(HostError::io(what()))?;
         let mut head = Vec::with_capacity(PROBE_BYTES);
-        File::open(device)
-            .map_err(HostError::io(what()))?
+        (&mut file)
             .take(PROBE_BYTES as u64)
             .read_to_end(&mut head)
             .map_err(HostError::io(what()))?;
-        identify(&head, &fs_uuid(volume_id)).map_err(|what| HostError::ForeignData {
+        let mut tail = vec![0; RECORD_BYTES];
+        let size = file.seek(SeekFrom::End(0)).map_err(HostError::io(what()))?;
+        if let Some(at) = size.checked_sub(RECORD_BYTES as u64) {
+            file.read_exact_at(&mut tail, at)
+                .map_err(HostError::io(format!(
+                    "reading the end of {}",
+                    device.display()
+                )))?;
+        }
+        identify(&head, &tail, volume_id).map_err(|what| HostError::ForeignData {
             device: device.to_owned(),
             what,
         })
@@ -156,37 +187,81 @@ impl Format for Mkfs {
         volume_id: &str,
         over_unfinished: bool,
     ) -> Result<(), HostError> {
-        let device = device.to_string_lossy();
         let (program, options) = fs.mkfs_command();
-        let uuid = format!("uuid={}", fs_uuid(volume_id));
-        let mut args = options.to_vec();
-        // Only xfs: mke2fs writes its superblock last, so an interrupted mkfs.ext4 leaves no
-        // UUID to recognise (docs/operations.md, "The node plugin is killed").
-        if fs == FsType::Xfs {
-            args.extend(["-m", &uuid]);
-            // mkfs.xfs refuses any signature it finds, the one it left itself included.
-            if over_unfinished {
-                args.push("-f");
+        let mut args: Vec<String> = options.iter().map(|&o| o.to_owned()).collect();
+        let path = device.to_string_lossy().into_owned();
+        let record = match fs {
+            FsType::Xfs => {
+                args.extend(["-m".to_owned(), format!("uuid={}", fs_uuid(volume_id))]);
+                // mkfs.xfs refuses any signature it finds, the one it left itself included.
+                if over_unfinished {
+                    args.push("-f".to_owned());
+                }
+                args.push(path);
+                None
             }
+            FsType::Ext4 => {
+                let (file, size) = open_end(device)?;
+                let at = size.saturating_sub(RECORD_BYTES as u64);
+                write_synced(&file, &intent(volume_id), at, device)?;
+                args.extend([path, format!("{}k", size.saturating_sub(EXT4_GAP) / 1024)]);
+                Some((file, at))
+            }
+        };
+        command::run(
+            program,
+            &args.iter().map(String::as_str).collect::<Vec<_>>(),
+        )?;
+        match record {
+            Some((file, at)) => write_synced(&file, &[0; RECORD_BYTES], at, device),
+            None => Ok(()),
         }
-        args.push(&device);
-        command::run(program, &args)
     }
+}
+
+/// `device` open for writing, and its size.
+fn open_end(device: &Path) -> Result<(File, u64), HostError> {
+    let what = || {
+        format!(
+            "opening {} to write the mkfs intent record",
+            device.display()
+        )
+    };
+    let mut file = OpenOptions::new()
+        .write(true)
+        .open(device)
+        .map_err(HostError::io(what()))?;
+    let size = file.seek(SeekFrom::End(0)).map_err(HostError::io(what()))?;
+    Ok((file, size))
+}
+
+/// Writes `bytes` at `offset` of `device` and waits until the device has them: the record must
+/// be on the device before mkfs starts, and gone before the file system is mounted.
+fn write_synced(file: &File, bytes: &[u8], offset: u64, device: &Path) -> Result<(), HostError> {
+    let what = || {
+        format!(
+            "writing the mkfs intent record at the end of {}",
+            device.display()
+        )
+    };
+    file.write_all_at(bytes, offset)
+        .map_err(HostError::io(what()))?;
+    file.sync_all().map_err(HostError::io(what()))
 }
 
 /// Where XFS keeps its UUID and the flag mkfs sets until it is done, in the superblock at 0.
 const XFS_UUID: usize = 32;
 const XFS_IN_PROGRESS: usize = 126;
 
-/// What the first bytes of a device hold: a known file system, nothing, or something else.
-/// `ours` is the UUID the node gives the volume's file system ([`fs_uuid`]).
-pub fn identify(head: &[u8], ours: &Uuid) -> Result<Found, String> {
+/// What the device of `volume_id` holds, from its first bytes and its last 4 KiB: a known file
+/// system, nothing, what the node's interrupted mkfs for this volume left, or something else.
+pub fn identify(head: &[u8], tail: &[u8], volume_id: &str) -> Result<Found, String> {
     let at = |offset: usize, magic: &[u8]| head.get(offset..offset + magic.len()) == Some(magic);
     if at(0, b"XFSB") {
         if head.get(XFS_IN_PROGRESS).is_none_or(|&flag| flag == 0) {
             return Ok(Found::Fs(FsType::Xfs));
         }
-        if at(XFS_UUID, ours.as_bytes()) {
+        if at(XFS_UUID, fs_uuid(volume_id).as_bytes()) {
             return Ok(Found::Unfinished(FsType::Xfs));
         }
         return Err(
@@ -205,6 +280,12 @@ pub fn identify(head: &[u8], ours: &Uuid) -> Result<Found, String> {
     if at(510, &[0x55, 0xAA]) || at(512, b"EFI PART") {
         return Err("a partition table".to_owned());
     }
+    if tail.starts_with(RECORD_PREFIX) {
+        if tail == intent(volume_id) {
+            return Ok(Found::Unfinished(FsType::Ext4));
+        }
+        return Err("an mkfs.ext4 of another volume that never finished".to_owned());
+    }
     match head.iter().position(|&b| b != 0) {
         None => Ok(Found::Blank),
         Some(offset) => Err(format!("non-zero data at byte {offset}")),
@@ -215,14 +296,14 @@ pub fn identify(head: &[u8], ours: &Uuid) -> Result<Found, String> {
 mod tests {
     use super::*;
 
-    const OURS: Uuid = Uuid::from_bytes([7; 16]);
+    const VOLUME: &str = "pvc-0123";
 
     fn blank() -> Vec<u8> {
         vec![0; PROBE_BYTES]
     }
 
     fn id(head: &[u8]) -> Result<Found, String> {
-        identify(head, &OURS)
+        identify(head, &[0; RECORD_BYTES], VOLUME)
     }
 
     #[test]
@@ -244,10 +325,40 @@ mod tests {
         let mut xfs = blank();
         xfs[..4].copy_from_slice(b"XFSB");
         xfs[XFS_IN_PROGRESS] = 1;
-        xfs[XFS_UUID..XFS_UUID + 16].copy_from_slice(OURS.as_bytes());
+        xfs[XFS_UUID..XFS_UUID + 16].copy_from_slice(fs_uuid(VOLUME).as_bytes());
         assert_eq!(id(&xfs), Ok(Found::Unfinished(FsType::Xfs)));
         xfs[XFS_UUID] = 8;
         assert!(id(&xfs).unwrap_err().contains("not by this node"));
+    }
+
+    /// What mke2fs 1.47 leaves when killed part way on a 64 MiB device: its reserved group
+    /// descriptor blocks from byte 3072 on, no superblock yet; the intent record at the end.
+    #[test]
+    fn an_ext4_mkfs_that_never_finished_is_remade_only_when_it_was_this_volumes() {
+        let mut head = blank();
+        head[3072] = 2;
+        assert_eq!(
+            identify(&head, &intent(VOLUME), VOLUME),
+            Ok(Found::Unfinished(FsType::Ext4))
+        );
+        assert_eq!(
+            identify(&blank(), &intent(VOLUME), VOLUME),
+            Ok(Found::Unfinished(FsType::Ext4)),
+            "killed before its first write"
+        );
+        assert!(
+            identify(&head, &intent("pvc-0124"), VOLUME)
+                .unwrap_err()
+                .contains("another volume")
+        );
+        assert_eq!(id(&head), Err("non-zero data at byte 3072".to_owned()));
+        let mut ext4 = head.clone();
+        ext4[1080..1082].copy_from_slice(&[0x53, 0xEF]);
+        assert_eq!(
+            identify(&ext4, &intent(VOLUME), VOLUME),
+            Ok(Found::Fs(FsType::Ext4)),
+            "a finished file system whose record the node had no time to clear"
+        );
     }
 
     #[test]
