@@ -117,8 +117,8 @@ pub trait Format: Send + Sync {
 /// writes its superblock last, and nothing before it names the volume: without the record, what
 /// an interrupted mke2fs leaves (its metadata, no superblock) is foreign data. mke2fs discards
 /// and wipes only within the file system, so the record, in its last 4 KiB, outlives any kill
-/// until the node clears it after mkfs. The first NodeExpandVolume grows the file system over the
-/// gap.
+/// until the node clears it after mkfs. The first NodeExpandVolume that finds the device grown
+/// grows the file system over the gap too.
 pub const EXT4_GAP: u64 = 64 * 1024;
 
 /// The intent record's size, at the very end of the device.
@@ -249,6 +249,23 @@ fn write_synced(file: &File, bytes: &[u8], offset: u64, device: &Path) -> Result
     file.sync_all().map_err(HostError::io(what()))
 }
 
+/// The size in bytes of the ext4 file system whose superblock is in `head`, the first 2 KiB of
+/// its device.
+pub fn ext4_bytes(head: &[u8]) -> Option<u64> {
+    let sb = head.get(1024..2048)?;
+    let word = |at: usize| u64::from(u32::from_le_bytes(sb[at..at + 4].try_into().unwrap()));
+    if sb[56..58] != [0x53, 0xEF] {
+        return None;
+    }
+    const INCOMPAT_64BIT: u64 = 0x80;
+    let high = if word(0x60) & INCOMPAT_64BIT != 0 {
+        word(0x150)
+    } else {
+        0
+    };
+    Some(((high << 32) | word(0x04)) << (10 + word(0x18)))
+}
+
 /// Where XFS keeps its UUID and the flag mkfs sets until it is done, in the superblock at 0.
 const XFS_UUID: usize = 32;
 const XFS_IN_PROGRESS: usize = 126;
@@ -358,6 +375,24 @@ mod tests {
             identify(&ext4, &intent(VOLUME), VOLUME),
             Ok(Found::Fs(FsType::Ext4)),
             "a finished file system whose record the node had no time to clear"
+        );
+    }
+
+    #[test]
+    fn the_size_of_an_ext4_file_system_is_read_from_its_superblock() {
+        let mut head = blank();
+        assert_eq!(ext4_bytes(&head), None);
+        let sb = 1024;
+        head[sb + 56..sb + 58].copy_from_slice(&[0x53, 0xEF]);
+        head[sb + 4..sb + 8].copy_from_slice(&65472u32.to_le_bytes());
+        assert_eq!(ext4_bytes(&head), Some(65472 * 1024), "1 KiB blocks");
+        head[sb + 0x18] = 2;
+        head[sb + 0x60] = 0x80;
+        head[sb + 0x150] = 1;
+        assert_eq!(
+            ext4_bytes(&head),
+            Some(((1 << 32) + 65472) * 4096),
+            "64bit, 4 KiB blocks"
         );
     }
 
