@@ -1,8 +1,8 @@
 //! Crash points: named steps of stage and publish at which a test build of the plugin kills
-//! itself, so the node fault suite (`driver/tests/node_faults.rs`) stops a real plugin between two
-//! host operations every time, not when a timer happens to land. Like rds-sim's crash faults they
-//! are chosen by name from outside; they exist only with the `crash-points` feature, so a release
-//! build carries none.
+//! itself, so the node fault suite (`driver/tests/node_loop/faults.rs`) stops a real plugin
+//! between two host operations every time, not when a timer happens to land. Like rds-sim's crash
+//! faults they are chosen by name from outside; they exist only with the `crash-points` feature,
+//! so a release build carries none.
 
 /// The variable that names the crash point of a test build, kebab-case ([`CrashPoint::name`]).
 pub const CRASH_AT: &str = "RDS_CSI_CRASH_AT";
