@@ -9,6 +9,8 @@ have ssh-keygen || need+=(openssh-client)
 have mkfs.ext4 || need+=(e2fsprogs)
 have mkfs.xfs || need+=(xfsprogs)
 have losetup || need+=(mount)
+# The node fault suite interrupts mkfs.ext4 at a fixed write with strace's fault injection.
+have strace || need+=(strace)
 # The node plugin copied into the QEMU guest is stripped of its debug info first.
 have strip || need+=(binutils)
 # The cluster target signs ServiceAccount tokens with a key made by openssl.

@@ -9,6 +9,7 @@
 //! from the mount table.
 
 mod context;
+pub mod crash;
 mod expand;
 pub mod host;
 mod owner;

@@ -44,6 +44,9 @@ macro_rules! require_loop {
     };
 }
 
+#[path = "node_loop/faults.rs"]
+mod faults;
+
 /// A simulator-like data directory with one volume's backing file, a node service in loop mode
 /// over it, and cleanup of every mount and loop device under it, even after a failed assert.
 struct Bench {
@@ -92,6 +95,16 @@ impl Bench {
         self.path(&format!("files/storage-pool/csi/{}.img", self.volume))
     }
 
+    /// Data that is no file system, where the probe looks, as if the volume held something else.
+    fn write_foreign_data(&self) {
+        let mut file = OpenOptions::new()
+            .write(true)
+            .open(self.backing_file())
+            .unwrap();
+        file.seek(SeekFrom::Start(8192)).unwrap();
+        file.write_all(b"precious").unwrap();
+    }
+
     fn publish_context(&self) -> HashMap<String, String> {
         HashMap::from([
             ("address".into(), "127.0.0.1".into()),
@@ -107,50 +120,74 @@ impl Bench {
         ])
     }
 
-    async fn stage(&self, capability: VolumeCapability) {
+    /// The stage kubelet sends, at `staging` (which it makes first).
+    fn stage_request(&self, capability: VolumeCapability) -> NodeStageVolumeRequest {
         std::fs::create_dir_all(self.path("staging")).unwrap();
+        NodeStageVolumeRequest {
+            volume_id: self.volume.clone(),
+            staging_target_path: self.path("staging").display().to_string(),
+            volume_capability: Some(capability),
+            publish_context: self.publish_context(),
+            ..Default::default()
+        }
+    }
+
+    fn unstage_request(&self) -> NodeUnstageVolumeRequest {
+        NodeUnstageVolumeRequest {
+            volume_id: self.volume.clone(),
+            staging_target_path: self.path("staging").display().to_string(),
+        }
+    }
+
+    fn publish_request(
+        &self,
+        target: &str,
+        capability: VolumeCapability,
+        readonly: bool,
+    ) -> NodePublishVolumeRequest {
+        NodePublishVolumeRequest {
+            volume_id: self.volume.clone(),
+            staging_target_path: self.path("staging").display().to_string(),
+            target_path: self.path(target).display().to_string(),
+            volume_capability: Some(capability),
+            readonly,
+            ..Default::default()
+        }
+    }
+
+    fn unpublish_request(&self, target: &str) -> NodeUnpublishVolumeRequest {
+        NodeUnpublishVolumeRequest {
+            volume_id: self.volume.clone(),
+            target_path: self.path(target).display().to_string(),
+        }
+    }
+
+    async fn stage(&self, capability: VolumeCapability) {
         self.node
-            .node_stage_volume(Request::new(NodeStageVolumeRequest {
-                volume_id: self.volume.clone(),
-                staging_target_path: self.path("staging").display().to_string(),
-                volume_capability: Some(capability),
-                publish_context: self.publish_context(),
-                ..Default::default()
-            }))
+            .node_stage_volume(Request::new(self.stage_request(capability)))
             .await
             .unwrap();
     }
 
     async fn unstage(&self) {
         self.node
-            .node_unstage_volume(Request::new(NodeUnstageVolumeRequest {
-                volume_id: self.volume.clone(),
-                staging_target_path: self.path("staging").display().to_string(),
-            }))
+            .node_unstage_volume(Request::new(self.unstage_request()))
             .await
             .unwrap();
     }
 
     async fn publish(&self, target: &str, capability: VolumeCapability, readonly: bool) {
         self.node
-            .node_publish_volume(Request::new(NodePublishVolumeRequest {
-                volume_id: self.volume.clone(),
-                staging_target_path: self.path("staging").display().to_string(),
-                target_path: self.path(target).display().to_string(),
-                volume_capability: Some(capability),
-                readonly,
-                ..Default::default()
-            }))
+            .node_publish_volume(Request::new(
+                self.publish_request(target, capability, readonly),
+            ))
             .await
             .unwrap();
     }
 
     async fn unpublish(&self, target: &str) {
         self.node
-            .node_unpublish_volume(Request::new(NodeUnpublishVolumeRequest {
-                volume_id: self.volume.clone(),
-                target_path: self.path(target).display().to_string(),
-            }))
+            .node_unpublish_volume(Request::new(self.unpublish_request(target)))
             .await
             .unwrap();
     }
@@ -443,13 +480,7 @@ async fn a_deleted_backing_file_makes_the_condition_abnormal_and_unstage_still_c
 async fn data_that_is_not_a_file_system_is_never_formatted() {
     require_loop!();
     let bench = Bench::new(64 * MIB);
-    let mut file = OpenOptions::new()
-        .write(true)
-        .open(bench.backing_file())
-        .unwrap();
-    file.seek(SeekFrom::Start(8192)).unwrap();
-    file.write_all(b"precious").unwrap();
-    drop(file);
+    bench.write_foreign_data();
     let status = bench
         .node
         .node_stage_volume(Request::new(NodeStageVolumeRequest {

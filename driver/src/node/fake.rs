@@ -24,6 +24,8 @@ pub struct State {
     pub attached: BTreeMap<String, FakeAttachment>,
     pub mounts: Vec<MountEntry>,
     pub filesystems: HashMap<PathBuf, FsType>,
+    /// Devices whose data the probe refuses, and what it says they hold.
+    pub foreign: HashMap<PathBuf, String>,
     pub device_nodes: HashMap<PathBuf, DevNum>,
     pub stale: HashSet<PathBuf>,
     pub connects: u32,
@@ -75,10 +77,10 @@ fn einval(what: &str) -> HostError {
 }
 
 impl Fabric for Fake {
-    fn connect(&self, target: &Target) -> Result<bool, HostError> {
+    fn connect(&self, target: &Target) -> Result<(), HostError> {
         let mut state = self.state();
         if state.attached.contains_key(&target.volume_id) {
-            return Ok(false);
+            return Ok(());
         }
         state.connects += 1;
         let n = state.connects;
@@ -98,7 +100,7 @@ impl Fabric for Fake {
                 device_present: true,
             },
         );
-        Ok(true)
+        Ok(())
     }
 
     fn device(&self, target: &Target) -> Result<Device, HostError> {
@@ -300,11 +302,27 @@ impl Views for Fake {
 }
 
 impl Format for Fake {
-    fn probe(&self, device: &Path) -> Result<Option<FsType>, HostError> {
-        Ok(self.state().filesystems.get(device).copied())
+    fn probe(&self, device: &Path, _volume_id: &str) -> Result<Found, HostError> {
+        let state = self.state();
+        if let Some(what) = state.foreign.get(device) {
+            return Err(HostError::ForeignData {
+                device: device.to_owned(),
+                what: what.clone(),
+            });
+        }
+        Ok(state
+            .filesystems
+            .get(device)
+            .map_or(Found::Blank, |&fs| Found::Fs(fs)))
     }
 
-    fn make(&self, device: &Path, fs: FsType) -> Result<(), HostError> {
+    fn make(
+        &self,
+        device: &Path,
+        fs: FsType,
+        _volume_id: &str,
+        _over_unfinished: bool,
+    ) -> Result<(), HostError> {
         let mut state = self.state();
         state.filesystems.insert(device.to_owned(), fs);
         state.mkfs.push((device.to_owned(), fs));

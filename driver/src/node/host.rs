@@ -21,7 +21,7 @@ use std::sync::Arc;
 pub use fabric::kernel::KernelFabric;
 pub use fabric::loopdev::LoopFabric;
 pub use fabric::{Attached, Device, Fabric, Target, Tunables, Unhealthy};
-pub use format::{Format, FsType, Mkfs};
+pub use format::{Format, Found, FsType, Mkfs};
 pub use mount::{LinuxMounts, MountEntry, Mounts, Usage};
 pub use options::MountOptions;
 pub use resize::{Resize, ResizeTools};
@@ -120,8 +120,8 @@ pub enum HostError {
     #[error("{0} is no longer attached to this node")]
     Gone(String),
     #[error(
-        "{device} holds data that is neither ext4 nor xfs ({what}); refusing to format it. \
-         Wipe it on purpose (wipefs) if it really is unused"
+        "{device} holds data that is no ext4 or xfs file system the node can use ({what}); \
+         refusing to format it. Wipe it on purpose (wipefs) if it really is unused"
     )]
     ForeignData { device: PathBuf, what: String },
     #[error(

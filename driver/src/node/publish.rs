@@ -13,6 +13,7 @@ use tonic::Status;
 
 use super::NodeCore;
 use super::context::{self, Access, Use, require};
+use super::crash::CrashPoint;
 use super::host::{DevNum, Device, MountOptions};
 use crate::csi::v1::{
     NodePublishVolumeRequest, NodePublishVolumeResponse, NodeUnpublishVolumeRequest,
@@ -27,6 +28,14 @@ const STAGED_READ_ONLY: &str = "device-ro";
 /// How many publications link the staged device node `node`.
 fn publications(node: &Path) -> u64 {
     std::fs::symlink_metadata(node).map_or(0, |m| m.nlink().saturating_sub(1))
+}
+
+/// How many publications link the device nodes of the block volume staged at `staging`.
+pub(super) fn block_publications(staging: &Path) -> u64 {
+    [STAGED_DEVICE, STAGED_READ_ONLY]
+        .into_iter()
+        .map(|name| publications(&staging.join(name)))
+        .sum()
 }
 
 /// Removes the staged device nodes of a block volume at `staging` and the device's read-only
@@ -175,6 +184,7 @@ impl NodeCore {
             })?;
         }
         self.host.mounts.bind(staging, target, options)?;
+        CrashPoint::Published.reached();
         Ok(())
     }
 
@@ -207,11 +217,7 @@ impl NodeCore {
                 device.path.display(),
             )));
         }
-        let published: u64 = [STAGED_DEVICE, STAGED_READ_ONLY]
-            .into_iter()
-            .map(|name| publications(&staging.join(name)))
-            .sum();
-        if single_writer && published > 0 {
+        if single_writer && block_publications(staging) > 0 {
             return Err(Status::failed_precondition(format!(
                 "volume {volume_id} is SINGLE_NODE_SINGLE_WRITER and already published at \
                  another target path on this node"
@@ -240,8 +246,12 @@ impl NodeCore {
             }
         }
         let node = self.staged_device_node(staging, name, dev)?;
+        CrashPoint::DeviceNode.reached();
         match std::fs::hard_link(&node, target) {
-            Ok(()) => Ok(()),
+            Ok(()) => {
+                CrashPoint::Linked.reached();
+                Ok(())
+            }
             // Another file system than the staging path's: a node of its own, which unstage
             // cannot count (kubelet keeps both under its root directory).
             Err(e) if e.raw_os_error() == Some(libc::EXDEV) => {

@@ -9,7 +9,8 @@ use tonic::Status;
 
 use super::NodeCore;
 use super::context::{self, Access, require};
-use super::host::{DevNum, Device, FsType, HostError, MountEntry, Target, Unhealthy};
+use super::crash::CrashPoint;
+use super::host::{DevNum, Device, Found, FsType, HostError, MountEntry, Target, Unhealthy};
 use crate::csi::v1::{
     NodeStageVolumeRequest, NodeStageVolumeResponse, NodeUnstageVolumeRequest,
     NodeUnstageVolumeResponse,
@@ -37,11 +38,13 @@ impl NodeCore {
         {
             return self.already_staged(&request.volume_id, &staging, &mounted, fs);
         }
-        let connected = self.timed("connect", || self.host.fabric.connect(&target))?;
-        let staged = self.attach_and_mount(&target, &staging, &usage.access);
+        self.timed("connect", || self.host.fabric.connect(&target))?;
+        CrashPoint::Connected.reached();
+        let staged = self.attach_and_mount(&request.volume_id, &target, &staging, &usage.access);
+        // Whether this call or a crashed earlier one connected, a failed stage leaves no
+        // connection behind that nothing uses: the CO does not unstage what never staged.
         if staged.is_err()
-            && connected
-            && let Err(error) = self.detach_unused(&request.volume_id)
+            && let Err(error) = self.detach_unused(&request.volume_id, &staging)
         {
             tracing::warn!(message = error.message(), "undoing the connection failed");
         }
@@ -50,6 +53,7 @@ impl NodeCore {
 
     fn attach_and_mount(
         &self,
+        volume_id: &str,
         target: &Target,
         staging: &Path,
         access: &Access,
@@ -58,7 +62,8 @@ impl NodeCore {
         let Access::Mount { fs, flags } = access else {
             return Ok(());
         };
-        self.prepare_fs(&device, *fs)?;
+        self.prepare_fs(volume_id, &device, *fs)?;
+        CrashPoint::Formatted.reached();
         if !context::exists(staging) {
             std::fs::create_dir_all(staging).map_err(|e| {
                 Status::internal(format!("creating staging path {}: {e}", staging.display()))
@@ -69,15 +74,32 @@ impl NodeCore {
                 .mounts
                 .mount(&device.path, staging, fs.as_str(), &fs.mount_options(flags))
         })?;
+        CrashPoint::Mounted.reached();
         Ok(())
     }
 
-    /// Makes `fs` on a blank device; an existing file system must be `fs`.
-    fn prepare_fs(&self, device: &Device, fs: FsType) -> Result<(), Status> {
-        match self.timed("probe", || self.host.format.probe(&device.path))? {
-            None => self.timed("mkfs", || self.host.format.make(&device.path, fs))?,
-            Some(found) if found == fs => {}
-            Some(found) => {
+    /// Makes `fs` on a blank device, and again over what an interrupted mkfs of this volume
+    /// left; an existing file system must be `fs`.
+    fn prepare_fs(&self, volume_id: &str, device: &Device, fs: FsType) -> Result<(), Status> {
+        let make = |over_unfinished| {
+            self.timed("mkfs", || {
+                self.host
+                    .format
+                    .make(&device.path, fs, volume_id, over_unfinished)
+            })
+        };
+        match self.timed("probe", || self.host.format.probe(&device.path, volume_id))? {
+            Found::Blank => make(false)?,
+            Found::Unfinished(_) => {
+                tracing::warn!(
+                    device = %device.path.display(),
+                    "the volume's file system was never finished (its mkfs was interrupted); \
+                     making it again"
+                );
+                make(true)?
+            }
+            Found::Fs(found) if found == fs => {}
+            Found::Fs(found) => {
                 return Err(HostError::FsMismatch {
                     device: device.path.clone(),
                     found,
@@ -134,7 +156,7 @@ impl NodeCore {
         } else {
             super::publish::unstage_block(self, &request.volume_id, &staging)?;
         }
-        self.detach_unused(&request.volume_id)
+        self.detach_unused(&request.volume_id, &staging)
             .map(|()| NodeUnstageVolumeResponse {})
     }
 
@@ -156,11 +178,16 @@ impl NodeCore {
     }
 
     /// Disconnects the volume unless some mount on the node still uses its device (another
-    /// staging of the same subsystem, or a publication the CO has not undone).
-    fn detach_unused(&self, volume_id: &str) -> Result<(), Status> {
+    /// staging of the same subsystem, or a publication the CO has not undone), or a raw block
+    /// publication links the device node in `staging`.
+    fn detach_unused(&self, volume_id: &str, staging: &Path) -> Result<(), Status> {
         let Some(attached) = self.host.fabric.find(volume_id)? else {
             return Ok(());
         };
+        if super::publish::block_publications(staging) > 0 {
+            tracing::info!("keeping the connection: a raw block publication links the device");
+            return Ok(());
+        }
         if let Some(device) = &attached.device {
             let users = self.users(device.dev, None)?;
             if !users.is_empty() {

@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use tonic::Code;
 
 use super::fake::{Fake, SIZE};
-use super::host::{FsType, Tunables};
+use super::host::{Fabric, FsType, Target, Tunables};
 use super::*;
 use crate::csi::v1::volume_capability::access_mode::Mode;
 use crate::csi::v1::volume_capability::{AccessMode, AccessType, BlockVolume, MountVolume};
@@ -414,6 +414,65 @@ fn an_existing_file_system_is_never_reformatted() {
         state.disconnects,
         ["nvme1"],
         "the failed stage left its connection"
+    );
+}
+
+/// A plugin killed after connecting leaves the connection; when the CO's retry then fails (here
+/// the device holds foreign data) the connection must go too, as the CO never unstages a volume
+/// whose stage never succeeded.
+#[test]
+fn a_failed_stage_undoes_the_connection_a_crashed_stage_left() {
+    let c = case();
+    Fabric::connect(
+        &c.fake,
+        &Target {
+            volume_id: VOLUME.into(),
+            nqn: format!("nqn.2000-02.com.mikrotik:{VOLUME}"),
+            address: "127.0.0.1".into(),
+            port: 4420,
+            host_nqn: HOST_NQN.into(),
+            file_path: None,
+            tunables: Tunables::default(),
+        },
+    )
+    .unwrap();
+    c.fake
+        .state()
+        .foreign
+        .insert("/dev/nvme1n1".into(), "non-zero data at byte 4096".into());
+    let status = c
+        .core()
+        .stage(c.stage_request(mount(Mode::SingleNodeWriter)))
+        .unwrap_err();
+    assert!(
+        status.message().contains("refusing to format"),
+        "{status:?}"
+    );
+    let state = c.fake.state();
+    assert!(state.attached.is_empty(), "the connection leaked");
+    assert_eq!(state.disconnects, ["nvme1"]);
+}
+
+/// A raw block publication is no mount, yet it uses the device: a stage retry that fails (here
+/// the namespace is not there for the moment) must leave its connection alone.
+#[test]
+fn a_failed_stage_keeps_the_connection_a_block_publication_uses() {
+    let c = case();
+    c.core().stage(c.stage_request(block())).unwrap();
+    c.core()
+        .publish(c.publish_request("dev/block", block()))
+        .unwrap();
+    c.fake
+        .state()
+        .attached
+        .get_mut(VOLUME)
+        .unwrap()
+        .device_present = false;
+    let status = c.core().stage(c.stage_request(block())).unwrap_err();
+    assert!(status.message().contains("did not appear"), "{status:?}");
+    assert!(
+        c.fake.state().disconnects.is_empty(),
+        "the failed stage detached a published device"
     );
 }
 

@@ -27,7 +27,7 @@ use rds_csi::csi::v1::node_client::NodeClient;
 use rds_csi::csi::v1::volume_capability::access_mode::Mode;
 use rds_csi::csi::v1::{NodeStageVolumeRequest, NodeUnstageVolumeRequest};
 use rds_csi::node::host::{
-    Fabric, Format, FsType, LinuxMounts, LoopFabric, Mkfs, Mounts, Target, Tunables,
+    Fabric, Format, Found, FsType, LinuxMounts, LoopFabric, Mkfs, Mounts, Target, Tunables,
 };
 use rds_e2e::requests::mount_capability;
 
@@ -227,12 +227,15 @@ impl Bench {
         let device = device.context("no device")?;
         step(&mut || {
             ensure!(
-                Mkfs.probe(&device.path)?.is_none(),
+                Mkfs.probe(&device.path, volume)? == Found::Blank,
                 "a fresh volume is not blank"
             );
             Ok(())
         })?;
-        step(&mut || Mkfs.make(&device.path, FsType::Ext4).map_err(Into::into))?;
+        step(&mut || {
+            Mkfs.make(&device.path, FsType::Ext4, volume, false)
+                .map_err(Into::into)
+        })?;
         step(&mut || {
             LinuxMounts
                 .mount(&device.path, &mount, "ext4", &[])

@@ -75,9 +75,8 @@ pub struct Attached {
 
 /// One transport. Every method is idempotent; none blocks longer than its bounded wait.
 pub trait Fabric: Send + Sync {
-    /// Connects `target`, or finds the connection that already exists. Returns whether a new
-    /// connection was made (so a failed stage undoes only what it did).
-    fn connect(&self, target: &Target) -> Result<bool, HostError>;
+    /// Connects `target`, or finds the connection that already exists.
+    fn connect(&self, target: &Target) -> Result<(), HostError>;
 
     /// Waits, with a bounded backoff, for the block device of a connected `target`.
     fn device(&self, target: &Target) -> Result<Device, HostError>;

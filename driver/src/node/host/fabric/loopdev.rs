@@ -128,14 +128,14 @@ impl LoopFabric {
 }
 
 impl Fabric for LoopFabric {
-    fn connect(&self, target: &Target) -> Result<bool, HostError> {
+    fn connect(&self, target: &Target) -> Result<(), HostError> {
         let file = self.backing_file(target)?;
         if self.loop_for(&file)?.is_some() {
-            return Ok(false);
+            return Ok(());
         }
         let name = loopctl::attach(&self.dev, &file, false)?;
         tracing::info!(device = name, file = %file.display(), "loop device set up");
-        Ok(true)
+        Ok(())
     }
 
     fn device(&self, target: &Target) -> Result<Device, HostError> {
