@@ -770,41 +770,42 @@ async fn another_volumes_requests_never_touch_this_volume() {
     bench
         .publish("pod/mount", mount_capability("ext4"), false)
         .await;
-    let unstage = bench
-        .node
-        .node_unstage_volume(Request::new(NodeUnstageVolumeRequest {
-            volume_id: other.clone(),
-            staging_target_path: bench.path("staging").display().to_string(),
-        }))
-        .await
-        .unwrap_err();
-    assert_eq!(unstage.code(), tonic::Code::FailedPrecondition, "{unstage}");
-    let unpublish = bench
-        .node
-        .node_unpublish_volume(Request::new(NodeUnpublishVolumeRequest {
-            volume_id: other.clone(),
-            target_path: bench.path("pod/mount").display().to_string(),
-        }))
-        .await
-        .unwrap_err();
-    assert_eq!(
-        unpublish.code(),
-        tonic::Code::FailedPrecondition,
-        "{unpublish}"
-    );
+    let unstage = NodeUnstageVolumeRequest {
+        volume_id: other.clone(),
+        ..bench.unstage_request()
+    };
+    let unpublish = NodeUnpublishVolumeRequest {
+        volume_id: other.clone(),
+        ..bench.unpublish_request("pod/mount")
+    };
+    let refused = [
+        bench
+            .node
+            .node_unstage_volume(Request::new(unstage))
+            .await
+            .map(drop),
+        bench
+            .node
+            .node_unpublish_volume(Request::new(unpublish))
+            .await
+            .map(drop),
+    ];
+    for status in refused {
+        let status = status.unwrap_err();
+        assert_eq!(status.code(), tonic::Code::FailedPrecondition, "{status}");
+    }
     assert_eq!(
         bench.mounted(),
         [bench.path("staging"), bench.path("pod/mount")]
     );
+    let stolen = NodeStageVolumeRequest {
+        volume_id: other,
+        staging_target_path: bench.path("other").display().to_string(),
+        ..bench.stage_request(mount_capability("ext4"))
+    };
     let stolen = bench
         .node
-        .node_stage_volume(Request::new(NodeStageVolumeRequest {
-            volume_id: other,
-            staging_target_path: bench.path("other").display().to_string(),
-            volume_capability: Some(mount_capability("ext4")),
-            publish_context: bench.publish_context(),
-            ..Default::default()
-        }))
+        .node_stage_volume(Request::new(stolen))
         .await
         .unwrap_err();
     assert_eq!(stolen.code(), tonic::Code::InvalidArgument, "{stolen}");

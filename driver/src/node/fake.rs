@@ -61,6 +61,15 @@ impl Fake {
         self.state.lock().unwrap()
     }
 
+    /// The kernel drops the block device of `volume_id`, as after a connection lost for good.
+    pub fn lose_device(&self, volume_id: &str) {
+        self.state()
+            .attached
+            .get_mut(volume_id)
+            .expect("attached")
+            .device_present = false;
+    }
+
     fn attached(&self, volume_id: &str) -> Option<Attached> {
         self.state().attached.get(volume_id).map(|a| Attached {
             controllers: vec![a.controller.clone()],

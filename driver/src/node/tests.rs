@@ -462,12 +462,7 @@ fn a_failed_stage_keeps_the_connection_a_block_publication_uses() {
     c.core()
         .publish(c.publish_request("dev/block", block()))
         .unwrap();
-    c.fake
-        .state()
-        .attached
-        .get_mut(VOLUME)
-        .unwrap()
-        .device_present = false;
+    c.fake.lose_device(VOLUME);
     let status = c.core().stage(c.stage_request(block())).unwrap_err();
     assert!(status.message().contains("did not appear"), "{status:?}");
     assert!(
@@ -587,12 +582,7 @@ fn unstage_and_unpublish_leave_another_volumes_mounts_and_nodes_alone() {
 
     // A connection lost for good leaves a dead mount whose device the kernel no longer has:
     // any unstage may clear it.
-    c.fake
-        .state()
-        .attached
-        .get_mut(VOLUME)
-        .unwrap()
-        .device_present = false;
+    c.fake.lose_device(VOLUME);
     c.core()
         .unpublish(NodeUnpublishVolumeRequest {
             volume_id: OTHER.into(),
