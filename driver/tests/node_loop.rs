@@ -214,6 +214,14 @@ impl Bench {
             .collect()
     }
 
+    /// The block device of the attached volume.
+    fn device(&self) -> rds_csi::node::host::Device {
+        let attached = self.fabric.find(&self.volume).unwrap();
+        attached
+            .and_then(|a| a.device)
+            .expect("the volume is attached")
+    }
+
     fn attached(&self) -> bool {
         self.fabric.find(&self.volume).unwrap().is_some()
     }
@@ -404,13 +412,7 @@ async fn a_block_volume_is_a_device_node_that_reads_back_what_was_written() {
     let node = bench.path("pod/dev/block");
     let meta = std::fs::metadata(&node).unwrap();
     assert!(meta.file_type().is_block_device());
-    let device = bench
-        .fabric
-        .find(&bench.volume)
-        .unwrap()
-        .unwrap()
-        .device
-        .unwrap();
+    let device = bench.device();
     assert_eq!(
         (
             rustix::fs::major(meta.rdev()),
@@ -838,13 +840,7 @@ async fn a_read_only_block_publication_refuses_writes_in_the_kernel() {
     bench.publish("pod/rw", block_capability(), false).await;
     bench.publish("pod/ro", block_capability(), true).await;
     bench.publish("pod/ro", block_capability(), true).await;
-    let device = bench
-        .fabric
-        .find(&bench.volume)
-        .unwrap()
-        .unwrap()
-        .device
-        .unwrap();
+    let device = bench.device();
     assert_eq!(loops_over(&device.path).len(), 1, "one view, made once");
 
     let pattern: Vec<u8> = (0..MIB as usize).map(|i| (i * 13 % 251) as u8).collect();
