@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Builds the rds-csi image (Dockerfile) with this machine's Docker engine, no registry needed, tags
-# it rds-csi:<the chart's appVersion> (the chart's default image), and checks that it runs.
+# it rds-csi:<the chart's appVersion> (the chart's default image), builds the rds-sim image beside
+# it (rds-sim:<the same version>), and checks that both run.
 #
 # Where the base images can be pulled, the Dockerfile builds everything itself. Where they cannot
 # (no registry, as on our CI machines), this script makes what it needs locally: the binary is
@@ -15,6 +16,7 @@ cd "$(dirname "$0")/.."
 root=$PWD
 version=$(awk '$1 == "appVersion:" { gsub(/"/, "", $2); print $2 }' charts/rds-csi/Chart.yaml)
 tag=rds-csi:$version
+sim_tag=rds-sim:$version
 base=rds-csi-runtime-base:bookworm
 mirror=${DEBIAN_MIRROR:-http://deb.debian.org/debian}
 
@@ -82,12 +84,16 @@ if pullable rust:1.95-bookworm; then
 else
   say "no Rust image to pull: compiling the binary on the host"
   cargo build --release --locked -p rds-csi --no-default-features --bin rds-csi
+  cargo build --release --locked -p rds-sim --bin rds-sim
   mkdir -p target/image
   strip -o target/image/rds-csi target/release/rds-csi
+  strip -o target/image/rds-sim target/release/rds-sim
   args+=(--build-arg BINARY=prebuilt)
 fi
 DOCKER_BUILDKIT=1 $docker build "${args[@]}" --target runtime -t "$tag" . >&2 ||
   fail "docker build"
+DOCKER_BUILDKIT=1 $docker build "${args[@]}" --target rds-sim -t "$sim_tag" . >&2 ||
+  fail "docker build --target rds-sim"
 
 # The image runs: the binary, the CLI the chart calls, and the node's tools.
 $docker run --rm "$tag" --version
@@ -105,6 +111,23 @@ $docker run --rm --user 0 --entrypoint mkfs.ext4 "$tag" -q -F /tmp/probe 8M ||
 [ "$($docker image inspect -f '{{.Config.User}}' "$tag")" = 65532:65532 ] ||
   fail "the image's user is not 65532"
 
+# rds-sim serves SSH: its banner on the port it was told (the host's network: the engine this
+# script starts has no bridge).
+ssh_port=$((20000 + RANDOM % 20000))
+container=$($docker run -d --rm --network host -e RDS_SIM_PASSWORD=probe "$sim_tag" --data-dir /data \
+  --ssh-listen "127.0.0.1:$ssh_port" \
+  --nvme-listen "127.0.0.1:$((ssh_port + 1))" --control-listen "127.0.0.1:$((ssh_port + 2))")
+banner=""
+for _ in $(seq 50); do
+  banner=$(timeout 2 bash -c "exec 3<>/dev/tcp/127.0.0.1/$ssh_port && head -c 7 <&3" 2>/dev/null) &&
+    [ "$banner" = SSH-2.0 ] && break
+  sleep 0.2
+done
+$docker stop "$container" >/dev/null
+[ "$banner" = SSH-2.0 ] || fail "rds-sim in its image did not answer SSH on port $ssh_port"
+
+sim_size=$($docker image inspect -f '{{.Size}}' "$sim_tag")
+echo "image $sim_tag: $((sim_size / 1024 / 1024)) MiB ($sim_size bytes)"
 size=$($docker image inspect -f '{{.Size}}' "$tag")
 binary=$(stat -c %s target/image/rds-csi 2>/dev/null || echo "?")
 echo "image $tag: $((size / 1024 / 1024)) MiB ($size bytes); /usr/bin/rds-csi: $binary bytes"
