@@ -112,19 +112,23 @@ $docker run --rm --user 0 --entrypoint mkfs.ext4 "$tag" -q -F /tmp/probe 8M ||
   fail "the image's user is not 65532"
 
 # rds-sim serves SSH: its banner on the port it was told (the host's network: the engine this
-# script starts has no bridge).
-ssh_port=$((20000 + RANDOM % 20000))
-container=$($docker run -d --rm --network host -e RDS_SIM_PASSWORD=probe "$sim_tag" --data-dir /data \
-  --ssh-listen "127.0.0.1:$ssh_port" \
-  --nvme-listen "127.0.0.1:$((ssh_port + 1))" --control-listen "127.0.0.1:$((ssh_port + 2))")
-banner=""
-for _ in $(seq 50); do
-  banner=$(timeout 2 bash -c "exec 3<>/dev/tcp/127.0.0.1/$ssh_port && head -c 7 <&3" 2>/dev/null) &&
-    [ "$banner" = SSH-2.0 ] && break
-  sleep 0.2
-done
-$docker stop "$container" >/dev/null
-[ "$banner" = SSH-2.0 ] || fail "rds-sim in its image did not answer SSH on port $ssh_port"
+# script starts has no bridge). A port another program took meanwhile only costs a new try.
+sim_answers() {
+  local ssh_port=$((20000 + RANDOM % 20000)) container banner="" answered=1
+  container=$($docker run -d --network host -e RDS_SIM_PASSWORD=probe "$sim_tag" \
+    --data-dir /data --ssh-listen "127.0.0.1:$ssh_port" \
+    --nvme-listen "127.0.0.1:$((ssh_port + 1))" --control-listen "127.0.0.1:$((ssh_port + 2))")
+  for _ in $(seq 50); do
+    banner=$(timeout 2 bash -c "exec 3<>/dev/tcp/127.0.0.1/$ssh_port && head -c 7 <&3" \
+      2>/dev/null) && [ "$banner" = SSH-2.0 ] && answered=0 && break
+    [ "$($docker inspect -f '{{.State.Running}}' "$container")" = true ] || break
+    sleep 0.2
+  done
+  [ $answered = 0 ] || $docker logs "$container" >&2
+  $docker rm -f "$container" >/dev/null
+  return $answered
+}
+sim_answers || sim_answers || fail "rds-sim in its image did not answer SSH"
 
 sim_size=$($docker image inspect -f '{{.Size}}' "$sim_tag")
 echo "image $sim_tag: $((sim_size / 1024 / 1024)) MiB ($sim_size bytes)"
