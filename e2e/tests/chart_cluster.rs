@@ -281,7 +281,8 @@ async fn check_installed(cluster: &Cluster<'_>, cron: &str) -> anyhow::Result<Ve
 
 /// The ReplicaSet controller makes the controller pod, and the DaemonSet controller makes a node
 /// pod for a Node: the pod specs pass the API server's validation and admission (the node plugin
-/// is privileged). There is no scheduler or kubelet, so they stay Pending.
+/// is privileged). There is no scheduler or kubelet, so they stay Pending. Then which of them the
+/// Pod Security levels baseline and restricted would refuse.
 async fn check_pods_admitted(cluster: &Cluster<'_>) -> anyhow::Result<()> {
     let node: Node = serde_json::from_value(json!({
         "metadata": {"name": "chart-node", "labels": {"kubernetes.io/os": "linux"}},
@@ -307,11 +308,14 @@ async fn check_pods_admitted(cluster: &Cluster<'_>) -> anyhow::Result<()> {
             bail!("{e:#}\nevents in {NAMESPACE}:\n{events}");
         }
     }
-    let node_pod = pods
-        .list(&ListParams::default().labels("app.kubernetes.io/component=node"))
-        .await?
-        .items
-        .remove(0);
+    let first_pod = async |component: &str| -> anyhow::Result<Pod> {
+        let params =
+            ListParams::default().labels(&format!("app.kubernetes.io/component={component}"));
+        Ok(pods.list(&params).await?.items.remove(0))
+    };
+    let node_pod = first_pod("node").await?;
+    let controller_pod = first_pod("controller").await?;
+    let (node_name, controller_name) = (node_pod.name_any(), controller_pod.name_any());
     ensure!(
         node_pod
             .spec
@@ -319,7 +323,47 @@ async fn check_pods_admitted(cluster: &Cluster<'_>) -> anyhow::Result<()> {
             == Some(false),
         "the node pod mounts an API token; it needs none"
     );
+
+    // The namespace has no Pod Security label, so the API server's default level, privileged,
+    // admitted the pods. Which pods a stricter level would refuse, the README's PodSecurity
+    // section says: the node plugin's for baseline and restricted, the controller's for neither.
+    for level in ["baseline", "restricted"] {
+        let warnings = pod_security_warnings(cluster, level)?;
+        ensure!(
+            warnings.contains(&node_name) && !warnings.contains(&controller_name),
+            "the Pod Security level {level} would refuse other pods than the node plugin's \
+             ({node_name}, not {controller_name}):\n{warnings}"
+        );
+    }
     Ok(())
+}
+
+/// What the API server warns when the release namespace is labelled to enforce the Pod Security
+/// `level`, in a server-side dry run (nothing changes): one warning per pod the level would
+/// refuse, naming it and the checks it fails.
+fn pod_security_warnings(cluster: &Cluster<'_>, level: &str) -> anyhow::Result<String> {
+    // Through the kubectl binary itself: the warnings are on its stderr, which Helm::kubectl
+    // keeps only for a failure.
+    let output = std::process::Command::new(cluster.helm.kubectl_binary())
+        .args([
+            "label",
+            "namespace",
+            NAMESPACE,
+            &format!("pod-security.kubernetes.io/enforce={level}"),
+            "--overwrite",
+            "--dry-run=server",
+            &format!("--kubeconfig={}", cluster.admin().display()),
+        ])
+        .stdin(std::process::Stdio::null())
+        .output()
+        .context("running kubectl label --dry-run=server")?;
+    let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
+    ensure!(
+        output.status.success(),
+        "kubectl label --dry-run=server failed ({}): {stderr}",
+        output.status
+    );
+    Ok(stderr)
 }
 
 /// One permission, as `kubectl auth can-i` would ask it.
