@@ -107,32 +107,36 @@ impl NodePlugin {
             (config_path, GUEST_CONFIG.into()),
         ]);
         let (guest, host_port) = boot_with_forward(config.memory_mb, extra_files)?;
-        let started = guest
-            .run_ok(&format!(
-                "modprobe nvme-tcp
-                 RUST_LOG={GUEST_LOG_FILTER} /usr/local/bin/rds-csi node \
-                   --endpoint tcp://0.0.0.0:{GUEST_CSI_PORT} --config {GUEST_CONFIG} \
-                   >{GUEST_LOG} 2>&1 &
-                 pid=$!
-                 for i in $(seq 600); do
-                   grep -q 'serving CSI' {GUEST_LOG} && echo $pid && exit 0
-                   kill -0 $pid 2>/dev/null || break
-                   sleep 0.1
-                 done
-                 cat {GUEST_LOG} >&2; exit 1"
-            ))
-            .map_err(NodePluginError::Start)?;
-        let pid = started.stdout.trim().parse().map_err(|_| {
-            NodePluginError::Start(GuestError::Protocol(format!(
-                "the start script printed {:?}, not the plugin's pid",
-                started.stdout
-            )))
-        })?;
+        let pid = start(&guest, "")?;
         Ok(NodePlugin {
             guest,
             addr: SocketAddr::from(([127, 0, 0, 1], host_port)),
             pid,
         })
+    }
+
+    /// Kills the plugin (SIGKILL, as kubelet ends a container) if it still runs, and starts it
+    /// again, with `RDS_CSI_CRASH_AT=<crash_at>` when given (a build with crash points then kills
+    /// itself at that step). Its gRPC clients reconnect on their next call.
+    pub fn restart(&mut self, crash_at: Option<&str>) -> Result<(), NodePluginError> {
+        self.guest
+            .run_ok(&format!(
+                "kill -9 {} 2>/dev/null; while kill -0 {} 2>/dev/null; do sleep 0.05; done; true",
+                self.pid, self.pid
+            ))
+            .map_err(NodePluginError::Start)?;
+        let env = crash_at.map_or(String::new(), |point| {
+            format!("{}={point} ", rds_csi::node::crash::CRASH_AT)
+        });
+        self.pid = start(&self.guest, &env)?;
+        Ok(())
+    }
+
+    /// Whether the plugin process has ended (killed, or dead of its own crash point).
+    pub fn has_died(&self) -> bool {
+        self.guest
+            .run(&format!("kill -0 {} 2>/dev/null", self.pid))
+            .is_ok_and(|output| output.rc != 0)
     }
 
     pub fn guest(&self) -> &Guest {
@@ -205,6 +209,32 @@ fn boot_with_forward(
 
 /// The rds-csi binary of this build: beside a bench binary (`target/<profile>/`), or two levels
 /// above a test binary (`target/<profile>/deps/`).
+/// Starts `rds-csi node` in `guest` with the environment assignments `env` (`NAME=value `) and
+/// waits until it serves; returns its pid.
+fn start(guest: &Guest, env: &str) -> Result<u32, NodePluginError> {
+    let started = guest
+        .run_ok(&format!(
+            "modprobe nvme-tcp
+             {env}RUST_LOG={GUEST_LOG_FILTER} /usr/local/bin/rds-csi node \
+               --endpoint tcp://0.0.0.0:{GUEST_CSI_PORT} --config {GUEST_CONFIG} \
+               >{GUEST_LOG} 2>&1 &
+             pid=$!
+             for i in $(seq 600); do
+               grep -q 'serving CSI' {GUEST_LOG} && echo $pid && exit 0
+               kill -0 $pid 2>/dev/null || break
+               sleep 0.1
+             done
+             cat {GUEST_LOG} >&2; exit 1"
+        ))
+        .map_err(NodePluginError::Start)?;
+    started.stdout.trim().parse().map_err(|_| {
+        NodePluginError::Start(GuestError::Protocol(format!(
+            "the start script printed {:?}, not the plugin's pid",
+            started.stdout
+        )))
+    })
+}
+
 pub fn plugin_binary() -> Result<PathBuf, NodePluginError> {
     let exe = std::env::current_exe().map_err(|e| GuestError::io("locating this program")(e))?;
     let beside = exe.with_file_name("rds-csi");
