@@ -2,7 +2,7 @@
 //!
 //! | parameter | value | effect |
 //! |---|---|---|
-//! | `fsType` | `ext4` or `xfs` | the file system the node makes; passed to the node in the volume context |
+//! | `fsType` | `ext4` or `xfs` | the file system the node makes; passed to the node in the volume context. An xfs volume is at least 300 MiB (mkfs.xfs's minimum): a smaller request is raised, or refused with OUT_OF_RANGE when its limit is lower |
 //! | `baseDir` | one path segment of `A-Z a-z 0-9 . _ -` | the directory under the pool for this class's volume files, instead of `rds.baseDir` |
 //! | `layout` | `file` (default) or `subvolume` | `subvolume` puts each volume in its own Btrfs subvolume (`<pool>/<id>/volume.img`, ignoring `baseDir`), as the `btrfs` snapshot method needs; refused on a pool that is not Btrfs |
 //! | `nvmePort` | 1 to 65535 | the NVMe/TCP port the volume is exported on, instead of `rds.nvmePort` |
