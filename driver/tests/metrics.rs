@@ -1,0 +1,169 @@
+//! `/metrics` of the rds-csi binary, scraped over HTTP after CSI calls against rds-sim.
+
+use std::process::Stdio;
+
+use rds_csi::csi::v1::controller_client::ControllerClient;
+use rds_csi::csi::v1::volume_capability::access_mode::Mode as Access;
+use rds_csi::csi::v1::volume_capability::{AccessMode, AccessType, MountVolume};
+use rds_csi::csi::v1::{CapacityRange, CreateVolumeRequest, DeleteVolumeRequest, VolumeCapability};
+use rds_csi::grpc::connect_unix;
+use rds_csi::rds::ssh::HostKeyPin;
+use rds_sim::server::{DEFAULT_POOL, Options, RunningSim};
+use rds_sim::ssh::load_or_generate_host_key;
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+
+/// The body of `GET /metrics`, over a plain HTTP/1.1 connection as Prometheus makes one.
+async fn scrape(addr: &str) -> String {
+    let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+    stream
+        .write_all(b"GET /metrics HTTP/1.1\r\nHost: rds-csi\r\nConnection: close\r\n\r\n")
+        .await
+        .unwrap();
+    let mut answer = String::new();
+    stream.read_to_string(&mut answer).await.unwrap();
+    let (head, body) = answer.split_once("\r\n\r\n").unwrap();
+    assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+    assert!(
+        head.to_ascii_lowercase()
+            .contains("content-type: application/openmetrics-text"),
+        "{head}"
+    );
+    body.to_owned()
+}
+
+/// The value of the sample `series` (name and labels as the exposition writes them).
+fn sample(text: &str, series: &str) -> Option<f64> {
+    text.lines()
+        .find_map(|line| line.strip_prefix(series)?.strip_prefix(' ')?.parse().ok())
+}
+
+fn create(name: &str) -> CreateVolumeRequest {
+    CreateVolumeRequest {
+        name: name.into(),
+        capacity_range: Some(CapacityRange {
+            required_bytes: 1 << 30,
+            limit_bytes: 0,
+        }),
+        volume_capabilities: vec![VolumeCapability {
+            access_mode: Some(AccessMode {
+                mode: Access::SingleNodeWriter.into(),
+            }),
+            access_type: Some(AccessType::Mount(MountVolume::default())),
+        }],
+        ..CreateVolumeRequest::default()
+    }
+}
+
+#[tokio::test]
+async fn rpcs_and_routeros_commands_are_counted_at_metrics() {
+    let dir = tempfile::tempdir().unwrap();
+    let key_file = dir.path().join("id_ed25519");
+    let client_key = load_or_generate_host_key(&key_file).unwrap();
+    let sim = RunningSim::start(Options::loopback(
+        dir.path().join("rds"),
+        client_key.public_key().clone(),
+        64 << 30,
+    ))
+    .await
+    .unwrap();
+    let config = dir.path().join("config.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[rds]\naddress = \"127.0.0.1\"\nsshPort = {}\nprivateKeyFile = {:?}\n\
+             hostKey = \"{}\"\npool = \"{DEFAULT_POOL}\"\nnvmeAddress = \"192.0.2.10\"\n\
+             [metrics]\nlisten = \"127.0.0.1:0\"\n",
+            sim.ssh_addr.port(),
+            key_file.display().to_string(),
+            HostKeyPin::of_key(&sim.host_public_key),
+        ),
+    )
+    .unwrap();
+    let socket = dir.path().join("csi.sock");
+    let mut plugin = tokio::process::Command::new(env!("CARGO_BIN_EXE_rds-csi"))
+        .arg("controller")
+        .arg("--endpoint")
+        .arg(format!("unix://{}", socket.display()))
+        .arg("--config")
+        .arg(&config)
+        .env("RUST_LOG", "info")
+        .env("NO_COLOR", "1")
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    // Port 0: the kernel picks a free port, and the log line names it.
+    let mut log = BufReader::new(plugin.stderr.take().unwrap()).lines();
+    let mut seen = Vec::new();
+    let metrics_addr = loop {
+        let Some(line) = log.next_line().await.unwrap() else {
+            panic!("the plugin exited before serving metrics: {seen:#?}");
+        };
+        let addr = line
+            .contains("serving metrics")
+            .then(|| line.split_once("addr=").map(|(_, a)| a.trim().to_owned()))
+            .flatten();
+        seen.push(line);
+        if let Some(addr) = addr {
+            break addr;
+        }
+    };
+    // Keep reading, so that the plugin never blocks on a full pipe.
+    tokio::spawn(async move { while let Ok(Some(_)) = log.next_line().await {} });
+
+    let mut controller = ControllerClient::new(connect_unix(&socket).await.unwrap());
+    let volume = controller
+        .create_volume(create("pvc-metrics"))
+        .await
+        .unwrap()
+        .into_inner()
+        .volume
+        .unwrap();
+    let refused = controller.create_volume(create("")).await.unwrap_err();
+    assert_eq!(refused.code(), tonic::Code::InvalidArgument);
+    controller
+        .delete_volume(DeleteVolumeRequest {
+            volume_id: volume.volume_id,
+            ..DeleteVolumeRequest::default()
+        })
+        .await
+        .unwrap();
+
+    let text = scrape(&metrics_addr).await;
+    for (series, value) in [
+        (
+            r#"rds_csi_rpcs_total{method="CreateVolume",code="OK"}"#,
+            1.0,
+        ),
+        (
+            r#"rds_csi_rpcs_total{method="CreateVolume",code="InvalidArgument"}"#,
+            1.0,
+        ),
+        (
+            r#"rds_csi_rpcs_total{method="DeleteVolume",code="OK"}"#,
+            1.0,
+        ),
+        (
+            r#"rds_csi_rpc_duration_seconds_count{method="CreateVolume"}"#,
+            2.0,
+        ),
+        (r#"rds_csi_routeros_commands_total{verb="/disk add"}"#, 1.0),
+        (
+            r#"rds_csi_routeros_commands_total{verb="/disk remove"}"#,
+            1.0,
+        ),
+        ("rds_csi_ssh_circuit_breaker_state", 0.0),
+        (r#"rds_csi_ssh_sessions{state="busy"}"#, 0.0),
+    ] {
+        assert_eq!(sample(&text, series), Some(value), "{series} in:\n{text}");
+    }
+    let idle = sample(&text, r#"rds_csi_ssh_sessions{state="idle"}"#);
+    assert!(idle.is_some_and(|n| n >= 1.0), "{text}");
+    assert!(
+        !text.contains("pvc-metrics"),
+        "a volume name leaked into a label:\n{text}"
+    );
+
+    plugin.kill().await.unwrap();
+    sim.shutdown().await;
+}
