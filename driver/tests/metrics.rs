@@ -1,16 +1,21 @@
 //! `/metrics` of the rds-csi binary, scraped over HTTP after CSI calls against rds-sim.
 
+use std::path::{Path, PathBuf};
 use std::process::Stdio;
 
 use rds_csi::csi::v1::controller_client::ControllerClient;
+use rds_csi::csi::v1::node_client::NodeClient;
 use rds_csi::csi::v1::volume_capability::access_mode::Mode as Access;
 use rds_csi::csi::v1::volume_capability::{AccessMode, AccessType, MountVolume};
-use rds_csi::csi::v1::{CapacityRange, CreateVolumeRequest, DeleteVolumeRequest, VolumeCapability};
+use rds_csi::csi::v1::{
+    CapacityRange, CreateVolumeRequest, DeleteVolumeRequest, NodeGetInfoRequest, VolumeCapability,
+};
 use rds_csi::grpc::connect_unix;
 use rds_csi::rds::ssh::HostKeyPin;
 use rds_sim::server::{DEFAULT_POOL, Options, RunningSim};
 use rds_sim::ssh::load_or_generate_host_key;
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::process::Child;
 
 /// The body of `GET /metrics`, over a plain HTTP/1.1 connection as Prometheus makes one.
 async fn scrape(addr: &str) -> String {
@@ -35,6 +40,56 @@ async fn scrape(addr: &str) -> String {
 fn sample(text: &str, series: &str) -> Option<f64> {
     text.lines()
         .find_map(|line| line.strip_prefix(series)?.strip_prefix(' ')?.parse().ok())
+}
+
+/// The rds-csi binary serving CSI on a socket beside `config` and metrics on the port the kernel
+/// picked for `metrics.listen = "127.0.0.1:0"`; killed when dropped.
+struct Plugin {
+    socket: PathBuf,
+    /// `IP:port` of `/metrics`.
+    metrics: String,
+    _process: Child,
+}
+
+impl Plugin {
+    async fn start(command: &str, config: &Path) -> Plugin {
+        let socket = config.with_file_name("csi.sock");
+        let mut process = tokio::process::Command::new(env!("CARGO_BIN_EXE_rds-csi"))
+            .arg(command)
+            .arg("--endpoint")
+            .arg(format!("unix://{}", socket.display()))
+            .arg("--config")
+            .arg(config)
+            .env("RUST_LOG", "info")
+            .env("NO_COLOR", "1")
+            .stderr(Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()
+            .unwrap();
+        // The log line names the port the kernel picked; CSI is served before it is written.
+        let mut log = BufReader::new(process.stderr.take().unwrap()).lines();
+        let mut seen = Vec::new();
+        let metrics = loop {
+            let Some(line) = log.next_line().await.unwrap() else {
+                panic!("the plugin exited before serving metrics: {seen:#?}");
+            };
+            let addr = line
+                .contains("serving metrics")
+                .then(|| line.split_once("addr=").map(|(_, a)| a.trim().to_owned()))
+                .flatten();
+            seen.push(line);
+            if let Some(addr) = addr {
+                break addr;
+            }
+        };
+        // Keep reading, so that the plugin never blocks on a full pipe.
+        tokio::spawn(async move { while let Ok(Some(_)) = log.next_line().await {} });
+        Plugin {
+            socket,
+            metrics,
+            _process: process,
+        }
+    }
 }
 
 fn create(name: &str) -> CreateVolumeRequest {
@@ -79,39 +134,9 @@ async fn rpcs_and_routeros_commands_are_counted_at_metrics() {
         ),
     )
     .unwrap();
-    let socket = dir.path().join("csi.sock");
-    let mut plugin = tokio::process::Command::new(env!("CARGO_BIN_EXE_rds-csi"))
-        .arg("controller")
-        .arg("--endpoint")
-        .arg(format!("unix://{}", socket.display()))
-        .arg("--config")
-        .arg(&config)
-        .env("RUST_LOG", "info")
-        .env("NO_COLOR", "1")
-        .stderr(Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .unwrap();
-    // Port 0: the kernel picks a free port, and the log line names it.
-    let mut log = BufReader::new(plugin.stderr.take().unwrap()).lines();
-    let mut seen = Vec::new();
-    let metrics_addr = loop {
-        let Some(line) = log.next_line().await.unwrap() else {
-            panic!("the plugin exited before serving metrics: {seen:#?}");
-        };
-        let addr = line
-            .contains("serving metrics")
-            .then(|| line.split_once("addr=").map(|(_, a)| a.trim().to_owned()))
-            .flatten();
-        seen.push(line);
-        if let Some(addr) = addr {
-            break addr;
-        }
-    };
-    // Keep reading, so that the plugin never blocks on a full pipe.
-    tokio::spawn(async move { while let Ok(Some(_)) = log.next_line().await {} });
+    let plugin = Plugin::start("controller", &config).await;
 
-    let mut controller = ControllerClient::new(connect_unix(&socket).await.unwrap());
+    let mut controller = ControllerClient::new(connect_unix(&plugin.socket).await.unwrap());
     let volume = controller
         .create_volume(create("pvc-metrics"))
         .await
@@ -129,7 +154,7 @@ async fn rpcs_and_routeros_commands_are_counted_at_metrics() {
         .await
         .unwrap();
 
-    let text = scrape(&metrics_addr).await;
+    let text = scrape(&plugin.metrics).await;
     for (series, value) in [
         (
             r#"rds_csi_rpcs_total{method="CreateVolume",code="OK"}"#,
@@ -164,6 +189,30 @@ async fn rpcs_and_routeros_commands_are_counted_at_metrics() {
         "a volume name leaked into a label:\n{text}"
     );
 
-    plugin.kill().await.unwrap();
+    drop(plugin);
     sim.shutdown().await;
+}
+
+/// The node plugin serves metrics too: its RPCs are counted, and it runs no RouterOS command.
+#[tokio::test]
+async fn the_node_plugin_counts_its_rpcs() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("config.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[node]\nhostNqn = \"nqn.2014-08.org.nvmexpress:uuid:5e2e0000-0000-4000-8000-00000000000a\"\n\
+             fabric = \"loop\"\nloopRoot = {:?}\n[metrics]\nlisten = \"127.0.0.1:0\"\n",
+            dir.path().display().to_string()
+        ),
+    )
+    .unwrap();
+    let plugin = Plugin::start("node", &config).await;
+    let mut node = NodeClient::new(connect_unix(&plugin.socket).await.unwrap());
+    node.node_get_info(NodeGetInfoRequest {}).await.unwrap();
+
+    let text = scrape(&plugin.metrics).await;
+    let series = r#"rds_csi_rpcs_total{method="NodeGetInfo",code="OK"}"#;
+    assert_eq!(sample(&text, series), Some(1.0), "{text}");
+    assert!(!text.contains("rds_csi_routeros_commands_total{"), "{text}");
 }
