@@ -3,6 +3,7 @@
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 
+use rds_csi::config::{Config, FabricMode, NodeConfig, RdsConfig};
 use rds_csi::csi::v1::controller_client::ControllerClient;
 use rds_csi::csi::v1::node_client::NodeClient;
 use rds_csi::csi::v1::volume_capability::access_mode::Mode as Access;
@@ -42,8 +43,8 @@ fn sample(text: &str, series: &str) -> Option<f64> {
         .find_map(|line| line.strip_prefix(series)?.strip_prefix(' ')?.parse().ok())
 }
 
-/// The rds-csi binary serving CSI on a socket beside `config` and metrics on the port the kernel
-/// picked for `metrics.listen = "127.0.0.1:0"`; killed when dropped.
+/// The rds-csi binary serving CSI on a socket in `dir` and metrics on the port the kernel picked
+/// for `metrics.listen = "127.0.0.1:0"`; killed when dropped.
 struct Plugin {
     socket: PathBuf,
     /// `IP:port` of `/metrics`.
@@ -52,14 +53,17 @@ struct Plugin {
 }
 
 impl Plugin {
-    async fn start(command: &str, config: &Path) -> Plugin {
-        let socket = config.with_file_name("csi.sock");
+    async fn start(command: &str, dir: &Path, mut config: Config) -> Plugin {
+        config.metrics.listen = Some("127.0.0.1:0".parse().unwrap());
+        let file = dir.join("config.toml");
+        std::fs::write(&file, toml::to_string(&config).unwrap()).unwrap();
+        let socket = dir.join("csi.sock");
         let mut process = tokio::process::Command::new(env!("CARGO_BIN_EXE_rds-csi"))
             .arg(command)
             .arg("--endpoint")
             .arg(format!("unix://{}", socket.display()))
             .arg("--config")
-            .arg(config)
+            .arg(&file)
             .env("RUST_LOG", "info")
             .env("NO_COLOR", "1")
             .stderr(Stdio::piped())
@@ -121,20 +125,19 @@ async fn rpcs_and_routeros_commands_are_counted_at_metrics() {
     ))
     .await
     .unwrap();
-    let config = dir.path().join("config.toml");
-    std::fs::write(
-        &config,
-        format!(
-            "[rds]\naddress = \"127.0.0.1\"\nsshPort = {}\nprivateKeyFile = {:?}\n\
-             hostKey = \"{}\"\npool = \"{DEFAULT_POOL}\"\nnvmeAddress = \"192.0.2.10\"\n\
-             [metrics]\nlisten = \"127.0.0.1:0\"\n",
-            sim.ssh_addr.port(),
-            key_file.display().to_string(),
-            HostKeyPin::of_key(&sim.host_public_key),
-        ),
-    )
-    .unwrap();
-    let plugin = Plugin::start("controller", &config).await;
+    let config = Config {
+        rds: RdsConfig {
+            address: "127.0.0.1".into(),
+            ssh_port: sim.ssh_addr.port(),
+            private_key_file: key_file,
+            host_key: HostKeyPin::of_key(&sim.host_public_key).to_string(),
+            pool: DEFAULT_POOL.into(),
+            nvme_address: "192.0.2.10".into(),
+            ..RdsConfig::default()
+        },
+        ..Config::default()
+    };
+    let plugin = Plugin::start("controller", dir.path(), config).await;
 
     let mut controller = ControllerClient::new(connect_unix(&plugin.socket).await.unwrap());
     let volume = controller
@@ -197,17 +200,18 @@ async fn rpcs_and_routeros_commands_are_counted_at_metrics() {
 #[tokio::test]
 async fn the_node_plugin_counts_its_rpcs() {
     let dir = tempfile::tempdir().unwrap();
-    let config = dir.path().join("config.toml");
-    std::fs::write(
-        &config,
-        format!(
-            "[node]\nhostNqn = \"nqn.2014-08.org.nvmexpress:uuid:5e2e0000-0000-4000-8000-00000000000a\"\n\
-             fabric = \"loop\"\nloopRoot = {:?}\n[metrics]\nlisten = \"127.0.0.1:0\"\n",
-            dir.path().display().to_string()
-        ),
-    )
-    .unwrap();
-    let plugin = Plugin::start("node", &config).await;
+    let config = Config {
+        node: NodeConfig {
+            host_nqn: Some(
+                "nqn.2014-08.org.nvmexpress:uuid:00000000-0000-4000-8000-00000000000a".into(),
+            ),
+            fabric: FabricMode::Loop,
+            loop_root: Some(dir.path().to_owned()),
+            ..NodeConfig::default()
+        },
+        ..Config::default()
+    };
+    let plugin = Plugin::start("node", dir.path(), config).await;
     let mut node = NodeClient::new(connect_unix(&plugin.socket).await.unwrap());
     node.node_get_info(NodeGetInfoRequest {}).await.unwrap();
 
