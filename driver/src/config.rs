@@ -35,8 +35,9 @@
 //! | `node.reconnectDelay` | `RDS_CSI_NODE_RECONNECT_DELAY` | `5` | seconds between reconnect attempts; a StorageClass's `reconnectDelay` overrides it |
 //! | `node.keepAliveTmo` | `RDS_CSI_NODE_KEEP_ALIVE_TMO` | `15` | NVMe Keep Alive timeout in seconds; a StorageClass's `keepAliveTmo` overrides it |
 //! | `node.nrIoQueues` | `RDS_CSI_NODE_NR_IO_QUEUES` | (unset) | NVMe/TCP I/O queues per controller; unset: one per CPU; a StorageClass's `nrIoQueues` overrides it |
+//! | `metrics.listen` | `RDS_CSI_METRICS_LISTEN` | (unset) | IP address and port (`0.0.0.0:9808`) where the controller and the node plugin serve Prometheus metrics over HTTP at `/metrics` (docs/operations.md, "Metrics"); unset: no metrics endpoint |
 //!
-//! In the TOML file the `rds`, `controller` and `node` keys live in tables of those names:
+//! In the TOML file the `rds`, `controller`, `node` and `metrics` keys live in tables of those names:
 //!
 //! ```toml
 //! driverName = "rds.csi.mikrotik.com"
@@ -76,6 +77,14 @@ pub struct Config {
     pub rds: RdsConfig,
     pub controller: ControllerConfig,
     pub node: NodeConfig,
+    pub metrics: MetricsConfig,
+}
+
+/// Where the process serves `/metrics`; the controller and the node plugin read it alike.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields, default)]
+pub struct MetricsConfig {
+    pub listen: Option<std::net::SocketAddr>,
 }
 
 /// How to reach and use the RDS. See the module documentation for each key.
@@ -156,6 +165,7 @@ impl Default for Config {
             rds: RdsConfig::default(),
             controller: ControllerConfig::default(),
             node: NodeConfig::default(),
+            metrics: MetricsConfig::default(),
         }
     }
 }

@@ -5,6 +5,7 @@ use rds_csi::config::Config;
 use rds_csi::grpc::{ListenAddr, Listener};
 use rds_csi::service::{Driver, Mode};
 use std::io::IsTerminal;
+use std::net::SocketAddr;
 use std::path::PathBuf;
 
 #[derive(Parser)]
@@ -98,14 +99,30 @@ fn load(path: &std::path::Path) -> anyhow::Result<Config> {
     Ok(config)
 }
 
-async fn serve(driver: Driver, mode: Mode, endpoint: &str) -> anyhow::Result<()> {
+/// Serves CSI on `endpoint`, and `/metrics` on `metrics` when it is set, until interrupted;
+/// either failing (a taken metrics port) stops the process.
+async fn serve(
+    driver: Driver,
+    mode: Mode,
+    endpoint: &str,
+    metrics: Option<SocketAddr>,
+) -> anyhow::Result<()> {
     let listener = Listener::bind(&ListenAddr::parse(endpoint)?)?;
     tracing::info!(endpoint = %listener, "serving CSI");
-    listener
-        .serve(driver.router(mode), async {
-            let _ = tokio::signal::ctrl_c().await;
-        })
-        .await?;
+    let interrupted = || async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    let csi = async {
+        listener.serve(driver.router(mode), interrupted()).await?;
+        anyhow::Ok(())
+    };
+    let metrics = async {
+        match metrics {
+            Some(addr) => rds_csi::metrics::serve(addr, driver.rds().cloned(), interrupted()).await,
+            None => Ok(()),
+        }
+    };
+    tokio::try_join!(csi, metrics)?;
     Ok(())
 }
 
@@ -137,20 +154,21 @@ async fn main() -> anyhow::Result<()> {
     init_logs(cli.log_format);
     match cli.command {
         Command::Controller(s) => {
-            serve(
-                Driver::new(load(&s.config)?).await?,
-                Mode::Controller,
-                &s.endpoint,
-            )
-            .await
+            let config = load(&s.config)?;
+            let metrics = config.metrics.listen;
+            let driver = Driver::new(config).await?;
+            serve(driver, Mode::Controller, &s.endpoint, metrics).await
         }
         Command::Node(s) => {
             let mut config = Config::load(&s.config)?;
             config.apply_env()?;
-            serve(Driver::node_only(config)?, Mode::Node, &s.endpoint).await
+            let metrics = config.metrics.listen;
+            serve(Driver::node_only(config)?, Mode::Node, &s.endpoint, metrics).await
         }
         Command::All(s) => {
-            serve(Driver::new(load(&s.config)?).await?, Mode::All, &s.endpoint).await
+            let config = load(&s.config)?;
+            let metrics = config.metrics.listen;
+            serve(Driver::new(config).await?, Mode::All, &s.endpoint, metrics).await
         }
         #[cfg(feature = "dev")]
         Command::Dev { endpoint, data_dir } => rds_csi::dev::run(&endpoint, data_dir).await,

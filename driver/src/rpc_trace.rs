@@ -1,7 +1,9 @@
 //! The edge every CSI RPC handler passes through: a span naming the RPC and the volume, and one
-//! log line saying how the call ended, so controller and node logs read alike.
+//! log line saying how the call ended, so controller and node logs read alike; and the RPC
+//! metrics, counted here so that every RPC is counted once.
 
 use std::future::Future;
+use std::time::Instant;
 
 use tonic::{Response, Status};
 use tracing::Instrument;
@@ -15,7 +17,13 @@ pub(crate) async fn traced<T>(
 ) -> Result<Response<T>, Status> {
     let span = tracing::info_span!("csi", rpc, volume_id);
     async {
-        match handler.await {
+        let started = Instant::now();
+        let answer = handler.await;
+        let code = answer
+            .as_ref()
+            .map_or_else(Status::code, |_| tonic::Code::Ok);
+        crate::metrics::rpc(rpc, code, started.elapsed());
+        match answer {
             Ok(answer) => {
                 tracing::info!("done");
                 Ok(Response::new(answer))

@@ -629,6 +629,7 @@ fn every_option() -> Value {
             "selector": "backup=daily",
             "maxAge": "30d"
         },
+        "metrics": {"enabled": true, "controllerPort": 9100, "nodePort": 9101},
         "serviceMonitor": {"enabled": true, "labels": {"release": "prometheus"}}
     })
 }
@@ -672,6 +673,44 @@ fn every_optional_value_passes_the_schema_and_renders() {
     assert_eq!(cronjob["spec"]["timeZone"], "Europe/Riga");
     let monitor = object(&objects, "ServiceMonitor", "rds-csi-controller");
     assert_eq!(monitor["metadata"]["labels"]["release"], "prometheus");
+    // The driver's own /metrics: a `metrics` port on each rds-csi container, the driver told to
+    // listen on it, and a ServiceMonitor endpoint for the controller's and the nodes'.
+    for (workload, port) in [
+        (object(&objects, "Deployment", "rds-csi-controller"), 9100),
+        (object(&objects, "DaemonSet", "rds-csi-node"), 9101),
+    ] {
+        let driver = container(workload, "rds-csi");
+        assert!(
+            driver["ports"]
+                .as_array()
+                .expect("container ports")
+                .iter()
+                .any(|p| p["name"] == "metrics" && p["containerPort"] == port),
+            "{driver}"
+        );
+        let listen = format!("0.0.0.0:{port}");
+        assert!(
+            driver["env"]
+                .as_array()
+                .expect("container env")
+                .iter()
+                .any(|e| e["name"] == "RDS_CSI_METRICS_LISTEN" && e["value"] == listen.as_str()),
+            "{driver}"
+        );
+    }
+    let scrapes_metrics = |monitor: &Value| {
+        monitor["spec"]["endpoints"]
+            .as_array()
+            .expect("ServiceMonitor endpoints")
+            .iter()
+            .any(|e| e["port"] == "metrics")
+    };
+    assert!(scrapes_metrics(monitor), "{monitor}");
+    let node_monitor = object(&objects, "ServiceMonitor", "rds-csi-node");
+    assert_eq!(node_monitor["metadata"]["labels"]["release"], "prometheus");
+    assert!(scrapes_metrics(node_monitor), "{node_monitor}");
+    let node_service = object(&objects, "Service", "rds-csi-node-metrics");
+    assert_eq!(node_service["spec"]["ports"][0]["port"], 9101);
     let controller = object(&objects, "Deployment", "rds-csi-controller");
     let pod = &controller["spec"]["template"]["spec"];
     assert_eq!(pod["imagePullSecrets"][0]["name"], "registry");

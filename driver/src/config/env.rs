@@ -282,6 +282,17 @@ pub(super) const KEYS: &[Key] = &[
             Ok(())
         },
     },
+    Key {
+        toml: "metrics.listen",
+        env: "RDS_CSI_METRICS_LISTEN",
+        set: |c, v| {
+            c.metrics.listen =
+                Some(v.trim().parse().map_err(|_| {
+                    "is not an IP address and port such as 0.0.0.0:9808".to_owned()
+                })?);
+            Ok(())
+        },
+    },
 ];
 
 #[cfg(test)]
@@ -306,6 +317,7 @@ mod tests {
             ("RDS_CSI_NODE_HOST_NQN", "nqn.2014-08.org.nvmexpress:uuid:1"),
             ("RDS_CSI_NODE_TOPOLOGY", "zone=a, rack=r1"),
             ("RDS_CSI_NODE_CTRL_LOSS_TMO", "-1"),
+            ("RDS_CSI_METRICS_LISTEN", "[::]:9808"),
         ]);
         config
             .apply_vars(|name| vars.get(name).map(|v| v.to_string()))
@@ -327,6 +339,7 @@ mod tests {
             Some("r1")
         );
         assert_eq!(config.node.ctrl_loss_tmo, -1);
+        assert_eq!(config.metrics.listen, Some("[::]:9808".parse().unwrap()));
         config.validate().unwrap();
 
         let error = config

@@ -17,6 +17,7 @@ pub const DEFAULT_NVME_PORT: NonZeroU16 = NonZeroU16::new(4420).expect("4420 is 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Cmd {
     line: String,
+    verb: &'static str,
     silent: bool,
 }
 
@@ -161,6 +162,7 @@ impl Cmd {
             .keyword("contents");
         Cmd {
             line: format!(":put [{}]", get.0),
+            verb: get.1,
             silent: false,
         }
     }
@@ -204,13 +206,13 @@ impl Cmd {
                 operand: format!("source:{}", escape_regex(source.as_str())),
             },
         };
-        print("/disk", &filter, form)
+        print("/disk print", &filter, form)
     }
 
     /// `/file print detail where name~"^<dir>/"` in the chosen form: every file under `dir`.
     pub fn file_print_under(dir: &RosPath, form: Form) -> Cmd {
         print(
-            "/file",
+            "/file print",
             &Filter::starts_with("name", &format!("{dir}/")),
             form,
         )
@@ -225,7 +227,7 @@ impl Cmd {
             escape_regex(file)
         );
         print(
-            "/file",
+            "/file print",
             &Filter {
                 property: "name",
                 operator: '~',
@@ -244,7 +246,7 @@ impl Cmd {
     /// this label; nothing when the pool is not Btrfs.
     pub fn btrfs_filesystem_print(label: &RosPath, form: Form) -> Cmd {
         print(
-            "/disk btrfs filesystem",
+            "/disk btrfs filesystem print",
             &Filter::equals("label", label.as_str()),
             form,
         )
@@ -269,9 +271,11 @@ impl Cmd {
     /// `/disk btrfs subvolume remove [find where name="<name>"]`: the subvolume and every file
     /// in it.
     pub fn subvolume_remove(name: &Slot) -> Cmd {
+        let verb = "/disk btrfs subvolume remove";
         let filter = Filter::equals("name", name.as_str()).render();
         Cmd {
-            line: format!("/disk btrfs subvolume remove [find where {filter}]"),
+            line: format!("{verb} [find where {filter}]"),
+            verb,
             silent: true,
         }
     }
@@ -282,7 +286,7 @@ impl Cmd {
             SubvolumeQuery::Name(name) => Filter::equals("name", name.as_str()),
             SubvolumeQuery::NamePrefix(prefix) => Filter::starts_with("name", prefix.as_str()),
         };
-        print("/disk btrfs subvolume", &filter, form)
+        print("/disk btrfs subvolume print", &filter, form)
     }
 
     /// `:put [/file get "<path>" size]`: the file's exact size in bytes (`print` rounds it).
@@ -292,6 +296,7 @@ impl Cmd {
             .keyword("size");
         Cmd {
             line: format!(":put [{}]", get.0),
+            verb: get.1,
             silent: false,
         }
     }
@@ -317,6 +322,12 @@ impl Cmd {
     /// The line exactly as sent.
     pub fn as_str(&self) -> &str {
         &self.line
+    }
+
+    /// The command path without its arguments (`/disk add`, `/file print`): a metric label that
+    /// can never carry a volume name or any other caller value.
+    pub fn verb(&self) -> &'static str {
+        self.verb
     }
 
     /// Whether RouterOS prints nothing when this command succeeds (add, set, remove), so that any
@@ -360,8 +371,9 @@ fn disk_args(line: Line, spec: &DiskSpec, sized: bool) -> Line {
     line
 }
 
-fn print(menu: &'static str, filter: &Filter, form: Form) -> Cmd {
-    let inner = |as_value: &str| format!("{menu} print detail{as_value} where {}", filter.render());
+/// `verb` is the menu's print command (`/disk print`), whole so that it can be [`Cmd::verb`].
+fn print(verb: &'static str, filter: &Filter, form: Form) -> Cmd {
+    let inner = |as_value: &str| format!("{verb} detail{as_value} where {}", filter.render());
     let line = match form {
         Form::Detail => inner(""),
         Form::AsValue => format!(":put [{}]", inner(" as-value")),
@@ -369,6 +381,7 @@ fn print(menu: &'static str, filter: &Filter, form: Form) -> Cmd {
     };
     Cmd {
         line,
+        verb,
         silent: false,
     }
 }
@@ -383,11 +396,11 @@ enum Arg<'a> {
 }
 
 /// Assembles a line left to right; names and keywords are `'static`, values go through [`Arg`].
-struct Line(String);
+struct Line(String, &'static str);
 
 impl Line {
     fn new(path: &'static str) -> Self {
-        Line(path.to_owned())
+        Line(path.to_owned(), path)
     }
 
     fn arg(mut self, name: &'static str, value: Arg<'_>) -> Self {
@@ -434,6 +447,7 @@ impl Line {
     fn silent(self) -> Cmd {
         Cmd {
             line: self.0,
+            verb: self.1,
             silent: true,
         }
     }
@@ -441,6 +455,7 @@ impl Line {
     fn prints(self) -> Cmd {
         Cmd {
             line: self.0,
+            verb: self.1,
             silent: false,
         }
     }
@@ -758,5 +773,29 @@ mod tests {
         let cmd = Cmd::disk_monitor_traffic(&slot("x"));
         assert_eq!(cmd.as_str(), "/disk monitor-traffic \"x\" once");
         assert!(!cmd.is_silent());
+    }
+
+    /// The verb is the metric label: the command path alone, whatever the arguments.
+    #[test]
+    fn verbs_carry_no_argument() {
+        let x = slot("pvc-x");
+        let pool = path("raid10");
+        for (cmd, verb) in [
+            (Cmd::disk_remove(&x), "/disk remove"),
+            (
+                Cmd::disk_set_size(&x, ByteSize::new(1 << 30).unwrap()),
+                "/disk set",
+            ),
+            (
+                Cmd::disk_print(DiskQuery::Slot(&x), Form::AsValue),
+                "/disk print",
+            ),
+            (Cmd::file_print_under(&pool, Form::Detail), "/file print"),
+            (Cmd::file_get_size(&pool), "/file get"),
+            (Cmd::subvolume_remove(&x), "/disk btrfs subvolume remove"),
+            (Cmd::system_resource(), "/system resource print"),
+        ] {
+            assert_eq!(cmd.verb(), verb, "{cmd}");
+        }
     }
 }

@@ -30,12 +30,13 @@ pub use copy::CopyProgress;
 pub use error::{ErrorKind, RdsError};
 
 use super::command::{Cmd, DiskQuery, DiskSpec, Form};
+use super::error::RosError;
 use super::error::{check_output, expect_silent};
 use super::parse::{
     DiskRecord, ParseError, PoolRecord, Record, RosVersion, parse_key_values,
     parse_routeros_version, records,
 };
-use super::ssh::{SshError, SshPool};
+use super::ssh::{PoolStats, SshError, SshPool};
 use super::value::{ByteSize, Nqn, RosPath, Slot};
 
 /// The oldest RouterOS with `nvme-tcp-server-nqn` (routeros/README.md, "Commands").
@@ -78,7 +79,7 @@ impl RdsClient {
     pub async fn version(&self) -> Result<RosVersion, RdsError> {
         let cmd = Cmd::system_resource();
         let output = self.run(&cmd).await?;
-        let output = check_output(&cmd, &output)?;
+        let output = refused(&cmd, check_output(&cmd, &output))?;
         let parse_error = |source| RdsError::Parse {
             command: cmd.to_string(),
             source,
@@ -302,7 +303,7 @@ impl RdsClient {
 
     async fn print(&self, cmd: &Cmd) -> Result<Vec<Record>, RdsError> {
         let output = self.run(cmd).await?;
-        let output = check_output(cmd, &output)?;
+        let output = refused(cmd, check_output(cmd, &output))?;
         records(FORM, output).map_err(|source| RdsError::Parse {
             command: cmd.to_string(),
             source,
@@ -311,25 +312,43 @@ impl RdsClient {
 
     async fn run_silent(&self, cmd: &Cmd) -> Result<(), RdsError> {
         let output = self.run(cmd).await?;
-        Ok(expect_silent(cmd, &output)?)
+        refused(cmd, expect_silent(cmd, &output))
     }
 
     async fn run(&self, cmd: &Cmd) -> Result<String, RdsError> {
+        let sent = Instant::now();
         let output = self.ssh.run(cmd.as_str()).await;
-        self.answered(cmd, output)
+        self.answered(cmd, sent, output)
     }
 
     /// [`RdsClient::run`] for `/disk copy`, under the SSH pool's copy timeout.
     async fn run_copy(&self, cmd: &Cmd) -> Result<String, RdsError> {
+        let sent = Instant::now();
         let output = self.ssh.run_copy(cmd.as_str()).await;
-        self.answered(cmd, output)
+        self.answered(cmd, sent, output)
     }
 
-    fn answered(&self, cmd: &Cmd, output: Result<String, SshError>) -> Result<String, RdsError> {
-        self.note(output.map_err(|source| RdsError::Ssh {
+    /// Counts the command (every command passes here once) and records whether the RDS answered.
+    fn answered(
+        &self,
+        cmd: &Cmd,
+        sent: Instant,
+        output: Result<String, SshError>,
+    ) -> Result<String, RdsError> {
+        crate::metrics::command(cmd.verb(), sent.elapsed());
+        let output = output.map_err(|source| RdsError::Ssh {
             command: cmd.to_string(),
             source,
-        }))
+        });
+        if let Err(error) = &output {
+            crate::metrics::command_error(cmd.verb(), error.kind());
+        }
+        self.note(output)
+    }
+
+    /// The SSH pool's sessions and breaker, for the metrics.
+    pub fn pool_stats(&self) -> PoolStats {
+        self.ssh.stats()
     }
 
     /// Records whether the RDS answered.
@@ -344,6 +363,15 @@ impl RdsClient {
         *self.last_answer.lock().unwrap_or_else(|p| p.into_inner()) = answered;
         result
     }
+}
+
+/// `checked` (RouterOS's verdict on the answer to `cmd`), counting a refusal as a failed command.
+fn refused<T>(cmd: &Cmd, checked: Result<T, RosError>) -> Result<T, RdsError> {
+    checked.map_err(|error| {
+        let error = RdsError::from(error);
+        crate::metrics::command_error(cmd.verb(), error.kind());
+        error
+    })
 }
 
 fn check_created(cmd: &Cmd, spec: &DiskSpec, disk: DiskRecord) -> Result<DiskRecord, RdsError> {

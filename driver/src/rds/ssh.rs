@@ -13,9 +13,9 @@ mod transport;
 
 use std::time::Duration;
 
-pub use breaker::BreakerConfig;
+pub use breaker::{BreakerConfig, BreakerState};
 pub use host_key::{HostKeyPin, InvalidHostKeyPin};
-pub use pool::{Backoff, PoolConfig, SshPool};
+pub use pool::{Backoff, PoolConfig, PoolStats, SshPool};
 pub use transport::SshTransport;
 
 /// How long to wait for the RDS.

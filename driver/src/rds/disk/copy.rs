@@ -1,7 +1,7 @@
 //! The operations snapshot methods build on: copies between disks, comments, and small files
 //! with known contents (the probe's).
 
-use super::{RdsClient, RdsError, checked};
+use super::{RdsClient, RdsError, checked, refused};
 use crate::rds::command::{Cmd, DiskSpec};
 use crate::rds::error::check_output;
 use crate::rds::parse::{DiskRecord, ParseError, parse_grouped_u64};
@@ -48,7 +48,7 @@ impl RdsClient {
         self.check_version().await?;
         let cmd = Cmd::disk_copy(src, dst);
         let output = self.run_copy(&cmd).await?;
-        let output = check_output(&cmd, &output)?;
+        let output = refused(&cmd, check_output(&cmd, &output))?;
         parse_copy_status(output).map_err(|source| RdsError::Parse {
             command: cmd.to_string(),
             source,
@@ -91,7 +91,7 @@ impl RdsClient {
     pub async fn read_file(&self, path: &RosPath) -> Result<String, RdsError> {
         let cmd = Cmd::file_get_contents(path);
         let output = self.run(&cmd).await?;
-        let output = check_output(&cmd, &output)?;
+        let output = refused(&cmd, check_output(&cmd, &output))?;
         Ok(output
             .strip_suffix("\r\n")
             .or_else(|| output.strip_suffix('\n'))

@@ -78,6 +78,22 @@ pub enum ErrorKind {
     Internal,
 }
 
+impl ErrorKind {
+    /// The metric label of this kind.
+    pub fn name(self) -> &'static str {
+        match self {
+            ErrorKind::Unavailable => "unavailable",
+            ErrorKind::Timeout => "timeout",
+            ErrorKind::NotFound => "not_found",
+            ErrorKind::AlreadyExists => "already_exists",
+            ErrorKind::OutOfSpace => "out_of_space",
+            ErrorKind::Busy => "busy",
+            ErrorKind::Misconfigured => "misconfigured",
+            ErrorKind::Internal => "internal",
+        }
+    }
+}
+
 impl RdsError {
     pub fn kind(&self) -> ErrorKind {
         match self {

@@ -4,7 +4,7 @@
 //! The pool's Btrfs label is taken to be its mount point, as MikroTik's Btrfs guide sets them
 //! (`label=BtrfsDisk`, mounted at `BtrfsDisk`); a pool whose label differs reads as not Btrfs.
 
-use super::{FORM, RdsClient, RdsError, check_created, tolerate_missing};
+use super::{FORM, RdsClient, RdsError, check_created, refused, tolerate_missing};
 use crate::ids;
 use crate::rds::command::{Cmd, DiskSpec, SubvolumeQuery};
 use crate::rds::error::check_output;
@@ -114,7 +114,7 @@ impl RdsClient {
     pub async fn file_size(&self, path: &RosPath) -> Result<u64, RdsError> {
         let cmd = Cmd::file_get_size(path);
         let output = self.run(&cmd).await?;
-        let output = check_output(&cmd, &output)?;
+        let output = refused(&cmd, check_output(&cmd, &output))?;
         parse_grouped_u64(output.trim()).map_err(|source| RdsError::Parse {
             command: cmd.to_string(),
             source,

@@ -32,6 +32,15 @@ enum State {
     HalfOpen,
 }
 
+/// The breaker as a metric shows it. An open breaker whose time is over stays `Open` until the
+/// next caller takes the probe: until then it still fails fast.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BreakerState {
+    Closed,
+    HalfOpen,
+    Open,
+}
+
 /// May a connection attempt go ahead?
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) enum Admission {
@@ -76,6 +85,14 @@ impl CircuitBreaker {
             }
             State::Open { until } => Err(self.rejection(until - now)),
             State::HalfOpen => Err(self.rejection(Duration::ZERO)),
+        }
+    }
+
+    pub(super) fn state(&self) -> BreakerState {
+        match self.state {
+            State::Closed => BreakerState::Closed,
+            State::HalfOpen => BreakerState::HalfOpen,
+            State::Open { .. } => BreakerState::Open,
         }
     }
 

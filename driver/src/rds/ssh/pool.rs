@@ -8,7 +8,7 @@ use rand::Rng;
 use russh::keys::PrivateKey;
 use tokio::sync::{Semaphore, SemaphorePermit};
 
-use super::breaker::{Admission, BreakerConfig, CircuitBreaker};
+use super::breaker::{Admission, BreakerConfig, BreakerState, CircuitBreaker};
 use super::transport::SshTransport;
 use super::{HostKeyPin, SshError, Timeouts};
 
@@ -72,6 +72,16 @@ impl PoolConfig {
     }
 }
 
+/// What the pool holds right now, for the metrics.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PoolStats {
+    /// Connected sessions waiting for a command.
+    pub idle: usize,
+    /// Checked-out slots: running a command, or connecting to run one.
+    pub busy: usize,
+    pub breaker: BreakerState,
+}
+
 /// A connection place in the pool; it keeps its backoff state across connections.
 #[derive(Default)]
 struct Slot {
@@ -125,6 +135,18 @@ impl SshPool {
                 Err(failure) if reused && !failure.sent && may_retry => may_retry = false,
                 Err(failure) => return Err(failure.error),
             }
+        }
+    }
+
+    pub fn stats(&self) -> PoolStats {
+        let idle = lock(&self.idle);
+        PoolStats {
+            idle: idle
+                .iter()
+                .filter(|slot| slot.transport.as_ref().is_some_and(|t| !t.is_closed()))
+                .count(),
+            busy: self.config.size.max(1) - idle.len(),
+            breaker: lock(&self.breaker).state(),
         }
     }
 

@@ -1,0 +1,285 @@
+//! Prometheus metrics, served at `/metrics` over HTTP when `metrics.listen` is set.
+//!
+//! The families live in one process-wide registry, so the two edges that count (every CSI RPC in
+//! `rpc_trace`, every RouterOS command in `rds::disk`) need no handle threaded through each
+//! service. The SSH pool's gauges are read from the pool when a scrape asks, so they are never
+//! stale and the pool does not have to report each change. Label values are `'static` names or
+//! gRPC codes, never a volume id or other caller value, so the series stay few.
+//! docs/operations.md, "Metrics", documents each family and the alert it supports.
+
+use std::net::SocketAddr;
+use std::sync::{Arc, LazyLock};
+use std::time::Duration;
+
+use anyhow::Context;
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::registry::{Registry, Unit};
+
+use crate::rds::disk::{ErrorKind, RdsClient};
+use crate::rds::ssh::{BreakerState, PoolStats};
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RpcLabels {
+    method: &'static str,
+    code: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct MethodLabels {
+    method: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct VerbLabels {
+    verb: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct VerbErrorLabels {
+    verb: &'static str,
+    kind: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct SessionLabels {
+    state: &'static str,
+}
+
+type Histograms<L> = Family<L, Histogram, fn() -> Histogram>;
+
+/// 1 ms to about 65 s: a RouterOS print answers in milliseconds, a CreateVolume that waits for
+/// the create bound or a slow RDS takes tens of seconds.
+fn latency() -> Histogram {
+    Histogram::new(exponential_buckets(0.001, 2.0, 17))
+}
+
+struct Metrics {
+    registry: Registry,
+    rpcs: Family<RpcLabels, Counter>,
+    rpc_seconds: Histograms<MethodLabels>,
+    commands: Family<VerbLabels, Counter>,
+    command_seconds: Histograms<VerbLabels>,
+    command_errors: Family<VerbErrorLabels, Counter>,
+    ssh_sessions: Family<SessionLabels, Gauge>,
+    breaker: Gauge,
+}
+
+static METRICS: LazyLock<Metrics> = LazyLock::new(|| {
+    let mut registry = Registry::with_prefix("rds_csi");
+    let metrics = Metrics {
+        rpcs: Family::default(),
+        rpc_seconds: Family::new_with_constructor(latency),
+        commands: Family::default(),
+        command_seconds: Family::new_with_constructor(latency),
+        command_errors: Family::default(),
+        ssh_sessions: Family::default(),
+        breaker: Gauge::default(),
+        registry: Registry::default(),
+    };
+    registry.register(
+        "rpcs",
+        "CSI RPCs handled, by method and gRPC code",
+        metrics.rpcs.clone(),
+    );
+    registry.register_with_unit(
+        "rpc_duration",
+        "Time to answer a CSI RPC, by method",
+        Unit::Seconds,
+        metrics.rpc_seconds.clone(),
+    );
+    registry.register(
+        "routeros_commands",
+        "RouterOS commands sent to the RDS, by verb",
+        metrics.commands.clone(),
+    );
+    registry.register_with_unit(
+        "routeros_command_duration",
+        "Time from sending a RouterOS command to its answer, by verb",
+        Unit::Seconds,
+        metrics.command_seconds.clone(),
+    );
+    registry.register(
+        "routeros_command_errors",
+        "RouterOS commands that failed, by verb and kind of failure",
+        metrics.command_errors.clone(),
+    );
+    registry.register(
+        "ssh_sessions",
+        "SSH sessions to the RDS: idle (connected, waiting) or busy (running a command)",
+        metrics.ssh_sessions.clone(),
+    );
+    registry.register(
+        "ssh_circuit_breaker_state",
+        "The SSH circuit breaker: 0 closed, 1 half-open (one probe connection), 2 open (failing fast)",
+        metrics.breaker.clone(),
+    );
+    Metrics {
+        registry,
+        ..metrics
+    }
+});
+
+/// Counts one finished CSI RPC.
+pub(crate) fn rpc(method: &'static str, code: tonic::Code, took: Duration) {
+    // The spelling of the gRPC status names, as other gRPC exporters label them.
+    let code = match code {
+        tonic::Code::Ok => "OK".to_owned(),
+        other => format!("{other:?}"),
+    };
+    let metrics = &*METRICS;
+    metrics
+        .rpcs
+        .get_or_create(&RpcLabels { method, code })
+        .inc();
+    metrics
+        .rpc_seconds
+        .get_or_create(&MethodLabels { method })
+        .observe(took.as_secs_f64());
+}
+
+/// Counts one RouterOS command that got an answer or failed on the way.
+pub(crate) fn command(verb: &'static str, took: Duration) {
+    let metrics = &*METRICS;
+    metrics.commands.get_or_create(&VerbLabels { verb }).inc();
+    metrics
+        .command_seconds
+        .get_or_create(&VerbLabels { verb })
+        .observe(took.as_secs_f64());
+}
+
+/// Counts one failed RouterOS command: not delivered, or refused by RouterOS.
+pub(crate) fn command_error(verb: &'static str, kind: ErrorKind) {
+    METRICS
+        .command_errors
+        .get_or_create(&VerbErrorLabels {
+            verb,
+            kind: kind.name(),
+        })
+        .inc();
+}
+
+/// The text exposition of every family, with the pool's gauges as `pool` has them now.
+pub fn render(pool: Option<PoolStats>) -> String {
+    let metrics = &*METRICS;
+    if let Some(pool) = pool {
+        let sessions = |state| metrics.ssh_sessions.get_or_create(&SessionLabels { state });
+        sessions("idle").set(pool.idle as i64);
+        sessions("busy").set(pool.busy as i64);
+        metrics.breaker.set(match pool.breaker {
+            BreakerState::Closed => 0,
+            BreakerState::HalfOpen => 1,
+            BreakerState::Open => 2,
+        });
+    }
+    let mut text = String::new();
+    prometheus_client::encoding::text::encode(&mut text, &metrics.registry)
+        .expect("writing to a String cannot fail");
+    text
+}
+
+/// Binds `addr` and serves `/metrics` until `shutdown` completes; `rds` is the controller's RDS
+/// client, whose pool the SSH gauges describe (`None` in the node plugin, which has no pool).
+pub async fn serve(
+    addr: SocketAddr,
+    rds: Option<Arc<RdsClient>>,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
+    let listener = tokio::net::TcpListener::bind(addr)
+        .await
+        .with_context(|| format!("cannot listen for metrics on {addr} (metrics.listen)"))?;
+    tracing::info!(addr = %listener.local_addr()?, "serving metrics at /metrics");
+    let app = axum::Router::new().route(
+        "/metrics",
+        axum::routing::get(move || {
+            let text = render(rds.as_ref().map(|rds| rds.pool_stats()));
+            async move {
+                (
+                    [(
+                        axum::http::header::CONTENT_TYPE,
+                        "application/openmetrics-text; version=1.0.0; charset=utf-8",
+                    )],
+                    text,
+                )
+            }
+        }),
+    );
+    axum::serve(listener, app)
+        .with_graceful_shutdown(shutdown)
+        .await
+        .context("serving metrics")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The value of the sample `name{labels}` in `text`, where `labels` is written as the
+    /// exposition writes it.
+    fn sample(text: &str, series: &str) -> Option<f64> {
+        text.lines()
+            .find_map(|line| line.strip_prefix(series)?.strip_prefix(' ')?.parse().ok())
+    }
+
+    #[test]
+    fn every_family_is_exposed_with_its_type_and_labels() {
+        rpc(
+            "TestMethod",
+            tonic::Code::NotFound,
+            Duration::from_millis(3),
+        );
+        rpc("TestMethod", tonic::Code::Ok, Duration::from_millis(1));
+        command("/test verb", Duration::from_millis(2));
+        command_error("/test verb", ErrorKind::Timeout);
+        let text = render(Some(PoolStats {
+            idle: 3,
+            busy: 1,
+            breaker: BreakerState::Open,
+        }));
+
+        for (family, kind) in [
+            ("rds_csi_rpcs", "counter"),
+            ("rds_csi_rpc_duration_seconds", "histogram"),
+            ("rds_csi_routeros_commands", "counter"),
+            ("rds_csi_routeros_command_duration_seconds", "histogram"),
+            ("rds_csi_routeros_command_errors", "counter"),
+            ("rds_csi_ssh_sessions", "gauge"),
+            ("rds_csi_ssh_circuit_breaker_state", "gauge"),
+        ] {
+            assert!(
+                text.contains(&format!("\n# TYPE {family} {kind}\n")),
+                "{family} is not a {kind}:\n{text}"
+            );
+        }
+        let expect = [
+            (
+                r#"rds_csi_rpcs_total{method="TestMethod",code="NotFound"}"#,
+                1.0,
+            ),
+            (r#"rds_csi_rpcs_total{method="TestMethod",code="OK"}"#, 1.0),
+            (
+                r#"rds_csi_rpc_duration_seconds_count{method="TestMethod"}"#,
+                2.0,
+            ),
+            (r#"rds_csi_routeros_commands_total{verb="/test verb"}"#, 1.0),
+            (
+                r#"rds_csi_routeros_command_duration_seconds_count{verb="/test verb"}"#,
+                1.0,
+            ),
+            (
+                r#"rds_csi_routeros_command_errors_total{verb="/test verb",kind="timeout"}"#,
+                1.0,
+            ),
+            (r#"rds_csi_ssh_sessions{state="idle"}"#, 3.0),
+            (r#"rds_csi_ssh_sessions{state="busy"}"#, 1.0),
+            ("rds_csi_ssh_circuit_breaker_state", 2.0),
+        ];
+        for (series, value) in expect {
+            assert_eq!(sample(&text, series), Some(value), "{series} in:\n{text}");
+        }
+        assert!(text.ends_with("# EOF\n"), "{text}");
+    }
+}
