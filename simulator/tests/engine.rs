@@ -299,6 +299,15 @@ fn copy_from_copies_data_or_only_settings_by_switch() {
     );
     let copy = r#"/disk add type=file copy-from=[find where slot="pvc-1"] file-path="storage-pool/csi/snap-1.img" slot="snap-1""#;
     ok(&mut e, copy);
+    // The roadmap's own form, `find` with a `set` argument, names the same disk.
+    ok(
+        &mut e,
+        r#"/disk add type=file copy-from=[find slot=pvc-1] file-path="storage-pool/csi/snap-0.img" slot="snap-0""#,
+    );
+    assert_eq!(
+        &head(&e.store.host_path("storage-pool/csi/snap-0.img"))[4096..4096 + 13],
+        b"known pattern"
+    );
     let snap_path = e.store.host_path("storage-pool/csi/snap-1.img");
     assert_eq!(std::fs::metadata(&snap_path).unwrap().len(), GIB);
     assert_eq!(&head(&snap_path)[4096..4096 + 13], b"known pattern");

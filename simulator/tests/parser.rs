@@ -279,3 +279,46 @@ fn statements_chain_with_semicolons_and_comments_end_a_line() {
     .unwrap();
     assert_eq!(stmts.len(), 2);
 }
+
+/// `find` takes the arguments of `set` as equalities (REFERENCE §3.3), alone, together, with a
+/// `where` after them, and inside a substitution, as in the roadmap's snapshot command.
+#[test]
+fn find_takes_set_arguments_as_equalities() {
+    let equal = |prop: &str, value: &str| Expr::Compare {
+        prop: prop.into(),
+        op: CmpOp::Eq,
+        value: value.into(),
+        opaque: false,
+    };
+    let c = one("/disk find slot=pvc-1");
+    assert_eq!(c.filter, Some(equal("slot", "pvc-1")));
+    let c = one(r#"/disk find slot="pvc-1" nvme-tcp-server-port=4420"#);
+    assert_eq!(
+        c.filter,
+        Some(Expr::And(
+            Box::new(equal("slot", "pvc-1")),
+            Box::new(equal("nvme-tcp-server-port", "4420"))
+        ))
+    );
+    let c = one("/disk find slot=pvc-1 where nvme-tcp-export");
+    assert_eq!(
+        c.filter,
+        Some(Expr::And(
+            Box::new(equal("slot", "pvc-1")),
+            Box::new(Expr::Truthy("nvme-tcp-export".into()))
+        ))
+    );
+    let c = one(
+        "/disk add type=file copy-from=[find slot=pvc-1] file-path=storage-pool/csi/snap-1.img \
+         slot=snap-1",
+    );
+    assert_eq!(arg(&c, "slot"), "snap-1");
+    // What `set` does not take (`file-path` is `add`'s alone), `find` does not either; nor a
+    // command's result as a value.
+    assert_eq!(
+        err("/disk find bogus=1"),
+        "expected end of command (line 1 column 12)"
+    );
+    assert!(err("/disk find file-path=a.img").starts_with("expected end of command"));
+    assert!(err("/disk find slot=[find]").starts_with("expected end of command"));
+}

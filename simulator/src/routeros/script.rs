@@ -504,6 +504,14 @@ impl Parser {
                 }
                 return Err(self.syntax_at(at));
             }
+            if self.peek() == Some('=') && verb.filter && verb.param(&word).is_none() {
+                let compare = self.find_argument(menu, word, at)?;
+                cmd.filter = Some(match cmd.filter.take() {
+                    Some(left) => Expr::And(Box::new(left), Box::new(compare)),
+                    None => compare,
+                });
+                continue;
+            }
             if self.peek() == Some('=') {
                 if verb.param(&word).is_none() {
                     self.pos = at;
@@ -537,7 +545,10 @@ impl Parser {
                 if !self.at_end() {
                     return Err(self.expected_end());
                 }
-                cmd.filter = Some(expr);
+                cmd.filter = Some(match cmd.filter.take() {
+                    Some(left) => Expr::And(Box::new(left), Box::new(expr)),
+                    None => expr,
+                });
                 return Ok(cmd);
             }
             if let Some(s) = verb.switches.iter().find(|s| **s == word) {
@@ -557,6 +568,41 @@ impl Parser {
                 return Err(ParseError::BadParameter { word, line, col });
             }
             return Err(self.expected_end());
+        }
+    }
+
+    /// `find prop=value`: `find` takes the arguments of the menu's `set` (REFERENCE §3.3), each
+    /// an equality the items must meet, like `where prop=value`. The cursor is on the `=`.
+    fn find_argument(
+        &mut self,
+        menu: &'static Menu,
+        prop: String,
+        at: usize,
+    ) -> Result<Expr, ParseError> {
+        let settable = menu
+            .verbs
+            .iter()
+            .find(|v| v.name == "set")
+            .is_some_and(|set| set.param(&prop).is_some());
+        if !settable {
+            self.pos = at;
+            return Err(self.expected_end());
+        }
+        self.pos += 1;
+        let value_at = self.pos;
+        match self.value(menu)? {
+            // An argument's value, unlike a `where` operand, is never arithmetic.
+            Arg::Text { text, .. } => Ok(Expr::Compare {
+                opaque: false,
+                prop,
+                op: CmpOp::Eq,
+                value: text,
+            }),
+            // A command's result is a list of ids, never a property's value.
+            Arg::Sub(_) => {
+                self.pos = value_at;
+                Err(self.expected_end())
+            }
         }
     }
 
