@@ -267,6 +267,17 @@ fn remove_keeps_the_file_until_file_remove() {
         ""
     );
     assert!(!e.store.host_path("storage-pool/csi/pvc-1.img").exists());
+    // The reference's other form: `find` with the name as an argument.
+    ok(&mut e, &ADD.replace("pvc-1", "pvc-2"));
+    ok(&mut e, r#"/disk remove [find slot="pvc-2"]"#);
+    assert_eq!(
+        ok(
+            &mut e,
+            r#"/file remove [find name="storage-pool/csi/pvc-2.img"]"#
+        ),
+        ""
+    );
+    assert!(!e.store.host_path("storage-pool/csi/pvc-2.img").exists());
 }
 
 fn write_pattern(path: &Path, at: u64, data: &[u8]) {

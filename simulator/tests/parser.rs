@@ -322,3 +322,46 @@ fn find_takes_set_arguments_as_equalities() {
     assert!(err("/disk find file-path=a.img").starts_with("expected end of command"));
     assert!(err("/disk find slot=[find]").starts_with("expected end of command"));
 }
+
+/// Every command form REFERENCE.md gives for the menus rds-sim models, placeholders filled in,
+/// parses (`/file copy`, `/interface nvme-tcp` and `/log` are not modeled: FIDELITY.md).
+#[test]
+fn the_references_command_examples_parse() {
+    let lines = [
+        r#"/disk add type=file copy-from=[find slot=pvc-1] file-path=storage-pool/csi/snap-1.img slot=snap-1"#,
+        r#"/disk add type=file file-path="storage-pool/csi/pvc-1.img" file-size=1073741824 slot="pvc-1" nvme-tcp-export=yes nvme-tcp-server-port=4420 nvme-tcp-server-nqn="nqn.2000-02.com.mikrotik:pvc-1""#,
+        r#"/disk add type=file file-path=storage-pool/vol-1/volume.img file-size=1G slot=vol-1"#,
+        r#"/disk add type=file file-path=storage-pool/vol-2/volume.img slot=vol-2"#,
+        r#"/disk add type=file file-size=1G slot=new"#,
+        r#"/disk copy src=pvc-1 dst=pvc-2"#,
+        r#"/disk monitor-traffic "pvc-1" once"#,
+        r#"/disk monitor-traffic nvme9-part2 once"#,
+        r#"/disk print detail where mount-point="storage-pool""#,
+        r#"/disk print detail where slot="pvc-1""#,
+        r#"/disk print detail where slot~"^pvc-""#,
+        r#"/disk remove [find slot="pvc-1"]"#,
+        r#"/disk remove [find where slot="raid10"]"#,
+        r#"/disk remove raid10-m0"#,
+        r#"/disk set "pvc-1" nvme-tcp-export=yes"#,
+        r#"/disk set [find slot="pvc-1"] file-size=2G"#,
+        r#"/disk set blockdevice1 nvme-tcp-export=yes"#,
+        r#"/disk/btrfs/filesystem print"#,
+        r#"/disk/btrfs/subvolume/add fs=storage-pool name=vol-1"#,
+        r#"/disk/btrfs/subvolume/add fs=storage-pool parent=vol-1 name=snap-1 read-only=yes"#,
+        r#"/disk/btrfs/subvolume/add name=Documents fs=BtrfsDisk"#,
+        r#"/disk/btrfs/subvolume/add read-only=yes parent=Documents fs=BtrfsDisk name=Snapshots/Documents-22012025"#,
+        r#"/disk/btrfs/subvolume/remove [find where name=Documents-22012025]"#,
+        r#"/disk/btrfs/subvolume/remove [find name=Documents-22012025]"#,
+        r#"/disk/print"#,
+        r#"/file print detail where name~"^storage-pool/csi/""#,
+        r#"/file print detail"#,
+        r#"/file remove "storage-pool/csi/pvc-1.img""#,
+        r#"/file remove [find name="storage-pool/csi/pvc-1.img"]"#,
+        r#"/file/print"#,
+        r#"/system identity print"#,
+        r#"/system resource print"#,
+    ];
+    for line in lines {
+        parse(line, Menu::root()).unwrap_or_else(|e| panic!("{line:?}: {e}"));
+    }
+}

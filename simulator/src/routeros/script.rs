@@ -572,17 +572,19 @@ impl Parser {
     }
 
     /// `find prop=value`: `find` takes the arguments of the menu's `set` (REFERENCE §3.3), each
-    /// an equality the items must meet, like `where prop=value`. The cursor is on the `=`.
+    /// an equality the items must meet, like `where prop=value`. In a menu whose `set` rds-sim
+    /// does not model (`/file`, Btrfs subvolumes), `add`'s arguments stand in for it: the
+    /// reference's own `remove [find name="…"]` there names a property `add` sets. The cursor is
+    /// on the `=`.
     fn find_argument(
         &mut self,
         menu: &'static Menu,
         prop: String,
         at: usize,
     ) -> Result<Expr, ParseError> {
-        let settable = menu
-            .verbs
-            .iter()
-            .find(|v| v.name == "set")
+        let verb = |name: &str| menu.verbs.iter().find(|v| v.name == name);
+        let settable = verb("set")
+            .or_else(|| verb("add"))
             .is_some_and(|set| set.param(&prop).is_some());
         if !settable {
             self.pos = at;
