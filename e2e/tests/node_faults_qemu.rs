@@ -11,10 +11,7 @@
 use std::collections::HashMap;
 
 use rds_csi::csi::v1::volume_capability::access_mode::Mode;
-use rds_csi::csi::v1::{
-    NodePublishVolumeRequest, NodeStageVolumeRequest, NodeUnpublishVolumeRequest,
-    NodeUnstageVolumeRequest, VolumeCapability,
-};
+use rds_csi::csi::v1::{NodeUnpublishVolumeRequest, NodeUnstageVolumeRequest, VolumeCapability};
 use rds_csi::node::crash::CrashPoint;
 use rds_e2e::qemu::kernel_node::{KernelNodeRig, PublishedVolume};
 use rds_e2e::qemu::node_plugin::NodePluginConfig;
@@ -48,29 +45,21 @@ struct Kubelet {
 impl Kubelet {
     fn stage(&self, rig: &KernelNodeRig) -> Result<(), tonic::Status> {
         let mut node = rig.node.clone();
-        rig.block_on(node.node_stage_volume(NodeStageVolumeRequest {
-            volume_id: self.volume.id.clone(),
-            publish_context: self.volume.publish.clone(),
-            staging_target_path: self.staging.clone(),
-            volume_capability: Some(self.capability.clone()),
-            volume_context: self.volume.context.clone(),
-            ..Default::default()
-        }))
-        .map(drop)
+        let request = self
+            .volume
+            .stage_request(&self.staging, self.capability.clone());
+        rig.block_on(node.node_stage_volume(request)).map(drop)
     }
 
     fn publish(&self, rig: &KernelNodeRig) -> Result<(), tonic::Status> {
         let mut node = rig.node.clone();
-        rig.block_on(node.node_publish_volume(NodePublishVolumeRequest {
-            volume_id: self.volume.id.clone(),
-            publish_context: self.volume.publish.clone(),
-            staging_target_path: self.staging.clone(),
-            target_path: self.target.clone(),
-            volume_capability: Some(self.capability.clone()),
-            volume_context: self.volume.context.clone(),
-            ..Default::default()
-        }))
-        .map(drop)
+        let request = self.volume.publish_request(
+            &self.staging,
+            &self.target,
+            self.capability.clone(),
+            false,
+        );
+        rig.block_on(node.node_publish_volume(request)).map(drop)
     }
 
     fn unpublish(&self, rig: &KernelNodeRig) -> Result<(), tonic::Status> {

@@ -18,10 +18,9 @@ use rds_csi::csi::v1::volume_capability::access_mode::Mode;
 use rds_csi::csi::v1::volume_capability::{AccessType, MountVolume};
 use rds_csi::csi::v1::{
     ControllerExpandVolumeRequest, NodeExpandVolumeRequest, NodeGetVolumeStatsRequest,
-    NodePublishVolumeRequest, NodeStageVolumeRequest, NodeUnpublishVolumeRequest,
-    NodeUnstageVolumeRequest, VolumeCapability,
+    NodeUnpublishVolumeRequest, NodeUnstageVolumeRequest, VolumeCapability,
 };
-use rds_e2e::qemu::kernel_node::KernelNodeRig;
+use rds_e2e::qemu::kernel_node::{KernelNodeRig, PublishedVolume};
 use rds_e2e::qemu::node_plugin::NodePluginConfig;
 use rds_e2e::requests;
 
@@ -36,10 +35,16 @@ const REMOVED_DISK_CTRL_LOSS_TMO: &str = "10";
 
 /// A volume published to the guest, with its staging path there.
 struct Volume {
-    id: String,
-    context: HashMap<String, String>,
-    publish: HashMap<String, String>,
+    published: PublishedVolume,
     staging: String,
+}
+
+impl std::ops::Deref for Volume {
+    type Target = PublishedVolume;
+
+    fn deref(&self) -> &PublishedVolume {
+        &self.published
+    }
 }
 
 /// The steps and checks of this test on the rig.
@@ -76,22 +81,13 @@ impl Steps for KernelNodeRig {
             .unwrap();
         Volume {
             staging: format!("/var/lib/kubelet/plugins/rds/staging/{}", volume.id),
-            id: volume.id,
-            context: volume.context,
-            publish: volume.publish,
+            published: volume,
         }
     }
 
     fn stage(&self, volume: &Volume, capability: VolumeCapability) -> Result<(), tonic::Status> {
         let mut node = self.node.clone();
-        let request = NodeStageVolumeRequest {
-            volume_id: volume.id.clone(),
-            publish_context: volume.publish.clone(),
-            staging_target_path: volume.staging.clone(),
-            volume_capability: Some(capability),
-            volume_context: volume.context.clone(),
-            ..Default::default()
-        };
+        let request = volume.stage_request(&volume.staging, capability);
         self.block_on(node.node_stage_volume(request)).map(|_| ())
     }
 
@@ -230,17 +226,8 @@ fn publish(
     readonly: bool,
 ) -> Result<(), tonic::Status> {
     let mut node = rig.node.clone();
-    rig.block_on(node.node_publish_volume(NodePublishVolumeRequest {
-        volume_id: volume.id.clone(),
-        publish_context: volume.publish.clone(),
-        staging_target_path: volume.staging.clone(),
-        target_path: target.to_owned(),
-        volume_capability: Some(capability),
-        volume_context: volume.context.clone(),
-        readonly,
-        ..Default::default()
-    }))
-    .map(drop)
+    let request = volume.publish_request(&volume.staging, target, capability, readonly);
+    rig.block_on(node.node_publish_volume(request)).map(drop)
 }
 
 fn unpublish(rig: &KernelNodeRig, volume: &Volume, target: &str) -> Result<(), tonic::Status> {

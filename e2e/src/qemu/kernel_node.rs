@@ -9,7 +9,9 @@ use std::path::Path;
 use rds_csi::config::Config;
 use rds_csi::csi::v1::controller_client::ControllerClient;
 use rds_csi::csi::v1::node_client::NodeClient;
-use rds_csi::csi::v1::{DeleteVolumeRequest, VolumeCapability};
+use rds_csi::csi::v1::{
+    DeleteVolumeRequest, NodePublishVolumeRequest, NodeStageVolumeRequest, VolumeCapability,
+};
 use rds_csi::service::Mode;
 use tonic::Status;
 use tonic::transport::Channel;
@@ -57,6 +59,44 @@ pub struct PublishedVolume {
     pub id: String,
     pub context: HashMap<String, String>,
     pub publish: HashMap<String, String>,
+}
+
+impl PublishedVolume {
+    /// The NodeStageVolume kubelet sends for this volume at `staging`.
+    pub fn stage_request(
+        &self,
+        staging: &str,
+        capability: VolumeCapability,
+    ) -> NodeStageVolumeRequest {
+        NodeStageVolumeRequest {
+            volume_id: self.id.clone(),
+            publish_context: self.publish.clone(),
+            staging_target_path: staging.to_owned(),
+            volume_capability: Some(capability),
+            volume_context: self.context.clone(),
+            ..Default::default()
+        }
+    }
+
+    /// The NodePublishVolume kubelet sends for this volume staged at `staging`.
+    pub fn publish_request(
+        &self,
+        staging: &str,
+        target: &str,
+        capability: VolumeCapability,
+        readonly: bool,
+    ) -> NodePublishVolumeRequest {
+        NodePublishVolumeRequest {
+            volume_id: self.id.clone(),
+            publish_context: self.publish.clone(),
+            staging_target_path: staging.to_owned(),
+            target_path: target.to_owned(),
+            volume_capability: Some(capability),
+            volume_context: self.context.clone(),
+            readonly,
+            ..Default::default()
+        }
+    }
 }
 
 impl KernelNodeRig {
