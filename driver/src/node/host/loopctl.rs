@@ -69,6 +69,26 @@ fn check(result: libc::c_int) -> io::Result<libc::c_int> {
     }
 }
 
+/// Every bound loop device under `sys` (`/sys`): its name and its backing file as the kernel
+/// reports it, sorted by name.
+pub fn bound(sys: &Path) -> Result<Vec<(String, String)>, HostError> {
+    let block = sys.join("block");
+    let entries =
+        std::fs::read_dir(&block).map_err(HostError::io(format!("reading {}", block.display())))?;
+    let mut loops = Vec::new();
+    for entry in entries.flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if !name.starts_with("loop") {
+            continue;
+        }
+        if let Ok(file) = std::fs::read_to_string(entry.path().join("loop/backing_file")) {
+            loops.push((name, file.trim_end_matches('\n').to_owned()));
+        }
+    }
+    loops.sort();
+    Ok(loops)
+}
+
 /// Puts `file` (a regular file or a block device) behind a free loop device under `dev` and
 /// returns its name (`loop3`); `read_only` makes the kernel refuse every write to it. Another
 /// process may take the free device between asking and configuring it (EBUSY); then ask again.

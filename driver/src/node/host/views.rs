@@ -70,16 +70,10 @@ impl LoopViews {
 
     /// The loop devices that are views of `device`: name and device number.
     fn of(&self, device: DevNum) -> Result<Vec<(String, DevNum)>, HostError> {
-        let block = self.sys.join("block");
-        let entries =
-            fs::read_dir(&block).map_err(HostError::io(format!("reading {}", block.display())))?;
         let mut views = Vec::new();
-        for entry in entries.flatten() {
-            let name = entry.file_name().to_string_lossy().into_owned();
-            if !name.starts_with("loop") || !entry.path().join("loop/backing_file").exists() {
-                continue;
-            }
-            let dev = fs::read_to_string(entry.path().join("dev"))
+        for (name, _) in loopctl::bound(&self.sys)? {
+            let dev_file = self.sys.join("block").join(&name).join("dev");
+            let dev = fs::read_to_string(dev_file)
                 .ok()
                 .and_then(|text| text.parse().ok());
             if let Some(dev) = dev
@@ -88,7 +82,6 @@ impl LoopViews {
                 views.push((name, dev));
             }
         }
-        views.sort();
         Ok(views)
     }
 }

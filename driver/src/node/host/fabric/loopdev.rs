@@ -73,21 +73,7 @@ impl LoopFabric {
 
     /// Every configured loop device: its name and backing file as the kernel reports it.
     fn loops(&self) -> Result<Vec<(String, String)>, HostError> {
-        let block = self.sys.join("block");
-        let entries =
-            fs::read_dir(&block).map_err(HostError::io(format!("reading {}", block.display())))?;
-        let mut loops = Vec::new();
-        for entry in entries.flatten() {
-            let name = entry.file_name().to_string_lossy().into_owned();
-            if !name.starts_with("loop") {
-                continue;
-            }
-            if let Ok(file) = fs::read_to_string(entry.path().join("loop/backing_file")) {
-                loops.push((name, file.trim_end_matches('\n').to_owned()));
-            }
-        }
-        loops.sort();
-        Ok(loops)
+        loopctl::bound(&self.sys)
     }
 
     fn device_of(&self, name: &str) -> Result<Device, HostError> {
