@@ -69,8 +69,7 @@ struct Metrics {
 }
 
 static METRICS: LazyLock<Metrics> = LazyLock::new(|| {
-    let mut registry = Registry::with_prefix("rds_csi");
-    let metrics = Metrics {
+    let mut metrics = Metrics {
         rpcs: Family::default(),
         rpc_seconds: Family::new_with_constructor(latency),
         commands: Family::default(),
@@ -78,8 +77,9 @@ static METRICS: LazyLock<Metrics> = LazyLock::new(|| {
         command_errors: Family::default(),
         ssh_sessions: Family::default(),
         breaker: Gauge::default(),
-        registry: Registry::default(),
+        registry: Registry::with_prefix("rds_csi"),
     };
+    let registry = &mut metrics.registry;
     registry.register(
         "rpcs",
         "CSI RPCs handled, by method and gRPC code",
@@ -117,10 +117,7 @@ static METRICS: LazyLock<Metrics> = LazyLock::new(|| {
         "The SSH circuit breaker: 0 closed, 1 half-open (one probe connection), 2 open (failing fast)",
         metrics.breaker.clone(),
     );
-    Metrics {
-        registry,
-        ..metrics
-    }
+    metrics
 });
 
 /// Counts one finished CSI RPC.
