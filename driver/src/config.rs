@@ -36,8 +36,12 @@
 //! | `node.keepAliveTmo` | `RDS_CSI_NODE_KEEP_ALIVE_TMO` | `15` | NVMe Keep Alive timeout in seconds; a StorageClass's `keepAliveTmo` overrides it |
 //! | `node.nrIoQueues` | `RDS_CSI_NODE_NR_IO_QUEUES` | (unset) | NVMe/TCP I/O queues per controller; unset: one per CPU; a StorageClass's `nrIoQueues` overrides it |
 //! | `metrics.listen` | `RDS_CSI_METRICS_LISTEN` | (unset) | IP address and port (`0.0.0.0:9808`) where the controller and the node plugin serve Prometheus metrics over HTTP at `/metrics` (docs/operations.md, "Metrics"); unset: no metrics endpoint |
+//! | `kubernetes.enabled` | `RDS_CSI_KUBERNETES_ENABLED` | `false` | the controller watches the API server (its ServiceAccount in a pod, else `KUBECONFIG`) and runs its reconcilers: fencing lost nodes (docs/operations.md, "Node failure and fencing"); the chart sets it |
+//! | `kubernetes.namespace` | `RDS_CSI_KUBERNETES_NAMESPACE` | `kube-system` | the driver's own namespace: Events about the driver itself |
+//! | `kubernetes.lostNodeGraceSeconds` | `RDS_CSI_KUBERNETES_LOST_NODE_GRACE_SECONDS` | `30` | how long a Node must have been NotReady or Unknown before the controller fences it and lets its volumes move (a Node with the `node.kubernetes.io/out-of-service` taint, or deleted, is fenced at once) |
+//! | `kubernetes.resyncSeconds` | `RDS_CSI_KUBERNETES_RESYNC_SECONDS` | `10` | the reconcilers look again this often even without a change from the API server (a Node's grace running out is not an event) |
 //!
-//! In the TOML file the `rds`, `controller`, `node` and `metrics` keys live in tables of those names:
+//! In the TOML file the `rds`, `controller`, `node`, `metrics` and `kubernetes` keys live in tables of those names:
 //!
 //! ```toml
 //! driverName = "rds.csi.mikrotik.com"
@@ -78,6 +82,28 @@ pub struct Config {
     pub controller: ControllerConfig,
     pub node: NodeConfig,
     pub metrics: MetricsConfig,
+    pub kubernetes: KubernetesConfig,
+}
+
+/// The controller's reconcilers against the API server. See the module documentation.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields, default)]
+pub struct KubernetesConfig {
+    pub enabled: bool,
+    pub namespace: String,
+    pub lost_node_grace_seconds: u64,
+    pub resync_seconds: u64,
+}
+
+impl Default for KubernetesConfig {
+    fn default() -> Self {
+        Self {
+            enabled: false,
+            namespace: "kube-system".to_owned(),
+            lost_node_grace_seconds: 30,
+            resync_seconds: 10,
+        }
+    }
 }
 
 /// Where the process serves `/metrics`; the controller and the node plugin read it alike.
@@ -166,6 +192,7 @@ impl Default for Config {
             controller: ControllerConfig::default(),
             node: NodeConfig::default(),
             metrics: MetricsConfig::default(),
+            kubernetes: KubernetesConfig::default(),
         }
     }
 }
@@ -369,6 +396,15 @@ impl Config {
         check(
             "controller.maxVolumesPerNode",
             nonzero(self.controller.max_volumes_per_node),
+        );
+        let kubernetes = &self.kubernetes;
+        check(
+            "kubernetes.namespace",
+            required(&kubernetes.namespace, "the driver's namespace"),
+        );
+        check(
+            "kubernetes.resyncSeconds",
+            nonzero(kubernetes.resync_seconds),
         );
     }
 }

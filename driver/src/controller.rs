@@ -12,6 +12,7 @@ mod copies;
 mod create;
 mod delete;
 mod expand;
+pub mod fence;
 mod inspect;
 pub mod params;
 pub mod publish;
@@ -86,6 +87,8 @@ pub struct ControllerService {
     verified: Verified,
     /// Copies running for snapshots, restores and clones, past the calls that started them.
     copies: copies::Copies,
+    /// Nodes nothing is published to, as the API server shows them.
+    fences: fence::Fences,
 }
 
 impl ControllerService {
@@ -98,6 +101,7 @@ impl ControllerService {
             publishes: Mutex::new(()),
             verified: Verified::default(),
             copies: copies::Copies::default(),
+            fences: fence::Fences::default(),
         }
     }
 }

@@ -11,6 +11,7 @@ pub mod grpc;
 pub mod guard;
 pub mod identity;
 pub mod ids;
+pub mod kubernetes;
 pub mod metrics;
 pub mod node;
 pub mod rds;

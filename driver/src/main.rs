@@ -1,7 +1,7 @@
 //! `rds-csi`: the CSI plugin binary.
 
 use clap::{Parser, Subcommand, ValueEnum};
-use rds_csi::config::Config;
+use rds_csi::config::{Config, KubernetesConfig};
 use rds_csi::grpc::{ListenAddr, Listener};
 use rds_csi::service::{Driver, Mode};
 use std::io::IsTerminal;
@@ -99,13 +99,15 @@ fn load(path: &std::path::Path) -> anyhow::Result<Config> {
     Ok(config)
 }
 
-/// Serves CSI on `endpoint`, and `/metrics` on `metrics` when it is set, until interrupted;
-/// either failing (a taken metrics port) stops the process.
+/// Serves CSI on `endpoint`, `/metrics` on `metrics` when it is set, and runs the Kubernetes
+/// reconcilers when `kubernetes.enabled` and the process has the controller, until interrupted;
+/// any of them failing (a taken metrics port) stops the process.
 async fn serve(
     driver: Driver,
     mode: Mode,
     endpoint: &str,
     metrics: Option<SocketAddr>,
+    kubernetes: KubernetesConfig,
 ) -> anyhow::Result<()> {
     let listener = Listener::bind(&ListenAddr::parse(endpoint)?)?;
     tracing::info!(endpoint = %listener, "serving CSI");
@@ -122,8 +124,22 @@ async fn serve(
             None => Ok(()),
         }
     };
-    tokio::try_join!(csi, metrics)?;
-    Ok(())
+    let reconcilers = async {
+        match driver
+            .controller()
+            .filter(|_| kubernetes.enabled && mode.serves_controller())
+        {
+            Some(controller) => {
+                rds_csi::kubernetes::run(kubernetes, driver.name().to_owned(), controller.clone())
+                    .await
+            }
+            None => Ok(()),
+        }
+    };
+    tokio::select! {
+        result = async { tokio::try_join!(csi, metrics) } => result.map(drop),
+        result = reconcilers => result,
+    }
 }
 
 async fn snapshot_schedule(args: rds_csi::schedule::Args) -> anyhow::Result<()> {
@@ -155,20 +171,34 @@ async fn main() -> anyhow::Result<()> {
     match cli.command {
         Command::Controller(s) => {
             let config = load(&s.config)?;
-            let metrics = config.metrics.listen;
+            let (metrics, kubernetes) = (config.metrics.listen, config.kubernetes.clone());
             let driver = Driver::new(config).await?;
-            serve(driver, Mode::Controller, &s.endpoint, metrics).await
+            serve(driver, Mode::Controller, &s.endpoint, metrics, kubernetes).await
         }
         Command::Node(s) => {
             let mut config = Config::load(&s.config)?;
             config.apply_env()?;
-            let metrics = config.metrics.listen;
-            serve(Driver::node_only(config)?, Mode::Node, &s.endpoint, metrics).await
+            let (metrics, kubernetes) = (config.metrics.listen, config.kubernetes.clone());
+            serve(
+                Driver::node_only(config)?,
+                Mode::Node,
+                &s.endpoint,
+                metrics,
+                kubernetes,
+            )
+            .await
         }
         Command::All(s) => {
             let config = load(&s.config)?;
-            let metrics = config.metrics.listen;
-            serve(Driver::new(config).await?, Mode::All, &s.endpoint, metrics).await
+            let (metrics, kubernetes) = (config.metrics.listen, config.kubernetes.clone());
+            serve(
+                Driver::new(config).await?,
+                Mode::All,
+                &s.endpoint,
+                metrics,
+                kubernetes,
+            )
+            .await
         }
         #[cfg(feature = "dev")]
         Command::Dev { endpoint, data_dir } => rds_csi::dev::run(&endpoint, data_dir).await,

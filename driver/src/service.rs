@@ -30,7 +30,7 @@ pub enum Mode {
 }
 
 impl Mode {
-    fn serves_controller(self) -> bool {
+    pub fn serves_controller(self) -> bool {
         matches!(self, Mode::Controller | Mode::All)
     }
 
@@ -91,6 +91,16 @@ impl Driver {
             name: config.driver_name,
             controller: None,
         })
+    }
+
+    /// The controller service, when this process has one.
+    pub fn controller(&self) -> Option<&Arc<ControllerService>> {
+        self.controller.as_ref().map(|(_, controller)| controller)
+    }
+
+    /// The CSI driver name.
+    pub fn name(&self) -> &str {
+        &self.name
     }
 
     /// The RDS client the services share, when this process has the controller.

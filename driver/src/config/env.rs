@@ -293,6 +293,41 @@ pub(super) const KEYS: &[Key] = &[
             Ok(())
         },
     },
+    Key {
+        toml: "kubernetes.enabled",
+        env: "RDS_CSI_KUBERNETES_ENABLED",
+        set: |c, v| {
+            c.kubernetes.enabled = v
+                .trim()
+                .parse()
+                .map_err(|_| "is neither true nor false".to_owned())?;
+            Ok(())
+        },
+    },
+    Key {
+        toml: "kubernetes.namespace",
+        env: "RDS_CSI_KUBERNETES_NAMESPACE",
+        set: |c, v| {
+            c.kubernetes.namespace = v.trim().to_owned();
+            Ok(())
+        },
+    },
+    Key {
+        toml: "kubernetes.lostNodeGraceSeconds",
+        env: "RDS_CSI_KUBERNETES_LOST_NODE_GRACE_SECONDS",
+        set: |c, v| {
+            c.kubernetes.lost_node_grace_seconds = number(v)?;
+            Ok(())
+        },
+    },
+    Key {
+        toml: "kubernetes.resyncSeconds",
+        env: "RDS_CSI_KUBERNETES_RESYNC_SECONDS",
+        set: |c, v| {
+            c.kubernetes.resync_seconds = number(v)?;
+            Ok(())
+        },
+    },
 ];
 
 #[cfg(test)]

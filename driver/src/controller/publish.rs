@@ -1,6 +1,7 @@
 //! ControllerPublishVolume and ControllerUnpublishVolume: the disk's NVMe/TCP allow-list names
 //! the one node (by host NQN, which is the node id) that may connect, so a node the volume is not
-//! published to is fenced out.
+//! published to is fenced out; unpublishing also ends every connection to the export, which
+//! matters when Kubernetes detaches from a node that is gone without unstaging (fence.rs).
 
 use std::collections::HashMap;
 
@@ -38,6 +39,7 @@ impl ControllerService {
         })?;
         let _volume = self.locks.try_lock(slot.as_str())?;
         let _publishing = self.publishes.lock().await;
+        self.fences.check(&node)?;
         let disk = self.volume_disk(&slot, &request.volume_id).await?;
         require_complete(&disk, &request.volume_id)?;
         let disk = match disk.allowed_host.as_deref() {
@@ -97,7 +99,7 @@ impl ControllerService {
             .as_deref()
             .is_some_and(|host| request.node_id.is_empty() || host == request.node_id);
         if published_there {
-            self.rds.set_allowed_host(&slot, None).await?;
+            self.release(&slot, &disk).await?;
         }
         Ok(ControllerUnpublishVolumeResponse {})
     }

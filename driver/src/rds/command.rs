@@ -189,6 +189,35 @@ impl Cmd {
             .silent()
     }
 
+    /// `/disk set [find where slot="…"] nvme-tcp-export=no nvme-tcp-server-allow-host-name="<FENCED_HOST>"`:
+    /// ends the export, which ends every NVMe/TCP connection to it. Whether RouterOS also drops
+    /// an established connection of a host taken off the allow-list is undocumented (REFERENCE.md
+    /// §13 item 3); ending the export does not depend on it.
+    pub fn disk_unexport(slot: &Slot) -> Cmd {
+        Line::new("/disk set")
+            .find_slot(slot)
+            .arg("nvme-tcp-export", Arg::Keyword("no"))
+            .arg("nvme-tcp-server-allow-host-name", Arg::Text(FENCED_HOST))
+            .silent()
+    }
+
+    /// `/disk set [find where slot="…"] nvme-tcp-export=yes nvme-tcp-server-port=<port>
+    /// nvme-tcp-server-nqn="…" nvme-tcp-server-allow-host-name="<FENCED_HOST>"`: the export back,
+    /// admitting no host. Port and NQN are set again because whether RouterOS keeps them while a
+    /// disk is not exported is undocumented (it does not print them then).
+    pub fn disk_export_fenced(slot: &Slot, export: &NvmeExport) -> Cmd {
+        Line::new("/disk set")
+            .find_slot(slot)
+            .arg("nvme-tcp-export", Arg::Keyword("yes"))
+            .arg(
+                "nvme-tcp-server-port",
+                Arg::Number(export.port.get().into()),
+            )
+            .arg("nvme-tcp-server-nqn", Arg::Text(export.nqn.as_str()))
+            .arg("nvme-tcp-server-allow-host-name", Arg::Text(FENCED_HOST))
+            .silent()
+    }
+
     /// `/disk remove [find where slot="…"]`. The backing file stays: see [`Cmd::file_remove`].
     pub fn disk_remove(slot: &Slot) -> Cmd {
         Line::new("/disk remove").find_slot(slot).silent()
@@ -608,6 +637,20 @@ mod tests {
         assert_eq!(
             Cmd::disk_set_allowed_host(&x, None).as_str(),
             "/disk set [find where slot=\"x\"] nvme-tcp-server-allow-host-name=\"nqn.2000-02.com.mikrotik:rds-csi:fenced\""
+        );
+        assert_eq!(
+            Cmd::disk_unexport(&x).as_str(),
+            "/disk set [find where slot=\"x\"] nvme-tcp-export=no nvme-tcp-server-allow-host-name=\"nqn.2000-02.com.mikrotik:rds-csi:fenced\""
+        );
+        let export = NvmeExport {
+            port: NonZeroU16::new(4420).unwrap(),
+            nqn: Nqn::parse("nqn.2000-02.com.mikrotik:pvc-1").unwrap(),
+        };
+        assert_eq!(
+            Cmd::disk_export_fenced(&x, &export).as_str(),
+            "/disk set [find where slot=\"x\"] nvme-tcp-export=yes nvme-tcp-server-port=4420 \
+             nvme-tcp-server-nqn=\"nqn.2000-02.com.mikrotik:pvc-1\" \
+             nvme-tcp-server-allow-host-name=\"nqn.2000-02.com.mikrotik:rds-csi:fenced\""
         );
         assert_eq!(
             Cmd::disk_remove(&x).as_str(),

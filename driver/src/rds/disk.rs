@@ -29,7 +29,7 @@ use tokio::sync::{Mutex, OnceCell};
 pub use copy::CopyProgress;
 pub use error::{ErrorKind, RdsError};
 
-use super::command::{Cmd, DiskQuery, DiskSpec, Form};
+use super::command::{Cmd, DiskQuery, DiskSpec, Form, NvmeExport};
 use super::error::RosError;
 use super::error::{check_output, expect_silent};
 use super::parse::{
@@ -187,6 +187,19 @@ impl RdsClient {
         checked(&cmd, slot, disk, |disk| {
             verify::allowed_host(disk, host.map(Nqn::as_str))
         })
+    }
+
+    /// Admits no host to the disk's export and ends every connection to it: the export is ended
+    /// and made again with the same port and NQN (see [`Cmd::disk_unexport`]). A node that lost
+    /// the volume this way cannot write to it again until it is published to it anew.
+    pub async fn fence(&self, slot: &Slot, export: &NvmeExport) -> Result<DiskRecord, RdsError> {
+        self.check_version().await?;
+        let _turn = self.mutations.lock().await;
+        self.run_silent(&Cmd::disk_unexport(slot)).await?;
+        let cmd = Cmd::disk_export_fenced(slot, export);
+        self.run_silent(&cmd).await?;
+        let disk = self.read_back(&cmd, slot).await?;
+        checked(&cmd, slot, disk, |disk| verify::fenced(disk, export))
     }
 
     /// Removes the disk, then its backing file (`/disk remove` keeps the file), and checks that

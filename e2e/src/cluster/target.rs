@@ -126,10 +126,17 @@ impl ClusterTarget {
                 return Vec::new();
             }
             // config.toml names the key where the pod mounts it; here it is in the volume's dir.
-            vec![(
-                "RDS_CSI_RDS_PRIVATE_KEY_FILE".to_owned(),
-                key_file.display().to_string(),
-            )]
+            // The in-cluster configuration of a pod is its ServiceAccount's kubeconfig here.
+            vec![
+                (
+                    "RDS_CSI_RDS_PRIVATE_KEY_FILE".to_owned(),
+                    key_file.display().to_string(),
+                ),
+                (
+                    "KUBECONFIG".to_owned(),
+                    controller_kubeconfig.display().to_string(),
+                ),
+            ]
         };
         let controller = LocalPod::start(
             "controller",

@@ -3,7 +3,7 @@
 
 use std::fmt::Display;
 
-use crate::rds::command::DiskSpec;
+use crate::rds::command::{DiskSpec, NvmeExport};
 use crate::rds::parse::DiskRecord;
 
 /// The properties of `disk` that differ from `spec`, as `name=found (expected …)`; empty when
@@ -56,6 +56,24 @@ pub(super) fn allowed_host(disk: &DiskRecord, host: Option<&str>) -> Vec<String>
         shown(disk.allowed_host.as_deref()),
         shown(host),
     );
+    diffs.0
+}
+
+/// The export after a fence: made again with its port and NQN, admitting no host.
+pub(super) fn fenced(disk: &DiskRecord, export: &NvmeExport) -> Vec<String> {
+    let mut diffs = Differences::default();
+    diffs.check("nvme-tcp-export", disk.export, true);
+    diffs.check(
+        "nvme-tcp-server-port",
+        shown(disk.port),
+        export.port.get().to_string(),
+    );
+    diffs.check(
+        "nvme-tcp-server-nqn",
+        shown(disk.nqn.as_deref()),
+        export.nqn.to_string(),
+    );
+    diffs.0.extend(allowed_host(disk, None));
     diffs.0
 }
 

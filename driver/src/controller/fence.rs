@@ -1,0 +1,124 @@
+//! Fencing: taking a node's access to its volumes away on the RDS, and refusing to publish to a
+//! fenced node until Kubernetes says it is back. The Kubernetes side (`crate::kubernetes`)
+//! decides which nodes are fenced and records it on their Node objects; every controller replica
+//! learns the set from there, so the refusal holds whichever replica a publish reaches.
+
+use std::collections::BTreeMap;
+use std::sync::{PoisonError, RwLock};
+
+use tonic::Status;
+
+use super::ControllerService;
+use super::volume::metadata;
+use crate::rds::command::NvmeExport;
+use crate::rds::parse::DiskRecord;
+use crate::rds::value::{Nqn, Slot};
+
+/// A node no volume may be published to, and why.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FencedNode {
+    /// The Kubernetes Node's name.
+    pub node: String,
+    pub why: String,
+}
+
+/// The fenced nodes by host NQN (the CSI node id).
+#[derive(Debug, Default)]
+pub struct Fences(RwLock<BTreeMap<String, FencedNode>>);
+
+impl Fences {
+    /// Replaces the whole set with what the API server shows now.
+    pub fn replace(&self, fenced: BTreeMap<String, FencedNode>) {
+        *self.0.write().unwrap_or_else(PoisonError::into_inner) = fenced;
+    }
+
+    pub fn get(&self, host: &str) -> Option<FencedNode> {
+        self.0
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(host)
+            .cloned()
+    }
+
+    /// FAILED_PRECONDITION when `host` is fenced.
+    pub(super) fn check(&self, host: &Nqn) -> Result<(), Status> {
+        match self.get(host.as_str()) {
+            Some(fenced) => Err(Status::failed_precondition(format!(
+                "node {} (host {host}) is fenced: {}; no volume is published to it until its \
+                 Node is Ready again and none of its old VolumeAttachments is left",
+                fenced.node, fenced.why
+            ))),
+            None => Ok(()),
+        }
+    }
+}
+
+impl ControllerService {
+    /// The registry of fenced nodes that publishing consults.
+    pub fn fences(&self) -> &Fences {
+        &self.fences
+    }
+
+    /// Takes every volume published to `host` away from it on the RDS (allow-list to no host,
+    /// connections ended) and answers their volume ids. A volume in the middle of another call
+    /// fails the whole fence with ABORTED: the caller tries again.
+    pub async fn fence_host(&self, host: &Nqn) -> Result<Vec<String>, Status> {
+        let held: Vec<DiskRecord> = self
+            .volume_disks()
+            .await?
+            .into_iter()
+            .filter(|disk| disk.allowed_host.as_deref() == Some(host.as_str()))
+            .filter(|disk| metadata(disk).is_some())
+            .collect();
+        let mut fenced = Vec::new();
+        for disk in held {
+            let slot = Slot::parse(&disk.slot).map_err(|e| Status::internal(e.to_string()))?;
+            let _volume = self.locks.try_lock(slot.as_str())?;
+            let _publishing = self.publishes.lock().await;
+            // Published elsewhere since the listing: not this host's any more.
+            let Some(now) = self.rds.find(&slot).await? else {
+                continue;
+            };
+            if now.allowed_host.as_deref() == Some(host.as_str()) {
+                self.release(&slot, &now).await?;
+                fenced.push(disk.slot);
+            }
+        }
+        Ok(fenced)
+    }
+
+    /// The host NQN volume `volume_id` is published to, if any.
+    pub async fn published_host(&self, volume_id: &str) -> Result<Option<String>, Status> {
+        let Some(slot) = super::volume::volume_slot(volume_id) else {
+            return Ok(None);
+        };
+        Ok(self
+            .rds
+            .find(&slot)
+            .await?
+            .filter(|disk| metadata(disk).is_some())
+            .and_then(|disk| disk.allowed_host))
+    }
+
+    /// Publishes `slot` to no node: its export admits no host and every connection to it ends,
+    /// so a node it was published to cannot go on writing (a node that vanished without
+    /// unstaging, or one that comes back after being fenced).
+    pub(super) async fn release(&self, slot: &Slot, disk: &DiskRecord) -> Result<(), Status> {
+        match export_of(disk) {
+            Some(export) => self.rds.fence(slot, &export).await?,
+            None => self.rds.set_allowed_host(slot, None).await?,
+        };
+        Ok(())
+    }
+}
+
+/// The export a disk has, when it is exported.
+fn export_of(disk: &DiskRecord) -> Option<NvmeExport> {
+    if !disk.export {
+        return None;
+    }
+    Some(NvmeExport {
+        port: std::num::NonZeroU16::new(disk.port?)?,
+        nqn: Nqn::parse(disk.nqn.as_deref()?).ok()?,
+    })
+}
