@@ -133,7 +133,8 @@ async fn serve(
                 rds_csi::kubernetes::run(kubernetes, driver.name().to_owned(), controller.clone())
                     .await
             }
-            None => Ok(()),
+            // Nothing to run: serving alone decides when the process ends.
+            None => std::future::pending().await,
         }
     };
     tokio::select! {

@@ -6,6 +6,8 @@ mod harness;
 
 #[path = "controller/errors.rs"]
 mod errors;
+#[path = "controller/fencing.rs"]
+mod fencing;
 #[path = "controller/identity.rs"]
 mod identity;
 #[path = "controller/lifecycle.rs"]

@@ -11,11 +11,10 @@ use anyhow::Context;
 use k8s_openapi::api::core::v1::{PersistentVolume, PersistentVolumeClaim, Pod};
 use kube::Api;
 use kube::api::{DynamicObject, Patch, PatchParams};
-use libtest_mimic::{Completion, Failed, Trial};
 use rds_e2e::cluster::kubelet::{read_pattern, write_pattern};
 use rds_e2e::cluster::objects::{self, NAMESPACE, Source};
-use rds_e2e::cluster::target::{ClusterError, ClusterTarget, NODES};
-use rds_e2e::config::Settings;
+use rds_e2e::cluster::target::{ClusterTarget, NODES};
+use rds_e2e::cluster::trial::{CaseFuture, trial};
 use rds_e2e::sim_rds::{BASE_DIR, POOL};
 
 /// The chart's default StorageClass (xfs, as the cluster target installs it: mkfs.xfs wants at
@@ -42,35 +41,6 @@ fn main() {
     ];
     rds_e2e::suite::run(trials)
 }
-
-fn trial(name: &'static str, case: fn(&mut ClusterTarget) -> CaseFuture<'_>) -> Trial {
-    Trial::ignorable_test(name, move || {
-        let settings = Settings::from_env().map_err(|e| Failed::from(e.to_string()))?;
-        let runtime = rds_e2e::suite::runtime()?;
-        runtime.block_on(async {
-            let mut cluster = match ClusterTarget::start(&settings.sim).await {
-                Ok(cluster) => cluster,
-                Err(ClusterError::Skipped(reason)) => {
-                    eprintln!("SKIPPED: {reason}");
-                    return Ok(Completion::ignored_with(reason));
-                }
-                Err(e) => return Err(Failed::from(format!("starting the cluster target: {e}"))),
-            };
-            let outcome = case(&mut cluster).await;
-            let verdict = match outcome.and_then(|()| cluster.check_running()) {
-                Ok(()) => Ok(Completion::Completed),
-                Err(e) => Err(Failed::from(format!(
-                    "{e:#}\n(the logs of every process are kept in {})",
-                    keep_logs(&cluster.logs()).display()
-                ))),
-            };
-            cluster.shutdown().await;
-            verdict
-        })
-    })
-}
-
-type CaseFuture<'a> = std::pin::Pin<Box<dyn Future<Output = anyhow::Result<()>> + 'a>>;
 
 fn filesystem_lifecycle(cluster: &mut ClusterTarget) -> CaseFuture<'_> {
     Box::pin(async move {
@@ -282,16 +252,4 @@ fn mounts_under(root: &Path) -> Vec<String> {
         .filter(|point| point.starts_with(&*root))
         .map(str::to_owned)
         .collect()
-}
-
-/// A failed trial's logs, copied out of the temporary directory that goes with the target.
-fn keep_logs(logs: &Path) -> std::path::PathBuf {
-    let kept = std::env::temp_dir().join(format!("rds-e2e-cluster-logs-{}", std::process::id()));
-    let _ = std::fs::create_dir_all(&kept);
-    if let Ok(entries) = std::fs::read_dir(logs) {
-        for entry in entries.flatten() {
-            let _ = std::fs::copy(entry.path(), kept.join(entry.file_name()));
-        }
-    }
-    kept
 }

@@ -86,7 +86,7 @@ async fn run(tools: GoTools) -> anyhow::Result<()> {
         heartbeat: HEARTBEAT,
         ..KubeletConfig::new(NODE, &driver, &target.node_host().dir().join("kubelet"))
     };
-    let kubelet = KubeletStandIn::start_with(client.clone(), config, target.node()).await?;
+    let mut kubelet = KubeletStandIn::start_with(client.clone(), config, target.node()).await?;
 
     let mut made = Made::default();
     let checked = async {

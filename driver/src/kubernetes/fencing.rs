@@ -321,7 +321,9 @@ impl Fencing {
                 }
                 let fenced = self.fence_host(&host).await?;
                 let reference = node_reference(&node);
-                if !fenced.is_empty() {
+                // Said once, when the node is marked, and again whenever a pass finds volumes
+                // still published to it (Kubernetes may have detached them itself first).
+                if !marked || !fenced.is_empty() {
                     self.events
                         .warning(
                             &reference,
@@ -480,3 +482,6 @@ fn claim_of(seen: &Seen, volume: &str) -> Option<ObjectReference> {
         .find(|c| c.namespace() == claim.namespace && Some(c.name_any()) == claim.name)?;
     Some(pvc.object_ref(&()))
 }
+
+#[cfg(test)]
+mod tests;

@@ -4,6 +4,7 @@ pub use std::collections::HashMap;
 pub use std::sync::Arc;
 
 pub use rds_csi::config::{Config, ControllerConfig, RdsConfig};
+pub use rds_csi::controller::ControllerService;
 pub use rds_csi::csi::v1::controller_client::ControllerClient;
 pub use rds_csi::csi::v1::identity_client::IdentityClient;
 pub use rds_csi::csi::v1::plugin_capability::{self, service, volume_expansion};
@@ -40,6 +41,8 @@ pub struct Setup {
     /// Pin a key the simulator does not have.
     pub pin_wrong_key: bool,
     pub pool_fs: PoolFs,
+    /// Serve the disks over NVMe/TCP too.
+    pub nvme: bool,
 }
 
 impl Default for Setup {
@@ -51,6 +54,7 @@ impl Default for Setup {
             config: |_| {},
             pin_wrong_key: false,
             pool_fs: PoolFs::Xfs,
+            nvme: false,
         }
     }
 }
@@ -63,6 +67,8 @@ pub struct Plugin {
     pub identity: IdentityClient<Channel>,
     /// The driver's own RDS client, for tests of the operations beneath the CSI calls.
     pub rds: Arc<RdsClient>,
+    /// The controller service itself, for what the Kubernetes side calls (fencing).
+    pub service: Arc<ControllerService>,
     _stop: oneshot::Sender<()>,
 }
 
@@ -85,6 +91,7 @@ impl Plugin {
                 pool_fs: setup.pool_fs,
                 ..EngineConfig::default()
             },
+            nvme_listen: setup.nvme.then(|| "127.0.0.1:0".parse().unwrap()),
             ..Options::loopback(
                 dir.path().join("rds"),
                 client_key.public_key().clone(),
@@ -122,6 +129,10 @@ impl Plugin {
             .rds()
             .expect("the controller has an RDS client")
             .clone();
+        let service = driver
+            .controller()
+            .expect("the driver has a controller")
+            .clone();
         let socket_path = dir.path().join("csi/csi.sock");
         let socket = BoundSocket::bind(&socket_path).unwrap();
         let (stop, stopped) = oneshot::channel::<()>();
@@ -135,6 +146,7 @@ impl Plugin {
             controller: ControllerClient::new(channel.clone()),
             identity: IdentityClient::new(channel),
             rds,
+            service,
             _stop: stop,
         }
     }

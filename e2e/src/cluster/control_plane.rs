@@ -144,6 +144,16 @@ impl ControlPlane {
                 format!("--root-ca-file={}", ca_file.display()),
                 "--leader-elect=false".into(),
                 "--secure-port=0".into(),
+                // A node is marked Unknown (and tainted unreachable) this long after its last
+                // heartbeat (the stand-ins beat every KUBELET_HEARTBEAT), and attached volumes are
+                // checked against their VolumeAttachments this often: both shortened from the
+                // defaults (50 s, 1 min) so that a node failure plays out in seconds.
+                format!(
+                    "--node-monitor-grace-period={}s",
+                    NODE_MONITOR_GRACE.as_secs()
+                ),
+                "--node-monitor-period=1s".into(),
+                "--attach-detach-reconcile-sync-period=5s".into(),
                 "--v=1".into(),
             ],
             &[],
@@ -221,6 +231,11 @@ impl ControlPlane {
 
 /// Polls `done` until it holds, failing (with the logs of `processes`) when one of them exits or
 /// [`READY_TIMEOUT`] passes: a process that is starting up has no event to await.
+/// How often the simulated nodes' kubelet stand-ins renew their Lease and Ready condition.
+pub const KUBELET_HEARTBEAT: Duration = Duration::from_secs(2);
+/// kube-controller-manager's `--node-monitor-grace-period`: five heartbeats, kubelet's ratio.
+pub const NODE_MONITOR_GRACE: Duration = Duration::from_secs(10);
+
 pub async fn wait_until(
     what: &str,
     processes: &mut [&mut Process],

@@ -260,7 +260,7 @@ impl KubeletStandIn {
     }
 
     /// Stops the node: no more heartbeats, no more volume operations; what it reported stays.
-    pub async fn stop(mut self) {
+    pub async fn stop(&mut self) {
         for task in std::mem::take(&mut self.tasks) {
             task.abort();
             let _ = task.await;

@@ -9,40 +9,76 @@ use std::path::Path;
 /// and detaches the loop devices whose backing file is under `dir`. Best effort: what cannot be
 /// released is reported, not fatal, since this runs while a target shuts down.
 pub fn release(dir: &Path) -> Vec<String> {
-    let mut problems = Vec::new();
     let prefix = dir.to_string_lossy().into_owned();
-    let mut mounts: Vec<String> = std::fs::read_to_string("/proc/self/mountinfo")
-        .unwrap_or_default()
-        .lines()
-        .filter_map(|line| line.split(' ').nth(4))
-        .filter(|point| point.starts_with(&prefix))
-        .map(str::to_owned)
-        .collect();
-    mounts.sort_by_key(|point| std::cmp::Reverse(point.len()));
-    for point in mounts {
-        if let Err(e) = rustix::mount::unmount(point.as_str(), rustix::mount::UnmountFlags::DETACH)
-        {
-            problems.push(format!("unmounting {point}: {e}"));
-        }
-    }
+    let mut problems = unmount_under(&prefix);
     for (device, backing) in loop_devices() {
-        if !backing.starts_with(&prefix) {
-            continue;
-        }
-        match std::process::Command::new("losetup")
-            .arg("-d")
-            .arg(&device)
-            .output()
-        {
-            Ok(out) if out.status.success() => {}
-            Ok(out) => problems.push(format!(
-                "losetup -d {device}: {}",
-                String::from_utf8_lossy(&out.stderr).trim()
-            )),
-            Err(e) => problems.push(format!("losetup -d {device}: {e}")),
+        if backing.starts_with(&prefix) {
+            problems.extend(detach(&device));
         }
     }
     problems
+}
+
+/// A node losing power, as far as one host shared by every simulated node can show it: what its
+/// kernel had mounted under its kubelet directory `root` is gone, and so are the loop devices
+/// under those mounts. (Two machines would not see each other's mounts; on one host a second
+/// mount of the same xfs file system is refused while the first stands.)
+pub fn power_off(root: &Path) -> Vec<String> {
+    let prefix = root.to_string_lossy().into_owned();
+    let sources: std::collections::BTreeSet<String> = mounts_under(&prefix)
+        .into_iter()
+        .filter_map(|(_, source)| source.starts_with("/dev/loop").then_some(source))
+        .collect();
+    let mut problems = unmount_under(&prefix);
+    for device in sources {
+        problems.extend(detach(&device));
+    }
+    problems
+}
+
+/// The mounts under `prefix`, as (mount point, source), from this process's mountinfo.
+fn mounts_under(prefix: &str) -> Vec<(String, String)> {
+    std::fs::read_to_string("/proc/self/mountinfo")
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|line| {
+            let point = line.split(' ').nth(4)?;
+            // After the optional fields: " - <fstype> <source> <options>".
+            let source = line.split(" - ").nth(1)?.split(' ').nth(1)?;
+            Some((point.to_owned(), source.to_owned()))
+        })
+        .filter(|(point, _)| point.starts_with(prefix))
+        .collect()
+}
+
+/// Unmounts everything under `prefix`, deepest first and lazily (nothing uses it any more).
+fn unmount_under(prefix: &str) -> Vec<String> {
+    let mut points: Vec<String> = mounts_under(prefix).into_iter().map(|(p, _)| p).collect();
+    points.sort_by_key(|point| std::cmp::Reverse(point.len()));
+    points.dedup();
+    points
+        .into_iter()
+        .filter_map(|point| {
+            rustix::mount::unmount(point.as_str(), rustix::mount::UnmountFlags::DETACH)
+                .err()
+                .map(|e| format!("unmounting {point}: {e}"))
+        })
+        .collect()
+}
+
+fn detach(device: &str) -> Option<String> {
+    match std::process::Command::new("losetup")
+        .arg("-d")
+        .arg(device)
+        .output()
+    {
+        Ok(out) if out.status.success() => None,
+        Ok(out) => Some(format!(
+            "losetup -d {device}: {}",
+            String::from_utf8_lossy(&out.stderr).trim()
+        )),
+        Err(e) => Some(format!("losetup -d {device}: {e}")),
+    }
 }
 
 /// Every attached loop device and the path of its backing file, from sysfs.

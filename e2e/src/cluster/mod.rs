@@ -4,8 +4,9 @@
 pub mod control_plane;
 pub mod helm;
 pub mod kubelet;
-mod leftovers;
+pub mod leftovers;
 pub mod objects;
 pub mod pods;
 pub mod process;
 pub mod target;
+pub mod trial;

@@ -14,9 +14,9 @@ use kube::{Api, Client};
 use rds_csi::csi::v1::node_client::NodeClient;
 use rds_sim::sim::Sim;
 
-use super::control_plane::{ControlPlane, wait_until};
+use super::control_plane::{ControlPlane, KUBELET_HEARTBEAT, wait_until};
 use super::helm::{ChartValues, Helm};
-use super::kubelet::KubeletStandIn;
+use super::kubelet::{KubeletConfig, KubeletStandIn};
 use super::pods::{Image, LocalPod, PodContext};
 use super::process::Process;
 use crate::config::SimSettings;
@@ -67,6 +67,15 @@ pub struct ClusterTarget {
 impl ClusterTarget {
     /// Starts everything and waits until each node's CSINode is registered.
     pub async fn start(sim: &SimSettings) -> Result<ClusterTarget, ClusterError> {
+        Self::start_configured(sim, &[]).await
+    }
+
+    /// [`ClusterTarget::start`], with chart values (`config.kubernetes.resyncSeconds`, …) set to
+    /// these before `helm install`.
+    pub async fn start_configured(
+        sim: &SimSettings,
+        values: &[(&str, serde_json::Value)],
+    ) -> Result<ClusterTarget, ClusterError> {
         let tools = GoTools::locate().map_err(|e| match e.skip_reason() {
             Some(reason) => ClusterError::Skipped(reason),
             None => ClusterError::Failed(e.into()),
@@ -76,7 +85,7 @@ impl ClusterTarget {
             None => ClusterError::Failed(e.into()),
         })?;
         let rds_csi = crate::qemu::node_plugin::plugin_binary().map_err(anyhow::Error::new)?;
-        Ok(Self::start_with(tools, helm, &rds_csi, sim).await?)
+        Ok(Self::start_with(tools, helm, &rds_csi, sim, values).await?)
     }
 
     async fn start_with(
@@ -84,6 +93,7 @@ impl ClusterTarget {
         helm: Helm,
         rds_csi: &Path,
         sim: &SimSettings,
+        overrides: &[(&str, serde_json::Value)],
     ) -> anyhow::Result<ClusterTarget> {
         let dir = tempfile::Builder::new()
             .prefix("rds-e2e-cluster-")
@@ -112,6 +122,9 @@ impl ClusterTarget {
         // xfs: growing a mounted ext4 needs CAP_SYS_RESOURCE, which the containers CI runs in
         // drop; xfs grows without it (rds-csi's node_loop test covers ext4 where it is granted).
         values.set("storageClass.fsType", "xfs");
+        for (key, value) in overrides {
+            values.set(key, value.clone());
+        }
         helm.install(&admin, RELEASE, NAMESPACE, &values)?;
 
         let images = |image: &str| image_binary(&tools, rds_csi, image);
@@ -203,12 +216,10 @@ impl ClusterTarget {
             .await?;
             let socket = pod.volume("plugin-dir")?.join("csi.sock");
             let channel = connect(&socket, &mut pod).await?;
-            let kubelet = KubeletStandIn::start(
+            let kubelet = KubeletStandIn::start_with(
                 client.clone(),
-                name,
-                &driver_name,
+                kubelet_config(name, &driver_name, &kubelet_root),
                 NodeClient::new(channel),
-                &kubelet_root,
             )
             .await?;
             nodes.push(ClusterNode {
@@ -246,6 +257,44 @@ impl ClusterTarget {
             .with_context(|| format!("the cluster target has no node {name}"))
     }
 
+    pub fn node_mut(&mut self, name: &str) -> anyhow::Result<&mut ClusterNode> {
+        self.nodes
+            .iter_mut()
+            .find(|n| n.name == name)
+            .with_context(|| format!("the cluster target has no node {name}"))
+    }
+
+    /// Node `name` fails: its kubelet stand-in stops (no more heartbeats, so the node
+    /// controller marks it Unknown) and what its kernel held for volumes (mounts, loop devices)
+    /// is gone, as after a power loss. Its node plugin process stays, unreachable.
+    pub async fn power_off(&mut self, name: &str) -> anyhow::Result<()> {
+        let root = self.dir.path().join(name).join("kubelet");
+        self.node_mut(name)?.kubelet.stop().await;
+        let problems = super::leftovers::power_off(&root);
+        anyhow::ensure!(problems.is_empty(), "powering {name} off: {problems:?}");
+        Ok(())
+    }
+
+    /// Starts node `name`'s kubelet stand-in again after [`KubeletStandIn::stop`]: the node
+    /// coming back, with its node plugin still running and nothing published as far as the new
+    /// stand-in knows.
+    pub async fn restart_kubelet(&mut self, name: &str) -> anyhow::Result<()> {
+        let client = self.client();
+        let driver = driver_name(&client).await?;
+        let root = self.dir.path().join(name).join("kubelet");
+        let node = self.node_mut(name)?;
+        let socket = node.pod.volume("plugin-dir")?.join("csi.sock");
+        let channel = connect(&socket, &mut node.pod).await?;
+        node.kubelet.stop().await;
+        node.kubelet = KubeletStandIn::start_with(
+            client,
+            kubelet_config(name, &driver, &root),
+            NodeClient::new(channel),
+        )
+        .await?;
+        Ok(())
+    }
+
     /// Where the logs of every process are.
     pub fn logs(&self) -> PathBuf {
         self.dir.path().join("logs")
@@ -275,7 +324,7 @@ impl ClusterTarget {
 
     /// Stops everything; the directory (state and logs) goes with it.
     pub async fn shutdown(self) {
-        for node in self.nodes {
+        for mut node in self.nodes {
             node.kubelet.stop().await;
             node.pod.stop().await;
         }
@@ -414,6 +463,14 @@ async fn controller_key_file(client: &Client, dir: &Path) -> anyhow::Result<Path
 }
 
 /// A channel to the node plugin's socket, once it serves.
+/// A stand-in for `node`, beating as the control plane expects ([`KUBELET_HEARTBEAT`]).
+fn kubelet_config(node: &str, driver: &str, root: &Path) -> KubeletConfig {
+    KubeletConfig {
+        heartbeat: KUBELET_HEARTBEAT,
+        ..KubeletConfig::new(node, driver, root)
+    }
+}
+
 async fn connect(socket: &Path, pod: &mut LocalPod) -> anyhow::Result<tonic::transport::Channel> {
     wait_until(
         "the node plugin serves on its socket",

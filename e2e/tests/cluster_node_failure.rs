@@ -1,0 +1,352 @@
+//! Node failure on the `cluster` target, with the real node lifecycle, taint-eviction and
+//! attach-detach controllers: node A, with a Pod writing to an RWO volume, stops (its kubelet
+//! stand-in's heartbeats end and its kernel state goes, as in a power loss). The driver's
+//! controller fences node A on the RDS (its host can no longer connect, its old connection is
+//! ended), lets the volume go, and the Pod recreated on node B (as a StatefulSet would, once the
+//! old one is gone) attaches it there with the data intact, within the bound
+//! docs/operations.md states. Then node A comes back: the fence is lifted only once none of its
+//! old attachments stands.
+
+use std::net::TcpStream;
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use k8s_openapi::api::core::v1::{Node, Pod, Toleration};
+use kube::Api;
+use kube::api::{Patch, PatchParams};
+use rds_e2e::cluster::control_plane::NODE_MONITOR_GRACE;
+use rds_e2e::cluster::kubelet::{read_pattern, write_pattern};
+use rds_e2e::cluster::objects::{self, NAMESPACE, Source};
+use rds_e2e::cluster::target::{ClusterTarget, NODES};
+use rds_e2e::cluster::trial::{CaseFuture, trial_with};
+use rds_sim::nvme::initiator::{ConnectParams, Initiator};
+use rds_sim::nvme::pdu::Digests;
+use rds_sim::nvme::status::Status as NvmeStatus;
+use serde_json::json;
+
+const STORAGE_CLASS: &str = "rds-nvme";
+const PATTERN_BYTES: usize = 1 << 20;
+const DRIVER: &str = "rds.csi.mikrotik.com";
+/// The chart's `config.kubernetes.lostNodeGraceSeconds` in the NotReady case.
+const GRACE: Duration = Duration::from_secs(3);
+/// How long the Pod tolerates an unreachable node before the taint-eviction controller deletes
+/// it (Kubernetes adds 300 s unless the Pod says otherwise).
+const TOLERATION: Duration = Duration::from_secs(1);
+/// kube-controller-manager's `--attach-detach-reconcile-sync-period` on the cluster target.
+const ATTACH_DETACH_SYNC: Duration = Duration::from_secs(5);
+/// The chart's `config.kubernetes.resyncSeconds` here.
+const RESYNC: Duration = Duration::from_secs(1);
+
+fn main() {
+    let trials = vec![
+        trial_with(
+            "cluster: node lost (NotReady past the grace): fenced on the RDS, the volume attaches on the other node with its data; the fence lifts when the node is back",
+            values(GRACE),
+            not_ready,
+        ),
+        trial_with(
+            "cluster: node out of service (taint): fenced at once, the volume attaches on the other node with its data",
+            // A grace no test waits out: only the taint can make the node lost here.
+            values(Duration::from_secs(3600)),
+            out_of_service,
+        ),
+    ];
+    rds_e2e::suite::run(trials)
+}
+
+fn values(grace: Duration) -> Vec<(&'static str, serde_json::Value)> {
+    vec![
+        (
+            "config.kubernetes.lostNodeGraceSeconds",
+            json!(grace.as_secs()),
+        ),
+        ("config.kubernetes.resyncSeconds", json!(RESYNC.as_secs())),
+    ]
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Failure {
+    NotReady,
+    OutOfService,
+}
+
+fn not_ready(cluster: &mut ClusterTarget) -> CaseFuture<'_> {
+    Box::pin(node_failure(cluster, Failure::NotReady))
+}
+
+fn out_of_service(cluster: &mut ClusterTarget) -> CaseFuture<'_> {
+    Box::pin(node_failure(cluster, Failure::OutOfService))
+}
+
+async fn node_failure(cluster: &mut ClusterTarget, failure: Failure) -> anyhow::Result<()> {
+    let client = cluster.client();
+    let (a, b) = (NODES[0], NODES[1]);
+    let host_a = cluster.node(a)?.host_nqn.clone();
+    objects::create(
+        &client,
+        &objects::pvc("data", STORAGE_CLASS, "512Mi", false, Source::None),
+    )
+    .await?;
+    let volume = objects::bound_volume(&client, "data").await?;
+    let handle = volume
+        .spec
+        .as_ref()
+        .and_then(|s| s.csi.as_ref())
+        .map(|csi| csi.volume_handle.clone())
+        .context("the PV has no CSI volume handle")?;
+    objects::create(&client, &tolerant_pod("writer", a)).await?;
+    objects::running_pod(&client, "writer").await?;
+    let path = cluster
+        .node(a)?
+        .kubelet
+        .published_path(NAMESPACE, "writer", "data")?;
+    write_pattern(&path, 7, PATTERN_BYTES)?;
+
+    // Node A's kernel initiator, connected to the volume's export as node A's host.
+    let export = export_nqn(cluster, &handle)?;
+    let nvme = cluster
+        .sim()
+        .target()
+        .context("rds-sim serves no NVMe/TCP")?
+        .local_addr();
+    let (old, status) = connect(nvme, &export, &host_a).await?;
+    anyhow::ensure!(
+        status.is_success(),
+        "node A cannot connect to its published volume: {status:?}"
+    );
+
+    let failed_at = Instant::now();
+    cluster.power_off(a).await?;
+    let nodes = Api::<Node>::all(client.clone());
+    objects::wait_for(
+        nodes.clone(),
+        a,
+        "its Ready condition is Unknown",
+        |node: Option<&Node>| ready_status(node) == Some("Unknown"),
+    )
+    .await?;
+    if failure == Failure::OutOfService {
+        let taint = json!({"spec": {"taints": [{
+            "key": "node.kubernetes.io/out-of-service", "value": "nodeshutdown", "effect": "NoExecute"
+        }]}});
+        nodes
+            .patch(a, &PatchParams::default(), &Patch::Merge(&taint))
+            .await?;
+    }
+
+    // Fenced: marked on the Node, the disk admits no host, node A's connection is ended and a
+    // new one refused.
+    objects::wait_for(
+        nodes.clone(),
+        a,
+        "it carries the driver's fence annotation",
+        |node: Option<&Node>| fence_of(node).as_deref() == Some(host_a.as_str()),
+    )
+    .await?;
+    wait_until("the disk's allow-list admits no host", || {
+        Ok(cluster.sim().disks().iter().any(|d| {
+            d.slot == handle
+                && d.nvme_tcp_server_allow_host_name
+                    .contains(":rds-csi:fenced")
+        }))
+    })
+    .await?;
+    let connected = cluster
+        .sim()
+        .target()
+        .map(|t| t.connections())
+        .unwrap_or_default();
+    anyhow::ensure!(
+        !connected.iter().any(|c| c.host_nqn == host_a),
+        "node A's old NVMe/TCP connection is still there: {connected:?}"
+    );
+    drop(old);
+    let (_, refused) = connect(nvme, &export, &host_a).await?;
+    anyhow::ensure!(
+        refused == NvmeStatus::CONNECT_INVALID_HOST,
+        "rds-sim let fenced node A connect again: {refused:?}"
+    );
+
+    // The Pod goes (evicted, then deleted for good: node A's kubelet never confirms) and comes
+    // back on node B, as a StatefulSet's Pod would.
+    let pods = Api::<Pod>::namespaced(client.clone(), NAMESPACE);
+    objects::gone(pods, "writer").await?;
+    objects::create(&client, &tolerant_pod("writer", b)).await?;
+    objects::running_pod(&client, "writer").await?;
+    let moved_after = failed_at.elapsed();
+    let bound = match failure {
+        // Unknown after the node monitor's grace, lost after ours; the Pod is evicted after its
+        // toleration; the attach-detach controller notices the cleared attachment at its next
+        // sync; plus a resync of ours each for fencing and clearing, and 30 s for the calls.
+        Failure::NotReady => {
+            NODE_MONITOR_GRACE
+                + GRACE.max(TOLERATION)
+                + ATTACH_DETACH_SYNC
+                + 2 * RESYNC
+                + Duration::from_secs(30)
+        }
+        Failure::OutOfService => {
+            NODE_MONITOR_GRACE + ATTACH_DETACH_SYNC + 2 * RESYNC + Duration::from_secs(30)
+        }
+    };
+    eprintln!(
+        "the volume was attached on node B {moved_after:?} after node A failed (bound {bound:?})"
+    );
+    anyhow::ensure!(
+        moved_after <= bound,
+        "the volume took {moved_after:?} to move, past the bound of {bound:?}"
+    );
+    let attachment = objects::attachment(&client, &volume, b).await?;
+    let path = cluster
+        .node(b)?
+        .kubelet
+        .published_path(NAMESPACE, "writer", "data")?;
+    read_pattern(&path, 7, PATTERN_BYTES).context("on node B, after node A was lost")?;
+    let host_b = cluster.node(b)?.host_nqn.clone();
+    anyhow::ensure!(
+        cluster
+            .sim()
+            .disks()
+            .iter()
+            .any(|d| d.slot == handle && d.nvme_tcp_server_allow_host_name == host_b),
+        "the volume is not published to node B alone on the RDS"
+    );
+    // With the taint, Kubernetes detaches at once (ControllerUnpublishVolume fences the volume
+    // itself), so the controller may find nothing left to fence per volume.
+    match failure {
+        Failure::NotReady => events_say(cluster, &["NodeFenced", "VolumeFenced"])?,
+        Failure::OutOfService => events_say(cluster, &["NodeFenced"])?,
+    }
+
+    if failure == Failure::NotReady {
+        // Node A comes back: with no attachment to it left, its fence is lifted.
+        cluster.restart_kubelet(a).await?;
+        objects::wait_for(
+            nodes,
+            a,
+            "its fence annotation is gone",
+            |node: Option<&Node>| ready_status(node) == Some("True") && fence_of(node).is_none(),
+        )
+        .await?;
+        events_say(cluster, &["NodeUnfenced"])?;
+    }
+
+    objects::delete_and_wait(Api::<Pod>::namespaced(client.clone(), NAMESPACE), "writer").await?;
+    objects::detached(&client, &attachment).await?;
+    Ok(())
+}
+
+/// A Pod on `node` using the claim `data` that tolerates an unreachable or not-ready node for
+/// [`TOLERATION`] only.
+fn tolerant_pod(name: &str, node: &str) -> Pod {
+    let mut pod = objects::pod(name, node, "data", false);
+    let toleration = |key: &str| Toleration {
+        key: Some(key.to_owned()),
+        operator: Some("Exists".to_owned()),
+        effect: Some("NoExecute".to_owned()),
+        toleration_seconds: Some(TOLERATION.as_secs() as i64),
+        ..Toleration::default()
+    };
+    if let Some(spec) = pod.spec.as_mut() {
+        spec.tolerations = Some(vec![
+            toleration("node.kubernetes.io/unreachable"),
+            toleration("node.kubernetes.io/not-ready"),
+        ]);
+    }
+    pod
+}
+
+fn ready_status(node: Option<&Node>) -> Option<&str> {
+    node?
+        .status
+        .as_ref()?
+        .conditions
+        .as_ref()?
+        .iter()
+        .find(|c| c.type_ == "Ready")
+        .map(|c| c.status.as_str())
+}
+
+fn fence_of(node: Option<&Node>) -> Option<String> {
+    node?
+        .metadata
+        .annotations
+        .as_ref()?
+        .get(&format!("{DRIVER}/fenced-host"))
+        .cloned()
+}
+
+fn export_nqn(cluster: &ClusterTarget, handle: &str) -> anyhow::Result<String> {
+    cluster
+        .sim()
+        .disks()
+        .into_iter()
+        .find(|d| d.slot == handle)
+        .map(|d| d.nvme_tcp_server_nqn)
+        .with_context(|| format!("no disk {handle} on rds-sim"))
+}
+
+/// An admin-queue Fabrics Connect to `subsystem` as `host`, as the kernel initiator sends it;
+/// the connection (kept open) and the Connect's status.
+async fn connect(
+    target: std::net::SocketAddr,
+    subsystem: &str,
+    host: &str,
+) -> anyhow::Result<(Initiator<TcpStream>, NvmeStatus)> {
+    let (subsystem, host) = (subsystem.to_owned(), host.to_owned());
+    tokio::task::spawn_blocking(move || {
+        let stream = TcpStream::connect(target)?;
+        stream.set_read_timeout(Some(Duration::from_secs(10)))?;
+        let (mut initiator, _) = Initiator::handshake(stream, Digests::default())?;
+        let response = initiator.fabrics_connect(&ConnectParams {
+            qid: 0,
+            sqsize: 31,
+            kato_ms: 120_000,
+            cntlid: 0xffff,
+            subsys_nqn: &subsystem,
+            host_nqn: &host,
+            host_id: [7; 16],
+        })?;
+        Ok((initiator, response.cqe.status))
+    })
+    .await?
+}
+
+/// Polls `done` (a read of rds-sim's state, which has no watch) until it holds, for at most
+/// [`objects::WAIT`].
+async fn wait_until(
+    what: &str,
+    mut done: impl FnMut() -> anyhow::Result<bool>,
+) -> anyhow::Result<()> {
+    let deadline = Instant::now() + objects::WAIT;
+    while !done()? {
+        anyhow::ensure!(
+            Instant::now() < deadline,
+            "waited {:?} until {what}, in vain",
+            objects::WAIT
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    Ok(())
+}
+
+/// Fails unless `kubectl get events` lists an Event of each reason.
+fn events_say(cluster: &ClusterTarget, reasons: &[&str]) -> anyhow::Result<()> {
+    let listed = cluster.helm().kubectl(
+        cluster.admin_kubeconfig(),
+        [
+            "get",
+            "events",
+            "--all-namespaces",
+            "-o",
+            "custom-columns=REASON:.reason,NOTE:.note,MESSAGE:.message",
+        ],
+    )?;
+    for reason in reasons {
+        anyhow::ensure!(
+            listed.lines().any(|line| line.starts_with(reason)),
+            "kubectl get events shows no {reason} Event:\n{listed}"
+        );
+    }
+    Ok(())
+}
