@@ -14,6 +14,7 @@ mod delete;
 mod expand;
 pub mod fence;
 mod inspect;
+pub mod notices;
 pub mod params;
 pub mod publish;
 mod snapshot;
@@ -89,6 +90,8 @@ pub struct ControllerService {
     copies: copies::Copies,
     /// Nodes nothing is published to, as the API server shows them.
     fences: fence::Fences,
+    /// What a person must act on, for Events.
+    notices: notices::Notices,
 }
 
 impl ControllerService {
@@ -102,7 +105,15 @@ impl ControllerService {
             verified: Verified::default(),
             copies: copies::Copies::default(),
             fences: fence::Fences::default(),
+            notices: notices::Notices::default(),
         }
+    }
+}
+
+impl ControllerService {
+    /// What the calls noticed that a person must act on.
+    pub fn notices(&self) -> &notices::Notices {
+        &self.notices
     }
 }
 
@@ -145,7 +156,10 @@ impl Controller for ControllerService {
         } else {
             id.as_str()
         };
-        traced("CreateVolume", id, self.create(request, within)).await
+        let claim = notices::named_in(&request.parameters, "pvc", "PersistentVolumeClaim");
+        let answer = traced("CreateVolume", id, self.create(request, within)).await;
+        self.notices.failed(claim, &answer, "ProvisioningRefused");
+        answer
     }
 
     async fn delete_volume(
@@ -167,12 +181,15 @@ impl Controller for ControllerService {
         request: Request<ControllerPublishVolumeRequest>,
     ) -> Result<Response<ControllerPublishVolumeResponse>, Status> {
         let request = request.into_inner();
-        traced(
+        let volume = notices::About::Volume(request.volume_id.clone());
+        let answer = traced(
             "ControllerPublishVolume",
             &request.volume_id.clone(),
             self.publish(request),
         )
-        .await
+        .await;
+        self.notices.failed(Some(volume), &answer, "AttachRefused");
+        answer
     }
 
     async fn controller_unpublish_volume(
@@ -243,7 +260,10 @@ impl Controller for ControllerService {
         } else {
             crate::ids::snapshot_id(&request.name).to_string()
         };
-        traced("CreateSnapshot", &id, self.create_snapshot(request, within)).await
+        let snapshot = notices::named_in(&request.parameters, "volumesnapshot", "VolumeSnapshot");
+        let answer = traced("CreateSnapshot", &id, self.create_snapshot(request, within)).await;
+        self.notices.failed(snapshot, &answer, "SnapshotRefused");
+        answer
     }
 
     async fn delete_snapshot(

@@ -6,6 +6,7 @@
 mod events;
 pub mod fencing;
 pub mod health;
+mod notices;
 
 use std::fmt::Debug;
 use std::sync::Arc;
@@ -85,8 +86,17 @@ pub async fn run(
         )?
         .context("a watch ended")?;
     let instance = std::env::var("HOSTNAME").ok();
+    let events = Arc::new(Events::new(client.clone(), &driver, instance));
+    if let Some(received) = controller.notices().subscribe() {
+        tokio::spawn(notices::record(
+            received,
+            stores.claims.clone(),
+            stores.volumes.clone(),
+            events.clone(),
+        ));
+    }
     let fencing = Fencing {
-        events: Events::new(client.clone(), &driver, instance),
+        events,
         client,
         driver: driver.clone(),
         controller: controller.clone(),
@@ -96,9 +106,10 @@ pub async fn run(
     tracing::info!(driver, "watching the API server for lost nodes");
     loop {
         let seen = stores.seen();
-        controller
-            .fences()
-            .replace(fencing::fenced_nodes(&seen.nodes, &driver));
+        let fenced = fencing::fenced_nodes(&seen.nodes, &driver);
+        crate::metrics::fenced_nodes(fenced.len());
+        controller.fences().replace(fenced);
+        crate::metrics::attachments(fencing::attached(&seen, &driver));
         let plans = fencing::plan(&seen, &driver, jiff::Timestamp::now(), grace);
         fencing.apply(&seen, plans).await;
         // A change wakes the next pass; the resync catches a grace running out.

@@ -99,16 +99,32 @@ fn load(path: &std::path::Path) -> anyhow::Result<Config> {
     Ok(config)
 }
 
+/// What serving takes from the configuration besides the driver.
+struct Serving {
+    metrics: Option<SocketAddr>,
+    kubernetes: KubernetesConfig,
+    kubelet_dir: Option<PathBuf>,
+}
+
+impl Serving {
+    fn of(config: &Config) -> Serving {
+        Serving {
+            metrics: config.metrics.listen,
+            kubernetes: config.kubernetes.clone(),
+            kubelet_dir: config.node.kubelet_dir.clone(),
+        }
+    }
+}
+
 /// Serves CSI on `endpoint`, `/metrics` on `metrics` when it is set, and runs the Kubernetes
 /// reconcilers when `kubernetes.enabled` and the process has the controller, until interrupted;
 /// any of them failing (a taken metrics port) stops the process.
-async fn serve(
-    driver: Driver,
-    mode: Mode,
-    endpoint: &str,
-    metrics: Option<SocketAddr>,
-    kubernetes: KubernetesConfig,
-) -> anyhow::Result<()> {
+async fn serve(driver: Driver, mode: Mode, endpoint: &str, serving: Serving) -> anyhow::Result<()> {
+    let Serving {
+        metrics,
+        kubernetes,
+        kubelet_dir,
+    } = serving;
     let listener = Listener::bind(&ListenAddr::parse(endpoint)?)?;
     tracing::info!(endpoint = %listener, "serving CSI");
     let interrupted = || async {
@@ -120,7 +136,12 @@ async fn serve(
     };
     let metrics = async {
         match metrics {
-            Some(addr) => rds_csi::metrics::serve(addr, driver.rds().cloned(), interrupted()).await,
+            Some(addr) => {
+                let node = mode
+                    .serves_node()
+                    .then(|| rds_csi::metrics::NodeProbe::host(kubelet_dir.clone()));
+                rds_csi::metrics::serve(addr, driver.rds().cloned(), node, interrupted()).await
+            }
             None => Ok(()),
         }
     };
@@ -172,34 +193,20 @@ async fn main() -> anyhow::Result<()> {
     match cli.command {
         Command::Controller(s) => {
             let config = load(&s.config)?;
-            let (metrics, kubernetes) = (config.metrics.listen, config.kubernetes.clone());
+            let serving = Serving::of(&config);
             let driver = Driver::new(config).await?;
-            serve(driver, Mode::Controller, &s.endpoint, metrics, kubernetes).await
+            serve(driver, Mode::Controller, &s.endpoint, serving).await
         }
         Command::Node(s) => {
             let mut config = Config::load(&s.config)?;
             config.apply_env()?;
-            let (metrics, kubernetes) = (config.metrics.listen, config.kubernetes.clone());
-            serve(
-                Driver::node_only(config)?,
-                Mode::Node,
-                &s.endpoint,
-                metrics,
-                kubernetes,
-            )
-            .await
+            let serving = Serving::of(&config);
+            serve(Driver::node_only(config)?, Mode::Node, &s.endpoint, serving).await
         }
         Command::All(s) => {
             let config = load(&s.config)?;
-            let (metrics, kubernetes) = (config.metrics.listen, config.kubernetes.clone());
-            serve(
-                Driver::new(config).await?,
-                Mode::All,
-                &s.endpoint,
-                metrics,
-                kubernetes,
-            )
-            .await
+            let serving = Serving::of(&config);
+            serve(Driver::new(config).await?, Mode::All, &s.endpoint, serving).await
         }
         #[cfg(feature = "dev")]
         Command::Dev { endpoint, data_dir } => rds_csi::dev::run(&endpoint, data_dir).await,

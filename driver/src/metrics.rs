@@ -7,6 +7,10 @@
 //! gRPC codes, never a volume id or other caller value, so the series stay few.
 //! docs/operations.md, "Metrics", documents each family and the alert it supports.
 
+mod node;
+
+pub use node::NodeProbe;
+
 use std::net::SocketAddr;
 use std::sync::{Arc, LazyLock};
 use std::time::Duration;
@@ -49,6 +53,11 @@ struct SessionLabels {
     state: &'static str,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ControllerStateLabels {
+    state: String,
+}
+
 type Histograms<L> = Family<L, Histogram, fn() -> Histogram>;
 
 /// 1 ms to about 65 s: a RouterOS print answers in milliseconds, a CreateVolume that waits for
@@ -66,6 +75,11 @@ struct Metrics {
     command_errors: Family<VerbErrorLabels, Counter>,
     ssh_sessions: Family<SessionLabels, Gauge>,
     breaker: Gauge,
+    attachments: Gauge,
+    fenced_nodes: Gauge,
+    fenced_volumes: Counter,
+    nvme_controllers: Family<ControllerStateLabels, Gauge>,
+    stale_mounts: Gauge,
 }
 
 static METRICS: LazyLock<Metrics> = LazyLock::new(|| {
@@ -77,6 +91,11 @@ static METRICS: LazyLock<Metrics> = LazyLock::new(|| {
         command_errors: Family::default(),
         ssh_sessions: Family::default(),
         breaker: Gauge::default(),
+        attachments: Gauge::default(),
+        fenced_nodes: Gauge::default(),
+        fenced_volumes: Counter::default(),
+        nvme_controllers: Family::default(),
+        stale_mounts: Gauge::default(),
         registry: Registry::with_prefix("rds_csi"),
     };
     let registry = &mut metrics.registry;
@@ -117,8 +136,48 @@ static METRICS: LazyLock<Metrics> = LazyLock::new(|| {
         "The SSH circuit breaker: 0 closed, 1 half-open (one probe connection), 2 open (failing fast)",
         metrics.breaker.clone(),
     );
+    registry.register(
+        "attachments",
+        "VolumeAttachments of this driver that are attached, as the controller's last pass saw them",
+        metrics.attachments.clone(),
+    );
+    registry.register(
+        "fenced_nodes",
+        "Nodes carrying this driver's fence annotation: nothing is published to them",
+        metrics.fenced_nodes.clone(),
+    );
+    registry.register(
+        "fenced_volumes",
+        "Volumes taken from a lost node on the RDS (allow-list emptied, connections ended)",
+        metrics.fenced_volumes.clone(),
+    );
+    registry.register(
+        "node_nvme_controllers",
+        "The node's NVMe/TCP controllers, by state (live, connecting, resetting, ...)",
+        metrics.nvme_controllers.clone(),
+    );
+    registry.register(
+        "node_stale_mounts",
+        "Mounts under the kubelet directory whose device is gone",
+        metrics.stale_mounts.clone(),
+    );
     metrics
 });
+
+/// The attached VolumeAttachments of this driver, after a pass of the controller.
+pub(crate) fn attachments(count: usize) {
+    METRICS.attachments.set(count as i64);
+}
+
+/// The nodes fenced now.
+pub(crate) fn fenced_nodes(count: usize) {
+    METRICS.fenced_nodes.set(count as i64);
+}
+
+/// Counts volumes fenced on the RDS.
+pub(crate) fn fenced_volumes(count: usize) {
+    METRICS.fenced_volumes.inc_by(count as u64);
+}
 
 /// Counts one finished CSI RPC.
 pub(crate) fn rpc(method: &'static str, code: tonic::Code, took: Duration) {
@@ -159,9 +218,20 @@ pub(crate) fn command_error(verb: &'static str, kind: ErrorKind) {
         .inc();
 }
 
-/// The text exposition of every family, with the pool's gauges as `pool` has them now.
-pub fn render(pool: Option<PoolStats>) -> String {
+/// The text exposition of every family, with the pool's gauges as `pool` has them now and the
+/// node's as `node` reads them.
+pub fn render(pool: Option<PoolStats>, node: Option<&NodeProbe>) -> String {
     let metrics = &*METRICS;
+    if let Some(node) = node {
+        metrics.nvme_controllers.clear();
+        for (state, count) in node.tcp_controllers() {
+            metrics
+                .nvme_controllers
+                .get_or_create(&ControllerStateLabels { state })
+                .set(count);
+        }
+        metrics.stale_mounts.set(node.stale_mounts());
+    }
     if let Some(pool) = pool {
         let sessions = |state| metrics.ssh_sessions.get_or_create(&SessionLabels { state });
         sessions("idle").set(pool.idle as i64);
@@ -179,10 +249,12 @@ pub fn render(pool: Option<PoolStats>) -> String {
 }
 
 /// Binds `addr` and serves `/metrics` until `shutdown` completes; `rds` is the controller's RDS
-/// client, whose pool the SSH gauges describe (`None` in the node plugin, which has no pool).
+/// client, whose pool the SSH gauges describe (`None` in the node plugin, which has no pool), and
+/// `node` where the node plugin's host gauges are read (`None` in the controller).
 pub async fn serve(
     addr: SocketAddr,
     rds: Option<Arc<RdsClient>>,
+    node: Option<NodeProbe>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
     let listener = tokio::net::TcpListener::bind(addr)
@@ -192,7 +264,7 @@ pub async fn serve(
     let app = axum::Router::new().route(
         "/metrics",
         axum::routing::get(move || {
-            let text = render(rds.as_ref().map(|rds| rds.pool_stats()));
+            let text = render(rds.as_ref().map(|rds| rds.pool_stats()), node.as_ref());
             async move {
                 (
                     [(
@@ -231,11 +303,26 @@ mod tests {
         rpc("TestMethod", tonic::Code::Ok, Duration::from_millis(1));
         command("/test verb", Duration::from_millis(2));
         command_error("/test verb", ErrorKind::Timeout);
-        let text = render(Some(PoolStats {
-            idle: 3,
-            busy: 1,
-            breaker: BreakerState::Open,
-        }));
+        attachments(2);
+        fenced_nodes(1);
+        fenced_volumes(3);
+        let sys = tempfile::tempdir().unwrap();
+        let controller = sys.path().join("class/nvme/nvme0");
+        std::fs::create_dir_all(&controller).unwrap();
+        std::fs::write(controller.join("transport"), "tcp\n").unwrap();
+        std::fs::write(controller.join("state"), "connecting\n").unwrap();
+        let node = NodeProbe {
+            sysfs: sys.path().to_path_buf(),
+            ..NodeProbe::host(Some(std::path::PathBuf::from("/nonexistent/kubelet")))
+        };
+        let text = render(
+            Some(PoolStats {
+                idle: 3,
+                busy: 1,
+                breaker: BreakerState::Open,
+            }),
+            Some(&node),
+        );
 
         for (family, kind) in [
             ("rds_csi_rpcs", "counter"),
@@ -245,6 +332,11 @@ mod tests {
             ("rds_csi_routeros_command_errors", "counter"),
             ("rds_csi_ssh_sessions", "gauge"),
             ("rds_csi_ssh_circuit_breaker_state", "gauge"),
+            ("rds_csi_attachments", "gauge"),
+            ("rds_csi_fenced_nodes", "gauge"),
+            ("rds_csi_fenced_volumes", "counter"),
+            ("rds_csi_node_nvme_controllers", "gauge"),
+            ("rds_csi_node_stale_mounts", "gauge"),
         ] {
             assert!(
                 text.contains(&format!("\n# TYPE {family} {kind}\n")),
@@ -273,6 +365,11 @@ mod tests {
             (r#"rds_csi_ssh_sessions{state="idle"}"#, 3.0),
             (r#"rds_csi_ssh_sessions{state="busy"}"#, 1.0),
             ("rds_csi_ssh_circuit_breaker_state", 2.0),
+            ("rds_csi_attachments", 2.0),
+            ("rds_csi_fenced_nodes", 1.0),
+            ("rds_csi_fenced_volumes_total", 3.0),
+            ("rds_csi_node_stale_mounts", 0.0),
+            (r#"rds_csi_node_nvme_controllers{state="connecting"}"#, 1.0),
         ];
         for (series, value) in expect {
             assert_eq!(sample(&text, series), Some(value), "{series} in:\n{text}");

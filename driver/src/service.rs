@@ -34,7 +34,7 @@ impl Mode {
         matches!(self, Mode::Controller | Mode::All)
     }
 
-    fn serves_node(self) -> bool {
+    pub fn serves_node(self) -> bool {
         matches!(self, Mode::Node | Mode::All)
     }
 }

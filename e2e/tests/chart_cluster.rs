@@ -483,12 +483,38 @@ const NOT_GRANTED: &[(&str, &str, &str)] = &[
 const GROUP_SNAPSHOTS: &str = "groupsnapshot.storage.k8s.io";
 
 /// What the chart grants beyond the upstream RBAC files: (group, resource, verbs, why).
-const GRANTED_BEYOND_UPSTREAM: &[(&str, &str, &[&str], &str)] = &[(
-    "storage.k8s.io",
-    "volumeattributesclasses",
-    &["get", "list", "watch"],
-    "the provisioner reads the VolumeAttributesClass a PVC names (GA since Kubernetes 1.34)",
-)];
+const GRANTED_BEYOND_UPSTREAM: &[(&str, &str, &[&str], &str)] = &[
+    (
+        "storage.k8s.io",
+        "volumeattributesclasses",
+        &["get", "list", "watch"],
+        "the provisioner reads the VolumeAttributesClass a PVC names (GA since Kubernetes 1.34)",
+    ),
+    (
+        "",
+        "nodes",
+        &["patch"],
+        "the driver marks a fenced Node with its annotation (docs/operations.md, \"A node is lost\")",
+    ),
+    (
+        "",
+        "pods",
+        &["delete"],
+        "the driver deletes for good a fenced node's terminating Pods whose volumes are all its own",
+    ),
+    (
+        "storage.k8s.io",
+        "volumeattachments",
+        &["delete"],
+        "the driver deletes a fenced node's stale VolumeAttachments",
+    ),
+    (
+        "events.k8s.io",
+        "events",
+        &["create", "patch"],
+        "the driver's own Events (docs/operations.md, \"Events\")",
+    ),
+];
 
 /// The controller's ServiceAccount may do everything its sidecars' upstream RBAC grants
 /// (cluster-wide for ClusterRoles, in the release namespace for Roles, i.e. leader election),

@@ -11,9 +11,12 @@ use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
-use k8s_openapi::api::core::v1::{Node, Pod, Toleration};
+use k8s_openapi::api::core::v1::{Node, PersistentVolume, Pod, Toleration};
+use k8s_openapi::api::events::v1::Event;
+use k8s_openapi::api::storage::v1::VolumeAttachment;
 use kube::Api;
 use kube::api::{Patch, PatchParams};
+use kube::runtime::{WatchStreamExt, watcher};
 use rds_e2e::cluster::control_plane::NODE_MONITOR_GRACE;
 use rds_e2e::cluster::kubelet::{read_pattern, write_pattern};
 use rds_e2e::cluster::objects::{self, NAMESPACE, Source};
@@ -23,6 +26,7 @@ use rds_sim::nvme::initiator::{ConnectParams, Initiator};
 use rds_sim::nvme::pdu::Digests;
 use rds_sim::nvme::status::Status as NvmeStatus;
 use serde_json::json;
+use tokio_stream::StreamExt;
 
 const STORAGE_CLASS: &str = "rds-nvme";
 const PATTERN_BYTES: usize = 1 << 20;
@@ -101,6 +105,9 @@ async fn node_failure(cluster: &mut ClusterTarget, failure: Failure) -> anyhow::
         .kubelet
         .published_path(NAMESPACE, "writer", "data")?;
     write_pattern(&path, 7, PATTERN_BYTES)?;
+    if failure == Failure::NotReady {
+        attach_elsewhere_is_refused(cluster, &volume_name(&volume)?, b).await?;
+    }
 
     // Node A's kernel initiator, connected to the volume's export as node A's host.
     let export = export_nqn(cluster, &handle)?;
@@ -231,9 +238,89 @@ async fn node_failure(cluster: &mut ClusterTarget, failure: Failure) -> anyhow::
         events_say(cluster, &["NodeUnfenced"])?;
     }
 
+    // The controller's metrics say so too.
+    let metrics = cluster.controller_metrics().await?;
+    for family in [
+        "rds_csi_attachments",
+        "rds_csi_fenced_nodes",
+        "rds_csi_fenced_volumes",
+        "rds_csi_rpcs",
+        "rds_csi_rpc_duration_seconds",
+        "rds_csi_routeros_commands",
+        "rds_csi_ssh_sessions",
+        "rds_csi_ssh_circuit_breaker_state",
+    ] {
+        anyhow::ensure!(
+            metrics.contains(&format!("\n# TYPE {family} ")),
+            "/metrics has no {family}:\n{metrics}"
+        );
+    }
+    let fenced = metrics
+        .lines()
+        .find_map(|line| line.strip_prefix("rds_csi_fenced_volumes_total "))
+        .and_then(|value| value.parse::<f64>().ok());
+    if failure == Failure::NotReady {
+        anyhow::ensure!(
+            fenced.is_some_and(|n| n >= 1.0),
+            "rds_csi_fenced_volumes_total is {fenced:?}, not at least 1"
+        );
+    }
+
     objects::delete_and_wait(Api::<Pod>::namespaced(client.clone(), NAMESPACE), "writer").await?;
     objects::detached(&client, &attachment).await?;
     Ok(())
+}
+
+/// A VolumeAttachment of the volume to `node` while it is attached to another (as a
+/// misconfigured or racing attacher would make it): the driver refuses ControllerPublishVolume,
+/// the claim gets an `AttachRefused` Event naming the holder, and nothing changes on the RDS.
+async fn attach_elsewhere_is_refused(
+    cluster: &ClusterTarget,
+    pv: &str,
+    node: &str,
+) -> anyhow::Result<()> {
+    let client = cluster.client();
+    let attachment: VolumeAttachment = serde_json::from_value(json!({
+        "apiVersion": "storage.k8s.io/v1",
+        "kind": "VolumeAttachment",
+        "metadata": {"name": "second-attach"},
+        "spec": {"attacher": DRIVER, "nodeName": node, "source": {"persistentVolumeName": pv}}
+    }))?;
+    Api::<VolumeAttachment>::all(client.clone())
+        .create(&Default::default(), &attachment)
+        .await?;
+    let events = Api::<Event>::namespaced(client.clone(), NAMESPACE);
+    let about_data = |e: &Event| {
+        e.reason.as_deref() == Some("AttachRefused")
+            && e.regarding.as_ref().and_then(|r| r.name.as_deref()) == Some("data")
+    };
+    let stream = watcher(events, watcher::Config::default()).applied_objects();
+    let refused = tokio::time::timeout(objects::WAIT, async {
+        let mut stream = std::pin::pin!(stream);
+        while let Some(event) = stream.next().await {
+            let event = event?;
+            if about_data(&event) {
+                return Ok(event);
+            }
+        }
+        anyhow::bail!("the Event watch ended")
+    })
+    .await
+    .context("no AttachRefused Event on the claim")??;
+    let note = refused.note.unwrap_or_default();
+    anyhow::ensure!(
+        note.contains("is published to node"),
+        "the AttachRefused Event does not name the holder: {note}"
+    );
+    objects::delete_and_wait(
+        Api::<VolumeAttachment>::all(client.clone()),
+        "second-attach",
+    )
+    .await
+}
+
+fn volume_name(volume: &PersistentVolume) -> anyhow::Result<String> {
+    volume.metadata.name.clone().context("the PV has no name")
 }
 
 /// A Pod on `node` using the claim `data` that tolerates an unreachable or not-ready node for

@@ -108,6 +108,14 @@ pub fn fenced_nodes(nodes: &[Arc<Node>], driver: &str) -> BTreeMap<String, Fence
         .collect()
 }
 
+/// This driver's VolumeAttachments that are attached.
+pub fn attached(seen: &Seen, driver: &str) -> usize {
+    seen.attachments
+        .iter()
+        .filter(|va| va.spec.attacher == driver && va.status.as_ref().is_some_and(|s| s.attached))
+        .count()
+}
+
 /// The steps of one pass.
 pub fn plan(seen: &Seen, driver: &str, now: Timestamp, grace: Duration) -> Vec<NodePlan> {
     let ours: Vec<&VolumeAttachment> = seen
@@ -282,7 +290,7 @@ pub struct Fencing {
     pub client: Client,
     pub driver: String,
     pub controller: Arc<ControllerService>,
-    pub events: Events,
+    pub events: Arc<Events>,
 }
 
 impl Fencing {
@@ -389,7 +397,9 @@ impl Fencing {
 
     async fn fence_host(&self, host: &str) -> anyhow::Result<Vec<String>> {
         let host = Nqn::parse(host)?;
-        Ok(self.controller.fence_host(&host).await?)
+        let fenced = self.controller.fence_host(&host).await?;
+        crate::metrics::fenced_volumes(fenced.len());
+        Ok(fenced)
     }
 
     /// Sets (`Some`) or removes (`None`) the fence annotations of `node`.

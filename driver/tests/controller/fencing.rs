@@ -1,5 +1,6 @@
 //! Fencing a node on the RDS, as the Kubernetes side asks for a lost node: what it changes on
-//! the simulator, and that nothing is published to a fenced node.
+//! the simulator, and that nothing is published to a fenced node; and the notices the Kubernetes
+//! side turns into Events.
 
 use std::collections::BTreeMap;
 use std::io::Read;
@@ -7,6 +8,7 @@ use std::net::TcpStream;
 
 use crate::harness::*;
 use rds_csi::controller::fence::FencedNode;
+use rds_csi::controller::notices::About;
 use rds_csi::rds::command::FENCED_HOST;
 use rds_csi::rds::value::Nqn;
 use rds_sim::nvme::initiator::{ConnectParams, Initiator};
@@ -146,4 +148,37 @@ fn connect(
         .cqe
         .status;
     (initiator, status)
+}
+
+#[tokio::test]
+async fn a_call_the_rds_cannot_answer_is_noticed_for_its_claim() {
+    let mut plugin = Plugin::start().await;
+    let mut notices = plugin
+        .service
+        .notices()
+        .subscribe()
+        .expect("nothing subscribed yet");
+    plugin.stop_sim().await;
+    let mut request = create_request("pvc-unreachable", GIB, 0);
+    request.parameters = HashMap::from([
+        ("csi.storage.k8s.io/pvc/name".to_owned(), "data".to_owned()),
+        (
+            "csi.storage.k8s.io/pvc/namespace".to_owned(),
+            "apps".to_owned(),
+        ),
+    ]);
+    assert_eq!(
+        plugin.create(request).await.unwrap_err().code(),
+        Code::Unavailable
+    );
+    let notice = notices.try_recv().expect("a notice for the claim");
+    assert_eq!(notice.reason, "RdsUnreachable");
+    assert_eq!(
+        notice.about,
+        About::Object {
+            kind: "PersistentVolumeClaim",
+            namespace: "apps".into(),
+            name: "data".into()
+        }
+    );
 }

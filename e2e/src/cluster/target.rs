@@ -59,6 +59,8 @@ pub struct ClusterTarget {
     control_plane: ControlPlane,
     snapshot_controller: Process,
     controller: LocalPod,
+    /// Where the controller's rds-csi serves `/metrics`.
+    controller_metrics: std::net::SocketAddr,
     pub nodes: Vec<ClusterNode>,
     values: ChartValues,
     dir: tempfile::TempDir,
@@ -134,6 +136,8 @@ impl ClusterTarget {
         let controller_kubeconfig = control_plane
             .service_account_kubeconfig(NAMESPACE, &service_account(&controller_spec)?)
             .await?;
+        let controller_metrics: std::net::SocketAddr =
+            ([127, 0, 0, 1], crate::qemu::free_local_port()?).into();
         let controller_env = |container: &str| {
             if container != DRIVER_CONTAINER {
                 return Vec::new();
@@ -148,6 +152,11 @@ impl ClusterTarget {
                 (
                     "KUBECONFIG".to_owned(),
                     controller_kubeconfig.display().to_string(),
+                ),
+                // `/metrics` on a free loopback port: several clusters run at once.
+                (
+                    "RDS_CSI_METRICS_LISTEN".to_owned(),
+                    controller_metrics.to_string(),
                 ),
             ]
         };
@@ -235,10 +244,27 @@ impl ClusterTarget {
             control_plane,
             snapshot_controller,
             controller,
+            controller_metrics,
             nodes,
             values,
             dir,
         })
+    }
+
+    /// The controller's `/metrics` as Prometheus scrapes it: the text exposition.
+    pub async fn controller_metrics(&self) -> anyhow::Result<String> {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let mut stream = tokio::net::TcpStream::connect(self.controller_metrics).await?;
+        stream
+            .write_all(b"GET /metrics HTTP/1.1\r\nHost: rds-csi\r\nConnection: close\r\n\r\n")
+            .await?;
+        let mut answer = String::new();
+        stream.read_to_string(&mut answer).await?;
+        let (head, body) = answer
+            .split_once("\r\n\r\n")
+            .context("no HTTP answer from /metrics")?;
+        anyhow::ensure!(head.starts_with("HTTP/1.1 200"), "/metrics answered {head}");
+        Ok(body.to_owned())
     }
 
     /// A client with cluster-admin's rights, for the suites' objects.
