@@ -18,19 +18,7 @@ pub(super) fn created(spec: &DiskSpec, disk: &DiskRecord) -> Vec<String> {
         spec.file_path.to_string(),
     );
     match &spec.export {
-        Some(export) => {
-            diffs.check("nvme-tcp-export", disk.export, true);
-            diffs.check(
-                "nvme-tcp-server-port",
-                shown(disk.port),
-                export.port.get().to_string(),
-            );
-            diffs.check(
-                "nvme-tcp-server-nqn",
-                shown(disk.nqn.as_deref()),
-                export.nqn.to_string(),
-            );
-        }
+        Some(export) => diffs.exported(disk, export),
         None => diffs.check("nvme-tcp-export", disk.export, false),
     }
     diffs.check(
@@ -62,17 +50,7 @@ pub(super) fn allowed_host(disk: &DiskRecord, host: Option<&str>) -> Vec<String>
 /// The export after a fence: made again with its port and NQN, admitting no host.
 pub(super) fn fenced(disk: &DiskRecord, export: &NvmeExport) -> Vec<String> {
     let mut diffs = Differences::default();
-    diffs.check("nvme-tcp-export", disk.export, true);
-    diffs.check(
-        "nvme-tcp-server-port",
-        shown(disk.port),
-        export.port.get().to_string(),
-    );
-    diffs.check(
-        "nvme-tcp-server-nqn",
-        shown(disk.nqn.as_deref()),
-        export.nqn.to_string(),
-    );
+    diffs.exported(disk, export);
     diffs.0.extend(allowed_host(disk, None));
     diffs.0
 }
@@ -81,6 +59,21 @@ pub(super) fn fenced(disk: &DiskRecord, export: &NvmeExport) -> Vec<String> {
 struct Differences(Vec<String>);
 
 impl Differences {
+    /// The disk is exported with `export`'s port and NQN.
+    fn exported(&mut self, disk: &DiskRecord, export: &NvmeExport) {
+        self.check("nvme-tcp-export", disk.export, true);
+        self.check(
+            "nvme-tcp-server-port",
+            shown(disk.port),
+            export.port.get().to_string(),
+        );
+        self.check(
+            "nvme-tcp-server-nqn",
+            shown(disk.nqn.as_deref()),
+            export.nqn.to_string(),
+        );
+    }
+
     fn check<T: PartialEq + Display>(&mut self, name: &str, found: T, expected: T) {
         if found != expected {
             self.0.push(format!("{name}={found} (expected {expected})"));
