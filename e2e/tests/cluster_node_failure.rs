@@ -38,6 +38,11 @@ const GRACE: Duration = Duration::from_secs(3);
 const TOLERATION: Duration = Duration::from_secs(1);
 /// kube-controller-manager's `--attach-detach-reconcile-sync-period` on the cluster target.
 const ATTACH_DETACH_SYNC: Duration = Duration::from_secs(5);
+/// How long kube-controller-manager's pod garbage collector waits before deleting the Pods of a
+/// Node that no longer exists (its `quarantineTime`, not a flag).
+const POD_GC_QUARANTINE: Duration = Duration::from_secs(40);
+/// How often the pod garbage collector looks (its `gcCheckPeriod`, not a flag either).
+const POD_GC_PERIOD: Duration = Duration::from_secs(20);
 /// The chart's `config.kubernetes.resyncSeconds` here.
 const RESYNC: Duration = Duration::from_secs(1);
 
@@ -53,6 +58,11 @@ fn main() {
             // A grace no test waits out: only the taint can make the node lost here.
             values(Duration::from_secs(3600)),
             out_of_service,
+        ),
+        trial_with(
+            "cluster: node deleted while its volume is attached: fenced, the volume attaches on the other node with its data",
+            values(Duration::from_secs(3600)),
+            deleted,
         ),
     ];
     rds_e2e::suite::run(trials)
@@ -72,6 +82,8 @@ fn values(grace: Duration) -> Vec<(&'static str, serde_json::Value)> {
 enum Failure {
     NotReady,
     OutOfService,
+    /// The Node object is deleted (a cloud's node controller does this for a vanished VM).
+    Deleted,
 }
 
 fn not_ready(cluster: &mut ClusterTarget) -> CaseFuture<'_> {
@@ -80,6 +92,10 @@ fn not_ready(cluster: &mut ClusterTarget) -> CaseFuture<'_> {
 
 fn out_of_service(cluster: &mut ClusterTarget) -> CaseFuture<'_> {
     Box::pin(node_failure(cluster, Failure::OutOfService))
+}
+
+fn deleted(cluster: &mut ClusterTarget) -> CaseFuture<'_> {
+    Box::pin(node_failure(cluster, Failure::Deleted))
 }
 
 async fn node_failure(cluster: &mut ClusterTarget, failure: Failure) -> anyhow::Result<()> {
@@ -132,24 +148,30 @@ async fn node_failure(cluster: &mut ClusterTarget, failure: Failure) -> anyhow::
         |node: Option<&Node>| ready_status(node) == Some("Unknown"),
     )
     .await?;
-    if failure == Failure::OutOfService {
-        let taint = json!({"spec": {"taints": [{
-            "key": "node.kubernetes.io/out-of-service", "value": "nodeshutdown", "effect": "NoExecute"
-        }]}});
-        nodes
-            .patch(a, &PatchParams::default(), &Patch::Merge(&taint))
-            .await?;
+    match failure {
+        Failure::NotReady => {}
+        Failure::OutOfService => {
+            let taint = json!({"spec": {"taints": [{
+                "key": "node.kubernetes.io/out-of-service", "value": "nodeshutdown", "effect": "NoExecute"
+            }]}});
+            nodes
+                .patch(a, &PatchParams::default(), &Patch::Merge(&taint))
+                .await?;
+        }
+        Failure::Deleted => objects::delete_and_wait(nodes.clone(), a).await?,
     }
 
-    // Fenced: marked on the Node, the disk admits no host, node A's connection is ended and a
-    // new one refused.
-    objects::wait_for(
-        nodes.clone(),
-        a,
-        "it carries the driver's fence annotation",
-        |node: Option<&Node>| fence_of(node).as_deref() == Some(host_a.as_str()),
-    )
-    .await?;
+    // Fenced: marked on the Node (when there is one), the disk admits no host, node A's
+    // connection is ended and a new one refused.
+    if failure != Failure::Deleted {
+        objects::wait_for(
+            nodes.clone(),
+            a,
+            "it carries the driver's fence annotation",
+            |node: Option<&Node>| fence_of(node).as_deref() == Some(host_a.as_str()),
+        )
+        .await?;
+    }
     wait_until("the disk's allow-list admits no host", || {
         Ok(cluster.sim().disks().iter().any(|d| {
             d.slot == handle
@@ -195,6 +217,16 @@ async fn node_failure(cluster: &mut ClusterTarget, failure: Failure) -> anyhow::
         Failure::OutOfService => {
             NODE_MONITOR_GRACE + ATTACH_DETACH_SYNC + 2 * RESYNC + Duration::from_secs(30)
         }
+        // The Node is deleted after the node monitor's grace; the pod garbage collector deletes
+        // the Pods bound to it after its quarantine, then the controller clears.
+        Failure::Deleted => {
+            NODE_MONITOR_GRACE
+                + POD_GC_QUARANTINE
+                + POD_GC_PERIOD
+                + ATTACH_DETACH_SYNC
+                + 2 * RESYNC
+                + Duration::from_secs(30)
+        }
     };
     eprintln!(
         "the volume was attached on node B {moved_after:?} after node A failed (bound {bound:?})"
@@ -223,6 +255,7 @@ async fn node_failure(cluster: &mut ClusterTarget, failure: Failure) -> anyhow::
     match failure {
         Failure::NotReady => events_say(cluster, &["NodeFenced", "VolumeFenced"])?,
         Failure::OutOfService => events_say(cluster, &["NodeFenced"])?,
+        Failure::Deleted => events_say(cluster, &["VolumeFenced", "StaleAttachmentRemoved"])?,
     }
 
     if failure == Failure::NotReady {
@@ -259,7 +292,7 @@ async fn node_failure(cluster: &mut ClusterTarget, failure: Failure) -> anyhow::
         .lines()
         .find_map(|line| line.strip_prefix("rds_csi_fenced_volumes_total "))
         .and_then(|value| value.parse::<f64>().ok());
-    if failure == Failure::NotReady {
+    if failure != Failure::OutOfService {
         anyhow::ensure!(
             fenced.is_some_and(|n| n >= 1.0),
             "rds_csi_fenced_volumes_total is {fenced:?}, not at least 1"

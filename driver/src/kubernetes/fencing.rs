@@ -65,9 +65,11 @@ pub enum NodePlan {
         attachments: Vec<(String, String)>,
     },
     /// The Node object is deleted, its attachments are not: the hosts on these volumes'
-    /// allow-lists that no existing Node claims are fenced, then the attachments deleted.
+    /// allow-lists that no existing Node claims are fenced, then the attachments no Pod on the
+    /// node uses any more (the pod garbage collector deletes them) are deleted.
     Gone {
         node: String,
+        volumes: Vec<String>,
         attachments: Vec<(String, String)>,
     },
     Unfence {
@@ -176,27 +178,40 @@ pub fn plan(seen: &Seen, driver: &str, now: Timestamp, grace: Duration) -> Vec<N
         }
     }
     let names: BTreeSet<String> = seen.nodes.iter().map(|n| n.name_any()).collect();
-    let mut gone: BTreeMap<String, Vec<(String, String)>> = BTreeMap::new();
+    let mut gone: BTreeMap<String, NodePlan> = BTreeMap::new();
     for va in ours.iter().filter(|va| !names.contains(&va.spec.node_name)) {
-        if va.metadata.deletion_timestamp.is_some() {
+        let node = &va.spec.node_name;
+        let Some(pv) = va.spec.source.persistent_volume_name.as_ref() else {
             continue;
-        }
-        let handle = va
-            .spec
-            .source
-            .persistent_volume_name
-            .as_ref()
-            .and_then(|pv| handles.get(pv));
-        if let Some(handle) = handle {
-            gone.entry(va.spec.node_name.clone())
-                .or_default()
-                .push((va.name_any(), handle.clone()));
+        };
+        let Some(handle) = handles.get(pv) else {
+            continue;
+        };
+        let NodePlan::Gone {
+            volumes,
+            attachments,
+            ..
+        } = gone.entry(node.clone()).or_insert_with(|| NodePlan::Gone {
+            node: node.clone(),
+            volumes: Vec::new(),
+            attachments: Vec::new(),
+        })
+        else {
+            unreachable!("only Gone plans are made here");
+        };
+        volumes.push(handle.clone());
+        // Pods of a deleted Node still count until the pod garbage collector removes them:
+        // while one exists the attach-detach controller wants the volume there.
+        let in_use = seen
+            .pods
+            .iter()
+            .filter(|pod| on(pod, node))
+            .any(|pod| pod_volumes(seen, pod).contains(pv));
+        if va.metadata.deletion_timestamp.is_none() && !in_use {
+            attachments.push((va.name_any(), handle.clone()));
         }
     }
-    plans.extend(
-        gone.into_iter()
-            .map(|(node, attachments)| NodePlan::Gone { node, attachments }),
-    );
+    plans.extend(gone.into_values());
     plans
 }
 
@@ -345,35 +360,29 @@ impl Fencing {
                         )
                         .await;
                 }
-                for volume in &fenced {
-                    if let Some(claim) = claim_of(seen, volume) {
-                        self.events
-                            .warning(
-                                &claim,
-                                "VolumeFenced",
-                                format!(
-                                    "node {node} is lost ({why}); volume {volume} was fenced \
-                                     there on the RDS and can attach to another node"
-                                ),
-                            )
-                            .await;
-                    }
-                }
+                self.volumes_fenced(seen, &node, &why, &fenced).await;
                 for (namespace, name) in pods {
                     self.remove_pod(&namespace, &name, &node).await?;
                 }
                 self.clear(seen, &node, attachments).await
             }
-            NodePlan::Gone { node, attachments } => {
+            NodePlan::Gone {
+                node,
+                volumes,
+                attachments,
+            } => {
                 let known: BTreeSet<String> = seen
                     .nodes
                     .iter()
                     .filter_map(|n| node_id(n, &self.driver))
                     .collect();
-                for (_, volume) in &attachments {
+                for volume in &volumes {
                     let host = self.controller.published_host(volume).await?;
                     if let Some(host) = host.filter(|h| !known.contains(h)) {
-                        self.fence_host(&host).await?;
+                        tracing::warn!(node, host, "fencing the host of a deleted node");
+                        let fenced = self.fence_host(&host).await?;
+                        let why = "its Node was deleted";
+                        self.volumes_fenced(seen, &node, why, &fenced).await;
                     }
                 }
                 self.clear(seen, &node, attachments).await
@@ -391,6 +400,24 @@ impl Fencing {
                     .await;
                 tracing::info!(node, "lifted the fence of a node that is Ready again");
                 Ok(())
+            }
+        }
+    }
+
+    /// A `VolumeFenced` Event on the claim of each volume in `fenced`.
+    async fn volumes_fenced(&self, seen: &Seen, node: &str, why: &str, fenced: &[String]) {
+        for volume in fenced {
+            if let Some(claim) = claim_of(seen, volume) {
+                self.events
+                    .warning(
+                        &claim,
+                        "VolumeFenced",
+                        format!(
+                            "node {node} is lost ({why}); volume {volume} was fenced there on \
+                             the RDS and can attach to another node"
+                        ),
+                    )
+                    .await;
             }
         }
     }

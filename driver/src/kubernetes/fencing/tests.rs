@@ -234,7 +234,18 @@ fn attachments_to_a_deleted_node_are_planned_as_gone() {
         at_now(&seen),
         vec![NodePlan::Gone {
             node: "a".into(),
+            volumes: vec!["handle-pv-1".into()],
             attachments: vec![("va-1".into(), "handle-pv-1".into())],
+        }]
+    );
+    // A Pod still bound to the deleted Node keeps its attachment until it is collected.
+    seen.pods = vec![pod("writer", "a", &["data"], false)];
+    assert_eq!(
+        at_now(&seen),
+        vec![NodePlan::Gone {
+            node: "a".into(),
+            volumes: vec!["handle-pv-1".into()],
+            attachments: vec![],
         }]
     );
 }
