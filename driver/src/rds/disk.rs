@@ -135,9 +135,13 @@ impl RdsClient {
     }
 
     /// Runs `cmd`, a `/disk add` of `spec`, as [`RdsClient::create`] describes.
+    ///
+    /// The appliance-wide turn covers the add (and the settling of an ambiguous or refused one);
+    /// the read-back runs after it, under the caller's guard of the volume, so that one create's
+    /// read-back does not hold up the next create's add.
     async fn add(&self, cmd: &Cmd, spec: &DiskSpec) -> Result<DiskRecord, RdsError> {
         self.check_version().await?;
-        let _turn = self.mutations.lock().await;
+        let turn = self.mutations.lock().await;
         match self.run_silent(cmd).await {
             Ok(()) => {}
             Err(error) if error.is_ambiguous() => {
@@ -159,6 +163,7 @@ impl RdsClient {
             }
             Err(error) => return Err(error),
         }
+        drop(turn);
         let disk = self.read_back(cmd, &spec.slot).await?;
         check_created(cmd, spec, disk)
     }
