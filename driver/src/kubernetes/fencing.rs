@@ -361,9 +361,9 @@ impl Fencing {
                     .filter_map(|n| node_id(n, &self.driver))
                     .collect();
                 for (_, volume) in &attachments {
-                    let host = self.controller.published_host(volume).await?;
-                    if let Some(host) = host.filter(|h| !known.contains(h)) {
-                        self.fence_host(&host).await?;
+                    let hosts = self.controller.published_hosts(volume).await?;
+                    for host in hosts.iter().filter(|h| !known.contains(*h)) {
+                        self.fence_host(host).await?;
                     }
                 }
                 self.clear(seen, &node, attachments).await
