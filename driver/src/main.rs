@@ -133,7 +133,8 @@ async fn serve(
                 rds_csi::kubernetes::run(kubernetes, driver.name().to_owned(), controller.clone())
                     .await
             }
-            None => Ok(()),
+            // Nothing to run is not an end: the select below must wait for the servers.
+            None => std::future::pending().await,
         }
     };
     tokio::select! {
