@@ -21,7 +21,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use jiff::Timestamp;
-use k8s_openapi::api::core::v1::ObjectReference;
+use k8s_openapi::api::core::v1::{ObjectReference, PersistentVolume};
 use k8s_openapi::api::storage::v1::StorageClass;
 use kube::api::{ApiResource, DynamicObject, GroupVersionKind};
 use kube::{Resource, ResourceExt};
@@ -204,7 +204,7 @@ pub fn step(t: &Tracked) -> Step {
 fn claims_of(
     vmi: &DynamicObject,
     seen: &fencing::Seen,
-) -> Vec<(ObjectReference, Arc<k8s_openapi::api::core::v1::PersistentVolume>)> {
+) -> Vec<(ObjectReference, Arc<PersistentVolume>)> {
     let namespace = vmi.namespace();
     let volumes = vmi
         .data
@@ -230,10 +230,7 @@ fn claims_of(
 }
 
 /// A PV's volume handle and StorageClass, when it is a volume of `driver`.
-fn csi_volume(
-    pv: &k8s_openapi::api::core::v1::PersistentVolume,
-    driver: &str,
-) -> Option<(String, Option<String>)> {
+fn csi_volume(pv: &PersistentVolume, driver: &str) -> Option<(String, Option<String>)> {
     let spec = pv.spec.as_ref()?;
     let csi = spec.csi.as_ref().filter(|csi| csi.driver == driver)?;
     Some((csi.volume_handle.clone(), spec.storage_class_name.clone()))
@@ -389,5 +386,196 @@ impl Migrating {
 
     fn was_announced(&self, t: &Tracked, reason: &'static str) -> bool {
         self.announced().contains(&(t.uid.clone(), reason))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use k8s_openapi::api::core::v1::Node;
+    use serde::de::DeserializeOwned;
+    use serde_json::json;
+
+    use super::*;
+
+    const DRIVER: &str = "rds.csi.mikrotik.com";
+    const A: &str = "nqn.2014-08.org.nvmexpress:uuid:a";
+    const B: &str = "nqn.2014-08.org.nvmexpress:uuid:b";
+
+    fn object<K: DeserializeOwned>(value: Value) -> Arc<K> {
+        Arc::new(serde_json::from_value(value).unwrap())
+    }
+
+    fn node(name: &str, host: &str) -> Arc<Node> {
+        let ids = json!({ DRIVER: host }).to_string();
+        object(json!({"metadata": {"name": name, "annotations": {
+            "csi.volume.kubernetes.io/nodeid": ids,
+        }}}))
+    }
+
+    /// The claim `disk` bound to PV `pv-1` (handle `pvc-1`) in `class`, and the nodes a and b.
+    fn cluster(class: Option<&str>) -> fencing::Seen {
+        fencing::Seen {
+            nodes: vec![node("node-a", A), node("node-b", B)],
+            claims: vec![object(json!({
+                "metadata": {"name": "disk", "namespace": "vms", "uid": "claim-uid"},
+                "spec": {"volumeName": "pv-1"},
+            }))],
+            volumes: vec![object(json!({
+                "metadata": {"name": "pv-1"},
+                "spec": {
+                    "storageClassName": class,
+                    "csi": {"driver": DRIVER, "volumeHandle": "pvc-1"},
+                },
+            }))],
+            ..fencing::Seen::default()
+        }
+    }
+
+    fn vmi(state: Value) -> Arc<DynamicObject> {
+        object(json!({
+            "apiVersion": "kubevirt.io/v1", "kind": "VirtualMachineInstance",
+            "metadata": {"name": "vm", "namespace": "vms"},
+            "spec": {"volumes": [
+                {"name": "root", "containerDisk": {"image": "x"}},
+                {"name": "disk", "persistentVolumeClaim": {"claimName": "disk"}},
+            ]},
+            "status": {"nodeName": "node-a", "migrationState": state},
+        }))
+    }
+
+    fn migration(uid: &str, phase: &str, created: &str) -> Arc<DynamicObject> {
+        object(json!({
+            "apiVersion": "kubevirt.io/v1", "kind": "VirtualMachineInstanceMigration",
+            "metadata": {"name": "migrate", "namespace": "vms", "uid": uid,
+                "creationTimestamp": created},
+            "spec": {"vmiName": "vm"},
+            "status": {"phase": phase},
+        }))
+    }
+
+    fn class(name: &str, timeout: &str) -> Arc<StorageClass> {
+        object(json!({
+            "metadata": {"name": name}, "provisioner": DRIVER,
+            "parameters": {"migrationTimeoutSeconds": timeout},
+        }))
+    }
+
+    const START: &str = "2026-01-01T00:00:00Z";
+
+    fn at(seconds: i64) -> Timestamp {
+        START.parse::<Timestamp>().unwrap() + jiff::SignedDuration::from_secs(seconds)
+    }
+
+    fn running_to_b() -> Value {
+        json!({"migrationUid": "m1", "sourceNode": "node-a", "targetNode": "node-b"})
+    }
+
+    #[test]
+    fn a_running_migration_opens_a_window_with_source_and_target_hosts() {
+        let kubevirt = Seen {
+            instances: vec![vmi(running_to_b())],
+            migrations: vec![migration("m1", "Running", START)],
+            classes: vec![class("fast", "120")],
+        };
+        let tracked = track(&kubevirt, &cluster(Some("fast")), DRIVER, at(30));
+        assert_eq!(tracked.len(), 1);
+        let t = &tracked[0];
+        assert_eq!(t.volume, "pvc-1");
+        assert_eq!(t.claim.name.as_deref(), Some("disk"));
+        assert_eq!(
+            t.window,
+            Window {
+                migration: "vms/migrate".into(),
+                vmi: "vms/vm".into(),
+                source: Some(A.into()),
+                target: Some(B.into()),
+                timeout: Duration::from_secs(120),
+                expired: false,
+            }
+        );
+        assert_eq!(t.expires_in, Some(Duration::from_secs(90)));
+        assert_eq!(next_expiry(&tracked), Some(Duration::from_secs(90)));
+        assert_eq!(step(t), Step::Started);
+        assert_eq!(windows(&tracked).get("pvc-1"), Some(&t.window));
+    }
+
+    #[test]
+    fn before_kubevirt_names_the_nodes_the_source_is_where_the_vmi_runs() {
+        let kubevirt = Seen {
+            instances: vec![vmi(Value::Null)],
+            migrations: vec![migration("m1", "Pending", START)],
+            classes: Vec::new(),
+        };
+        let tracked = track(&kubevirt, &cluster(None), DRIVER, at(1));
+        assert_eq!(tracked[0].window.source.as_deref(), Some(A));
+        assert_eq!(tracked[0].window.target, None);
+        assert_eq!(tracked[0].window.timeout, DEFAULT_MIGRATION_TIMEOUT);
+    }
+
+    #[test]
+    fn past_the_timeout_the_window_expires_and_the_source_keeps_the_volume() {
+        let kubevirt = Seen {
+            instances: vec![vmi(running_to_b())],
+            migrations: vec![migration("m1", "Running", START)],
+            classes: vec![class("fast", "5")],
+        };
+        let tracked = track(&kubevirt, &cluster(Some("fast")), DRIVER, at(6));
+        assert!(tracked[0].window.expired);
+        assert_eq!(tracked[0].expires_in, None);
+        assert!(windows(&tracked)["pvc-1"].expired);
+        assert_eq!(
+            step(&tracked[0]),
+            Step::KeepOnly {
+                host: A.into(),
+                failed: true
+            }
+        );
+    }
+
+    #[test]
+    fn an_end_keeps_the_target_or_the_source_but_only_for_the_latest_migration() {
+        for (phase, keep, failed) in [("Succeeded", B, false), ("Failed", A, true)] {
+            let kubevirt = Seen {
+                instances: vec![vmi(running_to_b())],
+                migrations: vec![migration("m1", phase, START)],
+                classes: Vec::new(),
+            };
+            let tracked = track(&kubevirt, &cluster(None), DRIVER, at(3600));
+            assert!(windows(&tracked).is_empty(), "{phase}");
+            let host = keep.to_owned();
+            assert_eq!(step(&tracked[0]), Step::KeepOnly { host, failed });
+            // A later migration is the VMI's latest now: this one is history.
+            let later = json!({"migrationUid": "m2", "sourceNode": "node-b", "targetNode": "node-a"});
+            let kubevirt = Seen {
+                instances: vec![vmi(later)],
+                ..kubevirt
+            };
+            let tracked = track(&kubevirt, &cluster(None), DRIVER, at(3600));
+            assert_eq!(step(&tracked[0]), Step::Nothing, "{phase}");
+        }
+    }
+
+    #[test]
+    fn volumes_of_other_drivers_and_migrations_of_other_vmis_are_not_tracked() {
+        let mut seen = cluster(None);
+        seen.volumes = vec![object(json!({
+            "metadata": {"name": "pv-1"},
+            "spec": {"csi": {"driver": "other.csi.example.com", "volumeHandle": "x"}},
+        }))];
+        let kubevirt = Seen {
+            instances: vec![vmi(running_to_b())],
+            migrations: vec![migration("m1", "Running", START)],
+            classes: Vec::new(),
+        };
+        assert!(track(&kubevirt, &seen, DRIVER, at(1)).is_empty());
+        let elsewhere = object(json!({
+            "metadata": {"name": "migrate", "namespace": "other", "uid": "m1"},
+            "spec": {"vmiName": "vm"},
+        }));
+        let kubevirt = Seen {
+            migrations: vec![elsewhere],
+            ..kubevirt
+        };
+        assert!(track(&kubevirt, &cluster(None), DRIVER, at(1)).is_empty());
     }
 }
