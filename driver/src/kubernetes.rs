@@ -16,9 +16,9 @@ use std::time::Duration;
 use anyhow::Context;
 use k8s_openapi::api::core::v1::{Node, PersistentVolume, PersistentVolumeClaim, Pod};
 use k8s_openapi::api::storage::v1::{StorageClass, VolumeAttachment};
+use kube::api::DynamicObject;
 use kube::runtime::reflector::{self, Store};
 use kube::runtime::{WatchStreamExt, watcher};
-use kube::api::DynamicObject;
 use kube::{Api, Client, Resource};
 use serde::de::DeserializeOwned;
 use tokio::sync::Notify;
@@ -110,8 +110,16 @@ pub async fn run(
         migration::migration_resource(),
     );
     let kubevirt = KubeVirtStores {
-        instances: reflect_with(Api::all_with(client.clone(), &instances), instances, &changed),
-        migrations: reflect_with(Api::all_with(client.clone(), &migrations), migrations, &changed),
+        instances: reflect_with(
+            Api::all_with(client.clone(), &instances),
+            instances,
+            &changed,
+        ),
+        migrations: reflect_with(
+            Api::all_with(client.clone(), &migrations),
+            migrations,
+            &changed,
+        ),
         classes: reflect(Api::all(client.clone()), &changed),
     };
     let instance = std::env::var("HOSTNAME").ok();
@@ -135,7 +143,9 @@ pub async fn run(
             .replace(fencing::fenced_nodes(&seen.nodes, &driver));
         let now = jiff::Timestamp::now();
         let tracked = migration::track(&kubevirt.seen(), &seen, &driver, now);
-        controller.migrations().replace(migration::windows(&tracked));
+        controller
+            .migrations()
+            .replace(migration::windows(&tracked));
         let plans = fencing::plan(&seen, &driver, now, grace);
         fencing.apply(&seen, plans).await;
         migrating.apply(&tracked).await;

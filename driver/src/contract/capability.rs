@@ -152,7 +152,10 @@ mod tests {
 
     #[test]
     fn multi_node_multi_writer_is_supported_for_block_only() {
-        let shared = capability(Mode::MultiNodeMultiWriter, AccessType::Block(BlockVolume {}));
+        let shared = capability(
+            Mode::MultiNodeMultiWriter,
+            AccessType::Block(BlockVolume {}),
+        );
         assert_eq!(unsupported(&shared), None);
         assert!(is_shared_block(&shared));
         let filesystem = capability(Mode::MultiNodeMultiWriter, mount("xfs"));

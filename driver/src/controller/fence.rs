@@ -89,7 +89,12 @@ impl ControllerService {
         };
         let _volume = self.locks.try_lock(slot.as_str())?;
         let _publishing = self.publishes.lock().await;
-        let Some(disk) = self.rds.find(&slot).await?.filter(|d| metadata(d).is_some()) else {
+        let Some(disk) = self
+            .rds
+            .find(&slot)
+            .await?
+            .filter(|d| metadata(d).is_some())
+        else {
             return Ok(false);
         };
         if !disk.allowed_hosts.iter().any(|h| h == host.as_str()) {
@@ -101,7 +106,8 @@ impl ControllerService {
             .filter(|h| *h != host.as_str())
             .cloned()
             .collect();
-        self.release(&slot, &disk, &host_nqns(&slot, &keep)?).await?;
+        self.release(&slot, &disk, &host_nqns(&slot, &keep)?)
+            .await?;
         Ok(true)
     }
 

@@ -332,7 +332,11 @@ mod tests {
         let status = outcome.expect_err("refused");
         assert_eq!(status.code(), Code::FailedPrecondition, "{status:?}");
         for word in says {
-            assert!(status.message().contains(word), "{word}: {}", status.message());
+            assert!(
+                status.message().contains(word),
+                "{word}: {}",
+                status.message()
+            );
         }
     }
 
@@ -347,7 +351,10 @@ mod tests {
     fn first_node_gets_it_and_the_same_node_again_changes_nothing() {
         let s = slot();
         for shared in [false, true] {
-            assert_eq!(decide(&ask(&s, A, shared), &[], none, None).unwrap(), admitted(&[A], false));
+            assert_eq!(
+                decide(&ask(&s, A, shared), &[], none, None).unwrap(),
+                admitted(&[A], false)
+            );
             assert_eq!(
                 decide(&ask(&s, A, shared), &hosts(&[A]), none, None).unwrap(),
                 Outcome::Published
@@ -399,16 +406,31 @@ mod tests {
             );
         }
         refused(
-            decide(&ask(&s, B, true), &a, none, Some(&window(Some(A), Some(B), true))),
+            decide(
+                &ask(&s, B, true),
+                &a,
+                none,
+                Some(&window(Some(A), Some(B), true)),
+            ),
             &["migrationTimeoutSeconds (300s)", "vms/vm-1", "source keeps"],
         );
         let elsewhere = format!("to node {C}, not to {B}");
         refused(
-            decide(&ask(&s, B, true), &a, none, Some(&window(Some(A), Some(C), false))),
+            decide(
+                &ask(&s, B, true),
+                &a,
+                none,
+                Some(&window(Some(A), Some(C), false)),
+            ),
             &[&elsewhere],
         );
         refused(
-            decide(&ask(&s, B, true), &a, none, Some(&window(Some(C), None, false))),
+            decide(
+                &ask(&s, B, true),
+                &a,
+                none,
+                Some(&window(Some(C), None, false)),
+            ),
             &["from node ", C, "does not hold"],
         );
     }

@@ -177,7 +177,10 @@ pub enum Step {
     Started,
     /// The volume keeps only this host (when it holds it): the other one is taken off, its
     /// connections ended. `failed`: the migration failed or timed out, else it completed.
-    KeepOnly { host: String, failed: bool },
+    KeepOnly {
+        host: String,
+        failed: bool,
+    },
     Nothing,
 }
 
@@ -274,7 +277,8 @@ impl Migrating {
     /// One pass; a failed step is logged and tried again on the next pass.
     pub async fn apply(&self, tracked: &[Tracked]) {
         let live: BTreeSet<&str> = tracked.iter().map(|t| t.uid.as_str()).collect();
-        self.announced().retain(|(uid, _)| live.contains(uid.as_str()));
+        self.announced()
+            .retain(|(uid, _)| live.contains(uid.as_str()));
         for t in tracked {
             if let Err(error) = self.apply_one(t).await {
                 tracing::warn!(
@@ -309,7 +313,11 @@ impl Migrating {
                 let holds = hosts.contains(&host);
                 let mut removed = Vec::new();
                 for other in hosts.iter().filter(|h| holds && **h != host) {
-                    if self.controller.remove_host(&t.volume, &Nqn::parse(other)?).await? {
+                    if self
+                        .controller
+                        .remove_host(&t.volume, &Nqn::parse(other)?)
+                        .await?
+                    {
                         removed.push(other.clone());
                     }
                 }
@@ -356,7 +364,9 @@ impl Migrating {
                  to the target node {kept}{taken}",
                 t.volume
             );
-            self.events.normal(&t.claim, "MigrationCompleted", note).await;
+            self.events
+                .normal(&t.claim, "MigrationCompleted", note)
+                .await;
             return;
         }
         let why = if t.stage == Stage::Running {
@@ -376,7 +386,9 @@ impl Migrating {
     }
 
     fn announced(&self) -> std::sync::MutexGuard<'_, BTreeSet<(String, &'static str)>> {
-        self.announced.lock().unwrap_or_else(PoisonError::into_inner)
+        self.announced
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
     }
 
     /// True the first time `reason` comes up for this migration.
@@ -545,7 +557,8 @@ mod tests {
             let host = keep.to_owned();
             assert_eq!(step(&tracked[0]), Step::KeepOnly { host, failed });
             // A later migration is the VMI's latest now: this one is history.
-            let later = json!({"migrationUid": "m2", "sourceNode": "node-b", "targetNode": "node-a"});
+            let later =
+                json!({"migrationUid": "m2", "sourceNode": "node-b", "targetNode": "node-a"});
             let kubevirt = Seen {
                 instances: vec![vmi(later)],
                 ..kubevirt

@@ -327,7 +327,10 @@ async fn validate_confirms_only_what_is_supported() {
         refused.message
     );
     // A raw block volume may be shared, for KubeVirt live migration.
-    let shared = capability(Access::MultiNodeMultiWriter, AccessType::Block(BlockVolume {}));
+    let shared = capability(
+        Access::MultiNodeMultiWriter,
+        AccessType::Block(BlockVolume {}),
+    );
     let confirmed = plugin
         .controller
         .validate_volume_capabilities(request(vec![shared.clone()]))

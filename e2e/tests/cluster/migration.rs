@@ -10,7 +10,9 @@ use anyhow::Context;
 use k8s_openapi::api::core::v1::{Node, PersistentVolumeClaim, Pod};
 use k8s_openapi::api::events::v1::Event;
 use k8s_openapi::api::storage::v1::{CSINode, StorageClass, VolumeAttachment};
-use kube::api::{ApiResource, DeleteParams, DynamicObject, ListParams, Patch, PatchParams, PostParams};
+use kube::api::{
+    ApiResource, DeleteParams, DynamicObject, ListParams, Patch, PatchParams, PostParams,
+};
 use kube::{Api, Client};
 use rds_csi::kubernetes::migration::{instance_resource, migration_resource};
 use rds_csi::rds::allow_list;
@@ -84,7 +86,13 @@ pub fn migration_timeout(cluster: &mut ClusterTarget) -> CaseFuture<'_> {
         start_migration(&client, "migrate", "vm", NODES[0], NODES[1]).await?;
         event(&client, "disk", "MigrationFailed").await?;
         launcher(&client, "launcher-b", NODES[1], "disk").await?;
-        attach_refused(&client, &volume, NODES[1], &[&a, "migrationTimeoutSeconds (5s)"]).await?;
+        attach_refused(
+            &client,
+            &volume,
+            NODES[1],
+            &[&a, "migrationTimeoutSeconds (5s)"],
+        )
+        .await?;
         allow_list_becomes(cluster, &handle, &[&a]).await?;
 
         finish_migration(&client, "migrate", "vm", false).await?;
@@ -199,12 +207,14 @@ fn kubevirt_api(client: &Client, resource: &ApiResource) -> Api<DynamicObject> {
 async fn create_vmi(client: &Client, name: &str, claim: &str, node: &str) -> anyhow::Result<()> {
     let resource = instance_resource();
     let api = kubevirt_api(client, &resource);
-    let vmi = DynamicObject::new(name, &resource).within(NAMESPACE).data(json!({
-        "spec": {
-            "domain": {"devices": {"disks": [{"name": "disk", "disk": {"bus": "virtio"}}]}},
-            "volumes": [{"name": "disk", "persistentVolumeClaim": {"claimName": claim}}],
-        }
-    }));
+    let vmi = DynamicObject::new(name, &resource)
+        .within(NAMESPACE)
+        .data(json!({
+            "spec": {
+                "domain": {"devices": {"disks": [{"name": "disk", "disk": {"bus": "virtio"}}]}},
+                "volumes": [{"name": "disk", "persistentVolumeClaim": {"claimName": claim}}],
+            }
+        }));
     api.create(&PostParams::default(), &vmi)
         .await
         .with_context(|| format!("creating VMI {name}"))?;
@@ -272,7 +282,13 @@ async fn finish_migration(
     let current = instances.get(vmi).await?;
     let state = current.data.pointer("/status/migrationState");
     let node = state
-        .and_then(|s| s.get(if succeeded { "targetNode" } else { "sourceNode" }))
+        .and_then(|s| {
+            s.get(if succeeded {
+                "targetNode"
+            } else {
+                "sourceNode"
+            })
+        })
         .cloned()
         .context("the VMI has no migration state")?;
     let status = json!({"status": {"nodeName": node, "migrationState": {
@@ -284,7 +300,11 @@ async fn finish_migration(
     Ok(())
 }
 
-async fn remove_kubevirt_objects(client: &Client, migration: &str, vmi: &str) -> anyhow::Result<()> {
+async fn remove_kubevirt_objects(
+    client: &Client,
+    migration: &str,
+    vmi: &str,
+) -> anyhow::Result<()> {
     objects::delete_and_wait(kubevirt_api(client, &migration_resource()), migration).await?;
     objects::delete_and_wait(kubevirt_api(client, &instance_resource()), vmi).await
 }
@@ -337,7 +357,10 @@ async fn poll<T>(
         if let Some(found) = check().await? {
             return Ok(found);
         }
-        anyhow::ensure!(Instant::now() < deadline, "waited {WAIT:?} until {what}, in vain");
+        anyhow::ensure!(
+            Instant::now() < deadline,
+            "waited {WAIT:?} until {what}, in vain"
+        );
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
 }
@@ -349,15 +372,17 @@ async fn allow_list_becomes(
     hosts: &[&str],
 ) -> anyhow::Result<()> {
     let mut last = None;
-    let waited = poll("the allow-list changes", async || {
-        let disk = cluster.sim().disks().into_iter().find(|d| d.slot == handle);
-        let value = disk.map(|d| d.nvme_tcp_server_allow_host_name);
-        let found = value.as_deref().map(allow_list::parse);
-        last = value;
-        Ok((found.as_deref() == Some(&hosts.iter().map(|h| h.to_string()).collect::<Vec<_>>()[..]))
+    let waited =
+        poll("the allow-list changes", async || {
+            let disk = cluster.sim().disks().into_iter().find(|d| d.slot == handle);
+            let value = disk.map(|d| d.nvme_tcp_server_allow_host_name);
+            let found = value.as_deref().map(allow_list::parse);
+            last = value;
+            Ok((found.as_deref()
+                == Some(&hosts.iter().map(|h| h.to_string()).collect::<Vec<_>>()[..]))
             .then_some(()))
-    })
-    .await;
+        })
+        .await;
     waited.with_context(|| {
         format!("disk {handle}: nvme-tcp-server-allow-host-name is {last:?}, expected {hosts:?}")
     })
@@ -366,13 +391,16 @@ async fn allow_list_becomes(
 /// Waits for an Event `reason` about the claim `claim`.
 async fn event(client: &Client, claim: &str, reason: &str) -> anyhow::Result<Event> {
     let events = Api::<Event>::namespaced(client.clone(), NAMESPACE);
-    poll(&format!("an Event {reason} about claim {claim}"), async || {
-        let list = events.list(&ListParams::default()).await?;
-        Ok(list.items.into_iter().find(|e| {
-            e.reason.as_deref() == Some(reason)
-                && e.regarding.as_ref().and_then(|r| r.name.as_deref()) == Some(claim)
-        }))
-    })
+    poll(
+        &format!("an Event {reason} about claim {claim}"),
+        async || {
+            let list = events.list(&ListParams::default()).await?;
+            Ok(list.items.into_iter().find(|e| {
+                e.reason.as_deref() == Some(reason)
+                    && e.regarding.as_ref().and_then(|r| r.name.as_deref()) == Some(claim)
+            }))
+        },
+    )
     .await
 }
 
@@ -384,23 +412,26 @@ async fn attach_refused(
     says: &[&str],
 ) -> anyhow::Result<VolumeAttachment> {
     let mut last = None;
-    let found = poll(&format!("the attachment to {node} is refused"), async || {
-        let attachment = attachment_to(client, volume, node).await?;
-        let error = attachment
-            .as_ref()
-            .and_then(|va| va.status.as_ref()?.attach_error.as_ref()?.message.clone());
-        let refused = error
-            .as_deref()
-            .is_some_and(|e| says.iter().all(|word| e.contains(word)));
-        last = error;
-        anyhow::ensure!(
-            !attachment
+    let found = poll(
+        &format!("the attachment to {node} is refused"),
+        async || {
+            let attachment = attachment_to(client, volume, node).await?;
+            let error = attachment
                 .as_ref()
-                .is_some_and(|va| va.status.as_ref().is_some_and(|s| s.attached)),
-            "the volume was attached to {node}"
-        );
-        Ok(attachment.filter(|_| refused))
-    })
+                .and_then(|va| va.status.as_ref()?.attach_error.as_ref()?.message.clone());
+            let refused = error
+                .as_deref()
+                .is_some_and(|e| says.iter().all(|word| e.contains(word)));
+            last = error;
+            anyhow::ensure!(
+                !attachment
+                    .as_ref()
+                    .is_some_and(|va| va.status.as_ref().is_some_and(|s| s.attached)),
+                "the volume was attached to {node}"
+            );
+            Ok(attachment.filter(|_| refused))
+        },
+    )
     .await;
     found.with_context(|| format!("the last attach error: {last:?}; expected it to say {says:?}"))
 }
@@ -410,9 +441,15 @@ async fn no_attachment(
     volume: &k8s_openapi::api::core::v1::PersistentVolume,
     node: &str,
 ) -> anyhow::Result<()> {
-    poll(&format!("no VolumeAttachment to {node} is left"), async || {
-        Ok(attachment_to(client, volume, node).await?.is_none().then_some(()))
-    })
+    poll(
+        &format!("no VolumeAttachment to {node} is left"),
+        async || {
+            Ok(attachment_to(client, volume, node)
+                .await?
+                .is_none()
+                .then_some(()))
+        },
+    )
     .await
 }
 

@@ -164,7 +164,10 @@ mod tests {
             ["nvme-tcp-export=false (expected true)"]
         );
         assert_eq!(
-            allowed_hosts(&disk(), &[Nqn::parse("nqn.2014-08.org.nvmexpress:uuid:1").unwrap()]),
+            allowed_hosts(
+                &disk(),
+                &[Nqn::parse("nqn.2014-08.org.nvmexpress:uuid:1").unwrap()]
+            ),
             ["nvme-tcp-server-allow-host-name=\"\" (expected nqn.2014-08.org.nvmexpress:uuid:1)"]
         );
         let two = DiskRecord {
@@ -172,9 +175,17 @@ mod tests {
             ..disk()
         };
         assert_eq!(
-            allowed_hosts(&two, &[Nqn::parse("nqn.2014-08.org.nvmexpress:uuid:2").unwrap(), Nqn::parse("nqn.2014-08.org.nvmexpress:uuid:1").unwrap()]),
-            ["nvme-tcp-server-allow-host-name=nqn.2014-08.org.nvmexpress:uuid:1 (expected \
-              nqn.2014-08.org.nvmexpress:uuid:2,nqn.2014-08.org.nvmexpress:uuid:1)"]
+            allowed_hosts(
+                &two,
+                &[
+                    Nqn::parse("nqn.2014-08.org.nvmexpress:uuid:2").unwrap(),
+                    Nqn::parse("nqn.2014-08.org.nvmexpress:uuid:1").unwrap()
+                ]
+            ),
+            [
+                "nvme-tcp-server-allow-host-name=nqn.2014-08.org.nvmexpress:uuid:1 (expected \
+              nqn.2014-08.org.nvmexpress:uuid:2,nqn.2014-08.org.nvmexpress:uuid:1)"
+            ]
         );
         assert_eq!(
             resized(&disk(), 2 << 30),
