@@ -84,6 +84,17 @@ impl ControllerService {
     /// every connection to the volume; false when the host was not on it (published elsewhere
     /// since, or no volume of this driver).
     pub async fn remove_host(&self, volume_id: &str, host: &Nqn) -> Result<bool, Status> {
+        self.take_off(volume_id, |h| h == host.as_str()).await
+    }
+
+    /// Takes the hosts that `off` picks off the allow-list of volume `volume_id` and ends every
+    /// connection to the volume; false when none was on it. A disk this driver did not make is
+    /// left alone: its allow-list is not ours to change.
+    pub(super) async fn take_off(
+        &self,
+        volume_id: &str,
+        off: impl Fn(&str) -> bool,
+    ) -> Result<bool, Status> {
         let Some(slot) = super::volume::volume_slot(volume_id) else {
             return Ok(false);
         };
@@ -97,15 +108,15 @@ impl ControllerService {
         else {
             return Ok(false);
         };
-        if !disk.allowed_hosts.iter().any(|h| h == host.as_str()) {
-            return Ok(false);
-        }
         let keep: Vec<String> = disk
             .allowed_hosts
             .iter()
-            .filter(|h| *h != host.as_str())
+            .filter(|h| !off(h))
             .cloned()
             .collect();
+        if keep.len() == disk.allowed_hosts.len() {
+            return Ok(false);
+        }
         self.release(&slot, &disk, &host_nqns(&slot, &keep)?)
             .await?;
         Ok(true)

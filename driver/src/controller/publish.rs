@@ -13,7 +13,7 @@ use std::collections::HashMap;
 use tonic::Status;
 
 use super::migration::Window;
-use super::volume::{metadata, not_found, require, require_complete, volume_slot};
+use super::volume::{not_found, require, require_complete, volume_slot};
 use super::{ControllerService, capability};
 use crate::csi::v1::{
     ControllerPublishVolumeRequest, ControllerPublishVolumeResponse,
@@ -78,31 +78,11 @@ impl ControllerService {
         request: ControllerUnpublishVolumeRequest,
     ) -> Result<ControllerUnpublishVolumeResponse, Status> {
         require("volume_id", &request.volume_id)?;
-        // A volume that does not exist is not published anywhere.
-        let Some(slot) = volume_slot(&request.volume_id) else {
-            return Ok(ControllerUnpublishVolumeResponse {});
-        };
-        let _volume = self.locks.try_lock(slot.as_str())?;
-        // Nor is a disk this driver did not make: its allow-list is not ours to change.
-        let Some(disk) = self
-            .rds
-            .find(&slot)
-            .await?
-            .filter(|d| metadata(d).is_some())
-        else {
-            return Ok(ControllerUnpublishVolumeResponse {});
-        };
-        // An empty node id means every node.
-        let remaining: Vec<String> = disk
-            .allowed_hosts
-            .iter()
-            .filter(|host| !request.node_id.is_empty() && **host != request.node_id)
-            .cloned()
-            .collect();
-        if remaining.len() < disk.allowed_hosts.len() {
-            self.release(&slot, &disk, &host_nqns(&slot, &remaining)?)
-                .await?;
-        }
+        // An empty node id means every node. A volume that does not exist, or a disk this
+        // driver did not make, is published nowhere.
+        let node = request.node_id.as_str();
+        self.take_off(&request.volume_id, |host| node.is_empty() || host == node)
+            .await?;
         Ok(ControllerUnpublishVolumeResponse {})
     }
 

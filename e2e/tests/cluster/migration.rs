@@ -7,7 +7,7 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
-use k8s_openapi::api::core::v1::{Node, PersistentVolumeClaim, Pod};
+use k8s_openapi::api::core::v1::{Node, PersistentVolume, PersistentVolumeClaim, Pod};
 use k8s_openapi::api::events::v1::Event;
 use k8s_openapi::api::storage::v1::{CSINode, StorageClass, VolumeAttachment};
 use kube::api::{
@@ -157,7 +157,7 @@ fn host(cluster: &ClusterTarget, node: &str) -> anyhow::Result<String> {
     Ok(cluster.node(node)?.host_nqn.clone())
 }
 
-fn volume_driver(volume: &k8s_openapi::api::core::v1::PersistentVolume) -> anyhow::Result<String> {
+fn volume_driver(volume: &PersistentVolume) -> anyhow::Result<String> {
     Ok(volume
         .spec
         .as_ref()
@@ -172,7 +172,7 @@ async fn shared_block_claim(
     client: &Client,
     name: &str,
     class: &str,
-) -> anyhow::Result<(k8s_openapi::api::core::v1::PersistentVolume, String)> {
+) -> anyhow::Result<(PersistentVolume, String)> {
     let mut claim: PersistentVolumeClaim = objects::pvc(name, class, "64Mi", true, Source::None);
     if let Some(spec) = claim.spec.as_mut() {
         spec.access_modes = Some(vec!["ReadWriteMany".to_owned()]);
@@ -407,7 +407,7 @@ async fn event(client: &Client, claim: &str, reason: &str) -> anyhow::Result<Eve
 /// The VolumeAttachment of the PV to `node`, once its attach error says all of `says`.
 async fn attach_refused(
     client: &Client,
-    volume: &k8s_openapi::api::core::v1::PersistentVolume,
+    volume: &PersistentVolume,
     node: &str,
     says: &[&str],
 ) -> anyhow::Result<VolumeAttachment> {
@@ -415,7 +415,7 @@ async fn attach_refused(
     let found = poll(
         &format!("the attachment to {node} is refused"),
         async || {
-            let attachment = attachment_to(client, volume, node).await?;
+            let attachment = objects::find_attachment(client, volume, node).await?;
             let error = attachment
                 .as_ref()
                 .and_then(|va| va.status.as_ref()?.attach_error.as_ref()?.message.clone());
@@ -438,34 +438,17 @@ async fn attach_refused(
 
 async fn no_attachment(
     client: &Client,
-    volume: &k8s_openapi::api::core::v1::PersistentVolume,
+    volume: &PersistentVolume,
     node: &str,
 ) -> anyhow::Result<()> {
     poll(
         &format!("no VolumeAttachment to {node} is left"),
         async || {
-            Ok(attachment_to(client, volume, node)
+            Ok(objects::find_attachment(client, volume, node)
                 .await?
                 .is_none()
                 .then_some(()))
         },
     )
     .await
-}
-
-async fn attachment_to(
-    client: &Client,
-    volume: &k8s_openapi::api::core::v1::PersistentVolume,
-    node: &str,
-) -> anyhow::Result<Option<VolumeAttachment>> {
-    let pv = volume.metadata.name.clone().unwrap_or_default();
-    Ok(Api::<VolumeAttachment>::all(client.clone())
-        .list(&ListParams::default())
-        .await?
-        .items
-        .into_iter()
-        .find(|va| {
-            va.spec.node_name == node
-                && va.spec.source.persistent_volume_name.as_deref() == Some(pv.as_str())
-        }))
 }
