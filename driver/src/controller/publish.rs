@@ -59,7 +59,9 @@ impl ControllerService {
         let disk = match decide(&asked, &disk.allowed_hosts, fenced, migration.as_ref())? {
             Outcome::Published => disk,
             Outcome::Admit { hosts, fence } => {
-                self.check_attach_limit(&node).await?;
+                if !disk.allowed_hosts.iter().any(|h| h == node.as_str()) {
+                    self.check_attach_limit(&node).await?;
+                }
                 let hosts = host_nqns(&slot, &hosts)?;
                 if fence {
                     self.release(&slot, &disk, &hosts).await?
