@@ -51,7 +51,7 @@ fn main() {
             migration::migration_window,
         ),
         trial(
-            "cluster: KubeVirt live migration past migrationTimeoutSeconds: MigrationFailed, the target refused, the source keeps the volume",
+            "cluster: KubeVirt live migration past migrationTimeoutSeconds: the target taken off, MigrationFailed, a new attachment refused, the source keeps the volume",
             migration::migration_timeout,
         ),
     ];

@@ -28,7 +28,8 @@ const THIRD_NODE: &str = "node-c";
 const THIRD_HOST: &str = "nqn.2014-08.org.nvmexpress:uuid:5e2e0000-0000-4000-8000-c1a5000000cc";
 /// The StorageClass with a short migrationTimeoutSeconds.
 const BRIEF_CLASS: &str = "rds-nvme-brief";
-const BRIEF_TIMEOUT_SECONDS: u64 = 5;
+/// Long enough for the target to attach within the window on a busy machine.
+const BRIEF_TIMEOUT_SECONDS: u64 = 20;
 
 /// Start, attach to the target, a third node refused, complete: the source fenced out.
 pub fn migration_window(cluster: &mut ClusterTarget) -> CaseFuture<'_> {
@@ -70,13 +71,14 @@ pub fn migration_window(cluster: &mut ClusterTarget) -> CaseFuture<'_> {
     })
 }
 
-/// A migration that outlives its StorageClass's migrationTimeoutSeconds: MigrationFailed, and the
-/// target is not admitted; the source keeps the volume.
+/// A migration that outlives its StorageClass's migrationTimeoutSeconds: the target, attached
+/// within the window, is taken off the allow-list when it ends (MigrationFailed), a new attachment
+/// to it is refused, and the source keeps the volume throughout.
 pub fn migration_timeout(cluster: &mut ClusterTarget) -> CaseFuture<'_> {
     Box::pin(async move {
         let client = cluster.client();
         install_kubevirt(cluster)?;
-        let a = host(cluster, NODES[0])?;
+        let (a, b) = (host(cluster, NODES[0])?, host(cluster, NODES[1])?);
         brief_class(&client).await?;
         let (volume, handle) = shared_block_claim(&client, "disk", BRIEF_CLASS).await?;
         create_vmi(&client, "vm", "disk", NODES[0]).await?;
@@ -84,20 +86,31 @@ pub fn migration_timeout(cluster: &mut ClusterTarget) -> CaseFuture<'_> {
         objects::running_pod(&client, "launcher-a").await?;
 
         start_migration(&client, "migrate", "vm", NODES[0], NODES[1]).await?;
-        event(&client, "disk", "MigrationFailed").await?;
+        event(&client, "disk", "MigrationStarted").await?;
         launcher(&client, "launcher-b", NODES[1], "disk").await?;
-        attach_refused(
-            &client,
-            &volume,
-            NODES[1],
-            &[&a, "migrationTimeoutSeconds (5s)"],
-        )
-        .await?;
+        objects::running_pod(&client, "launcher-b").await?;
+        allow_list_becomes(cluster, &handle, &[&a, &b]).await?;
+        // The window ends with the migration still running: the target goes, the source stays.
+        allow_list_becomes(cluster, &handle, &[&a]).await?;
+        let failed = event(&client, "disk", "MigrationFailed").await?;
+        let note = failed.note.unwrap_or_default();
+        anyhow::ensure!(
+            note.contains(&format!(
+                "migrationTimeoutSeconds ({BRIEF_TIMEOUT_SECONDS}s)"
+            )) && note.contains(&a),
+            "the MigrationFailed Event says {note:?}"
+        );
+
+        let pods = Api::<Pod>::namespaced(client.clone(), NAMESPACE);
+        objects::delete_and_wait(pods.clone(), "launcher-b").await?;
+        no_attachment(&client, &volume, NODES[1]).await?;
+        launcher(&client, "launcher-b2", NODES[1], "disk").await?;
+        let says = format!("migrationTimeoutSeconds ({BRIEF_TIMEOUT_SECONDS}s)");
+        attach_refused(&client, &volume, NODES[1], &[&a, &says]).await?;
         allow_list_becomes(cluster, &handle, &[&a]).await?;
 
         finish_migration(&client, "migrate", "vm", false).await?;
-        let pods = Api::<Pod>::namespaced(client.clone(), NAMESPACE);
-        force_delete(&pods, "launcher-b").await?;
+        force_delete(&pods, "launcher-b2").await?;
         no_attachment(&client, &volume, NODES[1]).await?;
         objects::delete_and_wait(pods, "launcher-a").await?;
         remove_kubevirt_objects(&client, "migrate", "vm").await?;
