@@ -4,7 +4,7 @@
 //! handler and logs the outcome. The handlers (one module per concern) check the request, call
 //! [`RdsClient`] and shape the answer; `status` turns RDS failures into gRPC codes. The
 //! controller keeps no state of its own: the RDS is the source of truth (the disk's comment
-//! holds the CSI name, its allow-list the node it is published to).
+//! holds the CSI name, its allow-list the nodes it is published to).
 
 pub use crate::contract::capability;
 mod capacity;
@@ -14,6 +14,7 @@ mod delete;
 mod expand;
 pub mod fence;
 mod inspect;
+pub mod migration;
 pub mod notices;
 pub mod params;
 pub mod publish;
@@ -92,6 +93,8 @@ pub struct ControllerService {
     fences: fence::Fences,
     /// What a person must act on, for Events.
     notices: notices::Notices,
+    /// Live migrations in progress, by volume, as the API server shows them.
+    migrations: migration::Migrations,
 }
 
 impl ControllerService {
@@ -106,6 +109,7 @@ impl ControllerService {
             copies: copies::Copies::default(),
             fences: fence::Fences::default(),
             notices: notices::Notices::default(),
+            migrations: migration::Migrations::default(),
         }
     }
 }

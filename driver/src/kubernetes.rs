@@ -6,15 +6,18 @@
 mod events;
 pub mod fencing;
 pub mod health;
+pub mod migration;
 mod notices;
 
 use std::fmt::Debug;
+use std::hash::Hash;
 use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
 use k8s_openapi::api::core::v1::{Node, PersistentVolume, PersistentVolumeClaim, Pod};
-use k8s_openapi::api::storage::v1::VolumeAttachment;
+use k8s_openapi::api::storage::v1::{StorageClass, VolumeAttachment};
+use kube::api::DynamicObject;
 use kube::runtime::reflector::{self, Store};
 use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Api, Client, Resource};
@@ -52,6 +55,23 @@ impl Stores {
     }
 }
 
+/// The watched KubeVirt objects and StorageClasses (migration.rs).
+struct KubeVirtStores {
+    instances: Store<DynamicObject>,
+    migrations: Store<DynamicObject>,
+    classes: Store<StorageClass>,
+}
+
+impl KubeVirtStores {
+    fn seen(&self) -> migration::Seen {
+        migration::Seen {
+            instances: self.instances.state(),
+            migrations: self.migrations.state(),
+            classes: self.classes.state(),
+        }
+    }
+}
+
 /// Runs the watches and reconcilers until the process ends. `config.enabled` is the caller's
 /// to check.
 pub async fn run(
@@ -85,6 +105,24 @@ pub async fn run(
              in a minute: check the controller's RBAC (the chart's <release>-driver ClusterRole)",
         )?
         .context("a watch ended")?;
+    // Not waited for: without KubeVirt its kinds are not served, and nothing migrates.
+    let (instances, migrations) = (
+        migration::instance_resource(),
+        migration::migration_resource(),
+    );
+    let kubevirt = KubeVirtStores {
+        instances: reflect_with(
+            Api::all_with(client.clone(), &instances),
+            instances,
+            &changed,
+        ),
+        migrations: reflect_with(
+            Api::all_with(client.clone(), &migrations),
+            migrations,
+            &changed,
+        ),
+        classes: reflect(Api::all(client.clone()), &changed),
+    };
     let instance = std::env::var("HOSTNAME").ok();
     let events = Arc::new(Events::new(client.clone(), &driver, instance));
     if let Some(received) = controller.notices().subscribe() {
@@ -95,6 +133,7 @@ pub async fn run(
             events.clone(),
         ));
     }
+    let migrating = migration::Migrating::new(controller.clone(), events.clone());
     let fencing = Fencing {
         events,
         client,
@@ -110,10 +149,18 @@ pub async fn run(
         crate::metrics::fenced_nodes(fenced.len());
         controller.fences().replace(fenced);
         crate::metrics::attachments(fencing::attached(&seen, &driver));
-        let plans = fencing::plan(&seen, &driver, jiff::Timestamp::now(), grace);
+        let now = jiff::Timestamp::now();
+        let tracked = migration::track(&kubevirt.seen(), &seen, &driver, now);
+        controller
+            .migrations()
+            .replace(migration::windows(&tracked));
+        let plans = fencing::plan(&seen, &driver, now, grace);
         fencing.apply(&seen, plans).await;
-        // A change wakes the next pass; the resync catches a grace running out.
-        let _ = tokio::time::timeout(resync, changed.notified()).await;
+        migrating.apply(&tracked).await;
+        // A change wakes the next pass; the resync catches a grace running out, and a migration
+        // window is seen expire when it does.
+        let wait = migration::next_expiry(&tracked).map_or(resync, |next| next.min(resync));
+        let _ = tokio::time::timeout(wait, changed.notified()).await;
     }
 }
 
@@ -123,15 +170,32 @@ fn reflect<K>(api: Api<K>, changed: &Arc<Notify>) -> Store<K>
 where
     K: Resource<DynamicType = ()> + Clone + DeserializeOwned + Debug + Send + Sync + 'static,
 {
-    let (store, writer) = reflector::store();
+    reflect_with(api, (), changed)
+}
+
+/// [`reflect`] for a kind known at run time (`kind`). A kind the API server does not serve (a
+/// CRD not installed) is retried quietly.
+fn reflect_with<K>(api: Api<K>, kind: K::DynamicType, changed: &Arc<Notify>) -> Store<K>
+where
+    K: Resource + Clone + DeserializeOwned + Debug + Send + Sync + 'static,
+    K::DynamicType: Clone + Eq + Hash + Send + Sync,
+{
+    let writer = reflector::store::Writer::new(kind.clone());
+    let store = writer.as_reader();
     let changed = changed.clone();
     let stream =
         reflector::reflector(writer, watcher(api, watcher::Config::default())).default_backoff();
     tokio::spawn(async move {
         let mut stream = std::pin::pin!(stream);
         while let Some(event) = stream.next().await {
-            if let Err(error) = event {
-                tracing::warn!(kind = %K::kind(&()), %error, "watch failed; retrying");
+            match event {
+                Err(watcher::Error::InitialListFailed(kube::Error::Api(e))) if e.code == 404 => {
+                    tracing::debug!(kind = %K::kind(&kind), "not served; retrying");
+                }
+                Err(error) => {
+                    tracing::warn!(kind = %K::kind(&kind), %error, "watch failed; retrying");
+                }
+                Ok(_) => {}
             }
             changed.notify_one();
         }

@@ -109,7 +109,7 @@ proptest! {
         let t = text.as_str();
         assert_shape(&Cmd::disk_add(&DiskSpec { slot: slot.clone(), ..base_spec() }), ADD_SHAPE, &["p/s.img", t, "nqn.2026-09.com.example:s", FENCED_HOST, "c"])?;
         assert_shape(&Cmd::disk_set_size(&slot, ByteSize::new(7).unwrap()), "/disk set [find where slot=Q] file-size=7", &[t])?;
-        assert_shape(&Cmd::disk_set_allowed_host(&slot, None), "/disk set [find where slot=Q] nvme-tcp-server-allow-host-name=Q", &[t, FENCED_HOST])?;
+        assert_shape(&Cmd::disk_set_allowed_hosts(&slot, &[]), "/disk set [find where slot=Q] nvme-tcp-server-allow-host-name=Q", &[t, FENCED_HOST])?;
         assert_shape(&Cmd::disk_remove(&slot), "/disk remove [find where slot=Q]", &[t])?;
         assert_shape(&Cmd::disk_monitor_traffic(&slot), "/disk monitor-traffic Q once", &[t])?;
         assert_shape(&Cmd::disk_print(DiskQuery::Slot(&slot), Form::Detail), "/disk print detail where slot=Q", &[t])?;
@@ -146,7 +146,7 @@ proptest! {
             let spec = DiskSpec { export: Some(NvmeExport { port: NonZeroU16::new(4420).unwrap(), nqn: nqn.clone() }), ..base_spec() };
             assert_shape(&Cmd::disk_add(&spec), ADD_SHAPE, &["p/s.img", "s", &text, FENCED_HOST, "c"])?;
             assert_shape(
-                &Cmd::disk_set_allowed_host(&Slot::parse("s").unwrap(), Some(&nqn)),
+                &Cmd::disk_set_allowed_hosts(&Slot::parse("s").unwrap(), std::slice::from_ref(&nqn)),
                 "/disk set [find where slot=Q] nvme-tcp-server-allow-host-name=Q",
                 &["s", &text],
             )?;

@@ -81,7 +81,7 @@ fn capture_1_exported_file_disk() {
             export: true,
             port: Some(4420),
             nqn: Some("nqn.2026-09.com.mikrotik:rds2216.vm-storage-001".into()),
-            allowed_host: None,
+            allowed_hosts: Vec::new(),
             comment: None,
         }
     );

@@ -528,6 +528,10 @@ fn schema_refuses_bad_values_naming_the_key() {
             "at '/config/rds/sessions': maximum",
         ),
         ("config.node.ctrlLossTmo=0", "at '/config/node/ctrlLossTmo'"),
+        (
+            "storageClass.migrationTimeoutSeconds=86401",
+            "at '/storageClass/migrationTimeoutSeconds'",
+        ),
         // Enums.
         (
             "config.controller.snapshotMethod=zfs",
@@ -610,6 +614,7 @@ fn every_option() -> Value {
             "reconnectDelay": 2,
             "keepAliveTmo": 30,
             "nrIoQueues": 4,
+            "migrationTimeoutSeconds": 900,
             "mountOptions": ["noatime"],
             "annotations": {"example.com/e": "5"},
             "labels": {"tier": "fast"}
@@ -664,7 +669,8 @@ fn every_optional_value_passes_the_schema_and_renders() {
     assert_eq!(
         class["parameters"],
         serde_json::json!({"fsType": "xfs", "baseDir": "fast", "nvmePort": "4421",
-            "ctrlLossTmo": "-1", "reconnectDelay": "2", "keepAliveTmo": "30", "nrIoQueues": "4"})
+            "ctrlLossTmo": "-1", "reconnectDelay": "2", "keepAliveTmo": "30", "nrIoQueues": "4",
+            "migrationTimeoutSeconds": "900"})
     );
     assert_eq!(class["mountOptions"], serde_json::json!(["noatime"]));
     let snapshot_class = object(&objects, "VolumeSnapshotClass", "rds-nvme");

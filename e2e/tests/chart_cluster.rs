@@ -512,7 +512,19 @@ const GRANTED_BEYOND_UPSTREAM: &[(&str, &str, &[&str], &str)] = &[
         "events.k8s.io",
         "events",
         &["create", "patch"],
-        "the driver's own Events (docs/operations.md, \"Events\")",
+        "the driver's own Events: fencing, live migration, notices (docs/operations.md, \"Events\")",
+    ),
+    (
+        "kubevirt.io",
+        "virtualmachineinstances",
+        &["get", "list", "watch"],
+        "live migration: the volumes a VMI uses and its migration state",
+    ),
+    (
+        "kubevirt.io",
+        "virtualmachineinstancemigrations",
+        &["get", "list", "watch"],
+        "live migration: which migrations run, for the second attachment's window",
     ),
 ];
 

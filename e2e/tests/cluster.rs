@@ -24,6 +24,9 @@ const SNAPSHOT_CLASS: &str = "rds-nvme";
 /// How much of a pattern the suites write: enough to span several file-system blocks.
 const PATTERN_BYTES: usize = 1 << 20;
 
+#[path = "cluster/migration.rs"]
+mod migration;
+
 fn main() {
     let trials = vec![
         trial(
@@ -37,6 +40,18 @@ fn main() {
         trial(
             "cluster: raw block PVC published as a device, written and read back, deleted: nothing left",
             raw_block,
+        ),
+        trial(
+            "cluster: ReadWriteOnce claim in use on one node, an attachment to a second node refused naming the holder",
+            migration::rwo_second_node_refused,
+        ),
+        trial(
+            "cluster: KubeVirt live migration of a ReadWriteMany block claim: target attached while it runs, a third node refused, the source fenced out when it completes",
+            migration::migration_window,
+        ),
+        trial(
+            "cluster: KubeVirt live migration past migrationTimeoutSeconds: the target taken off, MigrationFailed, a new attachment refused, the source keeps the volume",
+            migration::migration_timeout,
         ),
     ];
     rds_e2e::suite::run(trials)

@@ -1,8 +1,11 @@
 //! Which volume capabilities the driver supports.
 //!
-//! A volume is one NVMe/TCP subsystem whose allow-list names one host, so every access mode that
-//! lets one node use it is supported, as a block device or as an ext4 or xfs file system; modes
-//! that share a volume between nodes are not.
+//! A volume is one NVMe/TCP subsystem whose allow-list names the hosts that may connect, so every
+//! access mode that lets one node use it is supported, as a block device or as an ext4 or xfs
+//! file system. Of the modes that share a volume between nodes, only MULTI_NODE_MULTI_WRITER as a
+//! raw block device is: KubeVirt asks for it to live-migrate a VM, and ControllerPublishVolume
+//! admits the second node only during such a migration (controller/publish.rs). A file system
+//! on two nodes at once would be corrupted, so it is never shared.
 
 use tonic::Status;
 
@@ -47,10 +50,20 @@ pub fn unsupported(capability: &VolumeCapability) -> Option<String> {
         | Mode::SingleNodeReaderOnly
         | Mode::SingleNodeSingleWriter
         | Mode::SingleNodeMultiWriter => {}
+        Mode::MultiNodeMultiWriter if is_block(capability) => {}
         Mode::Unknown => return Some("the access mode is missing".to_owned()),
+        Mode::MultiNodeMultiWriter if capability.access_type.is_some() => {
+            return Some(
+                "access mode MULTI_NODE_MULTI_WRITER (ReadWriteMany) is supported only for raw \
+                 block volumes (volumeMode: Block), for KubeVirt live migration: a file system \
+                 mounted on two nodes at once would be corrupted"
+                    .to_owned(),
+            );
+        }
         Mode::MultiNodeReaderOnly | Mode::MultiNodeSingleWriter | Mode::MultiNodeMultiWriter => {
             return Some(format!(
-                "access mode {} is not supported: a volume is attached to one node at a time",
+                "access mode {} is not supported: a volume is attached to one node at a time \
+                 (ReadWriteMany raw block volumes excepted, for KubeVirt live migration)",
                 mode.as_str_name()
             ));
         }
@@ -93,6 +106,13 @@ pub fn is_block(capability: &VolumeCapability) -> bool {
     matches!(capability.access_type, Some(AccessType::Block(_)))
 }
 
+/// Whether the volume is a raw block device that nodes share (ReadWriteMany): what KubeVirt asks
+/// for so that a VM can live-migrate, and the one case a volume is published to two nodes.
+pub fn is_shared_block(capability: &VolumeCapability) -> bool {
+    is_block(capability)
+        && capability.access_mode.as_ref().map(AccessMode::mode) == Some(Mode::MultiNodeMultiWriter)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -126,7 +146,21 @@ mod tests {
         }
         let block = capability(Mode::SingleNodeWriter, AccessType::Block(BlockVolume {}));
         assert!(is_block(&block));
+        assert!(!is_shared_block(&block));
         assert!(!is_block(&capability(Mode::SingleNodeWriter, mount(""))));
+    }
+
+    #[test]
+    fn multi_node_multi_writer_is_supported_for_block_only() {
+        let shared = capability(
+            Mode::MultiNodeMultiWriter,
+            AccessType::Block(BlockVolume {}),
+        );
+        assert_eq!(unsupported(&shared), None);
+        assert!(is_shared_block(&shared));
+        let filesystem = capability(Mode::MultiNodeMultiWriter, mount("xfs"));
+        assert!(!is_shared_block(&filesystem));
+        assert!(unsupported(&filesystem).is_some());
     }
 
     #[test]
@@ -134,7 +168,7 @@ mod tests {
         for (cap, reason) in [
             (
                 capability(Mode::MultiNodeMultiWriter, mount("")),
-                "MULTI_NODE_MULTI_WRITER is not supported",
+                "supported only for raw block volumes",
             ),
             (
                 capability(Mode::MultiNodeReaderOnly, AccessType::Block(BlockVolume {})),

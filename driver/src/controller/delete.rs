@@ -42,10 +42,11 @@ impl ControllerService {
                         "disk {slot} {why}; refusing to delete it"
                     )));
                 }
-                if let Some(node) = &disk.allowed_host {
+                if !disk.allowed_hosts.is_empty() {
                     return Err(Status::failed_precondition(format!(
-                        "volume {slot} is still published to node {node}: \
-                         ControllerUnpublishVolume it first"
+                        "volume {slot} is still published to node {}: \
+                         ControllerUnpublishVolume it first",
+                        disk.allowed_hosts.join(" and ")
                     )));
                 }
                 vec![recorded_file(&disk)?]

@@ -9,6 +9,7 @@ use std::sync::{PoisonError, RwLock};
 use tonic::Status;
 
 use super::ControllerService;
+use super::publish::host_nqns;
 use super::volume::metadata;
 use crate::rds::command::NvmeExport;
 use crate::rds::parse::DiskRecord;
@@ -59,56 +60,100 @@ impl ControllerService {
         &self.fences
     }
 
-    /// Takes every volume published to `host` away from it on the RDS (allow-list to no host,
-    /// connections ended) and answers their volume ids. A volume in the middle of another call
-    /// fails the whole fence with ABORTED: the caller tries again.
+    /// Takes every volume published to `host` away from it on the RDS (its allow-list keeps
+    /// only its other host, if any; connections ended) and answers their volume ids. A volume in
+    /// the middle of another call fails the whole fence with ABORTED: the caller tries again.
     pub async fn fence_host(&self, host: &Nqn) -> Result<Vec<String>, Status> {
         let held: Vec<DiskRecord> = self
             .volume_disks()
             .await?
             .into_iter()
-            .filter(|disk| disk.allowed_host.as_deref() == Some(host.as_str()))
+            .filter(|disk| disk.allowed_hosts.iter().any(|h| h == host.as_str()))
             .filter(|disk| metadata(disk).is_some())
             .collect();
         let mut fenced = Vec::new();
         for disk in held {
-            let slot = Slot::parse(&disk.slot).map_err(|e| Status::internal(e.to_string()))?;
-            let _volume = self.locks.try_lock(slot.as_str())?;
-            let _publishing = self.publishes.lock().await;
-            // Published elsewhere since the listing: not this host's any more.
-            let Some(now) = self.rds.find(&slot).await? else {
-                continue;
-            };
-            if now.allowed_host.as_deref() == Some(host.as_str()) {
-                self.release(&slot, &now).await?;
+            if self.remove_host(&disk.slot, host).await? {
                 fenced.push(disk.slot);
             }
         }
         Ok(fenced)
     }
 
-    /// The host NQN volume `volume_id` is published to, if any.
-    pub async fn published_host(&self, volume_id: &str) -> Result<Option<String>, Status> {
+    /// Takes `host` off the allow-list of volume `volume_id`, keeping its other host, and ends
+    /// every connection to the volume; false when the host was not on it (published elsewhere
+    /// since, or no volume of this driver).
+    pub async fn remove_host(&self, volume_id: &str, host: &Nqn) -> Result<bool, Status> {
+        self.take_off(volume_id, |h| h == host.as_str()).await
+    }
+
+    /// Takes the hosts that `off` picks off the allow-list of volume `volume_id` and ends every
+    /// connection to the volume; false when none was on it. A disk this driver did not make is
+    /// left alone: its allow-list is not ours to change.
+    pub(super) async fn take_off(
+        &self,
+        volume_id: &str,
+        off: impl Fn(&str) -> bool,
+    ) -> Result<bool, Status> {
         let Some(slot) = super::volume::volume_slot(volume_id) else {
-            return Ok(None);
+            return Ok(false);
+        };
+        let _volume = self.locks.try_lock(slot.as_str())?;
+        let _publishing = self.publishes.lock().await;
+        let Some(disk) = self
+            .rds
+            .find(&slot)
+            .await?
+            .filter(|d| metadata(d).is_some())
+        else {
+            return Ok(false);
+        };
+        let keep: Vec<String> = disk
+            .allowed_hosts
+            .iter()
+            .filter(|h| !off(h))
+            .cloned()
+            .collect();
+        if keep.len() == disk.allowed_hosts.len() {
+            return Ok(false);
+        }
+        self.release(&slot, &disk, &host_nqns(&slot, &keep)?)
+            .await?;
+        Ok(true)
+    }
+
+    /// The host NQNs volume `volume_id` is published to.
+    pub async fn published_hosts(&self, volume_id: &str) -> Result<Vec<String>, Status> {
+        let Some(slot) = super::volume::volume_slot(volume_id) else {
+            return Ok(Vec::new());
         };
         Ok(self
             .rds
             .find(&slot)
             .await?
             .filter(|disk| metadata(disk).is_some())
-            .and_then(|disk| disk.allowed_host))
+            .map(|disk| disk.allowed_hosts)
+            .unwrap_or_default())
     }
 
-    /// Publishes `slot` to no node: its export admits no host and every connection to it ends,
-    /// so a node it was published to cannot go on writing (a node that vanished without
-    /// unstaging, or one that comes back after being fenced).
-    pub(super) async fn release(&self, slot: &Slot, disk: &DiskRecord) -> Result<(), Status> {
-        match export_of(disk) {
-            Some(export) => self.rds.fence(slot, &export).await?,
-            None => self.rds.set_allowed_host(slot, None).await?,
-        };
-        Ok(())
+    /// Publishes `slot` to `keep` only (often none): its export admits no other host and every
+    /// connection to it ends, so a node it was published to cannot go on writing (a node that
+    /// vanished without unstaging, one that comes back after being fenced, a live migration's
+    /// source once the migration is over). Whether RouterOS drops the established connection of
+    /// a host taken off the allow-list is undocumented (REFERENCE.md §13 item 3), so the export
+    /// is ended and made again even when a host stays: that host, still admitted, reconnects by
+    /// itself (its NVMe/TCP initiator retries every `reconnectDelay` within `ctrlLossTmo`), at
+    /// the cost of a pause in its I/O.
+    pub(super) async fn release(
+        &self,
+        slot: &Slot,
+        disk: &DiskRecord,
+        keep: &[Nqn],
+    ) -> Result<DiskRecord, Status> {
+        Ok(match export_of(disk) {
+            Some(export) => self.rds.fence(slot, &export, keep).await?,
+            None => self.rds.set_allowed_hosts(slot, keep).await?,
+        })
     }
 }
 

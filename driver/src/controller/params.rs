@@ -10,6 +10,7 @@
 //! | `reconnectDelay` | seconds, ≥ 1 | `nvme connect --reconnect-delay`, passed to the node |
 //! | `keepAliveTmo` | seconds, ≥ 1 | `nvme connect --keep-alive-tmo`, passed to the node |
 //! | `nrIoQueues` | ≥ 1 | `nvme connect --nr-io-queues`, passed to the node |
+//! | `migrationTimeoutSeconds` | 1 to 86400 (default 600) | how long a KubeVirt live migration of a ReadWriteMany block volume may keep it published to a second node; read from the StorageClass itself when a migration runs (never from the volume), so it holds for volumes made before it was set |
 //! | `csi.storage.k8s.io/*` | any | added by the CSI sidecars (PVC name and namespace…); accepted |
 //!
 //! Any other parameter is refused with INVALID_ARGUMENT naming it, so a typo never silently
@@ -17,6 +18,7 @@
 
 use std::collections::HashMap;
 use std::num::NonZeroU16;
+use std::time::Duration;
 
 use super::capability::FS_TYPES;
 pub use crate::contract::{CTRL_LOSS_TMO, FS_TYPE, KEEP_ALIVE_TMO, NR_IO_QUEUES, RECONNECT_DELAY};
@@ -26,6 +28,11 @@ use crate::snapshot::Method;
 pub const BASE_DIR: &str = "baseDir";
 pub const NVME_PORT: &str = "nvmePort";
 pub const LAYOUT: &str = "layout";
+pub const MIGRATION_TIMEOUT: &str = "migrationTimeoutSeconds";
+/// `migrationTimeoutSeconds` when a StorageClass does not set it.
+pub const DEFAULT_MIGRATION_TIMEOUT: Duration = Duration::from_secs(600);
+/// The longest `migrationTimeoutSeconds`: a day.
+const MAX_MIGRATION_TIMEOUT_SECONDS: u64 = 86_400;
 /// The prefix of the keys the CSI sidecars add.
 pub const SIDECAR_PREFIX: &str = "csi.storage.k8s.io/";
 
@@ -36,6 +43,8 @@ pub struct Parameters {
     /// `layout: subvolume`: the volume lives in its own Btrfs subvolume.
     pub in_subvolume: bool,
     pub nvme_port: Option<NonZeroU16>,
+    /// `migrationTimeoutSeconds`, when set.
+    pub migration_timeout: Option<Duration>,
     /// What the node needs: `fsType` and the connect tunables, values normalised.
     pub volume_context: HashMap<String, String>,
 }
@@ -94,12 +103,25 @@ impl Parameters {
                         .ok_or_else(|| bad("must be a positive whole number"))?;
                     parsed.context(key, number.to_string());
                 }
+                MIGRATION_TIMEOUT => {
+                    let seconds = value
+                        .parse::<u64>()
+                        .ok()
+                        .filter(|s| (1..=MAX_MIGRATION_TIMEOUT_SECONDS).contains(s))
+                        .ok_or_else(|| {
+                            bad(&format!(
+                                "must be a whole number of seconds from 1 to \
+                                 {MAX_MIGRATION_TIMEOUT_SECONDS}"
+                            ))
+                        })?;
+                    parsed.migration_timeout = Some(Duration::from_secs(seconds));
+                }
                 other if other.starts_with(SIDECAR_PREFIX) => {}
                 _ => {
                     return Err(format!(
                         "unknown StorageClass parameter {key:?}: the parameters are {FS_TYPE}, \
                          {BASE_DIR}, {LAYOUT}, {NVME_PORT}, {CTRL_LOSS_TMO}, {RECONNECT_DELAY}, \
-                         {KEEP_ALIVE_TMO} and {NR_IO_QUEUES}"
+                         {KEEP_ALIVE_TMO}, {NR_IO_QUEUES} and {MIGRATION_TIMEOUT}"
                     ));
                 }
             }
@@ -191,6 +213,7 @@ mod tests {
             ("reconnectDelay", "05"),
             ("keepAliveTmo", "30"),
             ("nrIoQueues", "4"),
+            ("migrationTimeoutSeconds", "120"),
             ("csi.storage.k8s.io/pvc/name", "data"),
             ("csi.storage.k8s.io/pvc/namespace", "default"),
         ])
@@ -198,6 +221,7 @@ mod tests {
         assert_eq!(parsed.base_dir.unwrap().as_str(), "fast");
         assert_eq!(parsed.nvme_port.unwrap().get(), 4421);
         assert!(parsed.in_subvolume);
+        assert_eq!(parsed.migration_timeout, Some(Duration::from_secs(120)));
         assert!(!parse(&[("layout", "file")]).unwrap().in_subvolume);
         let context: Vec<(&str, &str)> = {
             let mut pairs: Vec<_> = parsed
@@ -235,6 +259,9 @@ mod tests {
             ("reconnectDelay", "-1", "positive whole number"),
             ("nrIoQueues", "1.5", "positive whole number"),
             ("keepAliveTmo", "", "positive whole number"),
+            ("migrationTimeoutSeconds", "0", "from 1 to 86400"),
+            ("migrationTimeoutSeconds", "86401", "from 1 to 86400"),
+            ("migrationTimeoutSeconds", "5m", "from 1 to 86400"),
             (
                 "fstype",
                 "ext4",

@@ -1,13 +1,19 @@
 //! ControllerPublishVolume and ControllerUnpublishVolume: the disk's NVMe/TCP allow-list names
-//! the one node (by host NQN, which is the node id) that may connect, so a node the volume is not
+//! the nodes (by host NQN, which is the node id) that may connect, so a node the volume is not
 //! published to is fenced out; unpublishing also ends every connection to the export, which
 //! matters when Kubernetes detaches from a node that is gone without unstaging (fence.rs).
+//!
+//! A volume is published to one node at a time ([`decide`]), with one exception: a
+//! ReadWriteMany raw block volume (MULTI_NODE_MULTI_WRITER, block) may be published to a second
+//! node while a KubeVirt live migration of the VMI that uses it is in progress (migration.rs):
+//! the migration's target, within the StorageClass's `migrationTimeoutSeconds`. Never a third.
 
 use std::collections::HashMap;
 
 use tonic::Status;
 
-use super::volume::{metadata, not_found, require, require_complete, volume_slot};
+use super::migration::Window;
+use super::volume::{not_found, require, require_complete, volume_slot};
 use super::{ControllerService, capability};
 use crate::csi::v1::{
     ControllerPublishVolumeRequest, ControllerPublishVolumeResponse,
@@ -42,31 +48,26 @@ impl ControllerService {
         self.fences.check(&node)?;
         let disk = self.volume_disk(&slot, &request.volume_id).await?;
         require_complete(&disk, &request.volume_id)?;
-        let disk = match disk.allowed_host.as_deref() {
-            Some(host) if host == node.as_str() => {
-                if request.readonly {
-                    return Err(Status::already_exists(format!(
-                        "volume {slot} is published read-write to node {node}; it cannot also \
-                         be published read-only"
-                    )));
+        let migration = self.migrations.get(&request.volume_id);
+        let asked = Asked {
+            slot: &slot,
+            node: node.as_str(),
+            readonly: request.readonly,
+            shared_block: capability::is_shared_block(capability),
+        };
+        let fenced = |host: &str| self.fences.get(host).is_some();
+        let disk = match decide(&asked, &disk.allowed_hosts, fenced, migration.as_ref())? {
+            Outcome::Published => disk,
+            Outcome::Admit { hosts, fence } => {
+                if !disk.allowed_hosts.iter().any(|h| h == node.as_str()) {
+                    self.check_attach_limit(&node).await?;
                 }
-                disk
-            }
-            Some(other) => {
-                return Err(Status::failed_precondition(format!(
-                    "volume {slot} is published to node {other}: a volume is attached to one \
-                     node at a time, unpublish it there first"
-                )));
-            }
-            None => {
-                if request.readonly {
-                    return Err(Status::invalid_argument(
-                        "readonly publishing is not supported (this driver does not advertise \
-                         PUBLISH_READONLY): publish read-write and mount read-only on the node",
-                    ));
+                let hosts = host_nqns(&slot, &hosts)?;
+                if fence {
+                    self.release(&slot, &disk, &hosts).await?
+                } else {
+                    self.rds.set_allowed_hosts(&slot, &hosts).await?
                 }
-                self.check_attach_limit(&node).await?;
-                self.rds.set_allowed_host(&slot, Some(&node)).await?
             }
         };
         Ok(ControllerPublishVolumeResponse {
@@ -79,28 +80,11 @@ impl ControllerService {
         request: ControllerUnpublishVolumeRequest,
     ) -> Result<ControllerUnpublishVolumeResponse, Status> {
         require("volume_id", &request.volume_id)?;
-        // A volume that does not exist is not published anywhere.
-        let Some(slot) = volume_slot(&request.volume_id) else {
-            return Ok(ControllerUnpublishVolumeResponse {});
-        };
-        let _volume = self.locks.try_lock(slot.as_str())?;
-        // Nor is a disk this driver did not make: its allow-list is not ours to change.
-        let Some(disk) = self
-            .rds
-            .find(&slot)
-            .await?
-            .filter(|d| metadata(d).is_some())
-        else {
-            return Ok(ControllerUnpublishVolumeResponse {});
-        };
-        // An empty node id means every node.
-        let published_there = disk
-            .allowed_host
-            .as_deref()
-            .is_some_and(|host| request.node_id.is_empty() || host == request.node_id);
-        if published_there {
-            self.release(&slot, &disk).await?;
-        }
+        // An empty node id means every node. A volume that does not exist, or a disk this
+        // driver did not make, is published nowhere.
+        let node = request.node_id.as_str();
+        self.take_off(&request.volume_id, |host| node.is_empty() || host == node)
+            .await?;
         Ok(ControllerUnpublishVolumeResponse {})
     }
 
@@ -110,7 +94,7 @@ impl ControllerService {
             .volume_disks()
             .await?
             .iter()
-            .filter(|disk| disk.allowed_host.as_deref() == Some(node.as_str()))
+            .filter(|disk| disk.allowed_hosts.iter().any(|host| host == node.as_str()))
             .count() as u64;
         let limit = self.settings.max_volumes_per_node;
         if published >= limit {
@@ -143,5 +127,323 @@ impl ControllerService {
             context.insert(FILE_PATH.to_owned(), path.clone());
         }
         Ok(context)
+    }
+}
+
+/// What a ControllerPublishVolume asks for, as [`decide`] reads it.
+struct Asked<'a> {
+    slot: &'a Slot,
+    node: &'a str,
+    readonly: bool,
+    /// MULTI_NODE_MULTI_WRITER as a raw block device: what KubeVirt's live migration asks for.
+    shared_block: bool,
+}
+
+/// What a ControllerPublishVolume does to the allow-list.
+#[derive(Debug, PartialEq, Eq)]
+enum Outcome {
+    /// The volume is published to the node already: nothing changes.
+    Published,
+    /// The allow-list becomes `hosts`; `fence`: a fenced node is taken off it, so every
+    /// connection to the export must end.
+    Admit { hosts: Vec<String>, fence: bool },
+}
+
+/// The publish decision, from the hosts the allow-list holds now. A fenced holder counts for
+/// nothing (its node is lost: the fencing reconciler takes the volume from it anyway). Of the
+/// rest, the node itself means published already; none means the node gets it; one means the
+/// node gets it only as the target of a live migration of a ReadWriteMany block volume (`window`,
+/// not expired); two, never.
+fn decide(
+    asked: &Asked<'_>,
+    holders: &[String],
+    fenced: impl Fn(&str) -> bool,
+    window: Option<&Window>,
+) -> Result<Outcome, Status> {
+    let slot = asked.slot;
+    let node = asked.node;
+    let live: Vec<&String> = holders.iter().filter(|h| !fenced(h)).collect();
+    let fence = live.len() < holders.len();
+    if live.iter().any(|h| *h == node) {
+        if asked.readonly {
+            return Err(Status::already_exists(format!(
+                "volume {slot} is published read-write to node {node}; it cannot also be \
+                 published read-only"
+            )));
+        }
+        return Ok(if fence {
+            Outcome::Admit {
+                hosts: vec![node.to_owned()],
+                fence,
+            }
+        } else {
+            Outcome::Published
+        });
+    }
+    match live.as_slice() {
+        [] => {}
+        [holder] if asked.shared_block => migration_target(slot, holder, node, window)?,
+        [holder] => {
+            return Err(Status::failed_precondition(format!(
+                "volume {slot} is published to node {holder}: a volume is attached to one node \
+                 at a time, unpublish it there first"
+            )));
+        }
+        [first, second, ..] => {
+            return Err(Status::failed_precondition(format!(
+                "volume {slot} is published to nodes {first} and {second} (a live migration's \
+                 source and target): no third node can attach it until one of them unpublishes it"
+            )));
+        }
+    }
+    if asked.readonly {
+        return Err(Status::invalid_argument(
+            "readonly publishing is not supported (this driver does not advertise \
+             PUBLISH_READONLY): publish read-write and mount read-only on the node",
+        ));
+    }
+    let mut hosts: Vec<String> = live.into_iter().cloned().collect();
+    hosts.push(node.to_owned());
+    Ok(Outcome::Admit { hosts, fence })
+}
+
+/// FAILED_PRECONDITION unless `node` is the target of a live migration in `window` of a volume
+/// that `holder` holds as its source.
+fn migration_target(
+    slot: &Slot,
+    holder: &str,
+    node: &str,
+    window: Option<&Window>,
+) -> Result<(), Status> {
+    let refuse = |why: String| {
+        Err(Status::failed_precondition(format!(
+            "volume {slot} is published to node {holder}; {why}"
+        )))
+    };
+    let Some(window) = window else {
+        return refuse(
+            "a ReadWriteMany block volume is attached to a second node only while a KubeVirt \
+             live migration of the VirtualMachineInstance that uses it is in progress, and none \
+             is"
+            .to_owned(),
+        );
+    };
+    let (migration, vmi) = (&window.migration, &window.vmi);
+    if window.expired {
+        return refuse(format!(
+            "the live migration {migration} of VMI {vmi} has run longer than the \
+             StorageClass's migrationTimeoutSeconds ({}s), so no second node is admitted and \
+             the source keeps the volume",
+            window.timeout.as_secs()
+        ));
+    }
+    if let Some(source) = window.source.as_deref().filter(|s| *s != holder) {
+        return refuse(format!(
+            "the live migration {migration} moves VMI {vmi} from node {source}, which does not \
+             hold the volume"
+        ));
+    }
+    if let Some(target) = window.target.as_deref().filter(|t| *t != node) {
+        return refuse(format!(
+            "the live migration {migration} moves VMI {vmi} to node {target}, not to {node}"
+        ));
+    }
+    Ok(())
+}
+
+/// The allow-list's hosts as NQNs; one that is not (a hand-made entry) fails the call.
+pub(super) fn host_nqns(slot: &Slot, hosts: &[String]) -> Result<Vec<Nqn>, Status> {
+    hosts
+        .iter()
+        .map(|host| {
+            Nqn::parse(host).map_err(|e| {
+                Status::failed_precondition(format!(
+                    "the allow-list of disk {slot} holds {host:?}, which is not a host NQN ({e}); \
+                     correct nvme-tcp-server-allow-host-name on the RDS"
+                ))
+            })
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use tonic::Code;
+
+    use super::*;
+
+    const A: &str = "nqn.2014-08.org.nvmexpress:uuid:a";
+    const B: &str = "nqn.2014-08.org.nvmexpress:uuid:b";
+    const C: &str = "nqn.2014-08.org.nvmexpress:uuid:c";
+
+    fn slot() -> Slot {
+        Slot::parse("pvc-1").unwrap()
+    }
+
+    fn ask<'a>(slot: &'a Slot, node: &'a str, shared_block: bool) -> Asked<'a> {
+        Asked {
+            slot,
+            node,
+            readonly: false,
+            shared_block,
+        }
+    }
+
+    fn window(source: Option<&str>, target: Option<&str>, expired: bool) -> Window {
+        Window {
+            migration: "vms/migrate-1".into(),
+            vmi: "vms/vm-1".into(),
+            source: source.map(str::to_owned),
+            target: target.map(str::to_owned),
+            timeout: Duration::from_secs(300),
+            expired,
+        }
+    }
+
+    fn hosts(list: &[&str]) -> Vec<String> {
+        list.iter().map(|h| h.to_string()).collect()
+    }
+
+    fn none(_: &str) -> bool {
+        false
+    }
+
+    fn refused(outcome: Result<Outcome, Status>, says: &[&str]) {
+        let status = outcome.expect_err("refused");
+        assert_eq!(status.code(), Code::FailedPrecondition, "{status:?}");
+        for word in says {
+            assert!(
+                status.message().contains(word),
+                "{word}: {}",
+                status.message()
+            );
+        }
+    }
+
+    fn admitted(list: &[&str], fence: bool) -> Outcome {
+        Outcome::Admit {
+            hosts: hosts(list),
+            fence,
+        }
+    }
+
+    #[test]
+    fn first_node_gets_it_and_the_same_node_again_changes_nothing() {
+        let s = slot();
+        for shared in [false, true] {
+            assert_eq!(
+                decide(&ask(&s, A, shared), &[], none, None).unwrap(),
+                admitted(&[A], false)
+            );
+            assert_eq!(
+                decide(&ask(&s, A, shared), &hosts(&[A]), none, None).unwrap(),
+                Outcome::Published
+            );
+        }
+    }
+
+    #[test]
+    fn rwo_second_node_is_refused_naming_the_holder() {
+        let s = slot();
+        // Even during a migration: only a ReadWriteMany block volume is shared.
+        let during = window(Some(A), Some(B), false);
+        for w in [None, Some(&during)] {
+            refused(
+                decide(&ask(&s, B, false), &hosts(&[A]), none, w),
+                &[A, "one node at a time"],
+            );
+        }
+    }
+
+    #[test]
+    fn rwo_second_node_gets_it_when_the_holder_is_fenced() {
+        let s = slot();
+        let fenced = |h: &str| h == A;
+        assert_eq!(
+            decide(&ask(&s, B, false), &hosts(&[A]), fenced, None).unwrap(),
+            admitted(&[B], true)
+        );
+        // The fenced node's own entry is renewed without it keeping its connections.
+        assert_eq!(
+            decide(&ask(&s, B, false), &hosts(&[A, B]), fenced, None).unwrap(),
+            admitted(&[B], true)
+        );
+    }
+
+    #[test]
+    fn rwx_block_second_node_only_as_the_target_of_a_migration_in_progress() {
+        let s = slot();
+        let a = hosts(&[A]);
+        refused(
+            decide(&ask(&s, B, true), &a, none, None),
+            &[A, "live migration", "none is"],
+        );
+        for w in [window(Some(A), Some(B), false), window(None, None, false)] {
+            assert_eq!(
+                decide(&ask(&s, B, true), &a, none, Some(&w)).unwrap(),
+                admitted(&[A, B], false),
+                "{w:?}"
+            );
+        }
+        refused(
+            decide(
+                &ask(&s, B, true),
+                &a,
+                none,
+                Some(&window(Some(A), Some(B), true)),
+            ),
+            &["migrationTimeoutSeconds (300s)", "vms/vm-1", "source keeps"],
+        );
+        let elsewhere = format!("to node {C}, not to {B}");
+        refused(
+            decide(
+                &ask(&s, B, true),
+                &a,
+                none,
+                Some(&window(Some(A), Some(C), false)),
+            ),
+            &[&elsewhere],
+        );
+        refused(
+            decide(
+                &ask(&s, B, true),
+                &a,
+                none,
+                Some(&window(Some(C), None, false)),
+            ),
+            &["from node ", C, "does not hold"],
+        );
+    }
+
+    #[test]
+    fn third_node_is_refused_naming_both_holders() {
+        let s = slot();
+        let w = window(Some(A), Some(B), false);
+        refused(
+            decide(&ask(&s, C, true), &hosts(&[A, B]), none, Some(&w)),
+            &[A, B, "no third node"],
+        );
+        // Either holder asking again changes nothing.
+        for node in [A, B] {
+            assert_eq!(
+                decide(&ask(&s, node, true), &hosts(&[A, B]), none, Some(&w)).unwrap(),
+                Outcome::Published
+            );
+        }
+    }
+
+    #[test]
+    fn readonly_is_refused_as_before() {
+        let s = slot();
+        let readonly = |node| Asked {
+            readonly: true,
+            ..ask(&s, node, false)
+        };
+        let same = decide(&readonly(A), &hosts(&[A]), none, None).unwrap_err();
+        assert_eq!(same.code(), Code::AlreadyExists);
+        let first = decide(&readonly(A), &[], none, None).unwrap_err();
+        assert_eq!(first.code(), Code::InvalidArgument);
     }
 }

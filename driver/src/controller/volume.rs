@@ -30,9 +30,9 @@ pub fn metadata(disk: &DiskRecord) -> Option<Metadata> {
     Metadata::of_disk(disk.comment.as_deref(), IdKind::Volume).ok()
 }
 
-/// The node a disk is published to: the host NQN on its allow-list.
+/// The nodes a disk is published to: the host NQNs on its allow-list.
 pub fn published_nodes(disk: &DiskRecord) -> Vec<String> {
-    disk.allowed_host.iter().cloned().collect()
+    disk.allowed_hosts.clone()
 }
 
 pub fn to_volume(disk: &DiskRecord, volume_context: HashMap<String, String>) -> Volume {
@@ -185,7 +185,7 @@ mod tests {
             export: true,
             port: None,
             nqn: None,
-            allowed_host: None,
+            allowed_hosts: Vec::new(),
             comment: Some(comment.as_str().to_owned()),
         }
     }

@@ -377,10 +377,10 @@ impl Fencing {
                     .filter_map(|n| node_id(n, &self.driver))
                     .collect();
                 for volume in &volumes {
-                    let host = self.controller.published_host(volume).await?;
-                    if let Some(host) = host.filter(|h| !known.contains(h)) {
+                    let hosts = self.controller.published_hosts(volume).await?;
+                    for host in hosts.iter().filter(|h| !known.contains(*h)) {
                         tracing::warn!(node, host, "fencing the host of a deleted node");
-                        let fenced = self.fence_host(&host).await?;
+                        let fenced = self.fence_host(host).await?;
                         let why = "its Node was deleted";
                         self.volumes_fenced(seen, &node, why, &fenced).await;
                     }

@@ -176,16 +176,14 @@ impl Cmd {
             .silent()
     }
 
-    /// `/disk set [find where slot="…"] nvme-tcp-server-allow-host-name="…"`; `None` fences every
-    /// host out with [`FENCED_HOST`] (an empty value would admit every host).
-    ///
-    /// The value's format is undocumented (routeros/README.md, assumption 3); one host NQN is the
-    /// narrowest reading.
-    pub fn disk_set_allowed_host(slot: &Slot, host: Option<&Nqn>) -> Cmd {
-        let host = host.map_or(FENCED_HOST, Nqn::as_str);
+    /// `/disk set [find where slot="…"] nvme-tcp-server-allow-host-name="…"`: admits exactly
+    /// `hosts`; none fences every host out with [`FENCED_HOST`] (an empty value would admit
+    /// every host). The value is made by [`super::allow_list::render`].
+    pub fn disk_set_allowed_hosts(slot: &Slot, hosts: &[Nqn]) -> Cmd {
+        let value = super::allow_list::render(hosts);
         Line::new("/disk set")
             .find_slot(slot)
-            .arg("nvme-tcp-server-allow-host-name", Arg::Text(host))
+            .arg("nvme-tcp-server-allow-host-name", Arg::Text(&value))
             .silent()
     }
 
@@ -202,10 +200,11 @@ impl Cmd {
     }
 
     /// `/disk set [find where slot="…"] nvme-tcp-export=yes nvme-tcp-server-port=<port>
-    /// nvme-tcp-server-nqn="…" nvme-tcp-server-allow-host-name="<FENCED_HOST>"`: the export back,
-    /// admitting no host. Port and NQN are set again because whether RouterOS keeps them while a
-    /// disk is not exported is undocumented (it does not print them then).
-    pub fn disk_export_fenced(slot: &Slot, export: &NvmeExport) -> Cmd {
+    /// nvme-tcp-server-nqn="…" nvme-tcp-server-allow-host-name="…"`: the export back, admitting
+    /// only `hosts` (none: [`FENCED_HOST`]). Port and NQN are set again because whether RouterOS
+    /// keeps them while a disk is not exported is undocumented (it does not print them then).
+    pub fn disk_export_to(slot: &Slot, export: &NvmeExport, hosts: &[Nqn]) -> Cmd {
+        let value = super::allow_list::render(hosts);
         Line::new("/disk set")
             .find_slot(slot)
             .arg("nvme-tcp-export", Arg::Keyword("yes"))
@@ -214,7 +213,7 @@ impl Cmd {
                 Arg::Number(export.port.get().into()),
             )
             .arg("nvme-tcp-server-nqn", Arg::Text(export.nqn.as_str()))
-            .arg("nvme-tcp-server-allow-host-name", Arg::Text(FENCED_HOST))
+            .arg("nvme-tcp-server-allow-host-name", Arg::Text(&value))
             .silent()
     }
 
@@ -631,11 +630,16 @@ mod tests {
         );
         let host = Nqn::parse("nqn.2014-08.org.nvmexpress:uuid:abc").unwrap();
         assert_eq!(
-            Cmd::disk_set_allowed_host(&x, Some(&host)).as_str(),
+            Cmd::disk_set_allowed_hosts(&x, std::slice::from_ref(&host)).as_str(),
             "/disk set [find where slot=\"x\"] nvme-tcp-server-allow-host-name=\"nqn.2014-08.org.nvmexpress:uuid:abc\""
         );
+        let other = Nqn::parse("nqn.2014-08.org.nvmexpress:uuid:def").unwrap();
         assert_eq!(
-            Cmd::disk_set_allowed_host(&x, None).as_str(),
+            Cmd::disk_set_allowed_hosts(&x, &[host.clone(), other.clone()]).as_str(),
+            "/disk set [find where slot=\"x\"] nvme-tcp-server-allow-host-name=\"nqn.2014-08.org.nvmexpress:uuid:abc,nqn.2014-08.org.nvmexpress:uuid:def\""
+        );
+        assert_eq!(
+            Cmd::disk_set_allowed_hosts(&x, &[]).as_str(),
             "/disk set [find where slot=\"x\"] nvme-tcp-server-allow-host-name=\"nqn.2000-02.com.mikrotik:rds-csi:fenced\""
         );
         assert_eq!(
@@ -647,10 +651,16 @@ mod tests {
             nqn: Nqn::parse("nqn.2000-02.com.mikrotik:pvc-1").unwrap(),
         };
         assert_eq!(
-            Cmd::disk_export_fenced(&x, &export).as_str(),
+            Cmd::disk_export_to(&x, &export, &[]).as_str(),
             "/disk set [find where slot=\"x\"] nvme-tcp-export=yes nvme-tcp-server-port=4420 \
              nvme-tcp-server-nqn=\"nqn.2000-02.com.mikrotik:pvc-1\" \
              nvme-tcp-server-allow-host-name=\"nqn.2000-02.com.mikrotik:rds-csi:fenced\""
+        );
+        assert_eq!(
+            Cmd::disk_export_to(&x, &export, &[other]).as_str(),
+            "/disk set [find where slot=\"x\"] nvme-tcp-export=yes nvme-tcp-server-port=4420 \
+             nvme-tcp-server-nqn=\"nqn.2000-02.com.mikrotik:pvc-1\" \
+             nvme-tcp-server-allow-host-name=\"nqn.2014-08.org.nvmexpress:uuid:def\""
         );
         assert_eq!(
             Cmd::disk_remove(&x).as_str(),

@@ -178,33 +178,39 @@ impl RdsClient {
         checked(&cmd, slot, disk, |disk| verify::resized(disk, size.get()))
     }
 
-    /// Lets only `host` connect to the disk's NVMe/TCP subsystem; `None` clears the list.
-    pub async fn set_allowed_host(
+    /// Lets only `hosts` connect to the disk's NVMe/TCP subsystem (none: no host).
+    pub async fn set_allowed_hosts(
         &self,
         slot: &Slot,
-        host: Option<&Nqn>,
+        hosts: &[Nqn],
     ) -> Result<DiskRecord, RdsError> {
         self.check_version().await?;
         let _turn = self.mutations.lock().await;
-        let cmd = Cmd::disk_set_allowed_host(slot, host);
+        let cmd = Cmd::disk_set_allowed_hosts(slot, hosts);
         self.run_silent(&cmd).await?;
         let disk = self.read_back(&cmd, slot).await?;
-        checked(&cmd, slot, disk, |disk| {
-            verify::allowed_host(disk, host.map(Nqn::as_str))
-        })
+        checked(&cmd, slot, disk, |disk| verify::allowed_hosts(disk, hosts))
     }
 
-    /// Admits no host to the disk's export and ends every connection to it: the export is ended
-    /// and made again with the same port and NQN (see [`Cmd::disk_unexport`]). A node that lost
-    /// the volume this way cannot write to it again until it is published to it anew.
-    pub async fn fence(&self, slot: &Slot, export: &NvmeExport) -> Result<DiskRecord, RdsError> {
+    /// Ends every connection to the disk's export and admits only `hosts` (none: no host) to it
+    /// again: the export is ended and made again with the same port and NQN (see
+    /// [`Cmd::disk_unexport`]). A node that lost the volume this way cannot write to it again
+    /// until it is published to it anew; a host in `hosts` reconnects by itself.
+    pub async fn fence(
+        &self,
+        slot: &Slot,
+        export: &NvmeExport,
+        hosts: &[Nqn],
+    ) -> Result<DiskRecord, RdsError> {
         self.check_version().await?;
         let _turn = self.mutations.lock().await;
         self.run_silent(&Cmd::disk_unexport(slot)).await?;
-        let cmd = Cmd::disk_export_fenced(slot, export);
+        let cmd = Cmd::disk_export_to(slot, export, hosts);
         self.run_silent(&cmd).await?;
         let disk = self.read_back(&cmd, slot).await?;
-        checked(&cmd, slot, disk, |disk| verify::fenced(disk, export))
+        checked(&cmd, slot, disk, |disk| {
+            verify::reexported(disk, export, hosts)
+        })
     }
 
     /// Removes the disk, then its backing file (`/disk remove` keeps the file), and checks that

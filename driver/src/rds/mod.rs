@@ -5,6 +5,7 @@
 //! reads what RouterOS prints, [`error`] reads what it prints when it refuses, and [`ssh`] moves
 //! lines and text.
 
+pub mod allow_list;
 pub mod command;
 pub mod disk;
 pub mod error;

@@ -315,7 +315,7 @@ async fn validate_confirms_only_what_is_supported() {
         .controller
         .validate_volume_capabilities(request(vec![capability(
             Access::MultiNodeMultiWriter,
-            AccessType::Block(BlockVolume {}),
+            AccessType::Mount(MountVolume::default()),
         )]))
         .await
         .unwrap()
@@ -326,6 +326,18 @@ async fn validate_confirms_only_what_is_supported() {
         "{}",
         refused.message
     );
+    // A raw block volume may be shared, for KubeVirt live migration.
+    let shared = capability(
+        Access::MultiNodeMultiWriter,
+        AccessType::Block(BlockVolume {}),
+    );
+    let confirmed = plugin
+        .controller
+        .validate_volume_capabilities(request(vec![shared.clone()]))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(confirmed.confirmed.unwrap().volume_capabilities, [shared]);
 }
 
 #[tokio::test]

@@ -204,15 +204,8 @@ pub async fn attachment(
     node: &str,
 ) -> anyhow::Result<VolumeAttachment> {
     let pv = volume.metadata.name.clone().unwrap_or_default();
-    let attachment = Api::<VolumeAttachment>::all(client.clone())
-        .list(&Default::default())
+    let attachment = find_attachment(client, volume, node)
         .await?
-        .items
-        .into_iter()
-        .find(|va| {
-            va.spec.node_name == node
-                && va.spec.source.persistent_volume_name.as_deref() == Some(pv.as_str())
-        })
         .with_context(|| format!("no VolumeAttachment of PV {pv} to {node}"))?;
     anyhow::ensure!(
         attachment.status.as_ref().is_some_and(|s| s.attached),
@@ -220,6 +213,24 @@ pub async fn attachment(
         attachment.status
     );
     Ok(attachment)
+}
+
+/// The VolumeAttachment of the PV `volume` to `node`, if there is one, in any state.
+pub async fn find_attachment(
+    client: &Client,
+    volume: &PersistentVolume,
+    node: &str,
+) -> anyhow::Result<Option<VolumeAttachment>> {
+    let pv = volume.metadata.name.clone().unwrap_or_default();
+    Ok(Api::<VolumeAttachment>::all(client.clone())
+        .list(&Default::default())
+        .await?
+        .items
+        .into_iter()
+        .find(|va| {
+            va.spec.node_name == node
+                && va.spec.source.persistent_volume_name.as_deref() == Some(pv.as_str())
+        }))
 }
 
 /// Waits until the attach-detach controller and external-attacher have detached and deleted

@@ -5,6 +5,7 @@ use std::fmt::Display;
 
 use crate::rds::command::{DiskSpec, NvmeExport};
 use crate::rds::parse::DiskRecord;
+use crate::rds::value::Nqn;
 
 /// The properties of `disk` that differ from `spec`, as `name=found (expected …)`; empty when
 /// the disk is exactly what `/disk add` was asked for.
@@ -36,22 +37,25 @@ pub(super) fn resized(disk: &DiskRecord, size: u64) -> Vec<String> {
     diffs.0
 }
 
-/// `nvme-tcp-server-allow-host-name` after it was set (`None`: cleared).
-pub(super) fn allowed_host(disk: &DiskRecord, host: Option<&str>) -> Vec<String> {
+/// `nvme-tcp-server-allow-host-name` after it was set to admit `hosts` (none: fenced).
+pub(super) fn allowed_hosts(disk: &DiskRecord, hosts: &[Nqn]) -> Vec<String> {
     let mut diffs = Differences::default();
+    let expected: Vec<&str> = hosts.iter().map(Nqn::as_str).collect();
+    let listed = |hosts: &[&str]| shown(Some(hosts.join(",")).filter(|l| !l.is_empty()));
+    let found: Vec<&str> = disk.allowed_hosts.iter().map(String::as_str).collect();
     diffs.check(
         "nvme-tcp-server-allow-host-name",
-        shown(disk.allowed_host.as_deref()),
-        shown(host),
+        listed(&found),
+        listed(&expected),
     );
     diffs.0
 }
 
-/// The export after a fence: made again with its port and NQN, admitting no host.
-pub(super) fn fenced(disk: &DiskRecord, export: &NvmeExport) -> Vec<String> {
+/// The export after it was made again with its port and NQN, admitting only `hosts`.
+pub(super) fn reexported(disk: &DiskRecord, export: &NvmeExport, hosts: &[Nqn]) -> Vec<String> {
     let mut diffs = Differences::default();
     diffs.exported(disk, export);
-    diffs.0.extend(allowed_host(disk, None));
+    diffs.0.extend(allowed_hosts(disk, hosts));
     diffs.0
 }
 
@@ -114,7 +118,7 @@ mod tests {
             export: true,
             port: Some(4420),
             nqn: Some("nqn.2000-02.com.mikrotik:pvc-a".into()),
-            allowed_host: None,
+            allowed_hosts: Vec::new(),
             comment: Some("rds-csi:1,kind:volume".into()),
         }
     }
@@ -123,7 +127,7 @@ mod tests {
     fn the_disk_asked_for_has_no_differences() {
         assert!(created(&spec(), &disk()).is_empty());
         assert!(resized(&disk(), 1 << 30).is_empty());
-        assert!(allowed_host(&disk(), None).is_empty());
+        assert!(allowed_hosts(&disk(), &[]).is_empty());
     }
 
     #[test]
@@ -153,8 +157,28 @@ mod tests {
             ["nvme-tcp-export=false (expected true)"]
         );
         assert_eq!(
-            allowed_host(&disk(), Some("nqn.2014-08.org.nvmexpress:uuid:1")),
+            allowed_hosts(
+                &disk(),
+                &[Nqn::parse("nqn.2014-08.org.nvmexpress:uuid:1").unwrap()]
+            ),
             ["nvme-tcp-server-allow-host-name=\"\" (expected nqn.2014-08.org.nvmexpress:uuid:1)"]
+        );
+        let two = DiskRecord {
+            allowed_hosts: vec!["nqn.2014-08.org.nvmexpress:uuid:1".into()],
+            ..disk()
+        };
+        assert_eq!(
+            allowed_hosts(
+                &two,
+                &[
+                    Nqn::parse("nqn.2014-08.org.nvmexpress:uuid:2").unwrap(),
+                    Nqn::parse("nqn.2014-08.org.nvmexpress:uuid:1").unwrap()
+                ]
+            ),
+            [
+                "nvme-tcp-server-allow-host-name=nqn.2014-08.org.nvmexpress:uuid:1 (expected \
+              nqn.2014-08.org.nvmexpress:uuid:2,nqn.2014-08.org.nvmexpress:uuid:1)"
+            ]
         );
         assert_eq!(
             resized(&disk(), 2 << 30),

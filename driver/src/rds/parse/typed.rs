@@ -194,9 +194,10 @@ pub struct DiskRecord {
     pub export: bool,
     pub port: Option<u16>,
     pub nqn: Option<String>,
-    /// `nvme-tcp-server-allow-host-name` as printed; `None` when empty (any host).
-    /// The node the volume is published to; `None` when empty or [`crate::rds::command::FENCED_HOST`].
-    pub allowed_host: Option<String>,
+    /// The hosts `nvme-tcp-server-allow-host-name` admits: the nodes the volume is published
+    /// to (none when it is empty or [`crate::rds::command::FENCED_HOST`]), read by
+    /// [`crate::rds::allow_list::parse`].
+    pub allowed_hosts: Vec<String>,
     pub comment: Option<String>,
 }
 
@@ -224,8 +225,11 @@ impl TryFrom<&Record> for DiskRecord {
             })?,
             nqn: text("nvme-tcp-server-nqn"),
             // Fenced and empty both mean "published to no node".
-            allowed_host: text("nvme-tcp-server-allow-host-name")
-                .filter(|host| host != crate::rds::command::FENCED_HOST),
+            allowed_hosts: crate::rds::allow_list::parse(
+                record
+                    .get("nvme-tcp-server-allow-host-name")
+                    .unwrap_or_default(),
+            ),
             comment: record.comment.clone(),
         })
     }
@@ -406,7 +410,7 @@ mod tests {
                 export: true,
                 port: Some(4420),
                 nqn: Some("nqn.2026-09.com.example:pvc-a".into()),
-                allowed_host: None,
+                allowed_hosts: Vec::new(),
                 comment: Some("meta".into()),
             }
         );
