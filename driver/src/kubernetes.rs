@@ -151,9 +151,9 @@ pub async fn run(
         crate::metrics::attachments(fencing::attached(&seen, &driver));
         let now = jiff::Timestamp::now();
         let tracked = migration::track(&kubevirt.seen(), &seen, &driver, now);
-        controller
-            .migrations()
-            .replace(migration::windows(&tracked));
+        let windows = migration::windows(&tracked);
+        crate::metrics::migrations(windows.len());
+        controller.migrations().replace(windows);
         let plans = fencing::plan(&seen, &driver, now, grace);
         fencing.apply(&seen, plans).await;
         migrating.apply(&tracked).await;

@@ -54,6 +54,11 @@ struct SessionLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct OutcomeLabels {
+    outcome: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct ControllerStateLabels {
     state: String,
 }
@@ -78,6 +83,8 @@ struct Metrics {
     attachments: Gauge,
     fenced_nodes: Gauge,
     fenced_volumes: Counter,
+    migrations: Gauge,
+    migration_outcomes: Family<OutcomeLabels, Counter>,
     nvme_controllers: Family<ControllerStateLabels, Gauge>,
     stale_mounts: Gauge,
 }
@@ -94,6 +101,8 @@ static METRICS: LazyLock<Metrics> = LazyLock::new(|| {
         attachments: Gauge::default(),
         fenced_nodes: Gauge::default(),
         fenced_volumes: Counter::default(),
+        migrations: Gauge::default(),
+        migration_outcomes: Family::default(),
         nvme_controllers: Family::default(),
         stale_mounts: Gauge::default(),
         registry: Registry::with_prefix("rds_csi"),
@@ -152,6 +161,16 @@ static METRICS: LazyLock<Metrics> = LazyLock::new(|| {
         metrics.fenced_volumes.clone(),
     );
     registry.register(
+        "migrations",
+        "KubeVirt live migrations whose window is open: a volume may be attached to two nodes",
+        metrics.migrations.clone(),
+    );
+    registry.register(
+        "migration_outcomes",
+        "KubeVirt live migrations ended, by outcome (completed, failed)",
+        metrics.migration_outcomes.clone(),
+    );
+    registry.register(
         "node_nvme_controllers",
         "The node's NVMe/TCP controllers, by state (live, connecting, resetting, ...)",
         metrics.nvme_controllers.clone(),
@@ -167,6 +186,19 @@ static METRICS: LazyLock<Metrics> = LazyLock::new(|| {
 /// The attached VolumeAttachments of this driver, after a pass of the controller.
 pub(crate) fn attachments(count: usize) {
     METRICS.attachments.set(count as i64);
+}
+
+/// The live migrations whose window is open now.
+pub(crate) fn migrations(count: usize) {
+    METRICS.migrations.set(count as i64);
+}
+
+/// Counts a live migration that ended, `completed` or `failed`.
+pub(crate) fn migration_outcome(outcome: &'static str) {
+    METRICS
+        .migration_outcomes
+        .get_or_create(&OutcomeLabels { outcome })
+        .inc();
 }
 
 /// The nodes fenced now.
@@ -306,6 +338,8 @@ mod tests {
         attachments(2);
         fenced_nodes(1);
         fenced_volumes(3);
+        migrations(1);
+        migration_outcome("completed");
         let sys = tempfile::tempdir().unwrap();
         let controller = sys.path().join("class/nvme/nvme0");
         std::fs::create_dir_all(&controller).unwrap();
@@ -335,6 +369,8 @@ mod tests {
             ("rds_csi_attachments", "gauge"),
             ("rds_csi_fenced_nodes", "gauge"),
             ("rds_csi_fenced_volumes", "counter"),
+            ("rds_csi_migrations", "gauge"),
+            ("rds_csi_migration_outcomes", "counter"),
             ("rds_csi_node_nvme_controllers", "gauge"),
             ("rds_csi_node_stale_mounts", "gauge"),
         ] {
@@ -368,6 +404,11 @@ mod tests {
             ("rds_csi_attachments", 2.0),
             ("rds_csi_fenced_nodes", 1.0),
             ("rds_csi_fenced_volumes_total", 3.0),
+            ("rds_csi_migrations", 1.0),
+            (
+                r#"rds_csi_migration_outcomes_total{outcome="completed"}"#,
+                1.0,
+            ),
             ("rds_csi_node_stale_mounts", 0.0),
             (r#"rds_csi_node_nvme_controllers{state="connecting"}"#, 1.0),
         ];

@@ -349,6 +349,7 @@ impl Migrating {
     }
 
     async fn announce(&self, t: &Tracked, failed: bool, kept: &str, removed: &[String]) {
+        crate::metrics::migration_outcome(if failed { "failed" } else { "completed" });
         let (migration, vmi) = (&t.window.migration, &t.window.vmi);
         let taken = if removed.is_empty() {
             String::new()
