@@ -1,11 +1,12 @@
 //! The controller's side of Kubernetes: watches of the API server and the reconcilers that act
 //! on them (`kubernetes.enabled`). Every replica keeps the registry of fenced nodes current, so
 //! that a publish to one is refused whichever replica serves it; the reconcilers that change
-//! things run in one replica at a time.
+//! things run only in the replica that holds the Lease ([`leader`]).
 
 mod events;
 pub mod fencing;
 pub mod health;
+pub mod leader;
 
 use std::fmt::Debug;
 use std::sync::Arc;
@@ -26,6 +27,7 @@ pub use events::Events;
 use crate::config::KubernetesConfig;
 use crate::controller::ControllerService;
 use fencing::{Fencing, Seen};
+use leader::{ApiLeases, Election, Elector, Timings};
 
 /// How long the first listing of every watched kind may take before the controller says so.
 const LIST_TIMEOUT: Duration = Duration::from_secs(60);
@@ -51,12 +53,13 @@ impl Stores {
     }
 }
 
-/// Runs the watches and reconcilers until the process ends. `config.enabled` is the caller's
-/// to check.
+/// Runs the watches and reconcilers until `shutdown` completes, then gives up the Lease if this
+/// replica holds it. `config.enabled` is the caller's to check.
 pub async fn run(
     config: KubernetesConfig,
     driver: String,
     controller: Arc<ControllerService>,
+    shutdown: impl Future<Output = ()>,
 ) -> anyhow::Result<()> {
     let client = Client::try_default().await.context(
         "kubernetes.enabled is set but no Kubernetes client can be set up (no KUBECONFIG, and \
@@ -87,23 +90,60 @@ pub async fn run(
     let instance = std::env::var("HOSTNAME").ok();
     let fencing = Fencing {
         events: Events::new(client.clone(), &driver, instance),
-        client,
+        client: client.clone(),
         driver: driver.clone(),
         controller: controller.clone(),
     };
     let grace = Duration::from_secs(config.lost_node_grace_seconds);
     let resync = Duration::from_secs(config.resync_seconds);
-    tracing::info!(driver, "watching the API server for lost nodes");
-    loop {
-        let seen = stores.seen();
-        controller
-            .fences()
-            .replace(fencing::fenced_nodes(&seen.nodes, &driver));
-        let plans = fencing::plan(&seen, &driver, jiff::Timestamp::now(), grace);
-        fencing.apply(&seen, plans).await;
-        // A change wakes the next pass; the resync catches a grace running out.
-        let _ = tokio::time::timeout(resync, changed.notified()).await;
+    let timings = Timings {
+        lease_duration: Duration::from_secs(config.lease_duration_seconds),
+        renew_deadline: Duration::from_secs(config.renew_deadline_seconds),
+        retry_period: Duration::from_secs(config.retry_period_seconds),
+    };
+    let lease = leader::lease_name(&driver);
+    let identity = leader::identity();
+    tracing::info!(
+        driver,
+        lease,
+        identity,
+        "watching the API server for lost nodes"
+    );
+    let (election, leadership) = Election::start(
+        ApiLeases::new(client, &config.namespace, lease),
+        Elector::new(identity, timings),
+        timings,
+    );
+    let reconcile = async {
+        let mut changes = leadership.clone();
+        loop {
+            let seen = stores.seen();
+            controller
+                .fences()
+                .replace(fencing::fenced_nodes(&seen.nodes, &driver));
+            if leadership.leading() {
+                let plans = fencing::plan(&seen, &driver, jiff::Timestamp::now(), grace);
+                // A replica that stops leading stops acting: the next leader plans afresh.
+                let mut lost = leadership.clone();
+                tokio::select! {
+                    () = fencing.apply(&seen, plans) => {}
+                    () = lost.lost() => tracing::warn!("lost the Lease; fencing pass stopped"),
+                }
+            }
+            // A change wakes the next pass; the resync catches a grace running out; a new
+            // leader acts at once.
+            tokio::select! {
+                _ = tokio::time::timeout(resync, changed.notified()) => {}
+                () = changes.changed() => {}
+            }
+        }
+    };
+    tokio::select! {
+        () = reconcile => {}
+        () = shutdown => {}
     }
+    election.resign().await;
+    Ok(())
 }
 
 /// A store of `api`'s objects, kept by a watch that retries with backoff; `changed` is told of

@@ -111,8 +111,20 @@ async fn serve(
 ) -> anyhow::Result<()> {
     let listener = Listener::bind(&ListenAddr::parse(endpoint)?)?;
     tracing::info!(endpoint = %listener, "serving CSI");
+    // SIGTERM is how Kubernetes stops a pod; SIGINT is a person's Ctrl-C.
     let interrupted = || async {
-        let _ = tokio::signal::ctrl_c().await;
+        use tokio::signal::unix::{SignalKind, signal};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = tokio::signal::ctrl_c() => {}
+                    _ = term.recv() => {}
+                }
+            }
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
     };
     let csi = async {
         listener.serve(driver.router(mode), interrupted()).await?;
@@ -130,16 +142,20 @@ async fn serve(
             .filter(|_| kubernetes.enabled && mode.serves_controller())
         {
             Some(controller) => {
-                rds_csi::kubernetes::run(kubernetes, driver.name().to_owned(), controller.clone())
-                    .await
+                rds_csi::kubernetes::run(
+                    kubernetes,
+                    driver.name().to_owned(),
+                    controller.clone(),
+                    interrupted(),
+                )
+                .await
             }
             None => Ok(()),
         }
     };
-    tokio::select! {
-        result = async { tokio::try_join!(csi, metrics) } => result.map(drop),
-        result = reconcilers => result,
-    }
+    // Each ends on the interrupt (the reconcilers after giving up their Lease); one failing
+    // stops the process.
+    tokio::try_join!(csi, metrics, reconcilers).map(drop)
 }
 
 async fn snapshot_schedule(args: rds_csi::schedule::Args) -> anyhow::Result<()> {

@@ -66,6 +66,7 @@ struct Metrics {
     command_errors: Family<VerbErrorLabels, Counter>,
     ssh_sessions: Family<SessionLabels, Gauge>,
     breaker: Gauge,
+    leader: Gauge,
 }
 
 static METRICS: LazyLock<Metrics> = LazyLock::new(|| {
@@ -77,6 +78,7 @@ static METRICS: LazyLock<Metrics> = LazyLock::new(|| {
         command_errors: Family::default(),
         ssh_sessions: Family::default(),
         breaker: Gauge::default(),
+        leader: Gauge::default(),
         registry: Registry::with_prefix("rds_csi"),
     };
     let registry = &mut metrics.registry;
@@ -117,8 +119,19 @@ static METRICS: LazyLock<Metrics> = LazyLock::new(|| {
         "The SSH circuit breaker: 0 closed, 1 half-open (one probe connection), 2 open (failing fast)",
         metrics.breaker.clone(),
     );
+    registry.register(
+        "leader",
+        "1 while this controller replica holds the Lease and runs the reconcilers that change \
+         things, else 0",
+        metrics.leader.clone(),
+    );
     metrics
 });
+
+/// Whether this replica leads the reconcilers (kubernetes::leader).
+pub(crate) fn leader(leading: bool) {
+    METRICS.leader.set(i64::from(leading));
+}
 
 /// Counts one finished CSI RPC.
 pub(crate) fn rpc(method: &'static str, code: tonic::Code, took: Duration) {
@@ -245,6 +258,7 @@ mod tests {
             ("rds_csi_routeros_command_errors", "counter"),
             ("rds_csi_ssh_sessions", "gauge"),
             ("rds_csi_ssh_circuit_breaker_state", "gauge"),
+            ("rds_csi_leader", "gauge"),
         ] {
             assert!(
                 text.contains(&format!("\n# TYPE {family} {kind}\n")),
