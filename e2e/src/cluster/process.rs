@@ -23,19 +23,50 @@ impl Process {
         env: &[(String, String)],
         logs: &Path,
     ) -> anyhow::Result<Process> {
+        Process::spawn_on_host(name, None, program, args, env, logs)
+    }
+
+    /// [`Process::spawn`], with `hostname` as its host name (a UTS namespace of its own, as a
+    /// pod's containers have): what client-go's leader election takes for its identity. Needs
+    /// root.
+    pub fn spawn_on_host(
+        name: &str,
+        hostname: Option<&str>,
+        program: &Path,
+        args: &[String],
+        env: &[(String, String)],
+        logs: &Path,
+    ) -> anyhow::Result<Process> {
         let log = logs.join(format!("{name}.log"));
         let file = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
             .open(&log)
             .map_err(|e| anyhow::anyhow!("opening {}: {e}", log.display()))?;
-        let child = tokio::process::Command::new(program)
+        let mut command = tokio::process::Command::new(program);
+        command
             .args(args)
             .envs(env.iter().map(|(k, v)| (k, v)))
             .stdin(Stdio::null())
             .stdout(file.try_clone()?)
             .stderr(file)
-            .kill_on_drop(true)
+            .kill_on_drop(true);
+        if let Some(hostname) = hostname {
+            let hostname = hostname.as_bytes().to_vec();
+            // SAFETY: between fork and exec the closure makes two system calls and touches only
+            // memory it owns, allocated before the fork.
+            unsafe {
+                command.pre_exec(move || {
+                    if libc::unshare(libc::CLONE_NEWUTS) != 0
+                        || libc::sethostname(hostname.as_ptr().cast(), hostname.len()) != 0
+                    {
+                        return Err(std::io::Error::last_os_error());
+                    }
+                    Ok(())
+                });
+            }
+        }
+        let child = command
             .spawn()
             .map_err(|e| anyhow::anyhow!("starting {name} ({}): {e}", program.display()))?;
         Ok(Process {

@@ -1,7 +1,8 @@
 //! The `cluster` target: rds-sim as the RDS, a real control plane, the chart installed with
-//! `helm install`, and the chart's pods run as processes — the controller Deployment's rds-csi and
-//! sidecars (external-provisioner, -attacher, -resizer, csi-snapshotter, with the chart's args and
-//! RBAC), the snapshot-controller beside them, and on each simulated node the DaemonSet's
+//! `helm install`, and the chart's pods run as processes — each replica of the controller
+//! Deployment's rds-csi and sidecars (external-provisioner, -attacher, -resizer, csi-snapshotter,
+//! with the chart's args and RBAC; each replica under its own host name, so their leader
+//! elections tell them apart), the snapshot-controller beside them, and on each simulated node the DaemonSet's
 //! `rds-csi node` (loop fabric: no NVMe/TCP initiator on this host) under a kubelet stand-in.
 
 use std::path::{Path, PathBuf};
@@ -52,13 +53,21 @@ pub struct ClusterNode {
     pod: LocalPod,
 }
 
+/// One replica of the chart's controller Deployment.
+pub struct ControllerReplica {
+    /// Its pod name: its processes' host name, so the start of the holder identity of every
+    /// Lease it holds (the sidecars' and the driver's own).
+    pub name: String,
+    pod: LocalPod,
+}
+
 /// A running cluster target.
 pub struct ClusterTarget {
     helm: Helm,
     rds: SimRds,
     control_plane: ControlPlane,
     snapshot_controller: Process,
-    controller: LocalPod,
+    controllers: Vec<ControllerReplica>,
     pub nodes: Vec<ClusterNode>,
     values: ChartValues,
     dir: tempfile::TempDir,
@@ -116,44 +125,53 @@ impl ClusterTarget {
 
         let images = |image: &str| image_binary(&tools, rds_csi, image);
         let controller_spec = pod_spec::<Deployment>(&client, "controller").await?;
-        let key_file = controller_key_file(&client, dir.path()).await?;
-        let controller_dir = dir.path().join("controller");
+        let key_name = controller_key_name(&client).await?;
         let controller_kubeconfig = control_plane
             .service_account_kubeconfig(NAMESPACE, &service_account(&controller_spec)?)
             .await?;
-        let controller_env = |container: &str| {
-            if container != DRIVER_CONTAINER {
-                return Vec::new();
-            }
+        // As many replicas as the Deployment asks for, each with its own directories, ports and
+        // host name, as pods on different nodes would have.
+        let mut controllers = Vec::new();
+        for index in 0..controller_replicas(&client).await? {
+            let name = format!("{RELEASE}-controller-{index}");
+            let replica_dir = dir.path().join(format!("controller-{index}"));
             // config.toml names the key where the pod mounts it; here it is in the volume's dir.
-            // The in-cluster configuration of a pod is its ServiceAccount's kubeconfig here.
-            vec![
-                (
-                    "RDS_CSI_RDS_PRIVATE_KEY_FILE".to_owned(),
-                    key_file.display().to_string(),
-                ),
-                (
-                    "KUBECONFIG".to_owned(),
-                    controller_kubeconfig.display().to_string(),
-                ),
-            ]
-        };
-        let controller = LocalPod::start(
-            "controller",
-            &controller_spec,
-            &PodContext {
-                client: client.clone(),
-                namespace: NAMESPACE,
-                node_name: "",
-                kubeconfig: Some(&controller_kubeconfig),
-                image: &images,
-                extra_env: &controller_env,
-                kubelet_dir: None,
-            },
-            &controller_dir,
-            &logs,
-        )
-        .await?;
+            let key_file = replica_dir.join("volumes").join("config").join(&key_name);
+            let controller_env = |container: &str| {
+                if container != DRIVER_CONTAINER {
+                    return Vec::new();
+                }
+                // The in-cluster configuration of a pod is its ServiceAccount's kubeconfig here.
+                vec![
+                    (
+                        "RDS_CSI_RDS_PRIVATE_KEY_FILE".to_owned(),
+                        key_file.display().to_string(),
+                    ),
+                    (
+                        "KUBECONFIG".to_owned(),
+                        controller_kubeconfig.display().to_string(),
+                    ),
+                ]
+            };
+            let pod = LocalPod::start(
+                &format!("controller-{index}"),
+                &controller_spec,
+                &PodContext {
+                    client: client.clone(),
+                    namespace: NAMESPACE,
+                    node_name: "",
+                    pod_name: Some(&name),
+                    kubeconfig: Some(&controller_kubeconfig),
+                    image: &images,
+                    extra_env: &controller_env,
+                    kubelet_dir: None,
+                },
+                &replica_dir,
+                &logs,
+            )
+            .await?;
+            controllers.push(ControllerReplica { name, pod });
+        }
 
         let node_spec = pod_spec::<DaemonSet>(&client, "node").await?;
         let loop_root = dir.path().join("rds").join("files");
@@ -192,6 +210,7 @@ impl ClusterTarget {
                     client: client.clone(),
                     namespace: NAMESPACE,
                     node_name: name,
+                    pod_name: None,
                     kubeconfig: None,
                     image: &images,
                     extra_env: &node_env,
@@ -223,7 +242,7 @@ impl ClusterTarget {
             rds,
             control_plane,
             snapshot_controller,
-            controller,
+            controllers,
             nodes,
             values,
             dir,
@@ -264,10 +283,29 @@ impl ClusterTarget {
         self.control_plane.admin_kubeconfig()
     }
 
+    /// The controller replicas still running.
+    pub fn controllers(&self) -> &[ControllerReplica] {
+        &self.controllers
+    }
+
+    /// Kills every process of the controller replica `name` (SIGKILL: a crash, or its node lost
+    /// with it), as a pod that is gone for good: it is not started again.
+    pub async fn kill_controller(&mut self, name: &str) -> anyhow::Result<()> {
+        let index = self
+            .controllers
+            .iter()
+            .position(|c| c.name == name)
+            .with_context(|| format!("no controller replica {name} is running"))?;
+        self.controllers.remove(index).pod.stop().await;
+        Ok(())
+    }
+
     /// Fails, quoting the log, when one of the chart's processes has exited.
     pub fn check_running(&mut self) -> anyhow::Result<()> {
         self.snapshot_controller.check_running()?;
-        self.controller.check_running()?;
+        for controller in &mut self.controllers {
+            controller.pod.check_running()?;
+        }
         self.nodes
             .iter_mut()
             .try_for_each(|node| node.pod.check_running())
@@ -279,7 +317,9 @@ impl ClusterTarget {
             node.kubelet.stop().await;
             node.pod.stop().await;
         }
-        self.controller.stop().await;
+        for controller in self.controllers {
+            controller.pod.stop().await;
+        }
         self.snapshot_controller.stop().await;
         self.control_plane.shutdown().await;
         self.rds.shutdown().await;
@@ -394,23 +434,29 @@ async fn driver_name(client: &Client) -> anyhow::Result<String> {
         .context("the chart's config.toml has no driverName")
 }
 
-/// Where the controller pod's SSH key is on this host: config.toml names it under the pod's
-/// `config` volume, whose files are in `<dir>/controller/volumes/config`.
-async fn controller_key_file(client: &Client, dir: &Path) -> anyhow::Result<PathBuf> {
+/// The file name of the controller's SSH key: config.toml names it under the pod's `config`
+/// volume.
+async fn controller_key_name(client: &Client) -> anyhow::Result<std::ffi::OsString> {
     let config = chart_config(client).await?;
     let file = config
         .get("rds")
         .and_then(|rds| rds.get("privateKeyFile"))
         .and_then(toml::Value::as_str)
         .context("the chart's config.toml has no rds.privateKeyFile")?;
-    let name = Path::new(file)
+    Path::new(file)
         .file_name()
-        .context("rds.privateKeyFile names no file")?;
-    Ok(dir
-        .join("controller")
-        .join("volumes")
-        .join("config")
-        .join(name))
+        .map(ToOwned::to_owned)
+        .context("rds.privateKeyFile names no file")
+}
+
+/// The replicas of the chart's controller Deployment (Kubernetes' default: 1).
+async fn controller_replicas(client: &Client) -> anyhow::Result<i32> {
+    let name = format!("{RELEASE}-controller");
+    let deployment = Api::<Deployment>::namespaced(client.clone(), NAMESPACE)
+        .get(&name)
+        .await
+        .with_context(|| format!("reading the chart's {name}"))?;
+    Ok(deployment.spec.and_then(|s| s.replicas).unwrap_or(1))
 }
 
 /// A channel to the node plugin's socket, once it serves.
