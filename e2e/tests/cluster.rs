@@ -18,6 +18,9 @@ use rds_e2e::cluster::target::{ClusterError, ClusterTarget, NODES};
 use rds_e2e::config::Settings;
 use rds_e2e::sim_rds::{BASE_DIR, POOL};
 
+#[path = "cluster/failover.rs"]
+mod failover;
+
 /// The chart's default StorageClass (xfs, as the cluster target installs it: mkfs.xfs wants at
 /// least 300 MiB) and VolumeSnapshotClass names.
 const STORAGE_CLASS: &str = "rds-nvme";
@@ -38,6 +41,10 @@ fn main() {
         trial(
             "cluster: raw block PVC published as a device, written and read back, deleted: nothing left",
             raw_block,
+        ),
+        trial(
+            "cluster: controller replicas fail over: leaders killed mid-burst, every PVC bound, one disk each, the driver's Lease moves",
+            failover::controller_failover,
         ),
     ];
     rds_e2e::suite::run(trials)

@@ -59,6 +59,17 @@ pub struct ControllerReplica {
     /// Lease it holds (the sidecars' and the driver's own).
     pub name: String,
     pod: LocalPod,
+    /// `<logs>/controller-<n>-`: a container's log is this and `<container>.log`.
+    log_prefix: PathBuf,
+}
+
+impl ControllerReplica {
+    /// The log of its container `container`.
+    pub fn log(&self, container: &str) -> PathBuf {
+        let mut path = self.log_prefix.clone().into_os_string();
+        path.push(format!("{container}.log"));
+        path.into()
+    }
 }
 
 /// A running cluster target.
@@ -68,6 +79,7 @@ pub struct ClusterTarget {
     control_plane: ControlPlane,
     snapshot_controller: Process,
     controllers: Vec<ControllerReplica>,
+    replicas: ReplicaSet,
     pub nodes: Vec<ClusterNode>,
     values: ChartValues,
     dir: tempfile::TempDir,
@@ -123,55 +135,23 @@ impl ClusterTarget {
         values.set("storageClass.fsType", "xfs");
         helm.install(&admin, RELEASE, NAMESPACE, &values)?;
 
-        let images = |image: &str| image_binary(&tools, rds_csi, image);
         let controller_spec = pod_spec::<Deployment>(&client, "controller").await?;
-        let key_name = controller_key_name(&client).await?;
-        let controller_kubeconfig = control_plane
-            .service_account_kubeconfig(NAMESPACE, &service_account(&controller_spec)?)
-            .await?;
-        // As many replicas as the Deployment asks for, each with its own directories, ports and
-        // host name, as pods on different nodes would have.
+        let mut replicas = ReplicaSet {
+            key_name: controller_key_name(&client).await?,
+            kubeconfig: control_plane
+                .service_account_kubeconfig(NAMESPACE, &service_account(&controller_spec)?)
+                .await?,
+            spec: controller_spec,
+            client: client.clone(),
+            tools,
+            rds_csi: rds_csi.to_path_buf(),
+            started: 0,
+        };
         let mut controllers = Vec::new();
-        for index in 0..controller_replicas(&client).await? {
-            let name = format!("{RELEASE}-controller-{index}");
-            let replica_dir = dir.path().join(format!("controller-{index}"));
-            // config.toml names the key where the pod mounts it; here it is in the volume's dir.
-            let key_file = replica_dir.join("volumes").join("config").join(&key_name);
-            let controller_env = |container: &str| {
-                if container != DRIVER_CONTAINER {
-                    return Vec::new();
-                }
-                // The in-cluster configuration of a pod is its ServiceAccount's kubeconfig here.
-                vec![
-                    (
-                        "RDS_CSI_RDS_PRIVATE_KEY_FILE".to_owned(),
-                        key_file.display().to_string(),
-                    ),
-                    (
-                        "KUBECONFIG".to_owned(),
-                        controller_kubeconfig.display().to_string(),
-                    ),
-                ]
-            };
-            let pod = LocalPod::start(
-                &format!("controller-{index}"),
-                &controller_spec,
-                &PodContext {
-                    client: client.clone(),
-                    namespace: NAMESPACE,
-                    node_name: "",
-                    pod_name: Some(&name),
-                    kubeconfig: Some(&controller_kubeconfig),
-                    image: &images,
-                    extra_env: &controller_env,
-                    kubelet_dir: None,
-                },
-                &replica_dir,
-                &logs,
-            )
-            .await?;
-            controllers.push(ControllerReplica { name, pod });
+        for _ in 0..controller_replicas(&client).await? {
+            controllers.push(replicas.start(dir.path()).await?);
         }
+        let images = |image: &str| image_binary(&replicas.tools, rds_csi, image);
 
         let node_spec = pod_spec::<DaemonSet>(&client, "node").await?;
         let loop_root = dir.path().join("rds").join("files");
@@ -243,6 +223,7 @@ impl ClusterTarget {
             control_plane,
             snapshot_controller,
             controllers,
+            replicas,
             nodes,
             values,
             dir,
@@ -300,6 +281,14 @@ impl ClusterTarget {
         Ok(())
     }
 
+    /// Starts one more controller replica, as the ReplicaSet controller replaces a pod that is
+    /// gone; its name is new.
+    pub async fn replace_controller(&mut self) -> anyhow::Result<&ControllerReplica> {
+        let replica = self.replicas.start(self.dir.path()).await?;
+        self.controllers.push(replica);
+        Ok(self.controllers.last().expect("just pushed"))
+    }
+
     /// Fails, quoting the log, when one of the chart's processes has exited.
     pub fn check_running(&mut self) -> anyhow::Result<()> {
         self.snapshot_controller.check_running()?;
@@ -326,6 +315,75 @@ impl ClusterTarget {
         for problem in super::leftovers::release(self.dir.path()) {
             eprintln!("cluster target: {problem}");
         }
+    }
+}
+
+/// What starts a replica of the controller Deployment: the ReplicaSet controller's part (there is
+/// no kubelet to run the pods it makes). Each replica has its own directories, ports and host
+/// name, as pods on different nodes would have.
+struct ReplicaSet {
+    spec: PodSpec,
+    client: Client,
+    /// A kubeconfig of the pod's ServiceAccount: the in-cluster configuration of a pod.
+    kubeconfig: PathBuf,
+    /// The SSH key's file name in the pod's `config` volume.
+    key_name: std::ffi::OsString,
+    tools: GoTools,
+    rds_csi: PathBuf,
+    started: usize,
+}
+
+impl ReplicaSet {
+    /// Starts replica `<release>-controller-<n>` under `dir/controller-<n>`, logging into
+    /// `dir/logs`.
+    async fn start(&mut self, dir: &Path) -> anyhow::Result<ControllerReplica> {
+        let index = self.started;
+        self.started += 1;
+        let name = format!("{RELEASE}-controller-{index}");
+        let pod_dir_name = format!("controller-{index}");
+        let replica_dir = dir.join(&pod_dir_name);
+        // config.toml names the key where the pod mounts it; here it is in the volume's dir.
+        let key_file = replica_dir
+            .join("volumes")
+            .join("config")
+            .join(&self.key_name);
+        let env = |container: &str| {
+            if container != DRIVER_CONTAINER {
+                return Vec::new();
+            }
+            vec![
+                (
+                    "RDS_CSI_RDS_PRIVATE_KEY_FILE".to_owned(),
+                    key_file.display().to_string(),
+                ),
+                (
+                    "KUBECONFIG".to_owned(),
+                    self.kubeconfig.display().to_string(),
+                ),
+            ]
+        };
+        let pod = LocalPod::start(
+            &pod_dir_name,
+            &self.spec,
+            &PodContext {
+                client: self.client.clone(),
+                namespace: NAMESPACE,
+                node_name: "",
+                pod_name: Some(&name),
+                kubeconfig: Some(&self.kubeconfig),
+                image: &|image: &str| image_binary(&self.tools, &self.rds_csi, image),
+                extra_env: &env,
+                kubelet_dir: None,
+            },
+            &replica_dir,
+            &dir.join("logs"),
+        )
+        .await?;
+        Ok(ControllerReplica {
+            name,
+            pod,
+            log_prefix: dir.join("logs").join(format!("{pod_dir_name}-")),
+        })
     }
 }
 
