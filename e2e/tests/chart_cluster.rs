@@ -484,12 +484,32 @@ const NOT_GRANTED: &[(&str, &str, &str)] = &[
 const GROUP_SNAPSHOTS: &str = "groupsnapshot.storage.k8s.io";
 
 /// What the chart grants beyond the upstream RBAC files: (group, resource, verbs, why).
-const GRANTED_BEYOND_UPSTREAM: &[(&str, &str, &[&str], &str)] = &[(
-    "storage.k8s.io",
-    "volumeattributesclasses",
-    &["get", "list", "watch"],
-    "the provisioner reads the VolumeAttributesClass a PVC names (GA since Kubernetes 1.34)",
-)];
+const GRANTED_BEYOND_UPSTREAM: &[(&str, &str, &[&str], &str)] = &[
+    (
+        "storage.k8s.io",
+        "volumeattributesclasses",
+        &["get", "list", "watch"],
+        "the provisioner reads the VolumeAttributesClass a PVC names (GA since Kubernetes 1.34)",
+    ),
+    (
+        "",
+        "nodes",
+        &["patch"],
+        "the driver's fencing records a fence in a lost Node's annotations",
+    ),
+    (
+        "storage.k8s.io",
+        "volumeattachments",
+        &["delete"],
+        "the driver's fencing deletes a fenced node's stale VolumeAttachments",
+    ),
+    (
+        "events.k8s.io",
+        "events",
+        &["create", "patch"],
+        "the driver's reconcilers record Events",
+    ),
+];
 
 /// The controller's ServiceAccount may do everything its sidecars' upstream RBAC grants
 /// (cluster-wide for ClusterRoles, in the release namespace for Roles, i.e. leader election),

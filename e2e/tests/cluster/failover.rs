@@ -39,6 +39,12 @@ fn takeover_bound() -> Duration {
     Duration::from_secs(config.lease_duration_seconds + 2 * config.retry_period_seconds)
 }
 
+/// What is left at `now` of the documented bound for a takeover after a kill at `killed`, with
+/// this machine's tolerance.
+fn left_of_bound(killed: Instant) -> Duration {
+    (killed + takeover_bound() + TOLERANCE).saturating_duration_since(Instant::now())
+}
+
 /// The Lease name csi-lib-utils gives a sidecar's election for `driver` (its `sanitizeName`):
 /// the external-provisioner's.
 fn provisioner_lease(driver: &str) -> String {
@@ -188,14 +194,9 @@ pub fn controller_failover(cluster: &mut ClusterTarget) -> CaseFuture<'_> {
             replica(&provisioning_now)
         );
         if leading == provisioning {
-            held_by(
-                &leases,
-                &ours,
-                &[&survivor],
-                (killed + takeover_bound() + TOLERANCE).saturating_duration_since(Instant::now()),
-            )
-            .await
-            .context("the driver's Lease did not move to the surviving replica in time")?;
+            held_by(&leases, &ours, &[&survivor], left_of_bound(killed))
+                .await
+                .context("the driver's Lease did not move to the surviving replica in time")?;
         }
         cluster.sim().inject(&Fault::Clear)?;
 
@@ -206,14 +207,9 @@ pub fn controller_failover(cluster: &mut ClusterTarget) -> CaseFuture<'_> {
         ensure!(held_by(&leases, &ours, &[&survivor], WAIT).await? == survivor);
         let killed = Instant::now();
         cluster.kill_controller(&survivor).await?;
-        held_by(
-            &leases,
-            &ours,
-            &[&fresh],
-            (killed + takeover_bound() + TOLERANCE).saturating_duration_since(Instant::now()),
-        )
-        .await
-        .context("the driver's Lease did not move to the replacement replica in time")?;
+        held_by(&leases, &ours, &[&fresh], left_of_bound(killed))
+            .await
+            .context("the driver's Lease did not move to the replacement replica in time")?;
 
         // The new leader's reconcilers act: a fence recorded on a Ready node with nothing
         // attached to it is lifted.

@@ -120,6 +120,23 @@ fn elector(name: &str) -> Elector {
     Elector::new(name.to_owned(), TIMINGS)
 }
 
+/// A Lease and replicas `a` and `b` competing for it.
+fn two_replicas() -> (Fake, (Replica, Elector), (Replica, Elector)) {
+    let fake = Fake::default();
+    let (a, b) = (
+        (fake.replica(), elector("a")),
+        (fake.replica(), elector("b")),
+    );
+    (fake, a, b)
+}
+
+/// Replica `c` takes the Lease between the next read and write of it.
+fn taken_by_c_meanwhile(fake: &Fake) {
+    fake.store().interloper = Some(Box::new(|lease| {
+        lease.spec.as_mut().unwrap().holder_identity = Some("c".into());
+    }));
+}
+
 fn wall() -> Timestamp {
     Timestamp::from_second(1_800_000_000).unwrap()
 }
@@ -130,9 +147,7 @@ fn secs(n: f64) -> Duration {
 
 #[tokio::test]
 async fn a_free_lease_is_taken_and_a_held_one_waits_for_the_lease_duration_unchanged() {
-    let fake = Fake::default();
-    let (a, b) = (fake.replica(), fake.replica());
-    let (mut first, mut second) = (elector("a"), elector("b"));
+    let (fake, (a, mut first), (b, mut second)) = two_replicas();
     let t0 = Instant::now();
 
     assert!(first.attempt(&a, t0, wall()).await.unwrap());
@@ -158,9 +173,7 @@ async fn a_free_lease_is_taken_and_a_held_one_waits_for_the_lease_duration_uncha
 
 #[tokio::test]
 async fn a_leader_that_cannot_renew_stops_before_anyone_can_take_over() {
-    let fake = Fake::default();
-    let (a, b) = (fake.replica(), fake.replica());
-    let (mut first, mut second) = (elector("a"), elector("b"));
+    let (fake, (a, mut first), (b, mut second)) = two_replicas();
     let t0 = Instant::now();
     let mut taken_over = None;
     // Every 100 ms for a minute: the first tries every 2 s from 0, the second every 2 s from
@@ -193,17 +206,13 @@ async fn a_leader_that_cannot_renew_stops_before_anyone_can_take_over() {
 
 #[tokio::test]
 async fn of_two_replicas_racing_for_the_lease_only_one_wins() {
-    let fake = Fake::default();
-    let (a, b) = (fake.replica(), fake.replica());
-    let (mut first, mut second) = (elector("a"), elector("b"));
+    let (fake, (a, mut first), (b, mut second)) = two_replicas();
     let t0 = Instant::now();
     assert!(first.attempt(&a, t0, wall()).await.unwrap());
     assert!(!second.attempt(&b, t0, wall()).await.unwrap());
     // The lease has expired for the second; between its read and its write a third replica
     // takes it: the write carries the version read, and is refused.
-    fake.store().interloper = Some(Box::new(|lease| {
-        lease.spec.as_mut().unwrap().holder_identity = Some("c".into());
-    }));
+    taken_by_c_meanwhile(&fake);
     assert!(!second.attempt(&b, t0 + secs(15.0), wall()).await.unwrap());
     assert!(!second.leading(t0 + secs(15.0)));
     assert_eq!(fake.holder().as_deref(), Some("c"));
@@ -213,18 +222,14 @@ async fn of_two_replicas_racing_for_the_lease_only_one_wins() {
     let a = fake.replica();
     let mut first = elector("a");
     assert!(first.attempt(&a, t0, wall()).await.unwrap());
-    fake.store().interloper = Some(Box::new(|lease| {
-        lease.spec.as_mut().unwrap().holder_identity = Some("c".into());
-    }));
+    taken_by_c_meanwhile(&fake);
     assert!(!first.attempt(&a, t0 + secs(2.0), wall()).await.unwrap());
     assert!(!first.leading(t0 + secs(2.0)));
 }
 
 #[tokio::test]
 async fn a_released_lease_is_taken_at_once() {
-    let fake = Fake::default();
-    let (a, b) = (fake.replica(), fake.replica());
-    let (mut first, mut second) = (elector("a"), elector("b"));
+    let (fake, (a, mut first), (b, mut second)) = two_replicas();
     let t0 = Instant::now();
     assert!(first.attempt(&a, t0, wall()).await.unwrap());
     assert!(!second.attempt(&b, t0 + secs(1.0), wall()).await.unwrap());
