@@ -137,6 +137,23 @@ impl LocalPod {
         }
     }
 
+    /// Stops every container as kubelet deletes a pod: SIGTERM to all at once, then each may take
+    /// `grace` to exit. Returns each process's name and exit status.
+    pub async fn terminate(
+        self,
+        grace: std::time::Duration,
+    ) -> anyhow::Result<Vec<(String, std::process::ExitStatus)>> {
+        for process in &self.processes {
+            process.terminate()?;
+        }
+        let mut statuses = Vec::new();
+        for process in self.processes {
+            let name = process.name().to_owned();
+            statuses.push((name, process.exited(grace).await?));
+        }
+        Ok(statuses)
+    }
+
     /// The container's args with its paths and ports made this host's.
     fn args(&self, container: &Container, context: &PodContext<'_>) -> anyhow::Result<Vec<String>> {
         let mounts = self.mounts(container);

@@ -2,7 +2,7 @@
 //! to a log file, it is killed when dropped, and a failure quotes the end of its log.
 
 use std::path::{Path, PathBuf};
-use std::process::Stdio;
+use std::process::{ExitStatus, Stdio};
 
 /// How much of a log a failure message quotes.
 const LOG_TAIL: usize = 4000;
@@ -96,6 +96,39 @@ impl Process {
     /// Stops it (SIGKILL) and waits for it to be reaped.
     pub async fn stop(mut self) {
         let _ = self.child.kill().await;
+    }
+
+    /// Asks it to stop (SIGTERM, as kubelet stops a container) without waiting.
+    pub fn terminate(&self) -> anyhow::Result<()> {
+        let pid = self
+            .child
+            .id()
+            .ok_or_else(|| anyhow::anyhow!("{} has exited already", self.name))?;
+        let pid = i32::try_from(pid)?;
+        // SAFETY: kill(2) on our own child's pid, which is not reaped yet (we hold the Child).
+        if unsafe { libc::kill(pid, libc::SIGTERM) } != 0 {
+            anyhow::bail!(
+                "SIGTERM to {}: {}",
+                self.name,
+                std::io::Error::last_os_error()
+            );
+        }
+        Ok(())
+    }
+
+    /// Waits, at most `grace`, for it to exit, then kills it (kubelet's terminationGracePeriod).
+    pub async fn exited(mut self, grace: std::time::Duration) -> anyhow::Result<ExitStatus> {
+        match tokio::time::timeout(grace, self.child.wait()).await {
+            Ok(status) => Ok(status?),
+            Err(_) => {
+                let _ = self.child.kill().await;
+                anyhow::bail!(
+                    "{} did not exit within {grace:?} of SIGTERM; {}",
+                    self.name,
+                    self.log_tail()
+                )
+            }
+        }
     }
 }
 

@@ -281,6 +281,34 @@ impl ClusterTarget {
         Ok(())
     }
 
+    /// Deletes the controller replica `name` as kubelet deletes a pod: SIGTERM to its containers,
+    /// up to 30 seconds (Kubernetes' default grace period) to exit. Fails unless its rds-csi
+    /// exits successfully.
+    pub async fn stop_controller(&mut self, name: &str) -> anyhow::Result<()> {
+        let index = self
+            .controllers
+            .iter()
+            .position(|c| c.name == name)
+            .with_context(|| format!("no controller replica {name} is running"))?;
+        let replica = self.controllers.remove(index);
+        let driver_log = replica.log(DRIVER_CONTAINER);
+        let statuses = replica
+            .pod
+            .terminate(std::time::Duration::from_secs(30))
+            .await?;
+        let driver = statuses
+            .iter()
+            .find(|(process, _)| process.ends_with(&format!("-{DRIVER_CONTAINER}")))
+            .with_context(|| format!("{name} ran no {DRIVER_CONTAINER}"))?;
+        anyhow::ensure!(
+            driver.1.success(),
+            "{name}'s rds-csi exited with {} on SIGTERM; {}",
+            driver.1,
+            super::process::log_tail(&driver_log)
+        );
+        Ok(())
+    }
+
     /// Starts one more controller replica, as the ReplicaSet controller replaces a pod that is
     /// gone; its name is new.
     pub async fn replace_controller(&mut self) -> anyhow::Result<&ControllerReplica> {

@@ -1,7 +1,8 @@
 //! Two controller replicas: the one whose external-provisioner leads dies in the middle of a
 //! burst of creates, and later the one whose rds-csi holds the driver's Lease. Every claim binds,
 //! the RDS holds one disk per PV and nothing else, and the driver's Lease moves to a live replica
-//! within its documented bound, whose reconcilers then act.
+//! within its documented bound, whose reconcilers then act; a replica stopped cleanly gives the
+//! Lease up, so the next takes it at once.
 
 use std::collections::BTreeSet;
 use std::time::Duration;
@@ -79,6 +80,12 @@ async fn held_by(
     candidates: &[&str],
     within: Duration,
 ) -> anyhow::Result<String> {
+    let now = leases.get_opt(name).await?;
+    if let Some(held) = now.as_ref().and_then(replica)
+        && candidates.contains(&held)
+    {
+        return Ok(held.to_owned());
+    }
     let what = format!("one of {candidates:?} holds it");
     let lease = objects::wait_within(within, leases.clone(), name, &what, |l: Option<&Lease>| {
         l.and_then(replica).is_some_and(|r| candidates.contains(&r))
@@ -174,6 +181,13 @@ pub fn controller_failover(cluster: &mut ClusterTarget) -> CaseFuture<'_> {
              with {bound} of {BURST} claims bound"
         );
 
+        // The same replica's rds-csi led too: its Lease moves within the bound, while the burst
+        // goes on.
+        if leading == provisioning {
+            held_by(&leases, &ours, &[&survivor], left_of_bound(killed))
+                .await
+                .context("the driver's Lease did not move to the surviving replica in time")?;
+        }
         let mut handles = BTreeSet::new();
         for claim in &claims {
             let volume = objects::bound_volume(&client, claim).await?;
@@ -193,11 +207,6 @@ pub fn controller_failover(cluster: &mut ClusterTarget) -> CaseFuture<'_> {
             "the provisioner's Lease is {:?}'s, not the survivor's",
             replica(&provisioning_now)
         );
-        if leading == provisioning {
-            held_by(&leases, &ours, &[&survivor], left_of_bound(killed))
-                .await
-                .context("the driver's Lease did not move to the surviving replica in time")?;
-        }
         cluster.sim().inject(&Fault::Clear)?;
 
         // The Deployment replaces the lost pod; then the driver's Lease holder dies too.
@@ -234,6 +243,23 @@ pub fn controller_failover(cluster: &mut ClusterTarget) -> CaseFuture<'_> {
             },
         )
         .await?;
+
+        // A clean stop gives the Lease up: the next standby takes it at its next try, long
+        // before the lease duration would have run out.
+        let standby = cluster.replace_controller().await?;
+        let (standby, standby_log) = (standby.name.clone(), standby.log("rds-csi"));
+        electing(&standby_log).await?;
+        let stopped = Instant::now();
+        cluster.stop_controller(&fresh).await?;
+        let retry = Duration::from_secs(KubernetesConfig::default().retry_period_seconds);
+        held_by(
+            &leases,
+            &ours,
+            &[&standby],
+            (stopped + retry + TOLERANCE).saturating_duration_since(Instant::now()),
+        )
+        .await
+        .context("the Lease given up on SIGTERM was not taken at the standby's next try")?;
 
         let claims: Vec<&str> = claims.iter().map(String::as_str).collect();
         delete_claims(cluster, &claims).await
