@@ -61,6 +61,7 @@ pub async fn run(
     controller: Arc<ControllerService>,
     shutdown: impl Future<Output = ()>,
 ) -> anyhow::Result<()> {
+    let mut shutdown = std::pin::pin!(shutdown);
     let client = Client::try_default().await.context(
         "kubernetes.enabled is set but no Kubernetes client can be set up (no KUBECONFIG, and \
          not running in a pod?)",
@@ -80,8 +81,11 @@ pub async fn run(
         stores.claims.wait_until_ready().await?;
         stores.volumes.wait_until_ready().await
     };
-    tokio::time::timeout(LIST_TIMEOUT, ready)
-        .await
+    let listed = tokio::select! {
+        listed = tokio::time::timeout(LIST_TIMEOUT, ready) => listed,
+        () = &mut shutdown => return Ok(()),
+    };
+    listed
         .context(
             "the first listing of Nodes, VolumeAttachments, Pods, claims and PVs did not finish \
              in a minute: check the controller's RBAC (the chart's <release>-driver ClusterRole)",
@@ -140,7 +144,7 @@ pub async fn run(
     };
     tokio::select! {
         () = reconcile => {}
-        () = shutdown => {}
+        () = &mut shutdown => {}
     }
     election.resign().await;
     Ok(())

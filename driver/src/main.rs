@@ -1,5 +1,6 @@
 //! `rds-csi`: the CSI plugin binary.
 
+use anyhow::Context;
 use clap::{Parser, Subcommand, ValueEnum};
 use rds_csi::config::{Config, KubernetesConfig};
 use rds_csi::grpc::{ListenAddr, Listener};
@@ -111,21 +112,23 @@ async fn serve(
 ) -> anyhow::Result<()> {
     let listener = Listener::bind(&ListenAddr::parse(endpoint)?)?;
     tracing::info!(endpoint = %listener, "serving CSI");
-    // SIGTERM is how Kubernetes stops a pod; SIGINT is a person's Ctrl-C.
-    let interrupted = || async {
-        use tokio::signal::unix::{SignalKind, signal};
-        match signal(SignalKind::terminate()) {
-            Ok(mut term) => {
-                tokio::select! {
-                    _ = tokio::signal::ctrl_c() => {}
-                    _ = term.recv() => {}
-                }
+    // SIGTERM is how Kubernetes stops a pod; SIGINT is a person's Ctrl-C. One listener, set up
+    // before anything starts, so that a signal during start-up is not missed by a part that
+    // starts listening later.
+    let stop = tokio_util::sync::CancellationToken::new();
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .context("listening for SIGTERM")?;
+    tokio::spawn({
+        let stop = stop.clone();
+        async move {
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => {}
+                _ = term.recv() => {}
             }
-            Err(_) => {
-                let _ = tokio::signal::ctrl_c().await;
-            }
+            stop.cancel();
         }
-    };
+    });
+    let interrupted = || stop.clone().cancelled_owned();
     let csi = async {
         listener.serve(driver.router(mode), interrupted()).await?;
         anyhow::Ok(())
