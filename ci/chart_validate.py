@@ -19,7 +19,7 @@ import yaml
 CLUSTER_SCOPED = {"CSIDriver", "StorageClass", "ClusterRole", "ClusterRoleBinding", "VolumeSnapshotClass"}
 NAMESPACED = {
     "ServiceAccount", "ConfigMap", "Secret", "Service", "Deployment", "DaemonSet", "CronJob",
-    "Role", "RoleBinding", "ServiceMonitor",
+    "Role", "RoleBinding", "ServiceMonitor", "PodDisruptionBudget",
 }
 
 

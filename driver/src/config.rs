@@ -37,9 +37,12 @@
 //! | `node.nrIoQueues` | `RDS_CSI_NODE_NR_IO_QUEUES` | (unset) | NVMe/TCP I/O queues per controller; unset: one per CPU; a StorageClass's `nrIoQueues` overrides it |
 //! | `metrics.listen` | `RDS_CSI_METRICS_LISTEN` | (unset) | IP address and port (`0.0.0.0:9808`) where the controller and the node plugin serve Prometheus metrics over HTTP at `/metrics` (docs/operations.md, "Metrics"); unset: no metrics endpoint |
 //! | `kubernetes.enabled` | `RDS_CSI_KUBERNETES_ENABLED` | `false` | the controller watches the API server (its ServiceAccount in a pod, else `KUBECONFIG`) and runs its reconcilers: fencing lost nodes (docs/operations.md, "Node failure and fencing"); the chart sets it |
-//! | `kubernetes.namespace` | `RDS_CSI_KUBERNETES_NAMESPACE` | `kube-system` | the driver's own namespace: Events about the driver itself |
+//! | `kubernetes.namespace` | `RDS_CSI_KUBERNETES_NAMESPACE` | `kube-system` | the driver's own namespace: the controller replicas' Lease, and Events about the driver itself |
 //! | `kubernetes.lostNodeGraceSeconds` | `RDS_CSI_KUBERNETES_LOST_NODE_GRACE_SECONDS` | `30` | how long a Node must have been NotReady or Unknown before the controller fences it and lets its volumes move (a Node with the `node.kubernetes.io/out-of-service` taint, or deleted, is fenced at once) |
 //! | `kubernetes.resyncSeconds` | `RDS_CSI_KUBERNETES_RESYNC_SECONDS` | `10` | the reconcilers look again this often even without a change from the API server (a Node's grace running out is not an event) |
+//! | `kubernetes.leaseDurationSeconds` | `RDS_CSI_KUBERNETES_LEASE_DURATION_SECONDS` | `15` | controller replicas elect one leader for the reconcilers that change things, on the Lease `<driverName, dots as dashes>-controller` in `kubernetes.namespace`: a leader that stops renewing is replaced this long after its last renewal (docs/operations.md, "Two controller replicas") |
+//! | `kubernetes.renewDeadlineSeconds` | `RDS_CSI_KUBERNETES_RENEW_DEADLINE_SECONDS` | `10` | a leader that has not renewed its Lease for this long stops acting; less than `leaseDurationSeconds`, so it has stopped before another replica can take over |
+//! | `kubernetes.retryPeriodSeconds` | `RDS_CSI_KUBERNETES_RETRY_PERIOD_SECONDS` | `2` | how often a replica renews the Lease or tries to take it; less than `renewDeadlineSeconds` |
 //!
 //! In the TOML file the `rds`, `controller`, `node`, `metrics` and `kubernetes` keys live in tables of those names:
 //!
@@ -93,6 +96,9 @@ pub struct KubernetesConfig {
     pub namespace: String,
     pub lost_node_grace_seconds: u64,
     pub resync_seconds: u64,
+    pub lease_duration_seconds: u64,
+    pub renew_deadline_seconds: u64,
+    pub retry_period_seconds: u64,
 }
 
 impl Default for KubernetesConfig {
@@ -102,6 +108,9 @@ impl Default for KubernetesConfig {
             namespace: "kube-system".to_owned(),
             lost_node_grace_seconds: 30,
             resync_seconds: 10,
+            lease_duration_seconds: 15,
+            renew_deadline_seconds: 10,
+            retry_period_seconds: 2,
         }
     }
 }
@@ -406,6 +415,28 @@ impl Config {
             "kubernetes.resyncSeconds",
             nonzero(kubernetes.resync_seconds),
         );
+        check(
+            "kubernetes.renewDeadlineSeconds",
+            nonzero(kubernetes.renew_deadline_seconds).and(shorter(
+                kubernetes.renew_deadline_seconds,
+                (
+                    kubernetes.lease_duration_seconds,
+                    "kubernetes.leaseDurationSeconds",
+                ),
+                "a leader that stopped renewing could still act when another replica takes over",
+            )),
+        );
+        check(
+            "kubernetes.retryPeriodSeconds",
+            nonzero(kubernetes.retry_period_seconds).and(shorter(
+                kubernetes.retry_period_seconds,
+                (
+                    kubernetes.renew_deadline_seconds,
+                    "kubernetes.renewDeadlineSeconds",
+                ),
+                "a leader would get no second try at renewing before it must stop",
+            )),
+        );
     }
 }
 
@@ -544,6 +575,19 @@ fn nonzero(value: u64) -> Result<(), String> {
         Err("must be greater than 0".to_owned())
     } else {
         Ok(())
+    }
+}
+
+/// `value` seconds, which must be fewer than the `limit` key's: the leader election's timings
+/// nest, or `otherwise` happens.
+fn shorter(value: u64, limit: (u64, &str), otherwise: &str) -> Result<(), String> {
+    let (limit, key) = limit;
+    if value < limit {
+        Ok(())
+    } else {
+        Err(format!(
+            "{value} must be less than {key} ({limit}), or {otherwise}"
+        ))
     }
 }
 
@@ -701,6 +745,43 @@ mod tests {
         assert_eq!(parsed.node.fabric, FabricMode::Loop);
         assert_eq!(parsed.node.topology["zone"], "a");
         assert!(Config::from_toml("[node]\nfabric = \"nvme\"\n").is_err());
+    }
+
+    #[test]
+    fn the_leader_election_timings_must_nest() {
+        let base = Config::from_toml(&minimal()).unwrap();
+        assert_eq!(
+            (
+                base.kubernetes.lease_duration_seconds,
+                base.kubernetes.renew_deadline_seconds,
+                base.kubernetes.retry_period_seconds
+            ),
+            (15, 10, 2)
+        );
+        let mut config = base.clone();
+        config.kubernetes.renew_deadline_seconds = 15;
+        assert_eq!(problems(&config), ["kubernetes.renewDeadlineSeconds"]);
+        let message = config.validate().unwrap_err().to_string();
+        assert!(
+            message.contains(
+                "RDS_CSI_KUBERNETES_RENEW_DEADLINE_SECONDS): 15 must be less than \
+                              kubernetes.leaseDurationSeconds (15)"
+            ),
+            "{message}"
+        );
+        let mut config = base.clone();
+        config.kubernetes.retry_period_seconds = 10;
+        assert_eq!(problems(&config), ["kubernetes.retryPeriodSeconds"]);
+        let mut config = base;
+        config.kubernetes.retry_period_seconds = 0;
+        config.kubernetes.renew_deadline_seconds = 0;
+        assert_eq!(
+            problems(&config),
+            [
+                "kubernetes.renewDeadlineSeconds",
+                "kubernetes.retryPeriodSeconds"
+            ]
+        );
     }
 
     #[test]

@@ -1,11 +1,12 @@
 //! The controller's side of Kubernetes: watches of the API server and the reconcilers that act
 //! on them (`kubernetes.enabled`). Every replica keeps the registry of fenced nodes current, so
 //! that a publish to one is refused whichever replica serves it; the reconcilers that change
-//! things run in one replica at a time.
+//! things run only in the replica that holds the Lease ([`leader`]).
 
 mod events;
 pub mod fencing;
 pub mod health;
+pub mod leader;
 pub mod migration;
 mod notices;
 
@@ -30,6 +31,7 @@ pub use events::Events;
 use crate::config::KubernetesConfig;
 use crate::controller::ControllerService;
 use fencing::{Fencing, Seen};
+use leader::{ApiLeases, Election, Elector, Timings};
 
 /// How long the first listing of every watched kind may take before the controller says so.
 const LIST_TIMEOUT: Duration = Duration::from_secs(60);
@@ -72,13 +74,15 @@ impl KubeVirtStores {
     }
 }
 
-/// Runs the watches and reconcilers until the process ends. `config.enabled` is the caller's
-/// to check.
+/// Runs the watches and reconcilers until `shutdown` completes, then gives up the Lease if this
+/// replica holds it. `config.enabled` is the caller's to check.
 pub async fn run(
     config: KubernetesConfig,
     driver: String,
     controller: Arc<ControllerService>,
+    shutdown: impl Future<Output = ()>,
 ) -> anyhow::Result<()> {
+    let mut shutdown = std::pin::pin!(shutdown);
     let client = Client::try_default().await.context(
         "kubernetes.enabled is set but no Kubernetes client can be set up (no KUBECONFIG, and \
          not running in a pod?)",
@@ -98,8 +102,11 @@ pub async fn run(
         stores.claims.wait_until_ready().await?;
         stores.volumes.wait_until_ready().await
     };
-    tokio::time::timeout(LIST_TIMEOUT, ready)
-        .await
+    let listed = tokio::select! {
+        listed = tokio::time::timeout(LIST_TIMEOUT, ready) => listed,
+        () = &mut shutdown => return Ok(()),
+    };
+    listed
         .context(
             "the first listing of Nodes, VolumeAttachments, Pods, claims and PVs did not finish \
              in a minute: check the controller's RBAC (the chart's <release>-driver ClusterRole)",
@@ -136,32 +143,72 @@ pub async fn run(
     let migrating = migration::Migrating::new(controller.clone(), events.clone());
     let fencing = Fencing {
         events,
-        client,
+        client: client.clone(),
         driver: driver.clone(),
         controller: controller.clone(),
     };
     let grace = Duration::from_secs(config.lost_node_grace_seconds);
     let resync = Duration::from_secs(config.resync_seconds);
-    tracing::info!(driver, "watching the API server for lost nodes");
-    loop {
-        let seen = stores.seen();
-        let fenced = fencing::fenced_nodes(&seen.nodes, &driver);
-        crate::metrics::fenced_nodes(fenced.len());
-        controller.fences().replace(fenced);
-        crate::metrics::attachments(fencing::attached(&seen, &driver));
-        let now = jiff::Timestamp::now();
-        let tracked = migration::track(&kubevirt.seen(), &seen, &driver, now);
-        let windows = migration::windows(&tracked);
-        crate::metrics::migrations(windows.len());
-        controller.migrations().replace(windows);
-        let plans = fencing::plan(&seen, &driver, now, grace);
-        fencing.apply(&seen, plans).await;
-        migrating.apply(&tracked).await;
-        // A change wakes the next pass; the resync catches a grace running out, and a migration
-        // window is seen expire when it does.
-        let wait = migration::next_expiry(&tracked).map_or(resync, |next| next.min(resync));
-        let _ = tokio::time::timeout(wait, changed.notified()).await;
+    let timings = Timings {
+        lease_duration: Duration::from_secs(config.lease_duration_seconds),
+        renew_deadline: Duration::from_secs(config.renew_deadline_seconds),
+        retry_period: Duration::from_secs(config.retry_period_seconds),
+    };
+    let lease = leader::lease_name(&driver);
+    let identity = leader::identity();
+    tracing::info!(
+        driver,
+        lease,
+        identity,
+        "watching the API server for lost nodes"
+    );
+    let (election, leadership) = Election::start(
+        ApiLeases::new(client, &config.namespace, lease),
+        Elector::new(identity, timings),
+        timings,
+    );
+    let reconcile = async {
+        let mut changes = leadership.clone();
+        loop {
+            // Every replica keeps the registries that publishing consults.
+            let seen = stores.seen();
+            let fenced = fencing::fenced_nodes(&seen.nodes, &driver);
+            crate::metrics::fenced_nodes(fenced.len());
+            controller.fences().replace(fenced);
+            crate::metrics::attachments(fencing::attached(&seen, &driver));
+            let now = jiff::Timestamp::now();
+            let tracked = migration::track(&kubevirt.seen(), &seen, &driver, now);
+            let windows = migration::windows(&tracked);
+            crate::metrics::migrations(windows.len());
+            controller.migrations().replace(windows);
+            if leadership.leading() {
+                let plans = fencing::plan(&seen, &driver, now, grace);
+                // A replica that stops leading stops acting: the next leader plans afresh.
+                let mut lost = leadership.clone();
+                let pass = async {
+                    fencing.apply(&seen, plans).await;
+                    migrating.apply(&tracked).await;
+                };
+                tokio::select! {
+                    () = pass => {}
+                    () = lost.lost() => tracing::warn!("lost the Lease; reconciler pass stopped"),
+                }
+            }
+            // A change wakes the next pass; the resync catches a grace running out, and a
+            // migration window is seen expire when it does; a new leader acts at once.
+            let wait = migration::next_expiry(&tracked).map_or(resync, |next| next.min(resync));
+            tokio::select! {
+                _ = tokio::time::timeout(wait, changed.notified()) => {}
+                () = changes.changed() => {}
+            }
+        }
+    };
+    tokio::select! {
+        () = reconcile => {}
+        () = &mut shutdown => {}
     }
+    election.resign().await;
+    Ok(())
 }
 
 /// A store of `api`'s objects, kept by a watch that retries with backoff; `changed` is told of

@@ -1,5 +1,6 @@
 //! `rds-csi`: the CSI plugin binary.
 
+use anyhow::Context;
 use clap::{Parser, Subcommand, ValueEnum};
 use rds_csi::config::{Config, KubernetesConfig};
 use rds_csi::grpc::{ListenAddr, Listener};
@@ -127,9 +128,23 @@ async fn serve(driver: Driver, mode: Mode, endpoint: &str, serving: Serving) -> 
     } = serving;
     let listener = Listener::bind(&ListenAddr::parse(endpoint)?)?;
     tracing::info!(endpoint = %listener, "serving CSI");
-    let interrupted = || async {
-        let _ = tokio::signal::ctrl_c().await;
-    };
+    // SIGTERM is how Kubernetes stops a pod; SIGINT is a person's Ctrl-C. One listener, set up
+    // before anything starts, so that a signal during start-up is not missed by a part that
+    // starts listening later.
+    let stop = tokio_util::sync::CancellationToken::new();
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .context("listening for SIGTERM")?;
+    tokio::spawn({
+        let stop = stop.clone();
+        async move {
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => {}
+                _ = term.recv() => {}
+            }
+            stop.cancel();
+        }
+    });
+    let interrupted = || stop.clone().cancelled_owned();
     let csi = async {
         listener.serve(driver.router(mode), interrupted()).await?;
         anyhow::Ok(())
@@ -151,17 +166,21 @@ async fn serve(driver: Driver, mode: Mode, endpoint: &str, serving: Serving) -> 
             .filter(|_| kubernetes.enabled && mode.serves_controller())
         {
             Some(controller) => {
-                rds_csi::kubernetes::run(kubernetes, driver.name().to_owned(), controller.clone())
-                    .await
+                rds_csi::kubernetes::run(
+                    kubernetes,
+                    driver.name().to_owned(),
+                    controller.clone(),
+                    interrupted(),
+                )
+                .await
             }
             // Nothing to run: serving alone decides when the process ends.
             None => std::future::pending().await,
         }
     };
-    tokio::select! {
-        result = async { tokio::try_join!(csi, metrics) } => result.map(drop),
-        result = reconcilers => result,
-    }
+    // Each ends on the interrupt (the reconcilers after giving up their Lease); one failing
+    // stops the process.
+    tokio::try_join!(csi, metrics, reconcilers).map(drop)
 }
 
 async fn snapshot_schedule(args: rds_csi::schedule::Args) -> anyhow::Result<()> {

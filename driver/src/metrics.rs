@@ -87,6 +87,7 @@ struct Metrics {
     migration_outcomes: Family<OutcomeLabels, Counter>,
     nvme_controllers: Family<ControllerStateLabels, Gauge>,
     stale_mounts: Gauge,
+    leader: Gauge,
 }
 
 static METRICS: LazyLock<Metrics> = LazyLock::new(|| {
@@ -105,6 +106,7 @@ static METRICS: LazyLock<Metrics> = LazyLock::new(|| {
         migration_outcomes: Family::default(),
         nvme_controllers: Family::default(),
         stale_mounts: Gauge::default(),
+        leader: Gauge::default(),
         registry: Registry::with_prefix("rds_csi"),
     };
     let registry = &mut metrics.registry;
@@ -180,6 +182,12 @@ static METRICS: LazyLock<Metrics> = LazyLock::new(|| {
         "Mounts under the kubelet directory whose device is gone",
         metrics.stale_mounts.clone(),
     );
+    registry.register(
+        "leader",
+        "1 while this controller replica holds the Lease and runs the reconcilers that change \
+         things, else 0",
+        metrics.leader.clone(),
+    );
     metrics
 });
 
@@ -209,6 +217,11 @@ pub(crate) fn fenced_nodes(count: usize) {
 /// Counts volumes fenced on the RDS.
 pub(crate) fn fenced_volumes(count: usize) {
     METRICS.fenced_volumes.inc_by(count as u64);
+}
+
+/// Whether this replica leads the reconcilers (kubernetes::leader).
+pub(crate) fn leader(leading: bool) {
+    METRICS.leader.set(i64::from(leading));
 }
 
 /// Counts one finished CSI RPC.
@@ -373,6 +386,7 @@ mod tests {
             ("rds_csi_migration_outcomes", "counter"),
             ("rds_csi_node_nvme_controllers", "gauge"),
             ("rds_csi_node_stale_mounts", "gauge"),
+            ("rds_csi_leader", "gauge"),
         ] {
             assert!(
                 text.contains(&format!("\n# TYPE {family} {kind}\n")),

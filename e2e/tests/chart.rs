@@ -224,6 +224,16 @@ fn rendered_chart_carries_what_the_driver_needs() {
     assert_eq!(kubelet_mount["mountPropagation"], "Bidirectional");
 
     let controller = object(&objects, "Deployment", "rds-csi-controller");
+    // Two replicas, preferably on two nodes, at most one of them disrupted at a time.
+    assert_eq!(controller["spec"]["replicas"], 2);
+    let selector = &controller["spec"]["selector"]["matchLabels"];
+    let spread = &controller["spec"]["template"]["spec"]["affinity"]["podAntiAffinity"]["preferredDuringSchedulingIgnoredDuringExecution"]
+        [0]["podAffinityTerm"];
+    assert_eq!(spread["topologyKey"], "kubernetes.io/hostname");
+    assert_eq!(&spread["labelSelector"]["matchLabels"], selector);
+    let budget = object(&objects, "PodDisruptionBudget", "rds-csi-controller");
+    assert_eq!(budget["spec"]["maxUnavailable"], 1);
+    assert_eq!(&budget["spec"]["selector"]["matchLabels"], selector);
     let provisioner_args = args(container(controller, "csi-provisioner"));
     for flag in [
         "--extra-create-metadata",
@@ -246,6 +256,31 @@ fn rendered_chart_carries_what_the_driver_needs() {
     assert_eq!(rds["hostKey"].as_str(), Some(host_key));
     assert_eq!(rds["address"].as_str(), Some("198.51.100.7"));
     assert_eq!(rds["sshPort"].as_integer(), Some(22));
+}
+
+#[test]
+fn one_controller_replica_has_no_disruption_budget() {
+    let Some(tools) = chart_script(&["--tools"]) else {
+        return;
+    };
+    let objects = render(
+        &tool_path(&tools, "helm"),
+        &tool_path(&tools, "kubectl"),
+        &[
+            ("config.rds.address", "198.51.100.7"),
+            (
+                "config.rds.hostKey",
+                "SHA256:chart-test-pinned-host-key/0123456789+abcdefABCDEF",
+            ),
+            ("sshKey.privateKey", "placeholder"),
+            ("controller.replicas", "1"),
+        ],
+    );
+    let controller = object(&objects, "Deployment", "rds-csi-controller");
+    assert_eq!(controller["spec"]["replicas"], 1);
+    // A budget of one unavailable pod out of one would let a drain take the only controller
+    // anyway; none is rendered.
+    assert!(!has(&objects, "PodDisruptionBudget", "rds-csi-controller"));
 }
 
 /// The ConfigMap's config.toml, read by the driver's own configuration loader.
@@ -720,6 +755,9 @@ fn every_optional_value_passes_the_schema_and_renders() {
     let controller = object(&objects, "Deployment", "rds-csi-controller");
     let pod = &controller["spec"]["template"]["spec"];
     assert_eq!(pod["imagePullSecrets"][0]["name"], "registry");
+    // The values' affinity replaces the default spread.
+    assert!(pod["affinity"]["nodeAffinity"].is_object(), "{pod}");
+    assert!(pod["affinity"]["podAntiAffinity"].is_null(), "{pod}");
     assert_eq!(pod["tolerations"][0]["key"], "dedicated");
     assert_eq!(
         container(controller, "rds-csi")["image"],

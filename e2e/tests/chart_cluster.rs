@@ -62,6 +62,7 @@ const RENDERED_KINDS: &[&str] = &[
     "CSIDriver",
     "DaemonSet",
     "Deployment",
+    "PodDisruptionBudget",
     "Role",
     "RoleBinding",
     "Secret",
@@ -643,6 +644,17 @@ async fn check_rbac(cluster: &Cluster<'_>, objects: &[Value]) -> anyhow::Result<
             &controller,
             may("create", snapshots, "volumesnapshots", Some(APPS)),
             false,
+        ),
+        // The driver's own leader election, on a Lease in the release namespace.
+        (
+            &controller,
+            may("create", "coordination.k8s.io", "leases", Some(NAMESPACE)),
+            true,
+        ),
+        (
+            &controller,
+            may("update", "coordination.k8s.io", "leases", Some(NAMESPACE)),
+            true,
         ),
         // The node plugin talks to the kubelet and the kernel only.
         (&node, may("get", "", "nodes", None), false),

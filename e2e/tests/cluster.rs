@@ -17,6 +17,9 @@ use rds_e2e::cluster::target::{ClusterTarget, NODES};
 use rds_e2e::cluster::trial::{CaseFuture, trial};
 use rds_e2e::sim_rds::{BASE_DIR, POOL};
 
+#[path = "cluster/failover.rs"]
+mod failover;
+
 /// The chart's default StorageClass (xfs, as the cluster target installs it: mkfs.xfs wants at
 /// least 300 MiB) and VolumeSnapshotClass names.
 const STORAGE_CLASS: &str = "rds-nvme";
@@ -52,6 +55,10 @@ fn main() {
         trial(
             "cluster: KubeVirt live migration past migrationTimeoutSeconds: the target taken off, MigrationFailed, a new attachment refused, the source keeps the volume",
             migration::migration_timeout,
+        ),
+        trial(
+            "cluster: controller replicas fail over: leaders killed mid-burst, every PVC bound, one disk each, the driver's Lease moves",
+            failover::controller_failover,
         ),
     ];
     rds_e2e::suite::run(trials)

@@ -328,6 +328,30 @@ pub(super) const KEYS: &[Key] = &[
             Ok(())
         },
     },
+    Key {
+        toml: "kubernetes.leaseDurationSeconds",
+        env: "RDS_CSI_KUBERNETES_LEASE_DURATION_SECONDS",
+        set: |c, v| {
+            c.kubernetes.lease_duration_seconds = number(v)?;
+            Ok(())
+        },
+    },
+    Key {
+        toml: "kubernetes.renewDeadlineSeconds",
+        env: "RDS_CSI_KUBERNETES_RENEW_DEADLINE_SECONDS",
+        set: |c, v| {
+            c.kubernetes.renew_deadline_seconds = number(v)?;
+            Ok(())
+        },
+    },
+    Key {
+        toml: "kubernetes.retryPeriodSeconds",
+        env: "RDS_CSI_KUBERNETES_RETRY_PERIOD_SECONDS",
+        set: |c, v| {
+            c.kubernetes.retry_period_seconds = number(v)?;
+            Ok(())
+        },
+    },
 ];
 
 #[cfg(test)]

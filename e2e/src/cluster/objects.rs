@@ -136,11 +136,25 @@ pub async fn wait_for<K>(
 where
     K: Resource + Clone + DeserializeOwned + std::fmt::Debug + Send + 'static,
 {
-    match tokio::time::timeout(WAIT, await_condition(api, name, condition)).await {
+    wait_within(WAIT, api, name, what, condition).await
+}
+
+/// [`wait_for`] with the deadline `within`: for what has a documented bound.
+pub async fn wait_within<K>(
+    within: Duration,
+    api: Api<K>,
+    name: &str,
+    what: &str,
+    condition: impl Condition<K>,
+) -> anyhow::Result<K>
+where
+    K: Resource + Clone + DeserializeOwned + std::fmt::Debug + Send + 'static,
+{
+    match tokio::time::timeout(within, await_condition(api, name, condition)).await {
         Ok(Ok(Some(object))) => Ok(object),
         Ok(Ok(None)) => anyhow::bail!("{name} was deleted while waiting until {what}"),
         Ok(Err(e)) => Err(anyhow::Error::new(e).context(format!("watching {name} until {what}"))),
-        Err(_) => anyhow::bail!("{name}: waited {WAIT:?} until {what}, in vain"),
+        Err(_) => anyhow::bail!("{name}: waited {within:?} until {what}, in vain"),
     }
 }
 

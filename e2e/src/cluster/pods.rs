@@ -34,6 +34,9 @@ pub struct PodContext<'a> {
     pub namespace: &'a str,
     /// The node the pod runs on, for `spec.nodeName` field references.
     pub node_name: &'a str,
+    /// The pod's name, its containers' host name (`HOSTNAME`, and `os.Hostname()` in a UTS
+    /// namespace of their own); `None`: the host's, as in a pod on the host network.
+    pub pod_name: Option<&'a str>,
     /// A kubeconfig of the pod's ServiceAccount, passed to containers with `--kubeconfig` when the
     /// image talks to the API server.
     pub kubeconfig: Option<&'a Path>,
@@ -95,8 +98,14 @@ impl LocalPod {
                     let args = pod.args(container, context)?;
                     let env = pod.env(container, context);
                     let process_name = format!("{name}-{}", container.name);
-                    pod.processes
-                        .push(Process::spawn(&process_name, &binary, &args, &env, logs)?);
+                    pod.processes.push(Process::spawn_on_host(
+                        &process_name,
+                        context.pod_name,
+                        &binary,
+                        &args,
+                        &env,
+                        logs,
+                    )?);
                 }
             }
         }
@@ -126,6 +135,23 @@ impl LocalPod {
         for process in self.processes {
             process.stop().await;
         }
+    }
+
+    /// Stops every container as kubelet deletes a pod: SIGTERM to all at once, then each may take
+    /// `grace` to exit. Returns each process's name and exit status.
+    pub async fn terminate(
+        self,
+        grace: std::time::Duration,
+    ) -> anyhow::Result<Vec<(String, std::process::ExitStatus)>> {
+        for process in &self.processes {
+            process.terminate()?;
+        }
+        let mut statuses = Vec::new();
+        for process in self.processes {
+            let name = process.name().to_owned();
+            statuses.push((name, process.exited(grace).await?));
+        }
+        Ok(statuses)
     }
 
     /// The container's args with its paths and ports made this host's.
@@ -178,6 +204,9 @@ impl LocalPod {
                 Some((var.name.clone(), value))
             })
             .collect();
+        if let Some(pod) = context.pod_name {
+            env.push(("HOSTNAME".to_owned(), pod.to_owned()));
+        }
         env.extend((context.extra_env)(&container.name));
         env
     }
@@ -229,6 +258,7 @@ fn field_value(
 ) -> Option<String> {
     match field.field_path.as_str() {
         "spec.nodeName" => Some(context.node_name.to_owned()),
+        "metadata.name" => context.pod_name.map(str::to_owned),
         "metadata.namespace" => Some(context.namespace.to_owned()),
         _ => None,
     }

@@ -1,7 +1,8 @@
 //! The `cluster` target: rds-sim as the RDS, a real control plane, the chart installed with
-//! `helm install`, and the chart's pods run as processes — the controller Deployment's rds-csi and
-//! sidecars (external-provisioner, -attacher, -resizer, csi-snapshotter, with the chart's args and
-//! RBAC), the snapshot-controller beside them, and on each simulated node the DaemonSet's
+//! `helm install`, and the chart's pods run as processes — each replica of the controller
+//! Deployment's rds-csi and sidecars (external-provisioner, -attacher, -resizer, csi-snapshotter,
+//! with the chart's args and RBAC; each replica under its own host name, so their leader
+//! elections tell them apart), the snapshot-controller beside them, and on each simulated node the DaemonSet's
 //! `rds-csi node` (loop fabric: no NVMe/TCP initiator on this host) under a kubelet stand-in.
 
 use std::path::{Path, PathBuf};
@@ -52,15 +53,51 @@ pub struct ClusterNode {
     pod: LocalPod,
 }
 
+/// One replica of the chart's controller Deployment.
+pub struct ControllerReplica {
+    /// Its pod name: its processes' host name, so the start of the holder identity of every
+    /// Lease it holds (the sidecars' and the driver's own).
+    pub name: String,
+    pod: LocalPod,
+    /// `<logs>/controller-<n>-`: a container's log is this and `<container>.log`.
+    log_prefix: PathBuf,
+    /// Where its rds-csi serves `/metrics`.
+    metrics: std::net::SocketAddr,
+}
+
+impl ControllerReplica {
+    /// Its rds-csi's `/metrics` as Prometheus scrapes it: the text exposition.
+    pub async fn metrics(&self) -> anyhow::Result<String> {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let mut stream = tokio::net::TcpStream::connect(self.metrics).await?;
+        stream
+            .write_all(b"GET /metrics HTTP/1.1\r\nHost: rds-csi\r\nConnection: close\r\n\r\n")
+            .await?;
+        let mut answer = String::new();
+        stream.read_to_string(&mut answer).await?;
+        let (head, body) = answer
+            .split_once("\r\n\r\n")
+            .context("no HTTP answer from /metrics")?;
+        anyhow::ensure!(head.starts_with("HTTP/1.1 200"), "/metrics answered {head}");
+        Ok(body.to_owned())
+    }
+
+    /// The log of its container `container`.
+    pub fn log(&self, container: &str) -> PathBuf {
+        let mut path = self.log_prefix.clone().into_os_string();
+        path.push(format!("{container}.log"));
+        path.into()
+    }
+}
+
 /// A running cluster target.
 pub struct ClusterTarget {
     helm: Helm,
     rds: SimRds,
     control_plane: ControlPlane,
     snapshot_controller: Process,
-    controller: LocalPod,
-    /// Where the controller's rds-csi serves `/metrics`.
-    controller_metrics: std::net::SocketAddr,
+    controllers: Vec<ControllerReplica>,
+    replicas: ReplicaSet,
     pub nodes: Vec<ClusterNode>,
     values: ChartValues,
     dir: tempfile::TempDir,
@@ -129,53 +166,23 @@ impl ClusterTarget {
         }
         helm.install(&admin, RELEASE, NAMESPACE, &values)?;
 
-        let images = |image: &str| image_binary(&tools, rds_csi, image);
         let controller_spec = pod_spec::<Deployment>(&client, "controller").await?;
-        let key_file = controller_key_file(&client, dir.path()).await?;
-        let controller_dir = dir.path().join("controller");
-        let controller_kubeconfig = control_plane
-            .service_account_kubeconfig(NAMESPACE, &service_account(&controller_spec)?)
-            .await?;
-        let controller_metrics: std::net::SocketAddr =
-            ([127, 0, 0, 1], crate::qemu::free_local_port()?).into();
-        let controller_env = |container: &str| {
-            if container != DRIVER_CONTAINER {
-                return Vec::new();
-            }
-            // config.toml names the key where the pod mounts it; here it is in the volume's dir.
-            // The in-cluster configuration of a pod is its ServiceAccount's kubeconfig here.
-            vec![
-                (
-                    "RDS_CSI_RDS_PRIVATE_KEY_FILE".to_owned(),
-                    key_file.display().to_string(),
-                ),
-                (
-                    "KUBECONFIG".to_owned(),
-                    controller_kubeconfig.display().to_string(),
-                ),
-                // `/metrics` on a free loopback port: several clusters run at once.
-                (
-                    "RDS_CSI_METRICS_LISTEN".to_owned(),
-                    controller_metrics.to_string(),
-                ),
-            ]
+        let mut replicas = ReplicaSet {
+            key_name: controller_key_name(&client).await?,
+            kubeconfig: control_plane
+                .service_account_kubeconfig(NAMESPACE, &service_account(&controller_spec)?)
+                .await?,
+            spec: controller_spec,
+            client: client.clone(),
+            tools,
+            rds_csi: rds_csi.to_path_buf(),
+            started: 0,
         };
-        let controller = LocalPod::start(
-            "controller",
-            &controller_spec,
-            &PodContext {
-                client: client.clone(),
-                namespace: NAMESPACE,
-                node_name: "",
-                kubeconfig: Some(&controller_kubeconfig),
-                image: &images,
-                extra_env: &controller_env,
-                kubelet_dir: None,
-            },
-            &controller_dir,
-            &logs,
-        )
-        .await?;
+        let mut controllers = Vec::new();
+        for _ in 0..controller_replicas(&client).await? {
+            controllers.push(replicas.start(dir.path()).await?);
+        }
+        let images = |image: &str| image_binary(&replicas.tools, rds_csi, image);
 
         let node_spec = pod_spec::<DaemonSet>(&client, "node").await?;
         let loop_root = dir.path().join("rds").join("files");
@@ -214,6 +221,7 @@ impl ClusterTarget {
                     client: client.clone(),
                     namespace: NAMESPACE,
                     node_name: name,
+                    pod_name: None,
                     kubeconfig: None,
                     image: &images,
                     extra_env: &node_env,
@@ -243,28 +251,12 @@ impl ClusterTarget {
             rds,
             control_plane,
             snapshot_controller,
-            controller,
-            controller_metrics,
+            controllers,
+            replicas,
             nodes,
             values,
             dir,
         })
-    }
-
-    /// The controller's `/metrics` as Prometheus scrapes it: the text exposition.
-    pub async fn controller_metrics(&self) -> anyhow::Result<String> {
-        use tokio::io::{AsyncReadExt, AsyncWriteExt};
-        let mut stream = tokio::net::TcpStream::connect(self.controller_metrics).await?;
-        stream
-            .write_all(b"GET /metrics HTTP/1.1\r\nHost: rds-csi\r\nConnection: close\r\n\r\n")
-            .await?;
-        let mut answer = String::new();
-        stream.read_to_string(&mut answer).await?;
-        let (head, body) = answer
-            .split_once("\r\n\r\n")
-            .context("no HTTP answer from /metrics")?;
-        anyhow::ensure!(head.starts_with("HTTP/1.1 200"), "/metrics answered {head}");
-        Ok(body.to_owned())
     }
 
     /// A client with cluster-admin's rights, for the suites' objects.
@@ -339,10 +331,65 @@ impl ClusterTarget {
         self.control_plane.admin_kubeconfig()
     }
 
+    /// The controller replicas still running.
+    pub fn controllers(&self) -> &[ControllerReplica] {
+        &self.controllers
+    }
+
+    /// Kills every process of the controller replica `name` (SIGKILL: a crash, or its node lost
+    /// with it), as a pod that is gone for good: it is not started again.
+    pub async fn kill_controller(&mut self, name: &str) -> anyhow::Result<()> {
+        let index = self
+            .controllers
+            .iter()
+            .position(|c| c.name == name)
+            .with_context(|| format!("no controller replica {name} is running"))?;
+        self.controllers.remove(index).pod.stop().await;
+        Ok(())
+    }
+
+    /// Deletes the controller replica `name` as kubelet deletes a pod: SIGTERM to its containers,
+    /// up to 30 seconds (Kubernetes' default grace period) to exit. Fails unless its rds-csi
+    /// exits successfully.
+    pub async fn stop_controller(&mut self, name: &str) -> anyhow::Result<()> {
+        let index = self
+            .controllers
+            .iter()
+            .position(|c| c.name == name)
+            .with_context(|| format!("no controller replica {name} is running"))?;
+        let replica = self.controllers.remove(index);
+        let driver_log = replica.log(DRIVER_CONTAINER);
+        let statuses = replica
+            .pod
+            .terminate(std::time::Duration::from_secs(30))
+            .await?;
+        let driver = statuses
+            .iter()
+            .find(|(process, _)| process.ends_with(&format!("-{DRIVER_CONTAINER}")))
+            .with_context(|| format!("{name} ran no {DRIVER_CONTAINER}"))?;
+        anyhow::ensure!(
+            driver.1.success(),
+            "{name}'s rds-csi exited with {} on SIGTERM; {}",
+            driver.1,
+            super::process::log_tail(&driver_log)
+        );
+        Ok(())
+    }
+
+    /// Starts one more controller replica, as the ReplicaSet controller replaces a pod that is
+    /// gone; its name is new.
+    pub async fn replace_controller(&mut self) -> anyhow::Result<&ControllerReplica> {
+        let replica = self.replicas.start(self.dir.path()).await?;
+        self.controllers.push(replica);
+        Ok(self.controllers.last().expect("just pushed"))
+    }
+
     /// Fails, quoting the log, when one of the chart's processes has exited.
     pub fn check_running(&mut self) -> anyhow::Result<()> {
         self.snapshot_controller.check_running()?;
-        self.controller.check_running()?;
+        for controller in &mut self.controllers {
+            controller.pod.check_running()?;
+        }
         self.nodes
             .iter_mut()
             .try_for_each(|node| node.pod.check_running())
@@ -354,13 +401,89 @@ impl ClusterTarget {
             node.kubelet.stop().await;
             node.pod.stop().await;
         }
-        self.controller.stop().await;
+        for controller in self.controllers {
+            controller.pod.stop().await;
+        }
         self.snapshot_controller.stop().await;
         self.control_plane.shutdown().await;
         self.rds.shutdown().await;
         for problem in super::leftovers::release(self.dir.path()) {
             eprintln!("cluster target: {problem}");
         }
+    }
+}
+
+/// What starts a replica of the controller Deployment: the ReplicaSet controller's part (there is
+/// no kubelet to run the pods it makes). Each replica has its own directories, ports and host
+/// name, as pods on different nodes would have.
+struct ReplicaSet {
+    spec: PodSpec,
+    client: Client,
+    /// A kubeconfig of the pod's ServiceAccount: the in-cluster configuration of a pod.
+    kubeconfig: PathBuf,
+    /// The SSH key's file name in the pod's `config` volume.
+    key_name: std::ffi::OsString,
+    tools: GoTools,
+    rds_csi: PathBuf,
+    started: usize,
+}
+
+impl ReplicaSet {
+    /// Starts replica `<release>-controller-<n>` under `dir/controller-<n>`, logging into
+    /// `dir/logs`.
+    async fn start(&mut self, dir: &Path) -> anyhow::Result<ControllerReplica> {
+        let index = self.started;
+        self.started += 1;
+        let name = format!("{RELEASE}-controller-{index}");
+        let pod_dir_name = format!("controller-{index}");
+        let replica_dir = dir.join(&pod_dir_name);
+        // config.toml names the key where the pod mounts it; here it is in the volume's dir.
+        let key_file = replica_dir
+            .join("volumes")
+            .join("config")
+            .join(&self.key_name);
+        let metrics: std::net::SocketAddr =
+            ([127, 0, 0, 1], crate::qemu::free_local_port()?).into();
+        let env = |container: &str| {
+            if container != DRIVER_CONTAINER {
+                return Vec::new();
+            }
+            vec![
+                (
+                    "RDS_CSI_RDS_PRIVATE_KEY_FILE".to_owned(),
+                    key_file.display().to_string(),
+                ),
+                (
+                    "KUBECONFIG".to_owned(),
+                    self.kubeconfig.display().to_string(),
+                ),
+                // `/metrics` on a free loopback port: several clusters run at once.
+                ("RDS_CSI_METRICS_LISTEN".to_owned(), metrics.to_string()),
+            ]
+        };
+        let pod = LocalPod::start(
+            &pod_dir_name,
+            &self.spec,
+            &PodContext {
+                client: self.client.clone(),
+                namespace: NAMESPACE,
+                node_name: "",
+                pod_name: Some(&name),
+                kubeconfig: Some(&self.kubeconfig),
+                image: &|image: &str| image_binary(&self.tools, &self.rds_csi, image),
+                extra_env: &env,
+                kubelet_dir: None,
+            },
+            &replica_dir,
+            &dir.join("logs"),
+        )
+        .await?;
+        Ok(ControllerReplica {
+            name,
+            pod,
+            log_prefix: dir.join("logs").join(format!("{pod_dir_name}-")),
+            metrics,
+        })
     }
 }
 
@@ -469,23 +592,29 @@ async fn driver_name(client: &Client) -> anyhow::Result<String> {
         .context("the chart's config.toml has no driverName")
 }
 
-/// Where the controller pod's SSH key is on this host: config.toml names it under the pod's
-/// `config` volume, whose files are in `<dir>/controller/volumes/config`.
-async fn controller_key_file(client: &Client, dir: &Path) -> anyhow::Result<PathBuf> {
+/// The file name of the controller's SSH key: config.toml names it under the pod's `config`
+/// volume.
+async fn controller_key_name(client: &Client) -> anyhow::Result<std::ffi::OsString> {
     let config = chart_config(client).await?;
     let file = config
         .get("rds")
         .and_then(|rds| rds.get("privateKeyFile"))
         .and_then(toml::Value::as_str)
         .context("the chart's config.toml has no rds.privateKeyFile")?;
-    let name = Path::new(file)
+    Path::new(file)
         .file_name()
-        .context("rds.privateKeyFile names no file")?;
-    Ok(dir
-        .join("controller")
-        .join("volumes")
-        .join("config")
-        .join(name))
+        .map(ToOwned::to_owned)
+        .context("rds.privateKeyFile names no file")
+}
+
+/// The replicas of the chart's controller Deployment (Kubernetes' default: 1).
+async fn controller_replicas(client: &Client) -> anyhow::Result<i32> {
+    let name = format!("{RELEASE}-controller");
+    let deployment = Api::<Deployment>::namespaced(client.clone(), NAMESPACE)
+        .get(&name)
+        .await
+        .with_context(|| format!("reading the chart's {name}"))?;
+    Ok(deployment.spec.and_then(|s| s.replicas).unwrap_or(1))
 }
 
 /// A channel to the node plugin's socket, once it serves.
