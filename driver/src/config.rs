@@ -36,13 +36,15 @@
 //! | `node.keepAliveTmo` | `RDS_CSI_NODE_KEEP_ALIVE_TMO` | `15` | NVMe Keep Alive timeout in seconds; a StorageClass's `keepAliveTmo` overrides it |
 //! | `node.nrIoQueues` | `RDS_CSI_NODE_NR_IO_QUEUES` | (unset) | NVMe/TCP I/O queues per controller; unset: one per CPU; a StorageClass's `nrIoQueues` overrides it |
 //! | `metrics.listen` | `RDS_CSI_METRICS_LISTEN` | (unset) | IP address and port (`0.0.0.0:9808`) where the controller and the node plugin serve Prometheus metrics over HTTP at `/metrics` (docs/operations.md, "Metrics"); unset: no metrics endpoint |
-//! | `kubernetes.enabled` | `RDS_CSI_KUBERNETES_ENABLED` | `false` | the controller watches the API server (its ServiceAccount in a pod, else `KUBECONFIG`) and runs its reconcilers: fencing lost nodes (docs/operations.md, "Node failure and fencing"); the chart sets it |
+//! | `kubernetes.enabled` | `RDS_CSI_KUBERNETES_ENABLED` | `false` | the controller watches the API server (its ServiceAccount in a pod, else `KUBECONFIG`) and runs its reconcilers: fencing lost nodes (docs/operations.md, "Node failure and fencing") and finding orphans ("Orphans"); the chart sets it |
 //! | `kubernetes.namespace` | `RDS_CSI_KUBERNETES_NAMESPACE` | `kube-system` | the driver's own namespace: the controller replicas' Lease, and Events about the driver itself |
 //! | `kubernetes.lostNodeGraceSeconds` | `RDS_CSI_KUBERNETES_LOST_NODE_GRACE_SECONDS` | `30` | how long a Node must have been NotReady or Unknown before the controller fences it and lets its volumes move (a Node with the `node.kubernetes.io/out-of-service` taint, or deleted, is fenced at once) |
 //! | `kubernetes.resyncSeconds` | `RDS_CSI_KUBERNETES_RESYNC_SECONDS` | `10` | the reconcilers look again this often even without a change from the API server (a Node's grace running out is not an event) |
 //! | `kubernetes.leaseDurationSeconds` | `RDS_CSI_KUBERNETES_LEASE_DURATION_SECONDS` | `15` | controller replicas elect one leader for the reconcilers that change things, on the Lease `<driverName, dots as dashes>-controller` in `kubernetes.namespace`: a leader that stops renewing is replaced this long after its last renewal (docs/operations.md, "Two controller replicas") |
 //! | `kubernetes.renewDeadlineSeconds` | `RDS_CSI_KUBERNETES_RENEW_DEADLINE_SECONDS` | `10` | a leader that has not renewed its Lease for this long stops acting; less than `leaseDurationSeconds`, so it has stopped before another replica can take over |
 //! | `kubernetes.retryPeriodSeconds` | `RDS_CSI_KUBERNETES_RETRY_PERIOD_SECONDS` | `2` | how often a replica renews the Lease or tries to take it; less than `renewDeadlineSeconds` |
+//! | `kubernetes.orphanGraceSeconds` | `RDS_CSI_KUBERNETES_ORPHAN_GRACE_SECONDS` | `3600` | how old a disk, file or export on the RDS that nothing in the cluster names must be before it counts as an orphan (docs/operations.md, "Orphans"); it covers a CreateVolume whose PersistentVolume is not made yet |
+//! | `kubernetes.deleteOrphans` | `RDS_CSI_KUBERNETES_DELETE_ORPHANS` | `false` | the controller deletes orphans (a disk with its file, a file, or ends an export) instead of only reporting them (metric, log, Event) |
 //!
 //! In the TOML file the `rds`, `controller`, `node`, `metrics` and `kubernetes` keys live in tables of those names:
 //!
@@ -99,6 +101,8 @@ pub struct KubernetesConfig {
     pub lease_duration_seconds: u64,
     pub renew_deadline_seconds: u64,
     pub retry_period_seconds: u64,
+    pub orphan_grace_seconds: u64,
+    pub delete_orphans: bool,
 }
 
 impl Default for KubernetesConfig {
@@ -111,6 +115,8 @@ impl Default for KubernetesConfig {
             lease_duration_seconds: 15,
             renew_deadline_seconds: 10,
             retry_period_seconds: 2,
+            orphan_grace_seconds: 3600,
+            delete_orphans: false,
         }
     }
 }

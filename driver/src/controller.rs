@@ -16,6 +16,7 @@ pub mod fence;
 mod inspect;
 pub mod migration;
 pub mod notices;
+mod orphans;
 pub mod params;
 pub mod publish;
 mod snapshot;

@@ -141,6 +141,8 @@ pub async fn run(
         ));
     }
     let migrating = migration::Migrating::new(controller.clone(), events.clone());
+    let orphans =
+        crate::orphans::Reconciler::new(client.clone(), &driver, controller.clone(), &config);
     let fencing = Fencing {
         events,
         client: client.clone(),
@@ -188,6 +190,7 @@ pub async fn run(
                 let pass = async {
                     fencing.apply(&seen, plans).await;
                     migrating.apply(&tracked).await;
+                    orphans.pass_when_due().await;
                 };
                 tokio::select! {
                     () = pass => {}

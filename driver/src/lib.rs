@@ -14,6 +14,7 @@ pub mod ids;
 pub mod kubernetes;
 pub mod metrics;
 pub mod node;
+pub mod orphans;
 pub mod rds;
 mod rpc_trace;
 pub mod schedule;

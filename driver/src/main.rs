@@ -61,6 +61,12 @@ enum Command {
         #[arg(long)]
         snapshots: bool,
     },
+    /// List the driver's disks, files and exports on the RDS that nothing in the cluster names
+    /// (docs/operations.md, "Orphans"). Only reads: it never deletes.
+    Orphans {
+        #[arg(long, env = "RDS_CSI_CONFIG")]
+        config: PathBuf,
+    },
     /// Snapshot the selected PVCs once, then delete this schedule's snapshots beyond the
     /// retention (a CronJob runs it; see README "Scheduled snapshots").
     SnapshotSchedule(rds_csi::schedule::Args),
@@ -183,14 +189,36 @@ async fn serve(driver: Driver, mode: Mode, endpoint: &str, serving: Serving) -> 
     tokio::try_join!(csi, metrics, reconcilers).map(drop)
 }
 
-async fn snapshot_schedule(args: rds_csi::schedule::Args) -> anyhow::Result<()> {
-    use rds_csi::schedule::{Cluster, run};
-    let client = kube::Client::try_default().await.map_err(|e| {
+/// A Kubernetes client from KUBECONFIG or the pod's ServiceAccount.
+async fn kube_client() -> anyhow::Result<kube::Client> {
+    kube::Client::try_default().await.map_err(|e| {
         anyhow::anyhow!(
             "cannot set up the Kubernetes client (no kubeconfig, and not running in a pod?): {e}"
         )
-    })?;
-    let cluster = Cluster::new(client);
+    })
+}
+
+async fn orphans(config: Config) -> anyhow::Result<()> {
+    let kubernetes = config.kubernetes.clone();
+    let driver = Driver::new(config).await?;
+    let controller = driver
+        .controller()
+        .ok_or_else(|| anyhow::anyhow!("the configuration makes no controller"))?;
+    let client = kube_client().await?;
+    let listing = rds_csi::orphans::Listing {
+        orphans: rds_csi::orphans::list(controller, &client, driver.name()).await?,
+        place: controller.place(),
+        now: jiff::Timestamp::now(),
+        grace: std::time::Duration::from_secs(kubernetes.orphan_grace_seconds),
+        delete: kubernetes.delete_orphans,
+    };
+    print!("{listing}");
+    Ok(())
+}
+
+async fn snapshot_schedule(args: rds_csi::schedule::Args) -> anyhow::Result<()> {
+    use rds_csi::schedule::{Cluster, run};
+    let cluster = Cluster::new(kube_client().await?);
     let schedule = args.into_schedule(cluster.default_namespace());
     match run(&cluster, &schedule, jiff::Timestamp::now()).await {
         Ok(report) => {
@@ -245,6 +273,7 @@ async fn main() -> anyhow::Result<()> {
             }
             Ok(())
         }
+        Command::Orphans { config } => orphans(load(&config)?).await,
         Command::SnapshotSchedule(args) => snapshot_schedule(args).await,
     }
 }

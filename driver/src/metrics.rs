@@ -49,6 +49,11 @@ struct VerbErrorLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct KindLabels {
+    kind: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct SessionLabels {
     state: &'static str,
 }
@@ -88,6 +93,7 @@ struct Metrics {
     nvme_controllers: Family<ControllerStateLabels, Gauge>,
     stale_mounts: Gauge,
     leader: Gauge,
+    orphans: Family<KindLabels, Gauge>,
 }
 
 static METRICS: LazyLock<Metrics> = LazyLock::new(|| {
@@ -107,6 +113,7 @@ static METRICS: LazyLock<Metrics> = LazyLock::new(|| {
         nvme_controllers: Family::default(),
         stale_mounts: Gauge::default(),
         leader: Gauge::default(),
+        orphans: Family::default(),
         registry: Registry::with_prefix("rds_csi"),
     };
     let registry = &mut metrics.registry;
@@ -188,6 +195,12 @@ static METRICS: LazyLock<Metrics> = LazyLock::new(|| {
          things, else 0",
         metrics.leader.clone(),
     );
+    registry.register(
+        "orphans",
+        "Disks, files and exports on the RDS that nothing in the cluster names, past the grace \
+         and not deleted, by kind, as the controller's last orphan pass found them",
+        metrics.orphans.clone(),
+    );
     metrics
 });
 
@@ -261,6 +274,14 @@ pub(crate) fn command_error(verb: &'static str, kind: ErrorKind) {
             kind: kind.name(),
         })
         .inc();
+}
+
+/// Records the orphans of `kind` the last orphan pass left on the RDS.
+pub(crate) fn orphans(kind: &'static str, count: usize) {
+    METRICS
+        .orphans
+        .get_or_create(&KindLabels { kind })
+        .set(i64::try_from(count).unwrap_or(i64::MAX));
 }
 
 /// The text exposition of every family, with the pool's gauges as `pool` has them now and the
@@ -348,6 +369,7 @@ mod tests {
         rpc("TestMethod", tonic::Code::Ok, Duration::from_millis(1));
         command("/test verb", Duration::from_millis(2));
         command_error("/test verb", ErrorKind::Timeout);
+        orphans("test-kind", 2);
         attachments(2);
         fenced_nodes(1);
         fenced_volumes(3);
@@ -387,6 +409,7 @@ mod tests {
             ("rds_csi_node_nvme_controllers", "gauge"),
             ("rds_csi_node_stale_mounts", "gauge"),
             ("rds_csi_leader", "gauge"),
+            ("rds_csi_orphans", "gauge"),
         ] {
             assert!(
                 text.contains(&format!("\n# TYPE {family} {kind}\n")),
@@ -425,6 +448,7 @@ mod tests {
             ),
             ("rds_csi_node_stale_mounts", 0.0),
             (r#"rds_csi_node_nvme_controllers{state="connecting"}"#, 1.0),
+            (r#"rds_csi_orphans{kind="test-kind"}"#, 2.0),
         ];
         for (series, value) in expect {
             assert_eq!(sample(&text, series), Some(value), "{series} in:\n{text}");

@@ -40,6 +40,13 @@ fn number<T: FromStr>(value: &str) -> Result<T, String> {
         .map_err(|_| "is not a whole number in range".to_owned())
 }
 
+fn flag(value: &str) -> Result<bool, String> {
+    value
+        .trim()
+        .parse()
+        .map_err(|_| "is neither true nor false".to_owned())
+}
+
 /// Every key an `RDS_CSI_*` variable overrides, in the module documentation's order.
 pub(super) const KEYS: &[Key] = &[
     Key {
@@ -297,10 +304,7 @@ pub(super) const KEYS: &[Key] = &[
         toml: "kubernetes.enabled",
         env: "RDS_CSI_KUBERNETES_ENABLED",
         set: |c, v| {
-            c.kubernetes.enabled = v
-                .trim()
-                .parse()
-                .map_err(|_| "is neither true nor false".to_owned())?;
+            c.kubernetes.enabled = flag(v)?;
             Ok(())
         },
     },
@@ -349,6 +353,22 @@ pub(super) const KEYS: &[Key] = &[
         env: "RDS_CSI_KUBERNETES_RETRY_PERIOD_SECONDS",
         set: |c, v| {
             c.kubernetes.retry_period_seconds = number(v)?;
+            Ok(())
+        },
+    },
+    Key {
+        toml: "kubernetes.orphanGraceSeconds",
+        env: "RDS_CSI_KUBERNETES_ORPHAN_GRACE_SECONDS",
+        set: |c, v| {
+            c.kubernetes.orphan_grace_seconds = number(v)?;
+            Ok(())
+        },
+    },
+    Key {
+        toml: "kubernetes.deleteOrphans",
+        env: "RDS_CSI_KUBERNETES_DELETE_ORPHANS",
+        set: |c, v| {
+            c.kubernetes.delete_orphans = flag(v)?;
             Ok(())
         },
     },

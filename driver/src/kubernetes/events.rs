@@ -16,7 +16,9 @@ pub const MIN_INTERVAL: Duration = Duration::from_secs(60);
 /// The controller's Event recorder.
 pub struct Events {
     recorder: Recorder,
-    last: Mutex<HashMap<(String, String), Instant>>,
+    client: Client,
+    reporter: Reporter,
+    last: Mutex<HashMap<(String, String, String), Instant>>,
 }
 
 impl Events {
@@ -27,18 +29,46 @@ impl Events {
             instance,
         };
         Events {
-            recorder: Recorder::new(client, reporter),
+            recorder: Recorder::new(client.clone(), reporter.clone()),
+            client,
+            reporter,
             last: Mutex::default(),
         }
     }
 
     pub async fn normal(&self, regarding: &ObjectReference, reason: &str, note: String) {
-        self.publish(regarding, EventType::Normal, reason, note)
+        self.publish(regarding, None, EventType::Normal, reason, note)
             .await;
     }
 
     pub async fn warning(&self, regarding: &ObjectReference, reason: &str, note: String) {
-        self.publish(regarding, EventType::Warning, reason, note)
+        self.publish(regarding, None, EventType::Warning, reason, note)
+            .await;
+    }
+
+    /// An Event about `subject`, something on the RDS with no Kubernetes object of its own,
+    /// recorded on `regarding`: rate limited per subject, and never folded into the series of
+    /// an Event about another subject.
+    pub async fn normal_about(
+        &self,
+        regarding: &ObjectReference,
+        subject: &str,
+        reason: &str,
+        note: String,
+    ) {
+        self.publish(regarding, Some(subject), EventType::Normal, reason, note)
+            .await;
+    }
+
+    /// [`Events::normal_about`], a warning.
+    pub async fn warning_about(
+        &self,
+        regarding: &ObjectReference,
+        subject: &str,
+        reason: &str,
+        note: String,
+    ) {
+        self.publish(regarding, Some(subject), EventType::Warning, reason, note)
             .await;
     }
 
@@ -47,6 +77,7 @@ impl Events {
     async fn publish(
         &self,
         regarding: &ObjectReference,
+        subject: Option<&str>,
         type_: EventType,
         reason: &str,
         note: String,
@@ -56,7 +87,11 @@ impl Events {
             .clone()
             .or_else(|| regarding.name.clone())
             .unwrap_or_default();
-        let key = (object, reason.to_owned());
+        let key = (
+            object,
+            reason.to_owned(),
+            subject.unwrap_or_default().to_owned(),
+        );
         {
             let mut last = self.last.lock().unwrap_or_else(|e| e.into_inner());
             let now = Instant::now();
@@ -73,7 +108,18 @@ impl Events {
             action: reason.to_owned(),
             secondary: None,
         };
-        if let Err(error) = self.recorder.publish(&event, regarding).await {
+        // kube's recorder folds Events of one reason about one object into one series, which
+        // would show the first subject's note for every other subject: those get a recorder of
+        // their own, and the rate limit above stands in for the folding.
+        let published = match subject {
+            None => self.recorder.publish(&event, regarding).await,
+            Some(_) => {
+                Recorder::new(self.client.clone(), self.reporter.clone())
+                    .publish(&event, regarding)
+                    .await
+            }
+        };
+        if let Err(error) = published {
             tracing::warn!(%error, reason, "could not record an Event");
         }
     }

@@ -234,14 +234,20 @@ impl Cmd {
                 operand: format!("source:{}", escape_regex(source.as_str())),
             },
         };
-        print("/disk print", &filter, form)
+        print("/disk print", Some(&filter), form)
+    }
+
+    /// `/disk print detail` in the chosen form: every disk, whatever it is (the orphan finder
+    /// must know every disk that uses a file, not only the driver's).
+    pub fn disk_print_all(form: Form) -> Cmd {
+        print("/disk print", None, form)
     }
 
     /// `/file print detail where name~"^<dir>/"` in the chosen form: every file under `dir`.
     pub fn file_print_under(dir: &RosPath, form: Form) -> Cmd {
         print(
             "/file print",
-            &Filter::starts_with("name", &format!("{dir}/")),
+            Some(&Filter::starts_with("name", &format!("{dir}/"))),
             form,
         )
     }
@@ -256,11 +262,11 @@ impl Cmd {
         );
         print(
             "/file print",
-            &Filter {
+            Some(&Filter {
                 property: "name",
                 operator: '~',
                 operand: pattern,
-            },
+            }),
             form,
         )
     }
@@ -275,7 +281,7 @@ impl Cmd {
     pub fn btrfs_filesystem_print(label: &RosPath, form: Form) -> Cmd {
         print(
             "/disk btrfs filesystem print",
-            &Filter::equals("label", label.as_str()),
+            Some(&Filter::equals("label", label.as_str())),
             form,
         )
     }
@@ -314,7 +320,7 @@ impl Cmd {
             SubvolumeQuery::Name(name) => Filter::equals("name", name.as_str()),
             SubvolumeQuery::NamePrefix(prefix) => Filter::starts_with("name", prefix.as_str()),
         };
-        print("/disk btrfs subvolume print", &filter, form)
+        print("/disk btrfs subvolume print", Some(&filter), form)
     }
 
     /// `:put [/file get "<path>" size]`: the file's exact size in bytes (`print` rounds it).
@@ -399,9 +405,11 @@ fn disk_args(line: Line, spec: &DiskSpec, sized: bool) -> Line {
     line
 }
 
-/// `verb` is the menu's print command (`/disk print`), whole so that it can be [`Cmd::verb`].
-fn print(verb: &'static str, filter: &Filter, form: Form) -> Cmd {
-    let inner = |as_value: &str| format!("{verb} detail{as_value} where {}", filter.render());
+/// `verb` is the menu's print command (`/disk print`), whole so that it can be [`Cmd::verb`];
+/// without a filter it prints every item.
+fn print(verb: &'static str, filter: Option<&Filter>, form: Form) -> Cmd {
+    let filter = filter.map_or_else(String::new, |f| format!(" where {}", f.render()));
+    let inner = |as_value: &str| format!("{verb} detail{as_value}{filter}");
     let line = match form {
         Form::Detail => inner(""),
         Form::AsValue => format!(":put [{}]", inner(" as-value")),
@@ -713,6 +721,14 @@ mod tests {
             "/file print detail where name~\"^raid10/csi/\""
         );
         assert!(!Cmd::disk_print(DiskQuery::Slot(&x), Form::Detail).is_silent());
+        assert_eq!(
+            Cmd::disk_print_all(Form::Detail).as_str(),
+            "/disk print detail"
+        );
+        assert_eq!(
+            Cmd::disk_print_all(Form::AsValue).as_str(),
+            ":put [/disk print detail as-value]"
+        );
     }
 
     #[test]

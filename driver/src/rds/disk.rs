@@ -118,6 +118,16 @@ impl RdsClient {
         Ok(disks)
     }
 
+    /// Every disk on the RDS, whoever made it.
+    pub async fn all(&self) -> Result<Vec<DiskRecord>, RdsError> {
+        self.disks(&Cmd::disk_print_all(FORM)).await
+    }
+
+    /// Every entry of the `/file` tree under `dir` (files and directories, at any depth).
+    pub async fn files_under(&self, dir: &RosPath) -> Result<Vec<Record>, RdsError> {
+        self.print(&Cmd::file_print_under(dir, FORM)).await
+    }
+
     /// The disks whose comment may record `source` as what they were copied from (a longer
     /// slot starting with `source` matches too: the caller reads the comments).
     pub async fn made_from(&self, source: &Slot) -> Result<Vec<DiskRecord>, RdsError> {
@@ -211,6 +221,17 @@ impl RdsClient {
         checked(&cmd, slot, disk, |disk| {
             verify::reexported(disk, export, hosts)
         })
+    }
+
+    /// Ends the disk's NVMe/TCP export, and with it every connection to it; the disk and its
+    /// file stay.
+    pub async fn unexport(&self, slot: &Slot) -> Result<DiskRecord, RdsError> {
+        self.check_version().await?;
+        let _turn = self.mutations.lock().await;
+        let cmd = Cmd::disk_unexport(slot);
+        self.run_silent(&cmd).await?;
+        let disk = self.read_back(&cmd, slot).await?;
+        checked(&cmd, slot, disk, verify::unexported)
     }
 
     /// Removes the disk, then its backing file (`/disk remove` keeps the file), and checks that

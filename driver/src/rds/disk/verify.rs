@@ -51,6 +51,13 @@ pub(super) fn allowed_hosts(disk: &DiskRecord, hosts: &[Nqn]) -> Vec<String> {
     diffs.0
 }
 
+/// The export after it was ended.
+pub(super) fn unexported(disk: &DiskRecord) -> Vec<String> {
+    let mut diffs = Differences::default();
+    diffs.check("nvme-tcp-export", disk.export, false);
+    diffs.0
+}
+
 /// The export after it was made again with its port and NQN, admitting only `hosts`.
 pub(super) fn reexported(disk: &DiskRecord, export: &NvmeExport, hosts: &[Nqn]) -> Vec<String> {
     let mut diffs = Differences::default();
