@@ -246,6 +246,14 @@ fn rendered_chart_carries_what_the_driver_needs() {
         );
     }
 
+    // By default orphans are reported, never deleted.
+    let driver = container(controller, "rds-csi");
+    assert_eq!(
+        orphan_settings(driver),
+        (Some("3600"), Some("false")),
+        "{driver}"
+    );
+
     let config_map = object(&objects, "ConfigMap", "rds-csi-config");
     let config_toml = config_map["data"]["config.toml"]
         .as_str()
@@ -281,6 +289,21 @@ fn one_controller_replica_has_no_disruption_budget() {
     // A budget of one unavailable pod out of one would let a drain take the only controller
     // anyway; none is rendered.
     assert!(!has(&objects, "PodDisruptionBudget", "rds-csi-controller"));
+}
+
+/// The orphan grace and deletion switch the rds-csi `container` gets in its environment.
+fn orphan_settings(container: &Value) -> (Option<&str>, Option<&str>) {
+    let var = |name: &str| {
+        container["env"]
+            .as_array()?
+            .iter()
+            .find(|e| e["name"] == name)?["value"]
+            .as_str()
+    };
+    (
+        var("RDS_CSI_KUBERNETES_ORPHAN_GRACE_SECONDS"),
+        var("RDS_CSI_KUBERNETES_DELETE_ORPHANS"),
+    )
 }
 
 /// The ConfigMap's config.toml, read by the driver's own configuration loader.
@@ -534,6 +557,14 @@ fn schema_refuses_bad_values_naming_the_key() {
             "snapshots.enabled=yes",
             "at '/snapshots/enabled': got string, want boolean",
         ),
+        (
+            "controller.orphans.delete=yes",
+            "at '/controller/orphans/delete': got string, want boolean",
+        ),
+        (
+            "controller.orphans.graceSeconds=-1",
+            "at '/controller/orphans/graceSeconds': minimum",
+        ),
         // Typos: a key no template reads would otherwise be ignored without a word.
         (
             "storageclass.create=false",
@@ -620,6 +651,7 @@ fn every_option() -> Value {
         "controller": {
             "replicas": 2,
             "csiTimeout": "2m30s",
+            "orphans": {"graceSeconds": 600, "delete": true},
             "podAnnotations": {"example.com/a": "1"},
             "podLabels": {"team": "storage"},
             "tolerations": [{"key": "dedicated", "operator": "Exists", "effect": "NoSchedule"}],
@@ -739,6 +771,16 @@ fn every_optional_value_passes_the_schema_and_renders() {
             "{driver}"
         );
     }
+    // Orphans: the grace and the deletion switch reach the driver as its variables.
+    let driver = container(
+        object(&objects, "Deployment", "rds-csi-controller"),
+        "rds-csi",
+    );
+    assert_eq!(
+        orphan_settings(driver),
+        (Some("600"), Some("true")),
+        "{driver}"
+    );
     let scrapes_metrics = |monitor: &Value| {
         monitor["spec"]["endpoints"]
             .as_array()

@@ -656,6 +656,12 @@ async fn check_rbac(cluster: &Cluster<'_>, objects: &[Value]) -> anyhow::Result<
             may("update", "coordination.k8s.io", "leases", Some(NAMESPACE)),
             true,
         ),
+        // The orphan reconciler reads what VolumeSnapshotContents name, and changes none.
+        (
+            &controller,
+            may("list", snapshots, "volumesnapshotcontents", None),
+            true,
+        ),
         // The node plugin talks to the kubelet and the kernel only.
         (&node, may("get", "", "nodes", None), false),
         (&node, may("get", "", "pods", Some(NAMESPACE)), false),
