@@ -63,6 +63,8 @@ pub struct ControllerReplica {
     log_prefix: PathBuf,
     /// Where its rds-csi serves `/metrics`.
     metrics: std::net::SocketAddr,
+    /// Where its SSH key is on this host.
+    key_file: PathBuf,
 }
 
 impl ControllerReplica {
@@ -384,6 +386,25 @@ impl ClusterTarget {
         Ok(self.controllers.last().expect("just pushed"))
     }
 
+    /// `rds-csi <args>` as an operator runs it beside the controller: with a controller pod's
+    /// config.toml and SSH key, and the cluster admin's kubeconfig.
+    pub fn driver_command(&self, args: &[&str]) -> anyhow::Result<tokio::process::Command> {
+        let binary = crate::qemu::node_plugin::plugin_binary()?;
+        let replica = self
+            .controllers
+            .first()
+            .context("no controller replica is running")?;
+        let config = replica.pod.volume("config")?.join("config.toml");
+        let mut command = tokio::process::Command::new(binary);
+        command
+            .args(args)
+            .arg("--config")
+            .arg(config)
+            .env("RDS_CSI_RDS_PRIVATE_KEY_FILE", &replica.key_file)
+            .env("KUBECONFIG", self.admin_kubeconfig());
+        Ok(command)
+    }
+
     /// Fails, quoting the log, when one of the chart's processes has exited.
     pub fn check_running(&mut self) -> anyhow::Result<()> {
         self.snapshot_controller.check_running()?;
@@ -483,6 +504,7 @@ impl ReplicaSet {
             pod,
             log_prefix: dir.join("logs").join(format!("{pod_dir_name}-")),
             metrics,
+            key_file,
         })
     }
 }
