@@ -246,14 +246,6 @@ fn rendered_chart_carries_what_the_driver_needs() {
         );
     }
 
-    // By default orphans are reported, never deleted.
-    let driver = container(controller, "rds-csi");
-    assert_eq!(
-        orphan_settings(driver),
-        (Some("3600"), Some("false")),
-        "{driver}"
-    );
-
     let config_map = object(&objects, "ConfigMap", "rds-csi-config");
     let config_toml = config_map["data"]["config.toml"]
         .as_str()
@@ -264,6 +256,12 @@ fn rendered_chart_carries_what_the_driver_needs() {
     assert_eq!(rds["hostKey"].as_str(), Some(host_key));
     assert_eq!(rds["address"].as_str(), Some("198.51.100.7"));
     assert_eq!(rds["sshPort"].as_integer(), Some(22));
+    // By default orphans are reported, never deleted.
+    let kubernetes = config["kubernetes"]
+        .as_table()
+        .expect("a [kubernetes] table");
+    assert_eq!(kubernetes["orphanGraceSeconds"].as_integer(), Some(3600));
+    assert_eq!(kubernetes["deleteOrphans"].as_bool(), Some(false));
 }
 
 #[test]
@@ -289,21 +287,6 @@ fn one_controller_replica_has_no_disruption_budget() {
     // A budget of one unavailable pod out of one would let a drain take the only controller
     // anyway; none is rendered.
     assert!(!has(&objects, "PodDisruptionBudget", "rds-csi-controller"));
-}
-
-/// The orphan grace and deletion switch the rds-csi `container` gets in its environment.
-fn orphan_settings(container: &Value) -> (Option<&str>, Option<&str>) {
-    let var = |name: &str| {
-        container["env"]
-            .as_array()?
-            .iter()
-            .find(|e| e["name"] == name)?["value"]
-            .as_str()
-    };
-    (
-        var("RDS_CSI_KUBERNETES_ORPHAN_GRACE_SECONDS"),
-        var("RDS_CSI_KUBERNETES_DELETE_ORPHANS"),
-    )
 }
 
 /// The ConfigMap's config.toml, read by the driver's own configuration loader.
@@ -558,12 +541,12 @@ fn schema_refuses_bad_values_naming_the_key() {
             "at '/snapshots/enabled': got string, want boolean",
         ),
         (
-            "controller.orphans.delete=yes",
-            "at '/controller/orphans/delete': got string, want boolean",
+            "config.kubernetes.deleteOrphans=yes",
+            "at '/config/kubernetes/deleteOrphans': got string, want boolean",
         ),
         (
-            "controller.orphans.graceSeconds=-1",
-            "at '/controller/orphans/graceSeconds': minimum",
+            "config.kubernetes.orphanGraceSeconds=-1",
+            "at '/config/kubernetes/orphanGraceSeconds': minimum",
         ),
         // Typos: a key no template reads would otherwise be ignored without a word.
         (
@@ -644,6 +627,7 @@ fn every_option() -> Value {
                 "sessions": 8
             },
             "controller": {"snapshotMethod": "btrfs", "maxConcurrentCreates": 2},
+            "kubernetes": {"orphanGraceSeconds": 600, "deleteOrphans": true},
             "node": {"ctrlLossTmo": -1, "nrIoQueues": 4}
         },
         "sshKey": {"existingSecret": "rds-ssh", "existingSecretKey": "key"},
@@ -651,7 +635,6 @@ fn every_option() -> Value {
         "controller": {
             "replicas": 2,
             "csiTimeout": "2m30s",
-            "orphans": {"graceSeconds": 600, "delete": true},
             "podAnnotations": {"example.com/a": "1"},
             "podLabels": {"team": "storage"},
             "tolerations": [{"key": "dedicated", "operator": "Exists", "effect": "NoSchedule"}],
@@ -732,6 +715,8 @@ fn every_optional_value_passes_the_schema_and_renders() {
     assert_eq!(config.node.ctrl_loss_tmo, -1);
     assert_eq!(config.node.nr_io_queues, Some(4));
     assert_eq!(config.rds.sessions, 8);
+    assert_eq!(config.kubernetes.orphan_grace_seconds, 600);
+    assert!(config.kubernetes.delete_orphans);
     let class = object(&objects, "StorageClass", "rds-nvme");
     assert_eq!(
         class["parameters"],
@@ -771,16 +756,6 @@ fn every_optional_value_passes_the_schema_and_renders() {
             "{driver}"
         );
     }
-    // Orphans: the grace and the deletion switch reach the driver as its variables.
-    let driver = container(
-        object(&objects, "Deployment", "rds-csi-controller"),
-        "rds-csi",
-    );
-    assert_eq!(
-        orphan_settings(driver),
-        (Some("600"), Some("true")),
-        "{driver}"
-    );
     let scrapes_metrics = |monitor: &Value| {
         monitor["spec"]["endpoints"]
             .as_array()
