@@ -19,7 +19,7 @@ use k8s_openapi::api::core::v1::ObjectReference;
 use kube::Client;
 use tokio::sync::Mutex;
 
-pub use find::{FirstSeen, Kind, Named, OnRds, Orphan, Place, age};
+pub use find::{FirstSeen, Kind, Named, OnRds, Orphan, Place, age, find};
 
 use crate::config::KubernetesConfig;
 use crate::controller::ControllerService;

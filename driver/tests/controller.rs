@@ -12,6 +12,8 @@ mod fencing;
 mod identity;
 #[path = "controller/lifecycle.rs"]
 mod lifecycle;
+#[path = "controller/orphans.rs"]
+mod orphans;
 #[path = "controller/recovery.rs"]
 mod recovery;
 
