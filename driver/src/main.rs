@@ -206,7 +206,7 @@ async fn orphans(config: Config) -> anyhow::Result<()> {
         .ok_or_else(|| anyhow::anyhow!("the configuration makes no controller"))?;
     let client = kube_client().await?;
     let listing = rds_csi::orphans::Listing {
-        orphans: rds_csi::orphans::list(controller, &client, driver.name()).await?,
+        found: rds_csi::orphans::list(controller, &client, driver.name()).await?,
         place: controller.place(),
         now: jiff::Timestamp::now(),
         grace: std::time::Duration::from_secs(kubernetes.orphan_grace_seconds),

@@ -28,6 +28,15 @@ use crate::kubernetes::Events;
 /// The longest time between two passes, whatever the grace.
 const MAX_INTERVAL: Duration = Duration::from_secs(300);
 
+/// What one look found.
+pub struct Found {
+    /// Every orphan, whatever its age.
+    pub orphans: Vec<Orphan>,
+    /// False when VolumeSnapshotContents could not be listed (no snapshot CRDs), so no
+    /// snapshot counted.
+    pub snapshots_listed: bool,
+}
+
 /// Every orphan on the RDS, whatever its age: the RDS is read first, then the API server, so a
 /// thing made in between is seen without the object that names it only while it is younger
 /// than the grace.
@@ -35,13 +44,16 @@ pub async fn list(
     controller: &ControllerService,
     client: &Client,
     driver: &str,
-) -> anyhow::Result<Vec<Orphan>> {
+) -> anyhow::Result<Found> {
     let rds = controller
         .inventory()
         .await
         .context("listing the disks and files on the RDS")?;
     let named = named::list(client, driver).await?;
-    Ok(find::find(&rds, &named, &controller.place()))
+    Ok(Found {
+        orphans: find::find(&rds, &named, &controller.place()),
+        snapshots_listed: named.snapshots.is_some(),
+    })
 }
 
 /// The controller's orphan reconciler. Its state lives in memory: what it saw first when, and
@@ -124,7 +136,7 @@ impl Reconciler {
             }
         };
         let now = Timestamp::now();
-        let due = state.first_seen.due(found, now, self.grace);
+        let due = state.first_seen.due(found.orphans, now, self.grace);
         let mut left: BTreeMap<Kind, usize> = Kind::ALL.iter().map(|&k| (k, 0)).collect();
         let mut reported = HashSet::new();
         for orphan in &due {
@@ -182,7 +194,7 @@ impl Reconciler {
 /// What `rds-csi orphans` prints: every orphan, its age and whether the grace has passed.
 pub struct Listing {
     pub place: Place,
-    pub orphans: Vec<Orphan>,
+    pub found: Found,
     pub now: Timestamp,
     pub grace: Duration,
     pub delete: bool,
@@ -202,11 +214,19 @@ impl fmt::Display for Listing {
                 "reports, and keeps,"
             }
         )?;
-        if self.orphans.is_empty() {
+        if !self.found.snapshots_listed {
+            writeln!(
+                f,
+                "VolumeSnapshotContents cannot be listed (the snapshot CRDs are not installed): \
+                 no snapshot counts as an orphan"
+            )?;
+        }
+        let orphans = &self.found.orphans;
+        if orphans.is_empty() {
             return writeln!(f, "no orphans");
         }
         writeln!(f, "{:<7} {:<48} {:<12} WHY", "KIND", "NAME", "AGE")?;
-        for orphan in &self.orphans {
+        for orphan in orphans {
             let age = match orphan.created.map(|created| age(created, self.now)) {
                 None => "unknown*".to_owned(),
                 Some(None) => "future".to_owned(),
@@ -222,14 +242,14 @@ impl fmt::Display for Listing {
                 orphan.why
             )?;
         }
-        if self.orphans.iter().any(|o| o.created.is_none()) {
+        if orphans.iter().any(|o| o.created.is_none()) {
             writeln!(
                 f,
                 "* the RDS records no creation time for it: the controller counts the grace from \
                  when it first sees it"
             )?;
         }
-        writeln!(f, "{} orphans; nothing was deleted", self.orphans.len())
+        writeln!(f, "{} orphans; nothing was deleted", orphans.len())
     }
 }
 
@@ -268,21 +288,24 @@ mod tests {
                 base_dir: RosPath::parse("csi").unwrap(),
                 nqn_prefix: Nqn::parse("nqn.2000-02.com.mikrotik").unwrap(),
             },
-            orphans: vec![
-                orphan(
-                    Kind::Disk,
-                    "pvc-a",
-                    Some("pool/csi/pvc-a.img"),
-                    Some(created),
-                ),
-                orphan(
-                    Kind::Disk,
-                    "pvc-b",
-                    None,
-                    Some(created + jiff::SignedDuration::from_secs(7_000)),
-                ),
-                orphan(Kind::File, "pvc-c", Some("pool/csi/pvc-c.img"), None),
-            ],
+            found: Found {
+                orphans: vec![
+                    orphan(
+                        Kind::Disk,
+                        "pvc-a",
+                        Some("pool/csi/pvc-a.img"),
+                        Some(created),
+                    ),
+                    orphan(
+                        Kind::Disk,
+                        "pvc-b",
+                        None,
+                        Some(created + jiff::SignedDuration::from_secs(7_000)),
+                    ),
+                    orphan(Kind::File, "pvc-c", Some("pool/csi/pvc-c.img"), None),
+                ],
+                snapshots_listed: true,
+            },
             now: created + jiff::SignedDuration::from_secs(7_380),
             grace: Duration::from_secs(3_600),
             delete: false,
@@ -313,10 +336,20 @@ mod tests {
         assert_eq!(lines[6], "3 orphans; nothing was deleted");
 
         let empty = Listing {
-            orphans: Vec::new(),
+            found: Found {
+                orphans: Vec::new(),
+                snapshots_listed: false,
+            },
             ..listing
         };
-        assert!(empty.to_string().ends_with("\nno orphans\n"));
+        let text = empty.to_string();
+        assert!(
+            text.ends_with(
+                "\nVolumeSnapshotContents cannot be listed (the snapshot CRDs are not installed): \
+                 no snapshot counts as an orphan\nno orphans\n"
+            ),
+            "{text}"
+        );
     }
 
     #[test]
