@@ -154,6 +154,33 @@ async fn orphan_events(
     }
 }
 
+/// Waits until the controller's `/metrics` shows `rds_csi_orphans{kind}` at `count` for each of
+/// `kinds` (the gauge is set at the end of the pass whose Events were awaited).
+async fn orphan_gauges(cluster: &ClusterTarget, kinds: &[(&str, u32)]) -> anyhow::Result<()> {
+    let deadline = tokio::time::Instant::now() + objects::WAIT;
+    loop {
+        let metrics = cluster.controller_metrics().await?;
+        let value = |kind: &str| {
+            let series = format!("rds_csi_orphans{{kind=\"{kind}\"}} ");
+            metrics
+                .lines()
+                .find_map(|line| line.strip_prefix(&series)?.trim().parse::<u32>().ok())
+        };
+        if kinds
+            .iter()
+            .all(|&(kind, count)| value(kind) == Some(count))
+        {
+            return Ok(());
+        }
+        anyhow::ensure!(
+            tokio::time::Instant::now() < deadline,
+            "/metrics does not show rds_csi_orphans at {kinds:?} within {:?}:\n{metrics}",
+            objects::WAIT
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    }
+}
+
 fn orphans_reported(cluster: &mut ClusterTarget) -> CaseFuture<'_> {
     Box::pin(async move {
         let planted = plant_orphans(cluster).await?;
@@ -164,6 +191,7 @@ fn orphans_reported(cluster: &mut ClusterTarget) -> CaseFuture<'_> {
                 "{kept} is named by the cluster but was reported: {notes:?}"
             );
         }
+        orphan_gauges(cluster, &[("disk", 1), ("file", 1), ("export", 0)]).await?;
         // The Event is recorded in the pass that would have deleted them.
         anyhow::ensure!(
             on_the_rds(cluster, &planted.disk, &planted.file) == (true, true),
@@ -213,6 +241,7 @@ fn orphans_deleted(cluster: &mut ClusterTarget) -> CaseFuture<'_> {
     Box::pin(async move {
         let planted = plant_orphans(cluster).await?;
         orphan_events(cluster, "OrphanDeleted", &[&planted.disk, &planted.file]).await?;
+        orphan_gauges(cluster, &[("disk", 0), ("file", 0), ("export", 0)]).await?;
         anyhow::ensure!(
             on_the_rds(cluster, &planted.disk, &planted.file) == (false, false),
             "an orphan is still on the RDS after its OrphanDeleted Event"
