@@ -141,8 +141,13 @@ pub async fn run(
         ));
     }
     let migrating = migration::Migrating::new(controller.clone(), events.clone());
-    let orphans =
-        crate::orphans::Reconciler::new(client.clone(), &driver, controller.clone(), &config);
+    let orphans = crate::orphans::Reconciler::new(
+        client.clone(),
+        &driver,
+        controller.clone(),
+        events.clone(),
+        &config,
+    );
     let fencing = Fencing {
         events,
         client: client.clone(),

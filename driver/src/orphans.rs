@@ -62,7 +62,7 @@ pub struct Reconciler {
     client: Client,
     driver: String,
     controller: Arc<ControllerService>,
-    events: Events,
+    events: Arc<Events>,
     /// The driver's Namespace: the object every orphan Event is recorded on (an orphan has no
     /// object of its own, and the Namespace outlives any controller Pod).
     regarding: ObjectReference,
@@ -86,13 +86,13 @@ impl Reconciler {
         client: Client,
         driver: &str,
         controller: Arc<ControllerService>,
+        events: Arc<Events>,
         config: &KubernetesConfig,
     ) -> Reconciler {
         let grace = Duration::from_secs(config.orphan_grace_seconds);
         let resync = Duration::from_secs(config.resync_seconds);
-        let instance = std::env::var("HOSTNAME").ok();
         Reconciler {
-            events: Events::new(client.clone(), driver, instance),
+            events,
             client,
             driver: driver.to_owned(),
             controller,
