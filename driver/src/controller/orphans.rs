@@ -32,7 +32,8 @@ impl ControllerService {
     /// Deletes `orphan` as its own kind of delete does: a disk by DeleteVolume or
     /// DeleteSnapshot (so a published volume, the source of a copy or a disk being copied into
     /// is refused as it is there), a file with its id's guard held and only while no disk has
-    /// that slot, an export by ending it (the disk, not provably the driver's, stays).
+    /// that slot, an export by ending it unless it admits a node (the disk, not provably the
+    /// driver's, stays).
     pub async fn delete_orphan(&self, orphan: &Orphan) -> Result<(), Status> {
         let id = orphan.slot.to_string();
         // A copy still running into the disk makes the delete ABORTED at once: the orphan
@@ -67,6 +68,19 @@ impl ControllerService {
             }
             (Kind::Export, _) => {
                 let _guard = self.locks.try_lock(orphan.slot.as_str())?;
+                // As DeleteVolume keeps a published volume: a node may be using it.
+                let node = self
+                    .rds
+                    .find(&orphan.slot)
+                    .await?
+                    .and_then(|d| d.allowed_host);
+                if let Some(node) = node {
+                    return Err(Status::failed_precondition(format!(
+                        "the export of disk {} admits node {node}: not ended while a node may \
+                         be using it",
+                        orphan.slot
+                    )));
+                }
                 self.rds.unexport(&orphan.slot).await?;
                 Ok(())
             }

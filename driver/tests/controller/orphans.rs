@@ -111,3 +111,21 @@ async fn a_file_that_a_disk_took_meanwhile_is_not_deleted() {
     assert_eq!(refused.code(), Code::Aborted, "{refused:?}");
     assert!(plugin.has_file(&file) && plugin.disk(&slot).is_some());
 }
+
+#[tokio::test]
+async fn an_export_that_admits_a_node_is_not_ended() {
+    let plugin = Plugin::start().await;
+    let slot = format!("pvc-{:028x}", 4);
+    plugin
+        .routeros(&format!(
+            r#"/disk add type=file file-path="{POOL}/{slot}.img" file-size=1048576 slot="{slot}" nvme-tcp-export=yes nvme-tcp-server-port=4420 nvme-tcp-server-nqn="{}" nvme-tcp-server-allow-host-name="{NODE_A}""#,
+            volume_nqn(&slot)
+        ))
+        .await;
+    let found = find(&plugin).await;
+    assert_eq!(kinds(&found), [(Kind::Export, slot.clone())]);
+    let refused = plugin.service.delete_orphan(&found[0]).await.unwrap_err();
+    assert_eq!(refused.code(), Code::FailedPrecondition, "{refused:?}");
+    assert!(refused.message().contains(NODE_A), "{refused:?}");
+    assert!(plugin.disk(&slot).unwrap().nvme_tcp_export);
+}
