@@ -69,16 +69,17 @@ impl ControllerService {
             (Kind::Export, _) => {
                 let _guard = self.locks.try_lock(orphan.slot.as_str())?;
                 // As DeleteVolume keeps a published volume: a node may be using it.
-                let node = self
+                let nodes = self
                     .rds
                     .find(&orphan.slot)
                     .await?
-                    .and_then(|d| d.allowed_host);
-                if let Some(node) = node {
+                    .map(|d| d.allowed_hosts)
+                    .unwrap_or_default();
+                if !nodes.is_empty() {
                     return Err(Status::failed_precondition(format!(
-                        "the export of disk {} admits node {node}: not ended while a node may \
-                         be using it",
-                        orphan.slot
+                        "the export of disk {} admits {}: not ended while a node may be using it",
+                        orphan.slot,
+                        nodes.join(", ")
                     )));
                 }
                 self.rds.unexport(&orphan.slot).await?;
