@@ -154,17 +154,26 @@ async fn orphan_events(
     }
 }
 
-/// Waits until the controller's `/metrics` shows `rds_csi_orphans{kind}` at `count` for each of
-/// `kinds` (the gauge is set at the end of the pass whose Events were awaited).
+/// Waits until the controllers' `/metrics` show `rds_csi_orphans{kind}` at `count` for each of
+/// `kinds` (the gauge is set at the end of the pass whose Events were awaited, by the replica
+/// that leads: the others never set it).
 async fn orphan_gauges(cluster: &ClusterTarget, kinds: &[(&str, u32)]) -> anyhow::Result<()> {
     let deadline = tokio::time::Instant::now() + objects::WAIT;
     loop {
-        let metrics = cluster.controller_metrics().await?;
+        let mut scraped = Vec::new();
+        for replica in cluster.controllers() {
+            scraped.push(replica.metrics().await?);
+        }
         let value = |kind: &str| {
             let series = format!("rds_csi_orphans{{kind=\"{kind}\"}} ");
-            metrics
-                .lines()
-                .find_map(|line| line.strip_prefix(&series)?.trim().parse::<u32>().ok())
+            scraped
+                .iter()
+                .filter_map(|metrics| {
+                    metrics
+                        .lines()
+                        .find_map(|line| line.strip_prefix(&series)?.trim().parse::<u32>().ok())
+                })
+                .reduce(|a, b| a + b)
         };
         if kinds
             .iter()
@@ -174,8 +183,9 @@ async fn orphan_gauges(cluster: &ClusterTarget, kinds: &[(&str, u32)]) -> anyhow
         }
         anyhow::ensure!(
             tokio::time::Instant::now() < deadline,
-            "/metrics does not show rds_csi_orphans at {kinds:?} within {:?}:\n{metrics}",
-            objects::WAIT
+            "/metrics does not show rds_csi_orphans at {kinds:?} within {:?}:\n{}",
+            objects::WAIT,
+            scraped.join("\n")
         );
         tokio::time::sleep(std::time::Duration::from_millis(500)).await;
     }

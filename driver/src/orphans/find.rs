@@ -222,8 +222,8 @@ fn unnamed(kind: IdKind, slot: &Slot) -> String {
 }
 
 /// When this process first saw each orphan whose age the RDS does not record (a file, a disk
-/// another tool made). Kept in memory: a restarted controller counts the grace again, which
-/// only ever delays a deletion.
+/// another tool made). Kept in memory: a restarted controller, or a new leader, counts the
+/// grace again, which only ever delays a deletion.
 #[derive(Debug, Default)]
 pub struct FirstSeen(HashMap<(Kind, String), Timestamp>);
 
