@@ -290,7 +290,13 @@ pub fn render(pool: Option<PoolStats>, node: Option<&NodeProbe>) -> String {
     let metrics = &*METRICS;
     if let Some(node) = node {
         metrics.nvme_controllers.clear();
-        for (state, count) in node.tcp_controllers() {
+        // The states an alert asks about are always there, at 0 on a node without controllers:
+        // a family with no sample is not exposed at all.
+        let mut states = node.tcp_controllers();
+        for state in ["live", "connecting", "resetting", "deleting"] {
+            states.entry(state.to_owned()).or_insert(0);
+        }
+        for (state, count) in states {
             metrics
                 .nvme_controllers
                 .get_or_create(&ControllerStateLabels { state })
@@ -448,6 +454,7 @@ mod tests {
             ),
             ("rds_csi_node_stale_mounts", 0.0),
             (r#"rds_csi_node_nvme_controllers{state="connecting"}"#, 1.0),
+            (r#"rds_csi_node_nvme_controllers{state="live"}"#, 0.0),
             (r#"rds_csi_orphans{kind="test-kind"}"#, 2.0),
         ];
         for (series, value) in expect {

@@ -196,7 +196,8 @@ async fn rpcs_and_routeros_commands_are_counted_at_metrics() {
     sim.shutdown().await;
 }
 
-/// The node plugin serves metrics too: its RPCs are counted, and it runs no RouterOS command.
+/// The node plugin serves metrics too: its RPCs are counted, it runs no RouterOS command, and it
+/// reports the host's NVMe/TCP controllers and stale mounts.
 #[tokio::test]
 async fn the_node_plugin_counts_its_rpcs() {
     let dir = tempfile::tempdir().unwrap();
@@ -219,4 +220,14 @@ async fn the_node_plugin_counts_its_rpcs() {
     let series = r#"rds_csi_rpcs_total{method="NodeGetInfo",code="OK"}"#;
     assert_eq!(sample(&text, series), Some(1.0), "{text}");
     assert!(!text.contains("rds_csi_routeros_commands_total{"), "{text}");
+    // The host's gauges: this machine's NVMe/TCP controllers (none in CI) and no stale mount
+    // under a kubelet directory that holds nothing.
+    assert!(
+        sample(&text, r#"rds_csi_node_nvme_controllers{state="live"}"#).is_some(),
+        "{text}"
+    );
+    assert!(
+        text.contains("\n# TYPE rds_csi_node_stale_mounts gauge\n"),
+        "{text}"
+    );
 }
