@@ -1,7 +1,9 @@
 //! `rds-csi doctor`: checks, one by one, what the driver needs from the RDS, and says what to fix.
 //! It only reads: nothing on the appliance changes. `--snapshots` adds the snapshot-method
-//! probes ([`snapshots`]), which write and remove small probe disks.
+//! probes ([`snapshots`]), which write and remove small probe disks; `--all` adds those and the
+//! probes of the open RouterOS questions ([`questions`]).
 
+pub mod questions;
 pub mod snapshots;
 
 use crate::config::Config;

@@ -60,6 +60,11 @@ enum Command {
         /// under <pool>/<baseDir>).
         #[arg(long)]
         snapshots: bool,
+        /// Every probe: the snapshot methods and each open RouterOS question the driver depends
+        /// on (writes and removes small probe disks), with the rds-sim switch position that
+        /// matches each answer.
+        #[arg(long)]
+        all: bool,
     },
     /// List the driver's disks, files and exports on the RDS that nothing in the cluster names
     /// (docs/operations.md, "Orphans"). Only reads: it never deletes.
@@ -257,19 +262,30 @@ async fn main() -> anyhow::Result<()> {
         }
         #[cfg(feature = "dev")]
         Command::Dev { endpoint, data_dir } => rds_csi::dev::run(&endpoint, data_dir).await,
-        Command::Doctor { config, snapshots } => {
+        Command::Doctor {
+            config,
+            snapshots,
+            all,
+        } => {
             let config = load(&config)?;
             let report = rds_csi::doctor::run(&config).await;
             print!("{report}");
             if !report.ok() {
                 std::process::exit(1)
             }
-            if snapshots {
+            let mut ok = true;
+            if snapshots || all {
                 let probes = rds_csi::doctor::snapshots::probe(&config).await?;
                 print!("{probes}");
-                if !probes.ok() {
-                    std::process::exit(1)
-                }
+                ok &= probes.ok();
+            }
+            if all {
+                let answers = rds_csi::doctor::questions::probe(&config).await?;
+                print!("{answers}");
+                ok &= answers.ok();
+            }
+            if !ok {
+                std::process::exit(1)
             }
             Ok(())
         }

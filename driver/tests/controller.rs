@@ -14,6 +14,8 @@ mod identity;
 mod lifecycle;
 #[path = "controller/orphans.rs"]
 mod orphans;
+#[path = "controller/quirks.rs"]
+mod quirks;
 #[path = "controller/recovery.rs"]
 mod recovery;
 

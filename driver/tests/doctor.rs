@@ -51,3 +51,44 @@ async fn an_unreachable_rds_stops_at_the_first_check() {
         ("reachable", false)
     );
 }
+
+/// `doctor --all`'s answers to the open RouterOS questions match rds-sim's switch in each of its
+/// positions, and its probe disks are gone afterwards.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_switch_position_is_reported_as_it_is() {
+    let env = dev::start(None).await.unwrap();
+    for switch in rds_sim::engine::quirks::SWITCHES {
+        for position in switch.positions {
+            env.sim.sim.set_quirk(switch.name, position).unwrap();
+            let report = doctor::questions::probe(&env.config).await.unwrap();
+            assert!(report.ok(), "{}={position}:\n{report}", switch.name);
+            let answer = report
+                .answers
+                .iter()
+                .find(|a| a.switch == switch.name)
+                .unwrap_or_else(|| panic!("no probe of {}:\n{report}", switch.name));
+            assert_eq!(
+                answer.position,
+                Some(*position),
+                "{}={position}:\n{report}",
+                switch.name
+            );
+            assert!(
+                report
+                    .to_string()
+                    .contains(&format!("--quirk {}={position}", switch.name)),
+                "{report}"
+            );
+            let left: Vec<_> = env
+                .sim
+                .sim
+                .state()
+                .disks
+                .into_iter()
+                .filter(|d| d.slot.starts_with("probe-"))
+                .collect();
+            assert!(left.is_empty(), "probe disks left: {left:?}");
+        }
+    }
+    env.sim.shutdown().await;
+}

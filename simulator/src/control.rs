@@ -6,6 +6,8 @@
 //! - `POST /faults`            a [`Fault`] as JSON, e.g. `{"fault":"restart","downtime_ms":500}`
 //! - `POST /config/copy-from`  `{"semantics":"data"|"settings"}`
 //! - `POST /config/copy-rate`  `{"bytes_per_second":N}` (`null` or 0: unlimited), `/disk copy`'s pace
+//! - `POST /config/quirk`      `{"name":"grow","position":"refused"}`: one open RouterOS question's
+//!   answer (engine/quirks.rs); an unknown name or position is 400 with what is accepted
 
 use crate::faults::Fault;
 use crate::sim::{LogRecord, Sim, StateView};
@@ -31,6 +33,12 @@ struct CopyFrom {
 }
 
 #[derive(Deserialize)]
+struct Quirk {
+    name: String,
+    position: String,
+}
+
+#[derive(Deserialize)]
 struct CopyRate {
     bytes_per_second: Option<u64>,
 }
@@ -42,6 +50,7 @@ pub fn router(sim: Arc<Sim>) -> Router {
         .route("/faults", post(fault))
         .route("/config/copy-from", post(copy_from))
         .route("/config/copy-rate", post(copy_rate))
+        .route("/config/quirk", post(quirk))
         .with_state(sim)
 }
 
@@ -70,6 +79,15 @@ async fn copy_from(State(sim): State<Arc<Sim>>, Json(c): Json<CopyFrom>) -> Stat
 async fn copy_rate(State(sim): State<Arc<Sim>>, Json(c): Json<CopyRate>) -> StatusCode {
     sim.set_copy_rate(c.bytes_per_second.filter(|r| *r > 0));
     StatusCode::NO_CONTENT
+}
+
+async fn quirk(
+    State(sim): State<Arc<Sim>>,
+    Json(q): Json<Quirk>,
+) -> Result<StatusCode, (StatusCode, String)> {
+    sim.set_quirk(&q.name, &q.position)
+        .map(|()| StatusCode::NO_CONTENT)
+        .map_err(|e| (StatusCode::BAD_REQUEST, e))
 }
 
 /// Serves the control API until `shutdown` is cancelled.

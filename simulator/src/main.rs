@@ -55,6 +55,10 @@ struct Cli {
     /// Bytes per second `/disk copy` moves (e.g. 100MiB); unlimited when not given.
     #[arg(long, value_parser = parse_size)]
     copy_rate: Option<u64>,
+    /// An open RouterOS question's answer, NAME=POSITION, repeatable: empty-print=nothing|legend,
+    /// grow=grows|refused (docs/simulator.md, "Switches").
+    #[arg(long = "quirk", value_name = "NAME=POSITION")]
+    quirks: Vec<String>,
 }
 
 #[tokio::main]
@@ -73,6 +77,10 @@ async fn main() -> anyhow::Result<()> {
     if authorized_keys.is_empty() && cli.password.is_none() {
         anyhow::bail!("no way to log in: give --authorized-keys FILE and/or --password");
     }
+    let mut quirks = rds_sim::engine::quirks::Quirks::default();
+    for pair in &cli.quirks {
+        quirks.set_pair(pair).map_err(anyhow::Error::msg)?;
+    }
     let running = RunningSim::start(Options {
         data_dir: cli.data_dir,
         ssh_listen: cli.ssh_listen,
@@ -89,6 +97,7 @@ async fn main() -> anyhow::Result<()> {
             copy_from: cli.copy_from,
             copy_rate: cli.copy_rate.filter(|r| *r > 0),
             pool_fs: cli.pool_fs,
+            quirks,
             ..EngineConfig::default()
         },
     })

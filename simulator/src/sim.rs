@@ -356,6 +356,12 @@ impl Sim {
         lock(&self.engine).config.copy_from = semantics;
     }
 
+    /// Sets one open RouterOS question's answer (`engine::quirks`); the error says what is
+    /// accepted.
+    pub fn set_quirk(&self, name: &str, position: &str) -> Result<(), String> {
+        lock(&self.engine).config.quirks.set(name, position)
+    }
+
     /// Sets the bytes per second `/disk copy` moves (`None`: unlimited); running copies follow.
     pub fn set_copy_rate(&self, rate: Option<u64>) {
         let mut engine = lock(&self.engine);

@@ -433,3 +433,42 @@ fn monitor_traffic_reads_the_counters() {
     insta::assert_snapshot!("monitor_traffic", r.output);
     assert!(refused(&mut e, r#"/disk monitor-traffic "pvc-1""#).contains("only with once"));
 }
+
+#[test]
+fn the_empty_print_switch_prints_nothing_or_the_whole_legend() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut e = engine(dir.path());
+    let line = r#"/disk print detail where slot="missing""#;
+    assert_eq!(ok(&mut e, line), "");
+    e.config.quirks.set("empty-print", "legend").unwrap();
+    let legend = ok(&mut e, line);
+    assert!(legend.starts_with("Flags: "), "{legend:?}");
+    assert!(legend.contains("t - NVME-TCP-EXPORT"), "{legend:?}");
+    assert!(!legend.contains("slot="), "{legend:?}");
+    // A print that matches is the same in both positions.
+    ok(
+        &mut e,
+        r#"/disk add type=file file-path="storage-pool/a.img" file-size=1M slot="a""#,
+    );
+    let found = ok(&mut e, r#"/disk print detail where slot="a""#);
+    e.config.quirks.set("empty-print", "nothing").unwrap();
+    assert_eq!(ok(&mut e, r#"/disk print detail where slot="a""#), found);
+}
+
+#[test]
+fn the_grow_switch_grows_or_refuses_and_changes_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut e = engine(dir.path());
+    ok(
+        &mut e,
+        r#"/disk add type=file file-path="storage-pool/a.img" file-size=1M slot="a""#,
+    );
+    e.config.quirks.set("grow", "refused").unwrap();
+    assert_eq!(
+        refused(&mut e, r#"/disk set [find where slot="a"] file-size=2M"#).trim_end(),
+        rds_sim::engine::quirks::GROW_REFUSED
+    );
+    e.config.quirks.set("grow", "grows").unwrap();
+    ok(&mut e, r#"/disk set [find where slot="a"] file-size=2M"#);
+    assert_eq!(e.store.state.disks[0].file_size, 2 << 20);
+}

@@ -43,7 +43,17 @@ impl ControllerService {
             )));
         } else {
             let size = range.size()?;
-            self.rds.resize(&slot, size).await?;
+            self.rds.resize(&slot, size).await.map_err(|error| {
+                if error.is_refusal() {
+                    // Whether RouterOS grows a file disk is an open question (REFERENCE.md §13
+                    // item 10): say which probe tells, rather than an internal error.
+                    Status::failed_precondition(format!(
+                        "the RDS refused to grow volume {slot} with `/disk set file-size=`:                          {error}; this RDS cannot expand volumes (`rds-csi doctor --all` probes                          it: REFERENCE.md §13 item 10)"
+                    ))
+                } else {
+                    error.into()
+                }
+            })?;
             size.get()
         };
         Ok(ControllerExpandVolumeResponse {

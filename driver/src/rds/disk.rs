@@ -360,6 +360,12 @@ impl RdsClient {
         refused(cmd, expect_silent(cmd, &output))
     }
 
+    /// What `cmd` printed, unparsed: for `rds-csi doctor --all`, which reports how this RouterOS
+    /// answers where the reference is silent.
+    pub async fn output(&self, cmd: &Cmd) -> Result<String, RdsError> {
+        self.run(cmd).await
+    }
+
     async fn run(&self, cmd: &Cmd) -> Result<String, RdsError> {
         let sent = Instant::now();
         let output = self.ssh.run(cmd.as_str()).await;

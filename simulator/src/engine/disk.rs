@@ -231,6 +231,9 @@ impl Engine {
                 d.slot = slot.to_string();
             }
             if let Some(s) = size {
+                if self.config.quirks.grow == super::quirks::Grow::Refused {
+                    return Err(ExecError(super::quirks::GROW_REFUSED.to_owned()));
+                }
                 if s < before.file_size {
                     return Err(failure("new file-size is smaller than the current size"));
                 }

@@ -7,6 +7,7 @@ mod disk_copy;
 mod file;
 mod filter;
 mod items;
+pub mod quirks;
 mod system;
 
 use crate::copies::{Copies, Running};
@@ -49,6 +50,8 @@ pub struct EngineConfig {
     /// The pool's file system; a Btrfs pool has `/disk btrfs` subvolumes.
     pub pool_fs: PoolFs,
     pub identity: Identity,
+    /// The answers to the open RouterOS questions (quirks.rs).
+    pub quirks: quirks::Quirks,
 }
 
 impl Default for EngineConfig {
@@ -59,6 +62,7 @@ impl Default for EngineConfig {
             copy_rate: None,
             pool_fs: PoolFs::Xfs,
             identity: Identity::default(),
+            quirks: quirks::Quirks::default(),
         }
     }
 }
@@ -429,7 +433,11 @@ impl Engine {
             // boolean properties (`mounted=true`), as a real RDS's scripts read them.
             return Ok((Val::Items(items::with_flag_props(items, flags)), None));
         }
-        let text = if has("detail") {
+        let legend_alone =
+            items.is_empty() && self.config.quirks.empty_print == quirks::EmptyPrint::Legend;
+        let text = if legend_alone {
+            format::legend(flags, self.config.width)
+        } else if has("detail") {
             format::detail(&items, flags, self.config.width)
         } else if has("terse") {
             format::terse(&items, flags)

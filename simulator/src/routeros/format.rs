@@ -12,7 +12,7 @@ mod listing;
 mod script;
 
 pub use blocks::{key_values, monitor_block};
-pub use listing::{detail, terse};
+pub use listing::{detail, legend, terse};
 pub use script::{as_value, json};
 
 use std::fmt::Write as _;

@@ -124,6 +124,15 @@ impl RdsError {
         }
     }
 
+    /// True when RouterOS answered and refused the command (a `failure: …` or a syntax error):
+    /// it arrived and changed nothing.
+    pub fn is_refusal(&self) -> bool {
+        matches!(
+            self,
+            RdsError::Ros(RosError::Failure { .. } | RosError::Syntax { .. })
+        )
+    }
+
     /// True when the command may have reached the RDS and taken effect although no answer came
     /// back, so only reading the state tells what happened.
     pub fn is_ambiguous(&self) -> bool {

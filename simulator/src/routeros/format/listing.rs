@@ -43,6 +43,14 @@ pub fn detail(items: &[Item], flags: &[FlagDef], width: usize) -> String {
     out
 }
 
+/// The menu's whole `Flags:` legend and nothing else: an empty `print` in the `legend` position
+/// of the `empty-print` quirk.
+pub fn legend(flags: &[FlagDef], width: usize) -> String {
+    let mut out = String::new();
+    Legend::grouped(flags.iter()).write(&mut out, width.saturating_sub(1));
+    out
+}
+
 /// `print terse`: one unwrapped line per item, `<index> <flag columns> ` then `comment=` (when
 /// there is one) and every property as `name=value`, values unquoted and unescaped, numbers
 /// without separators, sizes human-readable as in `detail`, empty values as `name=`. No legend,
@@ -74,11 +82,17 @@ struct Legend<'a> {
 
 impl<'a> Legend<'a> {
     fn new(items: &[Item], flags: &'a [FlagDef]) -> Self {
+        Legend::grouped(
+            flags
+                .iter()
+                .filter(|def| items.iter().any(|item| item.flags.contains(&def.letter))),
+        )
+    }
+
+    /// `flags` in columns, a group's letters together, groups in order of their first flag.
+    fn grouped(flags: impl Iterator<Item = &'a FlagDef>) -> Self {
         let mut groups: Vec<Vec<&FlagDef>> = Vec::new();
-        let carried = flags
-            .iter()
-            .filter(|def| items.iter().any(|item| item.flags.contains(&def.letter)));
-        for def in carried {
+        for def in flags {
             match groups.iter_mut().find(|group| group[0].group == def.group) {
                 Some(group) => group.push(def),
                 None => groups.push(vec![def]),

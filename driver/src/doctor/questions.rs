@@ -1,0 +1,171 @@
+//! `rds-csi doctor --all`: a probe for each open RouterOS question (`../shared/routeros/
+//! REFERENCE.md` §13) that the driver depends on and SSH alone can answer. Each answer says what
+//! the RDS did, which rds-sim switch position (`rds-sim --quirk NAME=POSITION`) matches it, and a
+//! line to paste back into the project's issue, so that the simulator follows the appliance.
+//!
+//! The grow probe writes: it makes a 1 MiB probe disk in `<pool>/<baseDir>`, grows it and
+//! removes it again (and says so when it cannot).
+
+use std::fmt;
+
+use anyhow::Context;
+use rand::Rng;
+
+use crate::config::Config;
+use crate::rds::command::{Cmd, DiskQuery, DiskSpec, Form};
+use crate::rds::disk::RdsClient;
+use crate::rds::value::{ByteSize, RosPath, Slot};
+use crate::service::Driver;
+
+/// One question's answer on this RDS.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Answer {
+    /// The §13 item.
+    pub item: u8,
+    /// The rds-sim switch that models it.
+    pub switch: &'static str,
+    /// The matching position, or `None` when the RDS answered in a way rds-sim has no position
+    /// for (then the simulator must learn it: paste the line back).
+    pub position: Option<&'static str>,
+    /// What the RDS printed or did.
+    pub saw: String,
+    /// Probe disks or files that could not be removed.
+    pub leftovers: Vec<String>,
+}
+
+/// Every probe's answer.
+#[derive(Debug, Clone, Default)]
+pub struct QuestionsReport {
+    pub answers: Vec<Answer>,
+}
+
+impl QuestionsReport {
+    /// True when every answer matches a position the driver is tested in.
+    pub fn ok(&self) -> bool {
+        self.answers
+            .iter()
+            .all(|a| a.position.is_some() && a.leftovers.is_empty())
+    }
+}
+
+impl fmt::Display for QuestionsReport {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        writeln!(f, "open RouterOS questions (REFERENCE.md §13):")?;
+        for answer in &self.answers {
+            let position = answer.position.unwrap_or("NONE");
+            let mark = if answer.position.is_some() {
+                " ok "
+            } else {
+                "NEW "
+            };
+            writeln!(
+                f,
+                "[{mark}] §13.{} {}: {} -> rds-sim --quirk {}={position}",
+                answer.item, answer.switch, answer.saw, answer.switch
+            )?;
+            writeln!(
+                f,
+                "       paste back: \"§13.{} on RouterOS <version>: {} ({}={position})\"",
+                answer.item, answer.saw, answer.switch
+            )?;
+            for leftover in &answer.leftovers {
+                writeln!(f, "       left behind: {leftover}")?;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Runs every probe against the configured RDS.
+pub async fn probe(config: &Config) -> Result<QuestionsReport, anyhow::Error> {
+    let driver = Driver::new(config.clone()).await?;
+    let rds = driver
+        .rds()
+        .context("the driver was built without an RDS client")?;
+    let pool = config.rds.pool_path().map_err(anyhow::Error::msg)?;
+    let dir = pool.join(&config.rds.base_dir_path().map_err(anyhow::Error::msg)?);
+    let nonce = format!("{:012x}", rand::rng().random::<u64>() & 0xffff_ffff_ffff);
+    Ok(QuestionsReport {
+        answers: vec![
+            empty_print(rds, &nonce).await,
+            grow(rds, &dir, &nonce).await,
+        ],
+    })
+}
+
+/// §13 item 7: what `print` shows when nothing matches.
+async fn empty_print(rds: &RdsClient, nonce: &str) -> Answer {
+    let slot = Slot::parse(&format!("probe-{nonce}-none")).expect("a valid probe slot");
+    let cmd = Cmd::disk_print(DiskQuery::Slot(&slot), Form::Detail);
+    let (position, saw) = match rds.output(&cmd).await {
+        Ok(text) if text.trim().is_empty() => (Some("nothing"), "printed nothing".to_owned()),
+        Ok(text) if text.trim_start().starts_with("Flags:") => (
+            Some("legend"),
+            format!("printed the legend alone: {:?}", text.trim()),
+        ),
+        Ok(text) => (None, format!("printed {:?}", text.trim())),
+        Err(error) => (None, format!("failed: {error}")),
+    };
+    Answer {
+        item: 7,
+        switch: "empty-print",
+        position,
+        saw: format!("`{cmd}` for a disk that does not exist {saw}"),
+        leftovers: Vec::new(),
+    }
+}
+
+/// §13 item 10: whether `/disk set … file-size=` grows an existing file disk.
+async fn grow(rds: &RdsClient, dir: &RosPath, nonce: &str) -> Answer {
+    const MIB: u64 = 1 << 20;
+    let slot = Slot::parse(&format!("probe-{nonce}-g")).expect("a valid probe slot");
+    let file = dir
+        .child(&format!("{slot}.img"))
+        .expect("a slot plus .img is a valid path segment");
+    let spec = DiskSpec {
+        slot: slot.clone(),
+        file_path: file.clone(),
+        size: ByteSize::new(MIB).expect("1 MiB is a valid size"),
+        export: None,
+        comment: None,
+    };
+    let (position, saw) = match rds.create(&spec).await {
+        Err(error) => (
+            None,
+            format!("the 1 MiB probe disk could not be made: {error}"),
+        ),
+        Ok(_) => match rds
+            .resize(
+                &slot,
+                ByteSize::new(2 * MIB).expect("2 MiB is a valid size"),
+            )
+            .await
+        {
+            Ok(disk) => (
+                Some("grows"),
+                format!(
+                    "`/disk set … file-size=` grew a 1 MiB disk to {} bytes",
+                    disk.size.unwrap_or(0)
+                ),
+            ),
+            Err(error) if error.is_refusal() => (
+                Some("refused"),
+                format!("`/disk set … file-size=` was refused: {error}"),
+            ),
+            Err(error) => (None, format!("`/disk set … file-size=` failed: {error}")),
+        },
+    };
+    let leftovers = match rds.remove(&slot, &file).await {
+        Ok(()) => Vec::new(),
+        Err(error) => vec![format!(
+            "remove disk {slot} and file {file} by hand: {error}"
+        )],
+    };
+    Answer {
+        item: 10,
+        switch: "grow",
+        position,
+        saw,
+        leftovers,
+    }
+}

@@ -1,0 +1,143 @@
+//! rds-sim's answers to RouterOS questions that public material leaves open
+//! (`../shared/routeros/REFERENCE.md` §13), one switch each, so that the driver is tested against
+//! every answer and not one guess (FIDELITY.md, "Open questions: switches"). Each switch has a
+//! name, positions and a default, and is set with `--quirk NAME=POSITION` or the control API's
+//! `POST /config/quirk`.
+
+use std::fmt;
+
+/// §13 item 7: what `print` shows when nothing matches.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum EmptyPrint {
+    /// Nothing at all: SC's captures show a legend limited to the printed items.
+    #[default]
+    Nothing,
+    /// The menu's whole `Flags:` legend and no item, as GO reports.
+    Legend,
+}
+
+/// §13 item 10: whether `/disk set … file-size=` grows an existing file disk.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Grow {
+    /// The file grows (the roadmap's assumption; routeros/README.md assumption 5).
+    #[default]
+    Grows,
+    /// Refused with a failure. No public text exists for it: rds-sim's is its own.
+    Refused,
+}
+
+/// The refusal rds-sim prints for [`Grow::Refused`] (invented: RouterOS's text is unknown).
+pub const GROW_REFUSED: &str = "failure: can not change file-size of existing disk";
+
+/// Every switch's position.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Quirks {
+    pub empty_print: EmptyPrint,
+    pub grow: Grow,
+}
+
+/// One switch: its name, its positions (the default first) and the §13 item it answers.
+pub struct Switch {
+    pub name: &'static str,
+    pub positions: &'static [&'static str],
+    pub item: u8,
+}
+
+/// Every switch, for `--help`, the control API and the docs.
+pub const SWITCHES: &[Switch] = &[
+    Switch {
+        name: "empty-print",
+        positions: &["nothing", "legend"],
+        item: 7,
+    },
+    Switch {
+        name: "grow",
+        positions: &["grows", "refused"],
+        item: 10,
+    },
+];
+
+impl Quirks {
+    /// Sets switch `name` to `position`; the error names what is accepted.
+    pub fn set(&mut self, name: &str, position: &str) -> Result<(), String> {
+        let refuse = |positions: &[&str]| {
+            Err(format!(
+                "quirk {name} has no position {position:?}; use one of {}",
+                positions.join(", ")
+            ))
+        };
+        match (name, position) {
+            ("empty-print", "nothing") => self.empty_print = EmptyPrint::Nothing,
+            ("empty-print", "legend") => self.empty_print = EmptyPrint::Legend,
+            ("empty-print", _) => return refuse(SWITCHES[0].positions),
+            ("grow", "grows") => self.grow = Grow::Grows,
+            ("grow", "refused") => self.grow = Grow::Refused,
+            ("grow", _) => return refuse(SWITCHES[1].positions),
+            _ => {
+                let names: Vec<_> = SWITCHES.iter().map(|s| s.name).collect();
+                return Err(format!(
+                    "no quirk named {name:?}; there are {}",
+                    names.join(", ")
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// `NAME=POSITION`, as `--quirk` takes it.
+    pub fn set_pair(&mut self, pair: &str) -> Result<(), String> {
+        let (name, position) = pair
+            .split_once('=')
+            .ok_or_else(|| format!("--quirk takes NAME=POSITION, not {pair:?}"))?;
+        self.set(name.trim(), position.trim())
+    }
+}
+
+impl fmt::Display for Quirks {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let empty_print = match self.empty_print {
+            EmptyPrint::Nothing => "nothing",
+            EmptyPrint::Legend => "legend",
+        };
+        let grow = match self.grow {
+            Grow::Grows => "grows",
+            Grow::Refused => "refused",
+        };
+        write!(f, "empty-print={empty_print} grow={grow}")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_position_of_every_switch_can_be_set_and_shows() {
+        for switch in SWITCHES {
+            for position in switch.positions {
+                let mut quirks = Quirks::default();
+                quirks.set(switch.name, position).unwrap();
+                assert!(
+                    quirks
+                        .to_string()
+                        .contains(&format!("{}={position}", switch.name)),
+                    "{quirks}"
+                );
+            }
+            let default = Quirks::default().to_string();
+            assert!(default.contains(&format!("{}={}", switch.name, switch.positions[0])));
+        }
+    }
+
+    #[test]
+    fn unknown_names_and_positions_are_refused_naming_what_is_accepted() {
+        let mut quirks = Quirks::default();
+        let error = quirks.set("grow", "shrinks").unwrap_err();
+        assert!(error.contains("grows, refused"), "{error}");
+        let error = quirks.set_pair("nope=1").unwrap_err();
+        assert!(error.contains("empty-print, grow"), "{error}");
+        assert!(quirks.set_pair("grow").is_err());
+        quirks.set_pair(" grow = refused ").unwrap();
+        assert_eq!(quirks.grow, Grow::Refused);
+    }
+}
