@@ -3,8 +3,9 @@
 //! the RDS did, which rds-sim switch position (`rds-sim --quirk NAME=POSITION`) matches it, and a
 //! line to paste back into the project's issue, so that the simulator follows the appliance.
 //!
-//! The grow probe writes: it makes a 1 MiB probe disk in `<pool>/<baseDir>`, grows it and
-//! removes it again (and says so when it cannot).
+//! The grow and remove-exported probes write: each makes a 1 MiB probe disk in
+//! `<pool>/<baseDir>` (the second exported, admitting no host), tries the operation and removes
+//! the disk again (and says so when it cannot).
 
 use std::fmt;
 
@@ -12,7 +13,7 @@ use anyhow::Context;
 use rand::Rng;
 
 use crate::config::Config;
-use crate::rds::command::{Cmd, DiskQuery, DiskSpec, Form};
+use crate::rds::command::{Cmd, DiskQuery, DiskSpec, Form, NvmeExport};
 use crate::rds::disk::RdsClient;
 use crate::rds::value::{ByteSize, RosPath, Slot};
 use crate::service::Driver;
@@ -85,12 +86,111 @@ pub async fn probe(config: &Config) -> Result<QuestionsReport, anyhow::Error> {
     let pool = config.rds.pool_path().map_err(anyhow::Error::msg)?;
     let dir = pool.join(&config.rds.base_dir_path().map_err(anyhow::Error::msg)?);
     let nonce = format!("{:012x}", rand::rng().random::<u64>() & 0xffff_ffff_ffff);
+    let port = std::num::NonZeroU16::new(config.rds.nvme_port).context("rds.nvmePort is 0")?;
+    let prefix = config.rds.nqn_prefix_nqn().map_err(anyhow::Error::msg)?;
     Ok(QuestionsReport {
         answers: vec![
             empty_print(rds, &nonce).await,
             grow(rds, &dir, &nonce).await,
+            remove_missing(rds, &nonce).await,
+            remove_exported(rds, &dir, &nonce, port, &prefix).await,
         ],
     })
+}
+
+/// §13 item 6: what `remove [find …]` says when the find matches nothing.
+async fn remove_missing(rds: &RdsClient, nonce: &str) -> Answer {
+    let slot = Slot::parse(&format!("probe-{nonce}-none")).expect("a valid probe slot");
+    let cmd = Cmd::disk_remove(&slot);
+    let (position, saw) = match rds.output(&cmd).await {
+        Ok(text) if text.trim().is_empty() => (Some("silent"), "printed nothing".to_owned()),
+        Ok(text) if text.trim() == "no such item" => {
+            (Some("no-such-item"), "printed `no such item`".to_owned())
+        }
+        Ok(text) => (None, format!("printed {:?}", text.trim())),
+        Err(error) => (None, format!("failed: {error}")),
+    };
+    Answer {
+        item: 6,
+        switch: "remove-missing",
+        position,
+        saw: format!("`{cmd}` for a disk that does not exist {saw}"),
+        leftovers: Vec::new(),
+    }
+}
+
+/// §13 item 11: whether a disk exported over NVMe/TCP can be removed.
+async fn remove_exported(
+    rds: &RdsClient,
+    dir: &RosPath,
+    nonce: &str,
+    port: std::num::NonZeroU16,
+    prefix: &crate::rds::value::Nqn,
+) -> Answer {
+    let (slot, file, mut spec) = probe_disk(dir, nonce, "x");
+    let (position, saw) = match prefix.with_suffix(&slot) {
+        Err(error) => (None, format!("no probe NQN: {error}")),
+        Ok(nqn) => {
+            spec.export = Some(NvmeExport { port, nqn });
+            match rds.create(&spec).await {
+                Err(error) => (
+                    None,
+                    format!("the exported probe disk could not be made: {error}"),
+                ),
+                Ok(_) => {
+                    let cmd = Cmd::disk_remove(&slot);
+                    match rds.output(&cmd).await {
+                        Ok(text) if text.trim().is_empty() => (
+                            Some("allowed"),
+                            "`/disk remove` removed an exported disk".to_owned(),
+                        ),
+                        Ok(text) if text.trim_start().starts_with("failure:") => (
+                            Some("refused"),
+                            format!(
+                                "`/disk remove` of an exported disk printed {:?}",
+                                text.trim()
+                            ),
+                        ),
+                        Ok(text) => (None, format!("`/disk remove` printed {:?}", text.trim())),
+                        Err(error) => (None, format!("`/disk remove` failed: {error}")),
+                    }
+                }
+            }
+        }
+    };
+    Answer {
+        item: 11,
+        switch: "remove-exported",
+        position,
+        saw,
+        leftovers: remove_probe(rds, &slot, &file).await,
+    }
+}
+
+/// A 1 MiB probe disk `probe-<nonce>-<end>` in `dir`, not exported.
+fn probe_disk(dir: &RosPath, nonce: &str, end: &str) -> (Slot, RosPath, DiskSpec) {
+    let slot = Slot::parse(&format!("probe-{nonce}-{end}")).expect("a valid probe slot");
+    let file = dir
+        .child(&format!("{slot}.img"))
+        .expect("a slot plus .img is a valid path segment");
+    let spec = DiskSpec {
+        slot: slot.clone(),
+        file_path: file.clone(),
+        size: ByteSize::new(1 << 20).expect("1 MiB is a valid size"),
+        export: None,
+        comment: None,
+    };
+    (slot, file, spec)
+}
+
+/// Removes a probe disk and its file; what could not be removed, for the report.
+async fn remove_probe(rds: &RdsClient, slot: &Slot, file: &RosPath) -> Vec<String> {
+    match rds.remove(slot, file).await {
+        Ok(()) => Vec::new(),
+        Err(error) => vec![format!(
+            "remove disk {slot} and file {file} by hand: {error}"
+        )],
+    }
 }
 
 /// §13 item 7: what `print` shows when nothing matches.
@@ -118,17 +218,7 @@ async fn empty_print(rds: &RdsClient, nonce: &str) -> Answer {
 /// §13 item 10: whether `/disk set … file-size=` grows an existing file disk.
 async fn grow(rds: &RdsClient, dir: &RosPath, nonce: &str) -> Answer {
     const MIB: u64 = 1 << 20;
-    let slot = Slot::parse(&format!("probe-{nonce}-g")).expect("a valid probe slot");
-    let file = dir
-        .child(&format!("{slot}.img"))
-        .expect("a slot plus .img is a valid path segment");
-    let spec = DiskSpec {
-        slot: slot.clone(),
-        file_path: file.clone(),
-        size: ByteSize::new(MIB).expect("1 MiB is a valid size"),
-        export: None,
-        comment: None,
-    };
+    let (slot, file, spec) = probe_disk(dir, nonce, "g");
     let (position, saw) = match rds.create(&spec).await {
         Err(error) => (
             None,
@@ -155,17 +245,11 @@ async fn grow(rds: &RdsClient, dir: &RosPath, nonce: &str) -> Answer {
             Err(error) => (None, format!("`/disk set … file-size=` failed: {error}")),
         },
     };
-    let leftovers = match rds.remove(&slot, &file).await {
-        Ok(()) => Vec::new(),
-        Err(error) => vec![format!(
-            "remove disk {slot} and file {file} by hand: {error}"
-        )],
-    };
     Answer {
         item: 10,
         switch: "grow",
         position,
         saw,
-        leftovers,
+        leftovers: remove_probe(rds, &slot, &file).await,
     }
 }

@@ -241,7 +241,17 @@ impl RdsClient {
         let _turn = self.mutations.lock().await;
         let cmd = Cmd::disk_remove(slot);
         // `remove [find …]` matching nothing prints nothing, but tolerate `no such item` too.
-        tolerate_missing(self.run_silent(&cmd).await)?;
+        match self.run_silent(&cmd).await {
+            // Whether RouterOS removes an exported disk is an open question (REFERENCE.md §13
+            // item 11): on a refusal, end the export (which ends its connections) and remove
+            // again. A disk still published to a node never gets here: DeleteVolume refuses it.
+            Err(error) if error.is_refusal() => {
+                tracing::info!(%slot, %error, "removal refused; ending the export first");
+                self.run_silent(&Cmd::disk_unexport(slot)).await?;
+                tolerate_missing(self.run_silent(&cmd).await)?;
+            }
+            answer => tolerate_missing(answer)?,
+        }
         // The file goes only once no disk uses it.
         if let Some(disk) = self.find(slot).await? {
             return Err(RdsError::ReadBack {

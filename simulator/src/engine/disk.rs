@@ -290,9 +290,18 @@ impl Engine {
         ids: Vec<u32>,
         run: &mut Run<'_>,
     ) -> Result<(), ExecError> {
+        let quirks = self.config.quirks;
+        if ids.is_empty() && quirks.remove_missing == super::quirks::RemoveMissing::NoSuchItem {
+            return Err(ExecError("no such item".into()));
+        }
         let mut state = self.store.state.clone();
         for id in &ids {
-            self.file_disk_index(*id)?;
+            let i = self.file_disk_index(*id)?;
+            if self.store.state.disks[i].nvme_tcp_export
+                && quirks.remove_exported == super::quirks::RemoveExported::Refused
+            {
+                return Err(ExecError(super::quirks::REMOVE_EXPORTED_REFUSED.to_owned()));
+            }
         }
         let mut events = Vec::new();
         state.disks.retain(|d| {

@@ -26,6 +26,30 @@ pub enum Grow {
     Refused,
 }
 
+/// §13 item 6: what `remove [find …]` does when the find matches nothing.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum RemoveMissing {
+    /// Nothing, silently: removing an empty list ([inf]).
+    #[default]
+    Silent,
+    /// `no such item`, as `remove <name>` of a missing item says.
+    NoSuchItem,
+}
+
+/// §13 item 11: whether a disk that is exported over NVMe/TCP can be removed.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum RemoveExported {
+    /// Removed, its connections torn down ([choice]).
+    #[default]
+    Allowed,
+    /// Refused with a failure until the export is ended. No public text: rds-sim's is its own.
+    Refused,
+}
+
+/// The refusal rds-sim prints for [`RemoveExported::Refused`] (invented).
+pub const REMOVE_EXPORTED_REFUSED: &str =
+    "failure: can not remove disk while it is exported, set nvme-tcp-export=no first";
+
 /// The refusal rds-sim prints for [`Grow::Refused`] (invented: RouterOS's text is unknown).
 pub const GROW_REFUSED: &str = "failure: can not change file-size of existing disk";
 
@@ -34,6 +58,8 @@ pub const GROW_REFUSED: &str = "failure: can not change file-size of existing di
 pub struct Quirks {
     pub empty_print: EmptyPrint,
     pub grow: Grow,
+    pub remove_missing: RemoveMissing,
+    pub remove_exported: RemoveExported,
 }
 
 /// One switch: its name, its positions (the default first) and the §13 item it answers.
@@ -55,6 +81,16 @@ pub const SWITCHES: &[Switch] = &[
         positions: &["grows", "refused"],
         item: 10,
     },
+    Switch {
+        name: "remove-missing",
+        positions: &["silent", "no-such-item"],
+        item: 6,
+    },
+    Switch {
+        name: "remove-exported",
+        positions: &["allowed", "refused"],
+        item: 11,
+    },
 ];
 
 impl Quirks {
@@ -73,6 +109,12 @@ impl Quirks {
             ("grow", "grows") => self.grow = Grow::Grows,
             ("grow", "refused") => self.grow = Grow::Refused,
             ("grow", _) => return refuse(SWITCHES[1].positions),
+            ("remove-missing", "silent") => self.remove_missing = RemoveMissing::Silent,
+            ("remove-missing", "no-such-item") => self.remove_missing = RemoveMissing::NoSuchItem,
+            ("remove-missing", _) => return refuse(SWITCHES[2].positions),
+            ("remove-exported", "allowed") => self.remove_exported = RemoveExported::Allowed,
+            ("remove-exported", "refused") => self.remove_exported = RemoveExported::Refused,
+            ("remove-exported", _) => return refuse(SWITCHES[3].positions),
             _ => {
                 let names: Vec<_> = SWITCHES.iter().map(|s| s.name).collect();
                 return Err(format!(
@@ -103,7 +145,19 @@ impl fmt::Display for Quirks {
             Grow::Grows => "grows",
             Grow::Refused => "refused",
         };
-        write!(f, "empty-print={empty_print} grow={grow}")
+        let remove_missing = match self.remove_missing {
+            RemoveMissing::Silent => "silent",
+            RemoveMissing::NoSuchItem => "no-such-item",
+        };
+        let remove_exported = match self.remove_exported {
+            RemoveExported::Allowed => "allowed",
+            RemoveExported::Refused => "refused",
+        };
+        write!(
+            f,
+            "empty-print={empty_print} grow={grow} remove-missing={remove_missing} \
+             remove-exported={remove_exported}"
+        )
     }
 }
 
@@ -135,7 +189,10 @@ mod tests {
         let error = quirks.set("grow", "shrinks").unwrap_err();
         assert!(error.contains("grows, refused"), "{error}");
         let error = quirks.set_pair("nope=1").unwrap_err();
-        assert!(error.contains("empty-print, grow"), "{error}");
+        assert!(
+            error.contains("empty-print, grow, remove-missing, remove-exported"),
+            "{error}"
+        );
         assert!(quirks.set_pair("grow").is_err());
         quirks.set_pair(" grow = refused ").unwrap();
         assert_eq!(quirks.grow, Grow::Refused);
