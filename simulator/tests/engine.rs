@@ -472,3 +472,33 @@ fn the_grow_switch_grows_or_refuses_and_changes_nothing() {
     ok(&mut e, r#"/disk set [find where slot="a"] file-size=2M"#);
     assert_eq!(e.store.state.disks[0].file_size, 2 << 20);
 }
+
+#[test]
+fn the_remove_switches_decide_a_missing_and_an_exported_disk() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut e = engine(dir.path());
+    let missing = r#"/disk remove [find where slot="missing"]"#;
+    assert_eq!(ok(&mut e, missing), "");
+    e.config
+        .quirks
+        .set("remove-missing", "no-such-item")
+        .unwrap();
+    assert_eq!(refused(&mut e, missing).trim_end(), "no such item");
+
+    ok(
+        &mut e,
+        r#"/disk add type=file file-path="storage-pool/x.img" file-size=1M slot="x" nvme-tcp-export=yes nvme-tcp-server-nqn="nqn.2000-02.com.mikrotik:x""#,
+    );
+    e.config.quirks.set("remove-exported", "refused").unwrap();
+    let remove = r#"/disk remove [find where slot="x"]"#;
+    assert_eq!(
+        refused(&mut e, remove).trim_end(),
+        rds_sim::engine::quirks::REMOVE_EXPORTED_REFUSED
+    );
+    ok(
+        &mut e,
+        r#"/disk set [find where slot="x"] nvme-tcp-export=no"#,
+    );
+    ok(&mut e, remove);
+    assert!(e.store.state.disks.is_empty());
+}

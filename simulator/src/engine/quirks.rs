@@ -62,6 +62,43 @@ pub struct Quirks {
     pub remove_exported: RemoveExported,
 }
 
+/// A switch's positions as an enum.
+trait Position: Copy + PartialEq + 'static {
+    /// Every position, the default first, and their names in the same order.
+    const ALL: &'static [Self];
+    const NAMES: &'static [&'static str];
+
+    fn name(self) -> &'static str {
+        let index = Self::ALL.iter().position(|p| *p == self);
+        Self::NAMES[index.expect("ALL lists every position")]
+    }
+
+    fn parse(text: &str) -> Option<Self> {
+        let index = Self::NAMES.iter().position(|name| *name == text)?;
+        Some(Self::ALL[index])
+    }
+}
+
+impl Position for EmptyPrint {
+    const ALL: &'static [Self] = &[EmptyPrint::Nothing, EmptyPrint::Legend];
+    const NAMES: &'static [&'static str] = &["nothing", "legend"];
+}
+
+impl Position for Grow {
+    const ALL: &'static [Self] = &[Grow::Grows, Grow::Refused];
+    const NAMES: &'static [&'static str] = &["grows", "refused"];
+}
+
+impl Position for RemoveMissing {
+    const ALL: &'static [Self] = &[RemoveMissing::Silent, RemoveMissing::NoSuchItem];
+    const NAMES: &'static [&'static str] = &["silent", "no-such-item"];
+}
+
+impl Position for RemoveExported {
+    const ALL: &'static [Self] = &[RemoveExported::Allowed, RemoveExported::Refused];
+    const NAMES: &'static [&'static str] = &["allowed", "refused"];
+}
+
 /// One switch: its name, its positions (the default first) and the §13 item it answers.
 pub struct Switch {
     pub name: &'static str,
@@ -73,22 +110,22 @@ pub struct Switch {
 pub const SWITCHES: &[Switch] = &[
     Switch {
         name: "empty-print",
-        positions: &["nothing", "legend"],
+        positions: EmptyPrint::NAMES,
         item: 7,
     },
     Switch {
         name: "grow",
-        positions: &["grows", "refused"],
+        positions: Grow::NAMES,
         item: 10,
     },
     Switch {
         name: "remove-missing",
-        positions: &["silent", "no-such-item"],
+        positions: RemoveMissing::NAMES,
         item: 6,
     },
     Switch {
         name: "remove-exported",
-        positions: &["allowed", "refused"],
+        positions: RemoveExported::NAMES,
         item: 11,
     },
 ];
@@ -96,34 +133,28 @@ pub const SWITCHES: &[Switch] = &[
 impl Quirks {
     /// Sets switch `name` to `position`; the error names what is accepted.
     pub fn set(&mut self, name: &str, position: &str) -> Result<(), String> {
-        let refuse = |positions: &[&str]| {
-            Err(format!(
-                "quirk {name} has no position {position:?}; use one of {}",
-                positions.join(", ")
-            ))
-        };
-        match (name, position) {
-            ("empty-print", "nothing") => self.empty_print = EmptyPrint::Nothing,
-            ("empty-print", "legend") => self.empty_print = EmptyPrint::Legend,
-            ("empty-print", _) => return refuse(SWITCHES[0].positions),
-            ("grow", "grows") => self.grow = Grow::Grows,
-            ("grow", "refused") => self.grow = Grow::Refused,
-            ("grow", _) => return refuse(SWITCHES[1].positions),
-            ("remove-missing", "silent") => self.remove_missing = RemoveMissing::Silent,
-            ("remove-missing", "no-such-item") => self.remove_missing = RemoveMissing::NoSuchItem,
-            ("remove-missing", _) => return refuse(SWITCHES[2].positions),
-            ("remove-exported", "allowed") => self.remove_exported = RemoveExported::Allowed,
-            ("remove-exported", "refused") => self.remove_exported = RemoveExported::Refused,
-            ("remove-exported", _) => return refuse(SWITCHES[3].positions),
+        fn assign<P: Position>(switch: &mut P, name: &str, position: &str) -> Result<(), String> {
+            *switch = P::parse(position).ok_or_else(|| {
+                format!(
+                    "quirk {name} has no position {position:?}; use one of {}",
+                    P::NAMES.join(", ")
+                )
+            })?;
+            Ok(())
+        }
+        match name {
+            "empty-print" => assign(&mut self.empty_print, name, position),
+            "grow" => assign(&mut self.grow, name, position),
+            "remove-missing" => assign(&mut self.remove_missing, name, position),
+            "remove-exported" => assign(&mut self.remove_exported, name, position),
             _ => {
                 let names: Vec<_> = SWITCHES.iter().map(|s| s.name).collect();
-                return Err(format!(
+                Err(format!(
                     "no quirk named {name:?}; there are {}",
                     names.join(", ")
-                ));
+                ))
             }
         }
-        Ok(())
     }
 
     /// `NAME=POSITION`, as `--quirk` takes it.
@@ -137,26 +168,13 @@ impl Quirks {
 
 impl fmt::Display for Quirks {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let empty_print = match self.empty_print {
-            EmptyPrint::Nothing => "nothing",
-            EmptyPrint::Legend => "legend",
-        };
-        let grow = match self.grow {
-            Grow::Grows => "grows",
-            Grow::Refused => "refused",
-        };
-        let remove_missing = match self.remove_missing {
-            RemoveMissing::Silent => "silent",
-            RemoveMissing::NoSuchItem => "no-such-item",
-        };
-        let remove_exported = match self.remove_exported {
-            RemoveExported::Allowed => "allowed",
-            RemoveExported::Refused => "refused",
-        };
         write!(
             f,
-            "empty-print={empty_print} grow={grow} remove-missing={remove_missing} \
-             remove-exported={remove_exported}"
+            "empty-print={} grow={} remove-missing={} remove-exported={}",
+            self.empty_print.name(),
+            self.grow.name(),
+            self.remove_missing.name(),
+            self.remove_exported.name()
         )
     }
 }
