@@ -1,5 +1,5 @@
 //! Node failure: a lost node is fenced on the RDS, then its volumes are let go so that they can
-//! attach elsewhere (docs/operations.md, "Node failure and fencing").
+//! attach elsewhere (docs/operations.md, "A node is lost: node failure and fencing").
 //!
 //! Each pass plans from what the API server shows ([`plan`], pure) and then acts
 //! ([`Fencing::apply`]); nothing is kept between passes but the API's and the RDS's own state,
