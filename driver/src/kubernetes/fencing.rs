@@ -158,7 +158,7 @@ pub fn plan(seen: &Seen, driver: &str, now: Timestamp, grace: Duration) -> Vec<N
                     })
                     .collect();
                 plans.push(NodePlan::Lost {
-                    pods: stuck_pods(seen, &name, driver),
+                    pods: stuck_pods(seen, &name, &handles),
                     node: name,
                     host,
                     why,
@@ -235,10 +235,13 @@ fn used_volumes(seen: &Seen, node: &str) -> BTreeSet<String> {
         .collect()
 }
 
-/// Terminating pods on `node` whose claims are all bound to volumes of `driver` (and that have
-/// at least one): with the node fenced, nothing of theirs can still be written.
-fn stuck_pods(seen: &Seen, node: &str, driver: &str) -> Vec<(String, String)> {
-    let ours: BTreeSet<String> = volume_handles(seen, driver).into_keys().collect();
+/// Terminating pods on `node` whose claims are all bound to PVs in `handles`, this driver's (and
+/// that have at least one): with the node fenced, nothing of theirs can still be written.
+fn stuck_pods(
+    seen: &Seen,
+    node: &str,
+    handles: &BTreeMap<String, String>,
+) -> Vec<(String, String)> {
     seen.pods
         .iter()
         .filter(|pod| on(pod, node) && pod.metadata.deletion_timestamp.is_some())
@@ -247,7 +250,7 @@ fn stuck_pods(seen: &Seen, node: &str, driver: &str) -> Vec<(String, String)> {
             let volumes = pod_volumes(seen, pod);
             !claims.is_empty()
                 && volumes.len() == claims.len()
-                && volumes.iter().all(|pv| ours.contains(pv))
+                && volumes.iter().all(|pv| handles.contains_key(pv))
         })
         .map(|pod| (pod.namespace().unwrap_or_default(), pod.name_any()))
         .collect()
