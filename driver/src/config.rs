@@ -328,6 +328,37 @@ impl Config {
         parse_toml(text, "text")
     }
 
+    /// Reads a configuration file, or the hardware validation file (e2e/hardware.example.toml),
+    /// whose `[hardware.driver]` table is the driver's configuration: HARDWARE_VALIDATION.md has
+    /// a person fill in that one file, and `rds-csi doctor` checks it before any case runs.
+    pub fn load_driver_or_hardware(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
+        let origin = format!("file {}", path.display());
+        let table: toml::Table = toml::from_str(&text).map_err(|e| ConfigError::Parse {
+            origin: origin.clone(),
+            message: e.to_string(),
+        })?;
+        match table.get("hardware") {
+            Some(hardware) => {
+                let driver = hardware.get("driver").and_then(toml::Value::as_table);
+                let driver = driver.ok_or_else(|| ConfigError::Parse {
+                    origin: origin.clone(),
+                    message: "a hardware validation file needs a [hardware.driver] table: \
+                              the driver's configuration (see e2e/hardware.example.toml)"
+                        .to_owned(),
+                })?;
+                parse_toml(
+                    &driver.to_string(),
+                    &format!("[hardware.driver] of {origin}"),
+                )
+            }
+            None => parse_toml(&text, &origin),
+        }
+    }
+
     /// Checks every key and reports all problems at once.
     pub fn validate(&self) -> Result<(), ConfigError> {
         self.check(true)
@@ -626,6 +657,25 @@ mod tests {
             "[rds]\naddress = \"10.0.0.5\"\nprivateKeyFile = \"/etc/rds-csi/id\"\n\
              hostKey = \"{FINGERPRINT}\"\npool = \"storage-pool\"\n"
         )
+    }
+
+    #[test]
+    fn doctor_reads_a_driver_file_or_a_hardware_files_driver_table() {
+        let dir = tempfile::tempdir().unwrap();
+        let plain = dir.path().join("config.toml");
+        std::fs::write(&plain, minimal()).unwrap();
+        let hardware = dir.path().join("hardware.toml");
+        let nested = minimal().replace("[rds]", "[hardware.driver.rds]");
+        std::fs::write(&hardware, format!("[hardware]\nnode-id = \"n\"\n{nested}")).unwrap();
+        for path in [&plain, &hardware] {
+            let config = Config::load_driver_or_hardware(path).unwrap();
+            assert_eq!(config.rds.address, "10.0.0.5", "{}", path.display());
+        }
+        std::fs::write(&hardware, "[hardware]\nnode-id = \"n\"\n").unwrap();
+        let message = Config::load_driver_or_hardware(&hardware)
+            .unwrap_err()
+            .to_string();
+        assert!(message.contains("[hardware.driver]"), "{message}");
     }
 
     fn problems(config: &Config) -> Vec<&'static str> {

@@ -105,7 +105,11 @@ fn init_logs(format: LogFormat) {
 }
 
 fn load(path: &std::path::Path) -> anyhow::Result<Config> {
-    let mut config = Config::load(path)?;
+    checked(Config::load(path)?)
+}
+
+/// `config` with the environment's overrides applied, validated.
+fn checked(mut config: Config) -> anyhow::Result<Config> {
     config.apply_env()?;
     config.validate()?;
     Ok(config)
@@ -267,7 +271,7 @@ async fn main() -> anyhow::Result<()> {
             snapshots,
             all,
         } => {
-            let config = load(&config)?;
+            let config = checked(Config::load_driver_or_hardware(&config)?)?;
             let report = rds_csi::doctor::run(&config).await;
             print!("{report}");
             if !report.ok() {

@@ -378,6 +378,16 @@ mod tests {
         let config = rds_csi::config::Config::from_toml(&hardware.driver.to_string()).unwrap();
         assert_eq!(config.rds.address, "10.0.0.5");
         assert_eq!(config.controller.max_volumes_per_node, 4);
+        // The node reports the controller's attach limit, and publishes under the node ID.
+        assert_eq!(config.node.max_volumes, 4);
+        assert_eq!(
+            config.node.host_nqn.as_deref(),
+            Some(hardware.node_id.as_str())
+        );
+        // What `rds-csi doctor --config hardware.toml` reads and checks.
+        let doctor = rds_csi::config::Config::load_driver_or_hardware(&example).unwrap();
+        doctor.validate().unwrap();
+        assert_eq!(doctor.rds.address, config.rds.address);
         assert_eq!(settings.sanity.volume_size, GIB);
     }
 

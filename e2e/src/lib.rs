@@ -3,15 +3,17 @@
 //! [`fixture::Fixture`] is one case's view of it; [`suite`] turns cases into libtest-mimic trials.
 //! See `e2e/README.md`.
 
+pub mod binaries;
 pub mod cluster;
 pub mod config;
 pub mod csi_sanity;
-mod driver_server;
+pub mod driver_server;
 pub mod fixture;
 pub mod go_tools;
 pub mod node_host;
 pub mod observed;
 pub mod qemu;
+pub mod relay;
 pub mod requests;
 pub mod sanity;
 pub mod sidecar;

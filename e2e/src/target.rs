@@ -4,7 +4,7 @@
 use std::path::Path;
 use std::sync::Arc;
 
-use rds_csi::config::Config;
+use rds_csi::config::{Config, FabricMode};
 use rds_csi::csi::v1::controller_client::ControllerClient;
 use rds_csi::csi::v1::identity_client::IdentityClient;
 use rds_csi::csi::v1::node_client::NodeClient;
@@ -164,6 +164,18 @@ impl Target {
         let mut config = Config::from_toml(&table.to_string()).map_err(config_error)?;
         adjust(&mut config);
         config.validate().map_err(config_error)?;
+        // A hardware file may run the node in loop mode (a standalone rds-sim on a machine
+        // without nvme_tcp): its attachments are then loop devices over that root.
+        let place = match place {
+            Place::Local {
+                dir,
+                loop_root: None,
+            } if config.node.fabric == FabricMode::Loop => Place::Local {
+                dir,
+                loop_root: config.node.loop_root.clone(),
+            },
+            place => place,
+        };
         let node_host = NodeHost::new(place, &config.rds.nqn_prefix);
         let socket = dir.path().join("csi.sock");
         let server = DriverServer::start(config.clone(), &socket, mode).await?;

@@ -22,16 +22,8 @@ const GUEST_LOG_FILTER: &str = "info,russh=warn,rds_csi::node=debug";
 pub enum NodePluginError {
     #[error(transparent)]
     Guest(#[from] GuestError),
-    #[error(
-        "the rds-csi binary {0} is missing: build it first (`cargo build -p rds-csi`; \
-         `cargo nextest run --workspace` builds it)"
-    )]
-    NoBinary(PathBuf),
-    #[error(
-        "the rds-csi binary {0} is older than the driver's sources: rebuild it \
-         (`cargo build -p rds-csi`) so the guest runs the code under test"
-    )]
-    StaleBinary(PathBuf),
+    #[error(transparent)]
+    Binary(#[from] crate::binaries::BinaryError),
     #[error("cannot list the shared libraries of {binary} with ldd: {reason}")]
     Ldd { binary: PathBuf, reason: String },
     #[error("cannot strip the debug info of {binary} (strip, from binutils): {reason}")]
@@ -236,45 +228,7 @@ fn start(guest: &Guest, env: &str) -> Result<u32, NodePluginError> {
 }
 
 pub fn plugin_binary() -> Result<PathBuf, NodePluginError> {
-    let exe = std::env::current_exe().map_err(|e| GuestError::io("locating this program")(e))?;
-    let beside = exe.with_file_name("rds-csi");
-    let above = exe
-        .parent()
-        .and_then(Path::parent)
-        .map(|profile| profile.join("rds-csi"));
-    let binary = [Some(beside.clone()), above]
-        .into_iter()
-        .flatten()
-        .find(|candidate| candidate.is_file())
-        .ok_or(NodePluginError::NoBinary(beside))?;
-    // Building this crate does not rebuild the binary (only the library is a dependency), so an
-    // old binary would quietly test old driver code.
-    let sources = Path::new(env!("CARGO_MANIFEST_DIR")).join("../driver/src");
-    if let (Some(built), Some(changed)) = (modified(&binary), newest_modification(&sources))
-        && changed > built
-    {
-        return Err(NodePluginError::StaleBinary(binary));
-    }
-    Ok(binary)
-}
-
-fn modified(path: &Path) -> Option<std::time::SystemTime> {
-    std::fs::metadata(path).and_then(|m| m.modified()).ok()
-}
-
-/// The latest modification time of any file under `dir`.
-fn newest_modification(dir: &Path) -> Option<std::time::SystemTime> {
-    let mut newest = None;
-    for entry in std::fs::read_dir(dir).ok()?.flatten() {
-        let path = entry.path();
-        let time = if path.is_dir() {
-            newest_modification(&path)
-        } else {
-            modified(&path)
-        };
-        newest = newest.max(time);
-    }
-    newest
+    Ok(crate::binaries::built("rds-csi", "driver/src")?)
 }
 
 /// The shared libraries `binary` loads, as `(host path, guest path)`: the guest image lacks some
