@@ -27,7 +27,7 @@ use kube::api::{
 };
 use kube::runtime::wait::await_condition;
 use kube::{Client, ResourceExt};
-use rds_e2e::cluster::control_plane::{ControlPlane, wait_until};
+use rds_e2e::cluster::control_plane::{ControlPlane, Release, wait_until};
 use rds_e2e::cluster::helm::{ChartValues, Helm};
 use rds_e2e::config::SimSettings;
 use rds_e2e::go_tools::GoTools;
@@ -90,6 +90,17 @@ const SERVICE_MONITOR_CRD: &str = r#"{
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn chart_on_a_real_api_server() {
+    chart_on(Release::Current).await
+}
+
+/// The chart's `kubeVersion` floor is a promise: the same install, upgrade and uninstall on the
+/// oldest release it admits.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn chart_on_the_kube_version_floor() {
+    chart_on(Release::Floor).await
+}
+
+async fn chart_on(release: Release) {
     let (tools, helm) = match (GoTools::locate(), Helm::locate()) {
         (Ok(tools), Ok(helm)) => (tools, helm),
         (Err(e), _) => match e.skip_reason() {
@@ -104,7 +115,7 @@ async fn chart_on_a_real_api_server() {
     // The CronJob's command: the binary this build made (a stale one is refused, not tested).
     let driver = rds_e2e::qemu::node_plugin::plugin_binary().expect("the rds-csi binary");
     let dir = tempfile::tempdir().expect("a temporary directory");
-    let plane = ControlPlane::start(&tools, dir.path())
+    let plane = ControlPlane::start_release(&tools, dir.path(), release)
         .await
         .unwrap_or_else(|e| panic!("starting the control plane: {e:#}"));
     let sim = SimRds::start(&dir.path().join("sim"), &SimSettings::default())

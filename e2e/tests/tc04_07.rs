@@ -1,8 +1,10 @@
-//! TC-05, TC-06 and TC-07 (HARDWARE_VALIDATION.md) on the CSI targets: `sim` in CI, and
+//! TC-04 to TC-07 (HARDWARE_VALIDATION.md) on the CSI targets: `sim` in CI, and
 //! `hardware` against a real RDS (CI also runs them against a standalone rds-sim as if it were
 //! one: `tests/hardware_validation.rs`). What they check on the RDS they read over SSH with the
 //! driver's own client, so they need no simulator handle.
 //!
+//! - TC-04: a raw block volume is a device node at the target path; a pattern written through it
+//!   is read back through it after the volume was unstaged and staged again.
 //! - TC-05: a volume moves from one node to another and back: between publications its
 //!   allow-list holds the fenced marker (never nothing, which would admit every host), then only
 //!   the node it is published to, and the data written on the first node is read back.
@@ -13,12 +15,16 @@
 //! - TC-07: fifty volumes created at once and deleted at once: all made, then no disk and no
 //!   backing file of any of them left.
 
+use std::io::{Read, Write};
 use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context, ensure};
 use rds_csi::config::Config;
+use rds_csi::csi::v1::VolumeCapability;
 use rds_csi::csi::v1::controller_client::ControllerClient;
+use rds_csi::csi::v1::volume_capability::AccessType;
+use rds_csi::csi::v1::volume_capability::access_mode::Mode as AccessMode;
 use rds_csi::csi::v1::{CreateVolumeRequest, DeleteVolumeRequest};
 use rds_csi::rds::command::{Cmd, DiskQuery, FENCED_HOST, Form};
 use rds_csi::rds::disk::RdsClient;
@@ -28,7 +34,7 @@ use rds_csi::service::{Driver, Mode};
 use rds_e2e::driver_server::DriverServer;
 use rds_e2e::fixture::Fixture;
 use rds_e2e::relay::Relay;
-use rds_e2e::requests::{self, single_node_writer, unique_name};
+use rds_e2e::requests::{self, block_capability, single_node_writer, unique_name};
 use rds_e2e::suite::{Skip, trial};
 use tonic::transport::Channel;
 use tonic::{Code, IntoRequest, Status};
@@ -43,9 +49,14 @@ const NODE_B: &str = "nqn.2014-08.org.nvmexpress:uuid:5e2e0000-0000-4000-8000-00
 const CUT_ENV: &str = "RDS_E2E_TC06_CUT_SECONDS";
 const TC06_VOLUMES: usize = 10;
 const TC07_VOLUMES: usize = 50;
+const PATTERN_LEN: usize = 1 << 20;
 
 fn main() {
     rds_e2e::suite::run(vec![
+        trial(
+            "TC-04 a raw block volume: a device node whose data outlives unstaging",
+            tc04,
+        ),
         trial(
             "TC-05 a volume moves to another node and back: fenced between, data intact",
             tc05,
@@ -86,20 +97,47 @@ async fn allow_list(rds: &RdsClient, volume_id: &str) -> anyhow::Result<String> 
         .to_owned())
 }
 
-async fn tc05(fx: &mut Fixture) -> anyhow::Result<()> {
+/// A MiB of a pattern no fresh file system or disk holds.
+fn a_pattern() -> Vec<u8> {
+    (0..PATTERN_LEN as u32)
+        .map(|i| (i * 7 % 251) as u8)
+        .collect()
+}
+
+/// The pattern is written and read with this host's own calls: the node must be here.
+fn require_local_node(fx: &Fixture) -> anyhow::Result<()> {
     fx.require_node_attach()?;
     if fx.target().node_host().guest_plugin().is_some() {
-        return Err(
-            Skip("the pattern is written with this host's file system calls".into()).into(),
-        );
+        return Err(Skip("the pattern is written with this host's file calls".into()).into());
     }
+    Ok(())
+}
+
+async fn tc04(fx: &mut Fixture) -> anyhow::Result<()> {
+    require_local_node(fx)?;
+    let node = fx.node_info().await?.node_id;
+    let volume = fx.must_create(&unique_name("tc04")).await?;
+    let block = block_capability(AccessMode::SingleNodeWriter);
+    let pattern = a_pattern();
+    on_node(fx, &volume, &node, &block, Some(&pattern)).await?;
+    let read = on_node(fx, &volume, &node, &block, None).await?;
+    ensure!(
+        read == pattern,
+        "the pattern written through the device node did not read back"
+    );
+    Ok(())
+}
+
+async fn tc05(fx: &mut Fixture) -> anyhow::Result<()> {
+    require_local_node(fx)?;
     let rds = rds_of(fx).await?;
     let node_a = fx.node_info().await?.node_id;
     let volume = fx.must_create(&unique_name("tc05")).await?;
     let id = volume.volume_id.clone();
-    let pattern: Vec<u8> = (0..1 << 20).map(|i: u32| (i * 7 % 251) as u8).collect();
+    let pattern = a_pattern();
+    let mount = single_node_writer();
 
-    let attached = on_node(fx, &volume, &node_a, Some(&pattern)).await?;
+    let attached = on_node(fx, &volume, &node_a, &mount, Some(&pattern)).await?;
     ensure!(
         attached.is_empty(),
         "a fresh volume already held {attached:?}"
@@ -122,7 +160,7 @@ async fn tc05(fx: &mut Fixture) -> anyhow::Result<()> {
     let after_b = allow_list(&rds, &id).await?;
     ensure!(after_b == FENCED_HOST, "after node B: {after_b:?}");
 
-    let read = on_node(fx, &volume, &node_a, None).await?;
+    let read = on_node(fx, &volume, &node_a, &mount, None).await?;
     ensure!(
         read == pattern,
         "the file written on node A reads back as {} other bytes",
@@ -131,13 +169,15 @@ async fn tc05(fx: &mut Fixture) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// On `node` (this host): ControllerPublish, stage, publish, then write `pattern` into the file
-/// system (or read what is there), unpublish, unstage and ControllerUnpublish. Returns what the
-/// file held before.
+/// On `node` (this host): ControllerPublish, stage and publish with `capability`, then write
+/// `pattern` (into a file of the file system, or at the start of a block device) or only read
+/// what is there, unpublish, unstage and ControllerUnpublish. Returns what was there before, up
+/// to a pattern's length.
 async fn on_node(
     fx: &mut Fixture,
     volume: &rds_csi::csi::v1::Volume,
     node: &str,
+    capability: &VolumeCapability,
     pattern: Option<&[u8]>,
 ) -> anyhow::Result<Vec<u8>> {
     let id = &volume.volume_id;
@@ -146,11 +186,11 @@ async fn on_node(
         .await
         .context("ControllerPublishVolume")?
         .publish_context;
-    let (staging, target) = fx.node_paths("tc05")?;
+    let (staging, target) = fx.node_paths("tc0x")?;
     fx.node_stage(rds_csi::csi::v1::NodeStageVolumeRequest {
         volume_id: id.clone(),
         staging_target_path: staging.clone(),
-        volume_capability: Some(single_node_writer()),
+        volume_capability: Some(capability.clone()),
         publish_context: publish_context.clone(),
         volume_context: volume.volume_context.clone(),
         ..Default::default()
@@ -161,18 +201,27 @@ async fn on_node(
         volume_id: id.clone(),
         staging_target_path: staging.clone(),
         target_path: target.clone(),
-        volume_capability: Some(single_node_writer()),
+        volume_capability: Some(capability.clone()),
         publish_context,
         volume_context: volume.volume_context.clone(),
         ..Default::default()
     })
     .await
     .context("NodePublishVolume")?;
-    let file = std::path::Path::new(&target).join("tc05");
-    let before = std::fs::read(&file).unwrap_or_default();
+    let is_block = matches!(capability.access_type, Some(AccessType::Block(_)));
+    let data = match is_block {
+        true => std::path::PathBuf::from(&target),
+        false => std::path::Path::new(&target).join("tc0x"),
+    };
+    let before = read_start(&data, PATTERN_LEN)?;
     if let Some(pattern) = pattern {
-        std::fs::write(&file, pattern)?;
-        std::fs::File::open(&file)?.sync_all()?;
+        let mut file = std::fs::OpenOptions::new()
+            .write(true)
+            .create(!is_block)
+            .truncate(!is_block)
+            .open(&data)?;
+        file.write_all(pattern)?;
+        file.sync_all()?;
     }
     let mut node_client = fx.node();
     node_client
@@ -348,4 +397,16 @@ async fn all<T: Send + 'static>(
         outcomes.push(task.await?);
     }
     Ok(outcomes)
+}
+
+/// Up to `len` bytes from the start of `path`; nothing when it does not exist.
+fn read_start(path: &std::path::Path, len: usize) -> anyhow::Result<Vec<u8>> {
+    let file = match std::fs::File::open(path) {
+        Ok(file) => file,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(e).with_context(|| format!("reading {}", path.display())),
+    };
+    let mut start = Vec::with_capacity(len);
+    file.take(len as u64).read_to_end(&mut start)?;
+    Ok(start)
 }
