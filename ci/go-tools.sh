@@ -17,6 +17,9 @@ values=charts/rds-csi/values.yaml
 
 csi_test_version=v5.6.0
 kubernetes_version=v1.36.3
+# The chart's kubeVersion floor (charts/rds-csi/Chart.yaml): the chart is installed on this API
+# server too.
+kubernetes_floor_version=v1.29.15
 etcd_version=v3.6.16
 
 # The sidecar versions are the chart's: what runs in the cluster target is what the chart deploys.
@@ -46,6 +49,7 @@ tools=(
   "csi-sanity $csi_test_version github.com/kubernetes-csi/csi-test/v5 cmd/csi-sanity"
   "etcd $etcd_version go.etcd.io/etcd/server/v3 etcdmain"
   "kubernetes $kubernetes_version k8s.io/kubernetes cmd/kube-apiserver cmd/kube-controller-manager"
+  "kubernetes-floor $kubernetes_floor_version k8s.io/kubernetes cmd/kube-apiserver cmd/kube-controller-manager"
   "csi-provisioner $provisioner_version github.com/kubernetes-csi/external-provisioner/v6 cmd/csi-provisioner"
   "csi-attacher $attacher_version github.com/kubernetes-csi/external-attacher/v4 cmd/csi-attacher"
   "csi-resizer $resizer_version github.com/kubernetes-csi/external-resizer/v2 cmd/csi-resizer"

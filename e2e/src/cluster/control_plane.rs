@@ -25,6 +25,25 @@ const READY_POLL: Duration = Duration::from_millis(250);
 /// The API audience of the ServiceAccount tokens, the issuer a cluster commonly has.
 const ISSUER: &str = "https://kubernetes.default.svc.cluster.local";
 
+/// Which Kubernetes release the control plane runs: both are built by `ci/go-tools.sh`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Release {
+    /// The release the suites run on.
+    Current,
+    /// The chart's `kubeVersion` floor (charts/rds-csi/Chart.yaml).
+    Floor,
+}
+
+impl Release {
+    /// The name `ci/go-tools.sh` gives its build.
+    fn tool(self) -> &'static str {
+        match self {
+            Release::Current => "kubernetes",
+            Release::Floor => "kubernetes-floor",
+        }
+    }
+}
+
 /// etcd, kube-apiserver and kube-controller-manager, running until [`ControlPlane::shutdown`] (or
 /// dropped: every process is killed with it).
 pub struct ControlPlane {
@@ -44,6 +63,15 @@ impl ControlPlane {
     /// until the API server is ready and the controller manager has made the `default`
     /// ServiceAccount, the sign that its controllers run.
     pub async fn start(tools: &GoTools, dir: &Path) -> anyhow::Result<ControlPlane> {
+        ControlPlane::start_release(tools, dir, Release::Current).await
+    }
+
+    /// Like [`ControlPlane::start`], with the API server and controller manager of `release`.
+    pub async fn start_release(
+        tools: &GoTools,
+        dir: &Path,
+        release: Release,
+    ) -> anyhow::Result<ControlPlane> {
         let logs = dir.join("logs");
         let certs = dir.join("certs");
         for d in [&logs, &certs] {
@@ -90,7 +118,7 @@ impl ControlPlane {
         let server = format!("https://127.0.0.1:{port}");
         let mut apiserver = Process::spawn(
             "kube-apiserver",
-            &tools.binary("kubernetes", "kube-apiserver")?,
+            &tools.binary(release.tool(), "kube-apiserver")?,
             &[
                 format!("--etcd-servers={etcd_url}"),
                 format!("--secure-port={port}"),
@@ -136,7 +164,7 @@ impl ControlPlane {
 
         let mut controller_manager = Process::spawn(
             "kube-controller-manager",
-            &tools.binary("kubernetes", "kube-controller-manager")?,
+            &tools.binary(release.tool(), "kube-controller-manager")?,
             &[
                 format!("--kubeconfig={}", admin_kubeconfig.display()),
                 "--use-service-account-credentials=true".into(),
