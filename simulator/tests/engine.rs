@@ -502,3 +502,54 @@ fn the_remove_switches_decide_a_missing_and_an_exported_disk() {
     ok(&mut e, remove);
     assert!(e.store.state.disks.is_empty());
 }
+
+#[test]
+fn the_duplicate_nqn_switch_allows_or_refuses_another_disks_nqn() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut e = engine(dir.path());
+    let add = |slot: &str| {
+        format!(
+            r#"/disk add type=file file-path="storage-pool/{slot}.img" file-size=1M slot="{slot}" nvme-tcp-export=yes nvme-tcp-server-nqn="nqn.2000-02.com.mikrotik:a""#
+        )
+    };
+    ok(&mut e, &add("a"));
+    ok(&mut e, &add("b"));
+    e.config.quirks.set("duplicate-nqn", "refused").unwrap();
+    assert_eq!(
+        refused(&mut e, &add("c")).trim_end(),
+        rds_sim::engine::quirks::DUPLICATE_NQN_REFUSED
+    );
+    let rename =
+        r#"/disk set [find where slot="b"] nvme-tcp-server-nqn="nqn.2000-02.com.mikrotik:a""#;
+    assert_eq!(
+        refused(&mut e, rename).trim_end(),
+        rds_sim::engine::quirks::DUPLICATE_NQN_REFUSED
+    );
+    // A fresh NQN is free, and a disk may be given its own NQN again.
+    ok(
+        &mut e,
+        r#"/disk add type=file file-path="storage-pool/d.img" file-size=1M slot="d" nvme-tcp-server-nqn="nqn.2000-02.com.mikrotik:d""#,
+    );
+    ok(
+        &mut e,
+        r#"/disk set [find where slot="d"] nvme-tcp-server-nqn="nqn.2000-02.com.mikrotik:d""#,
+    );
+    assert_eq!(e.store.state.disks.len(), 3);
+}
+
+#[test]
+fn the_slot_length_switch_refuses_or_takes_a_slot_past_32_characters() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut e = engine(dir.path());
+    let long = "s".repeat(40);
+    let add =
+        format!(r#"/disk add type=file file-path="storage-pool/l.img" file-size=1M slot="{long}""#);
+    assert_eq!(
+        refused(&mut e, &add).trim_end(),
+        "failure: slot name too long (max 32 characters)"
+    );
+    assert!(e.store.state.disks.is_empty());
+    e.config.quirks.set("slot-length", "unlimited").unwrap();
+    ok(&mut e, &add);
+    assert_eq!(e.store.state.disks[0].slot, long);
+}

@@ -3,9 +3,9 @@
 //! the RDS did, which rds-sim switch position (`rds-sim --quirk NAME=POSITION`) matches it, and a
 //! line to paste back into the project's issue, so that the simulator follows the appliance.
 //!
-//! The grow and remove-exported probes write: each makes a 1 MiB probe disk in
-//! `<pool>/<baseDir>` (the second exported, admitting no host), tries the operation and removes
-//! the disk again (and says so when it cannot).
+//! The grow, remove-exported, duplicate-nqn and slot-length probes write: each makes 1 MiB probe
+//! disks in `<pool>/<baseDir>` (the exported ones admitting no host), tries the operation and
+//! removes them again (and says so when it cannot).
 
 use std::fmt;
 
@@ -94,6 +94,8 @@ pub async fn probe(config: &Config) -> Result<QuestionsReport, anyhow::Error> {
             grow(rds, &dir, &nonce).await,
             remove_missing(rds, &nonce).await,
             remove_exported(rds, &dir, &nonce, port, &prefix).await,
+            duplicate_nqn(rds, &dir, &nonce, port, &prefix).await,
+            slot_length(rds, &dir, &nonce).await,
         ],
     })
 }
@@ -161,6 +163,94 @@ async fn remove_exported(
     Answer {
         item: 11,
         switch: "remove-exported",
+        position,
+        saw,
+        leftovers: remove_probe(rds, &slot, &file).await,
+    }
+}
+
+/// §13 item 4: whether a second disk may carry an NQN another disk has.
+async fn duplicate_nqn(
+    rds: &RdsClient,
+    dir: &RosPath,
+    nonce: &str,
+    port: std::num::NonZeroU16,
+    prefix: &crate::rds::value::Nqn,
+) -> Answer {
+    let (first, first_file, mut spec) = probe_disk(dir, nonce, "n1");
+    let (second, second_file, mut twin) = probe_disk(dir, nonce, "n2");
+    let (position, saw) = match prefix.with_suffix(&first) {
+        Err(error) => (None, format!("no probe NQN: {error}")),
+        Ok(nqn) => {
+            spec.export = Some(NvmeExport {
+                port,
+                nqn: nqn.clone(),
+            });
+            twin.export = Some(NvmeExport { port, nqn });
+            match rds.create(&spec).await {
+                Err(error) => (
+                    None,
+                    format!("the first exported probe disk could not be made: {error}"),
+                ),
+                Ok(_) => match rds.create(&twin).await {
+                    Ok(_) => (
+                        Some("allowed"),
+                        "`/disk add` made a second exported disk with the first one's NQN"
+                            .to_owned(),
+                    ),
+                    Err(error) if error.is_refusal() => (
+                        Some("refused"),
+                        format!("`/disk add` with another disk's NQN was refused: {error}"),
+                    ),
+                    Err(error) => (None, format!("`/disk add` failed: {error}")),
+                },
+            }
+        }
+    };
+    let mut leftovers = remove_probe(rds, &second, &second_file).await;
+    leftovers.extend(remove_probe(rds, &first, &first_file).await);
+    Answer {
+        item: 4,
+        switch: "duplicate-nqn",
+        position,
+        saw,
+        leftovers,
+    }
+}
+
+/// §13 item 14: whether `/disk add` takes a slot longer than the 32 characters the driver keeps
+/// to (refused on RouterOS 7.24.4, 40 worked on 7.16: routeros/README.md assumption 2).
+async fn slot_length(rds: &RdsClient, dir: &RosPath, nonce: &str) -> Answer {
+    const LONG: usize = Slot::MAX_LEN + 1;
+    let (_, _, spec) = probe_disk(dir, nonce, "l");
+    let text = format!(
+        "{}{}",
+        spec.slot,
+        "l".repeat(LONG - spec.slot.as_str().len())
+    );
+    let slot = Slot::parse_probe(&text, LONG).expect("a valid probe slot");
+    let file = dir
+        .child(&format!("{slot}.img"))
+        .expect("a slot plus .img is a valid path segment");
+    let spec = DiskSpec {
+        slot: slot.clone(),
+        file_path: file.clone(),
+        ..spec
+    };
+    let (position, saw) = match rds.create(&spec).await {
+        Ok(_) => (
+            Some("unlimited"),
+            format!("`/disk add` took a {LONG}-character slot"),
+        ),
+        Err(error) if error.is_refusal() => (
+            Some("32"),
+            format!("`/disk add` of a {LONG}-character slot was refused: {error}"),
+        ),
+        Err(error) => (None, format!("`/disk add` failed: {error}")),
+    };
+    Answer {
+        item: 14,
+        switch: "slot-length",
         position,
         saw,
         leftovers: remove_probe(rds, &slot, &file).await,

@@ -51,6 +51,16 @@ impl Slot {
     pub const MAX_LEN: usize = 32;
 
     pub fn parse(value: &str) -> Result<Self, ValueError> {
+        Self::parse_within(value, Self::MAX_LEN)
+    }
+
+    /// A slot of the same characters up to `max` long, past [`Slot::MAX_LEN`]: only for
+    /// `rds-csi doctor`'s probe of how long a slot this appliance takes (REFERENCE.md §13.14).
+    pub fn parse_probe(value: &str, max: usize) -> Result<Self, ValueError> {
+        Self::parse_within(value, max)
+    }
+
+    fn parse_within(value: &str, max: usize) -> Result<Self, ValueError> {
         let fail = |reason| {
             Err(ValueError::Slot {
                 value: value.to_owned(),
@@ -65,7 +75,7 @@ impl Slot {
             }
             Some(_) => {}
         }
-        if bytes.len() > Self::MAX_LEN {
+        if bytes.len() > max {
             return fail("it is longer than 32 characters");
         }
         if !bytes

@@ -5,6 +5,7 @@
 
 use super::file::file_name;
 use super::items::POOL_ID;
+use super::quirks::{DUPLICATE_NQN_REFUSED, DuplicateNqn, SlotLength};
 use super::{Args, Engine, Event, ExecError, Run, invalid};
 use crate::routeros::format;
 use crate::routeros::menu::DISK_TYPES;
@@ -18,7 +19,7 @@ fn failure(text: &str) -> ExecError {
     ExecError(format!("failure: {text}"))
 }
 
-fn check_slot(slot: &str) -> Result<(), ExecError> {
+fn check_slot(slot: &str, length: SlotLength) -> Result<(), ExecError> {
     if slot.is_empty()
         || slot
             .chars()
@@ -26,7 +27,7 @@ fn check_slot(slot: &str) -> Result<(), ExecError> {
     {
         return Err(invalid("slot"));
     }
-    if slot.chars().count() > MAX_SLOT_LEN {
+    if length == SlotLength::Max32 && slot.chars().count() > MAX_SLOT_LEN {
         return Err(failure("slot name too long (max 32 characters)"));
     }
     Ok(())
@@ -112,7 +113,7 @@ impl Engine {
             Some(s) => s.to_string(),
             None => format!("file-{}", path.replace('/', "-")),
         };
-        check_slot(&slot)?;
+        check_slot(&slot, self.config.quirks.slot_length)?;
         if self.store.disk_by_slot(&slot).is_some() {
             return Err(failure("already have such entry"));
         }
@@ -130,6 +131,7 @@ impl Engine {
             .map(str::to_string)
             .or_else(|| inherit(|d| d.nvme_tcp_server_nqn.clone()))
             .unwrap_or_else(|| slot.clone());
+        self.check_nqn_free(&nqn, None)?;
         let allow = args
             .text("nvme-tcp-server-allow-host-name")
             .map(str::to_string)
@@ -188,6 +190,21 @@ impl Engine {
         Ok(id)
     }
 
+    /// In the `duplicate-nqn=refused` position, refuses `nqn` when a disk other than `except`
+    /// carries it.
+    fn check_nqn_free(&self, nqn: &str, except: Option<u32>) -> Result<(), ExecError> {
+        let taken = self
+            .store
+            .state
+            .disks
+            .iter()
+            .any(|d| Some(d.id) != except && d.nvme_tcp_server_nqn == nqn);
+        if taken && self.config.quirks.duplicate_nqn == DuplicateNqn::Refused {
+            return Err(ExecError(DUPLICATE_NQN_REFUSED.to_owned()));
+        }
+        Ok(())
+    }
+
     fn ensure_space(&self, bytes: u64) -> Result<(), ExecError> {
         if bytes > self.store.pool_free(self.pool_full) {
             return Err(failure("not enough space"));
@@ -224,7 +241,7 @@ impl Engine {
             let before = state.disks[i].clone();
             let d = &mut state.disks[i];
             if let Some(slot) = args.text("slot") {
-                check_slot(slot)?;
+                check_slot(slot, self.config.quirks.slot_length)?;
                 if slot != before.slot && self.store.disk_by_slot(slot).is_some() {
                     return Err(failure("already have such entry"));
                 }
@@ -261,6 +278,7 @@ impl Engine {
                 d.nvme_tcp_server_port = p;
             }
             if let Some(n) = args.text("nvme-tcp-server-nqn") {
+                self.check_nqn_free(n, Some(d.id))?;
                 d.nvme_tcp_server_nqn = n.to_string();
             }
             if let Some(a) = args.text("nvme-tcp-server-allow-host-name") {

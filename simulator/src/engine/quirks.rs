@@ -46,6 +46,31 @@ pub enum RemoveExported {
     Refused,
 }
 
+/// §13 item 4: whether two disks may carry the same `nvme-tcp-server-nqn`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum DuplicateNqn {
+    /// Allowed; the target serves the first disk in list order ([choice]: no evidence either
+    /// way).
+    #[default]
+    Allowed,
+    /// Refused when another disk has it. No public text: rds-sim's is its own.
+    Refused,
+}
+
+/// §13 item 14: the longest slot name `/disk add` takes.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum SlotLength {
+    /// 32 characters, as SC states (unverified against an error).
+    #[default]
+    Max32,
+    /// No limit rds-sim enforces.
+    Unlimited,
+}
+
+/// The refusal rds-sim prints for [`DuplicateNqn::Refused`] (invented).
+pub const DUPLICATE_NQN_REFUSED: &str =
+    "failure: nvme-tcp-server-nqn is already used by another disk";
+
 /// The refusal rds-sim prints for [`RemoveExported::Refused`] (invented).
 pub const REMOVE_EXPORTED_REFUSED: &str =
     "failure: can not remove disk while it is exported, set nvme-tcp-export=no first";
@@ -60,6 +85,8 @@ pub struct Quirks {
     pub grow: Grow,
     pub remove_missing: RemoveMissing,
     pub remove_exported: RemoveExported,
+    pub duplicate_nqn: DuplicateNqn,
+    pub slot_length: SlotLength,
 }
 
 /// A switch's positions as an enum.
@@ -99,6 +126,16 @@ impl Position for RemoveExported {
     const NAMES: &'static [&'static str] = &["allowed", "refused"];
 }
 
+impl Position for DuplicateNqn {
+    const ALL: &'static [Self] = &[DuplicateNqn::Allowed, DuplicateNqn::Refused];
+    const NAMES: &'static [&'static str] = &["allowed", "refused"];
+}
+
+impl Position for SlotLength {
+    const ALL: &'static [Self] = &[SlotLength::Max32, SlotLength::Unlimited];
+    const NAMES: &'static [&'static str] = &["32", "unlimited"];
+}
+
 /// One switch: its name, its positions (the default first) and the §13 item it answers.
 pub struct Switch {
     pub name: &'static str,
@@ -128,6 +165,16 @@ pub const SWITCHES: &[Switch] = &[
         positions: RemoveExported::NAMES,
         item: 11,
     },
+    Switch {
+        name: "duplicate-nqn",
+        positions: DuplicateNqn::NAMES,
+        item: 4,
+    },
+    Switch {
+        name: "slot-length",
+        positions: SlotLength::NAMES,
+        item: 14,
+    },
 ];
 
 impl Quirks {
@@ -147,6 +194,8 @@ impl Quirks {
             "grow" => assign(&mut self.grow, name, position),
             "remove-missing" => assign(&mut self.remove_missing, name, position),
             "remove-exported" => assign(&mut self.remove_exported, name, position),
+            "duplicate-nqn" => assign(&mut self.duplicate_nqn, name, position),
+            "slot-length" => assign(&mut self.slot_length, name, position),
             _ => {
                 let names: Vec<_> = SWITCHES.iter().map(|s| s.name).collect();
                 Err(format!(
@@ -170,11 +219,14 @@ impl fmt::Display for Quirks {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
             f,
-            "empty-print={} grow={} remove-missing={} remove-exported={}",
+            "empty-print={} grow={} remove-missing={} remove-exported={} duplicate-nqn={} \
+             slot-length={}",
             self.empty_print.name(),
             self.grow.name(),
             self.remove_missing.name(),
-            self.remove_exported.name()
+            self.remove_exported.name(),
+            self.duplicate_nqn.name(),
+            self.slot_length.name()
         )
     }
 }
