@@ -553,3 +553,27 @@ fn the_slot_length_switch_refuses_or_takes_a_slot_past_32_characters() {
     ok(&mut e, &add);
     assert_eq!(e.store.state.disks[0].slot, long);
 }
+
+#[test]
+fn the_default_nqn_switch_names_a_disk_by_its_slot_or_leaves_it_empty() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut e = engine(dir.path());
+    let add = |slot: &str| {
+        format!(
+            r#"/disk add type=file file-path="storage-pool/{slot}.img" file-size=1M slot="{slot}" nvme-tcp-export=yes"#
+        )
+    };
+    ok(&mut e, &add("a"));
+    e.config.quirks.set("default-nqn", "empty").unwrap();
+    ok(&mut e, &add("b"));
+    let nqns: Vec<&str> = e
+        .store
+        .state
+        .disks
+        .iter()
+        .map(|d| d.nvme_tcp_server_nqn.as_str())
+        .collect();
+    assert_eq!(nqns, ["a", ""]);
+    let printed = ok(&mut e, r#"/disk print detail where slot="b""#);
+    assert!(printed.contains(r#"nvme-tcp-server-nqn="""#), "{printed}");
+}

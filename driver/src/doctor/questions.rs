@@ -3,7 +3,7 @@
 //! the RDS did, which rds-sim switch position (`rds-sim --quirk NAME=POSITION`) matches it, and a
 //! line to paste back into the project's issue, so that the simulator follows the appliance.
 //!
-//! The grow, remove-exported, duplicate-nqn and slot-length probes write: each makes 1 MiB probe
+//! The grow, remove-exported, duplicate-nqn, slot-length and default-nqn probes write: each makes 1 MiB probe
 //! disks in `<pool>/<baseDir>` (the exported ones admitting no host), tries the operation and
 //! removes them again (and says so when it cannot).
 
@@ -96,6 +96,7 @@ pub async fn probe(config: &Config) -> Result<QuestionsReport, anyhow::Error> {
             remove_exported(rds, &dir, &nonce, port, &prefix).await,
             duplicate_nqn(rds, &dir, &nonce, port, &prefix).await,
             slot_length(rds, &dir, &nonce).await,
+            default_nqn(rds, &dir, &nonce).await,
         ],
     })
 }
@@ -255,6 +256,51 @@ async fn slot_length(rds: &RdsClient, dir: &RosPath, nonce: &str) -> Answer {
         saw,
         leftovers: remove_probe(rds, &slot, &file).await,
     }
+}
+
+/// §13 item 2: the NQN a disk gets when `/disk add` names none (the driver always names one).
+async fn default_nqn(rds: &RdsClient, dir: &RosPath, nonce: &str) -> Answer {
+    let (slot, file, spec) = probe_disk(dir, nonce, "q");
+    let (position, saw) = match rds.create(&spec).await {
+        Err(error) => (
+            None,
+            format!("the 1 MiB probe disk could not be made: {error}"),
+        ),
+        Ok(_) => match exported_as_it_is(rds, &slot).await {
+            Err(error) => (None, format!("exporting the probe disk failed: {error}")),
+            Ok(disk) => match disk.nqn.as_deref() {
+                Some(nqn) if nqn == slot.as_str() => (
+                    Some("slot"),
+                    "a disk exported without `nvme-tcp-server-nqn` has its slot as NQN".to_owned(),
+                ),
+                None | Some("") => (
+                    Some("empty"),
+                    "a disk exported without `nvme-tcp-server-nqn` has an empty NQN".to_owned(),
+                ),
+                Some(nqn) => (
+                    None,
+                    format!("a disk exported without `nvme-tcp-server-nqn` has NQN {nqn:?}"),
+                ),
+            },
+        },
+    };
+    Answer {
+        item: 2,
+        switch: "default-nqn",
+        position,
+        saw,
+        leftovers: remove_probe(rds, &slot, &file).await,
+    }
+}
+
+/// Exports the probe disk `slot` without naming its NQN, and reads it back.
+async fn exported_as_it_is(
+    rds: &RdsClient,
+    slot: &Slot,
+) -> anyhow::Result<crate::rds::parse::DiskRecord> {
+    let printed = rds.output(&Cmd::disk_export_as_it_is(slot)).await?;
+    anyhow::ensure!(printed.trim().is_empty(), "it printed {:?}", printed.trim());
+    rds.find(slot).await?.context("the probe disk is gone")
 }
 
 /// A 1 MiB probe disk `probe-<nonce>-<end>` in `dir`, not exported.

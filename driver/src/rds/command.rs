@@ -217,6 +217,18 @@ impl Cmd {
             .silent()
     }
 
+    /// `/disk set [find where slot="…"] nvme-tcp-export=yes nvme-tcp-server-allow-host-name=
+    /// "<FENCED_HOST>"`: exported under whatever NQN RouterOS gives a disk that names none,
+    /// admitting no host. Only `rds-csi doctor`'s probe of that default (REFERENCE.md §13.2);
+    /// the driver always names the NQN.
+    pub fn disk_export_as_it_is(slot: &Slot) -> Cmd {
+        Line::new("/disk set")
+            .find_slot(slot)
+            .arg("nvme-tcp-export", Arg::Keyword("yes"))
+            .arg("nvme-tcp-server-allow-host-name", Arg::Text(FENCED_HOST))
+            .silent()
+    }
+
     /// `/disk remove [find where slot="…"]`. The backing file stays: see [`Cmd::file_remove`].
     pub fn disk_remove(slot: &Slot) -> Cmd {
         Line::new("/disk remove").find_slot(slot).silent()

@@ -5,7 +5,7 @@
 
 use super::file::file_name;
 use super::items::POOL_ID;
-use super::quirks::{DUPLICATE_NQN_REFUSED, DuplicateNqn, SlotLength};
+use super::quirks::{DUPLICATE_NQN_REFUSED, DefaultNqn, DuplicateNqn, SlotLength};
 use super::{Args, Engine, Event, ExecError, Run, invalid};
 use crate::routeros::format;
 use crate::routeros::menu::DISK_TYPES;
@@ -130,7 +130,10 @@ impl Engine {
             .text("nvme-tcp-server-nqn")
             .map(str::to_string)
             .or_else(|| inherit(|d| d.nvme_tcp_server_nqn.clone()))
-            .unwrap_or_else(|| slot.clone());
+            .unwrap_or_else(|| match self.config.quirks.default_nqn {
+                DefaultNqn::Slot => slot.clone(),
+                DefaultNqn::Empty => String::new(),
+            });
         self.check_nqn_free(&nqn, None)?;
         let allow = args
             .text("nvme-tcp-server-allow-host-name")
@@ -198,7 +201,7 @@ impl Engine {
             .state
             .disks
             .iter()
-            .any(|d| Some(d.id) != except && d.nvme_tcp_server_nqn == nqn);
+            .any(|d| Some(d.id) != except && !nqn.is_empty() && d.nvme_tcp_server_nqn == nqn);
         if taken && self.config.quirks.duplicate_nqn == DuplicateNqn::Refused {
             return Err(ExecError(DUPLICATE_NQN_REFUSED.to_owned()));
         }

@@ -67,6 +67,16 @@ pub enum SlotLength {
     Unlimited,
 }
 
+/// §13 item 2: the `nvme-tcp-server-nqn` a disk gets when `/disk add` gives none.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum DefaultNqn {
+    /// The slot name ([doc] §6.1).
+    #[default]
+    Slot,
+    /// Nothing: the property prints empty.
+    Empty,
+}
+
 /// The refusal rds-sim prints for [`DuplicateNqn::Refused`] (invented).
 pub const DUPLICATE_NQN_REFUSED: &str =
     "failure: nvme-tcp-server-nqn is already used by another disk";
@@ -87,6 +97,7 @@ pub struct Quirks {
     pub remove_exported: RemoveExported,
     pub duplicate_nqn: DuplicateNqn,
     pub slot_length: SlotLength,
+    pub default_nqn: DefaultNqn,
 }
 
 /// A switch's positions as an enum.
@@ -136,6 +147,11 @@ impl Position for SlotLength {
     const NAMES: &'static [&'static str] = &["32", "unlimited"];
 }
 
+impl Position for DefaultNqn {
+    const ALL: &'static [Self] = &[DefaultNqn::Slot, DefaultNqn::Empty];
+    const NAMES: &'static [&'static str] = &["slot", "empty"];
+}
+
 /// One switch: its name, its positions (the default first) and the §13 item it answers.
 pub struct Switch {
     pub name: &'static str,
@@ -175,6 +191,11 @@ pub const SWITCHES: &[Switch] = &[
         positions: SlotLength::NAMES,
         item: 14,
     },
+    Switch {
+        name: "default-nqn",
+        positions: DefaultNqn::NAMES,
+        item: 2,
+    },
 ];
 
 impl Quirks {
@@ -196,6 +217,7 @@ impl Quirks {
             "remove-exported" => assign(&mut self.remove_exported, name, position),
             "duplicate-nqn" => assign(&mut self.duplicate_nqn, name, position),
             "slot-length" => assign(&mut self.slot_length, name, position),
+            "default-nqn" => assign(&mut self.default_nqn, name, position),
             _ => {
                 let names: Vec<_> = SWITCHES.iter().map(|s| s.name).collect();
                 Err(format!(
@@ -220,13 +242,14 @@ impl fmt::Display for Quirks {
         write!(
             f,
             "empty-print={} grow={} remove-missing={} remove-exported={} duplicate-nqn={} \
-             slot-length={}",
+             slot-length={} default-nqn={}",
             self.empty_print.name(),
             self.grow.name(),
             self.remove_missing.name(),
             self.remove_exported.name(),
             self.duplicate_nqn.name(),
-            self.slot_length.name()
+            self.slot_length.name(),
+            self.default_nqn.name()
         )
     }
 }
