@@ -2,10 +2,11 @@
 //! the command log. The SSH server and the control API both drive it; tests drive it in-process.
 
 use crate::copies::CopyView;
+use crate::engine::quirks::ErrorStream;
 use crate::engine::{Engine, EngineConfig, Event, LineResult, LoggedCommand, Traffic};
 use crate::faults::{CrashPoint, Fault, FaultError, FaultPlan};
 use crate::nvme::{ConnectionFilter, Export, Exports, Target};
-use crate::ssh::{Reply, SessionInfo, Shell};
+use crate::ssh::{Reply, SessionInfo, Shell, Stream};
 use crate::store::{CopySemantics, Disk, FileEntry, Pool, PoolFs, Subvolume};
 use serde::Serialize;
 use std::collections::HashMap;
@@ -205,10 +206,7 @@ impl Sim {
             (injected, crash, f.exit_status_on_error, f.pool_full)
         };
         if let Some(text) = injected {
-            return Reply::Output {
-                text: format!("{text}\r\n"),
-                exit_status: u32::from(exit_on_error),
-            };
+            return self.error_reply(format!("{text}\r\n"), exit_on_error);
         }
         if crash == Some(CrashPoint::BeforeCommit) {
             return Reply::Hangup;
@@ -236,9 +234,27 @@ impl Sim {
         if crash == Some(CrashPoint::AfterCommit) {
             return Reply::Hangup;
         }
+        match error {
+            true => self.error_reply(text, exit_on_error),
+            false => Reply::Output {
+                text,
+                stream: Stream::Stdout,
+                exit_status: 0,
+            },
+        }
+    }
+
+    /// An error's text, on the stream the `error-stream` switch picks, with exit status 1 when
+    /// the `exit-status-on-error` fault is on.
+    fn error_reply(&self, text: String, exit_on_error: bool) -> Reply {
+        let stream = match lock(&self.engine).config.quirks.error_stream {
+            ErrorStream::Stdout => Stream::Stdout,
+            ErrorStream::Stderr => Stream::Stderr,
+        };
         Reply::Output {
             text,
-            exit_status: u32::from(error && exit_on_error),
+            stream,
+            exit_status: u32::from(exit_on_error),
         }
     }
 

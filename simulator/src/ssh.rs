@@ -41,10 +41,24 @@ pub use scripted::{ScriptedShell, ShellStats, bulk_text};
 /// What the shell answers to one command line.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Reply {
-    /// Console output (CRLF line endings, written as is) and the exec channel's exit status.
-    Output { text: String, exit_status: u32 },
+    /// Console output (CRLF line endings, written as is), the exec channel's stream it goes to,
+    /// and its exit status.
+    Output {
+        text: String,
+        stream: Stream,
+        exit_status: u32,
+    },
     /// A crash fault: drop the whole TCP connection without replying.
     Hangup,
+}
+
+/// Where an exec channel's output goes: a shell channel has only its terminal.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Stream {
+    #[default]
+    Stdout,
+    /// SSH extended data of type 1 (RFC 4254 §5.2).
+    Stderr,
 }
 
 /// Who opened a session.

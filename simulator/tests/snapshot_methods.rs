@@ -35,7 +35,9 @@ fn sim(dir: &Path) -> Sim {
 
 async fn run(sim: &Sim, line: &str) -> (String, u32) {
     match sim.exec(1, line).await {
-        Reply::Output { text, exit_status } => (text, exit_status),
+        Reply::Output {
+            text, exit_status, ..
+        } => (text, exit_status),
         Reply::Hangup => panic!("{line:?} hung up"),
     }
 }

@@ -387,3 +387,31 @@ async fn kill_9_loses_no_acknowledged_change_and_leaves_no_torn_state() {
         serde_json::from_str::<serde_json::Value>(&text).expect("state.json is never torn");
     }
 }
+
+/// The `error-stream` switch (REFERENCE.md §13.8): a refusal's text reaches OpenSSH on standard
+/// output, or on standard error once the control API moves it there; a success stays on stdout.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_error_stream_switch_sends_refusals_to_stdout_or_stderr() {
+    if !have_openssh() {
+        return;
+    }
+    let fx = start().await;
+    let refused = r#"/disk remove "no-such-disk""#;
+    let out = fx.ssh(refused).await;
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "no such item");
+    assert!(out.stderr.is_empty(), "{:?}", out.stderr);
+    let set = fx
+        .post(
+            "/config/quirk",
+            r#"{"name": "error-stream", "position": "stderr"}"#,
+        )
+        .await;
+    assert!(set.starts_with("HTTP/1.1 204"), "{set}");
+    let out = fx.ssh(refused).await;
+    assert!(out.stdout.is_empty(), "{:?}", out.stdout);
+    assert_eq!(String::from_utf8_lossy(&out.stderr).trim(), "no such item");
+    assert_eq!(
+        fx.ok("/system identity print").await.trim(),
+        "name: MikroTik"
+    );
+}

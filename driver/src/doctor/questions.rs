@@ -97,6 +97,7 @@ pub async fn probe(config: &Config) -> Result<QuestionsReport, anyhow::Error> {
             duplicate_nqn(rds, &dir, &nonce, port, &prefix).await,
             slot_length(rds, &dir, &nonce).await,
             default_nqn(rds, &dir, &nonce).await,
+            error_stream(rds, &nonce).await,
         ],
     })
 }
@@ -167,6 +168,34 @@ async fn remove_exported(
         position,
         saw,
         leftovers: remove_probe(rds, &slot, &file).await,
+    }
+}
+
+/// §13 item 8: which stream of an exec channel a refusal's text comes on (the driver reads both).
+async fn error_stream(rds: &RdsClient, nonce: &str) -> Answer {
+    let file = RosPath::parse(&format!("probe-{nonce}-none.img")).expect("a valid probe path");
+    let cmd = Cmd::file_remove(&file);
+    let (position, saw) = match rds.output_on_stderr(&cmd).await {
+        Ok((text, _)) if text.trim().is_empty() => (
+            None,
+            format!("`{cmd}` of a file that does not exist printed nothing"),
+        ),
+        Ok((text, true)) => (
+            Some("stderr"),
+            format!("`{cmd}` printed {:?} on standard error", text.trim()),
+        ),
+        Ok((text, false)) => (
+            Some("stdout"),
+            format!("`{cmd}` printed {:?} on standard output", text.trim()),
+        ),
+        Err(error) => (None, format!("`{cmd}` failed: {error}")),
+    };
+    Answer {
+        item: 8,
+        switch: "error-stream",
+        position,
+        saw,
+        leftovers: Vec::new(),
     }
 }
 

@@ -376,6 +376,16 @@ impl RdsClient {
         self.run(cmd).await
     }
 
+    /// [`RdsClient::output`], and whether any of it came on standard error: for `rds-csi doctor
+    /// --all`'s probe of REFERENCE.md §13.8.
+    pub async fn output_on_stderr(&self, cmd: &Cmd) -> Result<(String, bool), RdsError> {
+        let sent = Instant::now();
+        let exec = self.ssh.run_streams(cmd.as_str()).await;
+        let on_stderr = exec.as_ref().is_ok_and(|exec| exec.stderr_bytes > 0);
+        let text = self.answered(cmd, sent, exec.map(|exec| exec.text))?;
+        Ok((text, on_stderr))
+    }
+
     async fn run(&self, cmd: &Cmd) -> Result<String, RdsError> {
         let sent = Instant::now();
         let output = self.ssh.run(cmd.as_str()).await;

@@ -16,7 +16,7 @@ use std::time::Duration;
 pub use breaker::{BreakerConfig, BreakerState};
 pub use host_key::{HostKeyPin, InvalidHostKeyPin};
 pub use pool::{Backoff, PoolConfig, PoolStats, SshPool};
-pub use transport::SshTransport;
+pub use transport::{Exec, SshTransport};
 
 /// How long to wait for the RDS.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

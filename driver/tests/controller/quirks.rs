@@ -29,6 +29,17 @@ async fn the_volume_lifecycle_holds_in_every_position_of_every_switch() {
                 .await
                 .unwrap_or_else(|e| panic!("{at}: CreateVolume: {e}"))
                 .volume_id;
+            // A refusal of RouterOS's own (no space), whatever stream its text comes on.
+            let too_big = plugin
+                .create(create_request("pvc-quirks-too-big", 1 << 50, 0))
+                .await
+                .unwrap_err();
+            assert_eq!(
+                too_big.code(),
+                Code::ResourceExhausted,
+                "{at}: {}",
+                too_big.message()
+            );
             // Lookups of what does not exist: an empty print in this position.
             let missing = plugin
                 .controller

@@ -77,6 +77,16 @@ pub enum DefaultNqn {
     Empty,
 }
 
+/// §13 item 8: which stream of an exec channel an error's text goes to.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum ErrorStream {
+    /// Standard output, as the console prints it (TIK: exec behaves like the terminal).
+    #[default]
+    Stdout,
+    /// Standard error (SSH extended data).
+    Stderr,
+}
+
 /// The refusal rds-sim prints for [`DuplicateNqn::Refused`] (invented).
 pub const DUPLICATE_NQN_REFUSED: &str =
     "failure: nvme-tcp-server-nqn is already used by another disk";
@@ -98,6 +108,7 @@ pub struct Quirks {
     pub duplicate_nqn: DuplicateNqn,
     pub slot_length: SlotLength,
     pub default_nqn: DefaultNqn,
+    pub error_stream: ErrorStream,
 }
 
 /// A switch's positions as an enum.
@@ -152,6 +163,11 @@ impl Position for DefaultNqn {
     const NAMES: &'static [&'static str] = &["slot", "empty"];
 }
 
+impl Position for ErrorStream {
+    const ALL: &'static [Self] = &[ErrorStream::Stdout, ErrorStream::Stderr];
+    const NAMES: &'static [&'static str] = &["stdout", "stderr"];
+}
+
 /// One switch: its name, its positions (the default first) and the §13 item it answers.
 pub struct Switch {
     pub name: &'static str,
@@ -196,6 +212,11 @@ pub const SWITCHES: &[Switch] = &[
         positions: DefaultNqn::NAMES,
         item: 2,
     },
+    Switch {
+        name: "error-stream",
+        positions: ErrorStream::NAMES,
+        item: 8,
+    },
 ];
 
 impl Quirks {
@@ -218,6 +239,7 @@ impl Quirks {
             "duplicate-nqn" => assign(&mut self.duplicate_nqn, name, position),
             "slot-length" => assign(&mut self.slot_length, name, position),
             "default-nqn" => assign(&mut self.default_nqn, name, position),
+            "error-stream" => assign(&mut self.error_stream, name, position),
             _ => {
                 let names: Vec<_> = SWITCHES.iter().map(|s| s.name).collect();
                 Err(format!(
@@ -242,14 +264,15 @@ impl fmt::Display for Quirks {
         write!(
             f,
             "empty-print={} grow={} remove-missing={} remove-exported={} duplicate-nqn={} \
-             slot-length={} default-nqn={}",
+             slot-length={} default-nqn={} error-stream={}",
             self.empty_print.name(),
             self.grow.name(),
             self.remove_missing.name(),
             self.remove_exported.name(),
             self.duplicate_nqn.name(),
             self.slot_length.name(),
-            self.default_nqn.name()
+            self.default_nqn.name(),
+            self.error_stream.name()
         )
     }
 }

@@ -8,7 +8,7 @@ use russh::{Channel, ChannelMsg};
 use tokio_util::sync::CancellationToken;
 
 use super::line_editor::{Edit, LineEditor};
-use super::{Reply, Shell};
+use super::{Reply, Shell, Stream};
 
 pub(super) struct ChannelContext<S> {
     pub(super) shell: Arc<S>,
@@ -20,13 +20,17 @@ pub(super) struct ChannelContext<S> {
 impl<S: Shell> ChannelContext<S> {
     /// Runs `line`; `None` when the connection is gone or the shell hung up (the connection is
     /// then being dropped and nothing more may be written).
-    async fn exec(&self, line: &str) -> Option<(String, u32)> {
+    async fn exec(&self, line: &str) -> Option<(String, Stream, u32)> {
         let reply = tokio::select! {
             reply = self.shell.exec(self.session, line) => reply,
             () = self.kill.cancelled() => return None,
         };
         match reply {
-            Reply::Output { text, exit_status } => Some((text, exit_status)),
+            Reply::Output {
+                text,
+                stream,
+                exit_status,
+            } => Some((text, stream, exit_status)),
             Reply::Hangup => {
                 self.kill.cancel();
                 None
@@ -64,11 +68,13 @@ async fn exec<S: Shell>(
     command: &[u8],
 ) -> Result<(), russh::Error> {
     let line = String::from_utf8_lossy(command);
-    let Some((text, exit_status)) = context.exec(&line).await else {
+    let Some((text, stream, exit_status)) = context.exec(&line).await else {
         return Ok(());
     };
-    if !text.is_empty() {
-        channel.data_bytes(text.into_bytes()).await?;
+    match stream {
+        _ if text.is_empty() => {}
+        Stream::Stdout => channel.data_bytes(text.into_bytes()).await?,
+        Stream::Stderr => channel.extended_data_bytes(1, text.into_bytes()).await?,
     }
     channel.exit_status(exit_status).await?;
     channel.eof().await?;
@@ -107,7 +113,7 @@ async fn shell<S: Shell>(
                         return finish(channel).await;
                     }
                     if !command.is_empty() {
-                        let Some((text, _exit_status)) = context.exec(&line).await else {
+                        let Some((text, _, _)) = context.exec(&line).await else {
                             return Ok(());
                         };
                         if !text.is_empty() {

@@ -10,7 +10,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
-use super::{Reply, SessionInfo, Shell};
+use super::{Reply, SessionInfo, Shell, Stream};
 
 /// What the transport has done so far.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -175,7 +175,13 @@ impl Shell for ScriptedShell {
 
 /// The script of [`ScriptedShell`]; `None`: never answer.
 fn scripted_reply(line: &str) -> Option<Reply> {
-    let output = |text, exit_status| Some(Reply::Output { text, exit_status });
+    let output = |text, exit_status| {
+        Some(Reply::Output {
+            text,
+            stream: Stream::Stdout,
+            exit_status,
+        })
+    };
     if line == "hangup" {
         Some(Reply::Hangup)
     } else if line == "hang" {

@@ -9,7 +9,7 @@ use russh::keys::PrivateKey;
 use tokio::sync::{Semaphore, SemaphorePermit};
 
 use super::breaker::{Admission, BreakerConfig, BreakerState, CircuitBreaker};
-use super::transport::SshTransport;
+use super::transport::{Exec, SshTransport};
 use super::{HostKeyPin, SshError, Timeouts};
 
 /// Exponential backoff between connection attempts of one pool slot.
@@ -114,15 +114,22 @@ impl SshPool {
     /// retried (once, on a new connection) only when it cannot have reached the RDS: a pooled
     /// connection found dead before the command was sent.
     pub async fn run(&self, line: &str) -> Result<String, SshError> {
+        let exec = self.run_within(line, self.config.timeouts.command).await;
+        exec.map(|exec| exec.text)
+    }
+
+    /// [`SshPool::run`], telling how much came on standard error.
+    pub async fn run_streams(&self, line: &str) -> Result<Exec, SshError> {
         self.run_within(line, self.config.timeouts.command).await
     }
 
     /// Runs a `/disk copy` line as [`SshPool::run`] does, but within `timeouts.copy`.
     pub async fn run_copy(&self, line: &str) -> Result<String, SshError> {
-        self.run_within(line, self.config.timeouts.copy).await
+        let exec = self.run_within(line, self.config.timeouts.copy).await;
+        exec.map(|exec| exec.text)
     }
 
-    async fn run_within(&self, line: &str, limit: Duration) -> Result<String, SshError> {
+    async fn run_within(&self, line: &str, limit: Duration) -> Result<Exec, SshError> {
         let mut slot = self.checkout().await;
         let mut may_retry = true;
         loop {

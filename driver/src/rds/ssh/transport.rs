@@ -113,6 +113,7 @@ impl SshTransport {
     pub async fn run(&self, line: &str) -> Result<String, SshError> {
         self.exec(line, self.command_timeout)
             .await
+            .map(|exec| exec.text)
             .map_err(|failure| failure.error)
     }
 
@@ -135,7 +136,7 @@ impl SshTransport {
     }
 
     /// Runs `line`, giving up on it after `limit`.
-    pub(super) async fn exec(&self, line: &str, limit: Duration) -> Result<String, Failure> {
+    pub(super) async fn exec(&self, line: &str, limit: Duration) -> Result<Exec, Failure> {
         let _turn = self.turn.lock().await;
         if self.is_closed() {
             return Err(Failure {
@@ -162,7 +163,7 @@ impl SshTransport {
         }
     }
 
-    async fn exec_channel(&self, line: &str, sent: &AtomicBool) -> Result<String, Failure> {
+    async fn exec_channel(&self, line: &str, sent: &AtomicBool) -> Result<Exec, Failure> {
         let unsent = |reason| Failure {
             error: self.disconnected(reason),
             sent: false,
@@ -178,10 +179,13 @@ impl SshTransport {
             .await
             .map_err(|error| unsent(format!("cannot send the command: {error}")))?;
         let mut output = Vec::new();
+        let mut stderr_bytes = 0;
         let mut eof = false;
         loop {
             match channel.wait().await {
-                Some(ChannelMsg::Data { data } | ChannelMsg::ExtendedData { data, .. }) => {
+                Some(ChannelMsg::Data { data }) => output.extend_from_slice(&data),
+                Some(ChannelMsg::ExtendedData { data, .. }) => {
+                    stderr_bytes += data.len();
                     output.extend_from_slice(&data);
                 }
                 Some(ChannelMsg::Failure) => {
@@ -202,7 +206,10 @@ impl SshTransport {
                 }
             }
         }
-        Ok(String::from_utf8_lossy(&output).into_owned())
+        Ok(Exec {
+            text: String::from_utf8_lossy(&output).into_owned(),
+            stderr_bytes,
+        })
     }
 
     /// Abandons a command that ran out of time: the connection is closed, so that the RDS
@@ -251,4 +258,13 @@ impl client::Handler for PinnedHostKey {
             .set(self.pin.fingerprint_of(&key).to_string());
         Ok(false)
     }
+}
+
+/// What one exec printed: standard output and standard error as they came, and how much of it
+/// came on standard error (RouterOS's choice is unverified, REFERENCE.md §13.8: the driver reads
+/// both as one).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Exec {
+    pub text: String,
+    pub stderr_bytes: usize,
 }
