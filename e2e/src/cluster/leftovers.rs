@@ -38,16 +38,11 @@ pub fn power_off(root: &Path) -> Vec<String> {
 
 /// The mounts under `prefix`, as (mount point, source), from this process's mountinfo.
 fn mounts_under(prefix: &str) -> Vec<(String, String)> {
-    std::fs::read_to_string("/proc/self/mountinfo")
-        .unwrap_or_default()
-        .lines()
-        .filter_map(|line| {
-            let point = line.split(' ').nth(4)?;
-            // After the optional fields: " - <fstype> <source> <options>".
-            let source = line.split(" - ").nth(1)?.split(' ').nth(1)?;
-            Some((point.to_owned(), source.to_owned()))
-        })
-        .filter(|(point, _)| point.starts_with(prefix))
+    let text = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
+    super::mountinfo::parse(&text)
+        .into_iter()
+        .filter(|m| m.point.starts_with(prefix))
+        .map(|m| (m.point, m.source))
         .collect()
 }
 
