@@ -124,10 +124,11 @@ fn filesystem_lifecycle(cluster: Cluster<'_>) -> CaseFuture<'_> {
             .await
             .context("after the expansion")?;
 
+        holds(cluster, node, true).await?;
         objects::delete_and_wait(Api::<Pod>::namespaced(client.clone(), NAMESPACE), "writer")
             .await?;
         objects::detached(&client, &attachment).await?;
-        nothing_held(cluster, node).await?;
+        holds(cluster, node, false).await?;
         delete_claims(cluster, &["data"]).await
     })
 }
@@ -222,20 +223,29 @@ fn raw_block(cluster: Cluster<'_>) -> CaseFuture<'_> {
         );
         cluster.write_pattern(vm, 3, PATTERN_BYTES).await?;
         cluster.read_pattern(vm, 3, PATTERN_BYTES).await?;
+        holds(cluster, node, true).await?;
         objects::delete_and_wait(Api::<Pod>::namespaced(client.clone(), NAMESPACE), "vm").await?;
         objects::detached(&client, &attachment).await?;
-        nothing_held(cluster, node).await?;
+        holds(cluster, node, false).await?;
         delete_claims(cluster, &["raw"]).await
     })
 }
 
-/// Fails unless `node` holds nothing of CSI volumes any more: no mount, no device node or link.
-async fn nothing_held(cluster: Cluster<'_>, node: &str) -> anyhow::Result<()> {
-    let left = cluster.left_on_node(node).await?;
-    anyhow::ensure!(
-        left.is_empty(),
-        "still on {node} after the Pod is gone: {left:?}"
-    );
+/// Fails unless `node` holds something of CSI volumes while a pod uses one (so that the check
+/// after the pod is gone can fail), or, once it is gone, nothing: no mount, device node or link.
+async fn holds(cluster: Cluster<'_>, node: &str, in_use: bool) -> anyhow::Result<()> {
+    let held = cluster.left_on_node(node).await?;
+    if in_use {
+        anyhow::ensure!(
+            !held.is_empty(),
+            "nothing of the volume is seen on {node} while its Pod runs"
+        );
+    } else {
+        anyhow::ensure!(
+            held.is_empty(),
+            "still on {node} after the Pod is gone: {held:?}"
+        );
+    }
     Ok(())
 }
 

@@ -39,10 +39,10 @@ pub fn power_off(root: &Path) -> Vec<String> {
 /// The mounts under `prefix`, as (mount point, source), from this process's mountinfo.
 fn mounts_under(prefix: &str) -> Vec<(String, String)> {
     let text = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
-    super::mountinfo::parse(&text)
+    rds_csi::node::host::mount::parse_mountinfo(&text)
         .into_iter()
-        .filter(|m| m.point.starts_with(prefix))
-        .map(|m| (m.point, m.source))
+        .map(|m| (m.mount_point.display().to_string(), m.source))
+        .filter(|(point, _)| point.starts_with(prefix))
         .collect()
 }
 

@@ -5,27 +5,7 @@
 
 use std::path::Path;
 
-/// One line of mountinfo: where something is mounted, and what.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Mount {
-    pub point: String,
-    pub source: String,
-}
-
-/// The mounts of a mountinfo text, with the kernel's octal escapes (`\040` for a space) undone.
-pub fn parse(text: &str) -> Vec<Mount> {
-    text.lines()
-        .filter_map(|line| {
-            let point = line.split(' ').nth(4)?;
-            // After the optional fields: " - <fstype> <source> <options>".
-            let source = line.split(" - ").nth(1)?.split(' ').nth(1)?;
-            Some(Mount {
-                point: unescape(point),
-                source: unescape(source),
-            })
-        })
-        .collect()
-}
+use rds_csi::node::host::mount::parse_mountinfo;
 
 /// Whether `path` is one of kubelet's CSI places under its root directory `root`: staging and
 /// block publish paths under `plugins/kubernetes.io/csi/`, a pod's mounted volume or block
@@ -50,36 +30,14 @@ pub fn is_csi_path(root: &Path, path: &str) -> bool {
     )
 }
 
-/// The mount points in `mountinfo` that are CSI places under `root`.
+/// The mount points in `mountinfo` that are CSI places under `root` (the driver's own parser
+/// reads it, escapes undone).
 pub fn csi_mounts(mountinfo: &str, root: &Path) -> Vec<String> {
-    parse(mountinfo)
+    parse_mountinfo(mountinfo)
         .into_iter()
-        .map(|m| m.point)
+        .map(|m| m.mount_point.display().to_string())
         .filter(|point| is_csi_path(root, point))
         .collect()
-}
-
-fn unescape(field: &str) -> String {
-    let bytes = field.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        let octal = bytes
-            .get(i + 1..i + 4)
-            .filter(|d| bytes[i] == b'\\' && d.iter().all(|c| (b'0'..=b'7').contains(c)));
-        match octal {
-            Some(digits) => {
-                let value = digits.iter().fold(0u32, |v, d| v * 8 + u32::from(d - b'0'));
-                out.push(u8::try_from(value).unwrap_or(b'?'));
-                i += 4;
-            }
-            None => {
-                out.push(bytes[i]);
-                i += 1;
-            }
-        }
-    }
-    String::from_utf8_lossy(&out).into_owned()
 }
 
 #[cfg(test)]
@@ -96,17 +54,6 @@ mod tests {
 1303 1234 0:60 / /var/lib/kubelet/pods/6c9e-uid/volumes/kubernetes.io~projected/kube-api-access-x rw - tmpfs tmpfs rw
 1304 1234 0:61 / /var/lib/kubelet/pods/6c9e-uid/volumes/kubernetes.io~csi/pvc\\0403/mount rw - xfs /dev/nvme3n1 rw
 ";
-
-    #[test]
-    fn points_and_sources_are_read_and_unescaped() {
-        let mounts = parse(NODE);
-        assert_eq!(mounts.len(), 6);
-        assert_eq!(mounts[1].source, "/dev/nvme1n1");
-        assert_eq!(
-            mounts[5].point,
-            "/var/lib/kubelet/pods/6c9e-uid/volumes/kubernetes.io~csi/pvc 3/mount"
-        );
-    }
 
     #[test]
     fn only_kubelets_csi_places_under_the_root_count() {
