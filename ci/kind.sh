@@ -140,10 +140,16 @@ kubectl wait volumesnapshot/smoke --for=jsonpath='{.status.readyToUse}'=true --t
 kubectl delete volumesnapshot/smoke pod/smoke pvc/smoke --wait --timeout=300s
 
 # Nothing left on the RDS: the disks rds-sim reports through its control API, reached through
-# the API server's service proxy as the suites reach it.
-disks=$(kubectl get --raw /api/v1/namespaces/rds-sim/services/rds-sim:control/proxy/state |
-  python3 -c 'import json, sys; print(len(json.load(sys.stdin)["disks"]))')
-[ "$disks" = 0 ] || fail "rds-sim still has $disks disks after the delete"
+# the API server's service proxy as the suites reach it. The PVC is gone before
+# external-provisioner has deleted its volume: wait up to a minute for that.
+disks=unknown
+for _ in $(seq 60); do
+  disks=$(kubectl get --raw /api/v1/namespaces/rds-sim/services/rds-sim:control/proxy/state |
+    python3 -c 'import json, sys; print(len(json.load(sys.stdin)["disks"]))') || disks=unknown
+  [ "$disks" = 0 ] && break
+  sleep 1
+done
+[ "$disks" = 0 ] || fail "rds-sim still has $disks disks a minute after the delete"
 say "ok: PVC bound, pod wrote and read, snapshot ready, all deleted, no disk left on rds-sim"
 
 # The Kubernetes suites on this cluster, one trial at a time (they share its namespace and rds-sim).

@@ -1,6 +1,7 @@
 //! What the suites run against, read from the environment and an optional TOML file, never from code:
-//! `RDS_E2E_TARGET=sim|qemu|kind|hardware` (default `sim`) and `RDS_E2E_CONFIG=/path/to/file.toml`
-//! (default none). The file's format is documented in `e2e/README.md` and
+//! `RDS_E2E_TARGET=sim|qemu|cluster|kind|hardware` (default `sim`),
+//! `RDS_E2E_CONFIG=/path/to/file.toml` (default none) and, for `kind`, `KIND_CLUSTER` (default
+//! `rds-csi`, as ci/kind.sh names its cluster). The file's format is documented in `e2e/README.md` and
 //! `e2e/hardware.example.toml`.
 
 use std::collections::BTreeMap;
