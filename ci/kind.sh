@@ -1,18 +1,24 @@
 #!/usr/bin/env bash
 # The chart in a kind cluster against rds-sim, on a machine with Docker and internet (kind's node
 # image, the CSI sidecars and busybox come from their registries): builds both images, creates the
-# cluster, loads the images, installs the snapshot CRDs and controller, runs rds-sim as a
-# Deployment (ci/kind/rds-sim.yaml), installs the chart pointed at it, and runs a smoke test: a
-# PVC bound, a pod writing and reading it, a VolumeSnapshot ready, everything deleted, and no disk
-# left on rds-sim.
+# cluster (ci/kind/cluster.yaml: a control plane and two workers, each with its own host NQN),
+# loads the images, installs the snapshot CRDs and controller, runs rds-sim as a Deployment
+# (ci/kind/rds-sim.yaml), installs the chart pointed at it, runs a smoke test (a PVC bound, a pod
+# writing and reading it, a VolumeSnapshot ready, everything deleted, and no disk left on rds-sim),
+# then the Kubernetes suites on it: `RDS_E2E_TARGET=kind cargo nextest run -p rds-e2e --test
+# cluster ...` (e2e/README.md, "The kind target": the shared flows run, the trials that control
+# the process cluster's processes report ignored).
 #
 # The node plugin uses the kernel's NVMe/TCP initiator, which kind's nodes share with the host:
 # the host needs `modprobe nvme-tcp`.
 #
 # Usage: bash ci/kind.sh            the whole run (the cluster is deleted at the end)
-#        bash ci/kind.sh --prepare  only what needs no cluster: tools, images, keys, the rendered
-#                                   chart (runs anywhere ci/image.sh runs)
-#        KEEP=1 bash ci/kind.sh     keep the cluster for a look around
+#        bash ci/kind.sh --prepare  only what needs no cluster: tools, images, keys, host NQNs,
+#                                   the cluster's kind config and the rendered chart (runs
+#                                   anywhere ci/image.sh runs)
+#        KEEP=1 bash ci/kind.sh     keep the cluster for a look around, or for running the suites
+#                                   again: RDS_E2E_TARGET=kind cargo nextest run -p rds-e2e ...
+#        KIND_CLUSTER=name          another cluster name than rds-csi (the suites read it too)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$PWD
@@ -48,6 +54,16 @@ if [ ! -f "$work/host_key" ]; then
   ssh-keygen -q -t ed25519 -N '' -f "$work/id_ed25519"
 fi
 fingerprint=$(ssh-keygen -lf "$work/host_key.pub" | awk '{ print $2 }')
+# A host NQN per worker, in the form `nvme gen-hostnqn` writes; the placeholders of ci/kind/*.yaml.
+fill=(-e "s|RDS_SIM_IMAGE|rds-sim:$version|")
+for n in 1 2; do
+  dir=$work/nvme-worker$n
+  mkdir -p "$dir"
+  [ -s "$dir/hostnqn" ] ||
+    echo "nqn.2014-08.org.nvmexpress:uuid:$(cat /proc/sys/kernel/random/uuid)" >"$dir/hostnqn"
+  fill+=(-e "s|NVME_DIR_$n|$dir|")
+done
+sed "${fill[@]}" ci/kind/cluster.yaml >"$work/cluster.yaml"
 cat >"$work/values.yaml" <<EOF
 image: {repository: rds-csi, tag: "$version", pullPolicy: Never}
 config:
@@ -58,10 +74,11 @@ snapshots: {enabled: true}
 EOF
 helm template rds-csi charts/rds-csi -n kube-system -f "$work/values.yaml" \
   --set-file sshKey.privateKey="$work/id_ed25519" >"$work/chart.yaml"
-say "prepared: images rds-csi:$version and rds-sim:$version, keys and the rendered chart in $work"
+say "prepared: images rds-csi:$version and rds-sim:$version, keys, host NQNs, cluster.yaml and the rendered chart in $work"
 [ "${1:-}" = --prepare ] && exit 0
 
-kind get clusters | grep -qx "$cluster" || kind create cluster --name "$cluster" --wait 120s
+kind get clusters | grep -qx "$cluster" ||
+  kind create cluster --name "$cluster" --config "$work/cluster.yaml" --wait 120s
 [ -n "${KEEP:-}" ] || trap 'kind delete cluster --name "$cluster"' EXIT
 kubectl config use-context "kind-$cluster" >/dev/null
 kind load docker-image --name "$cluster" "rds-csi:$version" "rds-sim:$version"
@@ -77,7 +94,7 @@ kubectl apply -k "$base/deploy/kubernetes/snapshot-controller" 2>/dev/null ||
     kubectl apply -f "$base/deploy/kubernetes/snapshot-controller/$file.yaml"
   done
 
-sed "s|RDS_SIM_IMAGE|rds-sim:$version|" ci/kind/rds-sim.yaml | kubectl apply -f -
+sed "${fill[@]}" ci/kind/rds-sim.yaml | kubectl apply -f -
 kubectl -n rds-sim create secret generic rds-sim-keys --dry-run=client -o yaml \
   --from-file=host_key="$work/host_key" --from-file=authorized_keys="$work/id_ed25519.pub" |
   kubectl apply -f -
@@ -122,15 +139,21 @@ EOF
 kubectl wait volumesnapshot/smoke --for=jsonpath='{.status.readyToUse}'=true --timeout=300s
 kubectl delete volumesnapshot/smoke pod/smoke pvc/smoke --wait --timeout=300s
 
-# Nothing left on the RDS: the disks rds-sim reports through its control API.
-kubectl -n rds-sim port-forward service/rds-sim 18080:8080 >/dev/null 2>&1 &
-forward=$!
-disks=""
+# Nothing left on the RDS: the disks rds-sim reports through its control API, reached through
+# the API server's service proxy as the suites reach it. The PVC is gone before
+# external-provisioner has deleted its volume: wait up to a minute for that.
+disks=unknown
 for _ in $(seq 60); do
-  disks=$(curl -fsS http://127.0.0.1:18080/state 2>/dev/null |
-    python3 -c 'import json, sys; print(len(json.load(sys.stdin)["disks"]))') && break
+  disks=$(kubectl get --raw /api/v1/namespaces/rds-sim/services/rds-sim:control/proxy/state |
+    python3 -c 'import json, sys; print(len(json.load(sys.stdin)["disks"]))') || disks=unknown
+  [ "$disks" = 0 ] && break
   sleep 1
 done
-kill "$forward"
-[ "$disks" = 0 ] || fail "rds-sim still has ${disks:-an unknown number of} disks after the delete"
+[ "$disks" = 0 ] || fail "rds-sim still has $disks disks a minute after the delete"
 say "ok: PVC bound, pod wrote and read, snapshot ready, all deleted, no disk left on rds-sim"
+
+# The Kubernetes suites on this cluster, one trial at a time (they share its namespace and rds-sim).
+RDS_E2E_TARGET=kind KIND_CLUSTER=$cluster cargo nextest run -p rds-e2e --test-threads 1 \
+  --test cluster --test cluster_node_failure --test cluster_orphans ||
+  fail "the Kubernetes suites failed on kind-$cluster"
+say "ok: the Kubernetes suites' shared flows passed on kind-$cluster"

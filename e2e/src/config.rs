@@ -1,6 +1,7 @@
 //! What the suites run against, read from the environment and an optional TOML file, never from code:
-//! `RDS_E2E_TARGET=sim|qemu|kind|hardware` (default `sim`) and `RDS_E2E_CONFIG=/path/to/file.toml`
-//! (default none). The file's format is documented in `e2e/README.md` and
+//! `RDS_E2E_TARGET=sim|qemu|cluster|kind|hardware` (default `sim`),
+//! `RDS_E2E_CONFIG=/path/to/file.toml` (default none) and, for `kind`, `KIND_CLUSTER` (default
+//! `rds-csi`, as ci/kind.sh names its cluster). The file's format is documented in `e2e/README.md` and
 //! `e2e/hardware.example.toml`.
 
 use std::collections::BTreeMap;
@@ -15,6 +16,10 @@ use serde::Deserialize;
 pub const TARGET_ENV: &str = "RDS_E2E_TARGET";
 /// Names the TOML file with addresses and credentials.
 pub const CONFIG_ENV: &str = "RDS_E2E_CONFIG";
+/// Names the kind cluster the `kind` target reaches (as `kind --name` and ci/kind.sh take it).
+pub const KIND_CLUSTER_ENV: &str = "KIND_CLUSTER";
+/// ci/kind.sh's cluster when `KIND_CLUSTER` is unset.
+const DEFAULT_KIND_CLUSTER: &str = "rds-csi";
 
 const GIB: u64 = 1 << 30;
 
@@ -28,7 +33,9 @@ pub enum TargetKind {
     /// A real control plane (etcd, kube-apiserver, kube-controller-manager), the chart installed
     /// with helm, its pods as processes and a kubelet stand-in per node: the Kubernetes suites.
     Cluster,
-    /// The Helm chart in a kind cluster.
+    /// The chart in a kind cluster that ci/kind.sh made, with rds-sim as a Deployment in it:
+    /// the Kubernetes suites' shared flows, reached through the kubeconfig context
+    /// `kind-$KIND_CLUSTER`.
     Kind,
     /// The driver in-process against a real RDS.
     Hardware,
@@ -114,6 +121,11 @@ pub enum ConfigError {
         .0.as_ref().map(|p| format!(" ({})", p.display())).unwrap_or_else(|| " (it is unset)".to_owned())
     )]
     MissingHardware(Option<PathBuf>),
+    #[error(
+        "{KIND_CLUSTER_ENV}={0:?} is not a kind cluster name: use lower-case letters, digits, '-' \
+         and '.', as `kind create cluster --name` does (ci/kind.sh's default is {DEFAULT_KIND_CLUSTER})"
+    )]
+    KindCluster(String),
 }
 
 /// The settings every target takes, from the environment and the optional file.
@@ -125,6 +137,7 @@ pub struct Settings {
     pub sim: SimSettings,
     pub hardware: Option<HardwareSettings>,
     pub sanity: SanitySettings,
+    pub kind: KindSettings,
 }
 
 impl Settings {
@@ -134,7 +147,11 @@ impl Settings {
         let file = std::env::var_os(CONFIG_ENV)
             .filter(|path| !path.is_empty())
             .map(PathBuf::from);
-        Settings::load(target, file.as_deref())
+        let kind = std::env::var(KIND_CLUSTER_ENV).ok();
+        Ok(Settings {
+            kind: KindSettings::named(kind.as_deref())?,
+            ..Settings::load(target, file.as_deref())?
+        })
     }
 
     /// Settings for `target`, from `file` when given, defaults otherwise.
@@ -159,6 +176,7 @@ impl Settings {
             sim: parsed.sim.resolve(&origin)?,
             hardware: parsed.hardware,
             sanity: parsed.sanity.resolve(&origin)?,
+            kind: KindSettings::default(),
         };
         if target == TargetKind::Hardware && settings.hardware.is_none() {
             return Err(ConfigError::MissingHardware(settings.file));
@@ -174,6 +192,7 @@ impl Settings {
             sim: SimSettings::default(),
             hardware: None,
             sanity: SanitySettings::default(),
+            kind: KindSettings::default(),
         }
     }
 
@@ -209,6 +228,45 @@ impl Default for SimSettings {
             max_volumes_per_node: 4,
             pool_fs: PoolFs::Xfs,
         }
+    }
+}
+
+/// The kind cluster of the `kind` target.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KindSettings {
+    /// The cluster's name (`KIND_CLUSTER`, default `rds-csi`).
+    pub cluster: String,
+}
+
+impl Default for KindSettings {
+    fn default() -> Self {
+        Self {
+            cluster: DEFAULT_KIND_CLUSTER.to_owned(),
+        }
+    }
+}
+
+impl KindSettings {
+    /// The cluster `name` names (`KIND_CLUSTER`'s value), the default when it is unset or
+    /// empty.
+    pub fn named(name: Option<&str>) -> Result<KindSettings, ConfigError> {
+        let Some(name) = name.map(str::trim).filter(|n| !n.is_empty()) else {
+            return Ok(KindSettings::default());
+        };
+        let valid = name
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '.');
+        if !valid || name.starts_with(['-', '.']) {
+            return Err(ConfigError::KindCluster(name.to_owned()));
+        }
+        Ok(KindSettings {
+            cluster: name.to_owned(),
+        })
+    }
+
+    /// The kubeconfig context kind writes for the cluster.
+    pub fn context(&self) -> String {
+        format!("kind-{}", self.cluster)
     }
 }
 
@@ -332,6 +390,21 @@ mod tests {
         let message = "vm".parse::<TargetKind>().unwrap_err().to_string();
         assert!(message.contains("\"vm\""), "{message}");
         assert!(message.contains("sim, qemu, kind, hardware"), "{message}");
+    }
+
+    #[test]
+    fn the_kind_cluster_defaults_to_ci_kind_shs_and_odd_names_are_refused() {
+        let default = KindSettings::named(None).unwrap();
+        assert_eq!(default.cluster, "rds-csi");
+        assert_eq!(default.context(), "kind-rds-csi");
+        assert_eq!(KindSettings::named(Some(" ")).unwrap(), default);
+        let named = KindSettings::named(Some("ci-7.b")).unwrap();
+        assert_eq!(named.context(), "kind-ci-7.b");
+        for bad in ["Upper", "a b", "-x", "a/b", "a;rm"] {
+            let message = KindSettings::named(Some(bad)).unwrap_err().to_string();
+            assert!(message.contains("KIND_CLUSTER"), "{message}");
+            assert!(message.contains(&format!("{bad:?}")), "{message}");
+        }
     }
 
     #[test]

@@ -103,12 +103,16 @@ pub fn runtime() -> Result<tokio::runtime::Runtime, Failed> {
 }
 
 /// Runs `trials` with libtest's command line. Targets that share one RDS between trials
-/// (`hardware`) run them one at a time unless `--test-threads` says otherwise, since cases count
-/// the volumes they list.
+/// (`hardware`, and `kind`, whose trials also share one namespace) run them one at a time unless
+/// `--test-threads` says otherwise, since cases count what they list.
 pub fn run(trials: Vec<Trial>) -> ! {
     init_tracing();
     let mut args = Arguments::from_args();
-    if matches!(TargetKind::from_env(), Ok(TargetKind::Hardware)) && args.test_threads.is_none() {
+    if matches!(
+        TargetKind::from_env(),
+        Ok(TargetKind::Hardware | TargetKind::Kind)
+    ) && args.test_threads.is_none()
+    {
         args.test_threads = Some(1);
     }
     libtest_mimic::run(&args, trials).exit()

@@ -25,14 +25,6 @@ pub const SIM_NODE_ID: &str =
 /// Why a target could not be started or stopped.
 #[derive(Debug, thiserror::Error)]
 pub enum TargetError {
-    #[error(
-        "RDS_E2E_TARGET={kind} is not available yet: {issue} adds it; use RDS_E2E_TARGET=sim \
-         or hardware meanwhile"
-    )]
-    NotYetAvailable {
-        kind: TargetKind,
-        issue: &'static str,
-    },
     #[error(transparent)]
     Settings(#[from] ConfigError),
     #[error("cannot create a temporary directory for the target: {0}")]
@@ -51,11 +43,11 @@ pub enum TargetError {
     #[error("rds-csi did not start: {0:#}")]
     Driver(anyhow::Error),
     #[error(
-        "RDS_E2E_TARGET=cluster drives Kubernetes objects, not the CSI API: its suites are \
-         `cargo nextest run -p rds-e2e --test cluster`; the CSI-level suites run on sim, qemu or \
-         hardware"
+        "RDS_E2E_TARGET={0} drives Kubernetes objects, not the CSI API: its suites are \
+         `cargo nextest run -p rds-e2e --test cluster --test cluster_node_failure --test \
+         cluster_orphans`; the CSI-level suites run on sim, qemu or hardware"
     )]
-    KubernetesOnly,
+    KubernetesOnly(TargetKind),
     /// The target cannot run on this machine and the case is skipped, saying why.
     #[error("{0}")]
     Skipped(String),
@@ -144,8 +136,9 @@ impl Target {
                     host,
                 )
             }
-            kind @ TargetKind::Kind => return Err(not_yet(kind, KIND_ISSUE)),
-            TargetKind::Cluster => return Err(TargetError::KubernetesOnly),
+            kind @ (TargetKind::Cluster | TargetKind::Kind) => {
+                return Err(TargetError::KubernetesOnly(kind));
+            }
         };
         let config_error = |source| TargetError::DriverConfig {
             kind: settings.target,
@@ -313,26 +306,27 @@ async fn boot_guest_node(
 
 /// The `qemu` target's guest memory: the kernel, the plugin and mkfs of small volumes.
 const GUEST_MEMORY_MB: u32 = 512;
-/// The issue that brings the kind target: the Helm chart deployed in a kind cluster.
-const KIND_ISSUE: &str = "the kind deployment issue (Helm chart in a kind cluster)";
-
-fn not_yet(kind: TargetKind, issue: &'static str) -> TargetError {
-    TargetError::NotYetAvailable { kind, issue }
-}
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[tokio::test]
-    async fn kind_names_the_issue_that_brings_it() {
-        let settings = Settings {
-            target: TargetKind::Kind,
-            ..Settings::sim_defaults()
-        };
-        let message = Target::start(&settings).await.err().unwrap().to_string();
-        assert!(message.contains("RDS_E2E_TARGET=kind"), "{message}");
-        assert!(message.contains("kind deployment"), "{message}");
+    async fn the_kubernetes_targets_name_their_suites() {
+        for kind in [TargetKind::Kind, TargetKind::Cluster] {
+            let settings = Settings {
+                target: kind,
+                ..Settings::sim_defaults()
+            };
+            let error = Target::start(&settings).await.err().unwrap();
+            assert!(matches!(error, TargetError::KubernetesOnly(k) if k == kind));
+            let message = error.to_string();
+            assert!(
+                message.contains(&format!("RDS_E2E_TARGET={kind} ")),
+                "{message}"
+            );
+            assert!(message.contains("--test cluster "), "{message}");
+        }
     }
 
     /// The driver connects lazily, so a hardware target starts even while its RDS is unreachable.

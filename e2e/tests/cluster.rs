@@ -1,21 +1,19 @@
-//! The `cluster` suites: Kubernetes objects, as a user makes them, handled by the real API server,
+//! The Kubernetes suites: objects, as a user makes them, handled by the real API server,
 //! controller-manager, external-provisioner, -attacher, -resizer, csi-snapshotter and
-//! snapshot-controller, the chart's rds-csi, and the kubelet stand-in's Node calls. Each trial starts
-//! its own cluster target (e2e/src/cluster/target.rs) and ends by checking that nothing is left on
-//! rds-sim: no disk, no backing file, no export.
-
-use std::os::unix::fs::FileTypeExt;
-use std::path::Path;
+//! snapshot-controller, the chart's rds-csi and a node's kubelet. The first three are shared flows:
+//! they run on a process cluster of their own each (e2e/src/cluster/target.rs: kubelet stand-ins)
+//! or, with `RDS_E2E_TARGET=kind`, on the kind cluster ci/kind.sh made (real kubelets, the kernel's
+//! NVMe/TCP initiator), reaching it only through `Cluster` (e2e/src/cluster/reach.rs). Each ends
+//! by checking that nothing is left on the RDS: no disk, no backing file. The others control the
+//! processes and run on the process cluster only.
 
 use anyhow::Context;
 use k8s_openapi::api::core::v1::{PersistentVolume, PersistentVolumeClaim, Pod};
-use kube::Api;
 use kube::api::{DynamicObject, Patch, PatchParams};
-use rds_e2e::cluster::kubelet::{read_pattern, write_pattern};
+use kube::{Api, Client};
 use rds_e2e::cluster::objects::{self, NAMESPACE, Source};
-use rds_e2e::cluster::target::{ClusterTarget, NODES};
-use rds_e2e::cluster::trial::{CaseFuture, trial};
-use rds_e2e::sim_rds::{BASE_DIR, POOL};
+use rds_e2e::cluster::reach::{Cluster, PodVolume};
+use rds_e2e::cluster::trial::{CaseFuture, process_trial, trial};
 
 #[path = "cluster/failover.rs"]
 mod failover;
@@ -44,42 +42,56 @@ fn main() {
             "cluster: raw block PVC published as a device, written and read back, deleted: nothing left",
             raw_block,
         ),
-        trial(
+        process_trial(
             "cluster: ReadWriteOnce claim in use on one node, an attachment to a second node refused naming the holder",
+            Vec::new(),
+            "it reads the allow list from the in-process rds-sim and the host NQNs the process \
+             cluster gives its nodes",
             migration::rwo_second_node_refused,
         ),
-        trial(
+        process_trial(
             "cluster: KubeVirt live migration of a ReadWriteMany block claim: target attached while it runs, a third node refused, the source fenced out when it completes",
+            Vec::new(),
+            migration::NOT_ON_KIND,
             migration::migration_window,
         ),
-        trial(
+        process_trial(
             "cluster: KubeVirt live migration past migrationTimeoutSeconds: the target taken off, MigrationFailed, a new attachment refused, the source keeps the volume",
+            Vec::new(),
+            migration::NOT_ON_KIND,
             migration::migration_timeout,
         ),
-        trial(
+        process_trial(
             "cluster: controller replicas fail over: leaders killed mid-burst, every PVC bound, one disk each, the driver's Lease moves",
+            Vec::new(),
+            "it kills and replaces the controller replicas' processes and slows rds-sim's \
+             commands through the in-process simulator",
             failover::controller_failover,
         ),
     ];
     rds_e2e::suite::run(trials)
 }
 
-fn filesystem_lifecycle(cluster: &mut ClusterTarget) -> CaseFuture<'_> {
+fn filesystem_lifecycle(cluster: Cluster<'_>) -> CaseFuture<'_> {
     Box::pin(async move {
         let client = cluster.client();
+        let [node, _] = cluster.nodes();
         let claim = objects::pvc("data", STORAGE_CLASS, "512Mi", false, Source::None);
         objects::create(&client, &claim).await?;
         let volume = objects::bound_volume(&client, "data").await?;
-        objects::create(&client, &objects::pod("writer", NODES[0], "data", false)).await?;
+        objects::create(&client, &objects::pod("writer", node, "data", false)).await?;
         objects::running_pod(&client, "writer").await?;
-        let attachment = objects::attachment(&client, &volume, NODES[0]).await?;
-        let kubelet = &cluster.node(NODES[0])?.kubelet;
-        let path = kubelet.published_path(NAMESPACE, "writer", "data")?;
-        write_pattern(&path, 1, PATTERN_BYTES)?;
-        read_pattern(&path, 1, PATTERN_BYTES)?;
+        let attachment = objects::attachment(&client, &volume, node).await?;
+        let writer = PodVolume {
+            node,
+            pod: "writer",
+            block: false,
+        };
+        cluster.write_pattern(writer, 1, PATTERN_BYTES).await?;
+        cluster.read_pattern(writer, 1, PATTERN_BYTES).await?;
 
-        // Expansion: external-resizer grows the disk, the stand-in grows the file system.
-        let before = filesystem_bytes(&path)?;
+        // Expansion: external-resizer grows the disk, the node plugin grows the file system.
+        let before = cluster.filesystem_bytes(writer).await?;
         let claims = Api::<PersistentVolumeClaim>::namespaced(client.clone(), NAMESPACE);
         let grow = serde_json::json!({"spec": {"resources": {"requests": {"storage": "1Gi"}}}});
         claims
@@ -95,53 +107,52 @@ fn filesystem_lifecycle(cluster: &mut ClusterTarget) -> CaseFuture<'_> {
             },
         )
         .await?;
-        let after = filesystem_bytes(&path)?;
+        let after = cluster.filesystem_bytes(writer).await?;
         anyhow::ensure!(
             after > before + (256 << 20),
             "the file system did not grow: {before} → {after} bytes"
         );
-        let handle = volume_handle(&volume);
-        let disk = cluster
-            .sim()
-            .disks()
-            .into_iter()
-            .find(|d| Some(&d.slot) == handle.as_ref());
+        let handle = volume_handle(&volume).context("the PV has no volume handle")?;
+        let rds = cluster.rds().await?;
+        let disk = rds.disk(&handle);
         anyhow::ensure!(
-            disk.as_ref().is_some_and(|d| d.file_size >= 1 << 30),
+            disk.is_some_and(|d| d.file_size >= 1 << 30),
             "the disk on the RDS was not grown: {disk:?}"
         );
-        read_pattern(&path, 1, PATTERN_BYTES).context("after the expansion")?;
+        cluster
+            .read_pattern(writer, 1, PATTERN_BYTES)
+            .await
+            .context("after the expansion")?;
 
-        let root = kubelet.paths().root().to_path_buf();
+        holds(cluster, node, true).await?;
         objects::delete_and_wait(Api::<Pod>::namespaced(client.clone(), NAMESPACE), "writer")
             .await?;
         objects::detached(&client, &attachment).await?;
-        let left = mounts_under(&root);
-        anyhow::ensure!(
-            left.is_empty(),
-            "still mounted on {} after the Pod is gone: {left:?}",
-            NODES[0]
-        );
+        holds(cluster, node, false).await?;
         delete_claims(cluster, &["data"]).await
     })
 }
 
-fn snapshot_restore_and_clone(cluster: &mut ClusterTarget) -> CaseFuture<'_> {
+fn snapshot_restore_and_clone(cluster: Cluster<'_>) -> CaseFuture<'_> {
     Box::pin(async move {
         let client = cluster.client();
+        let [first, second] = cluster.nodes();
         let source = objects::pvc("source", STORAGE_CLASS, "512Mi", false, Source::None);
         objects::create(&client, &source).await?;
         objects::bound_volume(&client, "source").await?;
-        objects::create(&client, &objects::pod("writer", NODES[0], "source", false)).await?;
+        objects::create(&client, &objects::pod("writer", first, "source", false)).await?;
         objects::running_pod(&client, "writer").await?;
-        let kubelet = &cluster.node(NODES[0])?.kubelet;
-        let source_path = kubelet.published_path(NAMESPACE, "writer", "data")?;
-        write_pattern(&source_path, 1, PATTERN_BYTES)?;
+        let writer = PodVolume {
+            node: first,
+            pod: "writer",
+            block: false,
+        };
+        cluster.write_pattern(writer, 1, PATTERN_BYTES).await?;
 
         objects::create_volume_snapshot(&client, "snap", SNAPSHOT_CLASS, "source").await?;
         objects::ready_snapshot(&client, "snap").await?;
         // Changed after the snapshot: the restore must not see it, the clone must.
-        write_pattern(&source_path, 2, PATTERN_BYTES)?;
+        cluster.write_pattern(writer, 2, PATTERN_BYTES).await?;
 
         let restored = objects::pvc(
             "restored",
@@ -164,13 +175,16 @@ fn snapshot_restore_and_clone(cluster: &mut ClusterTarget) -> CaseFuture<'_> {
 
         // Seed 1 was written before the snapshot, seed 2 after it.
         for (pod, claim, seed) in [("reader-r", "restored", 1), ("reader-c", "cloned", 2)] {
-            objects::create(&client, &objects::pod(pod, NODES[1], claim, false)).await?;
+            objects::create(&client, &objects::pod(pod, second, claim, false)).await?;
             objects::running_pod(&client, pod).await?;
-            let path = cluster
-                .node(NODES[1])?
-                .kubelet
-                .published_path(NAMESPACE, pod, "data")?;
-            read_pattern(&path, seed, PATTERN_BYTES)
+            let reader = PodVolume {
+                node: second,
+                pod,
+                block: false,
+            };
+            cluster
+                .read_pattern(reader, seed, PATTERN_BYTES)
+                .await
                 .with_context(|| format!("{claim}, read through the node plugin"))?;
         }
         let pods = Api::<Pod>::namespaced(client.clone(), NAMESPACE);
@@ -184,49 +198,66 @@ fn snapshot_restore_and_clone(cluster: &mut ClusterTarget) -> CaseFuture<'_> {
     })
 }
 
-fn raw_block(cluster: &mut ClusterTarget) -> CaseFuture<'_> {
+fn raw_block(cluster: Cluster<'_>) -> CaseFuture<'_> {
     Box::pin(async move {
         let client = cluster.client();
+        let [node, _] = cluster.nodes();
         objects::create(
             &client,
             &objects::pvc("raw", STORAGE_CLASS, "64Mi", true, Source::None),
         )
         .await?;
         let volume = objects::bound_volume(&client, "raw").await?;
-        objects::create(&client, &objects::pod("vm", NODES[0], "raw", true)).await?;
+        objects::create(&client, &objects::pod("vm", node, "raw", true)).await?;
         objects::running_pod(&client, "vm").await?;
-        let attachment = objects::attachment(&client, &volume, NODES[0]).await?;
-        let kubelet = &cluster.node(NODES[0])?.kubelet;
-        let device = kubelet.published_path(NAMESPACE, "vm", "data")?;
+        let attachment = objects::attachment(&client, &volume, node).await?;
+        let vm = PodVolume {
+            node,
+            pod: "vm",
+            block: true,
+        };
         anyhow::ensure!(
-            std::fs::metadata(&device)?.file_type().is_block_device(),
-            "{} is not a block device",
-            device.display()
+            cluster.is_block_device(vm).await?,
+            "pod vm's {} is not a block device",
+            objects::DEVICE_PATH
         );
-        write_pattern(&device, 3, PATTERN_BYTES)?;
-        read_pattern(&device, 3, PATTERN_BYTES)?;
-        let root = kubelet.paths().root().to_path_buf();
+        cluster.write_pattern(vm, 3, PATTERN_BYTES).await?;
+        cluster.read_pattern(vm, 3, PATTERN_BYTES).await?;
+        holds(cluster, node, true).await?;
         objects::delete_and_wait(Api::<Pod>::namespaced(client.clone(), NAMESPACE), "vm").await?;
         objects::detached(&client, &attachment).await?;
-        anyhow::ensure!(
-            !device.exists(),
-            "the device node {} outlived its Pod",
-            device.display()
-        );
-        let left = mounts_under(&root);
-        anyhow::ensure!(
-            left.is_empty(),
-            "still mounted on {} after the Pod is gone: {left:?}",
-            NODES[0]
-        );
+        holds(cluster, node, false).await?;
         delete_claims(cluster, &["raw"]).await
     })
 }
 
+/// Fails unless `node` holds something of CSI volumes while a pod uses one (so that the check
+/// after the pod is gone can fail), or, once it is gone, nothing: no mount, device node or link.
+async fn holds(cluster: Cluster<'_>, node: &str, in_use: bool) -> anyhow::Result<()> {
+    let held = cluster.left_on_node(node).await?;
+    if in_use {
+        anyhow::ensure!(
+            !held.is_empty(),
+            "nothing of the volume is seen on {node} while its Pod runs"
+        );
+    } else {
+        anyhow::ensure!(
+            held.is_empty(),
+            "still on {node} after the Pod is gone: {held:?}"
+        );
+    }
+    Ok(())
+}
+
 /// Deletes the PVCs, waits for their PVs to go (reclaimPolicy Delete: DeleteVolume), and checks
-/// that rds-sim holds nothing of them.
-async fn delete_claims(cluster: &ClusterTarget, claims: &[&str]) -> anyhow::Result<()> {
-    let client = cluster.client();
+/// that the RDS holds nothing of them.
+async fn delete_claims(cluster: Cluster<'_>, claims: &[&str]) -> anyhow::Result<()> {
+    remove_claims(&cluster.client(), claims).await?;
+    cluster.rds().await?.ensure_empty()
+}
+
+/// Deletes the PVCs and waits until external-provisioner has deleted their volumes and PVs.
+async fn remove_claims(client: &Client, claims: &[&str]) -> anyhow::Result<()> {
     let api = Api::<PersistentVolumeClaim>::namespaced(client.clone(), NAMESPACE);
     let mut volumes = Vec::new();
     for claim in claims {
@@ -239,39 +270,9 @@ async fn delete_claims(cluster: &ClusterTarget, claims: &[&str]) -> anyhow::Resu
         // reclaimPolicy Delete: external-provisioner calls DeleteVolume, then deletes the PV.
         objects::gone(Api::<PersistentVolume>::all(client.clone()), &pv).await?;
     }
-    let state = cluster.sim().state();
-    anyhow::ensure!(
-        state.disks.is_empty(),
-        "disks left on the RDS: {:?}",
-        state.disks
-    );
-    let prefix = format!("{POOL}/{BASE_DIR}/");
-    let files: Vec<_> = state
-        .files
-        .iter()
-        .filter(|f| f.name.starts_with(&prefix) && f.kind != "directory")
-        .collect();
-    anyhow::ensure!(files.is_empty(), "files left on the RDS: {files:?}");
     Ok(())
 }
 
 fn volume_handle(volume: &PersistentVolume) -> Option<String> {
     Some(volume.spec.as_ref()?.csi.as_ref()?.volume_handle.clone())
-}
-
-fn filesystem_bytes(path: &Path) -> anyhow::Result<u64> {
-    let stat = rustix::fs::statvfs(path)?;
-    Ok(stat.f_blocks * stat.f_frsize)
-}
-
-/// The mount points under `root` (a node's kubelet directory): staging and publish mounts.
-fn mounts_under(root: &Path) -> Vec<String> {
-    let root = root.to_string_lossy();
-    std::fs::read_to_string("/proc/self/mountinfo")
-        .unwrap_or_default()
-        .lines()
-        .filter_map(|l| l.split(' ').nth(4))
-        .filter(|point| point.starts_with(&*root))
-        .map(str::to_owned)
-        .collect()
 }

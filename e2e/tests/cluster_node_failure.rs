@@ -21,7 +21,7 @@ use rds_e2e::cluster::control_plane::NODE_MONITOR_GRACE;
 use rds_e2e::cluster::kubelet::{read_pattern, write_pattern};
 use rds_e2e::cluster::objects::{self, NAMESPACE, Source};
 use rds_e2e::cluster::target::{ClusterTarget, NODES};
-use rds_e2e::cluster::trial::{CaseFuture, trial_with};
+use rds_e2e::cluster::trial::{CaseFuture, process_trial};
 use rds_sim::nvme::initiator::{ConnectParams, Initiator};
 use rds_sim::nvme::pdu::Digests;
 use rds_sim::nvme::status::Status as NvmeStatus;
@@ -46,22 +46,30 @@ const POD_GC_PERIOD: Duration = Duration::from_secs(20);
 /// The chart's `config.kubernetes.resyncSeconds` here.
 const RESYNC: Duration = Duration::from_secs(1);
 
+/// Why these trials run on the process cluster only.
+const NOT_ON_KIND: &str = "it powers a node off (stops its kubelet stand-in and drops what its \
+    kernel held) and needs kube-controller-manager's node-monitor and attach-detach periods \
+    shortened, which a kind cluster's are not";
+
 fn main() {
     let trials = vec![
-        trial_with(
+        process_trial(
             "cluster: node lost (NotReady past the grace): fenced on the RDS, the volume attaches on the other node with its data; the fence lifts when the node is back",
             values(GRACE),
+            NOT_ON_KIND,
             not_ready,
         ),
-        trial_with(
+        process_trial(
             "cluster: node out of service (taint): fenced at once, the volume attaches on the other node with its data",
             // A grace no test waits out: only the taint can make the node lost here.
             values(Duration::from_secs(3600)),
+            NOT_ON_KIND,
             out_of_service,
         ),
-        trial_with(
+        process_trial(
             "cluster: node deleted while its volume is attached: fenced, the volume attaches on the other node with its data",
             values(Duration::from_secs(3600)),
+            NOT_ON_KIND,
             deleted,
         ),
     ];

@@ -10,25 +10,31 @@ use k8s_openapi::api::events::v1::Event;
 use kube::Api;
 use rds_e2e::cluster::objects::{self, Source};
 use rds_e2e::cluster::target::{ClusterTarget, NAMESPACE as CHART_NAMESPACE};
-use rds_e2e::cluster::trial::{CaseFuture, trial_with};
+use rds_e2e::cluster::trial::{CaseFuture, process_trial};
 use rds_e2e::sim_rds::{BASE_DIR, POOL};
 use serde_json::json;
 
 const STORAGE_CLASS: &str = "rds-nvme";
 const SNAPSHOT_CLASS: &str = "rds-nvme";
 
+/// Why these trials run on the process cluster only.
+const NOT_ON_KIND: &str = "it installs the chart with its own values and plants a disk and a \
+    file through the in-process rds-sim, behind the driver's back";
+
 fn main() {
     let trials = vec![
-        trial_with(
+        process_trial(
             "cluster: a disk and a file planted behind the driver's back are reported as orphans, \
              listed by rds-csi orphans, and kept by default",
             values(false),
+            NOT_ON_KIND,
             orphans_reported,
         ),
-        trial_with(
+        process_trial(
             "cluster: with config.kubernetes.deleteOrphans the planted disk and file are deleted; \
              the PVC's volume and the snapshot's disk stay",
             values(true),
+            NOT_ON_KIND,
             orphans_deleted,
         ),
     ];

@@ -67,7 +67,7 @@ use tonic::transport::Channel;
 
 pub use node::CONTROLLER_MANAGED;
 pub use paths::{KubeletPaths, attachment_name, unique_volume_name};
-pub use pattern::{pattern, read_pattern, write_pattern};
+pub use pattern::{PATTERN_FILE, check_pattern, pattern, read_pattern, write_pattern};
 pub use volume::CsiVolume;
 pub use volume_manager::Mounted;
 

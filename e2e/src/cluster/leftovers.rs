@@ -38,15 +38,10 @@ pub fn power_off(root: &Path) -> Vec<String> {
 
 /// The mounts under `prefix`, as (mount point, source), from this process's mountinfo.
 fn mounts_under(prefix: &str) -> Vec<(String, String)> {
-    std::fs::read_to_string("/proc/self/mountinfo")
-        .unwrap_or_default()
-        .lines()
-        .filter_map(|line| {
-            let point = line.split(' ').nth(4)?;
-            // After the optional fields: " - <fstype> <source> <options>".
-            let source = line.split(" - ").nth(1)?.split(' ').nth(1)?;
-            Some((point.to_owned(), source.to_owned()))
-        })
+    let text = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
+    rds_csi::node::host::mount::parse_mountinfo(&text)
+        .into_iter()
+        .map(|m| (m.mount_point.display().to_string(), m.source))
         .filter(|(point, _)| point.starts_with(prefix))
         .collect()
 }

@@ -54,14 +54,37 @@ pub fn pvc(
     }))
 }
 
+/// The image of the suites' pods: kind's nodes pull it (ci/kind.sh's smoke test uses it too); the
+/// kubelet stand-in runs no containers.
+pub const POD_IMAGE: &str = "busybox:1.36";
+/// Where a pod's container finds its claim `data`: a file system's mount point, a block volume's
+/// device.
+pub const MOUNT_PATH: &str = "/data";
+pub const DEVICE_PATH: &str = "/dev/data";
+/// The container's command: it waits for I/O to be run in it (`kubectl exec`) and exits at once
+/// on SIGTERM, so a deleted pod does not wait out its grace period.
+const WAIT_FOR_EXEC: &str = "trap 'exit 0' TERM; while sleep 1; do :; done";
+
 /// A Pod bound to `node` (no scheduler here) that uses the PVC `claim` as the volume `data`,
-/// mounted at `/data` or, for a block PVC, as the device `/dev/data`.
+/// mounted at [`MOUNT_PATH`] or, for a block PVC, as the device [`DEVICE_PATH`].
 pub fn pod(name: &str, node: &str, claim: &str, block: bool) -> Pod {
-    let container = if block {
-        json!({"name": "app", "image": "busybox", "volumeDevices": [{"name": "data", "devicePath": "/dev/data"}]})
+    let mut container = json!({
+        "name": POD_CONTAINER,
+        "image": POD_IMAGE,
+        "command": ["sh", "-c", WAIT_FOR_EXEC],
+    });
+    let (key, volume) = if block {
+        (
+            "volumeDevices",
+            json!({"name": "data", "devicePath": DEVICE_PATH}),
+        )
     } else {
-        json!({"name": "app", "image": "busybox", "volumeMounts": [{"name": "data", "mountPath": "/data"}]})
+        (
+            "volumeMounts",
+            json!({"name": "data", "mountPath": MOUNT_PATH}),
+        )
     };
+    container[key] = json!([volume]);
     from_json(json!({
         "apiVersion": "v1",
         "kind": "Pod",
@@ -73,6 +96,9 @@ pub fn pod(name: &str, node: &str, claim: &str, block: bool) -> Pod {
         }
     }))
 }
+
+/// The container of [`pod`].
+pub const POD_CONTAINER: &str = "app";
 
 /// The VolumeSnapshot kind (snapshot.storage.k8s.io/v1), from the CRDs the target applied.
 pub fn volume_snapshot_resource() -> ApiResource {
@@ -296,4 +322,33 @@ where
     };
     let uid = object.meta().uid.clone().unwrap_or_default();
     wait_for_absence(api, name, &uid).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_pod_waits_for_exec_with_its_claim_mounted_or_as_a_device() {
+        let pod = pod("writer", "node-a", "data", false);
+        let spec = pod.spec.unwrap();
+        assert_eq!(spec.node_name.as_deref(), Some("node-a"));
+        let container = &spec.containers[0];
+        assert_eq!(container.name, POD_CONTAINER);
+        assert_eq!(container.image.as_deref(), Some(POD_IMAGE));
+        let command = container.command.clone().unwrap();
+        assert_eq!(command[..2], ["sh", "-c"]);
+        // A real kubelet runs it: it must keep running, and end on SIGTERM.
+        assert!(command[2].contains("trap 'exit 0' TERM"), "{command:?}");
+        let mounts = container.volume_mounts.clone().unwrap();
+        assert_eq!(mounts[0].mount_path, MOUNT_PATH);
+        assert!(container.volume_devices.is_none());
+        let claim = spec.volumes.unwrap()[0].persistent_volume_claim.clone();
+        assert_eq!(claim.unwrap().claim_name, "data");
+
+        let block = super::pod("vm", "node-b", "raw", true).spec.unwrap();
+        let devices = block.containers[0].volume_devices.clone().unwrap();
+        assert_eq!(devices[0].device_path, DEVICE_PATH);
+        assert!(block.containers[0].volume_mounts.is_none());
+    }
 }

@@ -5,6 +5,7 @@
 //! elections tell them apart), the snapshot-controller beside them, and on each simulated node the DaemonSet's
 //! `rds-csi node` (loop fabric: no NVMe/TCP initiator on this host) under a kubelet stand-in.
 
+use std::os::unix::fs::FileTypeExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -20,6 +21,7 @@ use super::helm::{ChartValues, Helm};
 use super::kubelet::{KubeletConfig, KubeletStandIn};
 use super::pods::{Image, LocalPod, PodContext};
 use super::process::Process;
+use super::rds_state::RdsContents;
 use crate::config::SimSettings;
 use crate::go_tools::GoTools;
 use crate::sim_rds::SimRds;
@@ -270,6 +272,23 @@ impl ClusterTarget {
         self.rds.sim()
     }
 
+    /// rds-sim's disks and files, in the form its control API serves them.
+    pub fn rds_contents(&self) -> anyhow::Result<RdsContents> {
+        RdsContents::of(self.sim())
+    }
+
+    /// What node `name` still holds of CSI volumes: the mount points, device files and links
+    /// under kubelet's CSI directories in its kubelet directory.
+    pub fn left_on_node(&self, name: &str) -> anyhow::Result<Vec<String>> {
+        let root = self.node(name)?.kubelet.paths().root().to_path_buf();
+        let mountinfo = std::fs::read_to_string("/proc/self/mountinfo")?;
+        let mut left = super::mountinfo::csi_mounts(&mountinfo, &root);
+        for dir in ["pods", "plugins"] {
+            devices_under(&root.join(dir), &root, &mut left);
+        }
+        Ok(left)
+    }
+
     pub fn node(&self, name: &str) -> anyhow::Result<&ClusterNode> {
         self.nodes
             .iter()
@@ -430,6 +449,29 @@ impl ClusterTarget {
         self.rds.shutdown().await;
         for problem in super::leftovers::release(self.dir.path()) {
             eprintln!("cluster target: {problem}");
+        }
+    }
+}
+
+/// Adds the block devices and links under `dir` that are CSI places of the kubelet directory
+/// `root` to `found`, as `find -type b -o -type l` lists them on a node.
+fn devices_under(dir: &Path, root: &Path, found: &mut Vec<String>) {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let path = entry.path();
+        let Ok(meta) = std::fs::symlink_metadata(&path) else {
+            continue;
+        };
+        let file_type = meta.file_type();
+        if file_type.is_dir() {
+            devices_under(&path, root, found);
+        } else if file_type.is_symlink() || file_type.is_block_device() {
+            let shown = path.display().to_string();
+            if super::mountinfo::is_csi_path(root, &shown) {
+                found.push(shown);
+            }
         }
     }
 }

@@ -21,6 +21,8 @@ use rds_e2e::cluster::target::{self, ClusterTarget, NODES};
 use rds_sim::faults::Fault;
 use tokio::time::Instant;
 
+use rds_e2e::cluster::reach::Cluster;
+
 use super::{CaseFuture, STORAGE_CLASS, delete_claims, volume_handle};
 
 /// Claims created at once.
@@ -262,6 +264,6 @@ pub fn controller_failover(cluster: &mut ClusterTarget) -> CaseFuture<'_> {
         .context("the Lease given up on SIGTERM was not taken at the standby's next try")?;
 
         let claims: Vec<&str> = claims.iter().map(String::as_str).collect();
-        delete_claims(cluster, &claims).await
+        delete_claims(Cluster::Processes(cluster), &claims).await
     })
 }

@@ -20,7 +20,14 @@ use rds_e2e::cluster::objects::{self, NAMESPACE, Source, WAIT};
 use rds_e2e::cluster::target::{ClusterTarget, NODES};
 use serde_json::json;
 
+use rds_e2e::cluster::reach::Cluster;
+
 use super::{CaseFuture, STORAGE_CLASS, delete_claims, volume_handle};
+
+/// Why the migration trials run on the process cluster only.
+pub const NOT_ON_KIND: &str = "it shortens the StorageClass's migration window to seconds, \
+    registers a third Node with no kubelet and applies the KubeVirt CRDs with the process \
+    cluster's admin kubeconfig, and reads allow lists from the in-process rds-sim";
 
 /// A node with no kubelet: only its Node and CSINode, enough for the attach-detach controller
 /// and external-attacher to try attaching to it.
@@ -67,7 +74,7 @@ pub fn migration_window(cluster: &mut ClusterTarget) -> CaseFuture<'_> {
         objects::delete_and_wait(pods, "launcher-b").await?;
         remove_third_node(&client).await?;
         remove_kubevirt_objects(&client, "migrate", "vm").await?;
-        delete_claims(cluster, &["disk"]).await
+        delete_claims(Cluster::Processes(cluster), &["disk"]).await
     })
 }
 
@@ -114,7 +121,7 @@ pub fn migration_timeout(cluster: &mut ClusterTarget) -> CaseFuture<'_> {
         no_attachment(&client, &volume, NODES[1]).await?;
         objects::delete_and_wait(pods, "launcher-a").await?;
         remove_kubevirt_objects(&client, "migrate", "vm").await?;
-        delete_claims(cluster, &["disk"]).await?;
+        delete_claims(Cluster::Processes(cluster), &["disk"]).await?;
         Api::<StorageClass>::all(client)
             .delete(BRIEF_CLASS, &DeleteParams::default())
             .await?;
@@ -153,7 +160,7 @@ pub fn rwo_second_node_refused(cluster: &mut ClusterTarget) -> CaseFuture<'_> {
         objects::delete_and_wait(attachments, "second-node").await?;
         let pods = Api::<Pod>::namespaced(client.clone(), NAMESPACE);
         objects::delete_and_wait(pods, "first").await?;
-        delete_claims(cluster, &["single"]).await
+        delete_claims(Cluster::Processes(cluster), &["single"]).await
     })
 }
 

@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use anyhow::Context;
 
 /// The file that holds the pattern in a mounted directory; a block device holds it at offset 0.
-const FILE: &str = "rds-e2e-pattern";
+pub const PATTERN_FILE: &str = "rds-e2e-pattern";
 
 /// `len` bytes of the pattern of `seed`.
 pub fn pattern(seed: u64, len: usize) -> Vec<u8> {
@@ -51,16 +51,22 @@ pub fn read_pattern(path: &Path, seed: u64, len: usize) -> anyhow::Result<()> {
     std::fs::File::open(&file)
         .and_then(|mut f| f.read_exact(&mut data))
         .with_context(|| format!("reading {} bytes of {}", len, file.display()))?;
+    check_pattern(&data, seed, &file.display().to_string())
+}
+
+/// Fails unless `data` is the pattern of `seed` (as long as `data`), naming the first byte that
+/// differs in `what`.
+pub fn check_pattern(data: &[u8], seed: u64, what: &str) -> anyhow::Result<()> {
+    let len = data.len();
     match data
         .iter()
         .zip(pattern(seed, len))
         .position(|(a, b)| *a != b)
     {
         None => Ok(()),
-        Some(at) => anyhow::bail!(
-            "{} differs from the pattern of seed {seed} at byte {at} of {len}",
-            file.display()
-        ),
+        Some(at) => {
+            anyhow::bail!("{what} differs from the pattern of seed {seed} at byte {at} of {len}")
+        }
     }
 }
 
@@ -70,7 +76,7 @@ fn place(path: &Path) -> anyhow::Result<(PathBuf, bool)> {
     if meta.file_type().is_block_device() {
         Ok((path.to_path_buf(), true))
     } else if meta.is_dir() {
-        Ok((path.join(FILE), false))
+        Ok((path.join(PATTERN_FILE), false))
     } else {
         anyhow::bail!(
             "{} is neither a directory nor a block device",
