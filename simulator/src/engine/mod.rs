@@ -339,7 +339,10 @@ impl Engine {
         let mut words = Vec::new();
         for (arg, ty) in cmd.unnamed.iter().zip(cmd.verb.unnamed) {
             match ty {
-                ArgType::Items => target = Some(self.items_arg(cmd.menu, arg, run)?),
+                ArgType::Items => match self.files_named(cmd, arg)? {
+                    Some(names) => target = Some(Target::Files(names)),
+                    None => target = Some(Target::Ids(self.items_arg(cmd.menu, arg, run)?)),
+                },
                 _ => words.push(self.arg_text(arg, run)?),
             }
         }
@@ -359,11 +362,11 @@ impl Engine {
                 Ok((Val::Ids(vec![id]), None))
             }
             ("disk", "set") => {
-                self.disk_set(target.unwrap_or_default(), &args, run)?;
+                self.disk_set(Target::ids(target), &args, run)?;
                 Ok((Val::Nothing, None))
             }
             ("disk", "remove") => {
-                self.disk_remove(target.unwrap_or_default(), run)?;
+                self.disk_remove(Target::ids(target), run)?;
                 Ok((Val::Nothing, None))
             }
             ("disk", "copy") => {
@@ -375,11 +378,11 @@ impl Engine {
                 Ok((Val::Ids(vec![id]), None))
             }
             ("disk/btrfs/subvolume", "remove") => {
-                self.subvolume_remove(target.unwrap_or_default(), run)?;
+                self.subvolume_remove(Target::ids(target), run)?;
                 Ok((Val::Nothing, None))
             }
             ("disk", "monitor-traffic") => {
-                let text = self.disk_monitor(target.unwrap_or_default(), has("once"), run)?;
+                let text = self.disk_monitor(Target::ids(target), has("once"), run)?;
                 Ok((Val::Nothing, Some(text)))
             }
             ("file", "add") => {
@@ -387,15 +390,15 @@ impl Engine {
                 Ok((Val::Ids(vec![id]), None))
             }
             ("file", "get") => {
-                let value = self.file_get(target.unwrap_or_default(), words.first())?;
+                let value = self.file_get(Target::ids(target), words.first())?;
                 Ok((Val::Text(value), None))
             }
             (menu, "get") => {
-                let value = self.get(menu, target.unwrap_or_default(), words.first())?;
+                let value = self.get(menu, Target::ids(target), words.first())?;
                 Ok((Val::Text(value), None))
             }
             ("file", "remove") => {
-                self.file_remove(target.unwrap_or_default())?;
+                self.file_remove(target.unwrap_or(Target::Ids(Vec::new())))?;
                 Ok((Val::Nothing, None))
             }
             ("system/identity", "set") => {
@@ -544,6 +547,24 @@ impl Engine {
 
 fn no_such_item() -> ExecError {
     ExecError("no such item".into())
+}
+
+/// The items an unnamed argument names.
+enum Target {
+    Ids(Vec<u32>),
+    /// `/file` entries by name, each looked up alone ([`Engine::files_named`]).
+    Files(Vec<String>),
+}
+
+impl Target {
+    /// The ids of a verb that works on ids only; [`Engine::files_named`] makes names for
+    /// `/file remove` alone.
+    fn ids(target: Option<Target>) -> Vec<u32> {
+        match target {
+            Some(Target::Ids(ids)) => ids,
+            Some(Target::Files(_)) | None => Vec::new(),
+        }
+    }
 }
 
 /// Arguments of a command after substitution.
