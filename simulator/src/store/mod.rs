@@ -1,7 +1,7 @@
 //! The simulated appliance's state: file disks, the pool, and the `/file` tree of real sparse files.
 //!
-//! Disk records live in `state.json`, written atomically (temp file, fsync, rename, fsync of the
-//! directory), so a `kill -9` at any moment leaves either the old or the new state, never a mix.
+//! Disk records live in `state.json` and the journal of commits after it, `state.log`
+//! (`persist.rs`): a `kill -9` at any moment loses no acknowledged commit and leaves no torn state.
 //! Backing files are real files under `<data-dir>/files/`, which is the `/file` root.
 
 mod btrfs;
@@ -120,6 +120,7 @@ pub struct Store {
     /// The pool's file system: Btrfs pools have subvolumes.
     pub fs: PoolFs,
     pub state: State,
+    persisted: persist::Persisted,
     usage: usage::Cached,
 }
 
@@ -127,9 +128,10 @@ impl Store {
     /// Opens (or creates) the store in `dir`, reloading the last committed state.
     pub fn open(dir: &Path, pool: Pool, fs: PoolFs) -> io::Result<Store> {
         std::fs::create_dir_all(dir.join("files").join(&pool.name))?;
-        let state = persist::load(&dir.join("state.json"))?.unwrap_or_default();
+        let (state, persisted) = persist::Persisted::open(dir)?;
         Ok(Store {
             dir: dir.to_path_buf(),
+            persisted,
             pool,
             fs,
             state,
@@ -146,9 +148,9 @@ impl Store {
         self.dir.join("files").join(name.trim_start_matches('/'))
     }
 
-    /// Writes `state` atomically and makes it current.
+    /// Persists `state` (a journal line, `persist.rs`) and makes it current.
     pub fn commit(&mut self, state: State) -> io::Result<()> {
-        persist::save(&self.dir.join("state.json"), &state)?;
+        self.persisted.commit(&self.state, &state)?;
         self.state = state;
         Ok(())
     }
