@@ -2,7 +2,10 @@
 
 use super::{Engine, ExecError};
 use crate::routeros::format::{FlagDef, Item, Value};
+use crate::routeros::script::Expr;
 use crate::store::{Disk, FileKind, Store};
+use std::cell::RefCell;
+use std::sync::Arc;
 
 /// Internal id of the pool disk; file disks get ids from the state's counter.
 pub const POOL_ID: u32 = 1;
@@ -47,19 +50,43 @@ pub fn flag_defs(path: &str) -> &'static [FlagDef] {
     }
 }
 
+/// The file disks' items, built once per committed state: every `/disk print` and `[find]` lists
+/// them all, and building them again for each was a tenth of the simulator's cost.
+#[derive(Default)]
+pub struct FileDiskItems(RefCell<Option<(u64, Arc<[Item]>)>>);
+
+impl FileDiskItems {
+    fn get(&self, store: &Store) -> Arc<[Item]> {
+        let mut cached = self.0.borrow_mut();
+        match &*cached {
+            Some((generation, items)) if *generation == store.generation() => items.clone(),
+            _ => {
+                let items: Arc<[Item]> = store
+                    .state
+                    .disks
+                    .iter()
+                    .enumerate()
+                    .map(|(i, d)| disk_item(i + 1, d))
+                    .collect();
+                *cached = Some((store.generation(), items.clone()));
+                items
+            }
+        }
+    }
+}
+
 /// Every `/disk` item: the pool first, then the file disks in creation order.
 pub fn disk_items(engine: &Engine) -> Vec<Item> {
-    let store = &engine.store;
-    let mut items = vec![pool_item(store, engine.pool_full)];
-    items.extend(
-        store
-            .state
-            .disks
-            .iter()
-            .enumerate()
-            .map(|(i, d)| disk_item(i + 1, d)),
-    );
+    let mut items = vec![pool_item(&engine.store, engine.pool_full)];
+    items.extend(engine.file_disk_items.get(&engine.store).iter().cloned());
     items
+}
+
+/// The `/disk` items `expr` selects: only those are copied.
+pub fn select_disks(engine: &Engine, expr: Option<&Expr>) -> Result<Vec<Item>, ExecError> {
+    let pool = pool_item(&engine.store, engine.pool_full);
+    let disks = engine.file_disk_items.get(&engine.store);
+    super::filter::select(std::iter::once(&pool).chain(disks.iter()), expr)
 }
 
 fn pool_item(store: &Store, full: bool) -> Item {

@@ -121,6 +121,8 @@ pub struct Store {
     pub fs: PoolFs,
     pub state: State,
     persisted: persist::Persisted,
+    /// Counts commits, so what is derived from the state knows when to derive it again.
+    generation: u64,
     usage: usage::Cached,
 }
 
@@ -132,11 +134,17 @@ impl Store {
         Ok(Store {
             dir: dir.to_path_buf(),
             persisted,
+            generation: 0,
             pool,
             fs,
             state,
             usage: usage::Cached::default(),
         })
+    }
+
+    /// Changes with every commit.
+    pub fn generation(&self) -> u64 {
+        self.generation
     }
 
     pub fn data_dir(&self) -> &Path {
@@ -152,6 +160,7 @@ impl Store {
     pub fn commit(&mut self, state: State) -> io::Result<()> {
         self.persisted.commit(&self.state, &state)?;
         self.state = state;
+        self.generation += 1;
         Ok(())
     }
 
