@@ -288,6 +288,7 @@ pub fn with_flag_props(items: Vec<Item>, flags: &'static [FlagDef]) -> Vec<Item>
     items
         .into_iter()
         .map(|mut item| {
+            item.props.reserve(flags.len());
             for f in flags {
                 let name = flag_prop_name(f);
                 if !item.props.iter().any(|(n, _)| *n == name) {

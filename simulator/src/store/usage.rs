@@ -106,6 +106,9 @@ pub(super) fn blocks_bytes(meta: &std::fs::Metadata) -> i64 {
 mod tests {
     use super::super::{Pool, PoolFs, Store};
 
+    /// A change made through the store.
+    type Step = dyn Fn(&Store);
+
     /// The moved usage and a fresh measurement of the files, as (allocated, entries).
     fn moved_and_measured(store: &Store) -> ((u64, u64), (u64, u64)) {
         let moved = (store.pool_used(), store.file_count());
@@ -126,7 +129,7 @@ mod tests {
         store.add_file("flash", None).unwrap();
         let (moved, measured) = moved_and_measured(&store);
         assert_eq!(moved, measured);
-        let steps: [(&str, &dyn Fn(&Store)); 6] = [
+        let steps: [(&str, &Step); 6] = [
             ("sparse backing file", &|s| {
                 s.create_backing("pool/d/a.img", 1 << 30).unwrap()
             }),
