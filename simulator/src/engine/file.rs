@@ -75,18 +75,19 @@ impl Engine {
         {
             return Ok(None);
         }
-        parts
+        let names = parts
             .into_iter()
             .map(|part| {
                 // As the listing prints it: relative, no empty, `.` or `..` segment.
                 let listed = !part.starts_with('/') && file_name("name", part).is_ok();
                 if listed && std::fs::metadata(self.store.host_path(part)).is_ok() {
-                    Ok(Some(part.to_string()))
+                    Ok(part.to_string())
                 } else {
                     Err(no_such_item())
                 }
             })
-            .collect::<Result<Option<Vec<_>>, _>>()
+            .collect::<Result<_, _>>()?;
+        Ok(Some(names))
     }
 
     pub(super) fn file_remove(&mut self, target: Target) -> Result<(), ExecError> {
