@@ -291,4 +291,31 @@ mod tests {
         serde_json::from_str::<serde_json::Value>(&printed).expect("valid JSON");
         assert_eq!(json(&[]), "[]\r\n");
     }
+
+    #[test]
+    fn records_of_different_keys_in_one_listing_are_each_sorted() {
+        let short = || vec![("b", Value::Int(2)), ("a", Value::Int(1))];
+        let long = vec![
+            ("z", Value::Int(26)),
+            ("b", Value::Int(2)),
+            ("a", Value::Int(1)),
+        ];
+        let items = [
+            item(1, None, short()),
+            item(2, Some("c"), long),
+            item(3, None, short()),
+        ];
+        assert_eq!(
+            json(&items),
+            concat!(
+                r#"[{".id":"*1","a":1,"b":2},{".id":"*2","a":1,"b":2,"comment":"c","z":26},"#,
+                r#"{".id":"*3","a":1,"b":2}]"#,
+                "\r\n"
+            )
+        );
+        assert_eq!(
+            as_value(&items),
+            ".id=*1;a=1;b=2;.id=*2;a=1;b=2;comment=c;z=26;.id=*3;a=1;b=2\r\n"
+        );
+    }
 }
