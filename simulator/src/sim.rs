@@ -216,7 +216,11 @@ impl Sim {
         // A line that starts a `/disk copy` waits for it outside the engine, then goes on.
         loop {
             let pending = result.pending.take();
-            text.push_str(&result.output);
+            if text.is_empty() {
+                text = std::mem::take(&mut result.output);
+            } else {
+                text.push_str(&result.output);
+            }
             error |= result.error;
             self.absorb(session, line, result);
             let Some(pending) = pending else { break };

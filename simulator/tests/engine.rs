@@ -280,6 +280,39 @@ fn remove_keeps_the_file_until_file_remove() {
     assert!(!e.store.host_path("storage-pool/csi/pvc-2.img").exists());
 }
 
+#[test]
+fn file_remove_by_name_takes_only_names_the_listing_prints() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut e = engine(dir.path());
+    ok(&mut e, r#"/file add name="storage-pool/d/a" contents="x""#);
+    ok(&mut e, r#"/file add name="storage-pool/d/b" contents="y""#);
+    for missing in [
+        r#"/file remove "storage-pool/d/nosuch""#,
+        r#"/file remove "/storage-pool/d/a""#,
+        r#"/file remove "storage-pool/d/../d/a""#,
+        r#"/file remove "storage-pool/d/a/""#,
+        r#"/file remove "storage-pool/d/a,storage-pool/d/nosuch""#,
+    ] {
+        assert_eq!(refused(&mut e, missing), "no such item\r\n", "{missing}");
+    }
+    // A directory and what it holds go in one command, whatever order they are named in.
+    assert_eq!(
+        ok(
+            &mut e,
+            r#"/file remove "storage-pool/d,storage-pool/d/a,storage-pool/d/b""#
+        ),
+        ""
+    );
+    assert!(!e.store.host_path("storage-pool/d").exists());
+    assert_eq!(
+        ok(
+            &mut e,
+            r#"/file print count-only where name~"^storage-pool/d""#
+        ),
+        "0\r\n"
+    );
+}
+
 fn write_pattern(path: &Path, at: u64, data: &[u8]) {
     use std::io::{Seek, SeekFrom, Write};
     let mut f = std::fs::OpenOptions::new().write(true).open(path).unwrap();

@@ -1,7 +1,8 @@
 //! `/file add|get|remove`.
 
 use super::items::{file_items, prop_text};
-use super::{Args, Engine, ExecError, invalid};
+use super::{Args, Engine, ExecError, Target, invalid, no_such_item};
+use crate::routeros::script::{Arg, Command};
 
 /// A `/file` name as RouterOS takes it: a leading `/` is accepted (`name=/flash/filename` in the
 /// Files page) and dropped; empty, `.` and `..` segments and control characters are refused.
@@ -55,20 +56,57 @@ impl Engine {
         Ok(String::from_utf8_lossy(&bytes).into_owned())
     }
 
-    pub(super) fn file_remove(&mut self, ids: Vec<u32>) -> Result<(), ExecError> {
-        let items = file_items(&self.store);
-        let names: Vec<String> = ids
-            .iter()
-            .map(|id| {
-                items
-                    .iter()
-                    .find(|i| i.id == *id)
-                    .and_then(|i| prop_text(i, "name"))
-                    .ok_or_else(|| ExecError("no such item".into()))
+    /// The entries `/file remove "a,b"` names, each looked up alone; `None` where the argument is
+    /// not plain names (ids, a `[find]`) or the command is another. Numbering the entries, which
+    /// a name's id needs, lists the whole tree: most of what `/file remove` cost.
+    pub(super) fn files_named(
+        &self,
+        cmd: &Command,
+        arg: &Arg,
+    ) -> Result<Option<Vec<String>>, ExecError> {
+        let Arg::Text { text, .. } = arg else {
+            return Ok(None);
+        };
+        let parts: Vec<&str> = text.split(',').filter(|p| !p.is_empty()).collect();
+        if cmd.menu.path != "file"
+            || cmd.verb.name != "remove"
+            || parts.is_empty()
+            || parts.iter().any(|p| p.starts_with('*'))
+        {
+            return Ok(None);
+        }
+        let names = parts
+            .into_iter()
+            .map(|part| {
+                // As the listing prints it: relative, no empty, `.` or `..` segment.
+                let listed = !part.starts_with('/') && file_name("name", part).is_ok();
+                if listed && std::fs::metadata(self.store.host_path(part)).is_ok() {
+                    Ok(part.to_string())
+                } else {
+                    Err(no_such_item())
+                }
             })
             .collect::<Result<_, _>>()?;
+        Ok(Some(names))
+    }
+
+    pub(super) fn file_remove(&mut self, target: Target) -> Result<(), ExecError> {
+        let mut names = match target {
+            Target::Files(names) => names,
+            Target::Ids(ids) => {
+                let items = file_items(&self.store);
+                ids.iter()
+                    .map(|id| {
+                        items
+                            .iter()
+                            .find(|i| i.id == *id)
+                            .and_then(|i| prop_text(i, "name"))
+                            .ok_or_else(no_such_item)
+                    })
+                    .collect::<Result<_, _>>()?
+            }
+        };
         // Deepest first, so a directory and its contents can go in one command.
-        let mut names = names;
         names.sort_by_key(|n| std::cmp::Reverse(n.len()));
         for name in names {
             self.store.remove_file(&name)?;

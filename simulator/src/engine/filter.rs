@@ -4,20 +4,25 @@
 use super::ExecError;
 use crate::routeros::format::{Item, Value};
 use crate::routeros::script::{CmpOp, Expr};
+use std::borrow::Cow;
 use std::cmp::Ordering;
 use std::collections::HashMap;
 
 /// The regular expressions of an expression, compiled once per evaluation.
 type Regexes = HashMap<String, regex::Regex>;
 
-pub fn select(items: &[Item], expr: Option<&Expr>) -> Result<Vec<Item>, ExecError> {
+/// The items `expr` selects, copied; the rest are never copied.
+pub fn select<'a>(
+    items: impl IntoIterator<Item = &'a Item>,
+    expr: Option<&Expr>,
+) -> Result<Vec<Item>, ExecError> {
     let Some(expr) = expr else {
-        return Ok(items.to_vec());
+        return Ok(items.into_iter().cloned().collect());
     };
     let mut regexes = Regexes::new();
     compile_regexes(expr, &mut regexes)?;
     Ok(items
-        .iter()
+        .into_iter()
         .filter(|item| eval(item, expr, &regexes))
         .cloned()
         .collect())
@@ -50,9 +55,9 @@ fn eval(item: &Item, expr: &Expr, regexes: &Regexes) -> bool {
         Expr::And(a, b) => eval(item, a, regexes) && eval(item, b, regexes),
         Expr::Or(a, b) => eval(item, a, regexes) || eval(item, b, regexes),
         Expr::Not(a) => !eval(item, a, regexes),
-        Expr::Truthy(prop) => match lookup(item, prop) {
+        Expr::Truthy(prop) => match lookup(item, prop).as_deref() {
             None => false,
-            Some(Value::Bool(b)) => b,
+            Some(Value::Bool(b)) => *b,
             Some(Value::Str(s)) => !s.is_empty(),
             Some(_) => true,
         },
@@ -78,15 +83,17 @@ fn eval(item: &Item, expr: &Expr, regexes: &Regexes) -> bool {
     }
 }
 
-fn lookup(item: &Item, prop: &str) -> Option<Value> {
+fn lookup<'a>(item: &'a Item, prop: &str) -> Option<Cow<'a, Value>> {
     match prop {
-        ".id" => Some(Value::Bare(super::id_text(item.id))),
-        "comment" => Some(Value::Str(item.comment.clone().unwrap_or_default())),
+        ".id" => Some(Cow::Owned(Value::Bare(super::id_text(item.id)))),
+        "comment" => Some(Cow::Owned(Value::Str(
+            item.comment.clone().unwrap_or_default(),
+        ))),
         _ => item
             .props
             .iter()
             .find(|(n, _)| *n == prop)
-            .map(|(_, v)| v.clone()),
+            .map(|(_, v)| Cow::Borrowed(v)),
     }
 }
 
@@ -122,12 +129,12 @@ fn compare(actual: &Value, op: CmpOp, wanted: &str) -> bool {
 }
 
 /// A value as `as-value` would hold it, for regex matching.
-fn raw(v: &Value) -> String {
+fn raw(v: &Value) -> Cow<'_, str> {
     match v {
-        Value::Str(s) | Value::Bare(s) => s.clone(),
-        Value::Bool(b) => if *b { "true" } else { "false" }.into(),
-        Value::Num(n) | Value::Int(n) | Value::Size(n) => n.to_string(),
-        Value::Percent(p) => p.to_string(),
+        Value::Str(s) | Value::Bare(s) => Cow::Borrowed(s),
+        Value::Bool(b) => Cow::Borrowed(if *b { "true" } else { "false" }),
+        Value::Num(n) | Value::Int(n) | Value::Size(n) => Cow::Owned(n.to_string()),
+        Value::Percent(p) => Cow::Owned(p.to_string()),
     }
 }
 

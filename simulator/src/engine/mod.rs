@@ -13,7 +13,7 @@ mod system;
 use crate::copies::{Copies, Running};
 use crate::routeros::format::{self, Item};
 use crate::routeros::menu::{ArgType, Menu};
-use crate::routeros::script::{self, Arg, Command, Statement};
+use crate::routeros::script::{self, Arg, Command, Expr, Statement};
 use crate::store::{CopySemantics, PoolFs, State, Store, StoreError};
 use std::fmt;
 use std::path::Path;
@@ -97,7 +97,7 @@ pub enum Val {
 }
 
 impl Val {
-    fn render(&self) -> String {
+    fn render(self) -> String {
         match self {
             Val::Nothing => String::new(),
             Val::Ids(ids) => ids
@@ -105,8 +105,8 @@ impl Val {
                 .map(|i| id_text(*i))
                 .collect::<Vec<_>>()
                 .join(";"),
-            Val::Items(items) => format::as_value(items),
-            Val::Text(t) => t.clone(),
+            Val::Items(items) => format::as_value(&items),
+            Val::Text(t) => t,
         }
     }
 }
@@ -174,6 +174,7 @@ pub struct Engine {
     /// The `/disk copy` copies running now.
     pub copies: Arc<Copies>,
     started: Instant,
+    file_disk_items: items::FileDiskItems,
 }
 
 /// Mutable context of one line's run.
@@ -196,6 +197,7 @@ impl Engine {
             config,
             pool_full: false,
             started: Instant::now(),
+            file_disk_items: items::FileDiskItems::default(),
         })
     }
 
@@ -264,7 +266,7 @@ impl Engine {
             }
             Statement::Put(arg) => {
                 let v = self.arg_value(arg, run)?;
-                run.result.output.push_str(&crlf(&v.render()));
+                push_line(&mut run.result.output, &v.render());
             }
             Statement::Serialize { .. } => {
                 // A value with nowhere to go: RouterOS computes it and prints nothing.
@@ -279,7 +281,7 @@ impl Engine {
             Statement::Menu(cmd) => Ok(self.command(cmd, run, false)?.0),
             Statement::Put(arg) => {
                 let v = self.arg_value(arg, run)?;
-                run.result.output.push_str(&crlf(&v.render()));
+                push_line(&mut run.result.output, &v.render());
                 Ok(Val::Nothing)
             }
             Statement::Serialize { to, value } => {
@@ -339,7 +341,10 @@ impl Engine {
         let mut words = Vec::new();
         for (arg, ty) in cmd.unnamed.iter().zip(cmd.verb.unnamed) {
             match ty {
-                ArgType::Items => target = Some(self.items_arg(cmd.menu, arg, run)?),
+                ArgType::Items => match self.files_named(cmd, arg)? {
+                    Some(names) => target = Some(Target::Files(names)),
+                    None => target = Some(Target::Ids(self.items_arg(cmd.menu, arg, run)?)),
+                },
                 _ => words.push(self.arg_text(arg, run)?),
             }
         }
@@ -347,8 +352,8 @@ impl Engine {
         match (cmd.menu.path, cmd.verb.name) {
             (_, "print") => self.print(cmd, run, top, has),
             (_, "find") => {
-                let items = self.menu_items(cmd.menu.path);
-                let ids = filter::select(&items, cmd.filter.as_ref())?
+                let ids = self
+                    .selected(cmd.menu.path, cmd.filter.as_ref())?
                     .into_iter()
                     .map(|i| i.id)
                     .collect();
@@ -359,11 +364,11 @@ impl Engine {
                 Ok((Val::Ids(vec![id]), None))
             }
             ("disk", "set") => {
-                self.disk_set(target.unwrap_or_default(), &args, run)?;
+                self.disk_set(Target::ids(target), &args, run)?;
                 Ok((Val::Nothing, None))
             }
             ("disk", "remove") => {
-                self.disk_remove(target.unwrap_or_default(), run)?;
+                self.disk_remove(Target::ids(target), run)?;
                 Ok((Val::Nothing, None))
             }
             ("disk", "copy") => {
@@ -375,11 +380,11 @@ impl Engine {
                 Ok((Val::Ids(vec![id]), None))
             }
             ("disk/btrfs/subvolume", "remove") => {
-                self.subvolume_remove(target.unwrap_or_default(), run)?;
+                self.subvolume_remove(Target::ids(target), run)?;
                 Ok((Val::Nothing, None))
             }
             ("disk", "monitor-traffic") => {
-                let text = self.disk_monitor(target.unwrap_or_default(), has("once"), run)?;
+                let text = self.disk_monitor(Target::ids(target), has("once"), run)?;
                 Ok((Val::Nothing, Some(text)))
             }
             ("file", "add") => {
@@ -387,15 +392,15 @@ impl Engine {
                 Ok((Val::Ids(vec![id]), None))
             }
             ("file", "get") => {
-                let value = self.file_get(target.unwrap_or_default(), words.first())?;
+                let value = self.file_get(Target::ids(target), words.first())?;
                 Ok((Val::Text(value), None))
             }
             (menu, "get") => {
-                let value = self.get(menu, target.unwrap_or_default(), words.first())?;
+                let value = self.get(menu, Target::ids(target), words.first())?;
                 Ok((Val::Text(value), None))
             }
             ("file", "remove") => {
-                self.file_remove(target.unwrap_or_default())?;
+                self.file_remove(target.unwrap_or(Target::Ids(Vec::new())))?;
                 Ok((Val::Nothing, None))
             }
             ("system/identity", "set") => {
@@ -418,8 +423,7 @@ impl Engine {
             "system/identity" => return Ok((Val::Nothing, Some(self.identity_text()))),
             _ => {}
         }
-        let all = self.menu_items(cmd.menu.path);
-        let mut items = filter::select(&all, cmd.filter.as_ref())?;
+        let mut items = self.selected(cmd.menu.path, cmd.filter.as_ref())?;
         if let Some((_, arg)) = cmd.args.iter().find(|(n, _)| n == "proplist") {
             let names = self.arg_text(arg, run)?;
             items = items::project(items, &names)?;
@@ -458,6 +462,14 @@ impl Engine {
             "disk/btrfs/filesystem" => btrfs::filesystem_items(&self.store),
             "disk/btrfs/subvolume" => btrfs::subvolume_items(&self.store),
             _ => Vec::new(),
+        }
+    }
+
+    /// The items of a list menu that `filter` selects, in print order.
+    fn selected(&self, path: &str, filter: Option<&Expr>) -> Result<Vec<Item>, ExecError> {
+        match path {
+            "disk" => items::select_disks(self, filter),
+            _ => filter::select(&self.menu_items(path), filter),
         }
     }
 
@@ -544,6 +556,24 @@ impl Engine {
 
 fn no_such_item() -> ExecError {
     ExecError("no such item".into())
+}
+
+/// The items an unnamed argument names.
+enum Target {
+    Ids(Vec<u32>),
+    /// `/file` entries by name, each looked up alone ([`Engine::files_named`]).
+    Files(Vec<String>),
+}
+
+impl Target {
+    /// The ids of a verb that works on ids only; [`Engine::files_named`] makes names for
+    /// `/file remove` alone.
+    fn ids(target: Option<Target>) -> Vec<u32> {
+        match target {
+            Some(Target::Ids(ids)) => ids,
+            Some(Target::Files(_)) | None => Vec::new(),
+        }
+    }
 }
 
 /// Arguments of a command after substitution.
@@ -649,6 +679,12 @@ fn describe(stmt: &Statement) -> String {
         Statement::Put(_) => ":put".into(),
         Statement::Serialize { to, .. } => format!(":serialize to={to}"),
     }
+}
+
+/// Appends a text and CRLF to the output, without a copy of the text between.
+fn push_line(output: &mut String, text: &str) {
+    output.push_str(text);
+    output.push_str("\r\n");
 }
 
 /// Ends a text with CRLF unless it is empty.

@@ -9,6 +9,7 @@ use russh::server::{
     Auth, ChannelOpenHandle, Config, Msg, PublicKeyOffer, Session, VerifiedPublicKey,
 };
 use russh::{Channel, ChannelId};
+use tokio::io::BufReader;
 use tokio::net::TcpStream;
 use tokio_util::sync::CancellationToken;
 
@@ -21,6 +22,9 @@ pub(super) struct Server<S> {
     pub(super) users: Arc<[User]>,
     pub(super) shell: Arc<S>,
 }
+
+/// Bytes read from the socket at once: a command's packets, or a chunk of a large one.
+const READ_BUFFER: usize = 16 * 1024;
 
 /// Runs one connection until the client leaves, `kill` is cancelled (shutdown, a session
 /// dropped by the shell, a hangup fault) or the transport fails.
@@ -54,6 +58,9 @@ pub(super) async fn run<S: Shell>(
         authenticated: None,
         session: None,
     };
+    // russh reads each packet's length, then the packet, straight from the stream: two reads
+    // per packet, about twenty per command. A buffer takes whatever has arrived in one.
+    let tcp = BufReader::with_capacity(READ_BUFFER, tcp);
     let session = tokio::select! {
         started = russh::server::run_stream(server.russh.clone(), tcp, handler) => match started {
             Ok(session) => session,

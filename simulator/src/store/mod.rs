@@ -1,7 +1,7 @@
 //! The simulated appliance's state: file disks, the pool, and the `/file` tree of real sparse files.
 //!
-//! Disk records live in `state.json`, written atomically (temp file, fsync, rename, fsync of the
-//! directory), so a `kill -9` at any moment leaves either the old or the new state, never a mix.
+//! Disk records live in `state.json` and the journal of commits after it, `state.log`
+//! (`persist.rs`): a `kill -9` at any moment loses no acknowledged commit and leaves no torn state.
 //! Backing files are real files under `<data-dir>/files/`, which is the `/file` root.
 
 mod btrfs;
@@ -9,16 +9,15 @@ mod copy;
 mod extents;
 mod files;
 mod persist;
+mod usage;
 
 pub use btrfs::{PoolFs, Subvolume};
 pub use copy::{CopySemantics, copy_range};
 pub use files::{FileEntry, FileKind, format_utc};
 
 use serde::{Deserialize, Serialize};
-use std::cell::Cell;
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant};
 
 /// One `type=file` disk.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -113,18 +112,6 @@ impl From<io::Error> for StoreError {
 /// says "up to 60KB" (REFERENCE.md §9.1), read here as 60 KiB.
 pub const CONTENTS_LIMIT: u64 = 60 * 1024;
 
-/// What the pool's files take: bytes really allocated and `/file` entries.
-#[derive(Debug, Clone, Copy)]
-struct Usage {
-    allocated: u64,
-    entries: u64,
-}
-
-/// How long a measured [`Usage`] is reused. Every `/disk` listing prints the pool's `free`, and
-/// walking the tree for each one dominated the simulator's cost; writes that arrive over NVMe/TCP
-/// show up in `free` within this time.
-const USAGE_TTL: Duration = Duration::from_secs(1);
-
 /// The state plus where it lives on disk.
 #[derive(Debug)]
 pub struct Store {
@@ -133,21 +120,31 @@ pub struct Store {
     /// The pool's file system: Btrfs pools have subvolumes.
     pub fs: PoolFs,
     pub state: State,
-    usage: Cell<Option<(Instant, Usage)>>,
+    persisted: persist::Persisted,
+    /// Counts commits, so what is derived from the state knows when to derive it again.
+    generation: u64,
+    usage: usage::Cached,
 }
 
 impl Store {
     /// Opens (or creates) the store in `dir`, reloading the last committed state.
     pub fn open(dir: &Path, pool: Pool, fs: PoolFs) -> io::Result<Store> {
         std::fs::create_dir_all(dir.join("files").join(&pool.name))?;
-        let state = persist::load(&dir.join("state.json"))?.unwrap_or_default();
+        let (state, persisted) = persist::Persisted::open(dir)?;
         Ok(Store {
             dir: dir.to_path_buf(),
+            persisted,
+            generation: 0,
             pool,
             fs,
             state,
-            usage: Cell::new(None),
+            usage: usage::Cached::default(),
         })
+    }
+
+    /// Changes with every commit.
+    pub fn generation(&self) -> u64 {
+        self.generation
     }
 
     pub fn data_dir(&self) -> &Path {
@@ -159,48 +156,12 @@ impl Store {
         self.dir.join("files").join(name.trim_start_matches('/'))
     }
 
-    /// Writes `state` atomically and makes it current.
+    /// Persists `state` (a journal line, `persist.rs`) and makes it current.
     pub fn commit(&mut self, state: State) -> io::Result<()> {
-        persist::save(&self.dir.join("state.json"), &state)?;
+        self.persisted.commit(&self.state, &state)?;
         self.state = state;
+        self.generation += 1;
         Ok(())
-    }
-
-    fn usage(&self) -> Usage {
-        if let Some((at, usage)) = self.usage.get()
-            && at.elapsed() < USAGE_TTL
-        {
-            return usage;
-        }
-        let usage = Usage {
-            allocated: files::allocated_bytes(&self.host_path(&self.pool.name)),
-            entries: self.files().len() as u64,
-        };
-        self.usage.set(Some((Instant::now(), usage)));
-        usage
-    }
-
-    /// Forgets the measured usage after a change to the files.
-    fn files_changed(&self) {
-        self.usage.set(None);
-    }
-
-    /// Bytes really allocated by the files in the pool.
-    pub fn pool_used(&self) -> u64 {
-        self.usage().allocated
-    }
-
-    /// How many `/file` entries exist (each takes an inode).
-    pub fn file_count(&self) -> u64 {
-        self.usage().entries
-    }
-
-    pub fn pool_free(&self, full: bool) -> u64 {
-        if full {
-            0
-        } else {
-            self.pool.size.saturating_sub(self.pool_used())
-        }
     }
 
     /// Every entry of the `/file` tree, in print order.
@@ -219,14 +180,20 @@ impl Store {
         if std::fs::symlink_metadata(&path).is_ok() {
             return Err(StoreError::FileExists);
         }
-        if let Some(parent) = path.parent() {
-            std::fs::create_dir_all(parent)?;
-        }
-        self.files_changed();
+        self.make_parents(&path)?;
         match contents {
-            Some(bytes) => Ok(std::fs::File::create_new(&path)?.write_all(bytes)?),
-            None => Ok(std::fs::create_dir(&path)?),
+            Some(bytes) => {
+                let mut file = std::fs::File::create_new(&path)?;
+                self.usage_moved(name, 1, 0);
+                file.write_all(bytes)?;
+                self.usage_moved(name, 0, usage::allocated(&file)?);
+            }
+            None => {
+                std::fs::create_dir(&path)?;
+                self.usage_moved(name, 1, 0);
+            }
         }
+        Ok(())
     }
 
     /// A file's bytes, for `/file get … contents`.
@@ -248,11 +215,11 @@ impl Store {
         if path.exists() {
             return Err(StoreError::FileExists);
         }
-        if let Some(parent) = path.parent() {
-            std::fs::create_dir_all(parent)?;
-        }
-        self.files_changed();
-        std::fs::File::create_new(&path)?.set_len(size)?;
+        self.make_parents(&path)?;
+        let file = std::fs::File::create_new(&path)?;
+        self.usage_moved(name, 1, 0);
+        file.set_len(size)?;
+        self.usage_moved(name, 0, usage::allocated(&file)?);
         Ok(())
     }
 
@@ -262,8 +229,9 @@ impl Store {
             .write(true)
             .open(self.host_path(name))?;
         if f.metadata()?.len() < size {
-            self.files_changed();
+            let before = usage::allocated(&f)?;
             f.set_len(size)?;
+            self.usage_moved(name, 0, usage::allocated(&f)? - before);
         }
         Ok(())
     }
@@ -275,9 +243,8 @@ impl Store {
         if to.exists() {
             return Err(StoreError::FileExists);
         }
-        if let Some(parent) = to.parent() {
-            std::fs::create_dir_all(parent)?;
-        }
+        self.make_parents(&to)?;
+        // A reflinked copy shares its source's extents: only a new measurement counts them right.
         self.files_changed();
         copy::clone_or_copy(&self.host_path(src), &to)?;
         Ok(())
@@ -298,10 +265,15 @@ impl Store {
         }
         let path = self.host_path(name);
         let meta = std::fs::symlink_metadata(&path).map_err(|_| StoreError::NoSuchItem)?;
-        self.files_changed();
         if meta.is_dir() {
             std::fs::remove_dir(&path).map_err(|_| StoreError::DirNotEmpty)?;
+            self.usage_moved(name, -1, 0);
+        } else if extents::shared_extents(&path).is_empty() {
+            std::fs::remove_file(&path)?;
+            self.usage_moved(name, -1, -usage::blocks_bytes(&meta));
         } else {
+            // Space a reflinked file shares is freed only with its last sharer: measure again.
+            self.files_changed();
             std::fs::remove_file(&path)?;
         }
         Ok(())

@@ -6,9 +6,14 @@ use std::time::Duration;
 
 use russh::keys::{HashAlg, PrivateKey, PrivateKeyWithHashAlg, PublicKeyOrCertificate};
 use russh::{ChannelMsg, Disconnect, client};
+use tokio::io::BufReader;
+use tokio::net::TcpStream;
 use tokio::sync::Mutex;
 
 use super::{HostKeyPin, SshError, Timeouts};
+
+/// Bytes read from the socket at once: a command's reply packets, or a chunk of a large one.
+const READ_BUFFER: usize = 16 * 1024;
 
 /// An authenticated SSH connection that runs one command at a time, each on its own exec
 /// channel.
@@ -49,11 +54,18 @@ impl SshTransport {
             // Idle pooled connections stay open; a dead one is found when a channel will not
             // open (RouterOS ignores keepalive@openssh.com).
             inactivity_timeout: None,
-            nodelay: true,
             ..client::Config::default()
         });
         let attempt = async {
-            let mut handle = client::connect(config, addr, handler).await?;
+            let socket = TcpStream::connect(addr).await?;
+            // Each command is a few small packets each way; none may wait for a delayed ACK.
+            if let Err(error) = socket.set_nodelay(true) {
+                tracing::warn!(%addr, %error, "ssh: cannot set TCP_NODELAY");
+            }
+            // russh reads each packet's length, then the packet, straight from the stream: two
+            // reads per packet. A buffer takes whatever has arrived in one.
+            let socket = BufReader::with_capacity(READ_BUFFER, socket);
+            let mut handle = client::connect_stream(config, socket, handler).await?;
             let hash = if key.algorithm().is_rsa() {
                 // No `server-sig-algs` extension: rsa-sha2-256 (RFC 8332) is the safer guess
                 // than SHA-1 `ssh-rsa`, which current servers refuse.

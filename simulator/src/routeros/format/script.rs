@@ -17,6 +17,7 @@ use std::fmt::Write as _;
 use super::{CRLF, Item, Value};
 
 /// One value in a record, typed the way the RouterOS script value is.
+#[derive(Clone, Copy)]
 enum Field<'a> {
     Id(u32),
     Text(&'a str),
@@ -24,8 +25,16 @@ enum Field<'a> {
     Number(u64),
 }
 
+/// The sorted order of a record's keys. The items of a listing share their keys, so the order
+/// found for one item serves the next ones: sorting each record was a tenth of a JSON listing.
+#[derive(Default)]
+struct KeyOrder {
+    keys: Vec<&'static str>,
+    order: Vec<usize>,
+}
+
 /// An item as its sorted `(key, value)` record.
-fn record(item: &Item) -> Vec<(&str, Field<'_>)> {
+fn record<'a>(item: &'a Item, sorted: &mut KeyOrder) -> Vec<(&'static str, Field<'a>)> {
     let mut fields = Vec::with_capacity(item.props.len() + 2);
     fields.push((".id", Field::Id(item.id)));
     if let Some(comment) = &item.comment {
@@ -40,8 +49,19 @@ fn record(item: &Item) -> Vec<(&str, Field<'_>)> {
         };
         (*name, field)
     }));
-    fields.sort_by(|a, b| a.0.as_bytes().cmp(b.0.as_bytes()));
-    fields
+    if !fields
+        .iter()
+        .map(|(key, _)| *key)
+        .eq(sorted.keys.iter().copied())
+    {
+        sorted.keys = fields.iter().map(|(key, _)| *key).collect();
+        let keys = &sorted.keys;
+        sorted.order = (0..keys.len()).collect();
+        sorted
+            .order
+            .sort_by(|a, b| keys[*a].as_bytes().cmp(keys[*b].as_bytes()));
+    }
+    sorted.order.iter().map(|i| fields[*i]).collect()
 }
 
 /// `:put [/… print detail as-value]`: one line, every record's `key=value` pairs joined by `;`
@@ -51,7 +71,9 @@ fn record(item: &Item) -> Vec<(&str, Field<'_>)> {
 /// the module documentation). Zero items print an empty line.
 pub fn as_value(items: &[Item]) -> String {
     let mut out = String::new();
-    for (field_number, (key, field)) in items.iter().flat_map(record).enumerate() {
+    let mut sorted = KeyOrder::default();
+    let fields = items.iter().flat_map(|item| record(item, &mut sorted));
+    for (field_number, (key, field)) in fields.enumerate() {
         if field_number > 0 {
             out.push(';');
         }
@@ -88,12 +110,13 @@ pub fn as_value(items: &[Item]) -> String {
 ///   other control characters; `/` and non-ASCII text are left as they are (`"192.168.0.0/24"`).
 pub fn json(items: &[Item]) -> String {
     let mut out = String::from("[");
+    let mut sorted = KeyOrder::default();
     for (item_number, item) in items.iter().enumerate() {
         if item_number > 0 {
             out.push(',');
         }
         out.push('{');
-        for (field_number, (key, field)) in record(item).into_iter().enumerate() {
+        for (field_number, (key, field)) in record(item, &mut sorted).into_iter().enumerate() {
             if field_number > 0 {
                 out.push(',');
             }
@@ -135,23 +158,34 @@ fn numeric_string(text: &str) -> Option<f64> {
     }
 }
 
+/// Copies the runs between escapes whole: character by character, this was a tenth of the
+/// simulator's cost in a JSON listing.
 fn push_json_string(out: &mut String, text: &str) {
     out.push('"');
-    for c in text.chars() {
-        match c {
-            '"' => out.push_str("\\\""),
-            '\\' => out.push_str("\\\\"),
-            '\n' => out.push_str("\\n"),
-            '\r' => out.push_str("\\r"),
-            '\t' => out.push_str("\\t"),
-            '\u{08}' => out.push_str("\\b"),
-            '\u{0C}' => out.push_str("\\f"),
-            c if u32::from(c) < 0x20 => {
-                let _ = write!(out, "\\u{:04x}", u32::from(c));
+    let mut run = 0;
+    // Every byte escaped is ASCII, so the runs split on character boundaries.
+    for (at, byte) in text.bytes().enumerate() {
+        let short = match byte {
+            b'"' => Some("\\\""),
+            b'\\' => Some("\\\\"),
+            b'\n' => Some("\\n"),
+            b'\r' => Some("\\r"),
+            b'\t' => Some("\\t"),
+            0x08 => Some("\\b"),
+            0x0C => Some("\\f"),
+            0..0x20 => None,
+            _ => continue,
+        };
+        out.push_str(&text[run..at]);
+        match short {
+            Some(escape) => out.push_str(escape),
+            None => {
+                let _ = write!(out, "\\u{byte:04x}");
             }
-            c => out.push(c),
         }
+        run = at + 1;
     }
+    out.push_str(&text[run..]);
     out.push('"');
 }
 
@@ -256,5 +290,32 @@ mod tests {
         assert_eq!(printed, expected);
         serde_json::from_str::<serde_json::Value>(&printed).expect("valid JSON");
         assert_eq!(json(&[]), "[]\r\n");
+    }
+
+    #[test]
+    fn records_of_different_keys_in_one_listing_are_each_sorted() {
+        let short = || vec![("b", Value::Int(2)), ("a", Value::Int(1))];
+        let long = vec![
+            ("z", Value::Int(26)),
+            ("b", Value::Int(2)),
+            ("a", Value::Int(1)),
+        ];
+        let items = [
+            item(1, None, short()),
+            item(2, Some("c"), long),
+            item(3, None, short()),
+        ];
+        assert_eq!(
+            json(&items),
+            concat!(
+                r#"[{".id":"*1","a":1,"b":2},{".id":"*2","a":1,"b":2,"comment":"c","z":26},"#,
+                r#"{".id":"*3","a":1,"b":2}]"#,
+                "\r\n"
+            )
+        );
+        assert_eq!(
+            as_value(&items),
+            ".id=*1;a=1;b=2;.id=*2;a=1;b=2;comment=c;z=26;.id=*3;a=1;b=2\r\n"
+        );
     }
 }
