@@ -4,7 +4,7 @@
 //! The new volume is at least as large as its source: a larger request grows it, a smaller
 //! one is OUT_OF_RANGE, and a request without a size gets the source's size.
 
-use tonic::Status;
+use tonic::{Code, Status};
 
 use super::ControllerService;
 use super::capacity::Range;
@@ -81,7 +81,15 @@ impl ControllerService {
                 let missing =
                     || Status::not_found(format!("{described} does not exist on the RDS"));
                 let slot = volume_slot(id).ok_or_else(missing)?;
-                let disk = self.volume_disk(&slot, id).await.map_err(|_| missing())?;
+                // Only a disk that is not there is a missing source: an RDS that did not answer
+                // is a passing failure the provisioner retries, not a final NOT_FOUND.
+                let disk =
+                    self.volume_disk(&slot, id)
+                        .await
+                        .map_err(|status| match status.code() {
+                            Code::NotFound => missing(),
+                            _ => status,
+                        })?;
                 require_complete(&disk, id)?;
                 // A volume in its own subvolume clones as a Btrfs snapshot of it.
                 let file = disk.file_path.as_deref().unwrap_or_default();
