@@ -86,3 +86,32 @@ async fn doctor_reports_copy_from_in_both_switch_positions() {
     );
     env.sim.shutdown().await;
 }
+
+/// Found by rds-chaos: a probe whose clean-up met a passing failure left its files on the RDS,
+/// and nobody retries a probe's clean-up. It tries again now.
+#[tokio::test]
+async fn a_probe_cleans_up_after_a_failed_removal() {
+    let mut plugin = Plugin::start().await;
+    let volume = plugin.volume_with_data("v", 1).await;
+    plugin
+        .sim()
+        .inject(&Fault::Error {
+            pattern: "^/file remove".into(),
+            text: "failure: execution error".into(),
+            count: 1,
+        })
+        .unwrap();
+    plugin
+        .snapshot("s", &volume, Method::CopyFrom)
+        .await
+        .unwrap();
+    let state = plugin.state();
+    let left: Vec<_> = state
+        .disks
+        .iter()
+        .map(|d| d.slot.clone())
+        .chain(state.files.iter().map(|f| f.name.clone()))
+        .filter(|name| name.contains("probe-"))
+        .collect();
+    assert!(left.is_empty(), "{left:?}");
+}
