@@ -19,6 +19,7 @@ fn failure(kind: &'static str, what: String) -> Failure {
         step: None,
         kind,
         what,
+        context: Vec::new(),
     }
 }
 
@@ -49,7 +50,10 @@ pub fn check(sim: &Sim, model: &Model, nodes: &[&str]) -> Result<(), Failure> {
         if !model.volumes.contains_key(*slot) && !model.snapshots.contains_key(*slot) {
             return Err(failure(
                 "orphan-disk",
-                format!("disk {slot} ({}) was never acknowledged or was deleted", found[0].file_path),
+                format!(
+                    "disk {slot} ({}) was never acknowledged or was deleted",
+                    found[0].file_path
+                ),
             ));
         }
     }
@@ -89,7 +93,10 @@ pub fn check(sim: &Sim, model: &Model, nodes: &[&str]) -> Result<(), Failure> {
         if disk.file_size < volume.mib << 20 {
             return Err(failure(
                 "size",
-                format!("volume {id} is {} bytes, expanded to {} MiB", disk.file_size, volume.mib),
+                format!(
+                    "volume {id} is {} bytes, expanded to {} MiB",
+                    disk.file_size, volume.mib
+                ),
             ));
         }
         same_data(sim, disk, &volume.blocks, &files)?;
@@ -158,7 +165,10 @@ pub fn check_empty(sim: &Sim) -> Result<(), Failure> {
     if let Some(disk) = disks.first() {
         return Err(failure(
             "orphan-disk",
-            format!("disk {} ({}) left after deleting everything", disk.slot, disk.file_path),
+            format!(
+                "disk {} ({}) left after deleting everything",
+                disk.slot, disk.file_path
+            ),
         ));
     }
     if let Some(file) = images(sim).first() {

@@ -27,6 +27,8 @@ pub struct Failure {
     pub step: Option<usize>,
     pub kind: &'static str,
     pub what: String,
+    /// The RDS's last commands before it, for whoever debugs it.
+    pub context: Vec<String>,
 }
 
 impl Failure {
@@ -54,9 +56,6 @@ pub enum Plant {
     /// The node acknowledges a write whose I/O failed (a dropped NVMe/TCP connection) instead of
     /// retrying it: caught as a lost write.
     AckLostWrite,
-    /// The RDS answers `/file remove` as done without removing the file: caught as an orphaned
-    /// backing file.
-    LyingFileRemove,
 }
 
 /// One run of `seed`'s first `steps` steps with the faults `faults` keeps.

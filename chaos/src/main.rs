@@ -97,6 +97,12 @@ async fn main() -> ExitCode {
         return ExitCode::SUCCESS;
     };
     println!("seed {seed}: FAILED {failure}");
+    if !failure.context.is_empty() {
+        println!("the RDS's last commands:");
+        for line in &failure.context {
+            println!("  {line}");
+        }
+    }
     let mut replay = format!("rds-chaos run --seed {seed} --steps {steps}");
     if let Faults::Only(kept) = &faults {
         let list: Vec<String> = kept.iter().map(ToString::to_string).collect();
@@ -114,7 +120,11 @@ async fn main() -> ExitCode {
             shrunk.steps,
             shrunk.faults.len(),
             shrunk.runs,
-            if shrunk.cut_short { " (replay budget spent)" } else { "" },
+            if shrunk.cut_short {
+                " (replay budget spent)"
+            } else {
+                ""
+            },
             shrunk.command(seed, plant)
         );
         for line in shrunk.describe(seed) {

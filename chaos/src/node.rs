@@ -44,7 +44,8 @@ fn queue(
     qid: u16,
     cntlid: u16,
 ) -> Result<(Initiator<TcpStream>, u32), NodeError> {
-    let stream = TcpStream::connect_timeout(&endpoint.addr, IO_TIMEOUT).map_err(NodeError::Connect)?;
+    let stream =
+        TcpStream::connect_timeout(&endpoint.addr, IO_TIMEOUT).map_err(NodeError::Connect)?;
     stream
         .set_read_timeout(Some(IO_TIMEOUT))
         .map_err(NodeError::Connect)?;

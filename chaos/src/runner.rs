@@ -102,6 +102,7 @@ fn failure(kind: &'static str, what: String) -> Failure {
         step: None,
         kind,
         what,
+        context: Vec::new(),
     }
 }
 
@@ -124,6 +125,16 @@ fn with_deadline<T>(message: T) -> Request<T> {
     let mut request = Request::new(message);
     request.set_timeout(DEADLINE);
     request
+}
+
+/// The simulator's last command lines, oldest first.
+fn last_commands(sim: &Sim) -> Vec<String> {
+    let log = sim.log_since(0);
+    let from = log.len().saturating_sub(30);
+    log[from..]
+        .iter()
+        .map(|r| format!("#{} session {}: {}", r.seq, r.session, r.line))
+        .collect()
 }
 
 /// The fault that ends a lasting one. Latency rules are only removed all at once.
@@ -149,7 +160,7 @@ impl Runner {
         })
         .await
         .map_err(|e| failure("start", e.to_string()))?;
-        let runner = Runner {
+        Ok(Runner {
             target,
             model: Model::default(),
             endpoints: BTreeMap::new(),
@@ -158,9 +169,7 @@ impl Runner {
             plant,
             stats: Stats::default(),
             started: Instant::now(),
-        };
-        runner.plant_bug()?;
-        Ok(runner)
+        })
     }
 
     fn sim(&self) -> &Sim {
@@ -169,18 +178,6 @@ impl Runner {
 
     fn controller(&self) -> ControllerClient<Channel> {
         self.target.controller()
-    }
-
-    /// A planted RDS bug is a fault that never runs out; it is put back after every clear.
-    fn plant_bug(&self) -> Result<(), Failure> {
-        if self.plant == Some(Plant::LyingFileRemove) {
-            self.inject(&Fault::Error {
-                pattern: "^/file remove".into(),
-                text: String::new(),
-                count: u32::MAX,
-            })?;
-        }
-        Ok(())
     }
 
     fn inject(&self, fault: &Fault) -> Result<(), Failure> {
@@ -213,17 +210,18 @@ impl Runner {
         progress: Progress<'_>,
     ) -> Result<(), Failure> {
         for (i, step) in steps.iter().enumerate() {
-            let at = |mut f: Failure| {
-                f.step = Some(i);
-                f
+            let done = match step {
+                Step::Fault(chaos) if faults.includes(i) => self.chaos(chaos),
+                Step::Fault(_) => Ok(()),
+                Step::Op(op) => match self.op(op).await {
+                    Ok(()) => self.count_down(),
+                    failed => failed,
+                },
             };
-            match step {
-                Step::Fault(chaos) if faults.includes(i) => self.chaos(chaos).map_err(at)?,
-                Step::Fault(_) => {}
-                Step::Op(op) => {
-                    self.op(op).await.map_err(at)?;
-                    self.count_down()?;
-                }
+            if let Err(mut failure) = done {
+                failure.step = Some(i);
+                failure.context = last_commands(self.sim());
+                return Err(failure);
             }
             self.stats.steps = i + 1;
             self.stats.elapsed = self.started.elapsed();
@@ -231,7 +229,6 @@ impl Runner {
         }
         self.relieve()?;
         self.inject(&Fault::Clear)?;
-        self.plant_bug()?;
         self.check()?;
         self.teardown().await?;
         self.check_empty()
@@ -239,7 +236,11 @@ impl Runner {
 
     fn chaos(&mut self, chaos: &Chaos) -> Result<(), Failure> {
         self.inject(&chaos.fault)?;
-        *self.stats.faults.entry(fault_kind(&chaos.fault)).or_default() += 1;
+        *self
+            .stats
+            .faults
+            .entry(fault_kind(&chaos.fault))
+            .or_default() += 1;
         if chaos.lasting > 0 {
             self.lasting.push((chaos.fault.clone(), chaos.lasting));
         }
@@ -272,13 +273,10 @@ impl Runner {
             self.inject(&end)?;
         }
         if cleared {
-            // A clear removed the lasting faults still in force and the planted bug: back they go.
+            // A clear removed the lasting faults still in force too: back they go.
             for (fault, _) in &self.lasting {
-                self.sim()
-                    .inject(fault)
-                    .map_err(|e| failure("inject", e.to_string()))?;
+                self.inject(fault)?;
             }
-            self.plant_bug()?;
         }
         Ok(())
     }
@@ -536,9 +534,11 @@ impl Runner {
             snapshot_id: id.clone(),
             ..Default::default()
         };
-        self.call(&format!("DeleteSnapshot {id}"), request, |mut c, r| async move {
-            c.delete_snapshot(r).await
-        })
+        self.call(
+            &format!("DeleteSnapshot {id}"),
+            request,
+            |mut c, r| async move { c.delete_snapshot(r).await },
+        )
         .await?;
         self.model.snapshots.remove(&id);
         Ok(())
@@ -602,7 +602,9 @@ impl Runner {
             if got != want {
                 return Err(failure(
                     "lost-write",
-                    format!("volume {id} block {block} reads back {got:08x} over NVMe/TCP, acknowledged {want:08x}"),
+                    format!(
+                        "volume {id} block {block} reads back {got:08x} over NVMe/TCP, acknowledged {want:08x}"
+                    ),
                 ));
             }
         }
@@ -642,9 +644,11 @@ impl Runner {
         self.endpoints.remove(id);
         let host = NODE_IDS[usize::from(node)];
         let what = format!("ControllerUnpublishVolume {id} from {host}");
-        self.call(&what, requests::unpublish(id, host), |mut c, r| async move {
-            c.controller_unpublish_volume(r).await
-        })
+        self.call(
+            &what,
+            requests::unpublish(id, host),
+            |mut c, r| async move { c.controller_unpublish_volume(r).await },
+        )
         .await?;
         self.model.volumes.get_mut(id).expect("picked").node = None;
         Ok(())
@@ -656,9 +660,11 @@ impl Runner {
             volume_id: id.clone(),
             ..Default::default()
         };
-        self.call(&format!("DeleteVolume {id}"), request, |mut c, r| async move {
-            c.delete_volume(r).await
-        })
+        self.call(
+            &format!("DeleteVolume {id}"),
+            request,
+            |mut c, r| async move { c.delete_volume(r).await },
+        )
         .await?;
         self.model.volumes.remove(&id);
         Ok(())

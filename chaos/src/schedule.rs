@@ -15,27 +15,53 @@ use serde::{Deserialize, Serialize};
 #[serde(tag = "op", rename_all = "kebab-case")]
 pub enum Op {
     /// CreateVolume of a new, empty volume of `mib` MiB.
-    Create { mib: u64 },
+    Create {
+        mib: u64,
+    },
     /// CreateVolume from a snapshot.
-    Restore { pick: u32 },
+    Restore {
+        pick: u32,
+    },
     /// CreateVolume from a volume.
-    Clone { pick: u32 },
+    Clone {
+        pick: u32,
+    },
     /// CreateSnapshot of a volume, waited for until ready to use.
-    Snapshot { pick: u32 },
-    DeleteSnapshot { pick: u32 },
+    Snapshot {
+        pick: u32,
+    },
+    DeleteSnapshot {
+        pick: u32,
+    },
     /// ControllerPublishVolume to node `node`, then the node connects (its stage).
-    Publish { pick: u32, node: u8 },
+    Publish {
+        pick: u32,
+        node: u8,
+    },
     /// A node writes a block of a published volume and flushes; the checksum is recorded once
     /// both returned.
-    Write { pick: u32, block: u32, fill: u64 },
+    Write {
+        pick: u32,
+        block: u32,
+        fill: u64,
+    },
     /// A node reads every recorded block of a published volume back.
-    Read { pick: u32 },
+    Read {
+        pick: u32,
+    },
     /// ControllerExpandVolume by `mib` MiB.
-    Expand { pick: u32, mib: u64 },
+    Expand {
+        pick: u32,
+        mib: u64,
+    },
     /// The node disconnects (its unstage), then ControllerUnpublishVolume.
-    Unpublish { pick: u32 },
+    Unpublish {
+        pick: u32,
+    },
     /// DeleteVolume, after unpublishing as the CO would.
-    Delete { pick: u32 },
+    Delete {
+        pick: u32,
+    },
 }
 
 impl Op {
@@ -129,11 +155,13 @@ const COMMANDS: [&str; 6] = [
     "^/disk copy",
 ];
 
-/// Errors RouterOS prints (../shared/routeros): the driver must map or retry them.
+/// Runtime failures in RouterOS's `failure: <reason>` form (../shared/routeros REFERENCE.md §4):
+/// passing conditions the driver must report and a retry must get past. Never `no such item`,
+/// which would be the RDS lying about what exists.
 const ERRORS: [&str; 3] = [
+    "failure: execution error",
     "failure: not enough space",
     "failure: device or resource busy",
-    "input does not match any value of disk",
 ];
 
 fn fault(rng: &mut StdRng) -> Chaos {
@@ -221,5 +249,40 @@ pub fn fault_kind(fault: &Fault) -> &'static str {
         Fault::NvmeLatency { .. } => "nvme-latency",
         Fault::NvmeStall { .. } => "nvme-stall",
         Fault::Clear => "clear",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::BTreeSet;
+
+    #[test]
+    fn a_seed_gives_one_schedule_and_a_shorter_run_is_its_prefix() {
+        assert_eq!(schedule(42, 300), schedule(42, 300));
+        assert_ne!(schedule(42, 300), schedule(43, 300));
+        assert_eq!(schedule(42, 300)[..100], schedule(42, 100)[..]);
+    }
+
+    #[test]
+    fn a_long_schedule_draws_every_fault_and_every_operation() {
+        let steps = schedule(7, 5000);
+        let faults: BTreeSet<&str> = steps
+            .iter()
+            .filter_map(|s| match s {
+                Step::Fault(chaos) => Some(fault_kind(&chaos.fault)),
+                Step::Op(_) => None,
+            })
+            .collect();
+        let ops: BTreeSet<&str> = steps
+            .iter()
+            .filter_map(|s| match s {
+                Step::Op(op) => Some(op.kind()),
+                Step::Fault(_) => None,
+            })
+            .collect();
+        // Every fault rds-sim has but the clear that ends them.
+        assert_eq!(faults.len(), 12, "{faults:?}");
+        assert_eq!(ops.len(), 11, "{ops:?}");
     }
 }

@@ -112,7 +112,11 @@ pub async fn ddmin(
         }
         if reduced.is_none() && chunks.len() > 2 {
             for chunk in &chunks {
-                let rest: Vec<usize> = items.iter().copied().filter(|i| !chunk.contains(i)).collect();
+                let rest: Vec<usize> = items
+                    .iter()
+                    .copied()
+                    .filter(|i| !chunk.contains(i))
+                    .collect();
                 if fails(&rest).await {
                     reduced = Some((rest, (n - 1).max(2)));
                     break;
