@@ -80,7 +80,7 @@ async fn main() -> ExitCode {
     );
     let started = Instant::now();
     let mut report = |stats: &Stats| {
-        if progress > 0 && stats.steps % progress == 0 {
+        if progress > 0 && stats.steps.is_multiple_of(progress) {
             eprintln!(
                 "seed {seed}: step {}/{steps}, {:.1} steps/s, {} faults, {} retries",
                 stats.steps,
