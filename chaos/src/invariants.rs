@@ -14,15 +14,6 @@ use crate::Failure;
 use crate::model::{Blocks, Model, checksum};
 use crate::node::BLOCK_BYTES;
 
-fn failure(kind: &'static str, what: String) -> Failure {
-    Failure {
-        step: None,
-        kind,
-        what,
-        context: Vec::new(),
-    }
-}
-
 /// Backing files under the driver's base directory.
 fn images(sim: &Sim) -> BTreeSet<String> {
     let dir = format!("{POOL}/{BASE_DIR}/");
@@ -42,13 +33,13 @@ pub fn check(sim: &Sim, model: &Model, nodes: &[&str]) -> Result<(), Failure> {
     }
     for (slot, found) in &by_slot {
         if found.len() > 1 {
-            return Err(failure(
+            return Err(Failure::new(
                 "duplicate",
                 format!("{} disks in slot {slot}", found.len()),
             ));
         }
         if !model.volumes.contains_key(*slot) && !model.snapshots.contains_key(*slot) {
-            return Err(failure(
+            return Err(Failure::new(
                 "orphan-disk",
                 format!(
                     "disk {slot} ({}) was never acknowledged or was deleted",
@@ -58,10 +49,9 @@ pub fn check(sim: &Sim, model: &Model, nodes: &[&str]) -> Result<(), Failure> {
         }
     }
     let one = |id: &str| {
-        by_slot
-            .get(id)
-            .map(|found| found[0])
-            .ok_or_else(|| failure("missing", format!("{id} was acknowledged but has no disk")))
+        by_slot.get(id).map(|found| found[0]).ok_or_else(|| {
+            Failure::new("missing", format!("{id} was acknowledged but has no disk"))
+        })
     };
     let files = images(sim);
     for (id, volume) in &model.volumes {
@@ -73,7 +63,7 @@ pub fn check(sim: &Sim, model: &Model, nodes: &[&str]) -> Result<(), Failure> {
             .collect();
         let nqn = format!("{NQN_PREFIX}:{id}");
         if !disk.nvme_tcp_export || disk.nvme_tcp_server_nqn != nqn {
-            return Err(failure(
+            return Err(Failure::new(
                 "export",
                 format!(
                     "volume {id} ({}) is exported={} as {:?}, expected {nqn}",
@@ -82,7 +72,7 @@ pub fn check(sim: &Sim, model: &Model, nodes: &[&str]) -> Result<(), Failure> {
             ));
         }
         if allow_list::parse(&disk.nvme_tcp_server_allow_host_name) != allowed {
-            return Err(failure(
+            return Err(Failure::new(
                 "allow-list",
                 format!(
                     "volume {id} allows {:?}, published to {allowed:?}",
@@ -91,7 +81,7 @@ pub fn check(sim: &Sim, model: &Model, nodes: &[&str]) -> Result<(), Failure> {
             ));
         }
         if disk.file_size < volume.mib << 20 {
-            return Err(failure(
+            return Err(Failure::new(
                 "size",
                 format!(
                     "volume {id} is {} bytes, expanded to {} MiB",
@@ -104,7 +94,7 @@ pub fn check(sim: &Sim, model: &Model, nodes: &[&str]) -> Result<(), Failure> {
     for (id, snapshot) in &model.snapshots {
         let disk = one(id)?;
         if !allow_list::parse(&disk.nvme_tcp_server_allow_host_name).is_empty() {
-            return Err(failure(
+            return Err(Failure::new(
                 "allow-list",
                 format!(
                     "snapshot {id} of {} admits {:?}",
@@ -116,7 +106,7 @@ pub fn check(sim: &Sim, model: &Model, nodes: &[&str]) -> Result<(), Failure> {
     }
     let used: BTreeSet<&str> = disks.iter().map(|d| d.file_path.as_str()).collect();
     if let Some(orphan) = files.iter().find(|f| !used.contains(f.as_str())) {
-        return Err(failure(
+        return Err(Failure::new(
             "orphan-file",
             format!("{orphan} belongs to no disk"),
         ));
@@ -132,22 +122,22 @@ fn same_data(
     files: &BTreeSet<String>,
 ) -> Result<(), Failure> {
     if !files.contains(&disk.file_path) {
-        return Err(failure(
+        return Err(Failure::new(
             "missing",
             format!("disk {} has no backing file {}", disk.slot, disk.file_path),
         ));
     }
     let path = sim.backing_path(disk);
     let mut file = std::fs::File::open(&path)
-        .map_err(|e| failure("missing", format!("{}: {e}", path.display())))?;
+        .map_err(|e| Failure::new("missing", format!("{}: {e}", path.display())))?;
     for (block, want) in blocks {
         let mut data = vec![0; BLOCK_BYTES];
         file.seek(SeekFrom::Start(u64::from(*block) * BLOCK_BYTES as u64))
             .and_then(|_| file.read_exact(&mut data))
-            .map_err(|e| failure("lost-write", format!("{}: {e}", path.display())))?;
+            .map_err(|e| Failure::new("lost-write", format!("{}: {e}", path.display())))?;
         let got = checksum(&data);
         if got != *want {
-            return Err(failure(
+            return Err(Failure::new(
                 "lost-write",
                 format!(
                     "{} block {block} holds {got:08x}, acknowledged {want:08x}",
@@ -163,7 +153,7 @@ fn same_data(
 pub fn check_empty(sim: &Sim) -> Result<(), Failure> {
     let disks = sim.disks();
     if let Some(disk) = disks.first() {
-        return Err(failure(
+        return Err(Failure::new(
             "orphan-disk",
             format!(
                 "disk {} ({}) left after deleting everything",
@@ -172,7 +162,7 @@ pub fn check_empty(sim: &Sim) -> Result<(), Failure> {
         ));
     }
     if let Some(file) = images(sim).first() {
-        return Err(failure(
+        return Err(Failure::new(
             "orphan-file",
             format!("{file} left after deleting everything"),
         ));

@@ -32,6 +32,16 @@ pub struct Failure {
 }
 
 impl Failure {
+    /// A failure of `kind`, its step and context filled in by the runner.
+    pub fn new(kind: &'static str, what: String) -> Failure {
+        Failure {
+            step: None,
+            kind,
+            what,
+            context: Vec::new(),
+        }
+    }
+
     /// The same failure again: the same kind at the same step.
     pub fn same_as(&self, other: &Failure) -> bool {
         self.kind == other.kind && self.step == other.step

@@ -97,15 +97,6 @@ pub struct Runner {
     started: Instant,
 }
 
-fn failure(kind: &'static str, what: String) -> Failure {
-    Failure {
-        step: None,
-        kind,
-        what,
-        context: Vec::new(),
-    }
-}
-
 /// Codes a sidecar would not see for a well-formed call on an object that exists: the driver
 /// answered wrongly, and retrying would hide it.
 fn is_wrong(code: Code) -> bool {
@@ -159,7 +150,7 @@ impl Runner {
             config.rds.command_timeout_ms = 5_000;
         })
         .await
-        .map_err(|e| failure("start", e.to_string()))?;
+        .map_err(|e| Failure::new("start", e.to_string()))?;
         Ok(Runner {
             target,
             model: Model::default(),
@@ -183,7 +174,7 @@ impl Runner {
     fn inject(&self, fault: &Fault) -> Result<(), Failure> {
         self.sim()
             .inject(fault)
-            .map_err(|e| failure("inject", e.to_string()))
+            .map_err(|e| Failure::new("inject", e.to_string()))
     }
 
     /// Runs `steps` (the faults `faults` keeps), then checks the invariants, deletes everything
@@ -295,7 +286,7 @@ impl Runner {
             self.relieve()?;
         }
         if started.elapsed() > BUDGET {
-            return Err(failure(
+            return Err(Failure::new(
                 "not-converged",
                 format!("{what} still failing after {BUDGET:?}: {last}"),
             ));
@@ -318,7 +309,7 @@ impl Runner {
             let status = match f(self.controller(), with_deadline(message.clone())).await {
                 Ok(answer) => return Ok(answer.into_inner()),
                 Err(status) if is_wrong(status.code()) => {
-                    return Err(failure(
+                    return Err(Failure::new(
                         "wrong-answer",
                         format!("{what}: {:?} {}", status.code(), status.message()),
                     ));
@@ -460,10 +451,10 @@ impl Runner {
             .await?;
         let volume = answer
             .volume
-            .ok_or_else(|| failure("wrong-answer", format!("{what}: no volume")))?;
+            .ok_or_else(|| Failure::new("wrong-answer", format!("{what}: no volume")))?;
         let want = rds_csi::ids::volume_id(&name).to_string();
         if volume.volume_id != want || volume.capacity_bytes < (mib * MIB) as i64 {
-            return Err(failure(
+            return Err(Failure::new(
                 "wrong-answer",
                 format!(
                     "{what}: volume {} of {} bytes, expected {want} of {} bytes",
@@ -504,7 +495,7 @@ impl Runner {
                 .await?;
             let snapshot = answer
                 .snapshot
-                .ok_or_else(|| failure("wrong-answer", format!("{what}: no snapshot")))?;
+                .ok_or_else(|| Failure::new("wrong-answer", format!("{what}: no snapshot")))?;
             if snapshot.ready_to_use {
                 break snapshot;
             }
@@ -513,7 +504,7 @@ impl Runner {
         };
         let want = rds_csi::ids::snapshot_id(&name).to_string();
         if snapshot.snapshot_id != want || snapshot.source_volume_id != source {
-            return Err(failure(
+            return Err(Failure::new(
                 "wrong-answer",
                 format!("{what}: {snapshot:?}, expected {want}"),
             ));
@@ -569,7 +560,7 @@ impl Runner {
                 host: host.to_owned(),
             })
         })()
-        .ok_or_else(|| failure("wrong-answer", format!("{what}: context {context:?}")))?;
+        .ok_or_else(|| Failure::new("wrong-answer", format!("{what}: context {context:?}")))?;
         self.endpoints.insert(id.clone(), endpoint);
         self.model
             .volumes
@@ -600,7 +591,7 @@ impl Runner {
             let data = self.node_io(&id, |a| a.read(block)).await?;
             let got = checksum(&data);
             if got != want {
-                return Err(failure(
+                return Err(Failure::new(
                     "lost-write",
                     format!(
                         "volume {id} block {block} reads back {got:08x} over NVMe/TCP, acknowledged {want:08x}"
@@ -626,7 +617,7 @@ impl Runner {
             })
             .await?;
         if answer.capacity_bytes < (total * MIB) as i64 {
-            return Err(failure(
+            return Err(Failure::new(
                 "wrong-answer",
                 format!("{what}: {} bytes", answer.capacity_bytes),
             ));
