@@ -4,11 +4,11 @@
 //! The new volume is at least as large as its source: a larger request grows it, a smaller
 //! one is OUT_OF_RANGE, and a request without a size gets the source's size.
 
-use tonic::{Code, Status};
+use tonic::Status;
 
 use super::ControllerService;
 use super::capacity::Range;
-use super::volume::{require_complete, volume_slot};
+use super::volume::{only_when_missing, require_complete, volume_slot};
 use crate::csi::v1::VolumeContentSource;
 use crate::csi::v1::volume_content_source::Type;
 use crate::rds::value::{ByteSize, Slot};
@@ -81,15 +81,10 @@ impl ControllerService {
                 let missing =
                     || Status::not_found(format!("{described} does not exist on the RDS"));
                 let slot = volume_slot(id).ok_or_else(missing)?;
-                // Only a disk that is not there is a missing source: an RDS that did not answer
-                // is a passing failure the provisioner retries, not a final NOT_FOUND.
-                let disk =
-                    self.volume_disk(&slot, id)
-                        .await
-                        .map_err(|status| match status.code() {
-                            Code::NotFound => missing(),
-                            _ => status,
-                        })?;
+                let disk = self
+                    .volume_disk(&slot, id)
+                    .await
+                    .map_err(|status| only_when_missing(status, missing))?;
                 require_complete(&disk, id)?;
                 // A volume in its own subvolume clones as a Btrfs snapshot of it.
                 let file = disk.file_path.as_deref().unwrap_or_default();
