@@ -9,7 +9,6 @@
 //! the migration's target, within the StorageClass's `migrationTimeoutSeconds`. Never a third.
 
 use std::collections::HashMap;
-use std::num::NonZeroU16;
 
 use tonic::Status;
 
@@ -20,8 +19,6 @@ use crate::csi::v1::{
     ControllerPublishVolumeRequest, ControllerPublishVolumeResponse,
     ControllerUnpublishVolumeRequest, ControllerUnpublishVolumeResponse,
 };
-use crate::ids;
-use crate::rds::command::NvmeExport;
 use crate::rds::parse::DiskRecord;
 use crate::rds::value::{Nqn, Slot};
 
@@ -54,7 +51,7 @@ impl ControllerService {
         let disk = if disk.export {
             disk
         } else {
-            self.export_again(&slot, &disk).await?
+            self.export_again(&slot, &disk, &[]).await?
         };
         let migration = self.migrations.get(&request.volume_id);
         let asked = Asked {
@@ -94,26 +91,6 @@ impl ControllerService {
         self.take_off(&request.volume_id, |host| node.is_empty() || host == node)
             .await?;
         Ok(ControllerUnpublishVolumeResponse {})
-    }
-
-    /// Volumes are always exported; one found unexported lost its export to an unpublish or a
-    /// fence interrupted between ending the export and making it again ([`RdsClient::fence`]),
-    /// and a retry of that unpublish finds nothing to do (an unexported disk admits no host).
-    /// The export comes back with the volume's NQN, admitting no host yet. Found by rds-chaos.
-    ///
-    /// [`RdsClient::fence`]: crate::rds::disk::RdsClient::fence
-    async fn export_again(&self, slot: &Slot, disk: &DiskRecord) -> Result<DiskRecord, Status> {
-        let nqn = ids::volume_nqn(&self.settings.nqn_prefix, slot)
-            .map_err(|e| Status::internal(format!("the NQN of volume {slot}: {e}")))?;
-        let export = NvmeExport {
-            port: disk
-                .port
-                .and_then(NonZeroU16::new)
-                .unwrap_or(self.settings.nvme_port),
-            nqn,
-        };
-        tracing::warn!(%slot, nqn = %export.nqn, "volume found without its export; exporting it again");
-        Ok(self.rds.fence(slot, &export, &[]).await?)
     }
 
     /// RESOURCE_EXHAUSTED when `node` already has the most volumes it may have.

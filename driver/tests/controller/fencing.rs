@@ -185,7 +185,7 @@ async fn a_call_the_rds_cannot_answer_is_noticed_for_its_claim() {
 
 /// Found by rds-chaos: an unpublish cut off between ending the export and making it again left
 /// the volume unexported; its retry found nothing to take off and every later publish failed its
-/// read-back. A publish now exports the volume again.
+/// read-back. The retry and a publish now export the volume again.
 #[tokio::test]
 async fn a_volume_left_unexported_by_an_interrupted_unpublish_publishes_again() {
     let mut plugin = Plugin::start().await;
@@ -219,6 +219,11 @@ async fn a_volume_left_unexported_by_an_interrupted_unpublish_publishes_again() 
         .controller_unpublish_volume(unpublish)
         .await
         .unwrap();
+    // The retry finished the unpublish: exported, admitting no host.
+    let disk = plugin.disk(&id).unwrap();
+    assert!(disk.nvme_tcp_export);
+    assert_eq!(disk.nvme_tcp_server_nqn, volume_nqn(&id));
+    assert_eq!(disk.nvme_tcp_server_allow_host_name, FENCED_HOST);
 
     let context = plugin.publish(&id, NODE_B).await.unwrap();
     assert_eq!(context.get("nqn"), Some(&volume_nqn(&id)));
