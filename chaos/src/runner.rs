@@ -187,9 +187,8 @@ impl Runner {
     ) -> (Stats, Result<(), Failure>) {
         let result = self.run_steps(steps, faults, progress).await;
         self.stats.elapsed = self.started.elapsed();
-        for attachment in std::mem::take(&mut self.attached) {
-            drop(attachment);
-        }
+        // The node disconnects before the RDS goes away.
+        self.attached.clear();
         let _ = self.target.shutdown().await;
         (self.stats, result)
     }
