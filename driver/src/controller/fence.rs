@@ -4,6 +4,7 @@
 //! learns the set from there, so the refusal holds whichever replica a publish reaches.
 
 use std::collections::BTreeMap;
+use std::num::NonZeroU16;
 use std::sync::{PoisonError, RwLock};
 
 use tonic::Status;
@@ -11,6 +12,7 @@ use tonic::Status;
 use super::ControllerService;
 use super::publish::host_nqns;
 use super::volume::metadata;
+use crate::ids;
 use crate::rds::command::NvmeExport;
 use crate::rds::parse::DiskRecord;
 use crate::rds::value::{Nqn, Slot};
@@ -115,6 +117,9 @@ impl ControllerService {
             .cloned()
             .collect();
         if keep.len() == disk.allowed_hosts.len() {
+            if !disk.export {
+                self.export_again(&slot, &disk, &[]).await?;
+            }
             return Ok(false);
         }
         self.release(&slot, &disk, &host_nqns(&slot, &keep)?)
@@ -150,10 +155,35 @@ impl ControllerService {
         disk: &DiskRecord,
         keep: &[Nqn],
     ) -> Result<DiskRecord, Status> {
-        Ok(match export_of(disk) {
-            Some(export) => self.rds.fence(slot, &export, keep).await?,
-            None => self.rds.set_allowed_hosts(slot, keep).await?,
-        })
+        match export_of(disk) {
+            Some(export) => Ok(self.rds.fence(slot, &export, keep).await?),
+            None => self.export_again(slot, disk, keep).await,
+        }
+    }
+
+    /// Volumes are always exported; one found unexported lost its export to an unpublish or a
+    /// fence cut off between ending the export and making it again ([`RdsClient::fence`]), and
+    /// a retry finds no host to take off (an unexported disk admits none). The export comes back
+    /// with the volume's NQN, admitting `hosts`. Found by rds-chaos.
+    ///
+    /// [`RdsClient::fence`]: crate::rds::disk::RdsClient::fence
+    pub(super) async fn export_again(
+        &self,
+        slot: &Slot,
+        disk: &DiskRecord,
+        hosts: &[Nqn],
+    ) -> Result<DiskRecord, Status> {
+        let nqn = ids::volume_nqn(&self.settings.nqn_prefix, slot)
+            .map_err(|e| Status::internal(format!("the NQN of volume {slot}: {e}")))?;
+        let export = NvmeExport {
+            port: disk
+                .port
+                .and_then(NonZeroU16::new)
+                .unwrap_or(self.settings.nvme_port),
+            nqn,
+        };
+        tracing::warn!(%slot, nqn = %export.nqn, "volume found without its export; exporting it again");
+        Ok(self.rds.fence(slot, &export, hosts).await?)
     }
 }
 

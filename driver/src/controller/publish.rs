@@ -48,6 +48,11 @@ impl ControllerService {
         self.fences.check(&node)?;
         let disk = self.volume_disk(&slot, &request.volume_id).await?;
         require_complete(&disk, &request.volume_id)?;
+        let disk = if disk.export {
+            disk
+        } else {
+            self.export_again(&slot, &disk, &[]).await?
+        };
         let migration = self.migrations.get(&request.volume_id);
         let asked = Asked {
             slot: &slot,

@@ -20,7 +20,7 @@ use super::ControllerService;
 use super::copies::{Copy, Start, Waited};
 use super::delete::recorded_file;
 use super::params::snapshot_method;
-use super::volume::{require, require_complete, volume_slot};
+use super::volume::{only_when_missing, require, require_complete, volume_slot};
 use crate::csi::v1::list_snapshots_response::Entry;
 use crate::csi::v1::{
     CreateSnapshotRequest, CreateSnapshotResponse, DeleteSnapshotRequest, DeleteSnapshotResponse,
@@ -234,7 +234,9 @@ impl ControllerService {
         let volume = self
             .volume_disk(&source, &request.source_volume_id)
             .await
-            .map_err(|_| source_not_found(&request.source_volume_id))?;
+            .map_err(|status| {
+                only_when_missing(status, || source_not_found(&request.source_volume_id))
+            })?;
         require_complete(&volume, &request.source_volume_id)?;
         if method == Method::Btrfs {
             let found = self.snapshot_subvolume(&source, &volume, &slot).await?;

@@ -8,7 +8,7 @@ use tonic::Status;
 
 use super::ControllerService;
 use super::capacity::Range;
-use super::volume::{require_complete, volume_slot};
+use super::volume::{only_when_missing, require_complete, volume_slot};
 use crate::csi::v1::VolumeContentSource;
 use crate::csi::v1::volume_content_source::Type;
 use crate::rds::value::{ByteSize, Slot};
@@ -81,7 +81,10 @@ impl ControllerService {
                 let missing =
                     || Status::not_found(format!("{described} does not exist on the RDS"));
                 let slot = volume_slot(id).ok_or_else(missing)?;
-                let disk = self.volume_disk(&slot, id).await.map_err(|_| missing())?;
+                let disk = self
+                    .volume_disk(&slot, id)
+                    .await
+                    .map_err(|status| only_when_missing(status, missing))?;
                 require_complete(&disk, id)?;
                 // A volume in its own subvolume clones as a Btrfs snapshot of it.
                 let file = disk.file_path.as_deref().unwrap_or_default();

@@ -2,7 +2,7 @@
 
 use std::collections::HashMap;
 
-use tonic::Status;
+use tonic::{Code, Status};
 
 use super::ControllerService;
 use crate::csi::v1::volume_content_source::{SnapshotSource, Type, VolumeSource};
@@ -23,6 +23,16 @@ pub fn volume_slot(volume_id: &str) -> Option<Slot> {
 
 pub fn not_found(volume_id: &str) -> Status {
     Status::not_found(format!("volume {volume_id:?} does not exist on the RDS"))
+}
+
+/// `status` when a volume's disk could not be read, `missing()` when it is not there: an RDS
+/// that did not answer is a passing failure the caller retries, never a missing source (found by
+/// rds-chaos, with a restart of the RDS during a clone and during a snapshot).
+pub fn only_when_missing(status: Status, missing: impl FnOnce() -> Status) -> Status {
+    match status.code() {
+        Code::NotFound => missing(),
+        _ => status,
+    }
 }
 
 /// The metadata of a disk this driver made as a volume.

@@ -9,12 +9,13 @@
 //! the snapshot, then removes both subvolumes. On a pool that is not Btrfs it is unavailable.
 
 use std::fmt;
+use std::time::Duration;
 
 use rand::Rng;
 
 use super::{Method, Target};
 use crate::rds::command::DiskSpec;
-use crate::rds::disk::RdsClient;
+use crate::rds::disk::{RdsClient, RdsError};
 use crate::rds::value::{ByteSize, Comment, FileText, RosPath, Slot};
 
 /// What a probe showed about one method.
@@ -78,7 +79,7 @@ pub async fn probe(rds: &RdsClient, dir: &RosPath, method: Method) -> Outcome {
     };
     let mut leftovers = Vec::new();
     for (slot, file) in [&target, &source] {
-        if let Err(error) = rds.remove(slot, file).await {
+        if let Err(error) = remove(rds, slot, file).await {
             leftovers.push(format!(
                 "remove disk {slot} and file {file} by hand: {error}"
             ));
@@ -88,6 +89,28 @@ pub async fn probe(rds: &RdsClient, dir: &RosPath, method: Method) -> Outcome {
         method,
         verdict,
         leftovers,
+    }
+}
+
+/// Removal attempts of a probe disk and its file before it is reported as left behind.
+const REMOVE_ATTEMPTS: u32 = 4;
+
+/// Removes a probe disk and its file, trying again after a failure: nobody retries a probe's
+/// clean-up, so a dropped connection or a passing error must not leave the files on the RDS
+/// (found by rds-chaos). A removal is idempotent, so trying again completes one cut short.
+async fn remove(rds: &RdsClient, slot: &Slot, file: &RosPath) -> Result<(), RdsError> {
+    let mut pause = Duration::from_millis(100);
+    let mut attempt = 1;
+    loop {
+        match rds.remove(slot, file).await {
+            Err(error) if attempt < REMOVE_ATTEMPTS => {
+                tracing::debug!(%slot, %error, attempt, "removing a probe disk failed; trying again");
+            }
+            done => return done,
+        }
+        tokio::time::sleep(pause).await;
+        pause *= 2;
+        attempt += 1;
     }
 }
 

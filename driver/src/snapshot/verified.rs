@@ -2,6 +2,7 @@
 //! appliance, before its first use, and refused when it does not copy data.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 
 use tokio::sync::Mutex;
 
@@ -39,7 +40,7 @@ impl Verified {
     /// has not been probed yet. A refusal names the methods that do copy data.
     pub async fn check(
         &self,
-        rds: &RdsClient,
+        rds: &Arc<RdsClient>,
         dir: &RosPath,
         method: Method,
     ) -> Result<(), Refused> {
@@ -79,7 +80,7 @@ impl Verified {
     async fn verdict(
         &self,
         verdicts: &mut HashMap<(RosVersion, Method), Verdict>,
-        rds: &RdsClient,
+        rds: &Arc<RdsClient>,
         dir: &RosPath,
         version: RosVersion,
         method: Method,
@@ -87,7 +88,15 @@ impl Verified {
         if let Some(verdict) = verdicts.get(&(version, method)) {
             return verdict.clone();
         }
-        let outcome = probe::probe(rds, dir, method).await;
+        // The probe runs as a task of its own: a CreateSnapshot whose deadline passes is
+        // dropped, and a probe dropped with it would leave its disks and files on the RDS
+        // (found by rds-chaos). The caller still waits for the verdict.
+        let (rds, dir) = (Arc::clone(rds), dir.clone());
+        let outcome =
+            match tokio::spawn(async move { probe::probe(&rds, &dir, method).await }).await {
+                Ok(outcome) => outcome,
+                Err(panicked) => std::panic::resume_unwind(panicked.into_panic()),
+            };
         for leftover in &outcome.leftovers {
             tracing::warn!(%method, "snapshot probe left something behind: {leftover}");
         }

@@ -182,3 +182,53 @@ async fn a_call_the_rds_cannot_answer_is_noticed_for_its_claim() {
         }
     );
 }
+
+/// Found by rds-chaos: an unpublish cut off between ending the export and making it again left
+/// the volume unexported; its retry found nothing to take off and every later publish failed its
+/// read-back. The retry and a publish now export the volume again.
+#[tokio::test]
+async fn a_volume_left_unexported_by_an_interrupted_unpublish_publishes_again() {
+    let mut plugin = Plugin::start().await;
+    let id = plugin
+        .create(create_request("pvc-interrupted", GIB, 0))
+        .await
+        .unwrap()
+        .volume_id;
+    plugin.publish(&id, NODE_A).await.unwrap();
+    plugin
+        .sim()
+        .inject(&Fault::Error {
+            pattern: "nvme-tcp-export=yes".into(),
+            text: "failure: execution error".into(),
+            count: 1,
+        })
+        .unwrap();
+    let unpublish = ControllerUnpublishVolumeRequest {
+        volume_id: id.clone(),
+        node_id: NODE_A.into(),
+        ..Default::default()
+    };
+    let cut_off = plugin
+        .controller
+        .controller_unpublish_volume(unpublish.clone())
+        .await;
+    assert!(cut_off.is_err(), "{cut_off:?}");
+    assert!(!plugin.disk(&id).unwrap().nvme_tcp_export);
+    plugin
+        .controller
+        .controller_unpublish_volume(unpublish)
+        .await
+        .unwrap();
+    // The retry finished the unpublish: exported, admitting no host.
+    let disk = plugin.disk(&id).unwrap();
+    assert!(disk.nvme_tcp_export);
+    assert_eq!(disk.nvme_tcp_server_nqn, volume_nqn(&id));
+    assert_eq!(disk.nvme_tcp_server_allow_host_name, FENCED_HOST);
+
+    let context = plugin.publish(&id, NODE_B).await.unwrap();
+    assert_eq!(context.get("nqn"), Some(&volume_nqn(&id)));
+    let disk = plugin.disk(&id).unwrap();
+    assert!(disk.nvme_tcp_export);
+    assert_eq!(disk.nvme_tcp_server_nqn, volume_nqn(&id));
+    assert_eq!(disk.nvme_tcp_server_allow_host_name, NODE_B);
+}

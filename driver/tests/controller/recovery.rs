@@ -203,3 +203,61 @@ async fn a_file_left_without_its_disk_is_replaced() {
     assert_eq!(volume.capacity_bytes, GIB);
     assert_eq!(plugin.disk(slot.as_str()).unwrap().file_size, GIB as u64);
 }
+
+/// Found by rds-chaos (a restart of the RDS during a clone): a source volume the RDS could not
+/// be asked about is a passing failure, not a missing source. NOT_FOUND would tell the
+/// provisioner the claim's data source is gone.
+#[tokio::test]
+async fn a_clone_whose_source_the_rds_cannot_answer_for_is_not_missing() {
+    let mut plugin = Plugin::start().await;
+    let source = plugin
+        .create(create_request("clone-source", GIB, 0))
+        .await
+        .unwrap();
+    let clone = crate::snapshot_data::from_volume("clone", &source.volume_id, GIB);
+    plugin
+        .sim()
+        .inject(&Fault::Error {
+            pattern: "^/disk print".into(),
+            text: "failure: execution error".into(),
+            count: 1,
+        })
+        .unwrap();
+    let failed = plugin.create(clone.clone()).await.unwrap_err();
+    assert_ne!(failed.code(), Code::NotFound, "{failed:?}");
+    assert!(failed.message().contains("execution error"), "{failed:?}");
+    let made = plugin.create(clone).await.unwrap();
+    assert_eq!(made.volume_id, ids::volume_id("clone").to_string());
+}
+
+/// Found by rds-chaos, like the clone above: a snapshot of a volume the RDS could not be asked
+/// about is refused with the RDS's failure, which the snapshotter retries, not NOT_FOUND.
+#[tokio::test]
+async fn a_snapshot_whose_source_the_rds_cannot_answer_for_is_not_missing() {
+    let mut plugin = Plugin::start().await;
+    let source = plugin
+        .create(create_request("snapshot-source", GIB, 0))
+        .await
+        .unwrap();
+    plugin
+        .sim()
+        .inject(&Fault::Error {
+            pattern: "^/disk print detail where slot=\"vol-".into(),
+            text: "failure: execution error".into(),
+            count: 1,
+        })
+        .unwrap();
+    let request = crate::snapshot_data::snapshot_request(
+        "snap",
+        &source.volume_id,
+        rds_csi::snapshot::Method::DiskCopy,
+    );
+    let failed = plugin
+        .controller
+        .create_snapshot(request.clone())
+        .await
+        .unwrap_err();
+    assert_ne!(failed.code(), Code::NotFound, "{failed:?}");
+    assert!(failed.message().contains("execution error"), "{failed:?}");
+    plugin.controller.create_snapshot(request).await.unwrap();
+}

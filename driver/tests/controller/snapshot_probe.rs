@@ -86,3 +86,82 @@ async fn doctor_reports_copy_from_in_both_switch_positions() {
     );
     env.sim.shutdown().await;
 }
+
+/// Found by rds-chaos: a probe whose clean-up met a passing failure left its files on the RDS,
+/// and nobody retries a probe's clean-up. It tries again now.
+#[tokio::test]
+async fn a_probe_cleans_up_after_a_failed_removal() {
+    let mut plugin = Plugin::start().await;
+    let volume = plugin.volume_with_data("v", 1).await;
+    plugin
+        .sim()
+        .inject(&Fault::Error {
+            pattern: "^/file remove".into(),
+            text: "failure: execution error".into(),
+            count: 1,
+        })
+        .unwrap();
+    plugin
+        .snapshot("s", &volume, Method::CopyFrom)
+        .await
+        .unwrap();
+    let state = plugin.state();
+    let left: Vec<_> = state
+        .disks
+        .iter()
+        .map(|d| d.slot.clone())
+        .chain(state.files.iter().map(|f| f.name.clone()))
+        .filter(|name| name.contains("probe-"))
+        .collect();
+    assert!(left.is_empty(), "{left:?}");
+}
+
+/// Found by rds-chaos: a CreateSnapshot whose deadline passed while the method was being probed
+/// was dropped with its probe, which never removed its disks and files. The probe now finishes
+/// by itself.
+#[tokio::test]
+async fn a_probe_outlives_the_call_that_started_it() {
+    let mut plugin = Plugin::start().await;
+    let volume = plugin.volume_with_data("v", 1).await;
+    plugin
+        .sim()
+        .inject(&Fault::Latency {
+            pattern: "^/disk add copy-from".into(),
+            fixed_ms: 600,
+            jitter_ms: 0,
+        })
+        .unwrap();
+    let mut request = tonic::Request::new(crate::snapshot_data::snapshot_request(
+        "s",
+        &volume,
+        Method::CopyFrom,
+    ));
+    request.set_timeout(std::time::Duration::from_millis(200));
+    let cut = plugin
+        .controller
+        .create_snapshot(request)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(cut.code(), Code::DeadlineExceeded | Code::Cancelled),
+        "{cut:?}"
+    );
+    let probe_files = |plugin: &Plugin| {
+        plugin
+            .state()
+            .files
+            .iter()
+            .filter(|f| f.name.contains("probe-"))
+            .count()
+    };
+    assert!(probe_files(&plugin) > 0, "the probe was still running");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while probe_files(&plugin) > 0 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the probe left {:?}",
+            plugin.state().files
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+}
