@@ -117,7 +117,18 @@ async fn main() -> anyhow::Result<()> {
             .host_public_key
             .fingerprint(russh::keys::HashAlg::Sha256)
     );
-    tokio::signal::ctrl_c().await?;
+    stop_requested().await?;
     running.shutdown().await;
     Ok(())
+}
+
+/// Ctrl-C, or SIGTERM: what `docker stop` and kubelet send. As a container's process 1 rds-sim
+/// gets no default action for SIGTERM, so without this a stop waited out the engine's grace
+/// period and ended in SIGKILL, an RDS crash rather than a reboot.
+async fn stop_requested() -> std::io::Result<()> {
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+    tokio::select! {
+        interrupted = tokio::signal::ctrl_c() => interrupted,
+        _ = term.recv() => Ok(()),
+    }
 }
