@@ -436,5 +436,8 @@ async fn sigterm_stops_the_binary_cleanly() {
         .await
         .expect("rds-sim still runs 20 s after SIGTERM")
         .unwrap();
-    assert!(status.success(), "rds-sim ended with {status:?} after SIGTERM");
+    assert!(
+        status.success(),
+        "rds-sim ended with {status:?} after SIGTERM"
+    );
 }
