@@ -89,7 +89,31 @@ pub fn ensure(binary: &Path) -> Result<String, ContainerError> {
             String::from_utf8_lossy(&imported.stderr)
         )));
     }
+    remove_older_than(&tag);
     Ok(tag)
+}
+
+/// Removes this module's images of other binaries, so that rebuilding does not fill the disk.
+/// An image a container still uses stays (the engine refuses): its suite removes the container.
+fn remove_older_than(tag: &str) {
+    let Ok(listed) = Command::new("docker")
+        .args([
+            "image",
+            "ls",
+            "--format",
+            "{{.Repository}}:{{.Tag}}",
+            REPOSITORY,
+        ])
+        .output()
+    else {
+        return;
+    };
+    for other in String::from_utf8_lossy(&listed.stdout)
+        .lines()
+        .filter(|other| *other != tag)
+    {
+        let _ = Command::new("docker").args(["image", "rm", other]).output();
+    }
 }
 
 fn hex12(digest: &[u8]) -> String {

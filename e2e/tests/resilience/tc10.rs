@@ -7,6 +7,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, ensure};
 use rds_csi::csi::v1::{DeleteVolumeRequest, ListVolumesRequest};
 use rds_e2e::requests;
+use rds_sim::faults::{CrashPoint, Fault};
 use tonic::{Code, Status};
 
 use super::rig::{Rig, SIZE, guest, mounted_volume, rds, retried};
@@ -17,6 +18,9 @@ const RPC_DEADLINE: Duration = Duration::from_secs(10);
 /// How long the controller may take to serve again once the RDS is back: its breaker's open
 /// period (30 s by default) plus a reconnect.
 const RECOVERY: Duration = Duration::from_secs(90);
+/// ListVolumes calls during the outage, each failing to connect, by which the breaker (5 failed
+/// connection attempts by default) must have opened.
+const BREAKER_CALLS: usize = 12;
 const PARAMETERS: [(&str, &str); 3] = [
     ("ctrlLossTmo", "120"),
     ("reconnectDelay", "1"),
@@ -57,7 +61,26 @@ pub fn rds_restart(rig: &Rig, outage: Outage) -> anyhow::Result<()> {
     let writer = Writer::start(rig, &writing.target)?;
     writer.await_acks(rig, 3, Duration::from_secs(30))?;
 
+    // The first CreateVolume's `/disk add` commits, and its reply is lost with the connection
+    // (rds-sim's after-commit crash): the provisioner will retry it across the outage.
     let container = rds(rig);
+    let name = format!("pvc-resil-tc10-retried-{outage:?}").to_lowercase();
+    let request = requests::create_volume(&name, SIZE, &Default::default());
+    let mut controller = rig.controller.clone();
+    rig.block_on(container.inject(&Fault::Crash {
+        pattern: "^/disk add ".into(),
+        point: CrashPoint::AfterCommit,
+        count: 1,
+    }))?;
+    let (first, took) = within_deadline(
+        rig,
+        "CreateVolume",
+        controller.create_volume(request.clone()),
+    )?;
+    eprintln!(
+        "tc10: {outage:?}: the first CreateVolume, its reply lost, answered in {took:.2?}: {first:?}"
+    );
+
     rig.block_on(async {
         match outage {
             Outage::Restart => container.stop().await,
@@ -66,10 +89,9 @@ pub fn rds_restart(rig: &Rig, outage: Outage) -> anyhow::Result<()> {
     })
     .with_context(|| format!("{outage:?}"))?;
 
-    // The controller, during the outage: each call answers UNAVAILABLE before its deadline.
-    let name = format!("pvc-resil-tc10-retried-{outage:?}").to_lowercase();
-    let request = requests::create_volume(&name, SIZE, &Default::default());
-    let mut controller = rig.controller.clone();
+    // The controller, during the outage: each call answers UNAVAILABLE before its deadline,
+    // the retried CreateVolume as much as the calls after it, until the breaker opens and they
+    // fail fast.
     let (created, took) = within_deadline(
         rig,
         "CreateVolume",
@@ -86,19 +108,30 @@ pub fn rds_restart(rig: &Rig, outage: Outage) -> anyhow::Result<()> {
         "tc10: {outage:?}: CreateVolume answered UNAVAILABLE in {took:.2?}: {}",
         status.message()
     );
-    let (listed, took) = within_deadline(
-        rig,
-        "ListVolumes",
-        controller.list_volumes(ListVolumesRequest::default()),
-    )?;
-    let status = listed
-        .err()
-        .context("ListVolumes succeeded with the RDS down")?;
-    ensure!(
-        status.code() == Code::Unavailable,
-        "ListVolumes during the outage: {status:?}"
-    );
-    eprintln!("tc10: {outage:?}: ListVolumes answered UNAVAILABLE in {took:.2?}");
+    let mut open = None;
+    for _ in 0..BREAKER_CALLS {
+        let (listed, took) = within_deadline(
+            rig,
+            "ListVolumes",
+            controller.list_volumes(ListVolumesRequest::default()),
+        )?;
+        let status = listed
+            .err()
+            .context("ListVolumes succeeded with the RDS down")?;
+        ensure!(
+            status.code() == Code::Unavailable,
+            "ListVolumes during the outage: {status:?}"
+        );
+        eprintln!("tc10: {outage:?}: ListVolumes answered UNAVAILABLE in {took:.2?}");
+        if status.message().contains("failed in a row") {
+            open = Some(took);
+            break;
+        }
+    }
+    let open = open.with_context(|| {
+        format!("the controller's breaker did not open after {BREAKER_CALLS} failed calls")
+    })?;
+    eprintln!("tc10: {outage:?}: the breaker is open: calls fail in {open:.2?}");
 
     rig.block_on(container.start_again())
         .context("starting rds-sim again")?;
