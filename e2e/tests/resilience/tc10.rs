@@ -48,6 +48,23 @@ fn within_deadline<T>(
     Ok((outcome, started.elapsed()))
 }
 
+/// One controller call during the outage: UNAVAILABLE within the deadline, and how long it took.
+fn unavailable<T>(
+    rig: &Rig,
+    what: &str,
+    call: impl Future<Output = Result<T, Status>>,
+) -> anyhow::Result<(Status, Duration)> {
+    let (outcome, took) = within_deadline(rig, what, call)?;
+    let status = outcome
+        .err()
+        .with_context(|| format!("{what} succeeded with the RDS down"))?;
+    ensure!(
+        status.code() == Code::Unavailable,
+        "{what} during the outage: {status:?}"
+    );
+    Ok((status, took))
+}
+
 pub fn rds_restart(rig: &Rig, outage: Outage) -> anyhow::Result<()> {
     let writing = mounted_volume(rig, "pvc-resil-tc10-writer", &PARAMETERS, "tc10")?;
     let written = mounted_volume(rig, "pvc-resil-tc10-written", &PARAMETERS, "tc10")?;
@@ -92,36 +109,22 @@ pub fn rds_restart(rig: &Rig, outage: Outage) -> anyhow::Result<()> {
     // The controller, during the outage: each call answers UNAVAILABLE before its deadline,
     // the retried CreateVolume as much as the calls after it, until the breaker opens and they
     // fail fast.
-    let (created, took) = within_deadline(
+    let (status, took) = unavailable(
         rig,
         "CreateVolume",
         controller.create_volume(request.clone()),
     )?;
-    let status = created
-        .err()
-        .context("CreateVolume succeeded with the RDS down")?;
-    ensure!(
-        status.code() == Code::Unavailable,
-        "CreateVolume during the outage: {status:?}"
-    );
     eprintln!(
         "tc10: {outage:?}: CreateVolume answered UNAVAILABLE in {took:.2?}: {}",
         status.message()
     );
     let mut open = None;
     for _ in 0..BREAKER_CALLS {
-        let (listed, took) = within_deadline(
+        let (status, took) = unavailable(
             rig,
             "ListVolumes",
             controller.list_volumes(ListVolumesRequest::default()),
         )?;
-        let status = listed
-            .err()
-            .context("ListVolumes succeeded with the RDS down")?;
-        ensure!(
-            status.code() == Code::Unavailable,
-            "ListVolumes during the outage: {status:?}"
-        );
         eprintln!("tc10: {outage:?}: ListVolumes answered UNAVAILABLE in {took:.2?}");
         if status.message().contains("failed in a row") {
             open = Some(took);
