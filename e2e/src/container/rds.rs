@@ -185,6 +185,21 @@ impl RdsContainer {
             .collect())
     }
 
+    /// The lines of the commands of menu path `path` (`/disk/add`) rds-sim has run since it
+    /// started, from the control API's command log.
+    pub async fn commands(&self, path: &str) -> Result<Vec<String>, ContainerError> {
+        let (status, body) = self.http("GET", "/log", "").await?;
+        let log: serde_json::Value = serde_json::from_str(&body)
+            .map_err(|e| self.control_error(format!("/log {status}: {e}: {body:?}")))?;
+        Ok(log
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter(|record| record["command"]["path"] == path)
+            .filter_map(|record| record["line"].as_str().map(str::to_owned))
+            .collect())
+    }
+
     /// A reboot: `docker stop` (SIGTERM; rds-sim shuts down) and start; waits until it serves.
     pub async fn restart(&self) -> Result<(), ContainerError> {
         self.stop().await?;

@@ -84,6 +84,7 @@ pub fn rds_restart(rig: &Rig, outage: Outage) -> anyhow::Result<()> {
     let name = format!("pvc-resil-tc10-retried-{outage:?}").to_lowercase();
     let request = requests::create_volume(&name, SIZE, &Default::default());
     let mut controller = rig.controller.clone();
+    let adds_before = rig.block_on(container.commands("/disk/add"))?;
     rig.block_on(container.inject(&Fault::Crash {
         pattern: "^/disk add ".into(),
         point: CrashPoint::AfterCommit,
@@ -94,8 +95,16 @@ pub fn rds_restart(rig: &Rig, outage: Outage) -> anyhow::Result<()> {
         "CreateVolume",
         controller.create_volume(request.clone()),
     )?;
+    let first = first.map_or_else(|status| format!("{status:?}"), |_| "OK".to_owned());
     eprintln!(
-        "tc10: {outage:?}: the first CreateVolume, its reply lost, answered in {took:.2?}: {first:?}"
+        "tc10: {outage:?}: the first CreateVolume (its reply lost once) answered in {took:.2?}: {first}"
+    );
+    let adds = rig.block_on(container.commands("/disk/add"))?;
+    let adds = &adds[adds_before.len().min(adds.len())..];
+    ensure!(
+        adds.len() == 1,
+        "{} `/disk add` commands ran for one CreateVolume: {adds:#?}",
+        adds.len()
     );
 
     rig.block_on(async {
