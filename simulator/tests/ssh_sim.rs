@@ -317,8 +317,12 @@ fn spawn_binary(data: &Path, keys: &Path) -> tokio::process::Child {
         .arg(data)
         .arg("--authorized-keys")
         .arg(keys)
+        // Port 0 for the NVMe/TCP target too: tests spawning the binary at once would share its
+        // default, 4420.
         .args([
             "--ssh-listen",
+            "127.0.0.1:0",
+            "--nvme-listen",
             "127.0.0.1:0",
             "--pool",
             "storage-pool:10GiB",
