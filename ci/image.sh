@@ -30,23 +30,6 @@ fail() {
 docker=docker
 [ -x /usr/bin/docker ] && docker=/usr/bin/docker
 
-engine() {
-  $docker info >/dev/null 2>&1 && return
-  if ! command -v dockerd >/dev/null; then
-    say "installing Debian's docker.io"
-    DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends docker.io >/dev/null
-    [ -x /usr/bin/docker ] && docker=/usr/bin/docker
-  fi
-  say "starting dockerd (no bridge, no iptables: builds need no network of their own)"
-  mkdir -p "$root/.cache/image"
-  nohup dockerd --iptables=false --bridge=none >"$root/.cache/image/dockerd.log" 2>&1 &
-  for _ in $(seq 60); do
-    $docker info >/dev/null 2>&1 && return
-    sleep 0.5
-  done
-  fail "dockerd did not start; see .cache/image/dockerd.log"
-}
-
 pullable() { $docker pull -q "$1" >/dev/null 2>&1; }
 
 runtime_base() {
@@ -72,12 +55,11 @@ runtime_base() {
   echo "$base"
 }
 
-engine
+bash ci/docker.sh || fail "no Docker engine (ci/docker.sh)"
 mkdir -p "$root/.cache/image"
 runtime=$(runtime_base)
 args=(--build-arg "RUNTIME_IMAGE=$runtime")
-# Our own base already has the tools, and the engine this script starts has no bridge for a RUN
-# step's network.
+# Our own base already has the tools: a RUN step needs no network.
 [ "$runtime" = "$base" ] && args+=(--network none)
 if pullable rust:1.95-bookworm; then
   args+=(--build-arg BINARY=build)
@@ -111,8 +93,8 @@ $docker run --rm --user 0 --entrypoint mkfs.ext4 "$tag" -q -F /tmp/probe 8M ||
 [ "$($docker image inspect -f '{{.Config.User}}' "$tag")" = 65532:65532 ] ||
   fail "the image's user is not 65532"
 
-# rds-sim serves SSH: its banner on the port it was told (the host's network: the engine this
-# script starts has no bridge). A port another program took meanwhile only costs a new try.
+# rds-sim serves SSH: its banner on the port it was told (the host's network: nothing to find out
+# about the container's address). A port another program took meanwhile only costs a new try.
 sim_answers() {
   local ssh_port=$((20000 + RANDOM % 20000)) container banner="" answered=1
   container=$($docker run -d --network host -e RDS_SIM_PASSWORD=probe "$sim_tag" \

@@ -5,7 +5,10 @@
 #   - csi-sanity, etcd, kube-apiserver, kube-controller-manager, the chart's sidecars and the
 #     snapshot CRDs, built from their Go modules (ci/go-tools.sh, .cache/go-tools);
 #   - helm and kubectl (ci/chart.sh --tools, .cache/tools);
-#   - cargo-nextest, pinned, from the Rust crate registry when it is missing.
+#   - cargo-nextest, pinned, from the Rust crate registry when it is missing;
+#   - a Docker engine (ci/docker.sh: Debian's docker.io, started when none answers) and the
+#     release rds-sim, which the resilience suite runs in a container (its image is made from
+#     that binary by the suite, once per binary).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 nextest_version=0.9.128
@@ -36,6 +39,10 @@ if ! cargo nextest --version >/dev/null 2>&1; then
     "cargo-nextest@$nextest_version"
 fi
 cargo nextest run --workspace --no-run
+# The resilience suite's rds-sim container: an engine, and the release binary its image holds.
+# Without an engine here the suite says why; in CI that fails it.
+bash ci/docker.sh || echo "ci/test.sh: no Docker engine; the resilience suite will say so" >&2
+cargo build --release --locked -p rds-sim --bin rds-sim
 for job in "go-tools:$go_tools" "chart-tools:$chart_tools"; do
   if ! wait "${job#*:}"; then
     cat "$logs/${job%%:*}.log" >&2

@@ -62,7 +62,7 @@ fn modified(path: &Path) -> Option<std::time::SystemTime> {
 }
 
 /// The latest modification time of any file under `dir`.
-fn newest_modification(dir: &Path) -> Option<std::time::SystemTime> {
+pub(crate) fn newest_modification(dir: &Path) -> Option<std::time::SystemTime> {
     let mut newest = None;
     for entry in std::fs::read_dir(dir).ok()?.flatten() {
         let path = entry.path();

@@ -6,6 +6,7 @@
 pub mod binaries;
 pub mod cluster;
 pub mod config;
+pub mod container;
 pub mod csi_sanity;
 pub mod driver_server;
 pub mod fixture;

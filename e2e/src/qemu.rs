@@ -17,6 +17,7 @@ mod cpio;
 mod error;
 mod image;
 pub mod kernel_node;
+pub mod kubelet_calls;
 pub mod node_plugin;
 pub mod nvme;
 

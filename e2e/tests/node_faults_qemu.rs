@@ -11,9 +11,9 @@
 use std::collections::HashMap;
 
 use rds_csi::csi::v1::volume_capability::access_mode::Mode;
-use rds_csi::csi::v1::{NodeUnpublishVolumeRequest, NodeUnstageVolumeRequest, VolumeCapability};
 use rds_csi::node::crash::CrashPoint;
-use rds_e2e::qemu::kernel_node::{KernelNodeRig, PublishedVolume};
+use rds_e2e::qemu::kernel_node::KernelNodeRig;
+use rds_e2e::qemu::kubelet_calls::Kubelet;
 use rds_e2e::qemu::node_plugin::NodePluginConfig;
 use rds_e2e::requests;
 
@@ -33,53 +33,6 @@ const CASES: [(CrashPoint, bool); 7] = [
     (CrashPoint::DeviceNode, true),
     (CrashPoint::Linked, true),
 ];
-
-/// One volume's kubelet paths and requests.
-struct Kubelet {
-    volume: PublishedVolume,
-    capability: VolumeCapability,
-    staging: String,
-    target: String,
-}
-
-impl Kubelet {
-    fn stage(&self, rig: &KernelNodeRig) -> Result<(), tonic::Status> {
-        let mut node = rig.node.clone();
-        let request = self
-            .volume
-            .stage_request(&self.staging, self.capability.clone());
-        rig.block_on(node.node_stage_volume(request)).map(drop)
-    }
-
-    fn publish(&self, rig: &KernelNodeRig) -> Result<(), tonic::Status> {
-        let mut node = rig.node.clone();
-        let request = self.volume.publish_request(
-            &self.staging,
-            &self.target,
-            self.capability.clone(),
-            false,
-        );
-        rig.block_on(node.node_publish_volume(request)).map(drop)
-    }
-
-    fn unpublish(&self, rig: &KernelNodeRig) -> Result<(), tonic::Status> {
-        let mut node = rig.node.clone();
-        rig.block_on(node.node_unpublish_volume(NodeUnpublishVolumeRequest {
-            volume_id: self.volume.id.clone(),
-            target_path: self.target.clone(),
-        }))
-        .map(drop)
-    }
-
-    fn unstage(&self, rig: &KernelNodeRig) -> Result<(), tonic::Status> {
-        let mut node = rig.node.clone();
-        rig.block_on(node.node_unstage_volume(NodeUnstageVolumeRequest {
-            volume_id: self.volume.id.clone(),
-            staging_target_path: self.staging.clone(),
-        }))
-        .map(drop)
-    }
-}
 
 type Call = fn(&Kubelet, &KernelNodeRig) -> Result<(), tonic::Status>;
 
@@ -114,12 +67,7 @@ fn killed_at(rig: &mut KernelNodeRig, index: usize, point: CrashPoint, block: bo
     let volume = rig
         .create_and_publish(&name, SIZE, &HashMap::new(), capability.clone())
         .unwrap();
-    let kubelet = Kubelet {
-        staging: format!("/var/lib/kubelet/plugins/rds/staging/{}", volume.id),
-        target: format!("/var/lib/kubelet/pods/faults/volumes/{}", volume.id),
-        volume,
-        capability,
-    };
+    let kubelet = Kubelet::new(volume, capability, "faults");
     let steps: [(&str, Call); 2] = [("stage", Kubelet::stage), ("publish", Kubelet::publish)];
 
     rig.plugin.restart(Some(point.name())).unwrap();

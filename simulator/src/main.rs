@@ -72,6 +72,9 @@ async fn main() -> anyhow::Result<()> {
         .with_writer(std::io::stderr)
         .init();
     let cli = Cli::parse();
+    // Before anything is served, so that a stop at any moment after the first line printed finds
+    // the handler in place.
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
     let authorized_keys = match &cli.authorized_keys {
         Some(path) => read_authorized_keys(path)?,
         None => Vec::new(),
@@ -117,7 +120,17 @@ async fn main() -> anyhow::Result<()> {
             .host_public_key
             .fingerprint(russh::keys::HashAlg::Sha256)
     );
-    tokio::signal::ctrl_c().await?;
+    stop_requested(&mut term).await?;
     running.shutdown().await;
     Ok(())
+}
+
+/// Ctrl-C, or SIGTERM: what `docker stop` and kubelet send. As a container's process 1 rds-sim
+/// gets no default action for SIGTERM, so without this a stop waited out the engine's grace
+/// period and ended in SIGKILL, an RDS crash rather than a reboot.
+async fn stop_requested(term: &mut tokio::signal::unix::Signal) -> std::io::Result<()> {
+    tokio::select! {
+        interrupted = tokio::signal::ctrl_c() => interrupted,
+        _ = term.recv() => Ok(()),
+    }
 }

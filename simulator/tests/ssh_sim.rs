@@ -317,8 +317,12 @@ fn spawn_binary(data: &Path, keys: &Path) -> tokio::process::Child {
         .arg(data)
         .arg("--authorized-keys")
         .arg(keys)
+        // Port 0 for the NVMe/TCP target too: tests spawning the binary at once would share its
+        // default, 4420.
         .args([
             "--ssh-listen",
+            "127.0.0.1:0",
+            "--nvme-listen",
             "127.0.0.1:0",
             "--pool",
             "storage-pool:10GiB",
@@ -413,5 +417,31 @@ async fn the_error_stream_switch_sends_refusals_to_stdout_or_stderr() {
     assert_eq!(
         fx.ok("/system identity print").await.trim(),
         "name: MikroTik"
+    );
+}
+
+/// SIGTERM (`docker stop`, kubelet) stops the binary cleanly: as a container's process 1 it
+/// would otherwise ignore the signal and be killed at the end of the grace period.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_stops_the_binary_cleanly() {
+    let dir = tempfile::tempdir().unwrap();
+    let client = load_or_generate_host_key(&dir.path().join("id_admin")).unwrap();
+    let keys = dir.path().join("authorized_keys");
+    std::fs::write(&keys, client.public_key().to_openssh().unwrap()).unwrap();
+    let mut child = spawn_binary(&dir.path().join("data"), &keys);
+    ssh_port(&mut child).await;
+    let pid = child.id().unwrap().to_string();
+    let sent = std::process::Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .unwrap();
+    assert!(sent.success());
+    let status = tokio::time::timeout(std::time::Duration::from_secs(20), child.wait())
+        .await
+        .expect("rds-sim still runs 20 s after SIGTERM")
+        .unwrap();
+    assert!(
+        status.success(),
+        "rds-sim ended with {status:?} after SIGTERM"
     );
 }

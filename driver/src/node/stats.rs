@@ -8,7 +8,7 @@ use tonic::Status;
 use super::NodeCore;
 use super::context::require;
 use super::host::mount::is_stale;
-use super::host::{Attached, Unhealthy, Usage};
+use super::host::{Attached, FsType, Unhealthy, Usage};
 use crate::csi::v1::volume_usage::Unit;
 use crate::csi::v1::{
     NodeGetVolumeStatsRequest, NodeGetVolumeStatsResponse, VolumeCondition, VolumeUsage,
@@ -21,7 +21,15 @@ impl NodeCore {
     ) -> Result<NodeGetVolumeStatsResponse, Status> {
         require("volume_id", &request.volume_id)?;
         let path = self.lookup_path(&request.volume_id, "volume_path", &request.volume_path)?;
-        let attached = self.attached_at(&request.volume_id, &path)?;
+        let attached = match self.attached_at(&request.volume_id, &path) {
+            Ok(attached) => attached,
+            Err(not_found) => {
+                return match self.given_up(&request.volume_id, &path)? {
+                    Some(condition) => Ok(answer(Vec::new(), condition)),
+                    None => Err(not_found),
+                };
+            }
+        };
         let health = self.host.fabric.health(&attached);
         let device = attached.device.as_ref();
         if let Some(dev) = self.host.mounts.device_node(&path)? {
@@ -60,6 +68,35 @@ impl NodeCore {
             )
         });
         Ok(answer(usage, condition(&attached, health, stale)))
+    }
+}
+
+impl NodeCore {
+    /// The condition of a volume that has no controller here any more but is still mounted (or
+    /// has its device node) at `path`, on a device the kernel no longer has: the kernel gave the
+    /// controller up when the RDS stayed away longer than `ctrlLossTmo`. The pod still uses the
+    /// path and its I/O fails; NOT_FOUND would leave kubelet nothing to report.
+    fn given_up(&self, volume_id: &str, path: &Path) -> Result<Option<VolumeCondition>, Status> {
+        let dev = match self.host.mounts.device_node(path)? {
+            Some(dev) => Some(dev),
+            None => self
+                .mount_at(path)?
+                .filter(|m| m.fs_type.parse::<FsType>().is_ok())
+                .map(|m| m.dev),
+        };
+        Ok(dev
+            .filter(|dev| !self.host.mounts.is_block_device(*dev))
+            .map(|dev| VolumeCondition {
+                abnormal: true,
+                message: format!(
+                    "volume {volume_id} has no NVMe/TCP controller on this node any more (the \
+                     kernel gives one up when the RDS stays unreachable longer than ctrlLossTmo), \
+                     yet {} still holds its device {dev}: every I/O fails. Once the RDS is \
+                     reachable, restart the pod: NodeUnpublish, NodeUnstage, NodeStage and \
+                     NodePublish connect it again",
+                    path.display()
+                ),
+            }))
     }
 }
 

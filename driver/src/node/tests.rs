@@ -770,6 +770,33 @@ fn stats_report_usage_and_the_condition() {
     assert!(condition.message.contains("gone"), "{}", condition.message);
 }
 
+/// The kernel gave the controller up (ctrlLossTmo ran out) while the volume was staged and
+/// published: both paths still hold the dead device, and stats calls the volume abnormal with
+/// the recovery instead of NOT_FOUND.
+#[test]
+fn stats_call_a_given_up_controller_abnormal() {
+    let c = case();
+    c.stage();
+    let target = c.path("target");
+    c.core()
+        .publish(c.publish_request("target", mount(Mode::SingleNodeWriter)))
+        .unwrap();
+    c.fake.state().attached.remove(VOLUME);
+    for path in [c.path("staging"), target] {
+        let condition = c.stats(&path).unwrap().volume_condition.unwrap();
+        assert!(condition.abnormal, "{condition:?}");
+        assert!(
+            condition.message.contains("ctrlLossTmo")
+                && condition.message.contains("restart the pod"),
+            "{}",
+            condition.message
+        );
+    }
+    let unmounted = c.path("elsewhere");
+    std::fs::create_dir_all(&unmounted).unwrap();
+    assert_eq!(code(c.stats(&unmounted)), Code::NotFound);
+}
+
 #[test]
 fn expand_rescans_and_grows_the_file_system() {
     let c = case();

@@ -42,8 +42,31 @@ impl RigError {
     }
 }
 
-pub struct KernelNodeRig {
-    pub sim: SimTarget,
+/// The RDS a rig runs against: the runtime the host's side runs on, and the `[rds]` table that
+/// reaches it from the host (the controller's SSH) and from the guest (NVMe/TCP).
+pub trait RigRds {
+    fn runtime(&self) -> &tokio::runtime::Runtime;
+    fn rds_table(&self) -> toml::Table;
+    fn shutdown(self);
+}
+
+/// rds-sim in-process on the host's loopback, which the guest reaches at [`HOST_ADDR`].
+impl RigRds for SimTarget {
+    fn runtime(&self) -> &tokio::runtime::Runtime {
+        SimTarget::runtime(self)
+    }
+
+    fn rds_table(&self) -> toml::Table {
+        self.rds_config(HOST_ADDR)
+    }
+
+    fn shutdown(self) {
+        SimTarget::shutdown(self);
+    }
+}
+
+pub struct KernelNodeRig<R: RigRds = SimTarget> {
+    pub sim: R,
     pub plugin: NodePlugin,
     pub controller: ControllerClient<Channel>,
     pub node: NodeClient<Channel>,
@@ -105,13 +128,25 @@ impl KernelNodeRig {
     pub fn start(
         dir: &Path,
         host_nqn: &str,
-        mut plugin: NodePluginConfig,
+        plugin: NodePluginConfig,
     ) -> Result<KernelNodeRig, RigError> {
-        let sim = SimTarget::start(dir)?;
+        KernelNodeRig::start_on(SimTarget::start(dir)?, dir, host_nqn, plugin)
+    }
+}
+
+impl<R: RigRds> KernelNodeRig<R> {
+    /// Boots the guest's node plugin with `plugin` (whose `[node]` table gains `host_nqn` and
+    /// fabric "kernel") and serves a controller on the host, both against `sim`.
+    pub fn start_on(
+        sim: R,
+        dir: &Path,
+        host_nqn: &str,
+        mut plugin: NodePluginConfig,
+    ) -> Result<KernelNodeRig<R>, RigError> {
         plugin.node.insert("hostNqn".into(), host_nqn.into());
         plugin.node.insert("fabric".into(), "kernel".into());
         let mut table = toml::Table::new();
-        table.insert("rds".into(), sim.rds_config(HOST_ADDR).into());
+        table.insert("rds".into(), sim.rds_table().into());
         table.insert("node".into(), plugin.node.clone().into());
         let config =
             Config::from_toml(&table.to_string()).map_err(|e| RigError::Controller(e.into()))?;
@@ -189,6 +224,6 @@ impl KernelNodeRig {
     }
 
     pub fn shutdown(self) {
-        self.sim.shutdown();
+        RigRds::shutdown(self.sim);
     }
 }

@@ -234,23 +234,33 @@ pub fn plugin_binary() -> Result<PathBuf, NodePluginError> {
 /// The shared libraries `binary` loads, as `(host path, guest path)`: the guest image lacks some
 /// (libm), and copies of the host's own files are always the right versions.
 fn shared_libraries(binary: &Path) -> Result<Vec<(PathBuf, String)>, NodePluginError> {
-    let failed = |reason: String| NodePluginError::Ldd {
+    let libraries = ldd_libraries(binary).map_err(|reason| NodePluginError::Ldd {
         binary: binary.to_owned(),
         reason,
-    };
+    })?;
+    Ok(libraries
+        .into_iter()
+        .map(|path| {
+            let inside = path.display().to_string();
+            (path, inside)
+        })
+        .collect())
+}
+
+/// The absolute paths `ldd` lists for `binary`: the libraries it loads and the dynamic loader.
+pub(crate) fn ldd_libraries(binary: &Path) -> Result<Vec<PathBuf>, String> {
     let output = std::process::Command::new("ldd")
         .arg(binary)
         .output()
-        .map_err(|e| failed(e.to_string()))?;
+        .map_err(|e| e.to_string())?;
     if !output.status.success() {
-        return Err(failed(String::from_utf8_lossy(&output.stderr).into_owned()));
+        return Err(String::from_utf8_lossy(&output.stderr).into_owned());
     }
     Ok(String::from_utf8_lossy(&output.stdout)
         .lines()
         .filter_map(|line| {
             let path = line.split("=>").last()?.split_whitespace().next()?;
-            path.starts_with('/')
-                .then(|| (PathBuf::from(path), path.to_owned()))
+            path.starts_with('/').then(|| PathBuf::from(path))
         })
         .collect())
 }
