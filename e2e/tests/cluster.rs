@@ -13,7 +13,9 @@ use kube::api::{DynamicObject, Patch, PatchParams};
 use kube::{Api, Client};
 use rds_e2e::cluster::objects::{self, NAMESPACE, Source};
 use rds_e2e::cluster::reach::{Cluster, PodVolume};
+use rds_e2e::cluster::target::ClusterTarget;
 use rds_e2e::cluster::trial::{CaseFuture, process_trial, trial};
+use rds_sim::faults::{CrashPoint, Fault};
 
 #[path = "cluster/failover.rs"]
 mod failover;
@@ -60,6 +62,13 @@ fn main() {
             Vec::new(),
             migration::NOT_ON_KIND,
             migration::migration_timeout,
+        ),
+        process_trial(
+            "cluster: TC-10 the RDS restarts under a mounted volume and a PVC whose answer was lost: one disk for it, the data intact",
+            Vec::new(),
+            "it crashes and restarts the in-process rds-sim (the kind cluster's rds-sim restarts with \
+             `kubectl rollout restart`, by hand)",
+            rds_restart,
         ),
         process_trial(
             "cluster: controller replicas fail over: leaders killed mid-burst, every PVC bound, one disk each, the driver's Lease moves",
@@ -254,6 +263,64 @@ async fn holds(cluster: Cluster<'_>, node: &str, in_use: bool) -> anyhow::Result
 async fn delete_claims(cluster: Cluster<'_>, claims: &[&str]) -> anyhow::Result<()> {
     remove_claims(&cluster.client(), claims).await?;
     cluster.rds().await?.ensure_empty()
+}
+
+/// TC-10 on the process cluster: a `/disk add` commits and its connection drops before the
+/// answer (external-provisioner's CreateVolume fails and is retried), then rds-sim restarts with
+/// every session dropped; the claim binds to exactly one disk, and the mounted volume keeps its
+/// data and takes new writes. The node here attaches in loop mode: the kernel initiator's side
+/// of TC-10 is the resilience suite's (`tests/resilience.rs`, QEMU).
+fn rds_restart(target: &mut ClusterTarget) -> CaseFuture<'_> {
+    Box::pin(async move {
+        let sim = target.sim().clone();
+        let cluster = Cluster::Processes(target);
+        let client = cluster.client();
+        let [node, _] = cluster.nodes();
+        let claim = objects::pvc("data", STORAGE_CLASS, "512Mi", false, Source::None);
+        objects::create(&client, &claim).await?;
+        objects::bound_volume(&client, "data").await?;
+        objects::create(&client, &objects::pod("writer", node, "data", false)).await?;
+        objects::running_pod(&client, "writer").await?;
+        let writer = PodVolume {
+            node,
+            pod: "writer",
+            block: false,
+        };
+        cluster.write_pattern(writer, 5, PATTERN_BYTES).await?;
+
+        sim.inject(&Fault::Crash {
+            pattern: "^/disk add".into(),
+            point: CrashPoint::AfterCommit,
+            count: 1,
+        })?;
+        let during = objects::pvc("during", STORAGE_CLASS, "512Mi", false, Source::None);
+        objects::create(&client, &during).await?;
+        let committed = tokio::time::Instant::now() + std::time::Duration::from_secs(60);
+        while sim.disks().len() < 2 {
+            anyhow::ensure!(
+                tokio::time::Instant::now() < committed,
+                "the PVC's /disk add never committed"
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
+        sim.inject(&Fault::Restart { downtime_ms: 5_000 })?;
+        let volume = objects::bound_volume(&client, "during").await?;
+        let name = volume.metadata.name.clone().unwrap_or_default();
+        let disks = sim.disks();
+        let made: Vec<&str> = disks
+            .iter()
+            .filter(|d| d.comment.as_deref().is_some_and(|c| c.contains(&name)))
+            .map(|d| d.slot.as_str())
+            .collect();
+        anyhow::ensure!(made.len() == 1, "disks for {name}: {made:?}, not one");
+        anyhow::ensure!(disks.len() == 2, "disks on the RDS: {disks:?}");
+        cluster.read_pattern(writer, 5, PATTERN_BYTES).await?;
+        cluster.write_pattern(writer, 6, PATTERN_BYTES).await?;
+        cluster.read_pattern(writer, 6, PATTERN_BYTES).await?;
+        let pods = Api::<Pod>::namespaced(client.clone(), NAMESPACE);
+        objects::delete_and_wait(pods, "writer").await?;
+        delete_claims(cluster, &["data", "during"]).await
+    })
 }
 
 /// Deletes the PVCs and waits until external-provisioner has deleted their volumes and PVs.

@@ -453,7 +453,7 @@ impl Sim {
             pool: PoolView {
                 name: engine.store.pool.name.clone(),
                 size: engine.store.pool.size,
-                free: engine.store.pool_free(engine.pool_full),
+                free: engine.pool_free(),
                 fs: engine.store.fs,
             },
             subvolumes: engine.store.subvolumes().to_vec(),

@@ -610,3 +610,30 @@ fn the_default_nqn_switch_names_a_disk_by_its_slot_or_leaves_it_empty() {
     let printed = ok(&mut e, r#"/disk print detail where slot="b""#);
     assert!(printed.contains(r#"nvme-tcp-server-nqn="""#), "{printed}");
 }
+
+#[test]
+fn the_allocation_switch_takes_a_disks_whole_size_from_free_or_only_what_is_written() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut e = engine(dir.path());
+    let before = e.pool_free();
+    ok(
+        &mut e,
+        r#"/disk add type=file file-path="storage-pool/a.img" file-size=1G slot="a""#,
+    );
+    assert!(before - e.pool_free() < 1 << 20, "a sparse file took space");
+    e.config.quirks.set("allocation", "preallocated").unwrap();
+    assert!(
+        before - e.pool_free() >= 1 << 30,
+        "the whole size was not taken"
+    );
+    // An add beyond what is left is refused, though the host has the room.
+    let left = e.pool_free();
+    let too_big = format!(
+        r#"/disk add type=file file-path="storage-pool/b.img" file-size={} slot="b""#,
+        left + (1 << 20)
+    );
+    assert_eq!(
+        refused(&mut e, &too_big).trim_end(),
+        "failure: not enough space"
+    );
+}

@@ -3,7 +3,8 @@
 //! the RDS did, which rds-sim switch position (`rds-sim --quirk NAME=POSITION`) matches it, and a
 //! line to paste back into the project's issue, so that the simulator follows the appliance.
 //!
-//! The grow, remove-exported, duplicate-nqn, slot-length and default-nqn probes write: each makes 1 MiB probe
+//! The grow, remove-exported, duplicate-nqn, slot-length, default-nqn and allocation probes
+//! write: each makes 1 MiB probe
 //! disks in `<pool>/<baseDir>` (the exported ones admitting no host), tries the operation and
 //! removes them again (and says so when it cannot).
 
@@ -32,6 +33,23 @@ pub struct Answer {
     pub saw: String,
     /// Probe disks or files that could not be removed.
     pub leftovers: Vec<String>,
+}
+
+impl Answer {
+    fn new(
+        item: u8,
+        switch: &'static str,
+        (position, saw): (Option<&'static str>, String),
+        leftovers: Vec<String>,
+    ) -> Answer {
+        Answer {
+            item,
+            switch,
+            position,
+            saw,
+            leftovers,
+        }
+    }
 }
 
 /// Every probe's answer.
@@ -98,6 +116,7 @@ pub async fn probe(config: &Config) -> Result<QuestionsReport, anyhow::Error> {
             slot_length(rds, &dir, &nonce).await,
             default_nqn(rds, &dir, &nonce).await,
             error_stream(rds, &nonce).await,
+            allocation(rds, &dir, &nonce).await,
         ],
     })
 }
@@ -114,13 +133,15 @@ async fn remove_missing(rds: &RdsClient, nonce: &str) -> Answer {
         Ok(text) => (None, format!("printed {:?}", text.trim())),
         Err(error) => (None, format!("failed: {error}")),
     };
-    Answer {
-        item: 6,
-        switch: "remove-missing",
-        position,
-        saw: format!("`{cmd}` for a disk that does not exist {saw}"),
-        leftovers: Vec::new(),
-    }
+    Answer::new(
+        6,
+        "remove-missing",
+        (
+            position,
+            format!("`{cmd}` for a disk that does not exist {saw}"),
+        ),
+        Vec::new(),
+    )
 }
 
 /// §13 item 11: whether a disk exported over NVMe/TCP can be removed.
@@ -162,13 +183,45 @@ async fn remove_exported(
             }
         }
     };
-    Answer {
-        item: 11,
-        switch: "remove-exported",
-        position,
-        saw,
-        leftovers: remove_probe(rds, &slot, &file).await,
-    }
+    answer_removing(11, "remove-exported", (position, saw), rds, &slot, &file).await
+}
+
+/// §13 item 12: whether a new file disk's size leaves the pool's free space at `add` (the probe
+/// disk is 64 MiB and never written).
+async fn allocation(rds: &RdsClient, dir: &RosPath, nonce: &str) -> Answer {
+    const SIZE: u64 = 64 << 20;
+    let (slot, file, mut spec) = probe_disk(dir, nonce, "a");
+    spec.size = ByteSize::new(SIZE).expect("64 MiB is a valid size");
+    let free = async || rds.capacity().await.map(|pool| pool.free);
+    let (position, saw) = match free().await {
+        Err(error) => (
+            None,
+            format!("the pool's free space could not be read: {error}"),
+        ),
+        Ok(before) => match rds.create(&spec).await {
+            Err(error) => (
+                None,
+                format!("the 64 MiB probe disk could not be made: {error}"),
+            ),
+            Ok(_) => match free().await {
+                Err(error) => (
+                    None,
+                    format!("the pool's free space could not be read: {error}"),
+                ),
+                Ok(after) => {
+                    let taken = before.saturating_sub(after);
+                    let saw = format!("`free` fell by {taken} bytes for a new 64 MiB file disk");
+                    let position = match taken {
+                        t if t >= SIZE => Some("preallocated"),
+                        t if t < SIZE / 4 => Some("sparse"),
+                        _ => None,
+                    };
+                    (position, saw)
+                }
+            },
+        },
+    };
+    answer_removing(12, "allocation", (position, saw), rds, &slot, &file).await
 }
 
 /// §13 item 8: which stream of an exec channel a refusal's text comes on (the driver reads both).
@@ -190,13 +243,7 @@ async fn error_stream(rds: &RdsClient, nonce: &str) -> Answer {
         ),
         Err(error) => (None, format!("`{cmd}` failed: {error}")),
     };
-    Answer {
-        item: 8,
-        switch: "error-stream",
-        position,
-        saw,
-        leftovers: Vec::new(),
-    }
+    Answer::new(8, "error-stream", (position, saw), Vec::new())
 }
 
 /// §13 item 4: whether a second disk may carry an NQN another disk has.
@@ -239,13 +286,7 @@ async fn duplicate_nqn(
     };
     let mut leftovers = remove_probe(rds, &second, &second_file).await;
     leftovers.extend(remove_probe(rds, &first, &first_file).await);
-    Answer {
-        item: 4,
-        switch: "duplicate-nqn",
-        position,
-        saw,
-        leftovers,
-    }
+    Answer::new(4, "duplicate-nqn", (position, saw), leftovers)
 }
 
 /// §13 item 14: whether `/disk add` takes a slot longer than the 32 characters the driver keeps
@@ -278,13 +319,7 @@ async fn slot_length(rds: &RdsClient, dir: &RosPath, nonce: &str) -> Answer {
         ),
         Err(error) => (None, format!("`/disk add` failed: {error}")),
     };
-    Answer {
-        item: 14,
-        switch: "slot-length",
-        position,
-        saw,
-        leftovers: remove_probe(rds, &slot, &file).await,
-    }
+    answer_removing(14, "slot-length", (position, saw), rds, &slot, &file).await
 }
 
 /// §13 item 2: the NQN a disk gets when `/disk add` names none (the driver always names one).
@@ -313,13 +348,7 @@ async fn default_nqn(rds: &RdsClient, dir: &RosPath, nonce: &str) -> Answer {
             },
         },
     };
-    Answer {
-        item: 2,
-        switch: "default-nqn",
-        position,
-        saw,
-        leftovers: remove_probe(rds, &slot, &file).await,
-    }
+    answer_removing(2, "default-nqn", (position, saw), rds, &slot, &file).await
 }
 
 /// Exports the probe disk `slot` without naming its NQN, and reads it back.
@@ -348,6 +377,18 @@ fn probe_disk(dir: &RosPath, nonce: &str, end: &str) -> (Slot, RosPath, DiskSpec
     (slot, file, spec)
 }
 
+/// The answer to §13 item `item`, once the probe disk `slot` and its `file` are removed again.
+async fn answer_removing(
+    item: u8,
+    switch: &'static str,
+    outcome: (Option<&'static str>, String),
+    rds: &RdsClient,
+    slot: &Slot,
+    file: &RosPath,
+) -> Answer {
+    Answer::new(item, switch, outcome, remove_probe(rds, slot, file).await)
+}
+
 /// Removes a probe disk and its file; what could not be removed, for the report.
 async fn remove_probe(rds: &RdsClient, slot: &Slot, file: &RosPath) -> Vec<String> {
     match rds.remove(slot, file).await {
@@ -371,13 +412,15 @@ async fn empty_print(rds: &RdsClient, nonce: &str) -> Answer {
         Ok(text) => (None, format!("printed {:?}", text.trim())),
         Err(error) => (None, format!("failed: {error}")),
     };
-    Answer {
-        item: 7,
-        switch: "empty-print",
-        position,
-        saw: format!("`{cmd}` for a disk that does not exist {saw}"),
-        leftovers: Vec::new(),
-    }
+    Answer::new(
+        7,
+        "empty-print",
+        (
+            position,
+            format!("`{cmd}` for a disk that does not exist {saw}"),
+        ),
+        Vec::new(),
+    )
 }
 
 /// §13 item 10: whether `/disk set … file-size=` grows an existing file disk.
@@ -410,11 +453,5 @@ async fn grow(rds: &RdsClient, dir: &RosPath, nonce: &str) -> Answer {
             Err(error) => (None, format!("`/disk set … file-size=` failed: {error}")),
         },
     };
-    Answer {
-        item: 10,
-        switch: "grow",
-        position,
-        saw,
-        leftovers: remove_probe(rds, &slot, &file).await,
-    }
+    answer_removing(10, "grow", (position, saw), rds, &slot, &file).await
 }

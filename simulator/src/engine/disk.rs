@@ -209,7 +209,7 @@ impl Engine {
     }
 
     fn ensure_space(&self, bytes: u64) -> Result<(), ExecError> {
-        if bytes > self.store.pool_free(self.pool_full) {
+        if bytes > self.pool_free() {
             return Err(failure("not enough space"));
         }
         Ok(())

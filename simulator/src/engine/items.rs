@@ -91,7 +91,7 @@ impl FileDiskItems {
 
 /// Every `/disk` item: the pool first, then the file disks in creation order.
 pub fn disk_items(engine: &Engine) -> Vec<Item> {
-    let mut items = vec![pool_item(&engine.store, engine.pool_full)];
+    let mut items = vec![pool_item(engine)];
     engine.file_disk_items.with(&engine.store, |disks| {
         items.extend(disks.iter().map(|(_, item)| Item::clone(item)));
     });
@@ -100,16 +100,17 @@ pub fn disk_items(engine: &Engine) -> Vec<Item> {
 
 /// The `/disk` items `expr` selects: only those are copied.
 pub fn select_disks(engine: &Engine, expr: Option<&Expr>) -> Result<Vec<Item>, ExecError> {
-    let pool = pool_item(&engine.store, engine.pool_full);
+    let pool = pool_item(engine);
     engine.file_disk_items.with(&engine.store, |disks| {
         let disks = disks.iter().map(|(_, item)| &**item);
         super::filter::select(std::iter::once(&pool).chain(disks), expr)
     })
 }
 
-fn pool_item(store: &Store, full: bool) -> Item {
+fn pool_item(engine: &Engine) -> Item {
+    let store = &engine.store;
     let size = store.pool.size;
-    let free = store.pool_free(full);
+    let free = engine.pool_free();
     let used_pct = if size == 0 {
         0
     } else {

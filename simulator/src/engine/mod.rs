@@ -202,6 +202,19 @@ impl Engine {
     }
 
     /// Parses `line` only: the statements it would run, or the error text.
+    /// The pool's free bytes as `/disk print` shows them and `add` checks them: measured on the
+    /// host for sparse files, or less the file disks' whole sizes when they are preallocated.
+    pub fn pool_free(&self) -> u64 {
+        let measured = self.store.pool_free(self.pool_full);
+        match self.config.quirks.allocation {
+            quirks::Allocation::Sparse => measured,
+            quirks::Allocation::Preallocated => {
+                let sizes: u64 = self.store.state.disks.iter().map(|d| d.file_size).sum();
+                measured.min(self.store.pool.size.saturating_sub(sizes))
+            }
+        }
+    }
+
     pub fn parse(line: &str) -> Result<Vec<Statement>, String> {
         script::parse(line, Menu::root()).map_err(|e| e.to_string())
     }

@@ -87,6 +87,17 @@ pub enum ErrorStream {
     Stderr,
 }
 
+/// §13 item 12: whether a new file disk's `file-size` is taken from the pool's free space at once.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Allocation {
+    /// Sparse: only blocks really written count (GO's unverified doc: "Allocates sparse file").
+    #[default]
+    Sparse,
+    /// Preallocated: every file disk's whole `file-size` counts against `free` from its `add`.
+    /// Modelled in the figures only: the backing files stay sparse on the host.
+    Preallocated,
+}
+
 /// The refusal rds-sim prints for [`DuplicateNqn::Refused`] (invented).
 pub const DUPLICATE_NQN_REFUSED: &str =
     "failure: nvme-tcp-server-nqn is already used by another disk";
@@ -109,6 +120,7 @@ pub struct Quirks {
     pub slot_length: SlotLength,
     pub default_nqn: DefaultNqn,
     pub error_stream: ErrorStream,
+    pub allocation: Allocation,
 }
 
 /// A switch's positions as an enum.
@@ -168,6 +180,11 @@ impl Position for ErrorStream {
     const NAMES: &'static [&'static str] = &["stdout", "stderr"];
 }
 
+impl Position for Allocation {
+    const ALL: &'static [Self] = &[Allocation::Sparse, Allocation::Preallocated];
+    const NAMES: &'static [&'static str] = &["sparse", "preallocated"];
+}
+
 /// One switch: its name, its positions (the default first) and the §13 item it answers.
 pub struct Switch {
     pub name: &'static str,
@@ -217,6 +234,11 @@ pub const SWITCHES: &[Switch] = &[
         positions: ErrorStream::NAMES,
         item: 8,
     },
+    Switch {
+        name: "allocation",
+        positions: Allocation::NAMES,
+        item: 12,
+    },
 ];
 
 impl Quirks {
@@ -240,6 +262,7 @@ impl Quirks {
             "slot-length" => assign(&mut self.slot_length, name, position),
             "default-nqn" => assign(&mut self.default_nqn, name, position),
             "error-stream" => assign(&mut self.error_stream, name, position),
+            "allocation" => assign(&mut self.allocation, name, position),
             _ => {
                 let names: Vec<_> = SWITCHES.iter().map(|s| s.name).collect();
                 Err(format!(
@@ -264,7 +287,7 @@ impl fmt::Display for Quirks {
         write!(
             f,
             "empty-print={} grow={} remove-missing={} remove-exported={} duplicate-nqn={} \
-             slot-length={} default-nqn={} error-stream={}",
+             slot-length={} default-nqn={} error-stream={} allocation={}",
             self.empty_print.name(),
             self.grow.name(),
             self.remove_missing.name(),
@@ -272,7 +295,8 @@ impl fmt::Display for Quirks {
             self.duplicate_nqn.name(),
             self.slot_length.name(),
             self.default_nqn.name(),
-            self.error_stream.name()
+            self.error_stream.name(),
+            self.allocation.name()
         )
     }
 }
