@@ -1,16 +1,19 @@
 //! What the RDS must hold once faults have stopped: exactly the volumes and snapshots the
 //! workload believes exist, each once, exported and allowed as published, with every
-//! acknowledged block intact; and after everything is deleted, nothing.
+//! acknowledged block intact; on the node's host, an attachment per staged volume and mounts only
+//! under the staged volumes' paths; and after everything is deleted, nothing.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::{Read, Seek, SeekFrom};
 
 use rds_csi::rds::allow_list;
+use rds_e2e::node_host::HostState;
 use rds_e2e::sim_rds::{BASE_DIR, NQN_PREFIX, POOL};
 use rds_sim::sim::Sim;
 use rds_sim::store::Disk;
 
 use crate::Failure;
+use crate::kubelet::Kubelet;
 use crate::model::{Blocks, Model, checksum};
 use crate::node::BLOCK_BYTES;
 
@@ -168,4 +171,66 @@ pub fn check_empty(sim: &Sim) -> Result<(), Failure> {
         ));
     }
     Ok(())
+}
+
+/// The node's host holds one attachment (loop device) per volume staged there and mounts only
+/// under those volumes' paths: an unstaged volume leaves nothing behind.
+pub fn check_host(
+    state: &HostState,
+    kubelet: &Kubelet,
+    staged: &BTreeSet<String>,
+) -> Result<(), Failure> {
+    if state.attachments.len() != staged.len() {
+        return Err(Failure::new(
+            "host-attachment",
+            format!(
+                "the node holds {:?} with {} volumes staged: {staged:?}",
+                state.attachments,
+                staged.len()
+            ),
+        ));
+    }
+    let owned = |mount: &str| {
+        staged
+            .iter()
+            .any(|id| std::path::Path::new(mount).starts_with(kubelet.volume_dir(id)))
+    };
+    if let Some(stray) = state.mounts.iter().find(|m| !owned(m)) {
+        return Err(Failure::new(
+            "host-mount",
+            format!("{stray} is mounted on the node, with {staged:?} staged"),
+        ));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn state(mounts: &[&str], attachments: &[&str]) -> HostState {
+        HostState {
+            mounts: mounts.iter().map(|m| m.to_string()).collect(),
+            attachments: attachments.iter().map(|a| a.to_string()).collect(),
+        }
+    }
+
+    #[test]
+    fn the_host_holds_what_is_staged_and_nothing_once_unstaged() {
+        let kubelet = Kubelet::new("/n".into());
+        let staged: BTreeSet<String> = ["vol-a".to_owned()].into();
+        let published = state(&["/n/vol-a/pod/dev"], &["loop0 /rds/a.img"]);
+        assert_eq!(check_host(&published, &kubelet, &staged), Ok(()));
+
+        let none = BTreeSet::new();
+        let left = check_host(&published, &kubelet, &none).unwrap_err();
+        assert_eq!(left.kind, "host-attachment", "{left}");
+        let mounted = check_host(&state(&["/n/vol-a/pod/dev"], &[]), &kubelet, &none);
+        assert_eq!(mounted.unwrap_err().kind, "host-mount");
+        let stray = state(&["/n/vol-b/staging"], &["loop0 /rds/a.img"]);
+        assert_eq!(
+            check_host(&stray, &kubelet, &staged).unwrap_err().kind,
+            "host-mount"
+        );
+    }
 }

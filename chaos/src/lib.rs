@@ -3,12 +3,16 @@
 //!
 //! The workload does what the sidecars and kubelet do (create, snapshot, restore, clone,
 //! publish, stage, write, expand, unpublish, unstage, delete), each call with a short deadline
-//! and retried until it converges. A node's stage and I/O are played by rds-sim's userspace
-//! NVMe/TCP host ([`node`]), not by rds-csi's node plugin: kubelet's mounts and the kernel are
-//! out of this test's reach, the data path through the exported subsystem and its allow list is
-//! not.
+//! and retried until it converges. A node's NVMe/TCP connection and I/O are played by rds-sim's
+//! userspace host ([`node`]), so the faults of the exported subsystem and its allow list hit
+//! them. When the process can attach loop devices (root), the first node is also rds-csi's own
+//! node plugin in loop mode: kubelet's stage, publish, expand, unpublish and unstage go through
+//! its CSI API ([`kubelet`]), some writes go through the published block device, and nothing may
+//! be left attached or mounted on the host at the end. Without root those steps are skipped,
+//! and the run says so.
 
 pub mod invariants;
+pub mod kubelet;
 pub mod model;
 pub mod node;
 pub mod runner;

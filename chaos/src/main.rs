@@ -74,10 +74,6 @@ async fn main() -> ExitCode {
         Some(kept) => Faults::Only(kept.into_iter().collect::<BTreeSet<_>>()),
         None => Faults::All,
     };
-    eprintln!(
-        "rds-chaos: rds-csi's node plugin is not exercised; rds-sim's userspace NVMe/TCP host \
-         stands in for kubelet's stage and the kernel"
-    );
     let started = Instant::now();
     let mut report = |stats: &Stats| {
         if progress > 0 && stats.steps.is_multiple_of(progress) {
@@ -92,6 +88,12 @@ async fn main() -> ExitCode {
     };
     let (stats, result) = rds_chaos::run(seed, steps, &faults, plant, &mut report).await;
     println!("{}", summary(seed, &stats));
+    if let Some(why) = &stats.node_skipped {
+        println!(
+            "seed {seed}: WARNING: rds-csi's node plugin was NOT exercised (no stage, publish, \
+             unpublish or unstage; every write over NVMe/TCP): {why}"
+        );
+    }
     let Err(failure) = result else {
         println!("seed {seed}: every invariant holds");
         return ExitCode::SUCCESS;

@@ -8,12 +8,19 @@
 //! What timing still decides is how many attempts a call takes (a call cancelled at its deadline
 //! may still be running in the driver when the next attempt arrives), so a one-shot fault aimed
 //! at a command may strike a different attempt of the same operation on a replay.
+//!
+//! Whether the node plugin's steps run depends on the machine, not the seed: with root (loop
+//! devices) the first node's stage, publish, expand, unpublish and unstage also go through
+//! rds-csi's node service, and even-`fill` writes to a volume published there go through the
+//! published block device instead of NVMe/TCP. The schedule, the names and the data are the same
+//! either way, so a seed replays the same on machines that agree on [`Stats::node_skipped`].
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::future::Future;
 use std::time::{Duration, Instant};
 
 use rds_csi::csi::v1::controller_client::ControllerClient;
+use rds_csi::csi::v1::node_client::NodeClient;
 use rds_csi::csi::v1::volume_content_source::{SnapshotSource, Type, VolumeSource};
 use rds_csi::csi::v1::{
     ControllerExpandVolumeRequest, CreateSnapshotRequest, CreateVolumeRequest,
@@ -27,14 +34,16 @@ use rds_sim::sim::Sim;
 use tonic::transport::Channel;
 use tonic::{Code, Request, Status};
 
+use crate::kubelet::{self, Kubelet};
 use crate::model::{Model, Snapshot, Volume, block_data, checksum, pick};
 use crate::node::{Attachment, Endpoint, NodeError};
 use crate::schedule::{Chaos, Op, Step, fault_kind};
 use crate::{Failure, Plant};
 
-/// The host NQNs of the nodes volumes are published to.
+/// The host NQNs of the nodes volumes are published to. The first is the `sim` target's own node,
+/// whose node plugin stages what is published to it when the process can attach.
 pub const NODE_IDS: [&str; 2] = [
-    "nqn.2014-08.org.nvmexpress:uuid:c4a05000-0000-4000-8000-00000000000a",
+    rds_e2e::target::SIM_NODE_ID,
     "nqn.2014-08.org.nvmexpress:uuid:c4a05000-0000-4000-8000-00000000000b",
 ];
 /// The sidecars' `--timeout`, scaled down.
@@ -67,6 +76,8 @@ impl Faults {
 #[derive(Debug, Default, Clone)]
 pub struct Stats {
     pub steps: usize,
+    /// Operations by kind, and the node plugin's steps (`node-stage`, `node-write`,
+    /// `node-expand`, `node-unstage`) among them.
     pub ops: BTreeMap<&'static str, u64>,
     /// Operations that found nothing to act on (no volume to write, say).
     pub idle: u64,
@@ -74,6 +85,8 @@ pub struct Stats {
     /// Calls and I/Os made again after a failure.
     pub retries: u64,
     pub elapsed: Duration,
+    /// Why the node plugin's steps did not run, when they did not.
+    pub node_skipped: Option<String>,
 }
 
 impl Stats {
@@ -90,6 +103,10 @@ pub struct Runner {
     model: Model,
     endpoints: BTreeMap<String, Endpoint>,
     attached: BTreeMap<String, Attachment>,
+    /// Kubelet on the first node, when this process can attach loop devices.
+    kubelet: Option<Kubelet>,
+    /// Volumes staged and published by the node plugin.
+    staged: BTreeSet<String>,
     /// Lasting faults in force, with the operations they have left.
     lasting: Vec<(Fault, u32)>,
     plant: Option<Plant>,
@@ -151,14 +168,24 @@ impl Runner {
         })
         .await
         .map_err(|e| Failure::new("start", e.to_string()))?;
+        let host = target.node_host();
+        let (kubelet, node_skipped) = match host.can_attach() {
+            Ok(()) => (Some(Kubelet::new(host.dir())), None),
+            Err(skip) => (None, Some(skip.0)),
+        };
         Ok(Runner {
             target,
             model: Model::default(),
             endpoints: BTreeMap::new(),
             attached: BTreeMap::new(),
+            kubelet,
+            staged: BTreeSet::new(),
             lasting: Vec::new(),
             plant,
-            stats: Stats::default(),
+            stats: Stats {
+                node_skipped,
+                ..Stats::default()
+            },
             started: Instant::now(),
         })
     }
@@ -169,6 +196,10 @@ impl Runner {
 
     fn controller(&self) -> ControllerClient<Channel> {
         self.target.controller()
+    }
+
+    fn node(&self) -> NodeClient<Channel> {
+        self.target.node()
     }
 
     fn inject(&self, fault: &Fault) -> Result<(), Failure> {
@@ -187,8 +218,9 @@ impl Runner {
     ) -> (Stats, Result<(), Failure>) {
         let result = self.run_steps(steps, faults, progress).await;
         self.stats.elapsed = self.started.elapsed();
-        // The node disconnects before the RDS goes away.
+        // The node disconnects before the RDS goes away, and a failed run leaves no loop device.
         self.attached.clear();
+        self.release_node().await;
         let _ = self.target.shutdown().await;
         (self.stats, result)
     }
@@ -296,16 +328,44 @@ impl Runner {
     }
 
     /// Calls the controller until it answers, as a sidecar does.
-    async fn call<Q, T, F, Fut>(&mut self, what: &str, message: Q, mut f: F) -> Result<T, Failure>
+    async fn call<Q, T, F, Fut>(&mut self, what: &str, message: Q, f: F) -> Result<T, Failure>
     where
         Q: Clone,
         F: FnMut(ControllerClient<Channel>, Request<Q>) -> Fut,
         Fut: Future<Output = Result<tonic::Response<T>, Status>>,
     {
+        let client = self.controller();
+        self.call_on(client, what, message, f).await
+    }
+
+    /// Calls the node plugin until it answers, as kubelet does.
+    async fn node_call<Q, T, F, Fut>(&mut self, what: &str, message: Q, f: F) -> Result<T, Failure>
+    where
+        Q: Clone,
+        F: FnMut(NodeClient<Channel>, Request<Q>) -> Fut,
+        Fut: Future<Output = Result<tonic::Response<T>, Status>>,
+    {
+        let client = self.node();
+        self.call_on(client, what, message, f).await
+    }
+
+    async fn call_on<C, Q, T, F, Fut>(
+        &mut self,
+        client: C,
+        what: &str,
+        message: Q,
+        mut f: F,
+    ) -> Result<T, Failure>
+    where
+        C: Clone,
+        Q: Clone,
+        F: FnMut(C, Request<Q>) -> Fut,
+        Fut: Future<Output = Result<tonic::Response<T>, Status>>,
+    {
         let started = Instant::now();
         let mut backoff = Duration::from_millis(10);
         loop {
-            let status = match f(self.controller(), with_deadline(message.clone())).await {
+            let status = match f(client.clone(), with_deadline(message.clone())).await {
                 Ok(answer) => return Ok(answer.into_inner()),
                 Err(status) if is_wrong(status.code()) => {
                     return Err(Failure::new(
@@ -550,6 +610,31 @@ impl Runner {
             })
             .await?;
         let context = answer.publish_context;
+        self.connect(&id, host, &context, &what)?;
+        self.model
+            .volumes
+            .get_mut(&id)
+            .expect("picked from the model")
+            .node = Some(node);
+        // The node's stage: connected once, before the Pod starts.
+        self.node_io(&id, |_| Ok(())).await?;
+        match &self.kubelet {
+            Some(kubelet) if node == 0 => {
+                let kubelet = kubelet.clone();
+                self.stage(&kubelet, &id, &context).await
+            }
+            _ => Ok(()),
+        }
+    }
+
+    /// Where the node's NVMe/TCP host reaches volume `id`, from its publish context.
+    fn connect(
+        &mut self,
+        id: &str,
+        host: &str,
+        context: &std::collections::HashMap<String, String>,
+        what: &str,
+    ) -> Result<(), Failure> {
         let endpoint = (|| {
             let address = context.get("address")?;
             let port: u16 = context.get("port")?.parse().ok()?;
@@ -560,19 +645,97 @@ impl Runner {
             })
         })()
         .ok_or_else(|| Failure::new("wrong-answer", format!("{what}: context {context:?}")))?;
-        self.endpoints.insert(id.clone(), endpoint);
-        self.model
-            .volumes
-            .get_mut(&id)
-            .expect("picked from the model")
-            .node = Some(node);
-        // The node's stage: connected once, before the Pod starts.
-        self.node_io(&id, |_| Ok(())).await
+        self.endpoints.insert(id.to_owned(), endpoint);
+        Ok(())
+    }
+
+    /// NodeStageVolume, then NodePublishVolume, each retried as kubelet does.
+    async fn stage(
+        &mut self,
+        kubelet: &Kubelet,
+        id: &str,
+        context: &std::collections::HashMap<String, String>,
+    ) -> Result<(), Failure> {
+        let request = kubelet
+            .stage(id, context)
+            .map_err(|e| Failure::new("node-host", format!("staging {id}: {e}")))?;
+        self.node_call(
+            &format!("NodeStageVolume {id}"),
+            request,
+            |mut c, r| async move { c.node_stage_volume(r).await },
+        )
+        .await?;
+        self.staged.insert(id.to_owned());
+        *self.stats.ops.entry("node-stage").or_default() += 1;
+        self.node_call(
+            &format!("NodePublishVolume {id}"),
+            kubelet.publish(id, context),
+            |mut c, r| async move { c.node_publish_volume(r).await },
+        )
+        .await?;
+        Ok(())
+    }
+
+    /// NodeUnpublishVolume, then NodeUnstageVolume, each retried as kubelet does.
+    async fn unstage(&mut self, kubelet: &Kubelet, id: &str) -> Result<(), Failure> {
+        self.node_call(
+            &format!("NodeUnpublishVolume {id}"),
+            kubelet.unpublish(id),
+            |mut c, r| async move { c.node_unpublish_volume(r).await },
+        )
+        .await?;
+        self.node_call(
+            &format!("NodeUnstageVolume {id}"),
+            kubelet.unstage(id),
+            |mut c, r| async move { c.node_unstage_volume(r).await },
+        )
+        .await?;
+        self.staged.remove(id);
+        *self.stats.ops.entry("node-unstage").or_default() += 1;
+        Ok(())
+    }
+
+    /// After a failed run: one unpublish and unstage of whatever is still staged, so that no loop
+    /// device outlives the run.
+    async fn release_node(&mut self) {
+        let Some(kubelet) = self.kubelet.clone() else {
+            return;
+        };
+        let mut node = self.node();
+        for id in std::mem::take(&mut self.staged) {
+            let _ = node
+                .node_unpublish_volume(with_deadline(kubelet.unpublish(&id)))
+                .await;
+            let _ = node
+                .node_unstage_volume(with_deadline(kubelet.unstage(&id)))
+                .await;
+        }
     }
 
     async fn write(&mut self, id: String, block: u32, fill: u64) -> Result<(), Failure> {
         let data = block_data(fill);
         let sum = checksum(&data);
+        if let Some(kubelet) = self.kubelet.as_ref().filter(|_| fill.is_multiple_of(2))
+            && self.staged.contains(&id)
+        {
+            let device = kubelet.device(&id);
+            tokio::task::block_in_place(|| kubelet::write_block(&device, block, &data)).map_err(
+                |e| {
+                    Failure::new(
+                        "node-io",
+                        format!("writing block {block} of {}: {e}", device.display()),
+                    )
+                },
+            )?;
+            self.model
+                .volumes
+                .get_mut(&id)
+                .expect("picked")
+                .blocks
+                .insert(block, sum);
+            *self.stats.ops.entry("node-write").or_default() += 1;
+            return Ok(());
+        }
         let ack_anyway = self.plant == Some(Plant::AckLostWrite);
         self.node_io(&id, |a| match a.write(block, data.clone()) {
             Err(_) if ack_anyway => Ok(()),
@@ -622,14 +785,48 @@ impl Runner {
             ));
         }
         self.model.volumes.get_mut(&id).expect("picked").mib = total;
+        match self.kubelet.clone() {
+            Some(kubelet) if self.staged.contains(&id) => {
+                self.node_expand(&kubelet, &id, total * MIB).await
+            }
+            _ => Ok(()),
+        }
+    }
+
+    /// NodeExpandVolume on the published device, as kubelet calls it after the resizer: then the
+    /// Pod sees the new size.
+    async fn node_expand(
+        &mut self,
+        kubelet: &Kubelet,
+        id: &str,
+        bytes: u64,
+    ) -> Result<(), Failure> {
+        let what = format!("NodeExpandVolume {id} to {bytes} bytes");
+        self.node_call(&what, kubelet.expand(id, bytes), |mut c, r| async move {
+            c.node_expand_volume(r).await
+        })
+        .await?;
+        let device = kubelet.device(id);
+        let seen = tokio::task::block_in_place(|| kubelet::device_bytes(&device))
+            .map_err(|e| Failure::new("node-io", format!("{}: {e}", device.display())))?;
+        if seen < bytes {
+            return Err(Failure::new(
+                "size",
+                format!("{what}: the published device is {seen} bytes"),
+            ));
+        }
+        *self.stats.ops.entry("node-expand").or_default() += 1;
         Ok(())
     }
 
-    /// The node disconnects (unstage), then ControllerUnpublishVolume.
+    /// Kubelet unpublishes and unstages, the node disconnects, then ControllerUnpublishVolume.
     async fn unpublish(&mut self, id: &str) -> Result<(), Failure> {
         let Some(node) = self.model.volumes[id].node else {
             return Ok(());
         };
+        if let Some(kubelet) = self.kubelet.clone().filter(|_| self.staged.contains(id)) {
+            self.unstage(&kubelet, id).await?;
+        }
         self.attached.remove(id);
         self.endpoints.remove(id);
         let host = NODE_IDS[usize::from(node)];
@@ -674,10 +871,25 @@ impl Runner {
     }
 
     fn check(&self) -> Result<(), Failure> {
-        crate::invariants::check(self.sim(), &self.model, &NODE_IDS)
+        crate::invariants::check(self.sim(), &self.model, &NODE_IDS)?;
+        self.check_host()
     }
 
     fn check_empty(&self) -> Result<(), Failure> {
-        crate::invariants::check_empty(self.sim())
+        crate::invariants::check_empty(self.sim())?;
+        self.check_host()
+    }
+
+    /// What the node plugin left on the host matches what is staged (nothing, after teardown).
+    fn check_host(&self) -> Result<(), Failure> {
+        let Some(kubelet) = &self.kubelet else {
+            return Ok(());
+        };
+        let state = self
+            .target
+            .node_host()
+            .state()
+            .map_err(|e| Failure::new("node-host", e.to_string()))?;
+        crate::invariants::check_host(&state, kubelet, &self.staged)
     }
 }
