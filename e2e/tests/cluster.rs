@@ -281,6 +281,8 @@ fn rds_restart(target: &mut ClusterTarget) -> CaseFuture<'_> {
         objects::bound_volume(&client, "data").await?;
         objects::create(&client, &objects::pod("writer", node, "data", false)).await?;
         objects::running_pod(&client, "writer").await?;
+        let data = objects::bound_volume(&client, "data").await?;
+        let attachment = objects::attachment(&client, &data, node).await?;
         let writer = PodVolume {
             node,
             pod: "writer",
@@ -319,6 +321,9 @@ fn rds_restart(target: &mut ClusterTarget) -> CaseFuture<'_> {
         cluster.read_pattern(writer, 6, PATTERN_BYTES).await?;
         let pods = Api::<Pod>::namespaced(client.clone(), NAMESPACE);
         objects::delete_and_wait(pods, "writer").await?;
+        // The attacher's retries back off while the driver's breaker is open (30 s after the
+        // restart's failed connections): the claims go once the volume is detached.
+        objects::detached(&client, &attachment).await?;
         delete_claims(cluster, &["data", "during"]).await
     })
 }
