@@ -56,6 +56,8 @@ pub struct Settings {
     pub max_concurrent_creates: usize,
     /// The snapshot method when a VolumeSnapshotClass names none, and for clones.
     pub snapshot_method: Method,
+    /// Whether the RDS's allow-list admits two hosts (a live migration's source and target).
+    pub allow_list: crate::rds::allow_list::Reading,
 }
 
 impl Settings {
@@ -74,6 +76,7 @@ impl Settings {
             max_volumes_per_node: config.controller.max_volumes_per_node,
             max_concurrent_creates: config.controller.max_concurrent_creates,
             snapshot_method: config.controller.snapshot_method,
+            allow_list: rds.allow_list,
         })
     }
 }

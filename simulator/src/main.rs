@@ -58,7 +58,8 @@ struct Cli {
     /// An open RouterOS question's answer, NAME=POSITION, repeatable: empty-print=nothing|legend,
     /// grow=grows|refused, remove-missing=silent|no-such-item, remove-exported=allowed|refused,
     /// duplicate-nqn=allowed|refused, slot-length=32|unlimited, default-nqn=slot|empty,
-    /// error-stream=stdout|stderr, allocation=sparse|preallocated (docs/simulator.md, "Switches").
+    /// error-stream=stdout|stderr, allocation=sparse|preallocated, allow-list=list|single,
+    /// add-errors=known|opaque (docs/simulator.md, "Switches").
     #[arg(long = "quirk", value_name = "NAME=POSITION")]
     quirks: Vec<String>,
 }

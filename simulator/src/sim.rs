@@ -2,7 +2,7 @@
 //! the command log. The SSH server and the control API both drive it; tests drive it in-process.
 
 use crate::copies::CopyView;
-use crate::engine::quirks::ErrorStream;
+use crate::engine::quirks::{AllowList, ErrorStream};
 use crate::engine::{Engine, EngineConfig, Event, LineResult, LoggedCommand, Traffic};
 use crate::faults::{CrashPoint, Fault, FaultError, FaultPlan};
 use crate::nvme::{ConnectionFilter, Export, Exports, Target};
@@ -516,15 +516,21 @@ impl Shell for Sim {
     }
 }
 
-/// The allow-list as RouterOS stores it: one host name or NQN, or several separated by commas
-/// (the format is undocumented: README assumption 3). Empty allows every host.
-fn allowed_hosts(value: &str) -> Vec<String> {
-    value
-        .split(',')
-        .map(str::trim)
-        .filter(|h| !h.is_empty())
-        .map(str::to_string)
-        .collect()
+/// The hosts an allow-list admits, read as the `allow-list` switch says (its format is
+/// undocumented: REFERENCE.md §13.3): several separated by commas, or the whole value as one
+/// host name. None (empty) admits every host.
+fn allowed_hosts(value: &str, form: AllowList) -> Vec<String> {
+    let value = value.trim();
+    match form {
+        AllowList::List => value
+            .split(',')
+            .map(str::trim)
+            .filter(|h| !h.is_empty())
+            .map(str::to_string)
+            .collect(),
+        AllowList::Single if value.is_empty() => Vec::new(),
+        AllowList::Single => vec![value.to_string()],
+    }
 }
 
 fn uuid_bytes(hex: &str) -> [u8; 16] {
@@ -539,7 +545,7 @@ fn uuid_bytes(hex: &str) -> [u8; 16] {
 }
 
 impl Sim {
-    fn export_of(&self, store: &crate::store::Store, d: &Disk) -> Export {
+    fn export_of(&self, store: &crate::store::Store, d: &Disk, form: AllowList) -> Export {
         Export {
             nqn: d.nvme_tcp_server_nqn.clone(),
             slot: d.slot.clone(),
@@ -547,7 +553,7 @@ impl Sim {
             size: d.file_size,
             uuid: uuid_bytes(&d.uuid),
             serial: d.uuid.chars().take(20).collect(),
-            allowed_hosts: allowed_hosts(&d.nvme_tcp_server_allow_host_name),
+            allowed_hosts: allowed_hosts(&d.nvme_tcp_server_allow_host_name, form),
         }
     }
 }
@@ -557,12 +563,13 @@ impl Sim {
     fn exports(&self, port: u16, keep: impl Fn(&Disk) -> bool) -> Vec<Export> {
         let engine = lock(&self.engine);
         let store = &engine.store;
+        let form = engine.config.quirks.allow_list;
         store
             .state
             .disks
             .iter()
             .filter(|d| d.nvme_tcp_export && d.nvme_tcp_server_port == port && keep(d))
-            .map(|d| self.export_of(store, d))
+            .map(|d| self.export_of(store, d, form))
             .collect()
     }
 }

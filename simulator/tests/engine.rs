@@ -637,3 +637,42 @@ fn the_allocation_switch_takes_a_disks_whole_size_from_free_or_only_what_is_writ
         "failure: not enough space"
     );
 }
+
+#[test]
+fn the_add_errors_switch_hides_every_cause_of_a_refused_add_but_not_argument_errors() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut e = engine(dir.path());
+    let add = |slot: &str, file: &str, size: &str| {
+        format!(
+            r#"/disk add type=file file-path="storage-pool/{file}.img" file-size={size} slot="{slot}""#
+        )
+    };
+    ok(&mut e, &add("a", "a", "1M"));
+    let refusals = [
+        (add("a", "b", "1M"), "failure: already have such entry"),
+        (add("b", "a", "1M"), "failure: file is used by disk a"),
+        (add("c", "c", "2000T"), "failure: not enough space"),
+    ];
+    for (line, known) in &refusals {
+        assert_eq!(refused(&mut e, line).trim_end(), *known, "{line}");
+    }
+    e.config.quirks.set("add-errors", "opaque").unwrap();
+    for (line, _) in &refusals {
+        assert_eq!(
+            refused(&mut e, line).trim_end(),
+            rds_sim::engine::quirks::ADD_REFUSED,
+            "{line}"
+        );
+    }
+    assert_eq!(
+        refused(&mut e, &add("d", "d", "1X")).trim_end(),
+        "value of file-size contains invalid trailing characters",
+        "an argument's error is the parser's, whatever the switch"
+    );
+    assert_eq!(
+        e.store.state.disks.len(),
+        1,
+        "a refused add changed nothing"
+    );
+    ok(&mut e, &add("d", "d", "1M"));
+}

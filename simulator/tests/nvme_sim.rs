@@ -124,6 +124,39 @@ async fn exported_disks_are_served_and_fenced_as_the_cli_says() {
     running.shutdown().await;
 }
 
+/// The `allow-list` switch (REFERENCE.md §13.3): a two-host value admits both hosts when it is
+/// read as a comma-separated list, and neither when it is read as one host name; a one-host value
+/// admits that host in both positions, and a third host never.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_allow_list_admits_as_its_switch_reads_it() {
+    const THIRD: &str = "nqn.2014-08.org.nvmexpress:uuid:00000000-0000-4000-8000-00000000000c";
+    let (_dir, running) = serve_pvc1(Some(&format!("{HOST},{OTHER}"))).await;
+    let (addr, sim) = (running.nvme_addr.unwrap(), running.sim.clone());
+    let admitted = move |hosts: [&'static str; 3]| async move {
+        tokio::task::spawn_blocking(move || hosts.map(|host| admin_connect(addr, host).1))
+            .await
+            .unwrap()
+    };
+    assert_eq!(admitted([HOST, OTHER, THIRD]).await, [true, true, false]);
+    sim.set_quirk("allow-list", "single").unwrap();
+    assert_eq!(
+        admitted([HOST, OTHER, THIRD]).await,
+        [false, false, false],
+        "read as one host name, `<a>,<b>` names no host"
+    );
+    run(
+        &sim,
+        &format!(
+            r#"/disk set [find where slot="pvc-1"] nvme-tcp-server-allow-host-name="{OTHER}""#
+        ),
+    )
+    .await;
+    assert_eq!(admitted([HOST, OTHER, THIRD]).await, [false, true, false]);
+    sim.set_quirk("allow-list", "list").unwrap();
+    assert_eq!(admitted([HOST, OTHER, THIRD]).await, [false, true, false]);
+    running.shutdown().await;
+}
+
 /// `/disk monitor-traffic` counts the NVMe/TCP target's reads and writes.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn monitor_traffic_counts_nvme_io() {

@@ -170,6 +170,14 @@ pub(super) const KEYS: &[Key] = &[
         },
     },
     Key {
+        toml: "rds.allowList",
+        env: "RDS_CSI_RDS_ALLOW_LIST",
+        set: |c, v| {
+            c.rds.allow_list = v.trim().parse()?;
+            Ok(())
+        },
+    },
+    Key {
         toml: "controller.maxConcurrentCreates",
         env: "RDS_CSI_CONTROLLER_MAX_CONCURRENT_CREATES",
         set: |c, v| {

@@ -19,6 +19,7 @@ use crate::csi::v1::{
     ControllerPublishVolumeRequest, ControllerPublishVolumeResponse,
     ControllerUnpublishVolumeRequest, ControllerUnpublishVolumeResponse,
 };
+use crate::rds::allow_list::Reading;
 use crate::rds::parse::DiskRecord;
 use crate::rds::value::{Nqn, Slot};
 
@@ -61,7 +62,9 @@ impl ControllerService {
             shared_block: capability::is_shared_block(capability),
         };
         let fenced = |host: &str| self.fences.get(host).is_some();
-        let disk = match decide(&asked, &disk.allowed_hosts, fenced, migration.as_ref())? {
+        let window = migration.as_ref();
+        let form = self.settings.allow_list;
+        let disk = match decide(&asked, &disk.allowed_hosts, fenced, window, form)? {
             Outcome::Published => disk,
             Outcome::Admit { hosts, fence } => {
                 if !disk.allowed_hosts.iter().any(|h| h == node.as_str()) {
@@ -158,12 +161,13 @@ enum Outcome {
 /// nothing (its node is lost: the fencing reconciler takes the volume from it anyway). Of the
 /// rest, the node itself means published already; none means the node gets it; one means the
 /// node gets it only as the target of a live migration of a ReadWriteMany block volume (`window`,
-/// not expired); two, never.
+/// not expired) and only when the RDS reads a list (`form`); two, never.
 fn decide(
     asked: &Asked<'_>,
     holders: &[String],
     fenced: impl Fn(&str) -> bool,
     window: Option<&Window>,
+    form: Reading,
 ) -> Result<Outcome, Status> {
     let slot = asked.slot;
     let node = asked.node;
@@ -187,6 +191,15 @@ fn decide(
     }
     match live.as_slice() {
         [] => {}
+        [holder] if asked.shared_block && form == Reading::Single => {
+            return Err(Status::failed_precondition(format!(
+                "volume {slot} is published to node {holder}; rds.allowList = \"single\" says \
+                 this RDS's nvme-tcp-server-allow-host-name admits one host, so no second node \
+                 can attach the volume, not even a KubeVirt live migration's target. \
+                 HARDWARE_VALIDATION.md TC-04 step 1 checks whether the RDS reads a \
+                 comma-separated list; if it does, set rds.allowList = \"list\""
+            )));
+        }
         [holder] if asked.shared_block => migration_target(slot, holder, node, window)?,
         [holder] => {
             return Err(Status::failed_precondition(format!(
@@ -339,11 +352,11 @@ mod tests {
         let s = slot();
         for shared in [false, true] {
             assert_eq!(
-                decide(&ask(&s, A, shared), &[], none, None).unwrap(),
+                decide(&ask(&s, A, shared), &[], none, None, Reading::List).unwrap(),
                 admitted(&[A], false)
             );
             assert_eq!(
-                decide(&ask(&s, A, shared), &hosts(&[A]), none, None).unwrap(),
+                decide(&ask(&s, A, shared), &hosts(&[A]), none, None, Reading::List).unwrap(),
                 Outcome::Published
             );
         }
@@ -356,7 +369,7 @@ mod tests {
         let during = window(Some(A), Some(B), false);
         for w in [None, Some(&during)] {
             refused(
-                decide(&ask(&s, B, false), &hosts(&[A]), none, w),
+                decide(&ask(&s, B, false), &hosts(&[A]), none, w, Reading::List),
                 &[A, "one node at a time"],
             );
         }
@@ -367,12 +380,26 @@ mod tests {
         let s = slot();
         let fenced = |h: &str| h == A;
         assert_eq!(
-            decide(&ask(&s, B, false), &hosts(&[A]), fenced, None).unwrap(),
+            decide(
+                &ask(&s, B, false),
+                &hosts(&[A]),
+                fenced,
+                None,
+                Reading::List
+            )
+            .unwrap(),
             admitted(&[B], true)
         );
         // The fenced node's own entry is renewed without it keeping its connections.
         assert_eq!(
-            decide(&ask(&s, B, false), &hosts(&[A, B]), fenced, None).unwrap(),
+            decide(
+                &ask(&s, B, false),
+                &hosts(&[A, B]),
+                fenced,
+                None,
+                Reading::List
+            )
+            .unwrap(),
             admitted(&[B], true)
         );
     }
@@ -382,12 +409,12 @@ mod tests {
         let s = slot();
         let a = hosts(&[A]);
         refused(
-            decide(&ask(&s, B, true), &a, none, None),
+            decide(&ask(&s, B, true), &a, none, None, Reading::List),
             &[A, "live migration", "none is"],
         );
         for w in [window(Some(A), Some(B), false), window(None, None, false)] {
             assert_eq!(
-                decide(&ask(&s, B, true), &a, none, Some(&w)).unwrap(),
+                decide(&ask(&s, B, true), &a, none, Some(&w), Reading::List).unwrap(),
                 admitted(&[A, B], false),
                 "{w:?}"
             );
@@ -398,6 +425,7 @@ mod tests {
                 &a,
                 none,
                 Some(&window(Some(A), Some(B), true)),
+                Reading::List,
             ),
             &["migrationTimeoutSeconds (300s)", "vms/vm-1", "source keeps"],
         );
@@ -408,6 +436,7 @@ mod tests {
                 &a,
                 none,
                 Some(&window(Some(A), Some(C), false)),
+                Reading::List,
             ),
             &[&elsewhere],
         );
@@ -417,8 +446,41 @@ mod tests {
                 &a,
                 none,
                 Some(&window(Some(C), None, false)),
+                Reading::List,
             ),
             &["from node ", C, "does not hold"],
+        );
+    }
+
+    #[test]
+    fn with_a_one_host_allow_list_no_second_node_is_admitted_even_for_a_migration() {
+        let s = slot();
+        let w = window(Some(A), Some(B), false);
+        refused(
+            decide(
+                &ask(&s, B, true),
+                &hosts(&[A]),
+                none,
+                Some(&w),
+                Reading::Single,
+            ),
+            &[A, "rds.allowList", "TC-04 step 1"],
+        );
+        // One node is served as with a list, and a fenced holder still gives way.
+        assert_eq!(
+            decide(&ask(&s, A, true), &[], none, None, Reading::Single).unwrap(),
+            admitted(&[A], false)
+        );
+        assert_eq!(
+            decide(
+                &ask(&s, B, true),
+                &hosts(&[A]),
+                |h| h == A,
+                Some(&w),
+                Reading::Single
+            )
+            .unwrap(),
+            admitted(&[B], true)
         );
     }
 
@@ -427,13 +489,26 @@ mod tests {
         let s = slot();
         let w = window(Some(A), Some(B), false);
         refused(
-            decide(&ask(&s, C, true), &hosts(&[A, B]), none, Some(&w)),
+            decide(
+                &ask(&s, C, true),
+                &hosts(&[A, B]),
+                none,
+                Some(&w),
+                Reading::List,
+            ),
             &[A, B, "no third node"],
         );
         // Either holder asking again changes nothing.
         for node in [A, B] {
             assert_eq!(
-                decide(&ask(&s, node, true), &hosts(&[A, B]), none, Some(&w)).unwrap(),
+                decide(
+                    &ask(&s, node, true),
+                    &hosts(&[A, B]),
+                    none,
+                    Some(&w),
+                    Reading::List
+                )
+                .unwrap(),
                 Outcome::Published
             );
         }
@@ -446,9 +521,9 @@ mod tests {
             readonly: true,
             ..ask(&s, node, false)
         };
-        let same = decide(&readonly(A), &hosts(&[A]), none, None).unwrap_err();
+        let same = decide(&readonly(A), &hosts(&[A]), none, None, Reading::List).unwrap_err();
         assert_eq!(same.code(), Code::AlreadyExists);
-        let first = decide(&readonly(A), &[], none, None).unwrap_err();
+        let first = decide(&readonly(A), &[], none, None, Reading::List).unwrap_err();
         assert_eq!(first.code(), Code::InvalidArgument);
     }
 }

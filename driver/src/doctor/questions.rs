@@ -3,8 +3,8 @@
 //! the RDS did, which rds-sim switch position (`rds-sim --quirk NAME=POSITION`) matches it, and a
 //! line to paste back into the project's issue, so that the simulator follows the appliance.
 //!
-//! The grow, remove-exported, duplicate-nqn, slot-length, default-nqn and allocation probes
-//! write: each makes 1 MiB probe
+//! The grow, remove-exported, duplicate-nqn, slot-length, default-nqn, allocation and add-errors
+//! probes write: each makes 1 MiB probe
 //! disks in `<pool>/<baseDir>` (the exported ones admitting no host), tries the operation and
 //! removes them again (and says so when it cannot).
 
@@ -14,8 +14,10 @@ use anyhow::Context;
 use rand::Rng;
 
 use crate::config::Config;
+use crate::rds::allow_list::Reading;
 use crate::rds::command::{Cmd, DiskQuery, DiskSpec, Form, NvmeExport};
-use crate::rds::disk::RdsClient;
+use crate::rds::disk::{ErrorKind, RdsClient, RdsError};
+use crate::rds::error::{RosError, classify};
 use crate::rds::value::{ByteSize, RosPath, Slot};
 use crate::service::Driver;
 
@@ -56,6 +58,9 @@ impl Answer {
 #[derive(Debug, Clone, Default)]
 pub struct QuestionsReport {
     pub answers: Vec<Answer>,
+    /// The allow-list form the driver is set to: §13.3 takes NVMe/TCP connects from two hosts,
+    /// which SSH cannot make, so the report only says where the answer comes from.
+    pub allow_list: Reading,
 }
 
 impl QuestionsReport {
@@ -91,7 +96,16 @@ impl fmt::Display for QuestionsReport {
                 writeln!(f, "       left behind: {leftover}")?;
             }
         }
-        Ok(())
+        let form = match self.allow_list {
+            Reading::List => "list",
+            Reading::Single => "single",
+        };
+        writeln!(
+            f,
+            "[ -- ] §13.3 allow-list: not probed (it takes NVMe/TCP connects from two hosts): \
+             HARDWARE_VALIDATION.md TC-04 step 1 decides; this driver is set to rds.allowList = \
+             {form} -> rds-sim --quirk allow-list={form}"
+        )
     }
 }
 
@@ -117,7 +131,9 @@ pub async fn probe(config: &Config) -> Result<QuestionsReport, anyhow::Error> {
             default_nqn(rds, &dir, &nonce).await,
             error_stream(rds, &nonce).await,
             allocation(rds, &dir, &nonce).await,
+            add_errors(rds, &dir, &nonce).await,
         ],
+        allow_list: config.rds.allow_list,
     })
 }
 
@@ -222,6 +238,80 @@ async fn allocation(rds: &RdsClient, dir: &RosPath, nonce: &str) -> Answer {
         },
     };
     answer_removing(12, "allocation", (position, saw), rds, &slot, &file).await
+}
+
+/// §13 item 5: the texts `/disk add` refuses a taken slot, a file another disk uses and a size
+/// past the pool's with: `known` when the driver reads each as what it is, `opaque` when it
+/// reads some as no cause at all (it then explains them by reading the RDS).
+async fn add_errors(rds: &RdsClient, dir: &RosPath, nonce: &str) -> Answer {
+    let (slot, file, spec) = probe_disk(dir, nonce, "e");
+    let (other, other_file, _) = probe_disk(dir, nonce, "e2");
+    let outcome = match (rds.create(&spec).await, rds.capacity().await) {
+        (Err(error), _) => (
+            None,
+            format!("the 1 MiB probe disk could not be made: {error}"),
+        ),
+        (_, Err(error)) => (None, format!("the pool's size could not be read: {error}")),
+        (Ok(_), Ok(pool)) => {
+            let past_the_pool = pool.size.saturating_mul(2).max(1 << 40);
+            let cases = [
+                (
+                    "a taken slot",
+                    DiskSpec {
+                        file_path: other_file.clone(),
+                        ..spec.clone()
+                    },
+                    ErrorKind::AlreadyExists,
+                ),
+                (
+                    "a file another disk uses",
+                    DiskSpec {
+                        slot: other.clone(),
+                        ..spec.clone()
+                    },
+                    ErrorKind::Busy,
+                ),
+                (
+                    "a size past the pool's",
+                    DiskSpec {
+                        slot: other.clone(),
+                        file_path: other_file.clone(),
+                        size: ByteSize::new(past_the_pool).expect("twice a pool is a valid size"),
+                        ..spec.clone()
+                    },
+                    ErrorKind::OutOfSpace,
+                ),
+            ];
+            let mut texts = Vec::new();
+            let (mut opaque, mut unexpected) = (false, false);
+            for (what, case, kind) in cases {
+                let cmd = Cmd::disk_add(&case);
+                let text = match rds.output(&cmd).await {
+                    Ok(text) => text.trim().to_owned(),
+                    Err(error) => {
+                        unexpected = true;
+                        texts.push(format!("{what}: {error}"));
+                        continue;
+                    }
+                };
+                match classify(&cmd, &text) {
+                    Some(error) if RdsError::from(error.clone()).kind() == kind => {}
+                    Some(RosError::Failure { .. }) => opaque = true,
+                    _ => unexpected = true,
+                }
+                texts.push(format!("{what}: {text:?}"));
+            }
+            let position = match (unexpected, opaque) {
+                (true, _) => None,
+                (false, true) => Some("opaque"),
+                (false, false) => Some("known"),
+            };
+            (position, format!("`/disk add` of {}", texts.join("; ")))
+        }
+    };
+    let mut leftovers = remove_probe(rds, &other, &other_file).await;
+    leftovers.extend(remove_probe(rds, &slot, &file).await);
+    Answer::new(5, "add-errors", outcome, leftovers)
 }
 
 /// §13 item 8: which stream of an exec channel a refusal's text comes on (the driver reads both).

@@ -8,9 +8,41 @@
 //!
 //! An empty value would admit every host, so a volume published to no node carries
 //! [`FENCED_HOST`], which no host uses, and reads back as no host.
+//!
+//! Whether the RDS reads a list at all is the operator's setting, [`Reading`] (`rds.allowList`):
+//! SSH alone cannot tell, it takes NVMe/TCP connects from two hosts (HARDWARE_VALIDATION.md TC-04
+//! step 1). With [`Reading::Single`] the controller never writes a list (controller/publish.rs).
+
+use std::str::FromStr;
+
+use serde::{Deserialize, Serialize};
 
 use super::command::FENCED_HOST;
 use super::value::Nqn;
+
+/// How the RDS reads `nvme-tcp-server-allow-host-name` (`rds.allowList`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Reading {
+    /// Host names separated by commas: a volume may be attached to two nodes during a KubeVirt
+    /// live migration.
+    #[default]
+    List,
+    /// One host name: a volume is attached to one node, always.
+    Single,
+}
+
+impl FromStr for Reading {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<Reading, String> {
+        match text {
+            "list" => Ok(Reading::List),
+            "single" => Ok(Reading::Single),
+            other => Err(format!("{other:?} is neither list nor single")),
+        }
+    }
+}
 
 const SEPARATOR: char = ',';
 

@@ -152,7 +152,13 @@ impl RdsClient {
     async fn add(&self, cmd: &Cmd, spec: &DiskSpec) -> Result<DiskRecord, RdsError> {
         self.check_version().await?;
         let turn = self.mutations.lock().await;
-        match self.run_silent(cmd).await {
+        let added = match self.run_silent(cmd).await {
+            Err(error) if error.is_unexplained_refusal() => {
+                Err(self.explain_refused_add(spec, error).await)
+            }
+            added => added,
+        };
+        match added {
             Ok(()) => {}
             Err(error) if error.is_ambiguous() => {
                 return match self.find(&spec.slot).await {
@@ -176,6 +182,43 @@ impl RdsClient {
         drop(turn);
         let disk = self.read_back(cmd, &spec.slot).await?;
         check_created(cmd, spec, disk)
+    }
+
+    /// A refused `/disk add` whose text names no cause the driver knows (RouterOS publishes none
+    /// of them: REFERENCE.md §13.5), explained by what the RDS shows: the slot taken, or the file
+    /// there with no disk on it, is [`ErrorKind::AlreadyExists`]; the file used by another disk
+    /// is [`ErrorKind::Busy`]; a pool with less free space than the disk's size is
+    /// [`ErrorKind::OutOfSpace`]. RouterOS's own text stays in the message. A read that fails
+    /// leaves the refusal as it was.
+    async fn explain_refused_add(&self, spec: &DiskSpec, error: RdsError) -> RdsError {
+        let RdsError::Ros(RosError::Failure { command, text }) = &error else {
+            return error;
+        };
+        let (command, text) = (command.clone(), text.clone());
+        let Ok(disks) = self.all().await else {
+            return error;
+        };
+        let file = spec.file_path.as_str().trim_start_matches('/');
+        let on_file = |path: Option<&str>| path.map(|p| p.trim_start_matches('/')) == Some(file);
+        if disks.iter().any(|disk| disk.slot == spec.slot.as_str()) {
+            return RosError::AlreadyExists { command, text }.into();
+        }
+        if disks.iter().any(|disk| on_file(disk.file_path.as_deref())) {
+            return RosError::Busy { command, text }.into();
+        }
+        let files = match parent(&spec.file_path) {
+            Some(dir) => self.files_under(&dir).await.unwrap_or_default(),
+            None => Vec::new(),
+        };
+        if files.iter().any(|entry| on_file(entry.get("name"))) {
+            return RosError::AlreadyExists { command, text }.into();
+        }
+        match self.capacity().await {
+            Ok(pool) if pool.free < spec.size.get() => {
+                RosError::OutOfSpace { command, text }.into()
+            }
+            _ => error,
+        }
     }
 
     /// Grows the disk's file to `size` bytes.

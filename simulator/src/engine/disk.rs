@@ -5,7 +5,9 @@
 
 use super::file::file_name;
 use super::items::POOL_ID;
-use super::quirks::{DUPLICATE_NQN_REFUSED, DefaultNqn, DuplicateNqn, SlotLength};
+use super::quirks::{
+    ADD_REFUSED, AddErrors, DUPLICATE_NQN_REFUSED, DefaultNqn, DuplicateNqn, SlotLength,
+};
 use super::{Args, Engine, Event, ExecError, Run, invalid};
 use crate::routeros::format;
 use crate::routeros::menu::DISK_TYPES;
@@ -60,7 +62,19 @@ fn uuid_for(seed: u32, slot: &str) -> String {
 }
 
 impl Engine {
+    /// `/disk add`; in the `add-errors=opaque` position every refusal it prints as `failure: …`
+    /// becomes [`ADD_REFUSED`] (argument errors keep RouterOS's generic texts).
     pub(super) fn disk_add(&mut self, args: &Args, run: &mut Run<'_>) -> Result<u32, ExecError> {
+        let added = self.add_file_disk(args, run);
+        match (added, self.config.quirks.add_errors) {
+            (Err(ExecError(text)), AddErrors::Opaque) if text.starts_with("failure:") => {
+                Err(ExecError(ADD_REFUSED.into()))
+            }
+            (added, _) => added,
+        }
+    }
+
+    fn add_file_disk(&mut self, args: &Args, run: &mut Run<'_>) -> Result<u32, ExecError> {
         let source = match args.items("copy-from") {
             None => None,
             Some([id]) => Some(

@@ -98,6 +98,33 @@ pub enum Allocation {
     Preallocated,
 }
 
+/// §13 item 3: how `nvme-tcp-server-allow-host-name` is read when a host connects.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum AllowList {
+    /// One host name or several separated by commas (README assumption 3, on which live
+    /// migration's two-host list rests).
+    #[default]
+    List,
+    /// One host name, the whole value: a value holding a comma admits no host.
+    Single,
+}
+
+/// §13 item 5: the texts `/disk add` refuses with (duplicate slot, a file in use or already
+/// there, no free space, a slot too long, …), none of them published.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum AddErrors {
+    /// rds-sim's texts: RouterOS's generic ones where they exist, GO's and SC's otherwise
+    /// (FIDELITY.md, the `/disk` model).
+    #[default]
+    Known,
+    /// Every `failure: …` of `/disk add` is [`ADD_REFUSED`], which names no cause, as a wording
+    /// no one has seen would.
+    Opaque,
+}
+
+/// What every refused `/disk add` prints in the [`AddErrors::Opaque`] position (invented).
+pub const ADD_REFUSED: &str = "failure: could not add disk";
+
 /// The refusal rds-sim prints for [`DuplicateNqn::Refused`] (invented).
 pub const DUPLICATE_NQN_REFUSED: &str =
     "failure: nvme-tcp-server-nqn is already used by another disk";
@@ -121,6 +148,8 @@ pub struct Quirks {
     pub default_nqn: DefaultNqn,
     pub error_stream: ErrorStream,
     pub allocation: Allocation,
+    pub allow_list: AllowList,
+    pub add_errors: AddErrors,
 }
 
 /// A switch's positions as an enum.
@@ -185,11 +214,23 @@ impl Position for Allocation {
     const NAMES: &'static [&'static str] = &["sparse", "preallocated"];
 }
 
+impl Position for AllowList {
+    const ALL: &'static [Self] = &[AllowList::List, AllowList::Single];
+    const NAMES: &'static [&'static str] = &["list", "single"];
+}
+
+impl Position for AddErrors {
+    const ALL: &'static [Self] = &[AddErrors::Known, AddErrors::Opaque];
+    const NAMES: &'static [&'static str] = &["known", "opaque"];
+}
+
 /// One switch: its name, its positions (the default first) and the §13 item it answers.
 pub struct Switch {
     pub name: &'static str,
     pub positions: &'static [&'static str],
     pub item: u8,
+    /// Whether `rds-csi doctor --all` can tell the position over SSH alone.
+    pub over_ssh: bool,
 }
 
 /// Every switch, for `--help`, the control API and the docs.
@@ -198,46 +239,67 @@ pub const SWITCHES: &[Switch] = &[
         name: "empty-print",
         positions: EmptyPrint::NAMES,
         item: 7,
+        over_ssh: true,
     },
     Switch {
         name: "grow",
         positions: Grow::NAMES,
         item: 10,
+        over_ssh: true,
     },
     Switch {
         name: "remove-missing",
         positions: RemoveMissing::NAMES,
         item: 6,
+        over_ssh: true,
     },
     Switch {
         name: "remove-exported",
         positions: RemoveExported::NAMES,
         item: 11,
+        over_ssh: true,
     },
     Switch {
         name: "duplicate-nqn",
         positions: DuplicateNqn::NAMES,
         item: 4,
+        over_ssh: true,
     },
     Switch {
         name: "slot-length",
         positions: SlotLength::NAMES,
         item: 14,
+        over_ssh: true,
     },
     Switch {
         name: "default-nqn",
         positions: DefaultNqn::NAMES,
         item: 2,
+        over_ssh: true,
     },
     Switch {
         name: "error-stream",
         positions: ErrorStream::NAMES,
         item: 8,
+        over_ssh: true,
     },
     Switch {
         name: "allocation",
         positions: Allocation::NAMES,
         item: 12,
+        over_ssh: true,
+    },
+    Switch {
+        name: "allow-list",
+        positions: AllowList::NAMES,
+        item: 3,
+        over_ssh: false,
+    },
+    Switch {
+        name: "add-errors",
+        positions: AddErrors::NAMES,
+        item: 5,
+        over_ssh: true,
     },
 ];
 
@@ -263,6 +325,8 @@ impl Quirks {
             "default-nqn" => assign(&mut self.default_nqn, name, position),
             "error-stream" => assign(&mut self.error_stream, name, position),
             "allocation" => assign(&mut self.allocation, name, position),
+            "allow-list" => assign(&mut self.allow_list, name, position),
+            "add-errors" => assign(&mut self.add_errors, name, position),
             _ => {
                 let names: Vec<_> = SWITCHES.iter().map(|s| s.name).collect();
                 Err(format!(
@@ -284,10 +348,7 @@ impl Quirks {
 
 impl fmt::Display for Quirks {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "empty-print={} grow={} remove-missing={} remove-exported={} duplicate-nqn={} \
-             slot-length={} default-nqn={} error-stream={} allocation={}",
+        let positions = [
             self.empty_print.name(),
             self.grow.name(),
             self.remove_missing.name(),
@@ -296,8 +357,16 @@ impl fmt::Display for Quirks {
             self.slot_length.name(),
             self.default_nqn.name(),
             self.error_stream.name(),
-            self.allocation.name()
-        )
+            self.allocation.name(),
+            self.allow_list.name(),
+            self.add_errors.name(),
+        ];
+        let pairs: Vec<String> = SWITCHES
+            .iter()
+            .zip(positions)
+            .map(|(switch, position)| format!("{}={position}", switch.name))
+            .collect();
+        f.write_str(&pairs.join(" "))
     }
 }
 

@@ -133,6 +133,11 @@ impl RdsError {
         )
     }
 
+    /// True for a `failure: …` whose text names no cause the driver recognises.
+    pub fn is_unexplained_refusal(&self) -> bool {
+        matches!(self, RdsError::Ros(RosError::Failure { .. }))
+    }
+
     /// True when the command may have reached the RDS and taken effect although no answer came
     /// back, so only reading the state tells what happened.
     pub fn is_ambiguous(&self) -> bool {
