@@ -1,7 +1,8 @@
 //! What the suites run against, read from the environment and an optional TOML file, never from code:
 //! `RDS_E2E_TARGET=sim|qemu|cluster|kind|hardware` (default `sim`),
-//! `RDS_E2E_CONFIG=/path/to/file.toml` (default none) and, for `kind`, `KIND_CLUSTER` (default
-//! `rds-csi`, as ci/kind.sh names its cluster). The file's format is documented in `e2e/README.md` and
+//! `RDS_E2E_CONFIG=/path/to/file.toml` (default none), for `kind`, `KIND_CLUSTER` (default
+//! `rds-csi`, as ci/kind.sh names its cluster), and for the in-process simulator
+//! `RDS_E2E_SIM_QUIRKS=NAME=POSITION,…` (rds-sim's switches; default every switch's first position). The file's format is documented in `e2e/README.md` and
 //! `e2e/hardware.example.toml`.
 
 use std::collections::BTreeMap;
@@ -9,6 +10,7 @@ use std::fmt;
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
 
+use rds_sim::engine::quirks::Quirks;
 use rds_sim::store::PoolFs;
 use serde::Deserialize;
 
@@ -18,6 +20,9 @@ pub const TARGET_ENV: &str = "RDS_E2E_TARGET";
 pub const CONFIG_ENV: &str = "RDS_E2E_CONFIG";
 /// Names the kind cluster the `kind` target reaches (as `kind --name` and ci/kind.sh take it).
 pub const KIND_CLUSTER_ENV: &str = "KIND_CLUSTER";
+/// Sets rds-sim's switches for the open RouterOS questions: `NAME=POSITION` pairs separated by
+/// commas, as `rds-sim --quirk` takes them one at a time.
+pub const SIM_QUIRKS_ENV: &str = "RDS_E2E_SIM_QUIRKS";
 /// ci/kind.sh's cluster when `KIND_CLUSTER` is unset.
 const DEFAULT_KIND_CLUSTER: &str = "rds-csi";
 
@@ -126,6 +131,8 @@ pub enum ConfigError {
          and '.', as `kind create cluster --name` does (ci/kind.sh's default is {DEFAULT_KIND_CLUSTER})"
     )]
     KindCluster(String),
+    #[error("{SIM_QUIRKS_ENV}: {0}; see docs/simulator.md, \"Switches\"")]
+    Quirk(String),
 }
 
 /// The settings every target takes, from the environment and the optional file.
@@ -148,10 +155,19 @@ impl Settings {
             .filter(|path| !path.is_empty())
             .map(PathBuf::from);
         let kind = std::env::var(KIND_CLUSTER_ENV).ok();
-        Ok(Settings {
+        let mut settings = Settings {
             kind: KindSettings::named(kind.as_deref())?,
             ..Settings::load(target, file.as_deref())?
-        })
+        };
+        let quirks = std::env::var(SIM_QUIRKS_ENV).unwrap_or_default();
+        for pair in quirks.split(',').filter(|pair| !pair.trim().is_empty()) {
+            settings
+                .sim
+                .quirks
+                .set_pair(pair)
+                .map_err(ConfigError::Quirk)?;
+        }
+        Ok(settings)
     }
 
     /// Settings for `target`, from `file` when given, defaults otherwise.
@@ -218,6 +234,8 @@ pub struct SimSettings {
     /// The pool's file system (`sim.pool-fs`, `xfs` or `btrfs`): the `btrfs` snapshot method
     /// needs Btrfs.
     pub pool_fs: PoolFs,
+    /// The answers to the open RouterOS questions (`RDS_E2E_SIM_QUIRKS`).
+    pub quirks: Quirks,
 }
 
 impl Default for SimSettings {
@@ -227,6 +245,7 @@ impl Default for SimSettings {
             seed: 1,
             max_volumes_per_node: 4,
             pool_fs: PoolFs::Xfs,
+            quirks: Quirks::default(),
         }
     }
 }
@@ -334,6 +353,7 @@ impl SimFile {
                 .max_volumes_per_node
                 .unwrap_or(defaults.max_volumes_per_node),
             pool_fs: self.pool_fs.unwrap_or(defaults.pool_fs),
+            quirks: defaults.quirks,
         })
     }
 }

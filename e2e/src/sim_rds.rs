@@ -6,6 +6,7 @@ use std::sync::Arc;
 
 use rds_csi::rds::ssh::HostKeyPin;
 use rds_sim::engine::EngineConfig;
+use rds_sim::engine::quirks::AllowList;
 use rds_sim::server::{Options, RunningSim};
 use rds_sim::sim::Sim;
 
@@ -44,6 +45,7 @@ impl SimRds {
             seed: settings.seed,
             engine: EngineConfig {
                 pool_fs: settings.pool_fs,
+                quirks: settings.quirks,
                 ..loopback.engine
             },
             ..loopback
@@ -63,7 +65,12 @@ impl SimRds {
     /// The driver configuration (the TOML table of rds-csi's configuration file) that reaches this
     /// simulator, with the host key pinned by fingerprint.
     pub fn driver_config(&self, settings: &SimSettings, host_nqn: &str) -> toml::Table {
-        let rds = self.rds_config("127.0.0.1");
+        let mut rds = self.rds_config("127.0.0.1");
+        // The driver is told what this simulator's allow-list reads, as an operator would be by
+        // HARDWARE_VALIDATION.md TC-04 step 1.
+        if settings.quirks.allow_list == AllowList::Single {
+            rds.insert("allowList".into(), "single".into());
+        }
 
         let mut controller = toml::Table::new();
         controller.insert(
