@@ -21,6 +21,7 @@
 //! | `rds.commandTimeoutMs` | `RDS_CSI_RDS_COMMAND_TIMEOUT_MS` | `30000` | one RouterOS command other than `/disk copy`, in milliseconds |
 //! | `rds.copyTimeoutMs` | `RDS_CSI_RDS_COPY_TIMEOUT_MS` | `3600000` | one `/disk copy` (the `disk-copy` snapshot method's block copy, which runs as one command for the whole copy), in milliseconds; it must cover a copy of the largest volume |
 //! | `rds.sessions` | `RDS_CSI_RDS_SESSIONS` | `4` | SSH connections kept to the RDS (1 to 64) |
+//! | `rds.breakerOpenMs` | `RDS_CSI_RDS_BREAKER_OPEN_MS` | `30000` | how long, in milliseconds, the controller fails RDS calls fast (UNAVAILABLE) after 5 connection attempts in a row failed, before one attempt probes whether the RDS is back |
 //! | `rds.allowList` | `RDS_CSI_RDS_ALLOW_LIST` | `list` | how the RDS reads `nvme-tcp-server-allow-host-name` (REFERENCE.md §13.3, undocumented): `list` (host NQNs separated by commas; a ReadWriteMany block volume may then be published to a KubeVirt live migration's target as well as its source) or `single` (one host: a second node is always refused). HARDWARE_VALIDATION.md TC-04 step 1 tells which an RDS does |
 //! | `controller.maxConcurrentCreates` | `RDS_CSI_CONTROLLER_MAX_CONCURRENT_CREATES` | `8` | CreateVolume calls worked on at once; more wait their turn |
 //! | `controller.maxVolumesPerNode` | `RDS_CSI_CONTROLLER_MAX_VOLUMES_PER_NODE` | `64` | volumes published to one node at once; one more is refused with RESOURCE_EXHAUSTED |
@@ -148,6 +149,7 @@ pub struct RdsConfig {
     pub command_timeout_ms: u64,
     pub copy_timeout_ms: u64,
     pub sessions: usize,
+    pub breaker_open_ms: u64,
     pub allow_list: crate::rds::allow_list::Reading,
 }
 
@@ -231,6 +233,7 @@ impl Default for RdsConfig {
             command_timeout_ms: 30_000,
             copy_timeout_ms: 3_600_000,
             sessions: 4,
+            breaker_open_ms: 30_000,
             allow_list: crate::rds::allow_list::Reading::List,
         }
     }
@@ -427,6 +430,7 @@ impl Config {
         check("rds.connectTimeoutMs", nonzero(rds.connect_timeout_ms));
         check("rds.commandTimeoutMs", nonzero(rds.command_timeout_ms));
         check("rds.copyTimeoutMs", nonzero(rds.copy_timeout_ms));
+        check("rds.breakerOpenMs", nonzero(rds.breaker_open_ms));
         check(
             "rds.sessions",
             if (1..=MAX_SESSIONS).contains(&rds.sessions) {

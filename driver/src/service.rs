@@ -15,7 +15,7 @@ use crate::csi::v1::node_server::NodeServer;
 use crate::identity::IdentityService;
 use crate::node::{NodeService, NodeSettings};
 use crate::rds::disk::RdsClient;
-use crate::rds::ssh::{PoolConfig, SshPool, Timeouts};
+use crate::rds::ssh::{BreakerConfig, PoolConfig, SshPool, Timeouts};
 
 /// Which CSI services a process serves.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -71,6 +71,10 @@ impl Driver {
                 copy: std::time::Duration::from_millis(rds.copy_timeout_ms),
             },
             size: rds.sessions,
+            breaker: BreakerConfig {
+                open_for: std::time::Duration::from_millis(rds.breaker_open_ms),
+                ..BreakerConfig::default()
+            },
             ..PoolConfig::new(&rds.ssh_addr(), &rds.user, Arc::new(key), pin)
         });
         let rds = Arc::new(RdsClient::new(pool, settings.pool.clone()));

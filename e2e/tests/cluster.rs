@@ -65,7 +65,7 @@ fn main() {
         ),
         process_trial(
             "cluster: TC-10 the RDS restarts under a mounted volume and a PVC whose answer was lost: one disk for it, the data intact",
-            Vec::new(),
+            vec![("config.rds.breakerOpenMs", serde_json::json!(3_000))],
             "it crashes and restarts the in-process rds-sim (the kind cluster's rds-sim restarts with \
              `kubectl rollout restart`, by hand)",
             rds_restart,
@@ -321,8 +321,9 @@ fn rds_restart(target: &mut ClusterTarget) -> CaseFuture<'_> {
         cluster.read_pattern(writer, 6, PATTERN_BYTES).await?;
         let pods = Api::<Pod>::namespaced(client.clone(), NAMESPACE);
         objects::delete_and_wait(pods, "writer").await?;
-        // The attacher's retries back off while the driver's breaker is open (30 s after the
-        // restart's failed connections): the claims go once the volume is detached.
+        // The attacher's retries back off while the driver's breaker is open (3 s here, the
+        // chart's config.rds.breakerOpenMs, after the restart's failed connections): the claims
+        // go once the volume is detached.
         objects::detached(&client, &attachment).await?;
         delete_claims(cluster, &["data", "during"]).await
     })

@@ -170,6 +170,14 @@ pub(super) const KEYS: &[Key] = &[
         },
     },
     Key {
+        toml: "rds.breakerOpenMs",
+        env: "RDS_CSI_RDS_BREAKER_OPEN_MS",
+        set: |c, v| {
+            c.rds.breaker_open_ms = number(v)?;
+            Ok(())
+        },
+    },
+    Key {
         toml: "rds.allowList",
         env: "RDS_CSI_RDS_ALLOW_LIST",
         set: |c, v| {

@@ -112,6 +112,39 @@ async fn probe_follows_an_rds_restart() {
     assert_eq!(again.capacity_bytes, GIB);
 }
 
+/// `rds.breakerOpenMs`: once failed connections have opened the breaker, the controller tries the
+/// RDS again after that long, so it serves moments after the RDS is back rather than 30 s later
+/// (the default, which this test's deadline would not wait for).
+#[tokio::test]
+async fn the_breaker_tries_the_rds_again_after_its_configured_open_period() {
+    let mut plugin = Plugin::with(Setup {
+        config: |c| c.rds.breaker_open_ms = 300,
+        ..Setup::default()
+    })
+    .await;
+    plugin
+        .sim()
+        .inject(&Fault::Restart { downtime_ms: 5_000 })
+        .unwrap();
+    for calls in 1.. {
+        let error = plugin.capacity().await.unwrap_err();
+        assert_eq!(error.code(), Code::Unavailable, "{}", error.message());
+        if error.message().contains("failed in a row") {
+            break;
+        }
+        assert!(calls < 20, "the breaker never opened: {}", error.message());
+    }
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
+    while !plugin.probe().await {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the controller did not try the RDS again within 10 s: rds.breakerOpenMs = 300 was \
+             not applied"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+}
+
 #[tokio::test]
 async fn a_host_key_mismatch_refuses_the_rds() {
     let mut plugin = Plugin::with(Setup {

@@ -34,6 +34,8 @@ pub const CONTROL_PORT: u16 = 8080;
 const USER: &str = "admin";
 /// How long rds-sim may take to serve after its container starts.
 const START_TIMEOUT: Duration = Duration::from_secs(60);
+/// The controller's `rds.breakerOpenMs` against this RDS.
+pub const BREAKER_OPEN_MS: i64 = 5_000;
 
 /// rds-sim in its container; removed with its network when dropped.
 pub struct RdsContainer {
@@ -159,6 +161,9 @@ impl RdsContainer {
         rds.insert("nqnPrefix".into(), NQN_PREFIX.into());
         rds.insert("nvmeAddress".into(), address.into());
         rds.insert("nvmePort".into(), i64::from(NVME_PORT).into());
+        // The suites stop and restart this RDS on purpose: the controller probes for it again
+        // 5 s after its breaker opens, not the default 30 s.
+        rds.insert("breakerOpenMs".into(), BREAKER_OPEN_MS.into());
         rds
     }
 

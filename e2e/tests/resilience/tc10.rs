@@ -16,8 +16,9 @@ use super::writer::{Writer, uptime};
 /// The deadline the controller's sidecars give each call (the chart's `--timeout`).
 const RPC_DEADLINE: Duration = Duration::from_secs(10);
 /// How long the controller may take to serve again once the RDS is back: its breaker's open
-/// period (30 s by default) plus a reconnect.
-const RECOVERY: Duration = Duration::from_secs(90);
+/// period (`rds.breakerOpenMs`, 5 s against the container) plus a reconnect, with room for a
+/// loaded machine.
+const RECOVERY: Duration = Duration::from_secs(60);
 /// ListVolumes calls during the outage, each failing to connect, by which the breaker (5 failed
 /// connection attempts by default) must have opened.
 const BREAKER_CALLS: usize = 12;
