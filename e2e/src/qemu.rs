@@ -303,12 +303,33 @@ fn read_agent(stdout: ChildStdout, messages: &Sender<Result<Message, String>>) {
     }
 }
 
-/// A loopback port nothing listens on now, for a host forward; QEMU binds it a moment later, so
-/// another process may take it first (see `node_plugin`'s retry).
+/// A loopback port nothing listens on now, for a server that binds it a moment later (QEMU's host
+/// forward, a sidecar's HTTP endpoint, etcd). It is drawn at random from below the kernel's
+/// ephemeral range: a port the kernel handed out for `bind(0)` goes back into that range and any
+/// outgoing connection of the many tests running at once may take it before the server binds it
+/// (seen: a sidecar failing with "address already in use"). Below the range only another
+/// explicit pick can collide, which the random draw makes rare (`node_plugin` retries anyway).
 pub fn free_local_port() -> std::io::Result<u16> {
+    const LOWEST: u16 = 10_000;
+    let below = ephemeral_start().unwrap_or(32_768);
+    if below > LOWEST {
+        let mut rng = rand::rng();
+        for _ in 0..64 {
+            let port = rand::Rng::random_range(&mut rng, LOWEST..below);
+            if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
+                return Ok(port);
+            }
+        }
+    }
     std::net::TcpListener::bind("127.0.0.1:0")
         .and_then(|listener| listener.local_addr())
         .map(|addr| addr.port())
+}
+
+/// The first port of the kernel's ephemeral range (`net.ipv4.ip_local_port_range`).
+fn ephemeral_start() -> Option<u16> {
+    let range = fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range").ok()?;
+    range.split_whitespace().next()?.parse().ok()
 }
 
 /// `text` as one word of a guest shell command line, whatever it holds.
@@ -345,6 +366,21 @@ pub fn skip_reason(error: &GuestError) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_free_port_is_bindable_and_outside_the_kernels_ephemeral_range() {
+        let start = ephemeral_start().expect("Linux names its ephemeral port range");
+        for _ in 0..20 {
+            let port = free_local_port().unwrap();
+            if start > 10_000 {
+                assert!(
+                    (10_000..start).contains(&port),
+                    "{port} (range from {start})"
+                );
+            }
+            std::net::TcpListener::bind(("127.0.0.1", port)).unwrap();
+        }
+    }
 
     #[test]
     fn sh_quote_makes_one_word_of_anything() {

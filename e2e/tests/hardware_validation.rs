@@ -10,7 +10,6 @@
 //! The one difference from a person's run: without the `nvme_tcp` module (CI's kernel) the node
 //! runs in loop mode over rds-sim's files. The node cases need root either way.
 
-use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -21,6 +20,7 @@ use rds_csi::config::Config;
 use rds_csi::rds::value::RosPath;
 use rds_csi::service::Driver;
 use rds_e2e::binaries::{built, workspace};
+use rds_e2e::qemu::free_local_port;
 
 const DOCUMENT: &str = "HARDWARE_VALIDATION.md";
 const EXAMPLE: &str = "e2e/hardware.example.toml";
@@ -92,7 +92,7 @@ struct Appliance {
 impl Appliance {
     fn start(dir: &Path, client_key: &Path, host_key: &Path) -> anyhow::Result<Appliance> {
         let binary = built("rds-sim", "simulator/src")?;
-        let (ssh_port, nvme_port) = (free_port()?, free_port()?);
+        let (ssh_port, nvme_port) = (free_local_port()?, free_local_port()?);
         let data = dir.join("rds-data");
         std::fs::create_dir_all(&data)?;
         let log = std::fs::File::create(dir.join("rds-sim.log"))?;
@@ -141,10 +141,6 @@ impl Drop for Appliance {
         let _ = self.process.kill();
         let _ = self.process.wait();
     }
-}
-
-fn free_port() -> anyhow::Result<u16> {
-    Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
 }
 
 fn ssh_keygen(path: &Path) -> anyhow::Result<()> {
