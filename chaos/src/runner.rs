@@ -258,6 +258,9 @@ impl Runner {
 
     fn chaos(&mut self, chaos: &Chaos) -> Result<(), Failure> {
         self.inject(&chaos.fault)?;
+        if matches!(chaos.fault, Fault::Restart { .. } | Fault::NvmeDrop { .. }) {
+            self.connections_closed()?;
+        }
         *self
             .stats
             .faults
@@ -267,6 +270,31 @@ impl Runner {
             self.lasting.push((chaos.fault.clone(), chaos.lasting));
         }
         Ok(())
+    }
+
+    /// rds-sim ends the NVMe/TCP connections a restart or a drop cuts in their own tasks, a moment
+    /// after the fault returns: wait until every one is closed (the chaos schedules drop them all),
+    /// so that the next step meets the cut however loaded the machine is, as a replay of the seed
+    /// must (a write sent meanwhile on a connection not yet closed went through in one run and
+    /// was lost in the next).
+    fn connections_closed(&self) -> Result<(), Failure> {
+        const WITHIN: Duration = Duration::from_secs(10);
+        let deadline = Instant::now() + WITHIN;
+        tokio::task::block_in_place(|| {
+            loop {
+                let open = self.sim().state().nvme_connections.len();
+                if open == 0 {
+                    return Ok(());
+                }
+                if Instant::now() > deadline {
+                    return Err(Failure::new(
+                        "inject",
+                        format!("{open} NVMe/TCP connections still open {WITHIN:?} after the cut"),
+                    ));
+                }
+                std::thread::sleep(Duration::from_millis(1));
+            }
+        })
     }
 
     /// One operation done: lasting faults whose time is up end.
