@@ -41,6 +41,13 @@ pub struct Fixture {
     node_publications: Vec<(String, String)>,
 }
 
+/// The target as a run of cases on it found it: what [`Fixture::leftovers`] compares with.
+#[derive(Debug)]
+pub struct Baseline {
+    node: HostState,
+    rds: Observed,
+}
+
 /// The node a case publishes to.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NodeInfo {
@@ -343,6 +350,53 @@ impl Fixture {
             }
             token = page.next_token;
         }
+    }
+
+    /// The node's mounts and attachments and the RDS's contents now, for
+    /// [`Fixture::leftovers`].
+    pub async fn baseline(&self) -> anyhow::Result<Baseline> {
+        Ok(Baseline {
+            node: self.host_state()?,
+            rds: self.observe_without_volume_dir().await?,
+        })
+    }
+
+    /// What the target holds beyond `baseline`, one line each: mounts under the node's directory,
+    /// attachments (loop devices over rds-sim's files, or NVMe/TCP controllers of the driver's
+    /// subsystems), disks and files on the RDS; and a node that no longer answers. Empty when
+    /// the target is as `baseline` found it, so a case after this one starts as the first did.
+    pub async fn leftovers(&self, baseline: &Baseline) -> anyhow::Result<Vec<String>> {
+        let mut left = Vec::new();
+        if let Err(e) = self.node_info().await {
+            left.push(format!("the node does not answer: {e:#}"));
+        }
+        let node = self.host_state()?;
+        let added = |what: &str, before: &[String], now: Vec<String>| {
+            now.into_iter()
+                .filter(|item| !before.contains(item))
+                .map(|item| format!("+ {what} {item}"))
+                .collect::<Vec<_>>()
+        };
+        left.extend(added("mount", &baseline.node.mounts, node.mounts));
+        left.extend(added(
+            "attachment",
+            &baseline.node.attachments,
+            node.attachments,
+        ));
+        let rds = self.observe_without_volume_dir().await?;
+        left.extend(rds.changes_since(&baseline.rds));
+        Ok(left)
+    }
+
+    /// The RDS's contents less the driver's volume directory (`<pool>/<baseDir>`), which the
+    /// driver makes for its first volume and keeps for the next: no case's leftover.
+    async fn observe_without_volume_dir(&self) -> anyhow::Result<Observed> {
+        let mut observed = self.observe().await?;
+        if let Observed::Sim { files, .. } = &mut observed {
+            let rds = &self.target.driver_config().rds;
+            files.remove(&format!("{}/{}", rds.pool, rds.base_dir));
+        }
+        Ok(observed)
     }
 
     /// Runs `call`, which must fail with `code` and leave the RDS exactly as it was.

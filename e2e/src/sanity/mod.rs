@@ -29,6 +29,7 @@ use rds_csi::csi::v1::{
 use crate::csi_sanity;
 use crate::fixture::Fixture;
 use crate::requests::unique_name;
+use crate::suite::Case;
 
 /// Every trial of the suite; `guest_path` is the `guest-path` bin (csi-sanity's path commands
 /// when the node is in a guest).
@@ -39,7 +40,10 @@ pub fn trials(guest_path: &'static str) -> Vec<Trial> {
         publish::trials(),
         expand_modify::trials(),
         snapshots::trials(),
-        node_trials(|_| {}),
+        node_cases()
+            .into_iter()
+            .map(|case| case.trial(|_| {}))
+            .collect(),
         spec_identity::trials(),
         spec_volumes::trials(),
         spec_publish::trials(),
@@ -56,13 +60,13 @@ pub fn trials(guest_path: &'static str) -> Vec<Trial> {
     .collect()
 }
 
-/// The Node service's cases alone (csi-sanity's and the spec's error table), on the target the
-/// settings name once `adjust` has changed them (the `qemu` target, say, whatever the
-/// environment names).
-pub fn node_trials(adjust: fn(&mut crate::config::Settings)) -> Vec<Trial> {
-    let mut trials = node::trials(adjust);
-    trials.extend(spec_node::trials(adjust));
-    trials
+/// The Node service's cases alone (csi-sanity's and the spec's error table), each of which
+/// leaves the node and the RDS as it found them, so they can also run in turn on one target
+/// (`sanity_qemu`'s guest).
+pub fn node_cases() -> Vec<Case> {
+    let mut cases = node::cases();
+    cases.extend(spec_node::cases());
+    cases
 }
 
 /// csi-sanity's `GenerateInvalidVolumeID`: an ID this driver never makes.

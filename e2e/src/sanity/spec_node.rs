@@ -4,48 +4,40 @@
 //! and its attachments as they were; the calls the spec makes idempotent succeed changing nothing.
 
 use anyhow::{Context, ensure};
-use libtest_mimic::Trial;
 use rds_csi::csi::v1::{NodeUnpublishVolumeRequest, NodeUnstageVolumeRequest};
 use tonic::Code;
 
 use super::node::{NodeCall, Prepared, refuses};
-use crate::config::Settings;
 use crate::fixture::Fixture;
 use crate::requests::{fs_capability, single_node_writer};
-use crate::suite::trial_with;
+use crate::suite::Case;
 
-pub fn trials(adjust: fn(&mut Settings)) -> Vec<Trial> {
+pub fn cases() -> Vec<Case> {
     const NS: &str = "CSI spec [Node Server]";
     let name = |rest: &str| format!("{NS} {rest}");
     vec![
-        trial_with(
-            &name("NodeStageVolume INVALID_ARGUMENT for an unsupported fsType"),
-            adjust,
+        Case::new(
+            name("NodeStageVolume INVALID_ARGUMENT for an unsupported fsType"),
             stage_unsupported_fs,
         ),
-        trial_with(
-            &name("NodeStageVolume INVALID_ARGUMENT without the controller's publish context"),
-            adjust,
+        Case::new(
+            name("NodeStageVolume INVALID_ARGUMENT without the controller's publish context"),
             stage_unpublished,
         ),
-        trial_with(
-            &name("NodeStageVolume ALREADY_EXISTS for a staged volume asked for another fsType"),
-            adjust,
+        Case::new(
+            name("NodeStageVolume ALREADY_EXISTS for a staged volume asked for another fsType"),
             restage_other_fs,
         ),
-        trial_with(
-            &name("NodePublishVolume FAILED_PRECONDITION for a staging path that is not a mount"),
-            adjust,
+        Case::new(
+            name("NodePublishVolume FAILED_PRECONDITION for a staging path that is not a mount"),
             publish_from_unmounted_staging,
         ),
-        trial_with(
-            &name("NodeGetVolumeStats NOT_FOUND for a directory that is not a mount"),
-            adjust,
+        Case::new(
+            name("NodeGetVolumeStats NOT_FOUND for a directory that is not a mount"),
             stats_unmounted_directory,
         ),
-        trial_with(
-            &name("NodeUnstageVolume and NodeUnpublishVolume succeed on paths that are not mounts"),
-            adjust,
+        Case::new(
+            name("NodeUnstageVolume and NodeUnpublishVolume succeed on paths that are not mounts"),
             undo_on_unmounted_paths,
         ),
     ]
