@@ -96,10 +96,7 @@ impl fmt::Display for QuestionsReport {
                 writeln!(f, "       left behind: {leftover}")?;
             }
         }
-        let form = match self.allow_list {
-            Reading::List => "list",
-            Reading::Single => "single",
-        };
+        let form = self.allow_list.as_str();
         writeln!(
             f,
             "[ -- ] §13.3 allow-list: not probed (it takes NVMe/TCP connects from two hosts): \

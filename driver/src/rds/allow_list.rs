@@ -32,6 +32,16 @@ pub enum Reading {
     Single,
 }
 
+impl Reading {
+    /// The setting's value, as `rds.allowList` takes it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Reading::List => "list",
+            Reading::Single => "single",
+        }
+    }
+}
+
 impl FromStr for Reading {
     type Err = String;
 
