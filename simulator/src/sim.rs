@@ -216,10 +216,12 @@ impl Sim {
         // A line that starts a `/disk copy` waits for it outside the engine, then goes on.
         loop {
             let pending = result.pending.take();
+            // Rendered here, with the engine free for other sessions.
+            let output = result.output();
             if text.is_empty() {
-                text = std::mem::take(&mut result.output);
+                text = output;
             } else {
-                text.push_str(&result.output);
+                text.push_str(&output);
             }
             error |= result.error;
             self.absorb(session, line, result);
@@ -423,7 +425,13 @@ impl Sim {
     }
 
     pub fn disks(&self) -> Vec<Disk> {
-        lock(&self.engine).store.state.disks.clone()
+        lock(&self.engine)
+            .store
+            .state
+            .disks
+            .iter()
+            .map(|d| Disk::clone(d))
+            .collect()
     }
 
     /// The host path of a disk's backing file.
@@ -443,7 +451,13 @@ impl Sim {
             })
             .collect();
         StateView {
-            disks: engine.store.state.disks.clone(),
+            disks: engine
+                .store
+                .state
+                .disks
+                .iter()
+                .map(|d| Disk::clone(d))
+                .collect(),
             files: engine
                 .store
                 .files()

@@ -26,21 +26,23 @@ fn run(e: &mut Engine, line: &str) -> LineResult {
 
 /// Runs a line that must succeed; returns its output.
 fn ok(e: &mut Engine, line: &str) -> String {
-    let r = run(e, line);
-    assert!(!r.error, "{line:?} failed: {}", r.output);
-    r.output
+    let mut r = run(e, line);
+    let output = r.output();
+    assert!(!r.error, "{line:?} failed: {output}");
+    output
 }
 
 /// Runs a line that must fail without changing anything; returns the error text.
 fn refused(e: &mut Engine, line: &str) -> String {
     let state = e.store.state.clone();
     let files = e.store.files();
-    let r = run(e, line);
-    assert!(r.error, "{line:?} should fail, printed {:?}", r.output);
+    let mut r = run(e, line);
+    let output = r.output();
+    assert!(r.error, "{line:?} should fail, printed {output:?}");
     assert!(!r.committed, "{line:?} committed a change");
     assert_eq!(e.store.state, state, "{line:?} changed the state");
     assert_eq!(e.store.files(), files, "{line:?} changed the files");
-    r.output
+    output
 }
 
 const ADD: &str = r#"/disk add type=file file-path="storage-pool/csi/pvc-1.img" file-size=1G slot="pvc-1" nvme-tcp-export=yes nvme-tcp-server-port=4420 nvme-tcp-server-nqn="nqn.2000-02.com.mikrotik:pvc-1" comment="csi=pvc-1""#;
@@ -100,6 +102,32 @@ fn put_prints_ids_as_value_and_json() {
         ),
         "1\r\n"
     );
+}
+
+/// Listings are rendered after the engine is released; each still lands where its `:put` was.
+#[test]
+fn listings_put_in_one_line_print_in_order_with_the_text_around_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut e = engine(dir.path());
+    ok(&mut e, ADD);
+    let json = ok(
+        &mut e,
+        r#":put [:serialize to=json [/disk print detail as-value where slot="pvc-1"]]"#,
+    );
+    let value = ok(
+        &mut e,
+        r#":put [/disk print detail as-value where slot="pvc-1"]"#,
+    );
+    let line = r#":put "a"; :put [:serialize to=json [/disk print detail as-value where slot="pvc-1"]]; :put [/disk find where slot="pvc-1"]; :put [/disk print detail as-value where slot="pvc-1"]; :put "b""#;
+    assert_eq!(ok(&mut e, line), format!("a\r\n{json}*10\r\n{value}b\r\n"));
+    // A failure after a listing keeps the listing before the error.
+    let mut r = run(
+        &mut e,
+        r#":put [/disk print detail as-value where slot="pvc-1"]; /disk set *99 comment="x""#,
+    );
+    let output = r.output();
+    assert!(r.error);
+    assert_eq!(output, format!("{value}no such item\r\n"));
 }
 
 #[test]
@@ -212,12 +240,12 @@ fn bad_input_gets_routeros_errors_and_changes_nothing() {
 fn a_chain_stops_at_the_first_runtime_error_but_keeps_what_ran() {
     let dir = tempfile::tempdir().unwrap();
     let mut e = engine(dir.path());
-    let r = run(
+    let mut r = run(
         &mut e,
         &format!("{ADD}; /disk remove nosuch; /disk set pvc-1 comment=\"never\""),
     );
     assert!(r.error);
-    assert_eq!(r.output, "no such item\r\n");
+    assert_eq!(r.output(), "no such item\r\n");
     let d = e.store.disk_by_slot("pvc-1").unwrap();
     assert_eq!(d.comment.as_deref(), Some("csi=pvc-1"));
 }
@@ -227,11 +255,11 @@ fn set_grows_the_backing_file_and_reports_a_resize() {
     let dir = tempfile::tempdir().unwrap();
     let mut e = engine(dir.path());
     ok(&mut e, ADD);
-    let r = run(
+    let mut r = run(
         &mut e,
         r#"/disk set [find where slot="pvc-1"] file-size=2147483648"#,
     );
-    assert_eq!(r.output, "");
+    assert_eq!(r.output(), "");
     assert_eq!(
         r.events,
         vec![rds_sim::engine::Event::Resized {
@@ -459,11 +487,11 @@ fn monitor_traffic_reads_the_counters() {
         write_ops: 7,
         write_bytes: 28_672,
     };
-    let r = e.run_line(r#"/disk monitor-traffic "pvc-1" once"#, &|slot| {
+    let mut r = e.run_line(r#"/disk monitor-traffic "pvc-1" once"#, &|slot| {
         assert_eq!(slot, "pvc-1");
         counters
     });
-    insta::assert_snapshot!("monitor_traffic", r.output);
+    insta::assert_snapshot!("monitor_traffic", r.output());
     assert!(refused(&mut e, r#"/disk monitor-traffic "pvc-1""#).contains("only with once"));
 }
 

@@ -12,6 +12,7 @@ use super::{Args, Engine, Event, ExecError, Run, invalid};
 use crate::routeros::format;
 use crate::routeros::menu::DISK_TYPES;
 use crate::store::{CopySemantics, Disk};
+use std::sync::Arc;
 
 /// RouterOS refuses slot names longer than this on 7.24.4 (routeros/README.md, assumption 2).
 pub const MAX_SLOT_LEN: usize = 32;
@@ -187,7 +188,7 @@ impl Engine {
         let mut state = self.store.state.clone();
         let id = state.next_id;
         state.next_id += 1;
-        state.disks.push(Disk {
+        state.disks.push(Arc::new(Disk {
             id,
             slot: slot.clone(),
             file_path: path,
@@ -202,7 +203,7 @@ impl Engine {
             nvme_tcp_server_allow_host_name: allow,
             comment,
             uuid: uuid_for(id, &slot),
-        });
+        }));
         self.commit(state, run)?;
         Ok(id)
     }
@@ -255,8 +256,8 @@ impl Engine {
         let mut events = Vec::new();
         for id in ids {
             let i = self.file_disk_index(id)?;
-            let before = state.disks[i].clone();
-            let d = &mut state.disks[i];
+            let before = Arc::clone(&state.disks[i]);
+            let d = Arc::make_mut(&mut state.disks[i]);
             if let Some(slot) = args.text("slot") {
                 check_slot(slot, self.config.quirks.slot_length)?;
                 if slot != before.slot && self.store.disk_by_slot(slot).is_some() {
@@ -309,7 +310,7 @@ impl Engine {
                 && d.nvme_tcp_server_port == before.nvme_tcp_server_port;
             if before.nvme_tcp_export && !still_served {
                 events.push(Event::Unexported {
-                    nqn: before.nvme_tcp_server_nqn,
+                    nqn: before.nvme_tcp_server_nqn.clone(),
                 });
             }
         }

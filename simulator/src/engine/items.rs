@@ -61,18 +61,19 @@ struct Built {
     /// The store's generation the items are of; `None` before the first build.
     generation: Option<u64>,
     /// Each disk with the item built from it.
-    entries: Vec<(Disk, Arc<Item>)>,
+    entries: Vec<(Arc<Disk>, Arc<Item>)>,
 }
 
 impl FileDiskItems {
     /// Runs `f` on the store's disks, in list order, each with its item.
-    fn with<R>(&self, store: &Store, f: impl FnOnce(&[(Disk, Arc<Item>)]) -> R) -> R {
+    fn with<R>(&self, store: &Store, f: impl FnOnce(&[(Arc<Disk>, Arc<Item>)]) -> R) -> R {
         let mut built = self.0.borrow_mut();
         if built.generation != Some(store.generation()) {
-            let mut before: HashMap<u32, (Disk, Arc<Item>)> = std::mem::take(&mut built.entries)
-                .into_iter()
-                .map(|entry| (entry.0.id, entry))
-                .collect();
+            let mut before: HashMap<u32, (Arc<Disk>, Arc<Item>)> =
+                std::mem::take(&mut built.entries)
+                    .into_iter()
+                    .map(|entry| (entry.0.id, entry))
+                    .collect();
             built.entries = store
                 .state
                 .disks

@@ -93,6 +93,9 @@ pub enum Val {
     Nothing,
     Ids(Vec<u32>),
     Items(Vec<Item>),
+    /// `:serialize to=json` of items: a listing's JSON is the costliest text the engine makes,
+    /// so it is made when printed, after the engine's lock is released ([`LineResult::output`]).
+    Json(Vec<Item>),
     Text(String),
 }
 
@@ -106,6 +109,7 @@ impl Val {
                 .collect::<Vec<_>>()
                 .join(";"),
             Val::Items(items) => format::as_value(&items),
+            Val::Json(items) => format::json(&items),
             Val::Text(t) => t,
         }
     }
@@ -139,7 +143,11 @@ pub struct LoggedCommand {
 /// The outcome of one line.
 #[derive(Debug, Default)]
 pub struct LineResult {
-    pub output: String,
+    /// The console output, but for the values in `unrendered`.
+    output: String,
+    /// Listings `:put` prints, each with where in `output` it goes: rendered by
+    /// [`LineResult::output`], which the simulator calls after releasing the engine.
+    unrendered: Vec<(usize, Val)>,
     pub error: bool,
     /// Whether any statement changed committed state.
     pub committed: bool,
@@ -147,6 +155,39 @@ pub struct LineResult {
     pub log: Vec<LoggedCommand>,
     /// A `/disk copy` the line waits for, and what runs after it.
     pub pending: Option<Pending>,
+}
+
+impl LineResult {
+    /// The whole console output, listings rendered.
+    pub fn output(&mut self) -> String {
+        let done = std::mem::take(&mut self.output);
+        if self.unrendered.is_empty() {
+            return done;
+        }
+        let mut text = String::new();
+        let mut from = 0;
+        for (at, value) in self.unrendered.drain(..) {
+            text.push_str(&done[from..at]);
+            let rendered = value.render();
+            if text.is_empty() {
+                text = rendered;
+            } else {
+                text.push_str(&rendered);
+            }
+            from = at;
+        }
+        text.push_str(&done[from..]);
+        text
+    }
+
+    /// `:put`: a listing is left to render outside the engine; any other value is cheap.
+    fn put(&mut self, value: Val) {
+        match value {
+            Val::Items(_) | Val::Json(_) => self.unrendered.push((self.output.len(), value)),
+            other => self.output.push_str(&other.render()),
+        }
+        self.output.push_str("\r\n");
+    }
 }
 
 /// The rest of a line that waits for a `/disk copy`: run the copy
@@ -279,7 +320,7 @@ impl Engine {
             }
             Statement::Put(arg) => {
                 let v = self.arg_value(arg, run)?;
-                push_line(&mut run.result.output, &v.render());
+                run.result.put(v);
             }
             Statement::Serialize { .. } => {
                 // A value with nowhere to go: RouterOS computes it and prints nothing.
@@ -294,7 +335,7 @@ impl Engine {
             Statement::Menu(cmd) => Ok(self.command(cmd, run, false)?.0),
             Statement::Put(arg) => {
                 let v = self.arg_value(arg, run)?;
-                push_line(&mut run.result.output, &v.render());
+                run.result.put(v);
                 Ok(Val::Nothing)
             }
             Statement::Serialize { to, value } => {
@@ -304,12 +345,14 @@ impl Engine {
                     )));
                 }
                 match self.arg_value(value, run)? {
-                    Val::Items(items) => Ok(Val::Text(format::json(&items))),
+                    Val::Items(items) => Ok(Val::Json(items)),
                     Val::Ids(ids) => Ok(Val::Text(
                         serde_json::to_string(&ids.iter().map(|i| id_text(*i)).collect::<Vec<_>>())
                             .unwrap_or_default(),
                     )),
-                    Val::Text(t) => Ok(Val::Text(serde_json::to_string(&t).unwrap_or_default())),
+                    text @ (Val::Text(_) | Val::Json(_)) => Ok(Val::Text(
+                        serde_json::to_string(&text.render()).unwrap_or_default(),
+                    )),
                     Val::Nothing => Ok(Val::Text("[]".into())),
                 }
             }
@@ -524,7 +567,9 @@ impl Engine {
                     Val::Ids(ids) => Ok(ids),
                     Val::Nothing => Ok(Vec::new()),
                     Val::Items(items) => Ok(items.iter().map(|i| i.id).collect()),
-                    Val::Text(t) => self.resolve_names(menu.path, &t),
+                    text @ (Val::Text(_) | Val::Json(_)) => {
+                        self.resolve_names(menu.path, &text.render())
+                    }
                 };
             }
             Arg::Text { text, .. } => text.clone(),
@@ -692,12 +737,6 @@ fn describe(stmt: &Statement) -> String {
         Statement::Put(_) => ":put".into(),
         Statement::Serialize { to, .. } => format!(":serialize to={to}"),
     }
-}
-
-/// Appends a text and CRLF to the output, without a copy of the text between.
-fn push_line(output: &mut String, text: &str) {
-    output.push_str(text);
-    output.push_str("\r\n");
 }
 
 /// Ends a text with CRLF unless it is empty.

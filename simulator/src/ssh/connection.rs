@@ -1,6 +1,7 @@
 //! One TCP connection: authentication, channel requests, and tearing the connection down when
 //! the shell drops its session.
 
+use std::collections::HashMap;
 use std::net::{Shutdown, SocketAddr};
 use std::sync::Arc;
 
@@ -57,6 +58,7 @@ pub(super) async fn run<S: Shell>(
         kill: kill.clone(),
         authenticated: None,
         session: None,
+        opened: HashMap::new(),
     };
     // russh reads each packet's length, then the packet, straight from the stream: two reads
     // per packet, about twenty per command. A buffer takes whatever has arrived in one.
@@ -113,6 +115,8 @@ struct Connection<S: Shell> {
     /// The account that passed authentication (login flags stripped).
     authenticated: Option<String>,
     session: Option<OpenSession<S>>,
+    /// Session channels waiting for their exec or shell request.
+    opened: HashMap<ChannelId, Channel<Msg>>,
 }
 
 impl<S: Shell> Connection<S> {
@@ -128,6 +132,15 @@ impl<S: Shell> Connection<S> {
         } else {
             Auth::reject()
         }
+    }
+
+    /// What a channel of this session runs commands with; `None` before authentication.
+    fn context(&self) -> Option<ChannelContext<S>> {
+        self.session.as_ref().map(|session| ChannelContext {
+            shell: self.shell.clone(),
+            session: session.id,
+            kill: self.kill.clone(),
+        })
     }
 
     fn key_authorized(&self, login: &str, key: &ssh_key::PublicKey) -> bool {
@@ -196,22 +209,24 @@ impl<S: Shell> russh::server::Handler for Connection<S> {
     ) -> Result<(), Self::Error> {
         // Channels open only after authentication, so the session exists; dropping `reply`
         // refuses the channel should that ever not hold.
-        if let Some(session) = &self.session {
+        if self.session.is_some() {
             reply.accept().await;
-            tokio::spawn(channel::serve(
-                channel,
-                ChannelContext {
-                    shell: self.shell.clone(),
-                    session: session.id,
-                    kill: self.kill.clone(),
-                },
-            ));
+            self.opened.insert(channel.id(), channel);
         }
         Ok(())
     }
 
-    // The channel task does the work; the replies to requests are sent here, in order, before
-    // any output of the request.
+    async fn channel_close(
+        &mut self,
+        channel: ChannelId,
+        _session: &mut Session,
+    ) -> Result<(), Self::Error> {
+        // A channel closed before any request.
+        self.opened.remove(&channel);
+        Ok(())
+    }
+
+    // The replies to requests are sent here, in order, before any output of the request.
 
     async fn pty_request(
         &mut self,
@@ -232,16 +247,24 @@ impl<S: Shell> russh::server::Handler for Connection<S> {
         channel: ChannelId,
         session: &mut Session,
     ) -> Result<(), Self::Error> {
-        session.channel_success(channel)
+        session.channel_success(channel)?;
+        if let (Some(open), Some(context)) = (self.opened.remove(&channel), self.context()) {
+            tokio::spawn(channel::serve_shell(open, context));
+        }
+        Ok(())
     }
 
     async fn exec_request(
         &mut self,
         channel: ChannelId,
-        _data: &[u8],
+        data: &[u8],
         session: &mut Session,
     ) -> Result<(), Self::Error> {
-        session.channel_success(channel)
+        session.channel_success(channel)?;
+        match (self.opened.remove(&channel), self.context()) {
+            (Some(open), Some(context)) => channel::exec(open, context, data, session),
+            _ => Ok(()),
+        }
     }
 
     async fn env_request(

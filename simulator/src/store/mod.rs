@@ -18,6 +18,7 @@ pub use files::{FileEntry, FileKind, format_utc};
 use serde::{Deserialize, Serialize};
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 /// One `type=file` disk.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -53,7 +54,9 @@ pub struct Pool {
 pub struct State {
     pub next_id: u32,
     pub identity: String,
-    pub disks: Vec<Disk>,
+    /// Shared with the states before and after a command: a command copies the list, not the
+    /// disks it leaves alone, and what changed is found by pointer (`persist.rs`).
+    pub disks: Vec<Arc<Disk>>,
     /// Btrfs subvolumes of the pool (a Btrfs pool only).
     #[serde(default)]
     pub subvolumes: Vec<Subvolume>,
@@ -280,7 +283,11 @@ impl Store {
     }
 
     pub fn disk_by_slot(&self, slot: &str) -> Option<&Disk> {
-        self.state.disks.iter().find(|d| d.slot == slot)
+        self.state
+            .disks
+            .iter()
+            .map(|d| &**d)
+            .find(|d| d.slot == slot)
     }
 
     /// Whether a `/file` path lies under a mounted disk (the pool).

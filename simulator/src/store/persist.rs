@@ -18,6 +18,7 @@ use std::collections::HashSet;
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 /// A journal longer than this is folded into a new snapshot.
 const COMPACT_AT: u64 = 1 << 20;
@@ -43,7 +44,7 @@ struct Header {
 struct Change {
     next_id: u32,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    put: Vec<Disk>,
+    put: Vec<Arc<Disk>>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     drop: Vec<u32>,
 }
@@ -59,7 +60,7 @@ impl Change {
             return None;
         }
         let new_ids: HashSet<u32> = new.disks.iter().map(|d| d.id).collect();
-        let kept: Vec<&Disk> = old
+        let kept: Vec<&Arc<Disk>> = old
             .disks
             .iter()
             .filter(|d| new_ids.contains(&d.id))
@@ -71,6 +72,7 @@ impl Change {
         {
             return None;
         }
+        // Arc's equality looks at the pointer first: a disk the command left alone costs nothing.
         let changed = in_place.iter().zip(&kept).filter(|(n, o)| n != *o);
         Some(Change {
             next_id: new.next_id,

@@ -109,7 +109,9 @@ pub fn as_value(items: &[Item]) -> String {
 /// * string escaping is standard JSON: `\"`, `\\`, `\n`, `\r`, `\t`, `\b`, `\f`, `\u00XX` for
 ///   other control characters; `/` and non-ASCII text are left as they are (`"192.168.0.0/24"`).
 pub fn json(items: &[Item]) -> String {
-    let mut out = String::from("[");
+    // About what a disk's record takes, so that a long listing is not copied as it grows.
+    let mut out = String::with_capacity(2 + items.len() * 800);
+    out.push('[');
     let mut sorted = KeyOrder::default();
     for (item_number, item) in items.iter().enumerate() {
         if item_number > 0 {
@@ -162,6 +164,15 @@ fn numeric_string(text: &str) -> Option<f64> {
 /// simulator's cost in a JSON listing.
 fn push_json_string(out: &mut String, text: &str) {
     out.push('"');
+    // Nearly every value has nothing to escape: one scan, one copy.
+    if !text
+        .bytes()
+        .any(|byte| byte < 0x20 || byte == b'"' || byte == b'\\')
+    {
+        out.push_str(text);
+        out.push('"');
+        return;
+    }
     let mut run = 0;
     // Every byte escaped is ASCII, so the runs split on character boundaries.
     for (at, byte) in text.bytes().enumerate() {

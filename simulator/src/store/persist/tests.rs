@@ -1,7 +1,7 @@
 use super::*;
 
-fn disk(id: u32, slot: &str) -> Disk {
-    Disk {
+fn disk(id: u32, slot: &str) -> Arc<Disk> {
+    Arc::new(Disk {
         id,
         slot: slot.into(),
         file_path: format!("pool/{slot}.img"),
@@ -16,7 +16,7 @@ fn disk(id: u32, slot: &str) -> Disk {
         nvme_tcp_server_allow_host_name: String::new(),
         comment: None,
         uuid: format!("{id:032x}"),
-    }
+    })
 }
 
 /// Commits `new` after `state`, as the store does, and makes it current.
@@ -34,7 +34,7 @@ fn churn(p: &mut Persisted, state: &mut State) {
         commit(p, state, new);
     }
     let mut new = state.clone();
-    new.disks[1].comment = Some("changed".into());
+    Arc::make_mut(&mut new.disks[1]).comment = Some("changed".into());
     new.disks.remove(0);
     commit(p, state, new);
 }
