@@ -425,13 +425,7 @@ impl Sim {
     }
 
     pub fn disks(&self) -> Vec<Disk> {
-        lock(&self.engine)
-            .store
-            .state
-            .disks
-            .iter()
-            .map(|d| Disk::clone(d))
-            .collect()
+        lock(&self.engine).store.state.disk_copies()
     }
 
     /// The host path of a disk's backing file.
@@ -451,13 +445,7 @@ impl Sim {
             })
             .collect();
         StateView {
-            disks: engine
-                .store
-                .state
-                .disks
-                .iter()
-                .map(|d| Disk::clone(d))
-                .collect(),
+            disks: engine.store.state.disk_copies(),
             files: engine
                 .store
                 .files()

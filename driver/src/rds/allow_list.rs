@@ -46,11 +46,10 @@ impl FromStr for Reading {
     type Err = String;
 
     fn from_str(text: &str) -> Result<Reading, String> {
-        match text {
-            "list" => Ok(Reading::List),
-            "single" => Ok(Reading::Single),
-            other => Err(format!("{other:?} is neither list nor single")),
-        }
+        [Reading::List, Reading::Single]
+            .into_iter()
+            .find(|reading| reading.as_str() == text)
+            .ok_or_else(|| format!("{text:?} is neither list nor single"))
     }
 }
 

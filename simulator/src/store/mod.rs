@@ -65,6 +65,13 @@ pub struct State {
     pub next_subvolume_id: u64,
 }
 
+impl State {
+    /// The disks, each copied out of the shared state, for readers outside the engine.
+    pub fn disk_copies(&self) -> Vec<Disk> {
+        self.disks.iter().map(|d| Disk::clone(d)).collect()
+    }
+}
+
 impl Default for State {
     fn default() -> Self {
         State {
